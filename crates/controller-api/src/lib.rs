@@ -1,0 +1,36 @@
+//! # strata-controller-api
+//!
+//! The vocabulary of Strata: identifiers, timestamps, the row data model, collection,
+//! ingestion and export descriptions, read policies and read holds, the typed
+//! [`StorageError`], and the controller traits that `strata-controller-core` implements.
+//!
+//! **Owns**: value types and trait definitions that every other Strata crate shares.
+//!
+//! **Must never depend on**: any other Strata crate, an async runtime, or anything that
+//! does I/O. Frontier types come from `timely::progress`, [`Lattice`] from
+//! differential-dataflow.
+//!
+//! **Invariants**:
+//! - a [`Row`]'s bytes always decode;
+//! - parsing ids and rows from outside input returns errors, never panics;
+//! - a [`ReadPolicy`] is a pure function from an upper to a since.
+//!
+//! [`Lattice`]: differential_dataflow::lattice::Lattice
+
+pub mod description;
+pub mod error;
+pub mod ids;
+pub mod row;
+pub mod timestamp;
+
+pub use description::{
+    CollectionDescription, CollectionMetadata, DataSource, ExportDescription,
+    IngestionDescription, IntrospectionType, LoadGenerator, SinkConnection, SourceConnection,
+    SourceOutput,
+};
+pub use error::{Certainty, Result, SharedError, StorageError};
+pub use ids::{GlobalId, IdParseError, InstanceId, ReplicaId, ShardId};
+pub use row::{ColumnType, Datum, RelationDesc, RelationDescBuilder, Row, RowDecodeError, RowMismatch, ScalarType};
+pub use timestamp::{StorageTimestamp, Timestamp};
+
+pub use timely::progress::{Antichain, ChangeBatch, frontier::MutableAntichain};

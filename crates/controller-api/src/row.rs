@@ -1,0 +1,601 @@
+//! The data model: [`Datum`], [`Row`], [`ScalarType`], [`ColumnType`] and [`RelationDesc`].
+//!
+//! A [`Row`] is a compact byte encoding of a sequence of datums. Its invariant: the bytes
+//! always decode. [`Row::pack`] builds valid bytes, and [`Row::from_bytes`] validates
+//! bytes that come from outside (a file, the network) before it accepts them, so reading a
+//! row's datums never fails.
+//!
+//! The encoding is one tag byte per datum followed by its payload: integers as LEB128
+//! varints (signed ones zig-zagged), floats as 8 little-endian bytes, and strings, bytes
+//! and JSON as a varint length plus the bytes. Rows compare and hash by their bytes, which
+//! is what consolidation needs; it is not the datums' natural order.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One value in a row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Datum {
+    /// SQL NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A signed 64-bit integer.
+    Int64(i64),
+    /// An unsigned 64-bit integer.
+    UInt64(u64),
+    /// A 64-bit float.
+    Float64(f64),
+    /// UTF-8 text.
+    String(String),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+    /// A JSON document, kept as its text.
+    Jsonb(String),
+    /// A point in time, in milliseconds since the Unix epoch.
+    TimestampMillis(u64),
+}
+
+impl Datum {
+    /// The scalar type of this datum, or `None` for [`Datum::Null`].
+    pub fn scalar_type(&self) -> Option<ScalarType> {
+        Some(match self {
+            Datum::Null => return None,
+            Datum::Bool(_) => ScalarType::Bool,
+            Datum::Int64(_) => ScalarType::Int64,
+            Datum::UInt64(_) => ScalarType::UInt64,
+            Datum::Float64(_) => ScalarType::Float64,
+            Datum::String(_) => ScalarType::String,
+            Datum::Bytes(_) => ScalarType::Bytes,
+            Datum::Jsonb(_) => ScalarType::Jsonb,
+            Datum::TimestampMillis(_) => ScalarType::TimestampMillis,
+        })
+    }
+}
+
+impl fmt::Display for Datum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Datum::Null => f.write_str("null"),
+            Datum::Bool(b) => write!(f, "{b}"),
+            Datum::Int64(n) => write!(f, "{n}"),
+            Datum::UInt64(n) => write!(f, "{n}"),
+            Datum::Float64(x) => write!(f, "{x}"),
+            Datum::String(s) | Datum::Jsonb(s) => f.write_str(s),
+            Datum::Bytes(b) => {
+                f.write_str("\\x")?;
+                b.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+            }
+            Datum::TimestampMillis(ms) => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+/// The type of a non-null datum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ScalarType {
+    /// [`Datum::Bool`].
+    Bool,
+    /// [`Datum::Int64`].
+    Int64,
+    /// [`Datum::UInt64`].
+    UInt64,
+    /// [`Datum::Float64`].
+    Float64,
+    /// [`Datum::String`].
+    String,
+    /// [`Datum::Bytes`].
+    Bytes,
+    /// [`Datum::Jsonb`].
+    Jsonb,
+    /// [`Datum::TimestampMillis`].
+    TimestampMillis,
+}
+
+/// A column's type: a scalar type and whether it admits NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ColumnType {
+    /// The type of the column's non-null values.
+    pub scalar_type: ScalarType,
+    /// Whether the column admits [`Datum::Null`].
+    pub nullable: bool,
+}
+
+impl ScalarType {
+    /// This type as a column that admits NULL or not.
+    pub fn nullable(self, nullable: bool) -> ColumnType {
+        ColumnType { scalar_type: self, nullable }
+    }
+}
+
+/// The schema of a collection: named, typed columns.
+///
+/// # Examples
+///
+/// ```
+/// use strata_controller_api::{Datum, RelationDesc, Row, ScalarType};
+/// let desc = RelationDesc::builder()
+///     .with_column("id", ScalarType::Int64.nullable(false))
+///     .with_column("name", ScalarType::String.nullable(true))
+///     .finish();
+/// let good = Row::pack(&[Datum::Int64(1), Datum::Null]);
+/// let bad = Row::pack(&[Datum::Null, Datum::Null]);
+/// assert!(desc.validate_row(&good).is_ok());
+/// assert!(desc.validate_row(&bad).is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RelationDesc {
+    columns: Vec<(String, ColumnType)>,
+}
+
+/// Builds a [`RelationDesc`] column by column.
+#[derive(Debug, Default)]
+pub struct RelationDescBuilder {
+    columns: Vec<(String, ColumnType)>,
+}
+
+impl RelationDescBuilder {
+    /// Appends a column.
+    pub fn with_column(mut self, name: impl Into<String>, typ: ColumnType) -> Self {
+        self.columns.push((name.into(), typ));
+        self
+    }
+
+    /// The finished description.
+    pub fn finish(self) -> RelationDesc {
+        RelationDesc { columns: self.columns }
+    }
+}
+
+/// Why a row does not match a [`RelationDesc`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RowMismatch {
+    /// The row has the wrong number of datums.
+    #[error("row has {actual} columns, the relation has {expected}")]
+    Arity {
+        /// Columns in the relation.
+        expected: usize,
+        /// Datums in the row.
+        actual: usize,
+    },
+    /// A NULL in a column that does not admit NULL.
+    #[error("column {column:?} is not nullable")]
+    Null {
+        /// The column's name.
+        column: String,
+    },
+    /// A datum of the wrong type.
+    #[error("column {column:?} has type {expected:?}, the datum is {actual:?}")]
+    Type {
+        /// The column's name.
+        column: String,
+        /// The column's type.
+        expected: ScalarType,
+        /// The datum's type.
+        actual: ScalarType,
+    },
+}
+
+impl RelationDesc {
+    /// A builder for a new description.
+    pub fn builder() -> RelationDescBuilder {
+        RelationDescBuilder::default()
+    }
+
+    /// A description with no columns.
+    pub fn empty() -> Self {
+        RelationDesc::default()
+    }
+
+    /// The number of columns.
+    pub fn arity(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// The columns, in order.
+    pub fn columns(&self) -> impl ExactSizeIterator<Item = (&str, &ColumnType)> {
+        self.columns.iter().map(|(name, typ)| (name.as_str(), typ))
+    }
+
+    /// The column names, in order.
+    pub fn names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.columns.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The column types, in order.
+    pub fn types(&self) -> impl ExactSizeIterator<Item = &ColumnType> {
+        self.columns.iter().map(|(_, typ)| typ)
+    }
+
+    /// Checks that `row` has this description's arity, types and nullability.
+    pub fn validate_row(&self, row: &Row) -> Result<(), RowMismatch> {
+        let datums = row.unpack();
+        self.validate_datums(&datums)
+    }
+
+    /// Like [`RelationDesc::validate_row`], for datums not yet packed.
+    pub fn validate_datums(&self, datums: &[Datum]) -> Result<(), RowMismatch> {
+        if datums.len() != self.columns.len() {
+            return Err(RowMismatch::Arity { expected: self.columns.len(), actual: datums.len() });
+        }
+        for ((name, typ), datum) in self.columns.iter().zip(datums) {
+            match datum.scalar_type() {
+                None if !typ.nullable => return Err(RowMismatch::Null { column: name.clone() }),
+                None => {}
+                Some(actual) if actual != typ.scalar_type => {
+                    return Err(RowMismatch::Type {
+                        column: name.clone(),
+                        expected: typ.scalar_type,
+                        actual,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sequence of datums in a compact byte encoding.
+///
+/// # Examples
+///
+/// ```
+/// use strata_controller_api::{Datum, Row};
+/// let datums = vec![Datum::Int64(-3), Datum::String("hi".into()), Datum::Null];
+/// let row = Row::pack(&datums);
+/// assert_eq!(row.unpack(), datums);
+/// let copy = Row::from_bytes(row.as_bytes().to_vec()).unwrap();
+/// assert_eq!(copy, row);
+/// assert!(Row::from_bytes(vec![0xff]).is_err());
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Row {
+    bytes: Vec<u8>,
+}
+
+/// Bytes that are not a valid row encoding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed row at byte {offset}: {reason}")]
+pub struct RowDecodeError {
+    /// Where decoding stopped.
+    pub offset: usize,
+    /// What was wrong there.
+    pub reason: &'static str,
+}
+
+mod tag {
+    pub(super) const NULL: u8 = 0;
+    pub(super) const FALSE: u8 = 1;
+    pub(super) const TRUE: u8 = 2;
+    pub(super) const INT64: u8 = 3;
+    pub(super) const UINT64: u8 = 4;
+    pub(super) const FLOAT64: u8 = 5;
+    pub(super) const STRING: u8 = 6;
+    pub(super) const BYTES: u8 = 7;
+    pub(super) const JSONB: u8 = 8;
+    pub(super) const TIMESTAMP: u8 = 9;
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
+impl Row {
+    /// Packs datums into a row.
+    pub fn pack<'a>(datums: impl IntoIterator<Item = &'a Datum>) -> Row {
+        let mut bytes = Vec::new();
+        for datum in datums {
+            Self::push_datum(&mut bytes, datum);
+        }
+        Row { bytes }
+    }
+
+    fn push_datum(out: &mut Vec<u8>, datum: &Datum) {
+        match datum {
+            Datum::Null => out.push(tag::NULL),
+            Datum::Bool(false) => out.push(tag::FALSE),
+            Datum::Bool(true) => out.push(tag::TRUE),
+            Datum::Int64(n) => {
+                out.push(tag::INT64);
+                put_varint(out, zigzag(*n));
+            }
+            Datum::UInt64(n) => {
+                out.push(tag::UINT64);
+                put_varint(out, *n);
+            }
+            Datum::Float64(x) => {
+                out.push(tag::FLOAT64);
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Datum::String(s) => Self::push_len_prefixed(out, tag::STRING, s.as_bytes()),
+            Datum::Bytes(b) => Self::push_len_prefixed(out, tag::BYTES, b),
+            Datum::Jsonb(s) => Self::push_len_prefixed(out, tag::JSONB, s.as_bytes()),
+            Datum::TimestampMillis(ms) => {
+                out.push(tag::TIMESTAMP);
+                put_varint(out, *ms);
+            }
+        }
+    }
+
+    fn push_len_prefixed(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
+        out.push(tag);
+        put_varint(out, payload.len() as u64);
+        out.extend_from_slice(payload);
+    }
+
+    /// Accepts bytes from outside after checking that they decode.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Row, RowDecodeError> {
+        let mut decoder = Decoder { bytes: &bytes, offset: 0 };
+        while decoder.offset < bytes.len() {
+            decoder.next_datum()?;
+        }
+        Ok(Row { bytes })
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The encoded bytes, consuming the row.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The datums, in order.
+    pub fn iter(&self) -> RowIter<'_> {
+        RowIter { decoder: Decoder { bytes: &self.bytes, offset: 0 } }
+    }
+
+    /// The datums, collected.
+    pub fn unpack(&self) -> Vec<Datum> {
+        self.iter().collect()
+    }
+
+    /// The number of datums.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether the row has no datums.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl fmt::Debug for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl fmt::Display for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(")?;
+        for (i, datum) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{datum}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl FromIterator<Datum> for Row {
+    fn from_iter<I: IntoIterator<Item = Datum>>(iter: I) -> Self {
+        let mut bytes = Vec::new();
+        for datum in iter {
+            Row::push_datum(&mut bytes, &datum);
+        }
+        Row { bytes }
+    }
+}
+
+/// Iterates a row's datums.
+#[derive(Debug)]
+pub struct RowIter<'a> {
+    decoder: Decoder<'a>,
+}
+
+impl Iterator for RowIter<'_> {
+    type Item = Datum;
+
+    fn next(&mut self) -> Option<Datum> {
+        if self.decoder.offset >= self.decoder.bytes.len() {
+            return None;
+        }
+        // A `Row`'s bytes always decode (see the module invariant), so an error here
+        // cannot happen; ending the iteration is the panic-free answer if it did.
+        self.decoder.next_datum().ok()
+    }
+}
+
+#[derive(Debug)]
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl Decoder<'_> {
+    fn fail<X>(&self, reason: &'static str) -> Result<X, RowDecodeError> {
+        Err(RowDecodeError { offset: self.offset, reason })
+    }
+
+    fn byte(&mut self) -> Result<u8, RowDecodeError> {
+        match self.bytes.get(self.offset) {
+            Some(b) => {
+                self.offset += 1;
+                Ok(*b)
+            }
+            None => self.fail("truncated"),
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, RowDecodeError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return self.fail("varint overflows 64 bits");
+            }
+            value |= bits << shift;
+            if b & 0x80 == 0 {
+                if b == 0 && shift > 0 {
+                    // Rows compare by bytes, so only the shortest encoding is accepted.
+                    return self.fail("non-canonical varint");
+                }
+                return Ok(value);
+            }
+        }
+        self.fail("varint too long")
+    }
+
+    fn slice(&mut self) -> Result<&[u8], RowDecodeError> {
+        let len = self.varint()?;
+        let len = usize::try_from(len).or_else(|_| self.fail("length out of range"))?;
+        let end = self.offset.checked_add(len).filter(|end| *end <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let start = self.offset;
+                self.offset = end;
+                Ok(&self.bytes[start..end])
+            }
+            None => self.fail("length past the end"),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, RowDecodeError> {
+        let start = self.offset;
+        let raw = self.slice()?;
+        match std::str::from_utf8(raw) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => Err(RowDecodeError { offset: start, reason: "invalid utf-8" }),
+        }
+    }
+
+    fn next_datum(&mut self) -> Result<Datum, RowDecodeError> {
+        Ok(match self.byte()? {
+            tag::NULL => Datum::Null,
+            tag::FALSE => Datum::Bool(false),
+            tag::TRUE => Datum::Bool(true),
+            tag::INT64 => Datum::Int64(unzigzag(self.varint()?)),
+            tag::UINT64 => Datum::UInt64(self.varint()?),
+            tag::FLOAT64 => {
+                let mut buf = [0u8; 8];
+                for b in &mut buf {
+                    *b = self.byte()?;
+                }
+                Datum::Float64(f64::from_le_bytes(buf))
+            }
+            tag::STRING => Datum::String(self.string()?),
+            tag::BYTES => Datum::Bytes(self.slice()?.to_vec()),
+            tag::JSONB => Datum::Jsonb(self.string()?),
+            tag::TIMESTAMP => Datum::TimestampMillis(self.varint()?),
+            _ => {
+                self.offset -= 1;
+                return self.fail("unknown datum tag");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_datum() -> impl Strategy<Value = Datum> {
+        prop_oneof![
+            Just(Datum::Null),
+            any::<bool>().prop_map(Datum::Bool),
+            any::<i64>().prop_map(Datum::Int64),
+            any::<u64>().prop_map(Datum::UInt64),
+            any::<f64>().prop_filter("NaN is not equal to itself", |x| !x.is_nan()).prop_map(Datum::Float64),
+            ".*".prop_map(Datum::String),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Datum::Bytes),
+            ".*".prop_map(Datum::Jsonb),
+            any::<u64>().prop_map(Datum::TimestampMillis),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn encode_then_decode_is_identity(datums in proptest::collection::vec(arb_datum(), 0..16)) {
+            let row = Row::pack(&datums);
+            prop_assert_eq!(row.unpack(), datums.clone());
+            prop_assert_eq!(row.len(), datums.len());
+            let reparsed = Row::from_bytes(row.as_bytes().to_vec());
+            prop_assert_eq!(reparsed, Ok(row));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(row) = Row::from_bytes(bytes.clone()) {
+                // Whatever decodes must re-encode to the same bytes.
+                prop_assert_eq!(Row::pack(&row.unpack()).into_bytes(), bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn decode_errors_are_typed() {
+        let cases: &[(&[u8], &str)] = &[
+            (&[42], "unknown datum tag"),
+            (&[tag::INT64], "truncated"),
+            (&[tag::STRING, 5, b'a'], "length past the end"),
+            (&[tag::STRING, 1, 0xff], "invalid utf-8"),
+            (&[tag::FLOAT64, 1, 2], "truncated"),
+            (&[tag::UINT64, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], "varint overflows 64 bits"),
+        ];
+        for (bytes, reason) in cases {
+            let err = Row::from_bytes(bytes.to_vec()).expect_err("must fail");
+            assert_eq!(err.reason, *reason, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn small_values_are_compact() {
+        let row = Row::pack(&[Datum::Int64(1), Datum::UInt64(2), Datum::Bool(true)]);
+        assert_eq!(row.as_bytes().len(), 5);
+    }
+
+    #[test]
+    fn validate_reports_each_mismatch() {
+        let desc = RelationDesc::builder()
+            .with_column("a", ScalarType::Int64.nullable(false))
+            .with_column("b", ScalarType::String.nullable(true))
+            .finish();
+        let check = |datums: Vec<Datum>, expected: Result<(), RowMismatch>| {
+            assert_eq!(desc.validate_row(&Row::pack(&datums)), expected, "{datums:?}");
+        };
+        check(vec![Datum::Int64(1), Datum::String("x".into())], Ok(()));
+        check(vec![Datum::Int64(1), Datum::Null], Ok(()));
+        check(vec![Datum::Int64(1)], Err(RowMismatch::Arity { expected: 2, actual: 1 }));
+        check(vec![Datum::Null, Datum::Null], Err(RowMismatch::Null { column: "a".into() }));
+        check(
+            vec![Datum::UInt64(1), Datum::Null],
+            Err(RowMismatch::Type {
+                column: "a".into(),
+                expected: ScalarType::Int64,
+                actual: ScalarType::UInt64,
+            }),
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! # strata-controller-core
+//!
+//! Placeholder: filled by its issue.

@@ -1,0 +1,3 @@
+//! # strata-instance-client
+//!
+//! Placeholder: filled by its issue.

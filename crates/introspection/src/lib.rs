@@ -1,0 +1,3 @@
+//! # strata-introspection
+//!
+//! Placeholder: filled by its issue.

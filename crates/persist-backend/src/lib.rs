@@ -1,0 +1,3 @@
+//! # strata-persist-backend
+//!
+//! Placeholder: filled by its issue.

@@ -1,0 +1,3 @@
+//! # strata-replica
+//!
+//! Placeholder: filled by its issue.

@@ -1,0 +1,3 @@
+//! # strata-testkit
+//!
+//! Placeholder: filled by its issue.
