@@ -20,6 +20,7 @@
 pub mod description;
 pub mod error;
 pub mod ids;
+pub mod read_hold;
 pub mod read_policy;
 pub mod row;
 pub mod timestamp;
@@ -31,6 +32,7 @@ pub use description::{
 };
 pub use error::{Certainty, Result, SharedError, StorageError};
 pub use ids::{GlobalId, IdParseError, InstanceId, ReplicaId, ShardId};
+pub use read_hold::{ChangeTx, IssuerGone, ReadHold, ReadHoldError};
 pub use read_policy::ReadPolicy;
 pub use row::{ColumnType, Datum, RelationDesc, RelationDescBuilder, Row, RowDecodeError, RowMismatch, ScalarType};
 pub use timestamp::{StorageTimestamp, Timestamp};
