@@ -1,0 +1,320 @@
+//! Builders and proptest strategies shared by this crate's tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use strata_controller_api::{
+    Antichain, CollectionMetadata, ExportDescription, GlobalId, IngestionDescription, InstanceId,
+    LoadGenerator, RelationDesc, ReplicaId, ScalarType, ShardId, SinkConnection, SourceConnection,
+    SourceOutput, Timestamp,
+};
+
+use crate::protocol::{
+    RunIngestionCommand, RunSinkCommand, SinkStatisticsUpdate, SourceStatisticsUpdate, Status,
+    StatusUpdate, StorageCommand, StorageParameters, StorageResponse,
+};
+
+/// A frontier at `t`, or `[]` for `None`.
+pub(crate) fn frontier(t: Option<u64>) -> Antichain<Timestamp> {
+    match t {
+        Some(t) => Antichain::from_elem(Timestamp::new(t)),
+        None => Antichain::new(),
+    }
+}
+
+fn metadata(n: u8) -> CollectionMetadata {
+    CollectionMetadata {
+        persist_location: "mem://test".into(),
+        data_shard: ShardId::from_bytes([n; 16]),
+        remap_shard: None,
+        txns_shard: None,
+        relation_desc: RelationDesc::builder()
+            .with_column("n", ScalarType::Int64.nullable(false))
+            .finish(),
+    }
+}
+
+/// An ingestion `u{id}` with remap collection `u{remap}` and the given extra exports.
+pub(crate) fn ingestion(id: u64, remap: u64, exports: &[u64]) -> RunIngestionCommand<Timestamp> {
+    let mut source_exports = BTreeMap::new();
+    source_exports.insert(GlobalId::User(id), SourceOutput::Primary);
+    for e in exports {
+        source_exports.insert(GlobalId::User(*e), SourceOutput::Named(format!("out{e}")));
+    }
+    let storage_metadata = source_exports.keys().map(|id| (*id, metadata(1))).collect();
+    RunIngestionCommand {
+        id: GlobalId::User(id),
+        description: IngestionDescription {
+            connection: SourceConnection::LoadGenerator {
+                generator: LoadGenerator::Counter { max_ticks: None },
+                tick_interval_ms: 10,
+                offsets_per_tick: 1,
+                seed: 0,
+            },
+            instance_id: InstanceId(1),
+            remap_collection_id: GlobalId::User(remap),
+            source_exports,
+            as_of: None,
+        },
+        storage_metadata,
+    }
+}
+
+/// A sink `u{id}` reading `u{from}` from `as_of`.
+pub(crate) fn sink(id: u64, from: u64, as_of: u64) -> RunSinkCommand<Timestamp> {
+    RunSinkCommand {
+        id: GlobalId::User(id),
+        description: ExportDescription {
+            from: GlobalId::User(from),
+            from_desc: RelationDesc::empty(),
+            connection: SinkConnection::File {
+                path: format!("/tmp/sink{id}"),
+            },
+            as_of: frontier(Some(as_of)),
+            with_snapshot: true,
+            instance_id: InstanceId(1),
+        },
+        from_metadata: metadata(2),
+    }
+}
+
+/// `AllowCompaction(u{id}, frontier(t))`.
+pub(crate) fn compact(id: u64, t: Option<u64>) -> StorageCommand<Timestamp> {
+    StorageCommand::AllowCompaction {
+        id: GlobalId::User(id),
+        frontier: frontier(t),
+    }
+}
+
+/// One configuration value.
+pub(crate) fn config(k: &str, v: &str) -> StorageCommand<Timestamp> {
+    StorageCommand::UpdateConfiguration(StorageParameters {
+        params: [(k.to_owned(), v.to_owned())].into_iter().collect(),
+    })
+}
+
+pub(crate) fn arb_global_id() -> impl Strategy<Value = GlobalId> {
+    prop_oneof![
+        any::<u64>().prop_map(GlobalId::System),
+        any::<u64>().prop_map(GlobalId::User),
+        any::<u64>().prop_map(GlobalId::Transient),
+    ]
+}
+
+fn arb_frontier() -> impl Strategy<Value = Antichain<Timestamp>> {
+    proptest::option::of(any::<u64>()).prop_map(frontier)
+}
+
+fn arb_scalar() -> impl Strategy<Value = ScalarType> {
+    proptest::sample::select(vec![
+        ScalarType::Bool,
+        ScalarType::Int64,
+        ScalarType::UInt64,
+        ScalarType::Float64,
+        ScalarType::String,
+        ScalarType::Bytes,
+        ScalarType::Jsonb,
+        ScalarType::TimestampMillis,
+    ])
+}
+
+fn arb_desc() -> impl Strategy<Value = RelationDesc> {
+    proptest::collection::vec(("[a-z]{0,6}", arb_scalar(), any::<bool>()), 0..4).prop_map(|cols| {
+        cols.into_iter()
+            .fold(RelationDesc::builder(), |b, (n, t, null)| {
+                b.with_column(n, t.nullable(null))
+            })
+            .finish()
+    })
+}
+
+fn arb_metadata() -> impl Strategy<Value = CollectionMetadata> {
+    (
+        "[a-z]{1,8}",
+        any::<[u8; 16]>(),
+        proptest::option::of(any::<[u8; 16]>()),
+        proptest::option::of(any::<[u8; 16]>()),
+        arb_desc(),
+    )
+        .prop_map(|(loc, d, r, t, desc)| CollectionMetadata {
+            persist_location: format!("mem://{loc}"),
+            data_shard: ShardId::from_bytes(d),
+            remap_shard: r.map(ShardId::from_bytes),
+            txns_shard: t.map(ShardId::from_bytes),
+            relation_desc: desc,
+        })
+}
+
+fn arb_source_connection() -> impl Strategy<Value = SourceConnection> {
+    let generator = prop_oneof![
+        proptest::option::of(any::<u64>())
+            .prop_map(|max_ticks| LoadGenerator::Counter { max_ticks }),
+        Just(LoadGenerator::Auction),
+        (1u64..).prop_map(|keys| LoadGenerator::KeyValue { keys }),
+    ];
+    (generator, any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(generator, t, o, seed)| {
+        SourceConnection::LoadGenerator {
+            generator,
+            tick_interval_ms: t,
+            offsets_per_tick: o,
+            seed,
+        }
+    })
+}
+
+fn arb_run_ingestion() -> impl Strategy<Value = RunIngestionCommand<Timestamp>> {
+    (
+        arb_global_id(),
+        arb_source_connection(),
+        any::<u64>(),
+        arb_global_id(),
+        proptest::collection::btree_map(arb_global_id(), proptest::option::of("[a-z]{0,5}"), 0..4),
+        proptest::option::of(arb_frontier()),
+        arb_metadata(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(id, connection, inst, remap, exports, as_of, meta, with_remap_meta)| {
+                let source_exports: BTreeMap<_, _> = exports
+                    .into_iter()
+                    .map(|(id, name)| (id, name.map_or(SourceOutput::Primary, SourceOutput::Named)))
+                    .collect();
+                let mut storage_metadata: BTreeMap<_, _> = source_exports
+                    .keys()
+                    .map(|id| (*id, meta.clone()))
+                    .collect();
+                if with_remap_meta {
+                    storage_metadata.insert(remap, meta);
+                }
+                RunIngestionCommand {
+                    id,
+                    description: IngestionDescription {
+                        connection,
+                        instance_id: InstanceId(inst),
+                        remap_collection_id: remap,
+                        source_exports,
+                        as_of,
+                    },
+                    storage_metadata,
+                }
+            },
+        )
+}
+
+fn arb_run_sink() -> impl Strategy<Value = RunSinkCommand<Timestamp>> {
+    let connection = prop_oneof![
+        ".{0,10}".prop_map(|path| SinkConnection::File { path }),
+        (".{0,10}", ".{0,10}")
+            .prop_map(|(url, prefix)| SinkConnection::ObjectStore { url, prefix }),
+    ];
+    (
+        arb_global_id(),
+        arb_global_id(),
+        arb_desc(),
+        connection,
+        arb_frontier(),
+        any::<bool>(),
+        any::<u64>(),
+        arb_metadata(),
+    )
+        .prop_map(
+            |(id, from, from_desc, connection, as_of, with_snapshot, inst, from_metadata)| {
+                RunSinkCommand {
+                    id,
+                    description: ExportDescription {
+                        from,
+                        from_desc,
+                        connection,
+                        as_of,
+                        with_snapshot,
+                        instance_id: InstanceId(inst),
+                    },
+                    from_metadata,
+                }
+            },
+        )
+}
+
+pub(crate) fn arb_command() -> impl Strategy<Value = StorageCommand<Timestamp>> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(nonce, epoch)| StorageCommand::Hello { nonce, epoch }),
+        Just(StorageCommand::InitializationComplete),
+        Just(StorageCommand::AllowWrites),
+        proptest::collection::btree_map(".{0,5}", ".{0,5}", 0..4)
+            .prop_map(|params| StorageCommand::UpdateConfiguration(StorageParameters { params })),
+        arb_run_ingestion().prop_map(StorageCommand::RunIngestion),
+        arb_run_sink().prop_map(StorageCommand::RunSink),
+        (arb_global_id(), arb_frontier())
+            .prop_map(|(id, frontier)| StorageCommand::AllowCompaction { id, frontier }),
+    ]
+}
+
+fn arb_status() -> impl Strategy<Value = Status> {
+    proptest::sample::select(vec![
+        Status::Starting,
+        Status::Running,
+        Status::Paused,
+        Status::Stalled,
+        Status::Dropped,
+    ])
+}
+
+pub(crate) fn arb_response() -> impl Strategy<Value = StorageResponse<Timestamp>> {
+    let source = (
+        arb_global_id(),
+        any::<[u64; 4]>(),
+        any::<bool>(),
+        any::<Option<u64>>(),
+        any::<Option<u64>>(),
+    )
+        .prop_map(
+            |(id, c, snapshot_committed, offset_known, offset_committed)| SourceStatisticsUpdate {
+                id,
+                messages_received: c[0],
+                bytes_received: c[1],
+                updates_staged: c[2],
+                updates_committed: c[3],
+                snapshot_committed,
+                offset_known,
+                offset_committed,
+            },
+        );
+    let sink = (arb_global_id(), any::<[u64; 4]>()).prop_map(|(id, c)| SinkStatisticsUpdate {
+        id,
+        messages_staged: c[0],
+        messages_committed: c[1],
+        bytes_staged: c[2],
+        bytes_committed: c[3],
+    });
+    prop_oneof![
+        (arb_global_id(), arb_frontier())
+            .prop_map(|(id, upper)| StorageResponse::FrontierUpper { id, upper }),
+        arb_global_id().prop_map(StorageResponse::DroppedId),
+        (
+            proptest::collection::vec(source, 0..3),
+            proptest::collection::vec(sink, 0..3)
+        )
+            .prop_map(|(sources, sinks)| StorageResponse::StatisticsUpdates { sources, sinks }),
+        (
+            arb_global_id(),
+            arb_status(),
+            any::<u64>(),
+            proptest::option::of(".{0,8}"),
+            proptest::collection::vec(".{0,8}", 0..3),
+            proptest::option::of(any::<u64>().prop_map(ReplicaId)),
+        )
+            .prop_map(|(id, status, timestamp_ms, error, hints, replica)| {
+                StorageResponse::StatusUpdate(StatusUpdate {
+                    id,
+                    status,
+                    timestamp_ms,
+                    error,
+                    hints,
+                    replica,
+                })
+            }),
+    ]
+}
