@@ -1,3 +1,11 @@
 //! # strata-persist-backend
 //!
-//! Placeholder: filled by its issue.
+//! placeholder while building
+
+mod blob;
+pub mod cmds;
+pub mod consensus;
+pub mod error;
+pub mod location;
+pub mod part;
+pub mod state;

@@ -1,0 +1,265 @@
+//! Consensus: one linearizable log of state versions per shard, on plain object storage.
+//!
+//! Version `n` of shard `s` is the object `shards/{s}/state/{n:020}`, and
+//! [`Consensus::compare_and_set`] with `expected = Some(n)` is a create-if-absent of
+//! `n + 1` (`PutMode::Create`), which memory, local file and S3 all support.
+//!
+//! # Contract
+//!
+//! - **Idempotency**: every payload carries a token. After an indeterminate failure the
+//!   create is retried; an `AlreadyExists` is resolved by reading the object back and
+//!   comparing tokens, so a write that landed is reported as committed exactly once.
+//! - **Safe truncation**: [`Consensus::truncate`] first creates a boundary marker
+//!   `shards/{s}/boundary/{b:020}` (create-only, so the boundary never regresses), then
+//!   deletes versions below `b`. Every successful create checks afterwards that no
+//!   marker beyond its version exists; if one does, a stalled writer has re-created a
+//!   deleted version, so it deletes that ghost and reports a mismatch.
+//! - **Head**: a cached seqno plus GET probes of `seqno+1, +2, ...`; LIST only when the
+//!   cached version is gone, and LIST results are never trusted for order (the maximum
+//!   parsed seqno wins). A head below the boundary is never returned.
+
+use bytes::Bytes;
+use object_store::path::Path;
+use prost::Message;
+use strata_controller_api::ShardId;
+
+use crate::blob::{self, Created};
+use crate::error::{CodecError, ExternalError, PersistError};
+use crate::location::Location;
+
+/// A sequence number in a shard's consensus log. The first version is 1.
+pub type SeqNo = u64;
+
+/// One version of a shard's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedData {
+    /// The version number.
+    pub seqno: SeqNo,
+    /// The payload stored by the writer.
+    pub data: Bytes,
+}
+
+/// The result of [`Consensus::compare_and_set`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// This call's payload is now version `expected + 1`.
+    Committed,
+    /// Another version is there; the caller must re-read the head.
+    Mismatch,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Envelope {
+    #[prost(string, tag = "1")]
+    token: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    data: Bytes,
+}
+
+const CREATE_ATTEMPTS: usize = 4;
+
+/// The consensus log of every shard in one location.
+#[derive(Debug, Clone)]
+pub struct Consensus {
+    loc: Location,
+}
+
+impl Consensus {
+    /// Consensus over an opened location.
+    pub fn new(loc: Location) -> Self {
+        Consensus { loc }
+    }
+
+    fn state_prefix(&self, shard: ShardId) -> Path {
+        self.loc.key(&format!("shards/{shard}/state"))
+    }
+
+    fn state_key(&self, shard: ShardId, seqno: SeqNo) -> Path {
+        self.loc.key(&format!("shards/{shard}/state/{seqno:020}"))
+    }
+
+    fn boundary_prefix(&self, shard: ShardId) -> Path {
+        self.loc.key(&format!("shards/{shard}/boundary"))
+    }
+
+    fn boundary_key(&self, shard: ShardId, seqno: SeqNo) -> Path {
+        self.loc.key(&format!("shards/{shard}/boundary/{seqno:020}"))
+    }
+
+    async fn get_envelope(&self, shard: ShardId, seqno: SeqNo) -> Result<Option<Envelope>, PersistError> {
+        let key = self.state_key(shard, seqno);
+        let Some(bytes) = blob::get(self.loc.store.as_ref(), &key).await? else { return Ok(None) };
+        let env = Envelope::decode(bytes)
+            .map_err(|e| CodecError::State { key: key.to_string(), reason: e.to_string() })?;
+        Ok(Some(env))
+    }
+
+    /// Version `seqno`, or `None` if it does not exist (never written, or truncated).
+    pub async fn get(&self, shard: ShardId, seqno: SeqNo) -> Result<Option<VersionedData>, PersistError> {
+        Ok(self.get_envelope(shard, seqno).await?.map(|env| VersionedData { seqno, data: env.data }))
+    }
+
+    /// The latest version, or `None` for a shard never written. `hint` is a seqno the
+    /// caller believes exists (0 when it knows none); it only makes the lookup cheaper.
+    pub async fn head(&self, shard: ShardId, hint: SeqNo) -> Result<Option<VersionedData>, PersistError> {
+        let mut start = hint.max(1);
+        for _ in 0..CREATE_ATTEMPTS {
+            let Some(first) = self.get(shard, start).await? else {
+                match self.list_max(shard).await? {
+                    Some(max) if max != start => {
+                        start = max;
+                        continue;
+                    }
+                    _ => return Ok(None),
+                }
+            };
+            let mut head = first;
+            while let Some(next) = self.get(shard, head.seqno + 1).await? {
+                head = next;
+            }
+            if head.seqno >= self.boundary(shard).await? {
+                return Ok(Some(head));
+            }
+            // A ghost below the boundary: fall back to the listing.
+            start = self.list_max(shard).await?.unwrap_or(head.seqno);
+        }
+        Err(ExternalError::determinate("head", "the log kept moving below the truncation boundary").into())
+    }
+
+    async fn list_max(&self, shard: ShardId) -> Result<Option<SeqNo>, PersistError> {
+        let metas = blob::list(self.loc.store.as_ref(), &self.state_prefix(shard)).await?;
+        Ok(metas.iter().filter_map(|m| m.location.filename()?.parse::<SeqNo>().ok()).max())
+    }
+
+    /// The truncation boundary: versions below it are deleted or about to be.
+    pub async fn boundary(&self, shard: ShardId) -> Result<SeqNo, PersistError> {
+        let metas = blob::list(self.loc.store.as_ref(), &self.boundary_prefix(shard)).await?;
+        Ok(metas.iter().filter_map(|m| m.location.filename()?.parse::<SeqNo>().ok()).max().unwrap_or(0))
+    }
+
+    async fn beyond_boundary(&self, shard: ShardId, seqno: SeqNo) -> Result<bool, PersistError> {
+        let after = blob::list_after(
+            self.loc.store.as_ref(),
+            &self.boundary_prefix(shard),
+            &self.boundary_key(shard, seqno),
+        )
+        .await?;
+        Ok(after.is_empty())
+    }
+
+    /// Writes `data` as version `expected + 1` (or 1 when `expected` is `None`) if and
+    /// only if that version does not exist yet.
+    ///
+    /// Errors are [`ExternalError::Indeterminate`] when the write may have landed.
+    pub async fn compare_and_set(
+        &self,
+        shard: ShardId,
+        expected: Option<SeqNo>,
+        data: Bytes,
+        token: &str,
+    ) -> Result<CasOutcome, PersistError> {
+        let seqno = expected.map_or(1, |e| e + 1);
+        let key = self.state_key(shard, seqno);
+        let payload = Envelope { token: token.to_owned(), data }.encode_to_vec();
+        let mut last_err = None;
+        let mut maybe_landed = false;
+        for _ in 0..CREATE_ATTEMPTS {
+            match blob::create(self.loc.store.as_ref(), &key, Bytes::from(payload.clone())).await {
+                Ok(Created::Yes) => return self.check_not_ghost(shard, seqno, &key).await,
+                Ok(Created::AlreadyExists) if !maybe_landed => return Ok(CasOutcome::Mismatch),
+                Ok(Created::AlreadyExists) => return self.resolve(shard, seqno, token).await,
+                Err(e) => {
+                    maybe_landed = true;
+                    last_err = Some(e);
+                }
+            }
+        }
+        let err = last_err.unwrap_or_else(|| ExternalError::indeterminate("create", "no attempt made"));
+        Err(err.into())
+    }
+
+    async fn check_not_ghost(&self, shard: ShardId, seqno: SeqNo, key: &Path) -> Result<CasOutcome, PersistError> {
+        if self.beyond_boundary(shard, seqno).await? {
+            return Ok(CasOutcome::Committed);
+        }
+        tracing::warn!(%shard, seqno, "removing a version re-created below the truncation boundary");
+        blob::delete(self.loc.store.as_ref(), key).await?;
+        Ok(CasOutcome::Mismatch)
+    }
+
+    /// After an indeterminate create, finds out whether ours is the object there.
+    async fn resolve(&self, shard: ShardId, seqno: SeqNo, token: &str) -> Result<CasOutcome, PersistError> {
+        match self.get_envelope(shard, seqno).await? {
+            Some(env) if env.token == token => {
+                let key = self.state_key(shard, seqno);
+                self.check_not_ghost(shard, seqno, &key).await
+            }
+            Some(_) => Ok(CasOutcome::Mismatch),
+            None => Err(ExternalError::indeterminate("compare_and_set", "version truncated before it could be read back").into()),
+        }
+    }
+
+    /// Deletes every version below `below`, which must not be beyond the head. Creates
+    /// the boundary marker first. Idempotent and safe to run concurrently.
+    pub async fn truncate(&self, shard: ShardId, below: SeqNo) -> Result<usize, PersistError> {
+        let prev = self.boundary(shard).await?;
+        if below <= prev {
+            return Ok(0);
+        }
+        blob::create(self.loc.store.as_ref(), &self.boundary_key(shard, below), Bytes::new()).await?;
+        let store = self.loc.store.as_ref();
+        let mut deleted = 0;
+        for seqno in prev.max(1)..below {
+            blob::delete(store, &self.state_key(shard, seqno)).await?;
+            deleted += 1;
+        }
+        if prev > 0 {
+            blob::delete(store, &self.boundary_key(shard, prev)).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::location::memory_store;
+
+    fn consensus(name: &str) -> Consensus {
+        Consensus::new(Location::from_store(memory_store(name), "", "mem://test"))
+    }
+
+    #[tokio::test]
+    async fn cas_and_head() {
+        let c = consensus("consensus-cas");
+        let s = ShardId::from_bytes([1; 16]);
+        assert_eq!(c.head(s, 0).await.unwrap(), None);
+        assert_eq!(c.compare_and_set(s, None, Bytes::from("a"), "t1").await.unwrap(), CasOutcome::Committed);
+        assert_eq!(c.compare_and_set(s, None, Bytes::from("b"), "t2").await.unwrap(), CasOutcome::Mismatch);
+        assert_eq!(c.compare_and_set(s, Some(1), Bytes::from("c"), "t3").await.unwrap(), CasOutcome::Committed);
+        let head = c.head(s, 0).await.unwrap().unwrap();
+        assert_eq!((head.seqno, head.data), (2, Bytes::from("c")));
+        assert_eq!(c.head(s, 1).await.unwrap().unwrap().seqno, 2);
+        assert_eq!(c.head(s, 7).await.unwrap().unwrap().seqno, 2);
+    }
+
+    #[tokio::test]
+    async fn truncation_blocks_ghosts() {
+        let c = consensus("consensus-trunc");
+        let s = ShardId::from_bytes([2; 16]);
+        let mut expected = None;
+        for i in 0..5u64 {
+            let out = c.compare_and_set(s, expected, Bytes::from(vec![i as u8]), &format!("t{i}")).await.unwrap();
+            assert_eq!(out, CasOutcome::Committed);
+            expected = Some(i + 1);
+        }
+        assert_eq!(c.truncate(s, 4).await.unwrap(), 3);
+        assert_eq!(c.truncate(s, 4).await.unwrap(), 0);
+        assert_eq!(c.get(s, 2).await.unwrap(), None);
+        // A stalled writer that still believes seqno 1 is the head.
+        assert_eq!(c.compare_and_set(s, Some(1), Bytes::from("ghost"), "g").await.unwrap(), CasOutcome::Mismatch);
+        assert_eq!(c.get(s, 2).await.unwrap(), None);
+        assert_eq!(c.head(s, 1).await.unwrap().unwrap().seqno, 5);
+    }
+}

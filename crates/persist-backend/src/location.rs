@@ -1,0 +1,220 @@
+//! Locations: one URL names one `Arc<dyn ObjectStore>` plus a key prefix.
+//!
+//! - `mem://name`: a process-wide registry of named in-memory stores, so every client
+//!   opened with the same name shares the same data (until the process exits).
+//! - `file:///abs/path` (feature `file`): a local directory, created if missing. Every
+//!   write is fsynced, file and parent directory, before it is acknowledged
+//!   (`LocalFileSystem::with_fsync(true)`), so an acknowledged append survives a crash.
+//! - `s3://bucket/prefix` (feature `s3`): settings come from the standard AWS
+//!   environment (`AmazonS3Builder::from_env`), including `AWS_ENDPOINT_URL` and
+//!   `AWS_ALLOW_HTTP`. Opening lists the prefix once, so a missing bucket is an error at
+//!   open, not at the first write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+
+use crate::error::LocationError;
+
+/// An opened location: the store and the prefix under which every key lives.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The store that holds both consensus and blob objects.
+    pub store: Arc<dyn ObjectStore>,
+    /// Every key of this location starts with this prefix (may be empty).
+    pub prefix: Path,
+    /// The URL this location was opened from.
+    pub url: String,
+}
+
+/// The parsed form of a location URL, before anything is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocationSpec {
+    /// `mem://name`.
+    Memory {
+        /// The registry name.
+        name: String,
+    },
+    /// `file:///path`.
+    File {
+        /// The absolute directory.
+        path: std::path::PathBuf,
+    },
+    /// `s3://bucket/prefix`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix inside the bucket (may be empty).
+        prefix: String,
+    },
+}
+
+impl LocationSpec {
+    /// Parses a location URL without touching any storage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use strata_persist_backend::location::LocationSpec;
+    /// assert_eq!(
+    ///     LocationSpec::parse("s3://bkt/a/b").unwrap(),
+    ///     LocationSpec::S3 { bucket: "bkt".into(), prefix: "a/b".into() },
+    /// );
+    /// assert!(LocationSpec::parse("ftp://x").is_err());
+    /// assert!(LocationSpec::parse("not a url").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, LocationError> {
+        let malformed = |reason: &str| LocationError::Malformed { url: text.to_owned(), reason: reason.to_owned() };
+        let url = url::Url::parse(text).map_err(|e| malformed(&e.to_string()))?;
+        match url.scheme() {
+            "mem" => {
+                let mut name = url.host_str().unwrap_or_default().to_owned();
+                name.push_str(url.path());
+                if name.is_empty() {
+                    return Err(malformed("mem:// needs a name"));
+                }
+                Ok(LocationSpec::Memory { name })
+            }
+            "file" => {
+                if url.host_str().is_some_and(|h| !h.is_empty()) {
+                    return Err(malformed("file:// urls take no host; use file:///abs/path"));
+                }
+                let path = url.to_file_path().map_err(|()| malformed("not an absolute file path"))?;
+                Ok(LocationSpec::File { path })
+            }
+            "s3" => {
+                let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| malformed("s3:// needs a bucket"))?;
+                let prefix = url.path().trim_matches('/').to_owned();
+                Ok(LocationSpec::S3 { bucket: bucket.to_owned(), prefix })
+            }
+            other => Err(LocationError::UnknownScheme { scheme: other.to_owned(), url: text.to_owned() }),
+        }
+    }
+}
+
+fn memory_registry() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The process-wide in-memory store registered under `name`, created on first use.
+pub fn memory_store(name: &str) -> Arc<InMemory> {
+    let mut registry = match memory_registry().lock() {
+        Ok(guard) => guard,
+        // A panic while holding this lock cannot leave the map half-updated.
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    Arc::clone(registry.entry(name.to_owned()).or_insert_with(|| Arc::new(InMemory::new())))
+}
+
+impl Location {
+    /// Parses and opens a location URL.
+    ///
+    /// Errors: [`LocationError::Malformed`], [`LocationError::UnknownScheme`],
+    /// [`LocationError::FeatureDisabled`], or [`LocationError::Unreachable`] for a
+    /// bucket or directory that cannot be used.
+    pub async fn open(text: &str) -> Result<Location, LocationError> {
+        let spec = LocationSpec::parse(text)?;
+        let url = text.to_owned();
+        match spec {
+            LocationSpec::Memory { name } => {
+                Ok(Location { store: memory_store(&name), prefix: Path::default(), url })
+            }
+            LocationSpec::File { path } => open_file(path, url).await,
+            LocationSpec::S3 { bucket, prefix } => open_s3(bucket, prefix, url).await,
+        }
+    }
+
+    /// A location over any store, for tests and decorators such as fault injection.
+    pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Location {
+        Location { store, prefix: Path::from(prefix), url: url.to_owned() }
+    }
+
+    /// The full key of `suffix` (a `/`-separated relative path) in this location.
+    pub(crate) fn key(&self, suffix: &str) -> Path {
+        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_owned()).collect();
+        parts.extend(suffix.split('/').filter(|s| !s.is_empty()).map(str::to_owned));
+        Path::from_iter(parts)
+    }
+}
+
+#[cfg(feature = "file")]
+async fn open_file(path: std::path::PathBuf, url: String) -> Result<Location, LocationError> {
+    let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable { url: url.clone(), reason: e.to_string() };
+    let dir = path.clone();
+    tokio::task::spawn_blocking(move || std::fs::create_dir_all(dir))
+        .await
+        .map_err(|e| unreachable(&e))?
+        .map_err(|e| unreachable(&e))?;
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
+        .map_err(|e| unreachable(&e))?
+        .with_fsync(true)
+        .with_automatic_cleanup(true);
+    Ok(Location { store: Arc::new(fs), prefix: Path::default(), url })
+}
+
+#[cfg(not(feature = "file"))]
+async fn open_file(_path: std::path::PathBuf, _url: String) -> Result<Location, LocationError> {
+    Err(LocationError::FeatureDisabled { scheme: "file".into(), feature: "file" })
+}
+
+#[cfg(feature = "s3")]
+async fn open_s3(bucket: String, prefix: String, url: String) -> Result<Location, LocationError> {
+    use futures::TryStreamExt;
+    let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable { url: url.clone(), reason: e.to_string() };
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(&bucket)
+        .build()
+        .map_err(|e| unreachable(&e))?;
+    let store: Arc<dyn ObjectStore> = Arc::new(s3);
+    let prefix_path = Path::from(prefix.as_str());
+    // A missing bucket fails the listing; an empty prefix lists nothing.
+    let probe = Path::from_iter(prefix_path.parts().chain(std::iter::once("shards".into())));
+    let _first: Option<_> = store.list(Some(&probe)).try_next().await.map_err(|e| unreachable(&e))?;
+    Ok(Location { store, prefix: prefix_path, url })
+}
+
+#[cfg(not(feature = "s3"))]
+async fn open_s3(_bucket: String, _prefix: String, _url: String) -> Result<Location, LocationError> {
+    Err(LocationError::FeatureDisabled { scheme: "s3".into(), feature: "s3" })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn check(text: &str, expected: Result<LocationSpec, &str>) {
+        match (LocationSpec::parse(text), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
+            (Err(got), Err(kind)) => assert!(format!("{got:?}").starts_with(kind), "{text}: {got:?}"),
+            (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_table() {
+        check("mem://a", Ok(LocationSpec::Memory { name: "a".into() }));
+        check("mem://a/b", Ok(LocationSpec::Memory { name: "a/b".into() }));
+        check("mem://", Err("Malformed"));
+        check("file:///tmp/x", Ok(LocationSpec::File { path: "/tmp/x".into() }));
+        check("file://host/tmp/x", Err("Malformed"));
+        check("s3://b", Ok(LocationSpec::S3 { bucket: "b".into(), prefix: String::new() }));
+        check("s3://b/p/q/", Ok(LocationSpec::S3 { bucket: "b".into(), prefix: "p/q".into() }));
+        check("s3:///p", Err("Malformed"));
+        check("gs://b", Err("UnknownScheme"));
+        check("", Err("Malformed"));
+        check("::::", Err("Malformed"));
+    }
+
+    #[test]
+    fn keys_join_prefix() {
+        let loc = Location::from_store(memory_store("keys"), "a/b", "mem://keys");
+        assert_eq!(loc.key("shards/x/state").as_ref(), "a/b/shards/x/state");
+        let loc = Location::from_store(memory_store("keys"), "", "mem://keys");
+        assert_eq!(loc.key("shards/x").as_ref(), "shards/x");
+    }
+}
