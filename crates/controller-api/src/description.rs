@@ -39,7 +39,12 @@ impl<T> CollectionDescription<T> {
 
     /// A collection of the given kind with the given schema.
     pub fn for_source(desc: RelationDesc, data_source: DataSource<T>) -> Self {
-        CollectionDescription { desc, data_source, since: None, status_collection_id: None }
+        CollectionDescription {
+            desc,
+            data_source,
+            since: None,
+            status_collection_id: None,
+        }
     }
 
     /// Whether the collection is a table written through the txns shard.

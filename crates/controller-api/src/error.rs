@@ -75,6 +75,17 @@ pub enum StorageError<T = Timestamp> {
     /// No instance with this id exists.
     #[error("instance does not exist: {0}")]
     InstanceMissing(InstanceId),
+    /// An instance with this id already exists.
+    #[error("instance already exists: {0}")]
+    InstanceExists(InstanceId),
+    /// A replica with this id is already connected to the instance.
+    #[error("replica {replica} already exists on instance {instance}")]
+    ReplicaExists {
+        /// The instance.
+        instance: InstanceId,
+        /// The replica.
+        replica: ReplicaId,
+    },
     /// No replica with this id exists on the instance.
     #[error("replica {replica} does not exist on instance {instance}")]
     ReplicaMissing {
@@ -125,12 +136,17 @@ impl<T> StorageError<T> {
         certainty: Certainty,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        StorageError::Persist { certainty, source: Arc::new(source) }
+        StorageError::Persist {
+            certainty,
+            source: Arc::new(source),
+        }
     }
 
     /// Wraps a transport-layer error.
     pub fn transport(source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        StorageError::Transport { source: Arc::new(source) }
+        StorageError::Transport {
+            source: Arc::new(source),
+        }
     }
 
     /// Whether the failed operation may have taken effect.

@@ -22,8 +22,14 @@ pub struct IdParseError {
 }
 
 fn parse_prefixed_u64(kind: &'static str, text: &str, prefix: &str) -> Result<u64, IdParseError> {
-    let err = |reason| IdParseError { kind, text: text.to_owned(), reason };
-    let digits = text.strip_prefix(prefix).ok_or_else(|| err("wrong prefix"))?;
+    let err = |reason| IdParseError {
+        kind,
+        text: text.to_owned(),
+        reason,
+    };
+    let digits = text
+        .strip_prefix(prefix)
+        .ok_or_else(|| err("wrong prefix"))?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(err("expected decimal digits after the prefix"));
     }
@@ -91,7 +97,11 @@ impl FromStr for GlobalId {
             Some(b's') => parse_prefixed_u64("global", s, "s").map(GlobalId::System),
             Some(b'u') => parse_prefixed_u64("global", s, "u").map(GlobalId::User),
             Some(b't') => parse_prefixed_u64("global", s, "t").map(GlobalId::Transient),
-            _ => Err(IdParseError { kind: "global", text: s.to_owned(), reason: "expected s, u or t prefix" }),
+            _ => Err(IdParseError {
+                kind: "global",
+                text: s.to_owned(),
+                reason: "expected s, u or t prefix",
+            }),
         }
     }
 }
@@ -141,8 +151,14 @@ impl FromStr for ShardId {
     type Err = IdParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| IdParseError { kind: "shard", text: s.to_owned(), reason };
-        let body = s.strip_prefix('s').ok_or_else(|| err("expected s prefix"))?;
+        let err = |reason| IdParseError {
+            kind: "shard",
+            text: s.to_owned(),
+            reason,
+        };
+        let body = s
+            .strip_prefix('s')
+            .ok_or_else(|| err("expected s prefix"))?;
         let hex: Vec<u8> = body.bytes().filter(|b| *b != b'-').collect();
         let dashes = body.len() - hex.len();
         if hex.len() != 32 || dashes != 4 {
@@ -241,7 +257,11 @@ mod tests {
         assert!(good.replace('-', "").parse::<ShardId>().is_err());
         assert!(good.replacen('a', "g", 1).parse::<ShardId>().is_err());
         assert!(good[1..].parse::<ShardId>().is_err());
-        assert!("s0000000-00000-000-0000-000000000000".parse::<ShardId>().is_err());
+        assert!(
+            "s0000000-00000-000-0000-000000000000"
+                .parse::<ShardId>()
+                .is_err()
+        );
     }
 
     #[test]

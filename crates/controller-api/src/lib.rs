@@ -17,6 +17,7 @@
 //!
 //! [`Lattice`]: differential_dataflow::lattice::Lattice
 
+pub mod controller;
 pub mod description;
 pub mod error;
 pub mod ids;
@@ -25,16 +26,28 @@ pub mod read_policy;
 pub mod row;
 pub mod timestamp;
 
+pub use controller::{
+    AppendFn, AppendFuture, CollectionFrontiers, Collections, Exports, Instances, Introspection,
+    Lifecycle, MemoryCatalog, MemoryStorageTxn, MonotonicAppender, Reads, ReplicaConfig,
+    ReplicaLocation, RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotStats, Status,
+    StatusUpdate, StorageController, StorageMetadata, StorageParameters, StorageResponse,
+    StorageTxn, TableWrite, Tables, prepare_initialization,
+};
 pub use description::{
-    CollectionDescription, CollectionMetadata, DataSource, ExportDescription,
-    IngestionDescription, IntrospectionType, LoadGenerator, SinkConnection, SourceConnection,
-    SourceOutput,
+    CollectionDescription, CollectionMetadata, DataSource, ExportDescription, IngestionDescription,
+    IntrospectionType, LoadGenerator, SinkConnection, SourceConnection, SourceOutput,
 };
 pub use error::{Certainty, Result, SharedError, StorageError};
 pub use ids::{GlobalId, IdParseError, InstanceId, ReplicaId, ShardId};
 pub use read_hold::{ChangeTx, IssuerGone, ReadHold, ReadHoldError};
 pub use read_policy::ReadPolicy;
-pub use row::{ColumnType, Datum, RelationDesc, RelationDescBuilder, Row, RowDecodeError, RowMismatch, ScalarType};
+pub use row::{
+    ColumnType, Datum, RelationDesc, RelationDescBuilder, Row, RowDecodeError, RowMismatch,
+    ScalarType,
+};
 pub use timestamp::{StorageTimestamp, Timestamp};
 
-pub use timely::progress::{Antichain, ChangeBatch, frontier::{AntichainRef, MutableAntichain}};
+pub use timely::progress::{
+    Antichain, ChangeBatch,
+    frontier::{AntichainRef, MutableAntichain},
+};

@@ -231,9 +231,7 @@ impl<T: StorageTimestamp> ReadHold<T> {
 }
 
 /// A consolidated change batch of `diff` at every element of each frontier.
-fn batch<T: StorageTimestamp, const N: usize>(
-    parts: [(&Antichain<T>, i64); N],
-) -> ChangeBatch<T> {
+fn batch<T: StorageTimestamp, const N: usize>(parts: [(&Antichain<T>, i64); N]) -> ChangeBatch<T> {
     let mut changes = ChangeBatch::new();
     for (frontier, diff) in parts {
         changes.extend(frontier.iter().map(|t| (*t, diff)));

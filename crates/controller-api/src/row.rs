@@ -105,7 +105,10 @@ pub struct ColumnType {
 impl ScalarType {
     /// This type as a column that admits NULL or not.
     pub fn nullable(self, nullable: bool) -> ColumnType {
-        ColumnType { scalar_type: self, nullable }
+        ColumnType {
+            scalar_type: self,
+            nullable,
+        }
     }
 }
 
@@ -144,7 +147,9 @@ impl RelationDescBuilder {
 
     /// The finished description.
     pub fn finish(self) -> RelationDesc {
-        RelationDesc { columns: self.columns }
+        RelationDesc {
+            columns: self.columns,
+        }
     }
 }
 
@@ -218,11 +223,18 @@ impl RelationDesc {
     /// Like [`RelationDesc::validate_row`], for datums not yet packed.
     pub fn validate_datums(&self, datums: &[Datum]) -> Result<(), RowMismatch> {
         if datums.len() != self.columns.len() {
-            return Err(RowMismatch::Arity { expected: self.columns.len(), actual: datums.len() });
+            return Err(RowMismatch::Arity {
+                expected: self.columns.len(),
+                actual: datums.len(),
+            });
         }
         for ((name, typ), datum) in self.columns.iter().zip(datums) {
             match datum.scalar_type() {
-                None if !typ.nullable => return Err(RowMismatch::Null { column: name.clone() }),
+                None if !typ.nullable => {
+                    return Err(RowMismatch::Null {
+                        column: name.clone(),
+                    });
+                }
                 None => {}
                 Some(actual) if actual != typ.scalar_type => {
                     return Err(RowMismatch::Type {
@@ -340,7 +352,10 @@ impl Row {
 
     /// Accepts bytes from outside after checking that they decode.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Row, RowDecodeError> {
-        let mut decoder = Decoder { bytes: &bytes, offset: 0 };
+        let mut decoder = Decoder {
+            bytes: &bytes,
+            offset: 0,
+        };
         while decoder.offset < bytes.len() {
             decoder.next_datum()?;
         }
@@ -359,7 +374,12 @@ impl Row {
 
     /// The datums, in order.
     pub fn iter(&self) -> RowIter<'_> {
-        RowIter { decoder: Decoder { bytes: &self.bytes, offset: 0 } }
+        RowIter {
+            decoder: Decoder {
+                bytes: &self.bytes,
+                offset: 0,
+            },
+        }
     }
 
     /// The datums, collected.
@@ -434,7 +454,10 @@ struct Decoder<'a> {
 
 impl Decoder<'_> {
     fn fail<X>(&self, reason: &'static str) -> Result<X, RowDecodeError> {
-        Err(RowDecodeError { offset: self.offset, reason })
+        Err(RowDecodeError {
+            offset: self.offset,
+            reason,
+        })
     }
 
     fn byte(&mut self) -> Result<u8, RowDecodeError> {
@@ -470,7 +493,10 @@ impl Decoder<'_> {
     fn slice(&mut self) -> Result<&[u8], RowDecodeError> {
         let len = self.varint()?;
         let len = usize::try_from(len).or_else(|_| self.fail("length out of range"))?;
-        let end = self.offset.checked_add(len).filter(|end| *end <= self.bytes.len());
+        let end = self
+            .offset
+            .checked_add(len)
+            .filter(|end| *end <= self.bytes.len());
         match end {
             Some(end) => {
                 let start = self.offset;
@@ -486,7 +512,10 @@ impl Decoder<'_> {
         let raw = self.slice()?;
         match std::str::from_utf8(raw) {
             Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(RowDecodeError { offset: start, reason: "invalid utf-8" }),
+            Err(_) => Err(RowDecodeError {
+                offset: start,
+                reason: "invalid utf-8",
+            }),
         }
     }
 
@@ -529,7 +558,9 @@ mod tests {
             any::<bool>().prop_map(Datum::Bool),
             any::<i64>().prop_map(Datum::Int64),
             any::<u64>().prop_map(Datum::UInt64),
-            any::<f64>().prop_filter("NaN is not equal to itself", |x| !x.is_nan()).prop_map(Datum::Float64),
+            any::<f64>()
+                .prop_filter("NaN is not equal to itself", |x| !x.is_nan())
+                .prop_map(Datum::Float64),
             ".*".prop_map(Datum::String),
             proptest::collection::vec(any::<u8>(), 0..64).prop_map(Datum::Bytes),
             ".*".prop_map(Datum::Jsonb),
@@ -564,7 +595,22 @@ mod tests {
             (&[tag::STRING, 5, b'a'], "length past the end"),
             (&[tag::STRING, 1, 0xff], "invalid utf-8"),
             (&[tag::FLOAT64, 1, 2], "truncated"),
-            (&[tag::UINT64, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], "varint overflows 64 bits"),
+            (
+                &[
+                    tag::UINT64,
+                    0xff,
+                    0xff,
+                    0xff,
+                    0xff,
+                    0xff,
+                    0xff,
+                    0xff,
+                    0xff,
+                    0xff,
+                    0x7f,
+                ],
+                "varint overflows 64 bits",
+            ),
         ];
         for (bytes, reason) in cases {
             let err = Row::from_bytes(bytes.to_vec()).expect_err("must fail");
@@ -585,12 +631,25 @@ mod tests {
             .with_column("b", ScalarType::String.nullable(true))
             .finish();
         let check = |datums: Vec<Datum>, expected: Result<(), RowMismatch>| {
-            assert_eq!(desc.validate_row(&Row::pack(&datums)), expected, "{datums:?}");
+            assert_eq!(
+                desc.validate_row(&Row::pack(&datums)),
+                expected,
+                "{datums:?}"
+            );
         };
         check(vec![Datum::Int64(1), Datum::String("x".into())], Ok(()));
         check(vec![Datum::Int64(1), Datum::Null], Ok(()));
-        check(vec![Datum::Int64(1)], Err(RowMismatch::Arity { expected: 2, actual: 1 }));
-        check(vec![Datum::Null, Datum::Null], Err(RowMismatch::Null { column: "a".into() }));
+        check(
+            vec![Datum::Int64(1)],
+            Err(RowMismatch::Arity {
+                expected: 2,
+                actual: 1,
+            }),
+        );
+        check(
+            vec![Datum::Null, Datum::Null],
+            Err(RowMismatch::Null { column: "a".into() }),
+        );
         check(
             vec![Datum::UInt64(1), Datum::Null],
             Err(RowMismatch::Type {

@@ -10,8 +10,8 @@ use std::fmt;
 use differential_dataflow::lattice::Lattice;
 use serde::{Deserialize, Serialize};
 use timely::order::{PartialOrder, TotalOrder};
-use timely::progress::timestamp::{PathSummary, Refines};
 use timely::progress::Timestamp as TimelyTimestamp;
+use timely::progress::timestamp::{PathSummary, Refines};
 
 /// The timestamp contract every Strata component relies on.
 ///
@@ -24,7 +24,16 @@ use timely::progress::Timestamp as TimelyTimestamp;
 ///   [`StorageTimestamp::maximum`]; `step_back` is the greatest time strictly less, or
 ///   `None` at the minimum.
 pub trait StorageTimestamp:
-    TimelyTimestamp + Lattice + TotalOrder + Copy + Ord + std::hash::Hash + Send + Sync + fmt::Display + 'static
+    TimelyTimestamp
+    + Lattice
+    + TotalOrder
+    + Copy
+    + Ord
+    + std::hash::Hash
+    + Send
+    + Sync
+    + fmt::Display
+    + 'static
 {
     /// The greatest time.
     fn maximum() -> Self;
@@ -209,7 +218,13 @@ mod tests {
     #[test]
     fn saturation_at_the_edges() {
         assert_eq!(Timestamp::maximum().step_forward(), Timestamp::maximum());
-        assert_eq!(Timestamp::new(3).saturating_sub(&Timestamp::new(5)), Timestamp::minimum());
-        assert_eq!(Timestamp::new(7).round_down(&Timestamp::new(0)), Timestamp::new(7));
+        assert_eq!(
+            Timestamp::new(3).saturating_sub(&Timestamp::new(5)),
+            Timestamp::minimum()
+        );
+        assert_eq!(
+            Timestamp::new(7).round_down(&Timestamp::new(0)),
+            Timestamp::new(7)
+        );
     }
 }

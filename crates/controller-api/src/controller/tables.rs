@@ -1,0 +1,61 @@
+//! [`Tables`]: writing tables through the txns shard.
+
+use async_trait::async_trait;
+
+use crate::controller::storage_txn::StorageMetadata;
+use crate::controller::values::{AppendFuture, MonotonicAppender, TableWrite};
+use crate::error::StorageError;
+use crate::ids::GlobalId;
+use crate::row::RelationDesc;
+use crate::timestamp::StorageTimestamp;
+
+/// Writes to tables and append-only collections.
+///
+/// # Contract
+///
+/// - [`Tables::append_table`] commits all its writes atomically at `write_ts`, with one
+///   compare-and-append on the txns shard, and advances every table's upper to
+///   `advance_to`. `write_ts < advance_to` is required whenever a write is non-empty,
+///   otherwise it fails with [`StorageError::UpdateBeyondUpper`]. Rows must match the
+///   table's description ([`StorageError::InvalidRow`]).
+/// - Validation errors are returned immediately and nothing is written; durability
+///   errors come through the returned [`AppendFuture`].
+/// - In read-only mode every write fails with [`StorageError::ReadOnly`], except writes
+///   to migrated system collections.
+/// - A dropped table accepts no further writes; reads at times before the drop's `ts`
+///   stay valid while read holds allow them.
+#[async_trait]
+pub trait Tables<T: StorageTimestamp>: Send + Sync {
+    /// Writes rows to tables at `write_ts` and advances their uppers to `advance_to`.
+    /// The future resolves when the write is durable.
+    fn append_table(
+        &mut self,
+        write_ts: T,
+        advance_to: T,
+        commands: TableWrite,
+    ) -> Result<AppendFuture<T>, StorageError<T>>;
+
+    /// An appender for an append-only collection (a webhook or an append-only
+    /// introspection collection). Fails with [`StorageError::IdentifierInvalid`] for
+    /// other kinds of collection.
+    fn monotonic_appender(&self, id: GlobalId) -> Result<MonotonicAppender<T>, StorageError<T>>;
+
+    /// Changes a table's schema: writes with the old schema stop at `forget_ts`, and
+    /// writes with `new_desc` start at `register_ts`.
+    async fn alter_table_desc(
+        &mut self,
+        table_id: GlobalId,
+        new_desc: RelationDesc,
+        forget_ts: T,
+        register_ts: T,
+    ) -> Result<(), StorageError<T>>;
+
+    /// Drops tables at `ts`: their uppers close after `ts`. Fails with
+    /// [`StorageError::IdentifierInvalid`] if an id is not a table.
+    fn drop_tables(
+        &mut self,
+        storage_metadata: &StorageMetadata,
+        ids: Vec<GlobalId>,
+        ts: T,
+    ) -> Result<(), StorageError<T>>;
+}
