@@ -4,16 +4,27 @@
 //! ingestion and export descriptions, read policies and read holds, the typed
 //! [`StorageError`], and the controller traits that `strata-controller-core` implements.
 //!
-//! **Owns**: value types and trait definitions that every other Strata crate shares.
+//! **Owns**: value types and trait definitions that every other Strata crate shares:
+//! - identifiers ([`ids`]), timestamps ([`timestamp`]), rows ([`row`]), descriptions
+//!   ([`description`]) and errors ([`error`]);
+//! - [`ReadPolicy`] ([`read_policy`]) and [`ReadHold`] ([`read_hold`]);
+//! - the controller surface ([`controller`]): [`Collections`], [`Tables`], [`Exports`],
+//!   [`Instances`], [`Reads`], [`Lifecycle`] and [`Introspection`], joined by
+//!   [`StorageController`], and the durable catalog seam [`StorageTxn`] with an in-memory
+//!   [`MemoryCatalog`] for tests.
 //!
 //! **Must never depend on**: any other Strata crate, an async runtime, or anything that
 //! does I/O. Frontier types come from `timely::progress`, [`Lattice`] from
-//! differential-dataflow.
+//! differential-dataflow. Asynchronous results are boxed `futures` types, so any
+//! executor can drive them.
 //!
 //! **Invariants**:
 //! - a [`Row`]'s bytes always decode;
 //! - parsing ids and rows from outside input returns errors, never panics;
-//! - a [`ReadPolicy`] is a pure function from an upper to a since.
+//! - a [`ReadPolicy`] is a pure function from an upper to a since;
+//! - the change batches a [`ReadHold`] sends its issuer net to the holds still alive,
+//!   and to zero once all are gone; a hung-up issuer is an error or ignored, never a
+//!   panic.
 //!
 //! [`Lattice`]: differential_dataflow::lattice::Lattice
 

@@ -329,6 +329,15 @@ mod tests {
     const B: GlobalId = GlobalId::User(2);
 
     #[test]
+    fn holds_can_move_between_threads() {
+        let issuer = Issuer::new();
+        let hold = issuer.issue(A, &[4]);
+        issuer.take();
+        std::thread::spawn(move || hold.release()).join().unwrap();
+        assert_eq!(issuer.take(), vec![(A, vec![(4, -1)])]);
+    }
+
+    #[test]
     fn clone_sends_plus_since() {
         let issuer = Issuer::new();
         let hold = issuer.issue(A, &[5]);
