@@ -25,6 +25,7 @@
 //! - per collection, the upper an [`Instance`] reports never regresses.
 
 pub mod convert;
+pub mod history;
 pub mod protocol;
 
 #[cfg(test)]
@@ -56,6 +57,7 @@ pub mod proto_grpc {
 }
 
 pub use convert::ProtoError;
+pub use history::CommandHistory;
 pub use protocol::{
     RunIngestionCommand, RunSinkCommand, SinkStatisticsUpdate, SourceStatisticsUpdate, Status,
     StatusUpdate, StorageCommand, StorageParameters, StorageResponse,

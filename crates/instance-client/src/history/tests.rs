@@ -1,0 +1,467 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use strata_controller_api::{Antichain, GlobalId, Timestamp};
+
+use super::{CommandHistory, REDUCE_SLACK, join_frontiers, reduce};
+use crate::protocol::{RunIngestionCommand, RunSinkCommand, StorageCommand, StorageParameters};
+use crate::testing::{compact, config, frontier, ingestion, sink};
+
+type Cmd = StorageCommand<Timestamp>;
+
+fn hello(epoch: u64) -> Cmd {
+    StorageCommand::Hello {
+        nonce: epoch * 10,
+        epoch,
+    }
+}
+
+fn check(input: Vec<Cmd>, expected: Vec<Cmd>) {
+    assert_eq!(reduce(input), expected);
+}
+
+#[test]
+fn keeps_the_last_hello() {
+    check(vec![hello(1), hello(2)], vec![hello(2)]);
+}
+
+#[test]
+fn merges_configuration() {
+    let merged = StorageParameters {
+        params: [
+            ("a".to_owned(), "3".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    check(
+        vec![config("a", "1"), config("b", "2"), config("a", "3")],
+        vec![StorageCommand::UpdateConfiguration(merged)],
+    );
+}
+
+#[test]
+fn keeps_the_latest_ingestion_per_id() {
+    let mut altered = ingestion(1, 2, &[3]);
+    altered.description.as_of = Some(frontier(Some(5)));
+    check(
+        vec![
+            StorageCommand::RunIngestion(ingestion(1, 2, &[])),
+            StorageCommand::RunIngestion(altered.clone()),
+        ],
+        vec![StorageCommand::RunIngestion(altered)],
+    );
+}
+
+#[test]
+fn keeps_live_ingestion_compactions() {
+    let run = StorageCommand::RunIngestion(ingestion(1, 2, &[3]));
+    check(
+        vec![
+            run.clone(),
+            compact(1, Some(4)),
+            compact(1, Some(7)),
+            compact(2, Some(5)),
+        ],
+        vec![run, compact(1, Some(7)), compact(2, Some(5))],
+    );
+}
+
+#[test]
+fn keeps_an_ingestion_while_any_collection_lives() {
+    let run = StorageCommand::RunIngestion(ingestion(1, 2, &[3]));
+    check(
+        vec![run.clone(), compact(1, None), compact(3, None)],
+        vec![run, compact(1, None), compact(3, None)],
+    );
+}
+
+#[test]
+fn drops_an_ingestion_compacted_to_empty_and_keeps_final_compactions() {
+    check(
+        vec![
+            StorageCommand::RunIngestion(ingestion(1, 2, &[3])),
+            compact(1, Some(3)),
+            compact(1, None),
+            compact(2, None),
+            compact(3, None),
+        ],
+        vec![compact(1, None), compact(2, None), compact(3, None)],
+    );
+}
+
+#[test]
+fn final_compactions_of_dropped_objects_survive_one_reduction() {
+    let once = reduce(vec![
+        StorageCommand::RunSink(sink(5, 1, 0)),
+        compact(5, None),
+    ]);
+    assert_eq!(once, vec![compact(5, None)]);
+    check(once, vec![]);
+}
+
+#[test]
+fn absorbs_a_live_sink_compaction_into_its_as_of() {
+    let mut absorbed = sink(5, 1, 0);
+    absorbed.description.as_of = frontier(Some(9));
+    check(
+        vec![StorageCommand::RunSink(sink(5, 1, 0)), compact(5, Some(9))],
+        vec![StorageCommand::RunSink(absorbed)],
+    );
+}
+
+#[test]
+fn drops_a_sink_compacted_to_empty() {
+    check(
+        vec![
+            StorageCommand::RunSink(sink(5, 1, 0)),
+            compact(5, Some(2)),
+            compact(5, None),
+        ],
+        vec![compact(5, None)],
+    );
+}
+
+#[test]
+fn drops_stray_compactions() {
+    check(vec![compact(9, Some(1)), compact(8, None)], vec![]);
+}
+
+#[test]
+fn flags_once_each_in_order_after_everything_else() {
+    let run = StorageCommand::RunSink(sink(5, 1, 0));
+    check(
+        vec![
+            StorageCommand::AllowWrites,
+            StorageCommand::InitializationComplete,
+            run.clone(),
+            StorageCommand::AllowWrites,
+            StorageCommand::InitializationComplete,
+        ],
+        vec![
+            run,
+            StorageCommand::InitializationComplete,
+            StorageCommand::AllowWrites,
+        ],
+    );
+}
+
+#[test]
+fn replay_order_is_hello_config_ingestions_sinks_compactions_flags() {
+    let ing = StorageCommand::RunIngestion(ingestion(1, 2, &[]));
+    let snk = StorageCommand::RunSink(sink(5, 1, 0));
+    check(
+        vec![
+            StorageCommand::InitializationComplete,
+            compact(1, Some(3)),
+            snk.clone(),
+            ing.clone(),
+            config("a", "b"),
+            hello(1),
+        ],
+        vec![
+            hello(1),
+            config("a", "b"),
+            ing,
+            snk,
+            compact(1, Some(3)),
+            StorageCommand::InitializationComplete,
+        ],
+    );
+}
+
+#[test]
+fn frontier_join_is_the_least_upper_bound() {
+    assert_eq!(
+        join_frontiers(&frontier(Some(3)), &frontier(Some(5))),
+        frontier(Some(5))
+    );
+    assert_eq!(
+        join_frontiers(&frontier(Some(3)), &frontier(None)),
+        frontier(None)
+    );
+    assert_eq!(
+        join_frontiers(&frontier(None), &frontier(Some(3))),
+        frontier(None)
+    );
+}
+
+#[test]
+fn length_stays_bounded_under_heavy_churn() {
+    let mut history = CommandHistory::new();
+    history.push(hello(1));
+    history.push(StorageCommand::InitializationComplete);
+    for round in 0..10_000u64 {
+        let base = 10 + round * 3;
+        history.push(StorageCommand::RunIngestion(ingestion(
+            base,
+            base + 1,
+            &[base + 2],
+        )));
+        for id in base..base + 3 {
+            history.push(compact(id, Some(round)));
+            history.push(compact(id, None));
+        }
+        assert!(history.len() <= history.trigger());
+        // Nothing stays live: two commands, and final compactions of one window.
+        assert!(
+            history.len() <= 2 * REDUCE_SLACK + 4,
+            "len {}",
+            history.len()
+        );
+    }
+    history.reduce();
+    history.reduce();
+    assert_eq!(history.len(), 2);
+}
+
+/// What a replica ends up running after a replay: the model the reduction must agree
+/// with. Compactions of unknown ids are ignored, as a replica does.
+#[derive(Debug, Default, PartialEq)]
+struct Model {
+    hello: Option<Cmd>,
+    config: BTreeMap<String, String>,
+    ingestions: BTreeMap<GlobalId, RunIngestionCommand<Timestamp>>,
+    sinks: BTreeMap<GlobalId, RunSinkCommand<Timestamp>>,
+    frontiers: BTreeMap<GlobalId, Antichain<Timestamp>>,
+    initialization_complete: bool,
+    allow_writes: bool,
+}
+
+impl Model {
+    fn replay<'a>(commands: impl IntoIterator<Item = &'a Cmd>) -> Model {
+        let mut m = Model::default();
+        for command in commands {
+            m.apply(command.clone());
+        }
+        // Only the collections of live ingestions have a frontier that matters.
+        let owned: std::collections::BTreeSet<GlobalId> = m
+            .ingestions
+            .values()
+            .flat_map(|r| r.collection_ids())
+            .chain(m.sinks.keys().copied())
+            .collect();
+        m.frontiers.retain(|id, _| owned.contains(id));
+        // A sink's effective since is its as_of joined with its compactions.
+        for (id, run) in &mut m.sinks {
+            if let Some(f) = m.frontiers.remove(id) {
+                run.description.as_of = join_frontiers(&run.description.as_of, &f);
+            }
+        }
+        m
+    }
+
+    fn apply(&mut self, command: Cmd) {
+        match command {
+            StorageCommand::Hello { .. } => self.hello = Some(command),
+            StorageCommand::InitializationComplete => self.initialization_complete = true,
+            StorageCommand::AllowWrites => self.allow_writes = true,
+            StorageCommand::UpdateConfiguration(p) => self.config.extend(p.params),
+            StorageCommand::RunIngestion(run) => {
+                self.ingestions.insert(run.id, run);
+            }
+            StorageCommand::RunSink(run) => {
+                self.frontiers.remove(&run.id);
+                self.sinks.insert(run.id, run);
+            }
+            StorageCommand::AllowCompaction { id, frontier } => {
+                let owner = self
+                    .ingestions
+                    .values()
+                    .find(|r| r.collection_ids().contains(&id))
+                    .map(|r| r.id);
+                if owner.is_none() && !self.sinks.contains_key(&id) {
+                    return;
+                }
+                let joined = match self.frontiers.get(&id) {
+                    Some(old) => join_frontiers(old, &frontier),
+                    None => frontier,
+                };
+                self.frontiers.insert(id, joined);
+                if let Some(owner) = owner {
+                    let ids = self.ingestions[&owner].collection_ids();
+                    if ids
+                        .iter()
+                        .all(|c| self.frontiers.get(c).is_some_and(|f| f.is_empty()))
+                    {
+                        self.ingestions.remove(&owner);
+                        for c in ids {
+                            self.frontiers.remove(&c);
+                        }
+                    }
+                } else if self.frontiers.get(&id).is_some_and(|f| f.is_empty()) {
+                    self.sinks.remove(&id);
+                    self.frontiers.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn summary(&self) -> String {
+        let sinks: Vec<_> = self
+            .sinks
+            .iter()
+            .map(|(id, r)| format!("{id}@{:?}", r.description.as_of.elements()))
+            .collect();
+        let ings: Vec<_> = self
+            .ingestions
+            .iter()
+            .map(|(id, r)| format!("{id}:{:?}", r.description.as_of))
+            .collect();
+        format!(
+            "ing {ings:?} sinks {sinks:?} frontiers {:?} cfg {:?} {} {} {:?}",
+            self.frontiers,
+            self.config,
+            self.initialization_complete,
+            self.allow_writes,
+            self.hello
+        )
+    }
+
+    /// Commands needed to describe the live objects.
+    fn live_commands(&self) -> usize {
+        self.ingestions.len() + self.frontiers.len() + self.sinks.len() + 4
+    }
+}
+
+/// One step of a plausible controller: ids are never reused, compactions only advance.
+#[derive(Debug, Clone)]
+enum Op {
+    CreateIngestion { exports: u8 },
+    CreateSink,
+    Alter(u8),
+    Advance(u8, u64),
+    Drop(u8),
+    DropOne(u8),
+    Config(u8, u8),
+    Hello,
+    Init,
+    Writes,
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..3).prop_map(|exports| Op::CreateIngestion { exports }),
+        2 => Just(Op::CreateSink),
+        1 => any::<u8>().prop_map(Op::Alter),
+        4 => (any::<u8>(), 1u64..5).prop_map(|(o, d)| Op::Advance(o, d)),
+        3 => any::<u8>().prop_map(Op::Drop),
+        1 => any::<u8>().prop_map(Op::DropOne),
+        1 => (0u8..4, any::<u8>()).prop_map(|(k, v)| Op::Config(k, v)),
+        1 => Just(Op::Hello),
+        1 => Just(Op::Init),
+        1 => Just(Op::Writes),
+    ]
+}
+
+/// Turns ops into commands, tracking live objects and their frontiers.
+fn commands(ops: &[Op]) -> Vec<Cmd> {
+    let mut next = 1u64;
+    let mut live: Vec<(GlobalId, Vec<GlobalId>, bool)> = Vec::new();
+    let mut since: BTreeMap<GlobalId, u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for op in ops {
+        match op {
+            Op::CreateIngestion { exports } => {
+                let id = next;
+                let exports: Vec<u64> = (0..u64::from(*exports)).map(|e| id + 2 + e).collect();
+                next += 3 + exports.len() as u64;
+                let run = ingestion(id, id + 1, &exports);
+                live.push((run.id, run.collection_ids().into_iter().collect(), true));
+                out.push(StorageCommand::RunIngestion(run));
+            }
+            Op::CreateSink => {
+                live.push((GlobalId::User(next), vec![GlobalId::User(next)], false));
+                out.push(StorageCommand::RunSink(sink(next, 1, 0)));
+                next += 1;
+            }
+            Op::Alter(i) if !live.is_empty() => {
+                let (id, collections, is_ingestion) = &live[*i as usize % live.len()];
+                let GlobalId::User(n) = *id else {
+                    unreachable!()
+                };
+                if *is_ingestion {
+                    let exports: Vec<u64> = collections
+                        .iter()
+                        .filter_map(|c| match c {
+                            GlobalId::User(c) if *c > n + 1 => Some(*c),
+                            _ => None,
+                        })
+                        .collect();
+                    let mut run = ingestion(n, n + 1, &exports);
+                    run.description.as_of = Some(frontier(Some(u64::from(*i))));
+                    out.push(StorageCommand::RunIngestion(run));
+                } else {
+                    out.push(StorageCommand::RunSink(sink(n, 2, u64::from(*i))));
+                }
+            }
+            Op::Advance(i, d) if !live.is_empty() => {
+                let (_, collections, _) = &live[*i as usize % live.len()];
+                let c = collections[*i as usize % collections.len()];
+                let t = since.entry(c).or_default();
+                *t += d;
+                out.push(StorageCommand::AllowCompaction {
+                    id: c,
+                    frontier: frontier(Some(*t)),
+                });
+            }
+            Op::Drop(i) if !live.is_empty() => {
+                let (_, collections, _) = live.remove(*i as usize % live.len());
+                for c in collections {
+                    out.push(StorageCommand::AllowCompaction {
+                        id: c,
+                        frontier: Antichain::new(),
+                    });
+                }
+            }
+            Op::DropOne(i) if !live.is_empty() => {
+                let object = *i as usize % live.len();
+                let collections = &mut live[object].1;
+                let c = collections.remove(*i as usize % collections.len());
+                if collections.is_empty() {
+                    live.remove(object);
+                }
+                out.push(StorageCommand::AllowCompaction {
+                    id: c,
+                    frontier: Antichain::new(),
+                });
+            }
+            Op::Config(k, v) => out.push(config(&format!("k{k}"), &v.to_string())),
+            Op::Hello => out.push(hello(out.len() as u64)),
+            Op::Init => out.push(StorageCommand::InitializationComplete),
+            Op::Writes => out.push(StorageCommand::AllowWrites),
+            _ => {}
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn reduced_replay_matches_full_replay(ops in proptest::collection::vec(arb_op(), 0..300)) {
+        let all = commands(&ops);
+        let mut history = CommandHistory::new();
+        for (i, command) in all.iter().enumerate() {
+            history.push(command.clone());
+            prop_assert!(history.len() <= history.trigger());
+            if i % 37 == 0 {
+                let (a, b) = (Model::replay(history.iter()), Model::replay(&all[..=i]));
+                prop_assert!(a == b, "diverged after {i}:\n{}\n{}", a.summary(), b.summary());
+            }
+        }
+        let full = Model::replay(&all);
+        prop_assert!(Model::replay(history.iter()) == full, "diverged at the end");
+        history.reduce();
+        prop_assert!(Model::replay(history.iter()) == full, "diverged after a reduction");
+        history.reduce();
+        prop_assert!(Model::replay(history.iter()) == full, "diverged after two reductions");
+        // Once the final compactions have been replayed by one reduction, only the
+        // live objects remain.
+        prop_assert!(history.len() <= full.live_commands(), "{} > {}", history.len(), full.live_commands());
+    }
+}
