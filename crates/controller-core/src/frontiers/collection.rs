@@ -1,0 +1,134 @@
+//! The frontier state of one registry entry, and the rules that move its implied
+//! capabilities.
+
+use std::collections::BTreeMap;
+
+use strata_controller_api::{
+    Antichain, AntichainRef, ChangeBatch, GlobalId, InstanceId, MutableAntichain, ReadPolicy,
+    StorageTimestamp,
+};
+use timely::PartialOrder;
+
+/// The frontier state of one collection.
+///
+/// # Invariants
+///
+/// - `read_capabilities` counts, with multiplicity: the implied capability, the hold
+///   capability, every outstanding external read hold, and the since of every
+///   registered entry that lists this one as a dependency. Its frontier is the since.
+/// - `external_holds` counts the external read holds alone, per time; every count is
+///   positive, so a release can be checked against it before it is applied.
+/// - `implied_capability` and `hold_capability` only advance; `[]` once dropped.
+/// - `allowed_compaction` is the last frontier sent in `AllowCompaction` (or the
+///   registration since), and only advances.
+#[derive(Debug)]
+pub(super) struct CollectionFrontierState<T> {
+    pub(super) upper: Antichain<T>,
+    pub(super) read_policy: ReadPolicy<T>,
+    pub(super) implied_capability: Antichain<T>,
+    pub(super) hold_policy: Option<ReadPolicy<T>>,
+    pub(super) hold_capability: Antichain<T>,
+    pub(super) read_capabilities: MutableAntichain<T>,
+    pub(super) external_holds: BTreeMap<T, i64>,
+    pub(super) dependencies: Vec<GlobalId>,
+    pub(super) instance: Option<InstanceId>,
+    pub(super) has_shard: bool,
+    pub(super) dropped: bool,
+    pub(super) drop_confirmed: bool,
+    pub(super) allowed_compaction: Antichain<T>,
+}
+
+impl<T: StorageTimestamp> CollectionFrontierState<T> {
+    /// The since: the lower bound of every read capability.
+    pub(super) fn since(&self) -> AntichainRef<'_, T> {
+        self.read_capabilities.frontier()
+    }
+
+    /// Re-derives both implied capabilities from the upper, and returns the change to
+    /// the read capabilities. A policy's advice only ever advances a capability.
+    pub(super) fn rederive_capabilities(&mut self) -> ChangeBatch<T> {
+        let mut changes = ChangeBatch::new();
+        let advice = self.read_policy.frontier(self.upper.borrow());
+        advance(&mut self.implied_capability, advice, &mut changes);
+        if let Some(policy) = &self.hold_policy {
+            let advice = policy.frontier(self.upper.borrow());
+            advance(&mut self.hold_capability, advice, &mut changes);
+        }
+        changes
+    }
+
+    /// Marks the entry dropped: both policies release through the empty frontier.
+    /// Returns the change to the read capabilities.
+    pub(super) fn release_policies(&mut self) -> ChangeBatch<T> {
+        let mut changes = ChangeBatch::new();
+        self.dropped = true;
+        self.read_policy = ReadPolicy::ValidFrom(Antichain::new());
+        self.hold_policy = None;
+        advance(&mut self.implied_capability, Antichain::new(), &mut changes);
+        advance(&mut self.hold_capability, Antichain::new(), &mut changes);
+        changes
+    }
+
+    /// Checks a change to the external holds without applying it.
+    pub(super) fn check_hold_change(&self, time: &T, diff: i64) -> Result<(), HoldChangeError> {
+        if diff > 0 && !self.since().less_equal(time) {
+            return Err(HoldChangeError::BeforeSince);
+        }
+        let count = self.external_holds.get(time).copied().unwrap_or(0);
+        if count.checked_add(diff).is_none_or(|n| n < 0) {
+            return Err(HoldChangeError::Unmatched);
+        }
+        Ok(())
+    }
+
+    /// Applies a change to the external holds that [`Self::check_hold_change`] allowed.
+    pub(super) fn record_hold_change(&mut self, time: T, diff: i64) {
+        let count = self.external_holds.entry(time).or_insert(0);
+        *count += diff;
+        if *count == 0 {
+            self.external_holds.remove(&time);
+        }
+    }
+
+    /// The frontier the instance may compact to now, if it differs from the last one
+    /// sent: `[]` once dropped, otherwise the since.
+    pub(super) fn pending_compaction(&self) -> Option<(InstanceId, Antichain<T>)> {
+        let instance = self.instance?;
+        let frontier = if self.dropped {
+            Antichain::new()
+        } else {
+            self.since().to_owned()
+        };
+        let advanced = frontier != self.allowed_compaction
+            && PartialOrder::less_equal(&self.allowed_compaction, &frontier);
+        advanced.then_some((instance, frontier))
+    }
+
+    /// Whether the entry can be forgotten and its shard finalized.
+    pub(super) fn finalizable(&self) -> bool {
+        self.dropped && self.since().is_empty() && (self.instance.is_none() || self.drop_confirmed)
+    }
+}
+
+/// Why an external hold change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HoldChangeError {
+    /// A new hold at a time before the since.
+    BeforeSince,
+    /// A release without a matching hold.
+    Unmatched,
+}
+
+/// Replaces `capability` with `advice` if that advances it, recording the change.
+fn advance<T: StorageTimestamp>(
+    capability: &mut Antichain<T>,
+    advice: Antichain<T>,
+    changes: &mut ChangeBatch<T>,
+) {
+    if advice == *capability || !PartialOrder::less_equal(capability, &advice) {
+        return;
+    }
+    changes.extend(advice.iter().map(|t| (*t, 1)));
+    changes.extend(capability.iter().map(|t| (*t, -1)));
+    *capability = advice;
+}
