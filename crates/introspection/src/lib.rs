@@ -1,8 +1,8 @@
 //! # strata-introspection
 //!
 //! What operators see of a storage controller: the schemas of the introspection
-//! collections ([`schema`]) and the pure rules that keep their history bounded
-//! ([`truncation`]). The `CollectionManager`, statistics scrapers and Prometheus metrics
+//! collections ([`schema`]), status de-duplication ([`status`]) and the pure rules that
+//! keep their history bounded ([`truncation`]). The `CollectionManager`, statistics scrapers and Prometheus metrics
 //! join this crate with its issue.
 //!
 //! **Must never depend on**: `strata-controller-core`, `strata-replica`, `strata-testkit`,
@@ -12,4 +12,5 @@
 //! exactly the newest N rows per key, whatever the ties.
 
 pub mod schema;
+pub mod status;
 pub mod truncation;

@@ -119,6 +119,8 @@ pub struct StatusUpdate {
     pub timestamp_ms: u64,
     /// The error that caused a [`Status::Stalled`], if any.
     pub error: Option<String>,
+    /// Suggestions for an operator on how to resolve the error.
+    pub hints: Vec<String>,
 }
 
 /// What [`Lifecycle::process`](crate::Lifecycle::process) reports to the caller.
