@@ -3,14 +3,21 @@
 //! The replica runtime: the process that runs the ingestion and sink dataflows the
 //! controller schedules, on timely workers, and writes their output to persist shards.
 //!
-//! **Owns**: the deterministic load generators ([`generator`]); later the timely runtime,
-//! remap-shard bindings, sinks and the protocol handler that plugs into
-//! `strata-instance-client`'s server half.
+//! **Owns**: the deterministic load generators ([`generator`]), remap bindings
+//! ([`remap`]), reconciliation of a replayed history ([`reconcile`]), the shard seam
+//! ([`shard`]) and its in-memory backend.
 //!
 //! **Must never depend on**: `strata-controller-core`, `strata-testkit`, `strata-cli`.
 //!
-//! **Invariants**: a generator's output at offset `n` depends only on its configuration
-//! and `n`, so a restarted source that resumes at an offset reproduces exactly what a
-//! clean run would have written.
+//! **Invariants**:
+//! - a generator's output at offset `n` depends only on its configuration and `n`, so a
+//!   restarted source that resumes at an offset reproduces exactly what a clean run
+//!   would have written;
+//! - a binding is minted in the remap shard before its data is written, and the data of
+//!   a round is written with one `compare_and_append` per data shard, so every offset
+//!   lands exactly once whatever crashes or races happen.
 
 pub mod generator;
+pub mod reconcile;
+pub mod remap;
+pub mod shard;
