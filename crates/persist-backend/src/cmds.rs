@@ -227,6 +227,10 @@ pub fn compare_and_downgrade_since(state: &State, id: &str, expected: u64, new_o
 /// inputs' parts to garbage. Returns whether the run was still there.
 pub fn apply_merge(state: &State, inputs: &[HollowBatch], output: &HollowBatch) -> CmdResult<bool> {
     let mut next = live(state)?;
+    if next.batches.iter().any(|b| b == output) {
+        // A retry of a merge that already committed.
+        return Ok((None, true));
+    }
     let n = inputs.len();
     let Some(start) = (0..next.batches.len().saturating_sub(n.saturating_sub(1)))
         .find(|i| n > 0 && next.batches[*i..].starts_with(inputs))
@@ -381,7 +385,9 @@ mod tests {
         assert_eq!(next.batches.len(), 2);
         let garbage: Vec<_> = next.garbage.iter().map(|g| g.key.as_str()).collect();
         assert_eq!(garbage, ["a", "b"]);
-        assert_eq!(apply_merge(&next, &inputs, &out).unwrap(), (None, false), "a stale merge is refused");
+        assert_eq!(apply_merge(&next, &inputs, &out).unwrap(), (None, true), "a retried merge is idempotent");
+        let other = batch(0, Some(2), &["ab2"]);
+        assert_eq!(apply_merge(&next, &inputs, &other).unwrap(), (None, false), "a stale merge is refused");
     }
 
     #[test]

@@ -1,11 +1,59 @@
 //! # strata-persist-backend
 //!
-//! placeholder while building
+//! Durable shards on object storage, in the spirit of Materialize persist, on one
+//! `object_store` abstraction: `mem://name` (always built), `file:///path` (feature
+//! `file`, default, fsynced) and `s3://bucket/prefix` (feature `s3`).
+//!
+//! **Owns**: the shard format (consensus log of prost-encoded states, Parquet parts),
+//! the shard state machine, the write/read/since handles, compaction, GC, finalization,
+//! inspection, and a public conformance suite ([`conformance`]).
+//!
+//! **Must never depend on**: any Strata crate but `strata-controller-api`; a tracing
+//! subscriber; a specific async runtime beyond tokio's primitives.
+//!
+//! **Invariants**:
+//! - every state change is a pure command ([`cmds`]) committed by a CAS of the next
+//!   seqno ([`consensus`]); a shard's history is linearizable;
+//! - an acknowledged append is durable and appears exactly once, even across
+//!   indeterminate storage errors (idempotency tokens in consensus and in the writer
+//!   state);
+//! - a shard's upper and since never regress;
+//! - a part is deleted only when no state a live reader may still read references it;
+//! - the cost of an append is bounded by the state size, which compaction, lease
+//!   pruning and GC keep independent of the shard's history;
+//! - input from callers or storage never panics: every failure is a [`PersistError`].
+//!
+//! Layout: `shards/{shard}/state/{seqno:020}` (versions),
+//! `shards/{shard}/boundary/{seqno:020}` (truncation markers),
+//! `shards/{shard}/parts/{writer}/{uuid}` (Parquet parts).
 
+mod batch;
 mod blob;
+mod client;
 pub mod cmds;
+pub mod config;
+pub mod conformance;
 pub mod consensus;
+mod critical;
 pub mod error;
+mod lease;
 pub mod location;
+mod machine;
+pub mod maintenance;
 pub mod part;
+mod read;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod write;
+
+pub use batch::{Batch, frontier_code, frontier_of, time_code, time_of};
+pub use client::PersistClient;
+pub use config::PersistConfig;
+pub use critical::{OpaqueMismatch, SinceHandle};
+pub use error::{CodecError, ExternalError, LocationError, PersistError, Result};
+pub use location::Location;
+pub use maintenance::GcReport;
+pub use part::SourceData;
+pub use read::{Listen, ListenEvent, ReadHandle, SnapshotCursor};
+pub use write::{Update, UpperMismatch, WriteHandle};

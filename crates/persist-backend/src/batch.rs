@@ -1,0 +1,166 @@
+//! Batches: writing updates to a part (or inline) and reading them back.
+
+use std::marker::PhantomData;
+
+use bytes::Bytes;
+use strata_controller_api::{Antichain, RelationDesc, Row, ShardId, StorageTimestamp};
+
+use crate::error::{CodecError, PersistError, Result};
+use crate::machine::Machine;
+use crate::part::{CodedUpdate, SourceData, consolidate, decode_part, encode_part};
+use crate::state::{HollowBatch, InlineUpdate, PartRef, before};
+
+/// A time as its order-preserving `u64` code.
+pub fn time_code<T: StorageTimestamp>(t: &T) -> u64 {
+    u64::from_be_bytes(t.encode())
+}
+
+/// The time of a code.
+pub fn time_of<T: StorageTimestamp>(code: u64) -> T {
+    T::decode(code.to_be_bytes())
+}
+
+/// A frontier of a totally ordered time as a code (`None` = `[]`).
+pub fn frontier_code<T: StorageTimestamp>(f: &Antichain<T>) -> Option<u64> {
+    f.elements().iter().map(time_code).min()
+}
+
+/// The frontier of a code.
+pub fn frontier_of<T: StorageTimestamp>(code: Option<u64>) -> Antichain<T> {
+    match code {
+        Some(c) => Antichain::from_elem(time_of(c)),
+        None => Antichain::new(),
+    }
+}
+
+/// Renders a frontier for error messages.
+pub(crate) fn render<T: StorageTimestamp>(f: &Antichain<T>) -> String {
+    format!("{:?}", f.elements())
+}
+
+/// Updates written to blob (or inlined) but not yet linked into the shard. Link it with
+/// [`WriteHandle::compare_and_append_batch`](crate::WriteHandle::compare_and_append_batch).
+///
+/// A batch that is never linked leaves an orphan part, which GC deletes once its writer
+/// is gone and the orphan grace period has passed.
+#[derive(Debug, Clone)]
+pub struct Batch<T> {
+    pub(crate) shard: ShardId,
+    pub(crate) hollow: HollowBatch,
+    pub(crate) _time: PhantomData<T>,
+}
+
+impl<T: StorageTimestamp> Batch<T> {
+    /// The shard this batch was written for.
+    pub fn shard_id(&self) -> ShardId {
+        self.shard
+    }
+
+    /// The batch's lower: the expected upper when it is linked.
+    pub fn lower(&self) -> Antichain<T> {
+        frontier_of(Some(self.hollow.lower))
+    }
+
+    /// The batch's upper: the shard's upper after it is linked.
+    pub fn upper(&self) -> Antichain<T> {
+        frontier_of(self.hollow.upper)
+    }
+
+    /// The number of (consolidated) updates.
+    pub fn len(&self) -> u64 {
+        self.hollow.len
+    }
+
+    /// Whether the batch holds no updates.
+    pub fn is_empty(&self) -> bool {
+        self.hollow.len == 0
+    }
+
+    /// The keys of the blob parts it wrote (empty when inlined).
+    pub fn part_keys(&self) -> Vec<String> {
+        self.hollow.parts.iter().map(|p| p.key.clone()).collect()
+    }
+}
+
+fn inline_size(updates: &[CodedUpdate]) -> u64 {
+    updates
+        .iter()
+        .map(|(d, _, _)| 20 + d.as_ref().map_or_else(|e| e.len(), |r| r.as_bytes().len()) as u64)
+        .sum()
+}
+
+/// Consolidates coded updates and writes them as a batch `[lower, upper)` with `since`.
+pub(crate) async fn write_hollow(
+    machine: &Machine,
+    desc: &RelationDesc,
+    writer: &str,
+    mut updates: Vec<CodedUpdate>,
+    lower: u64,
+    upper: Option<u64>,
+    since: u64,
+) -> Result<HollowBatch> {
+    consolidate(&mut updates);
+    let bytes = inline_size(&updates);
+    let len = updates.len() as u64;
+    let mut batch = HollowBatch { lower, upper, since, parts: vec![], inline: vec![], len, bytes };
+    if updates.is_empty() {
+        batch.bytes = 0;
+    } else if bytes <= machine.cfg.inline_threshold_bytes {
+        batch.inline = updates
+            .into_iter()
+            .map(|(data, ts, diff)| match data {
+                Ok(row) => InlineUpdate { row: Bytes::from(row.into_bytes()), err: None, ts, diff },
+                Err(e) => InlineUpdate { row: Bytes::new(), err: Some(e), ts, diff },
+            })
+            .collect();
+    } else {
+        let encoded = encode_part(desc, &updates)?;
+        let key = format!("shards/{}/parts/{}/{}", machine.shard, writer, uuid::Uuid::new_v4());
+        batch.bytes = encoded.len() as u64;
+        machine.put_blob(&key, encoded).await?;
+        batch.parts.push(PartRef { key, len, bytes: batch.bytes });
+    }
+    Ok(batch)
+}
+
+/// Every update of a batch, in no particular order.
+pub(crate) async fn read_hollow(machine: &Machine, desc: &RelationDesc, batch: &HollowBatch) -> Result<Vec<CodedUpdate>> {
+    let mut out = read_inline(machine, batch)?;
+    for part in &batch.parts {
+        out.extend(read_part(machine, desc, part).await?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn read_inline(machine: &Machine, batch: &HollowBatch) -> Result<Vec<CodedUpdate>> {
+    let mut out = Vec::with_capacity(batch.inline.len());
+    for u in &batch.inline {
+        let data: SourceData = match &u.err {
+            Some(e) => Err(e.clone()),
+            None => Ok(Row::from_bytes(u.row.to_vec()).map_err(|e| CodecError::State {
+                key: format!("shards/{}/state", machine.shard),
+                reason: format!("inline row: {e}"),
+            })?),
+        };
+        out.push((data, u.ts, u.diff));
+    }
+    Ok(out)
+}
+
+pub(crate) async fn read_part(machine: &Machine, desc: &RelationDesc, part: &PartRef) -> Result<Vec<CodedUpdate>> {
+    let Some(bytes) = machine.get_blob(&part.key).await? else {
+        return Err(PersistError::Codec(CodecError::Part { key: part.key.clone(), reason: "part is missing".into() }));
+    };
+    Ok(decode_part(&part.key, desc, bytes)?)
+}
+
+/// Keeps the updates at or before `as_of`, advanced to `as_of`.
+pub(crate) fn advance_to(updates: &mut Vec<CodedUpdate>, as_of: u64) {
+    updates.retain(|u| u.1 <= as_of);
+    updates.iter_mut().for_each(|u| u.1 = as_of);
+}
+
+/// Keeps the updates with times in `[lower, upper)`.
+pub(crate) fn restrict(updates: &mut Vec<CodedUpdate>, lower: u64, upper: Option<u64>) {
+    updates.retain(|u| u.1 >= lower && before(u.1, upper));
+}

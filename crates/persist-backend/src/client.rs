@@ -1,0 +1,195 @@
+//! [`PersistClient`]: opens a location and hands out handles to its shards.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+
+use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
+
+use crate::batch::{frontier_of, time_code};
+use crate::cmds;
+use crate::config::PersistConfig;
+use crate::consensus::Consensus;
+use crate::critical::SinceHandle;
+use crate::error::Result;
+use crate::lease::{Heartbeat, Holder};
+use crate::location::Location;
+use crate::machine::{Machine, ShardCache};
+use crate::maintenance::{self, GcReport};
+use crate::read::{Pins, ReadHandle};
+use crate::state::State;
+use crate::write::WriteHandle;
+
+#[derive(Debug)]
+struct Inner {
+    loc: Location,
+    consensus: Consensus,
+    cfg: Arc<PersistConfig>,
+    caches: Mutex<HashMap<ShardId, Arc<ShardCache>>>,
+}
+
+/// A client of one location. Cheap to clone; clones share a cache of shard states, so
+/// handles of one client see each other's writes without a read.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use strata_controller_api::{Antichain, Datum, RelationDesc, Row, ScalarType, ShardId, Timestamp};
+/// use strata_persist_backend::PersistClient;
+///
+/// let client = PersistClient::open("mem://doc-example").await.unwrap();
+/// let shard = ShardId::from_bytes([9; 16]);
+/// let desc = RelationDesc::builder().with_column("x", ScalarType::Int64.nullable(false)).finish();
+/// let mut write = client.open_writer::<Timestamp>(shard, desc.clone()).await.unwrap();
+/// let row = Row::pack(&[Datum::Int64(7)]);
+/// let updates = vec![(Ok(row.clone()), Timestamp::new(0), 1)];
+/// let from = Antichain::from_elem(Timestamp::new(0));
+/// let to = Antichain::from_elem(Timestamp::new(1));
+/// write.compare_and_append(&updates, from, to).await.unwrap().unwrap();
+///
+/// let mut read = client.open_leased_reader::<Timestamp>(shard, desc).await.unwrap();
+/// assert_eq!(read.snapshot(&Timestamp::new(0)).await.unwrap(), updates);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct PersistClient {
+    inner: Arc<Inner>,
+}
+
+impl PersistClient {
+    /// Opens a location URL (`mem://name`, `file:///path`, `s3://bucket/prefix`) with
+    /// the default configuration.
+    pub async fn open(url: &str) -> Result<PersistClient> {
+        Self::open_with_config(url, PersistConfig::default()).await
+    }
+
+    /// Opens a location URL with `cfg`.
+    pub async fn open_with_config(url: &str, cfg: PersistConfig) -> Result<PersistClient> {
+        Ok(Self::from_location(Location::open(url).await?, cfg))
+    }
+
+    /// A client over an already opened location (for example a fault-injecting store).
+    pub fn from_location(loc: Location, cfg: PersistConfig) -> PersistClient {
+        let consensus = Consensus::new(loc.clone());
+        PersistClient { inner: Arc::new(Inner { loc, consensus, cfg: Arc::new(cfg), caches: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// The URL this client was opened from.
+    pub fn location_url(&self) -> &str {
+        &self.inner.loc.url
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PersistConfig {
+        &self.inner.cfg
+    }
+
+    pub(crate) fn machine(&self, shard: ShardId) -> Arc<Machine> {
+        let cache = {
+            let mut caches = self.inner.caches.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(caches.entry(shard).or_insert_with(|| Arc::new(ShardCache::new())))
+        };
+        Arc::new(Machine {
+            shard,
+            consensus: self.inner.consensus.clone(),
+            loc: self.inner.loc.clone(),
+            cfg: Arc::clone(&self.inner.cfg),
+            cache,
+        })
+    }
+
+    async fn init<T: StorageTimestamp>(&self, shard: ShardId, desc: Option<&RelationDesc>) -> Result<Arc<Machine>> {
+        let machine = self.machine(shard);
+        let schema = desc.map(|d| serde_json::to_string(d).unwrap_or_default()).unwrap_or_default();
+        let state = machine.init(time_code(&T::minimum()), schema).await?;
+        if state.tombstone {
+            return Err(crate::PersistError::Tombstoned { shard });
+        }
+        Ok(machine)
+    }
+
+    /// Registers a writer of `shard` (creating the shard if it does not exist yet).
+    /// Rows it writes must match `desc`.
+    pub async fn open_writer<T: StorageTimestamp>(&self, shard: ShardId, desc: RelationDesc) -> Result<WriteHandle<T>> {
+        let machine = self.init::<T>(shard, Some(&desc)).await?;
+        let writer_id = format!("w{}", uuid::Uuid::new_v4().simple());
+        let heartbeat = Heartbeat::start(Arc::clone(&machine), Holder::Writer(writer_id.clone()));
+        let mut handle =
+            WriteHandle { machine, desc, writer_id, upper: Antichain::new(), _heartbeat: heartbeat, _time: PhantomData };
+        handle.register().await?;
+        Ok(handle)
+    }
+
+    /// Registers a leased reader of `shard` at its current since.
+    pub async fn open_leased_reader<T: StorageTimestamp>(&self, shard: ShardId, desc: RelationDesc) -> Result<ReadHandle<T>> {
+        let machine = self.init::<T>(shard, Some(&desc)).await?;
+        let reader_id = format!("r{}", uuid::Uuid::new_v4().simple());
+        let (lease, now) = (machine.cfg.reader_lease.as_millis() as u64, machine.cfg.now_ms());
+        let (_, since) =
+            machine.apply_plain(|s: &State| cmds::register_leased_reader(s, &reader_id, lease, now)).await?;
+        let heartbeat = Heartbeat::start(Arc::clone(&machine), Holder::Reader(reader_id.clone()));
+        Ok(ReadHandle { machine, desc, reader_id, since: frontier_of(since), pins: Arc::new(Pins::default()), _heartbeat: heartbeat })
+    }
+
+    /// Opens (registering on first use, with opaque 0 at the shard's since) the critical
+    /// reader `reader_id` of `shard`.
+    pub async fn open_critical_since<T: StorageTimestamp>(&self, shard: ShardId, reader_id: &str) -> Result<SinceHandle<T>> {
+        let machine = self.init::<T>(shard, None).await?;
+        let (_, (opaque, since)) = machine.apply_plain(|s: &State| cmds::register_critical_reader(s, reader_id)).await?;
+        Ok(SinceHandle { machine, reader_id: reader_id.to_owned(), opaque, since: frontier_of(since), _time: PhantomData })
+    }
+
+    /// The shard's current upper, read from storage.
+    pub async fn fetch_recent_upper<T: StorageTimestamp>(&self, shard: ShardId) -> Result<Antichain<T>> {
+        let machine = self.init::<T>(shard, None).await?;
+        Ok(frontier_of(machine.fetch().await?.upper))
+    }
+
+    /// Runs up to `max_steps` compaction merges; returns how many were made.
+    pub async fn compact(&self, shard: ShardId, max_steps: usize) -> Result<usize> {
+        maintenance::compact(&self.machine(shard), max_steps).await
+    }
+
+    /// Runs one garbage collection of `shard`.
+    pub async fn gc(&self, shard: ShardId) -> Result<GcReport> {
+        maintenance::gc(&self.machine(shard)).await
+    }
+
+    /// Finalizes a shard whose since and upper are both `[]`: it becomes a tombstone and
+    /// its parts are deleted. Later operations on it fail with
+    /// [`PersistError::Tombstoned`](crate::PersistError::Tombstoned). Idempotent.
+    pub async fn finalize_shard(&self, shard: ShardId) -> Result<()> {
+        maintenance::finalize(&self.machine(shard)).await
+    }
+
+    /// The shard's state as JSON (see [`maintenance::state_json`](crate::maintenance::state_json)).
+    pub async fn inspect(&self, shard: ShardId) -> Result<serde_json::Value> {
+        let state = self.machine(shard).fetch().await?;
+        Ok(maintenance::state_json(&state))
+    }
+
+    /// The keys of every part object stored for `shard`, referenced or not (for tests
+    /// and operators).
+    pub async fn list_part_keys(&self, shard: ShardId) -> Result<Vec<String>> {
+        let machine = self.machine(shard);
+        let prefix = machine.loc.key(&format!("shards/{shard}/parts"));
+        let skip = machine.loc.prefix.parts().count();
+        let metas = crate::blob::list(machine.loc.store.as_ref(), &prefix).await?;
+        let mut keys: Vec<String> = metas
+            .iter()
+            .map(|m| m.location.parts().skip(skip).map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The keys of the parts the shard's current state references.
+    pub async fn referenced_part_keys(&self, shard: ShardId) -> Result<Vec<String>> {
+        let state = self.machine(shard).fetch().await?;
+        let mut keys: Vec<String> =
+            state.live_parts().map(|p| p.key.clone()).chain(state.garbage.iter().map(|g| g.key.clone())).collect();
+        keys.sort();
+        Ok(keys)
+    }
+}

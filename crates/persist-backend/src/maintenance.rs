@@ -1,0 +1,269 @@
+//! Maintenance: compaction, garbage collection, finalization and inspection.
+//!
+//! **Compaction** keeps the number of batches logarithmic in the data: it merges two
+//! adjacent batches whenever the older is not more than twice the size of the newer
+//! (a size-tiered spine), so each update is rewritten O(log n) times in total and one
+//! step does bounded work (two batches). Times before the since are forwarded to it
+//! (clamped into the batch), then updates are consolidated.
+//!
+//! **GC** deletes garbage parts that no reader's pinned version still references,
+//! deletes orphan parts (uploaded but never linked) whose writer is no longer
+//! registered and that are older than the grace period, and truncates consensus
+//! versions below the head. It is idempotent and safe to run concurrently: deleting a
+//! deleted key is a no-op, and every state change goes through CAS.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::json;
+use strata_controller_api::RelationDesc;
+
+use crate::batch::{read_hollow, write_hollow};
+use crate::blob;
+use crate::cmds;
+use crate::error::{PersistError, Result};
+use crate::machine::Machine;
+use crate::part::CodedUpdate;
+use crate::state::{HollowBatch, State};
+
+/// What one GC run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Garbage parts deleted.
+    pub deleted_parts: usize,
+    /// Orphan parts deleted.
+    pub deleted_orphans: usize,
+    /// Consensus versions deleted.
+    pub truncated_versions: usize,
+}
+
+/// The pair of adjacent batches to merge next, as the index of the older one, or `None`
+/// when the spine is in shape: every batch more than twice the size of its successor.
+pub fn pick_merge(state: &State) -> Option<usize> {
+    if state.tombstone || state.batches.len() < 2 {
+        return None;
+    }
+    let size = |b: &HollowBatch| b.bytes.max(b.len);
+    (0..state.batches.len() - 1).rev().find(|&i| size(&state.batches[i]) <= 2 * size(&state.batches[i + 1]))
+}
+
+/// Forwards times before `since` to it, clamped so they stay below `upper`.
+pub fn forward_times(updates: &mut [CodedUpdate], since: Option<u64>, upper: Option<u64>) {
+    let target = match (since, upper) {
+        (Some(s), Some(u)) => s.min(u.saturating_sub(1)),
+        (Some(s), None) => s,
+        (None, Some(u)) => u.saturating_sub(1),
+        (None, None) => return,
+    };
+    updates.iter_mut().filter(|u| u.1 < target).for_each(|u| u.1 = target);
+}
+
+fn schema_of(machine: &Machine, state: &State) -> Result<RelationDesc> {
+    serde_json::from_str(&state.schema_json)
+        .map_err(|e| PersistError::InvalidUsage(format!("shard {} has no usable schema: {e}", machine.shard)))
+}
+
+/// Merges one pair of batches. Returns whether there was work to do.
+pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
+    let state = machine.fetch().await?;
+    let Some(i) = pick_merge(&state) else { return Ok(false) };
+    let desc = schema_of(machine, &state)?;
+    let inputs = state.batches[i..i + 2].to_vec();
+    let compactor = format!("compactor-{}", uuid::Uuid::new_v4().simple());
+    let (lease, now) = (machine.cfg.writer_lease.as_millis() as u64, machine.cfg.now_ms());
+    machine.apply_plain(|s: &State| cmds::register_writer(s, &compactor, lease, now)).await?;
+    let mut updates = Vec::new();
+    for b in &inputs {
+        updates.extend(read_hollow(machine, &desc, b).await?);
+    }
+    let (lower, upper) = (inputs[0].lower, inputs[1].upper);
+    forward_times(&mut updates, state.since, upper);
+    let since = state.since.unwrap_or(lower).max(inputs[0].since);
+    let output = write_hollow(machine, &desc, &compactor, updates, lower, upper, since).await?;
+    let res = machine
+        .apply_plain(|s: &State| {
+            let (next, applied) = cmds::apply_merge(s, &inputs, &output)?;
+            let mut next = next.unwrap_or_else(|| s.clone());
+            next.writers.retain(|w| w.id != compactor);
+            Ok((Some(next), applied))
+        })
+        .await;
+    match res {
+        Ok((_, true)) => Ok(true),
+        Ok((_, false)) => {
+            delete_unlinked(machine, &output).await;
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Compacts until the spine is in shape or `max_steps` merges were made.
+pub(crate) async fn compact(machine: &Machine, max_steps: usize) -> Result<usize> {
+    let mut steps = 0;
+    while steps < max_steps && compact_step(machine).await? {
+        steps += 1;
+    }
+    Ok(steps)
+}
+
+/// Best-effort removal of the parts of a batch that was never linked.
+pub(crate) async fn delete_unlinked(machine: &Machine, batch: &HollowBatch) {
+    for part in &batch.parts {
+        if let Err(e) = blob::delete(machine.loc.store.as_ref(), &machine.loc.key(&part.key)).await {
+            tracing::debug!(key = %part.key, error = %e, "leaving an unlinked part to GC");
+        }
+    }
+}
+
+fn relative_key(machine: &Machine, path: &object_store::path::Path) -> String {
+    let skip = machine.loc.prefix.parts().count();
+    path.parts().skip(skip).map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/")
+}
+
+/// One GC run.
+pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
+    let mut report = GcReport::default();
+    let state = machine.fetch().await?;
+    let min_hold = state.leased_readers.iter().map(|r| r.seqno).min().unwrap_or(state.seqno).min(state.seqno);
+    let deletable: Vec<String> =
+        state.garbage.iter().filter(|g| g.removed_at <= min_hold).map(|g| g.key.clone()).collect();
+    for key in &deletable {
+        blob::delete(machine.loc.store.as_ref(), &machine.loc.key(key)).await?;
+    }
+    report.deleted_parts = deletable.len();
+    if !deletable.is_empty() {
+        machine.apply_plain(|s: &State| cmds::remove_garbage(s, &deletable)).await?;
+    }
+    let listed = blob::list(machine.loc.store.as_ref(), &machine.loc.key(&format!("shards/{}/parts", machine.shard))).await?;
+    let fresh = machine.fetch().await?;
+    let referenced: BTreeSet<&str> =
+        fresh.live_parts().map(|p| p.key.as_str()).chain(fresh.garbage.iter().map(|g| g.key.as_str())).collect();
+    let writers: BTreeSet<&str> = fresh.writers.iter().map(|w| w.id.as_str()).collect();
+    let now = crate::config::system_now()();
+    let grace = machine.cfg.orphan_grace.as_millis() as i64;
+    for meta in listed {
+        let key = relative_key(machine, &meta.location);
+        let writer = key.split('/').nth(3).unwrap_or_default();
+        let age = now as i64 - meta.last_modified.timestamp_millis();
+        if referenced.contains(key.as_str()) || writers.contains(writer) || age < grace {
+            continue;
+        }
+        blob::delete(machine.loc.store.as_ref(), &meta.location).await?;
+        report.deleted_orphans += 1;
+    }
+    report.truncated_versions = machine.consensus.truncate(machine.shard, fresh.seqno).await?;
+    Ok(report)
+}
+
+/// Turns a shard with `since = upper = []` into a tombstone and deletes its parts.
+pub(crate) async fn finalize(machine: &Machine) -> Result<()> {
+    machine.apply_plain(cmds::finalize).await?;
+    gc(machine).await?;
+    Ok(())
+}
+
+/// Starts compaction and GC in the background when the shard needs it.
+pub(crate) fn maybe_start_background(machine: &Arc<Machine>, state: &State) {
+    if !machine.cfg.background_maintenance {
+        return;
+    }
+    let compact_due = state.batches.len() > machine.cfg.compaction_trigger_batches;
+    let gc_due = state.seqno % 64 == 0 || (compact_due && !state.garbage.is_empty());
+    if !(compact_due || gc_due) || !machine.try_claim_compaction() {
+        return;
+    }
+    let machine = Arc::clone(machine);
+    tokio::spawn(async move {
+        if compact_due {
+            if let Err(e) = compact(&machine, 16).await {
+                tracing::debug!(shard = %machine.shard, error = %e, "background compaction failed");
+            }
+        }
+        if let Err(e) = gc(&machine).await {
+            tracing::debug!(shard = %machine.shard, error = %e, "background gc failed");
+        }
+        machine.release_compaction();
+    });
+}
+
+fn render(f: Option<u64>) -> serde_json::Value {
+    match f {
+        Some(t) => json!([t]),
+        None => json!([]),
+    }
+}
+
+/// The state as JSON, for operators and tests. Times are codes (the timestamp's
+/// 8-byte encoding as a big-endian `u64`; for the default `Timestamp`, milliseconds).
+pub fn state_json(state: &State) -> serde_json::Value {
+    let batches: Vec<_> = state
+        .batches
+        .iter()
+        .map(|b| {
+            json!({
+                "lower": [b.lower], "upper": render(b.upper), "since": [b.since],
+                "parts": b.parts.iter().map(|p| json!({"key": p.key, "len": p.len, "bytes": p.bytes})).collect::<Vec<_>>(),
+                "inline_updates": b.inline.len(), "len": b.len, "bytes": b.bytes,
+            })
+        })
+        .collect();
+    json!({
+        "shard": state.shard,
+        "seqno": state.seqno,
+        "since": render(state.since),
+        "upper": render(state.upper),
+        "tombstone": state.tombstone,
+        "batches": batches,
+        "part_count": state.part_count(),
+        "leased_readers": state.leased_readers.iter().map(|r| json!({
+            "id": r.id, "since": render(r.since), "seqno": r.seqno, "lease_expiry_ms": r.lease_expiry_ms,
+        })).collect::<Vec<_>>(),
+        "critical_readers": state.critical_readers.iter().map(|r| json!({
+            "id": r.id, "since": render(r.since), "opaque": r.opaque,
+        })).collect::<Vec<_>>(),
+        "writers": state.writers.iter().map(|w| json!({
+            "id": w.id, "lease_expiry_ms": w.lease_expiry_ms, "last_token": w.last_token,
+        })).collect::<Vec<_>>(),
+        "garbage": state.garbage.iter().map(|g| json!({"key": g.key, "removed_at": g.removed_at})).collect::<Vec<_>>(),
+        "schema": serde_json::from_str::<serde_json::Value>(&state.schema_json).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn check(sizes: &[u64], expected: Option<usize>) {
+        let mut state = State::initial("s", 0, String::new());
+        state.batches = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| HollowBatch { lower: i as u64, upper: Some(i as u64 + 1), bytes: *b, len: 1, ..HollowBatch::default() })
+            .collect();
+        assert_eq!(pick_merge(&state), expected, "{sizes:?}");
+    }
+
+    #[test]
+    fn spine_policy() {
+        check(&[], None);
+        check(&[10], None);
+        check(&[10, 10], Some(0));
+        check(&[100, 40, 10], None);
+        check(&[100, 40, 10, 10], Some(2));
+        check(&[100, 60, 10], Some(0));
+        check(&[1000, 400, 150, 60, 20, 8], None);
+    }
+
+    #[test]
+    fn forwarding_stays_inside_the_batch() {
+        let mk = |t| (Ok(strata_controller_api::Row::default()), t, 1);
+        let mut u = vec![mk(1), mk(5), mk(9)];
+        forward_times(&mut u, Some(6), Some(10));
+        assert_eq!(u.iter().map(|x| x.1).collect::<Vec<_>>(), [6, 6, 9]);
+        let mut u = vec![mk(1), mk(5)];
+        forward_times(&mut u, Some(60), Some(8));
+        assert_eq!(u.iter().map(|x| x.1).collect::<Vec<_>>(), [7, 7]);
+    }
+}
