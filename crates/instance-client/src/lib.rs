@@ -26,8 +26,14 @@
 
 pub mod convert;
 pub mod history;
+pub mod instance;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod protocol;
+pub mod transport;
 
+#[cfg(all(test, feature = "local"))]
+mod scenarios;
 #[cfg(test)]
 mod testing;
 
@@ -58,9 +64,16 @@ pub mod proto_grpc {
 
 pub use convert::ProtoError;
 pub use history::CommandHistory;
+pub use instance::{Backoff, Instance, InstanceError, InstanceResponse};
+#[cfg(feature = "local")]
+pub use local::LocalConnector;
 pub use protocol::{
     RunIngestionCommand, RunSinkCommand, SinkStatisticsUpdate, SourceStatisticsUpdate, Status,
     StatusUpdate, StorageCommand, StorageParameters, StorageResponse,
+};
+pub use transport::{
+    CommandReceiver, EpochFence, Hello, ReplicaConnection, ReplicaConnector, ReplicaHandler,
+    ResponseSender, TransportError,
 };
 
 #[cfg(test)]

@@ -1,0 +1,564 @@
+//! [`Instance`]: a set of replicas that run the same ingestions, plus sinks on one of
+//! them, driven by one [`CommandHistory`].
+//!
+//! Commands go to every replica, except `RunSink`, which goes only to the sink host: the
+//! first replica added, and after that host is dropped, the lowest remaining id, which
+//! then receives the live sinks. (The host does not move when a lower id is added later:
+//! the protocol has no command to stop a sink on one replica only.) Each replica has a task that keeps it connected; a reconnect
+//! replays the reduced history after a fresh `Hello`.
+//!
+//! Responses are merged into [`InstanceResponse`]s:
+//! - a collection's upper is the join of what replicas report, and never regresses;
+//! - `DroppedId(id)` is final once every replica that ran `id`'s object has confirmed it
+//!   (a replica that reconnects or is dropped no longer counts);
+//! - statistics and statuses carry the replica id;
+//! - with no replicas, every object gets a synthesised `Paused` status.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use strata_controller_api::{Antichain, GlobalId, InstanceId, ReplicaId, StorageTimestamp};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::history::{CommandHistory, join_frontiers};
+use crate::protocol::{
+    SinkStatisticsUpdate, SourceStatisticsUpdate, Status, StatusUpdate, StorageCommand,
+    StorageResponse,
+};
+use crate::transport::ReplicaConnector;
+
+mod replica;
+#[cfg(test)]
+mod tests;
+
+pub use replica::Backoff;
+use replica::{ReplicaEvent, ReplicaTask};
+
+/// What an [`Instance`] reports, merged across its replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceResponse<T> {
+    /// The instance-wide upper of a collection advanced.
+    FrontierUpper {
+        /// The collection.
+        id: GlobalId,
+        /// The new upper: the join of every replica's report.
+        upper: Antichain<T>,
+    },
+    /// One replica's upper of a collection advanced, for the replica-frontiers
+    /// introspection.
+    ReplicaFrontierUpper {
+        /// The replica.
+        replica: ReplicaId,
+        /// The collection.
+        id: GlobalId,
+        /// The replica's upper.
+        upper: Antichain<T>,
+    },
+    /// Every replica that ran the object has dropped `id`.
+    DroppedId(GlobalId),
+    /// Statistics from one replica.
+    Statistics {
+        /// The replica.
+        replica: ReplicaId,
+        /// Per-source values.
+        sources: Vec<SourceStatisticsUpdate>,
+        /// Per-sink values.
+        sinks: Vec<SinkStatisticsUpdate>,
+    },
+    /// A status change; `replica` is `None` for statuses the instance synthesises.
+    Status(StatusUpdate),
+}
+
+/// An error from an instance operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstanceError {
+    /// The replica id is already in the instance.
+    #[error("replica {replica} already exists on instance {instance}")]
+    ReplicaExists {
+        /// The instance.
+        instance: InstanceId,
+        /// The replica.
+        replica: ReplicaId,
+    },
+    /// The replica id is not in the instance.
+    #[error("replica {replica} does not exist on instance {instance}")]
+    ReplicaMissing {
+        /// The instance.
+        instance: InstanceId,
+        /// The replica.
+        replica: ReplicaId,
+    },
+}
+
+/// State shared between the instance and its replica tasks.
+pub(crate) struct Shared<T> {
+    pub(crate) history: CommandHistory<T>,
+    /// The sequence number of the last command handed to replica inboxes.
+    pub(crate) seq: u64,
+    /// The replica that runs the sinks: the lowest id.
+    pub(crate) sink_host: Option<ReplicaId>,
+}
+
+struct ReplicaHandle<T> {
+    inbox: mpsc::UnboundedSender<(u64, StorageCommand<T>)>,
+    task: JoinHandle<()>,
+}
+
+/// What runs on the instance: ingestions (with their collections) and sinks.
+#[derive(Debug)]
+enum Object {
+    Ingestion {
+        collections: BTreeSet<GlobalId>,
+        exports: BTreeSet<GlobalId>,
+        dropped: BTreeSet<GlobalId>,
+    },
+    Sink,
+}
+
+/// A drop that waits for replicas to confirm.
+#[derive(Debug)]
+struct PendingDrop {
+    /// The command sequence number of the compaction to `[]`.
+    seq: u64,
+    waiting: BTreeSet<ReplicaId>,
+}
+
+/// A set of replicas that run the same objects. See the module docs.
+///
+/// All methods must be called within a tokio runtime: replicas run on spawned tasks.
+/// [`Instance::recv`] is cancel-safe.
+pub struct Instance<T> {
+    id: InstanceId,
+    epoch: u64,
+    backoff: Backoff,
+    shared: Arc<Mutex<Shared<T>>>,
+    replicas: BTreeMap<ReplicaId, ReplicaHandle<T>>,
+    events_tx: mpsc::UnboundedSender<(ReplicaId, ReplicaEvent<T>)>,
+    events_rx: mpsc::UnboundedReceiver<(ReplicaId, ReplicaEvent<T>)>,
+    objects: BTreeMap<GlobalId, Object>,
+    /// The object each collection belongs to.
+    owners: BTreeMap<GlobalId, GlobalId>,
+    /// Per object, the replicas that ran it.
+    ran_on: BTreeMap<GlobalId, BTreeSet<ReplicaId>>,
+    pending_drops: BTreeMap<GlobalId, PendingDrop>,
+    uppers: BTreeMap<GlobalId, Antichain<T>>,
+    replica_uppers: BTreeMap<(ReplicaId, GlobalId), Antichain<T>>,
+    ready: VecDeque<InstanceResponse<T>>,
+}
+
+impl<T> std::fmt::Debug for Instance<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("id", &self.id)
+            .field("epoch", &self.epoch)
+            .field("replicas", &self.replicas.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: StorageTimestamp> Instance<T> {
+    /// An instance with no replicas, for a controller at `epoch`.
+    pub fn new(id: InstanceId, epoch: u64, backoff: Backoff) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Instance {
+            id,
+            epoch,
+            backoff,
+            shared: Arc::new(Mutex::new(Shared {
+                history: CommandHistory::new(),
+                seq: 0,
+                sink_host: None,
+            })),
+            replicas: BTreeMap::new(),
+            events_tx,
+            events_rx,
+            objects: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            ran_on: BTreeMap::new(),
+            pending_drops: BTreeMap::new(),
+            uppers: BTreeMap::new(),
+            replica_uppers: BTreeMap::new(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// The instance's id.
+    pub fn id(&self) -> InstanceId {
+        self.id
+    }
+
+    /// The ids of the replicas, in order.
+    pub fn replica_ids(&self) -> impl Iterator<Item = ReplicaId> + '_ {
+        self.replicas.keys().copied()
+    }
+
+    /// The replica that runs the sinks, if any replica exists. The host is sticky: it
+    /// changes only when the host is dropped, to the lowest remaining replica id.
+    pub fn sink_host(&self) -> Option<ReplicaId> {
+        self.lock().sink_host
+    }
+
+    /// The instance-wide upper of a collection, once a replica reported one.
+    pub fn upper(&self, id: GlobalId) -> Option<&Antichain<T>> {
+        self.uppers.get(&id)
+    }
+
+    /// The number of commands in the history.
+    pub fn history_len(&self) -> usize {
+        self.lock().history.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared<T>> {
+        match self.shared.lock() {
+            Ok(shared) => shared,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Adds a replica: its task connects, says Hello and replays the reduced history.
+    pub fn add_replica(
+        &mut self,
+        replica: ReplicaId,
+        connector: Arc<dyn ReplicaConnector<T>>,
+    ) -> Result<(), InstanceError> {
+        if self.replicas.contains_key(&replica) {
+            return Err(InstanceError::ReplicaExists {
+                instance: self.id,
+                replica,
+            });
+        }
+        let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+        let new_host = self.sink_host().unwrap_or(replica);
+        {
+            let mut shared = self.lock();
+            shared.history.reduce();
+            shared.sink_host = Some(new_host);
+        }
+        let task = ReplicaTask {
+            id: replica,
+            epoch: self.epoch,
+            connector,
+            shared: Arc::clone(&self.shared),
+            inbox: inbox_rx,
+            events: self.events_tx.clone(),
+            backoff: self.backoff,
+        };
+        let task = tokio::spawn(task.run());
+        self.replicas.insert(
+            replica,
+            ReplicaHandle {
+                inbox: inbox_tx,
+                task,
+            },
+        );
+        for (id, object) in &self.objects {
+            if matches!(object, Object::Ingestion { .. }) || new_host == replica {
+                self.ran_on.entry(*id).or_default().insert(replica);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a replica: aborts its task, and moves the sinks if it hosted them.
+    pub fn drop_replica(&mut self, replica: ReplicaId) -> Result<(), InstanceError> {
+        let handle = self
+            .replicas
+            .remove(&replica)
+            .ok_or(InstanceError::ReplicaMissing {
+                instance: self.id,
+                replica,
+            })?;
+        handle.task.abort();
+        let hosted = self.sink_host() == Some(replica);
+        if hosted {
+            self.lock().sink_host = self.replicas.keys().next().copied();
+        }
+        let new_host = self.sink_host();
+        for replicas in self.ran_on.values_mut() {
+            replicas.remove(&replica);
+        }
+        self.replica_uppers.retain(|(r, _), _| *r != replica);
+        self.forget_replica_in_drops(replica, u64::MAX);
+        if hosted && new_host.is_some() {
+            self.move_sinks_from(Some(replica));
+        }
+        if self.replicas.is_empty() {
+            let ids: Vec<GlobalId> = self.status_ids().collect();
+            for id in ids {
+                self.push_paused(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the live sinks to the current sink host, after the previous host left.
+    fn move_sinks_from(&mut self, previous: Option<ReplicaId>) {
+        let Some(host) = self.sink_host() else { return };
+        let mut shared = self.lock();
+        shared.history.reduce();
+        shared.seq += 1;
+        let seq = shared.seq;
+        let sinks: Vec<StorageCommand<T>> = shared
+            .history
+            .iter()
+            .filter(|c| matches!(c, StorageCommand::RunSink(_)))
+            .cloned()
+            .collect();
+        drop(shared);
+        tracing::info!(instance = %self.id, ?previous, %host, sinks = sinks.len(), "moving sinks");
+        for command in sinks {
+            if let StorageCommand::RunSink(run) = &command {
+                self.ran_on.entry(run.id).or_default().insert(host);
+            }
+            if let Some(handle) = self.replicas.get(&host) {
+                let _ = handle.inbox.send((seq, command));
+            }
+        }
+    }
+
+    /// Records `command` in the history and sends it to the replicas that run it.
+    pub fn send(&mut self, command: StorageCommand<T>) {
+        let host = self.sink_host();
+        let seq = {
+            let mut shared = self.lock();
+            shared.history.push(command.clone());
+            shared.seq += 1;
+            let seq = shared.seq;
+            for (id, handle) in &self.replicas {
+                if matches!(command, StorageCommand::RunSink(_)) && Some(*id) != host {
+                    continue;
+                }
+                // A closed inbox means the task is gone; drop_replica cleans up.
+                let _ = handle.inbox.send((seq, command.clone()));
+            }
+            seq
+        };
+        self.track(command, seq, host);
+    }
+
+    /// Updates the object bookkeeping for a command just sent.
+    fn track(&mut self, command: StorageCommand<T>, seq: u64, host: Option<ReplicaId>) {
+        match command {
+            StorageCommand::RunIngestion(run) => {
+                let collections = run.collection_ids();
+                for c in &collections {
+                    self.owners.insert(*c, run.id);
+                }
+                let exports = run.description.source_exports.keys().copied().collect();
+                let dropped = match self.objects.remove(&run.id) {
+                    Some(Object::Ingestion { dropped, .. }) => dropped,
+                    _ => BTreeSet::new(),
+                };
+                self.objects.insert(
+                    run.id,
+                    Object::Ingestion {
+                        collections,
+                        exports,
+                        dropped,
+                    },
+                );
+                self.ran_on
+                    .entry(run.id)
+                    .or_default()
+                    .extend(self.replicas.keys().copied());
+                if self.replicas.is_empty() {
+                    let ids: Vec<GlobalId> = self.object_status_ids(run.id).collect();
+                    ids.into_iter().for_each(|id| self.push_paused(id));
+                }
+            }
+            StorageCommand::RunSink(run) => {
+                self.owners.insert(run.id, run.id);
+                self.objects.insert(run.id, Object::Sink);
+                self.ran_on.entry(run.id).or_default().extend(host);
+                if self.replicas.is_empty() {
+                    self.push_paused(run.id);
+                }
+            }
+            StorageCommand::AllowCompaction { id, frontier } if frontier.is_empty() => {
+                self.track_drop(id, seq);
+            }
+            _ => {}
+        }
+    }
+
+    fn track_drop(&mut self, id: GlobalId, seq: u64) {
+        let Some(owner) = self.owners.get(&id).copied() else {
+            return;
+        };
+        let waiting = self.ran_on.get(&owner).cloned().unwrap_or_default();
+        let object_gone = match self.objects.get_mut(&owner) {
+            Some(Object::Ingestion {
+                collections,
+                dropped,
+                ..
+            }) => {
+                dropped.insert(id);
+                collections.is_subset(dropped)
+            }
+            Some(Object::Sink) => true,
+            None => false,
+        };
+        self.owners.remove(&id);
+        if object_gone {
+            self.objects.remove(&owner);
+            self.ran_on.remove(&owner);
+            self.owners.retain(|_, o| *o != owner);
+        }
+        self.pending_drops.insert(id, PendingDrop { seq, waiting });
+        self.complete_drops();
+    }
+
+    /// Stops waiting for `replica` on drops sent at or before `seq`.
+    fn forget_replica_in_drops(&mut self, replica: ReplicaId, seq: u64) {
+        for pending in self.pending_drops.values_mut() {
+            if pending.seq <= seq {
+                pending.waiting.remove(&replica);
+            }
+        }
+        self.complete_drops();
+    }
+
+    fn complete_drops(&mut self) {
+        let done: Vec<GlobalId> = self
+            .pending_drops
+            .iter()
+            .filter(|(_, p)| p.waiting.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.pending_drops.remove(&id);
+            self.uppers.remove(&id);
+            self.replica_uppers.retain(|(_, c), _| *c != id);
+            self.ready.push_back(InstanceResponse::DroppedId(id));
+        }
+    }
+
+    /// The ids that get statuses: ingestions, their exports, and sinks.
+    fn status_ids(&self) -> impl Iterator<Item = GlobalId> + '_ {
+        self.objects
+            .keys()
+            .flat_map(|id| self.object_status_ids(*id))
+    }
+
+    fn object_status_ids(&self, id: GlobalId) -> impl Iterator<Item = GlobalId> + '_ {
+        let exports = match self.objects.get(&id) {
+            Some(Object::Ingestion {
+                exports, dropped, ..
+            }) => exports
+                .iter()
+                .filter(|e| !dropped.contains(e))
+                .copied()
+                .collect(),
+            _ => Vec::new(),
+        };
+        std::iter::once(id).chain(exports.into_iter().filter(move |e| *e != id))
+    }
+
+    fn push_paused(&mut self, id: GlobalId) {
+        let timestamp_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.ready.push_back(InstanceResponse::Status(StatusUpdate {
+            id,
+            status: Status::Paused,
+            timestamp_ms,
+            error: None,
+            hints: vec!["there are no replicas running this object".to_owned()],
+            replica: None,
+        }));
+    }
+
+    /// The next merged response. Waits until there is one; cancel-safe.
+    pub async fn recv(&mut self) -> InstanceResponse<T> {
+        loop {
+            if let Some(response) = self.ready.pop_front() {
+                return response;
+            }
+            // The instance holds a sender, so the channel never closes.
+            if let Some((replica, event)) = self.events_rx.recv().await {
+                self.absorb(replica, event);
+            }
+        }
+    }
+
+    /// The next merged response if one is ready now.
+    pub fn try_recv(&mut self) -> Option<InstanceResponse<T>> {
+        while self.ready.is_empty() {
+            let Ok((replica, event)) = self.events_rx.try_recv() else {
+                break;
+            };
+            self.absorb(replica, event);
+        }
+        self.ready.pop_front()
+    }
+
+    /// Folds one replica event into the merged state.
+    fn absorb(&mut self, replica: ReplicaId, event: ReplicaEvent<T>) {
+        if !self.replicas.contains_key(&replica) {
+            return;
+        }
+        match event {
+            ReplicaEvent::Connected { seq } => {
+                tracing::info!(instance = %self.id, %replica, "replica connected");
+                self.forget_replica_in_drops(replica, seq);
+            }
+            ReplicaEvent::Disconnected => {
+                tracing::info!(instance = %self.id, %replica, "replica disconnected");
+            }
+            ReplicaEvent::Response(response) => self.absorb_response(replica, response),
+        }
+    }
+
+    fn absorb_response(&mut self, replica: ReplicaId, response: StorageResponse<T>) {
+        match response {
+            StorageResponse::FrontierUpper { id, upper } => {
+                let previous = self.replica_uppers.get(&(replica, id));
+                let replica_upper = previous.map_or(upper.clone(), |p| join_frontiers(p, &upper));
+                if previous != Some(&replica_upper) {
+                    self.replica_uppers
+                        .insert((replica, id), replica_upper.clone());
+                    self.ready
+                        .push_back(InstanceResponse::ReplicaFrontierUpper {
+                            replica,
+                            id,
+                            upper: replica_upper,
+                        });
+                }
+                let current = self.uppers.get(&id);
+                let merged = current.map_or(upper.clone(), |c| join_frontiers(c, &upper));
+                if current != Some(&merged) {
+                    self.uppers.insert(id, merged.clone());
+                    self.ready
+                        .push_back(InstanceResponse::FrontierUpper { id, upper: merged });
+                }
+            }
+            StorageResponse::DroppedId(id) => {
+                if let Some(pending) = self.pending_drops.get_mut(&id) {
+                    pending.waiting.remove(&replica);
+                    self.complete_drops();
+                }
+            }
+            StorageResponse::StatisticsUpdates { sources, sinks } => {
+                self.ready.push_back(InstanceResponse::Statistics {
+                    replica,
+                    sources,
+                    sinks,
+                });
+            }
+            StorageResponse::StatusUpdate(mut status) => {
+                status.replica = Some(replica);
+                self.ready.push_back(InstanceResponse::Status(status));
+            }
+        }
+    }
+}
+
+impl<T> Drop for Instance<T> {
+    fn drop(&mut self) {
+        for handle in self.replicas.values() {
+            handle.task.abort();
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The task that keeps one replica connected: connect, say Hello, replay the history,
+//! forward live commands and responses, and on failure reconnect with capped
+//! exponential backoff.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_controller_api::{ReplicaId, StorageTimestamp};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::protocol::{StorageCommand, StorageResponse};
+use crate::transport::{ReplicaConnection, ReplicaConnector};
+
+/// How long to wait between connection attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first delay, and the delay after a connection that worked.
+    pub initial: Duration,
+    /// The cap of the delay, which doubles after each failed attempt.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after `current`: doubled, capped at `max`.
+    pub fn next(&self, current: Duration) -> Duration {
+        current.saturating_mul(2).min(self.max).max(self.initial)
+    }
+}
+
+/// What a replica task tells its instance.
+#[derive(Debug)]
+pub(crate) enum ReplicaEvent<T> {
+    /// A connection is up and the history up to command `seq` has been replayed.
+    Connected { seq: u64 },
+    /// A response on the current connection.
+    Response(StorageResponse<T>),
+    /// The connection is gone; the task reconnects.
+    Disconnected,
+}
+
+/// Everything a replica task needs.
+pub(crate) struct ReplicaTask<T> {
+    pub(crate) id: ReplicaId,
+    pub(crate) epoch: u64,
+    pub(crate) connector: Arc<dyn ReplicaConnector<T>>,
+    pub(crate) shared: Arc<Mutex<Shared<T>>>,
+    pub(crate) inbox: mpsc::UnboundedReceiver<(u64, StorageCommand<T>)>,
+    pub(crate) events: mpsc::UnboundedSender<(ReplicaId, ReplicaEvent<T>)>,
+    pub(crate) backoff: Backoff,
+}
+
+impl<T: StorageTimestamp> ReplicaTask<T> {
+    /// Runs until the instance goes away or aborts the task.
+    pub(crate) async fn run(mut self) {
+        let mut delay = self.backoff.initial;
+        loop {
+            match self.connector.connect().await {
+                Ok(connection) => {
+                    let delivered = self.serve(connection).await;
+                    if self
+                        .events
+                        .send((self.id, ReplicaEvent::Disconnected))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // A connection that carried responses worked: start the backoff over.
+                    delay = if delivered {
+                        self.backoff.initial
+                    } else {
+                        self.backoff.next(delay)
+                    };
+                }
+                Err(e) => {
+                    tracing::info!(replica = %self.id, target = %self.connector.target(), error = %e, "replica connection failed");
+                    delay = self.backoff.next(delay);
+                }
+            }
+            if self.events.is_closed() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Serves one connection; returns whether any response arrived on it.
+    async fn serve(&mut self, mut connection: ReplicaConnection<T>) -> bool {
+        let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
+        let (replay, seq) = self.replay();
+        let hello = StorageCommand::Hello {
+            nonce,
+            epoch: self.epoch,
+        };
+        for command in std::iter::once(hello).chain(replay) {
+            if connection.commands.send(command).is_err() {
+                return false;
+            }
+        }
+        if self
+            .events
+            .send((self.id, ReplicaEvent::Connected { seq }))
+            .is_err()
+        {
+            return false;
+        }
+        let mut delivered = false;
+        loop {
+            tokio::select! {
+                item = self.inbox.recv() => match item {
+                    Some((s, _)) if s <= seq => {}
+                    Some((_, command)) => {
+                        if connection.commands.send(command).is_err() {
+                            return delivered;
+                        }
+                    }
+                    None => return delivered,
+                },
+                response = connection.responses.recv() => match response {
+                    Some(response) => {
+                        delivered = true;
+                        if self.events.send((self.id, ReplicaEvent::Response(response))).is_err() {
+                            return delivered;
+                        }
+                    }
+                    None => return delivered,
+                },
+            }
+        }
+    }
+
+    /// The reduced history as this replica should see it, and the sequence number of
+    /// the last command it includes.
+    fn replay(&self) -> (Vec<StorageCommand<T>>, u64) {
+        let mut shared = match self.shared.lock() {
+            Ok(shared) => shared,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        shared.history.reduce();
+        let hosts_sinks = shared.sink_host == Some(self.id);
+        let replay = shared
+            .history
+            .iter()
+            .filter(|c| match c {
+                StorageCommand::Hello { .. } => false,
+                StorageCommand::RunSink(_) => hosts_sinks,
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        (replay, shared.seq)
+    }
+}

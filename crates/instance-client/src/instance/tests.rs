@@ -1,0 +1,164 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Timestamp};
+
+use super::{Instance, InstanceResponse};
+use crate::local::LocalConnector;
+use crate::protocol::{Status, StorageCommand};
+use crate::scenarios::{self, Factory, FakeReplica, fast_backoff, wait_until};
+use crate::testing::{ingestion, sink};
+use crate::transport::ReplicaConnector;
+
+fn local() -> Factory {
+    Arc::new(
+        |fake: Arc<FakeReplica>| -> Arc<dyn ReplicaConnector<Timestamp>> {
+            LocalConnector::new(fake)
+        },
+    )
+}
+
+#[tokio::test]
+async fn upper_merging_one_replica() {
+    scenarios::upper_merging(local(), 1).await;
+}
+
+#[tokio::test]
+async fn upper_merging_three_replicas() {
+    scenarios::upper_merging(local(), 3).await;
+}
+
+#[tokio::test]
+async fn dropped_id_completion_one_replica() {
+    scenarios::dropped_id_completion(local(), 1).await;
+}
+
+#[tokio::test]
+async fn dropped_id_completion_three_replicas() {
+    scenarios::dropped_id_completion(local(), 3).await;
+}
+
+#[tokio::test]
+async fn reconnect_replays_history_one_replica() {
+    scenarios::reconnect_replays_history(local(), 1).await;
+}
+
+#[tokio::test]
+async fn reconnect_replays_history_three_replicas() {
+    scenarios::reconnect_replays_history(local(), 3).await;
+}
+
+#[tokio::test]
+async fn sink_failover() {
+    scenarios::sink_failover(local()).await;
+}
+
+#[tokio::test]
+async fn responses_are_tagged() {
+    scenarios::responses_are_tagged(local()).await;
+}
+
+fn paused_ids(responses: &[InstanceResponse<Timestamp>]) -> Vec<GlobalId> {
+    responses
+        .iter()
+        .filter_map(|r| match r {
+            InstanceResponse::Status(s) if s.status == Status::Paused && s.replica.is_none() => {
+                Some(s.id)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn zero_replicas_synthesise_paused() {
+    let mut instance = Instance::<Timestamp>::new(InstanceId(1), 1, fast_backoff());
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[3])));
+    instance.send(StorageCommand::RunSink(sink(5, 1, 0)));
+    let mut seen = Vec::new();
+    while let Some(r) = instance.try_recv() {
+        seen.push(r);
+    }
+    assert_eq!(
+        paused_ids(&seen),
+        vec![GlobalId::User(1), GlobalId::User(3), GlobalId::User(5)]
+    );
+
+    // Losing the last replica pauses everything again.
+    let fake = FakeReplica::new();
+    instance
+        .add_replica(ReplicaId(1), LocalConnector::new(fake.clone()))
+        .unwrap();
+    wait_until("the replica connects", || fake.connections().len() == 1).await;
+    assert!(instance.try_recv().is_none());
+    instance.drop_replica(ReplicaId(1)).unwrap();
+    let mut seen = Vec::new();
+    while let Some(r) = instance.try_recv() {
+        seen.push(r);
+    }
+    assert_eq!(
+        paused_ids(&seen),
+        vec![GlobalId::User(1), GlobalId::User(3), GlobalId::User(5)]
+    );
+}
+
+#[tokio::test]
+async fn unavailable_replica_is_retried_until_it_comes_back() {
+    let fake = FakeReplica::new();
+    let connector = LocalConnector::new(fake.clone());
+    connector.set_available(false);
+    let mut instance = Instance::<Timestamp>::new(InstanceId(1), 1, fast_backoff());
+    instance
+        .add_replica(ReplicaId(1), connector.clone())
+        .unwrap();
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    assert!(fake.connections().is_empty());
+    connector.set_available(true);
+    wait_until("the replica connects", || {
+        fake.connections().first().is_some_and(|c| c.len() == 2)
+    })
+    .await;
+    assert_eq!(
+        fake.connections()[0][1],
+        StorageCommand::RunIngestion(ingestion(1, 2, &[]))
+    );
+}
+
+#[tokio::test]
+async fn older_epoch_is_fenced() {
+    let fake = FakeReplica::new();
+    let connector = LocalConnector::new(fake.clone());
+    let mut newer = Instance::<Timestamp>::new(InstanceId(1), 5, fast_backoff());
+    newer.add_replica(ReplicaId(1), connector.clone()).unwrap();
+    wait_until("epoch 5 connects", || fake.connections().len() == 1).await;
+
+    let mut older = Instance::<Timestamp>::new(InstanceId(1), 4, fast_backoff());
+    older.add_replica(ReplicaId(1), connector.clone()).unwrap();
+    older.send(StorageCommand::AllowWrites);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(
+        fake.connections().len(),
+        1,
+        "an older epoch must never reach the handler"
+    );
+    assert_eq!(connector.fence().highest(), 5);
+
+    // A newer epoch cuts the current connection's commands off.
+    let mut newest = Instance::<Timestamp>::new(InstanceId(1), 6, fast_backoff());
+    newest.add_replica(ReplicaId(1), connector.clone()).unwrap();
+    wait_until("epoch 6 connects", || {
+        fake.connections()
+            .iter()
+            .any(|c| matches!(c[0], StorageCommand::Hello { epoch: 6, .. }))
+    })
+    .await;
+    newer.send(StorageCommand::AllowWrites);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        fake.connections()
+            .iter()
+            .all(|c| !c.contains(&StorageCommand::AllowWrites))
+    );
+}

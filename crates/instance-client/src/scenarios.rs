@@ -1,0 +1,403 @@
+//! Instance scenarios that every transport runs: a fake replica handler, and one async
+//! function per behaviour, each taking a factory that connects to a fake replica.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Timestamp};
+
+use crate::instance::{Backoff, Instance, InstanceResponse};
+use crate::protocol::{Status, StatusUpdate, StorageCommand, StorageResponse};
+use crate::testing::{compact, config, frontier, ingestion, sink};
+use crate::transport::{CommandReceiver, Hello, ReplicaConnector, ReplicaHandler, ResponseSender};
+
+type Cmd = StorageCommand<Timestamp>;
+
+/// A replica that records every connection's commands and answers only when told to,
+/// except that it confirms drops of what it runs when `auto_drop` is set.
+#[derive(Default)]
+pub(crate) struct FakeReplica {
+    connections: Mutex<Vec<Vec<Cmd>>>,
+    current: Mutex<Option<(usize, ResponseSender<Timestamp>)>>,
+    crash: tokio::sync::Notify,
+    pub(crate) auto_drop: AtomicBool,
+}
+
+impl FakeReplica {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(FakeReplica {
+            auto_drop: AtomicBool::new(true),
+            ..FakeReplica::default()
+        })
+    }
+
+    /// The commands of every connection so far, each starting with its Hello.
+    pub(crate) fn connections(&self) -> Vec<Vec<Cmd>> {
+        self.connections.lock().unwrap().clone()
+    }
+
+    /// Sends a response on the current connection; false if there is none.
+    pub(crate) fn respond(&self, response: StorageResponse<Timestamp>) -> bool {
+        match &*self.current.lock().unwrap() {
+            Some((_, tx)) => tx.send(response).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Ends the current connection, as a crash would.
+    pub(crate) fn crash(&self) {
+        self.crash.notify_one();
+    }
+}
+
+#[async_trait]
+impl ReplicaHandler<Timestamp> for FakeReplica {
+    async fn serve(
+        &self,
+        hello: Hello,
+        mut commands: CommandReceiver<Timestamp>,
+        responses: ResponseSender<Timestamp>,
+    ) {
+        let index = {
+            let mut connections = self.connections.lock().unwrap();
+            connections.push(vec![StorageCommand::Hello {
+                nonce: hello.nonce,
+                epoch: hello.epoch,
+            }]);
+            connections.len() - 1
+        };
+        *self.current.lock().unwrap() = Some((index, responses.clone()));
+        let mut running = BTreeSet::new();
+        loop {
+            let command = tokio::select! {
+                command = commands.recv() => command,
+                () = self.crash.notified() => None,
+            };
+            let Some(command) = command else { break };
+            match &command {
+                StorageCommand::RunIngestion(run) => running.extend(run.collection_ids()),
+                StorageCommand::RunSink(run) => {
+                    running.insert(run.id);
+                }
+                StorageCommand::AllowCompaction { id, frontier } if frontier.is_empty() => {
+                    let confirm = running.remove(id) && self.auto_drop.load(Ordering::SeqCst);
+                    if confirm {
+                        let _ = responses.send(StorageResponse::DroppedId(*id));
+                    }
+                }
+                _ => {}
+            }
+            self.connections.lock().unwrap()[index].push(command);
+        }
+        let mut current = self.current.lock().unwrap();
+        if current.as_ref().is_some_and(|(i, _)| *i == index) {
+            *current = None;
+        }
+    }
+}
+
+/// Connects to a fake replica over some transport.
+pub(crate) type Factory =
+    Arc<dyn Fn(Arc<FakeReplica>) -> Arc<dyn ReplicaConnector<Timestamp>> + Send + Sync>;
+
+pub(crate) fn fast_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(5),
+        max: Duration::from_millis(50),
+    }
+}
+
+/// Waits (bounded, so a bug fails instead of hanging) until `cond` holds.
+pub(crate) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..2_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Receives responses until `pred` matches one, returning everything received.
+pub(crate) async fn recv_until(
+    instance: &mut Instance<Timestamp>,
+    mut pred: impl FnMut(&InstanceResponse<Timestamp>) -> bool,
+) -> Vec<InstanceResponse<Timestamp>> {
+    let mut seen = Vec::new();
+    loop {
+        let response = tokio::time::timeout(Duration::from_secs(10), instance.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no matching response; saw {seen:?}"));
+        let done = pred(&response);
+        seen.push(response);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn marker(id: u64) -> StorageResponse<Timestamp> {
+    StorageResponse::StatusUpdate(StatusUpdate {
+        id: GlobalId::System(id),
+        status: Status::Running,
+        timestamp_ms: 0,
+        error: None,
+        hints: vec![],
+        replica: None,
+    })
+}
+
+fn is_marker(r: &InstanceResponse<Timestamp>, id: u64, replica: ReplicaId) -> bool {
+    matches!(r, InstanceResponse::Status(s) if s.id == GlobalId::System(id) && s.replica == Some(replica))
+}
+
+/// An instance with `n` connected fake replicas r1..=rn.
+pub(crate) async fn setup(
+    factory: &Factory,
+    n: u64,
+    epoch: u64,
+) -> (Instance<Timestamp>, Vec<Arc<FakeReplica>>) {
+    let mut instance = Instance::new(InstanceId(1), epoch, fast_backoff());
+    let mut fakes = Vec::new();
+    for r in 1..=n {
+        let fake = FakeReplica::new();
+        instance
+            .add_replica(ReplicaId(r), factory(Arc::clone(&fake)))
+            .unwrap();
+        fakes.push(fake);
+    }
+    for fake in &fakes {
+        wait_until("replicas connect", || fake.connections().len() == 1).await;
+    }
+    (instance, fakes)
+}
+
+/// Waits until every fake has received `count` commands on its latest connection.
+async fn wait_for_commands(fakes: &[Arc<FakeReplica>], count: usize) {
+    for fake in fakes {
+        wait_until("commands arrive", || {
+            fake.connections().last().is_some_and(|c| c.len() >= count)
+        })
+        .await;
+    }
+}
+
+/// Uppers merge to the maximum reported and never regress.
+pub(crate) async fn upper_merging(factory: Factory, n: u64) {
+    let (mut instance, fakes) = setup(&factory, n, 1).await;
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
+    wait_for_commands(&fakes, 2).await;
+    let upper = |t| StorageResponse::FrontierUpper {
+        id: GlobalId::User(1),
+        upper: frontier(Some(t)),
+    };
+    let mut expected = 0;
+    for (i, fake) in fakes.iter().enumerate() {
+        // Replica i reports 10 + 5i, then a regressed 3, then a marker.
+        let t = 10 + 5 * i as u64;
+        assert!(fake.respond(upper(t)));
+        assert!(fake.respond(upper(3)));
+        assert!(fake.respond(marker(i as u64)));
+        let seen = recv_until(&mut instance, |r| {
+            is_marker(r, i as u64, ReplicaId(i as u64 + 1))
+        })
+        .await;
+        let merged: Vec<_> = seen
+            .iter()
+            .filter_map(|r| match r {
+                InstanceResponse::FrontierUpper { upper, .. } => Some(upper.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(merged, vec![frontier(Some(t))], "replica {i}");
+        expected = t;
+    }
+    assert_eq!(
+        instance.upper(GlobalId::User(1)),
+        Some(&frontier(Some(expected)))
+    );
+    // A lower report from the first replica changes nothing.
+    assert!(fakes[0].respond(upper(4)));
+    assert!(fakes[0].respond(marker(99)));
+    let seen = recv_until(&mut instance, |r| is_marker(r, 99, ReplicaId(1))).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|r| matches!(r, InstanceResponse::FrontierUpper { .. })),
+        "{seen:?}"
+    );
+}
+
+/// DroppedId is final only once every replica that ran the object confirmed.
+pub(crate) async fn dropped_id_completion(factory: Factory, n: u64) {
+    let (mut instance, fakes) = setup(&factory, n, 1).await;
+    for fake in &fakes {
+        fake.auto_drop.store(false, Ordering::SeqCst);
+    }
+    instance.send(StorageCommand::RunSink(sink(7, 1, 0)));
+    instance.send(compact(7, None));
+    // Only the sink host ran the sink, so only its confirmation counts.
+    wait_for_commands(&fakes[..1], 3).await;
+    assert!(fakes[0].respond(StorageResponse::DroppedId(GlobalId::User(7))));
+    recv_until(&mut instance, |r| {
+        *r == InstanceResponse::DroppedId(GlobalId::User(7))
+    })
+    .await;
+
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
+    instance.send(compact(1, None));
+    instance.send(compact(2, None));
+    wait_for_commands(&fakes, 4).await;
+    for (i, fake) in fakes.iter().enumerate() {
+        let replica = ReplicaId(i as u64 + 1);
+        if i + 1 < fakes.len() {
+            assert!(fake.respond(StorageResponse::DroppedId(GlobalId::User(1))));
+            assert!(fake.respond(marker(i as u64)));
+            let seen = recv_until(&mut instance, |r| is_marker(r, i as u64, replica)).await;
+            assert!(
+                !seen
+                    .iter()
+                    .any(|r| matches!(r, InstanceResponse::DroppedId(_))),
+                "{seen:?}"
+            );
+        } else {
+            assert!(fake.respond(StorageResponse::DroppedId(GlobalId::User(1))));
+            recv_until(&mut instance, |r| {
+                *r == InstanceResponse::DroppedId(GlobalId::User(1))
+            })
+            .await;
+        }
+    }
+    // Nobody confirms the remap collection but the first replica; dropping the rest
+    // of the replicas completes it.
+    assert!(fakes[0].respond(StorageResponse::DroppedId(GlobalId::User(2))));
+    for r in 2..=n {
+        instance.drop_replica(ReplicaId(r)).unwrap();
+    }
+    recv_until(&mut instance, |r| {
+        *r == InstanceResponse::DroppedId(GlobalId::User(2))
+    })
+    .await;
+}
+
+/// A crashed replica reconnects with a new nonce and receives the reduced history.
+pub(crate) async fn reconnect_replays_history(factory: Factory, n: u64) {
+    let (mut instance, fakes) = setup(&factory, n, 3).await;
+    instance.send(config("a", "1"));
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
+    instance.send(StorageCommand::RunSink(sink(5, 1, 0)));
+    instance.send(compact(1, Some(4)));
+    instance.send(compact(5, Some(6)));
+    instance.send(config("a", "2"));
+    instance.send(StorageCommand::InitializationComplete);
+    instance.send(StorageCommand::AllowWrites);
+    let last = fakes.len() - 1;
+    wait_for_commands(&fakes[last..], if last == 0 { 9 } else { 7 }).await;
+    let first_hello = fakes[last].connections()[0][0].clone();
+
+    fakes[last].crash();
+    wait_until("the replica reconnects", || {
+        fakes[last]
+            .connections()
+            .get(1)
+            .is_some_and(|c| c.contains(&StorageCommand::AllowWrites))
+    })
+    .await;
+    let replay = fakes[last].connections()[1].clone();
+    let StorageCommand::Hello { nonce, epoch } = replay[0] else {
+        panic!("no hello: {replay:?}")
+    };
+    let StorageCommand::Hello {
+        nonce: first_nonce, ..
+    } = first_hello
+    else {
+        panic!()
+    };
+    assert_eq!(epoch, 3);
+    assert_ne!(nonce, first_nonce);
+    let mut absorbed = sink(5, 1, 0);
+    absorbed.description.as_of = frontier(Some(6));
+    let mut expected = vec![
+        config("a", "2"),
+        StorageCommand::RunIngestion(ingestion(1, 2, &[])),
+    ];
+    if last == 0 {
+        expected.push(StorageCommand::RunSink(absorbed));
+    }
+    expected.extend([
+        compact(1, Some(4)),
+        StorageCommand::InitializationComplete,
+        StorageCommand::AllowWrites,
+    ]);
+    assert_eq!(replay[1..].to_vec(), expected);
+
+    // Commands sent after the reconnect arrive once, after the replay.
+    instance.send(compact(1, Some(8)));
+    wait_until("live commands flow", || {
+        fakes[last].connections()[1].contains(&compact(1, Some(8)))
+    })
+    .await;
+    assert_eq!(
+        fakes[last].connections()[1]
+            .iter()
+            .filter(|c| **c == compact(1, Some(8)))
+            .count(),
+        1
+    );
+}
+
+/// Sinks run on the lowest replica only and move when it is dropped.
+pub(crate) async fn sink_failover(factory: Factory) {
+    let (mut instance, fakes) = setup(&factory, 3, 1).await;
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
+    instance.send(StorageCommand::RunSink(sink(5, 1, 0)));
+    instance.send(compact(5, Some(2)));
+    wait_for_commands(&fakes[..1], 4).await;
+    wait_for_commands(&fakes[1..], 3).await;
+    let has_sink = |fake: &FakeReplica| {
+        fake.connections()[0]
+            .iter()
+            .any(|c| matches!(c, StorageCommand::RunSink(_)))
+    };
+    assert!(has_sink(&fakes[0]));
+    assert!(!has_sink(&fakes[1]) && !has_sink(&fakes[2]));
+    assert_eq!(instance.sink_host(), Some(ReplicaId(1)));
+
+    instance.drop_replica(ReplicaId(1)).unwrap();
+    assert_eq!(instance.sink_host(), Some(ReplicaId(2)));
+    wait_until("the sink moves to r2", || has_sink(&fakes[1])).await;
+    let moved = fakes[1].connections()[0]
+        .iter()
+        .find(|c| matches!(c, StorageCommand::RunSink(_)))
+        .cloned();
+    let mut absorbed = sink(5, 1, 0);
+    absorbed.description.as_of = frontier(Some(2));
+    assert_eq!(moved, Some(StorageCommand::RunSink(absorbed)));
+    instance.send(StorageCommand::RunSink(sink(6, 1, 0)));
+    wait_until("new sinks go to r2", || {
+        fakes[1].connections()[0].contains(&StorageCommand::RunSink(sink(6, 1, 0)))
+    })
+    .await;
+    assert!(!has_sink(&fakes[2]));
+}
+
+/// Responses carry the replica id.
+pub(crate) async fn responses_are_tagged(factory: Factory) {
+    let (mut instance, fakes) = setup(&factory, 2, 1).await;
+    assert!(fakes[1].respond(StorageResponse::StatisticsUpdates {
+        sources: vec![],
+        sinks: vec![]
+    }));
+    assert!(fakes[1].respond(marker(1)));
+    let seen = recv_until(&mut instance, |r| is_marker(r, 1, ReplicaId(2))).await;
+    assert!(seen.contains(&InstanceResponse::Statistics {
+        replica: ReplicaId(2),
+        sources: vec![],
+        sinks: vec![]
+    }));
+}
