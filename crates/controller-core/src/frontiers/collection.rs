@@ -20,7 +20,8 @@ use timely::PartialOrder;
 ///   positive, so a release can be checked against it before it is applied.
 /// - `implied_capability` and `hold_capability` only advance; `[]` once dropped.
 /// - `allowed_compaction` is the last frontier sent in `AllowCompaction` (or the
-///   registration since), and only advances.
+///   registration since), and only advances; `drop_announced` records that
+///   `AllowCompaction([])` went out after the drop.
 #[derive(Debug)]
 pub(super) struct CollectionFrontierState<T> {
     pub(super) upper: Antichain<T>,
@@ -35,6 +36,7 @@ pub(super) struct CollectionFrontierState<T> {
     pub(super) has_shard: bool,
     pub(super) dropped: bool,
     pub(super) drop_confirmed: bool,
+    pub(super) drop_announced: bool,
     pub(super) allowed_compaction: Antichain<T>,
 }
 
@@ -90,18 +92,28 @@ impl<T: StorageTimestamp> CollectionFrontierState<T> {
         }
     }
 
-    /// The frontier the instance may compact to now, if it differs from the last one
-    /// sent: `[]` once dropped, otherwise the since.
-    pub(super) fn pending_compaction(&self) -> Option<(InstanceId, Antichain<T>)> {
+    /// The `AllowCompaction` to send now, if any, recorded as sent: `[]` once after a
+    /// drop (even if the since was already `[]`, since the replicas must learn of the
+    /// drop), otherwise the since when it advanced past the last frontier sent.
+    pub(super) fn take_compaction(&mut self) -> Option<(InstanceId, Antichain<T>)> {
         let instance = self.instance?;
         let frontier = if self.dropped {
+            if self.drop_announced {
+                return None;
+            }
+            self.drop_announced = true;
             Antichain::new()
         } else {
-            self.since().to_owned()
+            let since = self.since().to_owned();
+            let advanced = since != self.allowed_compaction
+                && PartialOrder::less_equal(&self.allowed_compaction, &since);
+            if !advanced {
+                return None;
+            }
+            since
         };
-        let advanced = frontier != self.allowed_compaction
-            && PartialOrder::less_equal(&self.allowed_compaction, &frontier);
-        advanced.then_some((instance, frontier))
+        self.allowed_compaction.clone_from(&frontier);
+        Some((instance, frontier))
     }
 
     /// Whether the entry can be forgotten and its shard finalized.

@@ -70,8 +70,9 @@ use propagate::Pass;
 ///
 /// # Invariants
 ///
-/// - Every dependency of a registered entry is registered: an entry is forgotten only
-///   when its since is `[]`, which no dependent's hold allows.
+/// - Every dependency of an entry whose since is not `[]` is registered: an entry is
+///   forgotten only when its since is `[]`, which a holding dependent does not allow.
+///   (A dropped object waiting for its replicas has since `[]` and holds nothing.)
 /// - Dependencies form a DAG, because an entry can only depend on entries registered
 ///   before it.
 /// - For each entry, its since is not beyond any dependent's since.
@@ -148,6 +149,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
             has_shard: config.has_shard,
             dropped: false,
             drop_confirmed: false,
+            drop_announced: false,
             allowed_compaction: since,
         };
         let mut changes = entry.rederive_capabilities();

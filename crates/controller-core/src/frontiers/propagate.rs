@@ -93,8 +93,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
                     since: entry.since().to_owned(),
                 });
             }
-            if let Some((instance, frontier)) = entry.pending_compaction() {
-                entry.allowed_compaction = frontier.clone();
+            if let Some((instance, frontier)) = entry.take_compaction() {
                 effects.push(Effect::AllowCompaction {
                     instance,
                     id,
