@@ -75,6 +75,16 @@ impl PersistClient {
         PersistClient { inner: Arc::new(Inner { loc, consensus, cfg: Arc::new(cfg), caches: Mutex::new(HashMap::new()) }) }
     }
 
+    /// A client of the same location with another configuration (and its own cache).
+    pub fn with_config(&self, cfg: PersistConfig) -> PersistClient {
+        Self::from_location(self.inner.loc.clone(), cfg)
+    }
+
+    /// The opened location.
+    pub fn location(&self) -> &Location {
+        &self.inner.loc
+    }
+
     /// The URL this client was opened from.
     pub fn location_url(&self) -> &str {
         &self.inner.loc.url

@@ -178,22 +178,20 @@ pub fn decode_part(key: &str, desc: &RelationDesc, bytes: Bytes) -> Result<Vec<C
 /// Sorts updates by data and time, sums the diffs of equal `(data, time)` pairs and drops
 /// zeros. The result is the canonical form of the multiset.
 pub fn consolidate(updates: &mut Vec<CodedUpdate>) {
+    consolidate_updates(updates);
+}
+
+/// [`consolidate`] for updates with decoded times.
+pub fn consolidate_updates<T: Ord + Copy>(updates: &mut Vec<(SourceData, T, i64)>) {
     updates.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let mut out: Vec<CodedUpdate> = Vec::with_capacity(updates.len());
+    let mut out: Vec<(SourceData, T, i64)> = Vec::with_capacity(updates.len());
     for (data, ts, diff) in updates.drain(..) {
         match out.last_mut() {
             Some(last) if last.0 == data && last.1 == ts => last.2 += diff,
-            _ => {
-                if out.last().is_some_and(|l| l.2 == 0) {
-                    out.pop();
-                }
-                out.push((data, ts, diff));
-            }
+            _ => out.push((data, ts, diff)),
         }
     }
-    if out.last().is_some_and(|l| l.2 == 0) {
-        out.pop();
-    }
+    out.retain(|u| u.2 != 0);
     *updates = out;
 }
 

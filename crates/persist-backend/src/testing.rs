@@ -1,0 +1,160 @@
+//! Fault injection for tests (feature `testing`): [`FaultyStore`] decorates any
+//! `ObjectStore` and fails a configurable share of calls.
+//!
+//! - A **determinate** fault fails the call before it reaches the inner store.
+//! - An **indeterminate** fault (writes only) lets the call reach the inner store and
+//!   then reports a failure anyway, as a timeout after the request was sent would.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
+};
+
+/// How often calls fail, in parts per thousand; changeable while in use.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Share of calls that fail without reaching the inner store.
+    pub determinate_permille: AtomicU32,
+    /// Share of writes that reach the inner store and then report a failure.
+    pub indeterminate_permille: AtomicU32,
+    /// How many faults were injected so far.
+    pub injected: AtomicU64,
+}
+
+impl Faults {
+    /// Faults at the given rates.
+    pub fn new(determinate_permille: u32, indeterminate_permille: u32) -> Arc<Faults> {
+        Arc::new(Faults {
+            determinate_permille: AtomicU32::new(determinate_permille),
+            indeterminate_permille: AtomicU32::new(indeterminate_permille),
+            injected: AtomicU64::new(0),
+        })
+    }
+
+    /// Stops injecting faults.
+    pub fn disable(&self) {
+        self.determinate_permille.store(0, Ordering::SeqCst);
+        self.indeterminate_permille.store(0, Ordering::SeqCst);
+    }
+
+    fn roll(&self, permille: &AtomicU32) -> bool {
+        let p = permille.load(Ordering::Relaxed);
+        let hit = p > 0 && (crate::machine::random_u64() % 1000) < u64::from(p);
+        if hit {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    fn determinate(&self) -> bool {
+        self.roll(&self.determinate_permille)
+    }
+
+    fn indeterminate(&self) -> bool {
+        self.roll(&self.indeterminate_permille)
+    }
+}
+
+fn injected(kind: &str) -> object_store::Error {
+    object_store::Error::Generic { store: "faulty", source: format!("injected {kind} fault").into() }
+}
+
+/// An `ObjectStore` decorator that injects [`Faults`].
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn ObjectStore>, faults: Arc<Faults>) -> Self {
+        FaultyStore { inner, faults }
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+        if self.faults.determinate() {
+            return Err(injected("determinate"));
+        }
+        let res = self.inner.put_opts(location, payload, opts).await;
+        if self.faults.indeterminate() {
+            return Err(injected("indeterminate"));
+        }
+        res
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+        if self.faults.determinate() {
+            return Err(injected("determinate"));
+        }
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        if self.faults.determinate() {
+            return Err(injected("determinate"));
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+        if self.faults.determinate() {
+            return Err(injected("determinate"));
+        }
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+        if self.faults.determinate() {
+            return futures::stream::once(async { Err(injected("determinate")) }).boxed();
+        }
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        if self.faults.determinate() {
+            return futures::stream::once(async { Err(injected("determinate")) }).boxed();
+        }
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        if self.faults.determinate() {
+            return futures::stream::once(async { Err(injected("determinate")) }).boxed();
+        }
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        if self.faults.determinate() {
+            return Err(injected("determinate"));
+        }
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        if self.faults.determinate() {
+            return Err(injected("determinate"));
+        }
+        self.inner.copy_opts(from, to, options).await
+    }
+}
