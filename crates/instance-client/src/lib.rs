@@ -25,6 +25,8 @@
 //! - per collection, the upper an [`Instance`] reports never regresses.
 
 pub mod convert;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod history;
 pub mod instance;
 #[cfg(feature = "local")]
