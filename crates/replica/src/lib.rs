@@ -17,7 +17,16 @@
 //!   a round is written with one `compare_and_append` per data shard, so every offset
 //!   lands exactly once whatever crashes or races happen.
 
+mod context;
 pub mod generator;
+pub mod ingest;
 pub mod reconcile;
 pub mod remap;
+mod replica;
+mod runtime;
 pub mod shard;
+pub mod sink;
+
+pub use context::{Clock, FaultHook, FaultPoint, ResponseSink, system_clock};
+pub use replica::{Replica, ReplicaConfig, ReplicaError};
+pub use runtime::ClusterConfig;

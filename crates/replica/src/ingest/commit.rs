@@ -1,0 +1,77 @@
+//! Writing one round to the data shards: one `compare_and_append` per shard.
+//!
+//! A data shard whose upper is already beyond the round's time holds the round (some
+//! replica wrote it; the data is a function of the bindings, so it is the same data).
+//! A shard whose upper lies in `[round.lower, round.time]` lacks exactly this round.
+//! A shard below `round.lower` lacks an earlier round: that is an inconsistency, and the
+//! leader re-reads everything.
+
+use std::sync::atomic::Ordering;
+
+use strata_controller_api::{Antichain, Timestamp};
+
+use super::{IngestError, IngestionPlan};
+use crate::context::Ctx;
+use crate::remap::Round;
+use crate::shard::{Update, frontier_time};
+
+/// How many upper mismatches one shard may see in one round before giving up.
+const MAX_ATTEMPTS: usize = 4;
+
+/// Writes `round` to every export; `data[i]` holds the rows and diffs of export `i`.
+pub(crate) fn commit_round(
+    ctx: &Ctx,
+    plan: &IngestionPlan,
+    round: &Round,
+    data: Vec<Vec<(strata_controller_api::Row, i64)>>,
+) -> Result<(), IngestError> {
+    let counters = ctx.reporter.source_counters(plan.id);
+    let new_upper = Antichain::from_elem(Timestamp::new(round.time.as_millis() + 1));
+    let mut committed = 0u64;
+    for (export, rows) in plan
+        .exports
+        .iter()
+        .zip(data.into_iter().chain(std::iter::repeat_with(Vec::new)))
+    {
+        let updates: Vec<Update> = rows
+            .into_iter()
+            .map(|(row, diff)| (row, round.time, diff))
+            .collect();
+        let mut upper = ctx.shards.upper(export.shard)?;
+        for attempt in 0.. {
+            let Some(current) = frontier_time(&upper) else {
+                break;
+            };
+            if current > round.time {
+                break;
+            }
+            if current < round.lower || attempt >= MAX_ATTEMPTS {
+                return Err(IngestError::Inconsistent {
+                    id: export.id,
+                    upper: vec![current.as_millis()],
+                    lower: round.lower.as_millis(),
+                });
+            }
+            match ctx
+                .shards
+                .compare_and_append(export.shard, &updates, &upper, &new_upper)?
+            {
+                Ok(()) => {
+                    committed += updates.len() as u64;
+                    upper = new_upper.clone();
+                    break;
+                }
+                Err(mismatch) => upper = mismatch.current,
+            }
+        }
+        ctx.reporter.upper(export.id, &upper);
+    }
+    counters
+        .updates_committed
+        .fetch_add(committed, Ordering::Relaxed);
+    counters
+        .offset_committed
+        .fetch_max(round.offsets.end, Ordering::Relaxed);
+    counters.snapshot_committed.store(true, Ordering::Relaxed);
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! The timely dataflow of an ingestion: leader, generate, commit (see the module doc of
+//! [`crate::ingest`]).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use strata_controller_api::Row;
+use strata_instance_client::Status;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
+use timely::scheduling::Activator;
+use timely::worker::Worker;
+
+use super::leader::Leader;
+use super::{IngestError, IngestionPlan, commit};
+use crate::context::Ctx;
+use crate::remap::Round;
+
+/// A round addressed to one worker.
+type RoundMsg = (usize, Round);
+/// An encoded update of export `usize`.
+type DataMsg = (usize, Row, i64);
+
+/// State the leader and the committer (both on worker 0) share.
+#[derive(Default)]
+struct Shared {
+    /// The round being generated and committed, with its timely time.
+    inflight: Option<(u64, Round)>,
+    /// The outcome of the last commit, for the leader.
+    outcome: Option<Result<(), IngestError>>,
+    leader: Option<Activator>,
+}
+
+/// Builds the ingestion dataflow on this worker.
+pub(crate) fn build(
+    worker: &mut Worker,
+    ctx: Arc<Ctx>,
+    plan: Arc<IngestionPlan>,
+    stop: Arc<AtomicBool>,
+) {
+    let index = worker.index();
+    let peers = worker.peers();
+    let name = format!("ingestion-{}", plan.id);
+    worker.dataflow_named::<u64, _, _>(&name, move |scope| {
+        let shared = Rc::new(RefCell::new(Shared::default()));
+        let leader_shared = Rc::clone(&shared);
+        let leader_ctx = Arc::clone(&ctx);
+        let leader_plan = Arc::clone(&plan);
+        let rounds = source::<_, CapacityContainerBuilder<Vec<RoundMsg>>, _, _>(
+            scope,
+            "leader",
+            move |cap, info| {
+                let activator = scope.activator_for(info.address);
+                leader_shared.borrow_mut().leader = Some(activator.clone());
+                let mut state = LeaderOp {
+                    cap: (index == 0).then_some(cap),
+                    seq: 0,
+                    leader: Leader::default(),
+                    next_tick: Instant::now(),
+                    activator,
+                    shared: leader_shared,
+                    ctx: leader_ctx,
+                    plan: leader_plan,
+                    stop,
+                    peers,
+                };
+                state.starting();
+                move |output| state.step(output)
+            },
+        );
+        let gen_plan = Arc::clone(&plan);
+        let gen_ctx = Arc::clone(&ctx);
+        let data = rounds.unary::<CapacityContainerBuilder<Vec<DataMsg>>, _, _, _>(
+            Exchange::new(|(w, _): &RoundMsg| *w as u64),
+            "generate",
+            move |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, batch| {
+                        let mut session = output.session(&cap);
+                        for (_, round) in batch.drain(..) {
+                            generate(&gen_ctx, &gen_plan, &round, index, peers, |m| {
+                                session.give(m)
+                            });
+                        }
+                    });
+                }
+            },
+        );
+        let mut stash: BTreeMap<u64, Vec<DataMsg>> = BTreeMap::new();
+        data.sink(
+            Exchange::new(|_: &DataMsg| 0),
+            "commit",
+            move |(input, frontier)| {
+                input.for_each(|cap, batch| {
+                    if let Some(time) = cap.least() {
+                        stash.entry(*time).or_default().append(batch);
+                    }
+                });
+                let ready = match &shared.borrow().inflight {
+                    Some((seq, _)) => !frontier.less_equal(seq),
+                    None => false,
+                };
+                if !ready {
+                    return;
+                }
+                let mut shared = shared.borrow_mut();
+                let Some((seq, round)) = shared.inflight.take() else {
+                    return;
+                };
+                let msgs = stash.remove(&seq).unwrap_or_default();
+                let outcome = commit_msgs(&ctx, &plan, &round, msgs);
+                shared.outcome = Some(outcome);
+                if let Some(leader) = &shared.leader {
+                    leader.activate();
+                }
+            },
+        );
+    });
+}
+
+fn generate(
+    ctx: &Ctx,
+    plan: &IngestionPlan,
+    round: &Round,
+    index: usize,
+    peers: usize,
+    mut give: impl FnMut(DataMsg),
+) {
+    let counters = ctx.reporter.source_counters(plan.id);
+    let (mut messages, mut bytes, mut staged) = (0u64, 0u64, 0u64);
+    for offset in round
+        .offsets
+        .clone()
+        .filter(|o| *o % peers as u64 == index as u64)
+    {
+        messages += 1;
+        for (output, row, diff) in plan.generator.updates_at(offset) {
+            bytes += row.as_bytes().len() as u64;
+            for (i, export) in plan.exports.iter().enumerate() {
+                if export.output == output {
+                    staged += 1;
+                    give((i, row.clone(), diff));
+                }
+            }
+        }
+    }
+    counters
+        .messages_received
+        .fetch_add(messages, Ordering::Relaxed);
+    counters.bytes_received.fetch_add(bytes, Ordering::Relaxed);
+    counters.updates_staged.fetch_add(staged, Ordering::Relaxed);
+}
+
+fn commit_msgs(
+    ctx: &Ctx,
+    plan: &IngestionPlan,
+    round: &Round,
+    msgs: Vec<DataMsg>,
+) -> Result<(), IngestError> {
+    let mut data: Vec<Vec<(Row, i64)>> = vec![Vec::new(); plan.exports.len()];
+    for (i, row, diff) in msgs {
+        if let Some(rows) = data.get_mut(i) {
+            rows.push((row, diff));
+        }
+    }
+    commit::commit_round(ctx, plan, round, data)
+}
+
+/// The leader operator's state (worker 0 holds the capability; others drop it).
+struct LeaderOp {
+    cap: Option<Capability<u64>>,
+    seq: u64,
+    leader: Leader,
+    next_tick: Instant,
+    activator: Activator,
+    shared: Rc<RefCell<Shared>>,
+    ctx: Arc<Ctx>,
+    plan: Arc<IngestionPlan>,
+    stop: Arc<AtomicBool>,
+    peers: usize,
+}
+
+impl LeaderOp {
+    fn starting(&self) {
+        if self.cap.is_some() {
+            self.ctx
+                .reporter
+                .status(self.plan.id, Status::Starting, None, Vec::new());
+        }
+    }
+
+    fn stalled(&mut self, error: &IngestError) {
+        let hint = error.hint().to_owned();
+        self.ctx.reporter.status(
+            self.plan.id,
+            Status::Stalled,
+            Some(error.to_string()),
+            vec![hint],
+        );
+        self.leader.invalidate();
+        self.activator.activate_after(self.ctx.retry_backoff);
+    }
+
+    fn step(
+        &mut self,
+        output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<RoundMsg>>>,
+    ) {
+        if self.cap.is_none() {
+            return;
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            self.cap = None;
+            return;
+        }
+        if self.shared.borrow().inflight.is_some() {
+            return;
+        }
+        let outcome = self.shared.borrow_mut().outcome.take();
+        match outcome {
+            Some(Err(e)) => return self.stalled(&e),
+            Some(Ok(())) => {
+                self.ctx
+                    .reporter
+                    .status(self.plan.id, Status::Running, None, Vec::new());
+            }
+            None => {}
+        }
+        if !self.ctx.writes_allowed() {
+            self.activator.activate_after(Duration::from_millis(20));
+            return;
+        }
+        let now = Instant::now();
+        if now < self.next_tick {
+            self.activator.activate_after(self.next_tick - now);
+            return;
+        }
+        match self.leader.next_round(&self.ctx, &self.plan) {
+            Ok(Some(round)) => self.emit(round, output),
+            Ok(None) => {
+                self.ctx
+                    .reporter
+                    .status(self.plan.id, Status::Running, None, Vec::new());
+                self.activator
+                    .activate_after(Duration::from_millis(self.plan.tick_interval_ms.max(10)));
+            }
+            Err(e) => self.stalled(&e),
+        }
+    }
+
+    fn emit(
+        &mut self,
+        round: Round,
+        output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<RoundMsg>>>,
+    ) {
+        let Some(cap) = self.cap.as_mut() else { return };
+        {
+            let mut session = output.session(&*cap);
+            for w in 0..self.peers {
+                session.give((w, round.clone()));
+            }
+        }
+        self.shared.borrow_mut().inflight = Some((self.seq, round));
+        self.seq += 1;
+        cap.downgrade(&self.seq);
+        self.next_tick = Instant::now() + Duration::from_millis(self.plan.tick_interval_ms);
+    }
+}

@@ -1,0 +1,164 @@
+//! The leader of an ingestion: decides the next round, by replaying a bound round or by
+//! minting a new binding with `compare_and_append` on the remap shard.
+//!
+//! Plain code over the shard seam, so it runs (and is tested) without timely.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+use strata_controller_api::{Antichain, Datum, Timestamp};
+
+use super::{IngestError, IngestionPlan};
+use crate::context::Ctx;
+use crate::remap::{self, Binding, Round};
+use crate::shard::frontier_time;
+
+/// What the leader knows about the remap shard.
+#[derive(Debug, Default)]
+pub(crate) struct Leader {
+    /// Bound rounds still to (re)write, oldest first.
+    queue: VecDeque<Round>,
+    /// The last binding; new bindings continue from it.
+    last: Option<Binding>,
+    /// The remap shard's upper, or `None` when the leader must re-read the shards.
+    remap_upper: Option<Timestamp>,
+    /// The remap shard is closed: the source is finished.
+    closed: bool,
+}
+
+impl Leader {
+    /// Forgets everything; the next round re-reads the shards first.
+    pub(crate) fn invalidate(&mut self) {
+        *self = Leader::default();
+    }
+
+    /// Re-reads the data shards' uppers and the remap bindings, and plans the rounds
+    /// whose data may be missing.
+    pub(crate) fn resync(&mut self, ctx: &Ctx, plan: &IngestionPlan) -> Result<(), IngestError> {
+        self.invalidate();
+        let mut data_upper: Option<Timestamp> = None;
+        for export in &plan.exports {
+            let upper = ctx.shards.upper(export.shard)?;
+            ctx.reporter.upper(export.id, &upper);
+            if let Some(t) = frontier_time(&upper) {
+                data_upper = Some(data_upper.map_or(t, |d| d.min(t)));
+            }
+        }
+        let Some(data_upper) = data_upper else {
+            // Every data shard is closed: nothing left to write.
+            self.closed = true;
+            return Ok(());
+        };
+        let prior = match data_upper.as_millis().checked_sub(1) {
+            None => None,
+            Some(before) => self.binding_at(ctx, plan, Timestamp::new(before))?,
+        };
+        let (updates, remap_upper) = ctx.shards.listen_from(plan.remap_shard, data_upper)?;
+        ctx.reporter.upper(plan.remap_id, &remap_upper);
+        let pending = remap::decode_bindings(&updates)?;
+        let resume = remap::plan_resume(prior, &pending)?;
+        self.queue = resume.rounds.into();
+        self.last = resume.last;
+        match frontier_time(&remap_upper) {
+            Some(t) => self.remap_upper = Some(t),
+            None => {
+                self.closed = true;
+                self.remap_upper = Some(Timestamp::new(u64::MAX));
+            }
+        }
+        Ok(())
+    }
+
+    /// The binding in effect at `time`, read as a remap snapshot.
+    fn binding_at(
+        &self,
+        ctx: &Ctx,
+        plan: &IngestionPlan,
+        time: Timestamp,
+    ) -> Result<Option<Binding>, IngestError> {
+        let Some(snapshot) = ctx.shards.snapshot(plan.remap_shard, time)? else {
+            // The remap shard is behind the data: the data was not written by us.
+            return Err(IngestError::Inconsistent {
+                id: plan.remap_id,
+                upper: Vec::new(),
+                lower: time.as_millis(),
+            });
+        };
+        let offsets: Vec<u64> = snapshot
+            .iter()
+            .filter_map(|(row, _, diff)| match (row.unpack().as_slice(), diff) {
+                ([Datum::UInt64(o)], 1) => Some(*o),
+                _ => None,
+            })
+            .collect();
+        match offsets.as_slice() {
+            [] => Ok(None),
+            [offset] => Ok(Some(Binding {
+                time,
+                offset_upper: *offset,
+            })),
+            _ => Err(remap::RemapError::Ambiguous {
+                time,
+                count: offsets.len(),
+            }
+            .into()),
+        }
+    }
+
+    /// The next round to write, or `None` if the source has nothing to do now.
+    pub(crate) fn next_round(
+        &mut self,
+        ctx: &Ctx,
+        plan: &IngestionPlan,
+    ) -> Result<Option<Round>, IngestError> {
+        if self.remap_upper.is_none() {
+            self.resync(ctx, plan)?;
+        }
+        if let Some(round) = self.queue.pop_front() {
+            return Ok(Some(round));
+        }
+        if self.closed {
+            return Ok(None);
+        }
+        let remap_upper = self.remap_upper.unwrap_or_default();
+        let Some((next, round)) = remap::mint(
+            self.last.as_ref(),
+            remap_upper,
+            (ctx.clock)(),
+            plan.offsets_per_tick,
+            ctx.offset_limit
+                .into_iter()
+                .chain(plan.generator.offset_limit())
+                .min(),
+        ) else {
+            return Ok(None);
+        };
+        let updates = remap::binding_updates(self.last.as_ref(), &next);
+        let expected = Antichain::from_elem(remap_upper);
+        let new_upper = Antichain::from_elem(Timestamp::new(next.time.as_millis() + 1));
+        let result =
+            ctx.shards
+                .compare_and_append(plan.remap_shard, &updates, &expected, &new_upper);
+        match result {
+            Ok(Ok(())) => {
+                ctx.reporter.upper(plan.remap_id, &new_upper);
+                ctx.reporter
+                    .source_counters(plan.id)
+                    .offset_known
+                    .fetch_max(next.offset_upper, Ordering::Relaxed);
+                self.remap_upper = Some(Timestamp::new(next.time.as_millis() + 1));
+                self.last = Some(next);
+                Ok(Some(round))
+            }
+            Ok(Err(_mismatch)) => {
+                // Another writer bound this range: fast-forward to its bindings.
+                self.resync(ctx, plan)?;
+                Ok(self.queue.pop_front())
+            }
+            Err(e) => {
+                self.invalidate();
+                Err(e.into())
+            }
+        }
+    }
+}
