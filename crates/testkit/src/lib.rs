@@ -17,3 +17,4 @@
 pub mod faults;
 pub mod linearizability;
 pub mod model;
+pub mod strategies;
