@@ -18,3 +18,6 @@ pub mod faults;
 pub mod linearizability;
 pub mod model;
 pub mod strategies;
+pub mod tracing;
+
+pub use self::tracing::init_test_tracing;
