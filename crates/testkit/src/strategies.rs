@@ -437,7 +437,12 @@ mod tests {
         assert!(frontiers.iter().any(|f| f.len() == 1));
         assert!(frontiers.iter().all(|f| f.len() <= 1));
         let below = sample(arb_frontier_below(3), 200);
-        assert!(below.iter().flat_map(|f| f.iter()).all(|t| *t < Timestamp::new(3)));
+        assert!(
+            below
+                .iter()
+                .flat_map(|f| f.iter())
+                .all(|t| *t < Timestamp::new(3))
+        );
         assert_eq!(
             sample(arb_timestamp_below(0), 5),
             vec![Timestamp::new(0); 5]
