@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-use strata_controller_api::{Antichain, Datum, Timestamp};
+use strata_controller_api::{Antichain, Timestamp};
 
 use super::{IngestError, IngestionPlan};
 use crate::context::Ctx;
@@ -84,22 +84,15 @@ impl Leader {
                 lower: time.as_millis(),
             });
         };
-        let offsets: Vec<u64> = snapshot
-            .iter()
-            .filter_map(|(row, _, diff)| match (row.unpack().as_slice(), diff) {
-                ([Datum::UInt64(o)], 1) => Some(*o),
-                _ => None,
-            })
-            .collect();
-        match offsets.as_slice() {
+        match remap::decode_bindings(&snapshot)?.as_slice() {
             [] => Ok(None),
-            [offset] => Ok(Some(Binding {
+            [binding] => Ok(Some(Binding {
                 time,
-                offset_upper: *offset,
+                offset_upper: binding.offset_upper,
             })),
-            _ => Err(remap::RemapError::Ambiguous {
+            many => Err(remap::RemapError::Ambiguous {
                 time,
-                count: offsets.len(),
+                count: many.len(),
             }
             .into()),
         }
