@@ -102,7 +102,8 @@ impl PerClass<u64> {
     }
 }
 
-/// Added latency: every call sleeps `fixed` plus a uniform draw from `[0, jitter]`.
+/// Added latency: every call sleeps `fixed` plus a uniform draw from `[0, jitter]`, on
+/// tokio's timer (so a non-zero latency needs a tokio runtime with time enabled).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Latency {
     /// Added to every call.

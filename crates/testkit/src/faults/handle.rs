@@ -87,6 +87,10 @@ impl FaultHandle {
     }
 
     /// Sets the added latency: `fixed` plus a uniform draw from `[0, jitter]`.
+    ///
+    /// Delays sleep on tokio's timer, so a store with latency must be driven by a tokio
+    /// runtime with time enabled (`#[tokio::test]` is); with a paused clock
+    /// (`start_paused = true`) the delays cost no wall-clock time.
     pub fn set_latency(&self, fixed: Duration, jitter: Duration) {
         self.update(|c| *c = c.clone().with_latency(fixed, jitter));
     }
