@@ -20,8 +20,8 @@ use timely::PartialOrder;
 ///   positive, so a release can be checked against it before it is applied.
 /// - `implied_capability` and `hold_capability` only advance; `[]` once dropped.
 /// - `allowed_compaction` is the last frontier sent in `AllowCompaction` (or the
-///   registration since), and only advances; `drop_announced` records that
-///   `AllowCompaction([])` went out after the drop.
+///   registration since), and only advances; `empty_compaction_sent` records that
+///   `AllowCompaction([])` went out, which happens at most once.
 #[derive(Debug)]
 pub(super) struct CollectionFrontierState<T> {
     pub(super) upper: Antichain<T>,
@@ -36,7 +36,7 @@ pub(super) struct CollectionFrontierState<T> {
     pub(super) has_shard: bool,
     pub(super) dropped: bool,
     pub(super) drop_confirmed: bool,
-    pub(super) drop_announced: bool,
+    pub(super) empty_compaction_sent: bool,
     pub(super) allowed_compaction: Antichain<T>,
 }
 
@@ -92,16 +92,16 @@ impl<T: StorageTimestamp> CollectionFrontierState<T> {
         }
     }
 
-    /// The `AllowCompaction` to send now, if any, recorded as sent: `[]` once after a
-    /// drop (even if the since was already `[]`, since the replicas must learn of the
-    /// drop), otherwise the since when it advanced past the last frontier sent.
+    /// The `AllowCompaction` to send now, if any, recorded as sent: after a drop, `[]`
+    /// unless it went out already (even if the since was already `[]` at registration,
+    /// since the replicas must learn of the drop); otherwise the since when it advanced
+    /// past the last frontier sent.
     pub(super) fn take_compaction(&mut self) -> Option<(InstanceId, Antichain<T>)> {
         let instance = self.instance?;
         let frontier = if self.dropped {
-            if self.drop_announced {
+            if self.empty_compaction_sent {
                 return None;
             }
-            self.drop_announced = true;
             Antichain::new()
         } else {
             let since = self.since().to_owned();
@@ -112,6 +112,7 @@ impl<T: StorageTimestamp> CollectionFrontierState<T> {
             }
             since
         };
+        self.empty_compaction_sent = frontier.is_empty();
         self.allowed_compaction.clone_from(&frontier);
         Some((instance, frontier))
     }

@@ -149,7 +149,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
             has_shard: config.has_shard,
             dropped: false,
             drop_confirmed: false,
-            drop_announced: false,
+            empty_compaction_sent: false,
             allowed_compaction: since,
         };
         let mut changes = entry.rederive_capabilities();
