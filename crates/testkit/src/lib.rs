@@ -2,17 +2,26 @@
 //!
 //! Test support for teams building on Strata.
 //!
-//! **Owns** today: [`model`], reference models of Strata's semantics (frontiers and
-//! read holds) for property tests, and [`linearizability`], a Wing–Gong checker for
-//! compare-and-set histories. The rest of what DESIGN.md lists for this crate (the
-//! `Harness` builder, fault injection, conformance suites, proptest strategies and
-//! simulations) is to come.
+//! **Owns** today:
+//! - [`model`]: reference models of Strata's semantics (frontiers and read holds) for
+//!   property tests;
+//! - [`linearizability`]: a Wing–Gong checker for compare-and-set histories;
+//! - [`faults`]: [`faults::FaultyObjectStore`], a seeded fault-injecting decorator for any
+//!   `ObjectStore` (errors, latency, indeterminate writes, unavailability windows);
+//! - [`strategies`]: proptest strategies for timestamps, frontiers, read policies, ids,
+//!   schemas and rows;
+//! - [`init_test_tracing`].
 //!
-//! **Must never depend on**: `strata-controller-core`. The models must stay
-//! independent of the code they check, and controller-core's tests depend on this crate.
+//! Still to come with its issue: the `Harness` builder, the faulty transport, the
+//! re-exported conformance suites and the `sim` feature's simulations.
 //!
-//! **Invariants**: a model is deterministic and shares no code with the implementation
-//! it is compared against.
+//! **Must never depend on**: `strata-cli`. The models and checkers must not use the
+//! code they check: they depend on `strata-controller-api` only, so controller-core's
+//! tests can use them as a dev-dependency even once the harness depends on
+//! controller-core.
+//!
+//! **Invariants**: models and checkers are deterministic, share no code with the
+//! implementation they are compared against, and never panic on any input.
 
 pub mod faults;
 pub mod linearizability;
