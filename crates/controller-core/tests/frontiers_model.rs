@@ -40,14 +40,14 @@ struct Spec {
 #[derive(Debug, Clone)]
 enum Op {
     Register(u64),
-    Upper(u64, Option<u64>),
+    Upper(Vec<(u64, Option<u64>)>),
     Policy(u64, ReadPolicy<T>),
     Acquire(u64),
     AcquireAt(u64, u64),
-    Downgrade(usize, Option<u64>),
+    Downgrade(Vec<(usize, Option<u64>)>),
     BogusRelease(u64, u64),
     Drop(u64),
-    DropUnvalidated(u64),
+    DropUnvalidated(Vec<u64>),
     Confirm(u64),
 }
 
@@ -105,14 +105,14 @@ fn op() -> impl Strategy<Value = Op> {
     let id = 1..=N;
     prop_oneof![
         2 => id.clone().prop_map(Op::Register),
-        4 => (id.clone(), prop::option::weighted(0.95, time())).prop_map(|(i, t)| Op::Upper(i, t)),
+        4 => proptest::collection::vec((id.clone(), prop::option::weighted(0.95, time())), 1..4).prop_map(Op::Upper),
         1 => (id.clone(), policy()).prop_map(|(i, p)| Op::Policy(i, p)),
         2 => id.clone().prop_map(Op::Acquire),
         1 => (id.clone(), time()).prop_map(|(i, t)| Op::AcquireAt(i, t)),
-        3 => (any::<usize>(), prop::option::weighted(0.6, time())).prop_map(|(k, t)| Op::Downgrade(k, t)),
+        3 => proptest::collection::vec((any::<usize>(), prop::option::weighted(0.6, time())), 1..4).prop_map(Op::Downgrade),
         1 => (id.clone(), time()).prop_map(|(i, t)| Op::BogusRelease(i, t)),
         1 => id.clone().prop_map(Op::Drop),
-        1 => id.clone().prop_map(Op::DropUnvalidated),
+        1 => proptest::collection::vec(id.clone(), 1..4).prop_map(Op::DropUnvalidated),
         1 => id.prop_map(Op::Confirm),
     ]
 }
@@ -190,12 +190,12 @@ impl Harness {
                 let model = self.model.register(id(*i), model_config(&spec)).is_ok();
                 (self.real.register(id(*i), config(&spec)), model)
             }
-            Op::Upper(i, t) => {
-                self.model.report_upper(id(*i), t.map(Timestamp::new));
-                (
-                    Ok(self.real.update_write_frontiers(&[(id(*i), f(*t))])),
-                    true,
-                )
+            Op::Upper(reports) => {
+                for (i, t) in reports {
+                    self.model.report_upper(id(*i), t.map(Timestamp::new));
+                }
+                let reports: Vec<_> = reports.iter().map(|(i, t)| (id(*i), f(*t))).collect();
+                (Ok(self.real.update_write_frontiers(&reports)), true)
             }
             Op::Policy(i, p) => {
                 let model = self.model.set_read_policy(id(*i), p.clone()).is_ok();
@@ -213,7 +213,7 @@ impl Harness {
                 }
                 (real.map(|()| vec![]), model.is_ok())
             }
-            Op::Downgrade(k, t) => return self.downgrade(*k, *t),
+            Op::Downgrade(picks) => return self.downgrade(picks),
             Op::BogusRelease(i, t) => {
                 let held = self
                     .holds
@@ -233,9 +233,12 @@ impl Harness {
                 self.real.drop_collections(&[id(*i)]),
                 self.model.drop_collection(id(*i)).is_ok(),
             ),
-            Op::DropUnvalidated(i) => {
-                let _ = self.model.drop_collection(id(*i));
-                (Ok(self.real.drop_collections_unvalidated(&[id(*i)])), true)
+            Op::DropUnvalidated(ids) => {
+                for i in ids {
+                    let _ = self.model.drop_collection(id(*i));
+                }
+                let ids: Vec<_> = ids.iter().map(|i| id(*i)).collect();
+                (Ok(self.real.drop_collections_unvalidated(&ids)), true)
             }
             Op::Confirm(i) => {
                 self.model.confirm_dropped(id(*i));
@@ -261,35 +264,45 @@ impl Harness {
         Ok(vec![])
     }
 
-    fn downgrade(&mut self, k: usize, t: Option<u64>) -> Result<Vec<Effect<T>>, TestCaseError> {
+    /// Downgrades (or releases, for `None`) several distinct holds in one call.
+    fn downgrade(
+        &mut self,
+        picks: &[(usize, Option<u64>)],
+    ) -> Result<Vec<Effect<T>>, TestCaseError> {
         if self.holds.is_empty() {
             return Ok(vec![]);
         }
-        let k = k % self.holds.len();
-        let (hold, id, old) = self.holds[k].clone();
-        // Outstanding holds are never at `[]`: a hold downgraded to `[]` is removed.
-        let held = *old.as_option().unwrap();
-        let new = t.map_or_else(Antichain::new, |t| {
-            Antichain::from_elem(held.max(Timestamp::new(t)))
-        });
-        let changes = new
-            .iter()
-            .map(|t| (*t, 1))
-            .chain(old.iter().map(|t| (*t, -1)));
-        let effects = self.real.update_read_capabilities(batch(id, changes));
-        prop_assert!(
-            effects.is_ok(),
-            "downgrade of {:?} from {:?} to {:?}: {:?}",
-            id,
-            old,
-            new,
-            effects
-        );
-        self.model.downgrade(hold, from_antichain(&new));
-        if new.is_empty() {
-            self.holds.swap_remove(k);
-        } else {
-            self.holds[k].2 = new;
+        let mut chosen: BTreeMap<usize, Antichain<T>> = BTreeMap::new();
+        let mut updates: BTreeMap<GlobalId, ChangeBatch<T>> = BTreeMap::new();
+        for (k, t) in picks {
+            let k = k % self.holds.len();
+            if chosen.contains_key(&k) {
+                continue;
+            }
+            let (_, id, old) = &self.holds[k];
+            // Outstanding holds are never at `[]`: a hold downgraded to `[]` is removed.
+            let held = *old.as_option().unwrap();
+            let new = t.map_or_else(Antichain::new, |t| {
+                Antichain::from_elem(held.max(Timestamp::new(t)))
+            });
+            let changes = updates.entry(*id).or_default();
+            changes.extend(
+                new.iter()
+                    .map(|t| (*t, 1))
+                    .chain(old.iter().map(|t| (*t, -1))),
+            );
+            chosen.insert(k, new);
+        }
+        let effects = self.real.update_read_capabilities(updates);
+        prop_assert!(effects.is_ok(), "downgrade of {:?}: {:?}", chosen, effects);
+        // Descending, so that removing a hold does not move the ones still to visit.
+        for (k, new) in chosen.into_iter().rev() {
+            self.model.downgrade(self.holds[k].0, from_antichain(&new));
+            if new.is_empty() {
+                self.holds.swap_remove(k);
+            } else {
+                self.holds[k].2 = new;
+            }
         }
         Ok(effects.unwrap_or_default())
     }
@@ -474,11 +487,11 @@ impl Observed {
                 );
             }
         }
-        prop_assert_eq!(
-            &self.finalized[..],
-            harness.model.finalized(),
-            "finalized ids"
-        );
+        // The same ids, each as often; within one call the order may differ.
+        let (mut ours, mut model) = (self.finalized.clone(), harness.model.finalized().to_vec());
+        ours.sort();
+        model.sort();
+        prop_assert_eq!(ours, model, "finalized ids");
         Ok(())
     }
 }
@@ -497,8 +510,10 @@ fn run(specs: Vec<Spec>, ops: Vec<Op>, check_effects: bool) -> Result<(), TestCa
     for op in &ops {
         let new_registration =
             matches!(op, Op::Register(i) if !harness.real.contains(GlobalId::User(*i)));
-        let live_drop =
-            op_id(op).filter(|id| harness.real.contains(*id) && !harness.real.is_dropped(*id));
+        let live_drop: Vec<GlobalId> = op_ids(op)
+            .into_iter()
+            .filter(|id| harness.real.contains(*id) && !harness.real.is_dropped(*id))
+            .collect();
         let effects = harness.step(op)?;
         if let (Op::Register(i), true) = (op, new_registration) {
             observed.registered(GlobalId::User(*i), harness.spec(*i));
@@ -527,10 +542,11 @@ fn run(specs: Vec<Spec>, ops: Vec<Op>, check_effects: bool) -> Result<(), TestCa
     Ok(())
 }
 
-fn op_id(op: &Op) -> Option<GlobalId> {
+fn op_ids(op: &Op) -> Vec<GlobalId> {
     match op {
-        Op::Drop(i) | Op::DropUnvalidated(i) => Some(GlobalId::User(*i)),
-        _ => None,
+        Op::Drop(i) => vec![GlobalId::User(*i)],
+        Op::DropUnvalidated(ids) => ids.iter().map(|i| GlobalId::User(*i)).collect(),
+        _ => vec![],
     }
 }
 
