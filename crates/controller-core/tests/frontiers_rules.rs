@@ -30,6 +30,7 @@ const I: InstanceId = InstanceId(1);
 enum Op {
     Register(u64, Config),
     Upper(u64, &'static [u64]),
+    Uppers(Vec<(u64, &'static [u64])>),
     Policy(u64, ReadPolicy<Timestamp>),
     Acquire(u64),
     AcquireAt(u64, u64),
@@ -66,6 +67,10 @@ fn apply(state: &mut FrontierState<Timestamp>, op: Op) -> Result<Vec<E>, Storage
     match op {
         Register(n, config) => state.register(id(n), config),
         Upper(n, upper) => Ok(state.update_write_frontiers(&[(id(n), f(upper))])),
+        Uppers(reports) => {
+            let reports: Vec<_> = reports.into_iter().map(|(n, u)| (id(n), f(u))).collect();
+            Ok(state.update_write_frontiers(&reports))
+        }
         Policy(n, policy) => state.set_read_policies(vec![(id(n), policy)]),
         Acquire(n) => state.acquire_read_holds(&[id(n)]).map(|_| vec![]),
         AcquireAt(n, t) => state.acquire_read_hold_at(id(n), &f(&[t])).map(|()| vec![]),
@@ -685,4 +690,52 @@ fn queries() {
     assert_eq!(state.read_holds(id(1)), Some(vec![(Timestamp::new(9), 2)]));
     state.drop_collections(&[id(2)]).unwrap();
     assert!(state.is_dropped(id(2)) && state.contains(id(2)) && state.len() == 2);
+}
+
+#[test]
+fn propagation_does_not_rely_on_id_order() {
+    let lagging = |deps: &[u64]| {
+        table()
+            .with_read_policy(step_back())
+            .with_dependencies(deps.iter().copied().map(id).collect())
+    };
+    // 9 <- 2 <- 5: the dependent 2 has a smaller id than its dependency 9, so 9 is
+    // applied before the change from 2 reaches it, and again after; each id is still
+    // reported once, with its final since.
+    let ops = || {
+        vec![
+            Register(9, lagging(&[])),
+            Register(2, lagging(&[9])),
+            Register(5, lagging(&[2])),
+        ]
+    };
+    let mut all = ops();
+    all.push(Uppers(vec![(9, &[10]), (2, &[10]), (5, &[10])]));
+    check(
+        all,
+        ok(vec![
+            downgrade(2, &[9]),
+            record(2, &[9], &[10]),
+            downgrade(5, &[9]),
+            record(5, &[9], &[10]),
+            downgrade(9, &[9]),
+            record(9, &[9], &[10]),
+        ]),
+        &[(2, Some(&[9])), (5, Some(&[9])), (9, Some(&[9]))],
+    );
+    // The dependency follows only as far as its slowest dependent.
+    let mut some = ops();
+    some.push(Uppers(vec![(9, &[10]), (2, &[10]), (5, &[4])]));
+    check(
+        some,
+        ok(vec![
+            downgrade(2, &[3]),
+            record(2, &[3], &[10]),
+            downgrade(5, &[3]),
+            record(5, &[3], &[4]),
+            downgrade(9, &[3]),
+            record(9, &[3], &[10]),
+        ]),
+        &[(2, Some(&[3])), (5, Some(&[3])), (9, Some(&[3]))],
+    );
 }
