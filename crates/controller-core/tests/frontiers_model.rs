@@ -49,6 +49,7 @@ enum Op {
     Drop(u64),
     DropUnvalidated(Vec<u64>),
     Confirm(u64),
+    SetDependencies(u64, Vec<u64>),
 }
 
 fn time() -> impl Strategy<Value = u64> {
@@ -113,7 +114,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (id.clone(), time()).prop_map(|(i, t)| Op::BogusRelease(i, t)),
         1 => id.clone().prop_map(Op::Drop),
         1 => proptest::collection::vec(id.clone(), 1..4).prop_map(Op::DropUnvalidated),
-        1 => id.prop_map(Op::Confirm),
+        1 => id.clone().prop_map(Op::Confirm),
+        1 => (id.clone(), proptest::collection::vec(id, 0..3)).prop_map(|(i, d)| Op::SetDependencies(i, d)),
     ]
 }
 
@@ -239,6 +241,14 @@ impl Harness {
                 }
                 let ids: Vec<_> = ids.iter().map(|i| id(*i)).collect();
                 (Ok(self.real.drop_collections_unvalidated(&ids)), true)
+            }
+            Op::SetDependencies(i, dependencies) => {
+                let dependencies: Vec<_> = dependencies.iter().map(|d| id(*d)).collect();
+                let model = self.model.set_dependencies(id(*i), dependencies.clone());
+                (
+                    self.real.set_dependencies(id(*i), dependencies),
+                    model.is_ok(),
+                )
             }
             Op::Confirm(i) => {
                 self.model.confirm_dropped(id(*i));

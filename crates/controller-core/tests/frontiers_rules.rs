@@ -38,6 +38,7 @@ enum Op {
     Drop(u64),
     DropUnvalidated(u64),
     Confirm(u64),
+    Depend(u64, &'static [u64]),
 }
 use Op::*;
 
@@ -85,6 +86,7 @@ fn apply(state: &mut FrontierState<Timestamp>, op: Op) -> Result<Vec<E>, Storage
         Drop(n) => state.drop_collections(&[id(n)]),
         DropUnvalidated(n) => Ok(state.drop_collections_unvalidated(&[id(n)])),
         Confirm(n) => Ok(state.confirm_dropped(&[id(n)])),
+        Depend(n, deps) => state.set_dependencies(id(n), deps.iter().copied().map(id).collect()),
     }
 }
 
@@ -737,5 +739,68 @@ fn propagation_does_not_rely_on_id_order() {
             record(9, &[3], &[10]),
         ]),
         &[(2, Some(&[3])), (5, Some(&[3])), (9, Some(&[3]))],
+    );
+}
+
+#[test]
+fn changing_dependencies() {
+    let lagging = || table().with_read_policy(step_back());
+    // 3 holds 1 at 0; moving it to 2 (held at 0 by a reader) releases 1 and holds 2.
+    let setup = || {
+        vec![
+            Register(1, lagging()),
+            Register(2, lagging()),
+            Acquire(2),
+            Register(3, table().with_dependencies(vec![id(1)])),
+            Upper(1, &[10]),
+            Upper(2, &[10]),
+        ]
+    };
+    let mut ops = setup();
+    ops.push(Depend(3, &[2]));
+    check(
+        ops,
+        ok(vec![downgrade(1, &[9]), record(1, &[9], &[10])]),
+        &[(1, Some(&[9])), (2, Some(&[0]))],
+    );
+    // Unchanged dependencies change nothing; none at all releases every hold.
+    let mut ops = setup();
+    ops.push(Depend(3, &[1]));
+    check(ops, ok(vec![]), &[(1, Some(&[0]))]);
+    let mut ops = setup();
+    ops.push(Depend(3, &[]));
+    check(
+        ops,
+        ok(vec![downgrade(1, &[9]), record(1, &[9], &[10])]),
+        &[(1, Some(&[9]))],
+    );
+    // A dependency whose since is beyond ours cannot be held.
+    let mut ops = setup();
+    ops.extend([Depend(3, &[]), Depend(3, &[1])]);
+    check(
+        ops,
+        Last::Error("read of u1 before its since"),
+        &[(1, Some(&[9])), (3, Some(&[0]))],
+    );
+    // Cycles, unknown and dropped ids are refused.
+    let mut ops = setup();
+    ops.push(Depend(1, &[3]));
+    check(ops, Last::Error("invalid usage"), &[(1, Some(&[0]))]);
+    let mut ops = setup();
+    ops.push(Depend(3, &[3]));
+    check(ops, Last::Error("invalid usage"), &[(3, Some(&[0]))]);
+    let mut ops = setup();
+    ops.push(Depend(3, &[7]));
+    check(
+        ops,
+        Last::Error("collection identifier is not present: u7"),
+        &[(1, Some(&[0]))],
+    );
+    let mut ops = setup();
+    ops.extend([Drop(2), Depend(3, &[2])]);
+    check(
+        ops,
+        Last::Error("collection identifier is not present: u2"),
+        &[(1, Some(&[0]))],
     );
 }

@@ -15,7 +15,7 @@
 //!   or dropped ids, are ignored.
 //! - A policy's advice only ever advances its capability; advice behind it is ignored.
 //! - A change of an entry's since is forwarded to each of its dependencies, largest
-//!   id first.
+//!   id first. [`FrontierState::set_dependencies`] moves these holds to other entries.
 //! - **drop** releases both capabilities through the empty frontier, and an object on
 //!   an instance gets `AllowCompaction([])` at once. When the since reaches `[]` (and,
 //!   on an instance, the replicas confirmed the drop), the id is forgotten and
@@ -51,6 +51,7 @@
 //! ```
 
 mod collection;
+mod dependencies;
 mod effect;
 mod propagate;
 mod query;

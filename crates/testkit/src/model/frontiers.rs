@@ -47,6 +47,8 @@ pub enum ModelError {
     Missing(GlobalId),
     /// A hold before the since.
     BeforeSince(GlobalId),
+    /// The dependencies would form a cycle.
+    Cycle(GlobalId),
 }
 
 /// The identity of one outstanding read hold in the model.
@@ -187,6 +189,40 @@ impl<T: StorageTimestamp> FrontierModel<T> {
         self.entries.insert(id, entry);
         self.settle();
         Ok(())
+    }
+
+    /// Replaces the dependencies of a live entry. Each new dependency must be live, not
+    /// have a since beyond the entry's, and not depend (transitively) on the entry.
+    pub fn set_dependencies(
+        &mut self,
+        id: GlobalId,
+        dependencies: Vec<GlobalId>,
+    ) -> Result<(), ModelError> {
+        self.live(id)?;
+        let since = self.since(id).flatten();
+        for dependency in &dependencies {
+            self.live(*dependency)?;
+            if join(self.since(*dependency).flatten(), since) != since {
+                return Err(ModelError::BeforeSince(*dependency));
+            }
+            if self.depends_on(*dependency, id) {
+                return Err(ModelError::Cycle(*dependency));
+            }
+        }
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.dependencies = dependencies;
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Whether `to` is `from` or reachable from it through dependencies.
+    fn depends_on(&self, from: GlobalId, to: GlobalId) -> bool {
+        from == to
+            || self
+                .entries
+                .get(&from)
+                .is_some_and(|entry| entry.dependencies.iter().any(|d| self.depends_on(*d, to)))
     }
 
     /// An upper report: ignored unless it advances a live entry's upper.
