@@ -23,6 +23,11 @@
 //! - Inputs from callers are validated before anything changes: an invalid call
 //!   returns a [`StorageError`] and leaves the state as it was.
 //!
+//! One registry holds collections and shard-less objects (exports) alike. Ingestions
+//! and exports are ordinary entries with a `step_back` hold policy and an instance, so
+//! there is no second store of "derived sinces": an object holds its dependencies at
+//! its own since, and its instance is told that since in `AllowCompaction`.
+//!
 //! # Examples
 //!
 //! ```
@@ -74,8 +79,8 @@ use propagate::Pass;
 /// - Every dependency of an entry whose since is not `[]` is registered: an entry is
 ///   forgotten only when its since is `[]`, which a holding dependent does not allow.
 ///   (A dropped object waiting for its replicas has since `[]` and holds nothing.)
-/// - Dependencies form a DAG, because an entry can only depend on entries registered
-///   before it.
+/// - Dependencies form a DAG: registration names only existing entries, and
+///   [`FrontierState::set_dependencies`] refuses cycles.
 /// - For each entry, its since is not beyond any dependent's since.
 ///
 /// # Cost
