@@ -253,6 +253,16 @@ impl Replica {
         let started = match &desc {
             ObjectDesc::Ingestion(cmd) => plan_ingestion(cmd)
                 .map(|plan| {
+                    for meta in cmd.storage_metadata.values() {
+                        self.ctx
+                            .shards
+                            .register_schema(meta.data_shard, &meta.relation_desc);
+                    }
+                    if !cmd.storage_metadata.contains_key(&plan.remap_id) {
+                        self.ctx
+                            .shards
+                            .register_schema(plan.remap_shard, &crate::remap::remap_desc());
+                    }
                     let plan = Arc::new(plan);
                     self.runtime.broadcast(|| WorkerCommand::StartIngestion {
                         id,
@@ -263,6 +273,10 @@ impl Replica {
                 .map_err(|e| (e.to_string(), e.hint())),
             ObjectDesc::Sink(cmd) => plan_sink(cmd)
                 .map(|plan| {
+                    let meta = &cmd.from_metadata;
+                    self.ctx
+                        .shards
+                        .register_schema(meta.data_shard, &meta.relation_desc);
                     let plan = Arc::new(plan);
                     self.runtime.broadcast(|| WorkerCommand::StartSink {
                         id,

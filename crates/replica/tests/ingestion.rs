@@ -3,129 +3,47 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::scenarios::*;
 use common::*;
 use strata_controller_api::{Antichain, GlobalId, LoadGenerator, Timestamp};
 use strata_instance_client::{Status, StorageCommand, StorageResponse};
 use strata_replica::shard::Shards;
-use strata_replica::shard::faults::Faulty;
 use strata_replica::shard::memory::MemShards;
-use timely::PartialOrder;
 
-fn run_clean(
-    cmd: &strata_instance_client::RunIngestionCommand<Timestamp>,
-    workers: usize,
-    limit: u64,
-) -> BTreeMap<GlobalId, Vec<(strata_controller_api::Row, i64)>> {
+fn memory() -> (MemShards, impl Fn() -> Arc<dyn Shards>) {
     let shards = MemShards::new();
-    let (mut replica, _rx) = start(frozen_config(workers, limit), Arc::new(shards.clone()));
-    send(
-        &mut replica,
-        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
-    );
-    wait_for("clean run", || ingested_offset(&shards, cmd) >= limit);
-    replica.shutdown();
-    contents(&shards, cmd)
+    let handle = shards.clone();
+    (shards, move || -> Arc<dyn Shards> {
+        Arc::new(handle.clone())
+    })
 }
 
 #[test]
 fn counter_on_two_workers_matches_the_generator() {
     let cmd = ingestion(100, LoadGenerator::Counter { max_ticks: None }, 0, 7);
-    let got = run_clean(&cmd, 2, 100);
+    let got = run_clean(&memory().1, &cmd, 2, 100);
     assert_eq!(got, model(&cmd, 100));
     assert_eq!(got[&GlobalId::User(100)].len(), 100);
-}
-
-/// Per id, the uppers reported over all connections never go backwards.
-fn assert_monotone(responses: &[StorageResponse<Timestamp>]) -> usize {
-    let mut last: BTreeMap<GlobalId, Antichain<Timestamp>> = BTreeMap::new();
-    let mut reports = 0;
-    for response in responses {
-        if let StorageResponse::FrontierUpper { id, upper } = response {
-            if let Some(previous) = last.get(id) {
-                assert!(
-                    PartialOrder::less_equal(previous, upper),
-                    "upper of {id} regressed: {previous:?} -> {upper:?}"
-                );
-            }
-            last.insert(*id, upper.clone());
-            reports += 1;
-        }
-    }
-    reports
 }
 
 #[test]
 fn auction_is_exactly_once_under_random_aborts() {
     const LIMIT: u64 = 300;
     let cmd = ingestion(200, LoadGenerator::Auction, 42, 7);
-    let clean = run_clean(&cmd, 2, LIMIT);
+    let clean = run_clean(&memory().1, &cmd, 2, LIMIT);
     assert_eq!(clean, model(&cmd, LIMIT));
-
-    let shards = MemShards::new();
-    let mut rng = Rng(0x5eed);
-    let mut responses = Vec::new();
-    let mut injected = 0;
-    let mut restarts = 0;
-    let mut midpoints = Vec::new();
-    for epoch in 1..=25u64 {
-        let faulty = Faulty::new(shards.clone(), epoch * 7919, 12);
-        let (mut replica, rx) = start(frozen_config(2, LIMIT), Arc::new(faulty.clone()));
-        send(
-            &mut replica,
-            &history(epoch, vec![StorageCommand::RunIngestion(cmd.clone())]),
-        );
-        std::thread::sleep(Duration::from_millis(rng.below(15)));
-        replica.shutdown(); // abort at a random point
-        restarts += 1;
-        injected += faulty.injected();
-        responses.extend(drain(&rx));
-        midpoints.push(ingested_offset(&shards, &cmd));
-    }
-    // A last, fault-free run finishes the ingestion.
-    let (mut replica, rx) = start(frozen_config(2, LIMIT), Arc::new(shards.clone()));
-    send(
-        &mut replica,
-        &history(100, vec![StorageCommand::RunIngestion(cmd.clone())]),
-    );
-    wait_for("final run", || ingested_offset(&shards, &cmd) >= LIMIT);
-    replica.shutdown();
-    responses.extend(drain(&rx));
-
-    assert!(restarts >= 20);
-    assert!(injected > 0, "no fault was injected");
-    assert!(
-        midpoints.iter().any(|o| *o > 0 && *o < LIMIT),
-        "no abort hit a running ingestion: {midpoints:?}"
-    );
-    assert_eq!(
-        contents(&shards, &cmd),
-        clean,
-        "contents differ from a clean run"
-    );
-    assert!(assert_monotone(&responses) > 0);
+    exactly_once_under_aborts(&memory().1, &cmd, LIMIT, 25, &clean);
 }
 
 #[test]
 fn two_racing_replicas_write_what_one_would() {
     const LIMIT: u64 = 200;
     let cmd = ingestion(300, LoadGenerator::KeyValue { keys: 16 }, 9, 5);
-    let shards = MemShards::new();
-    let shared: Arc<dyn Shards> = Arc::new(shards.clone());
-    let (mut a, _ra) = start(frozen_config(1, LIMIT), Arc::clone(&shared));
-    let (mut b, _rb) = start(frozen_config(2, LIMIT), Arc::clone(&shared));
-    let commands = history(1, vec![StorageCommand::RunIngestion(cmd.clone())]);
-    send(&mut a, &commands);
-    send(&mut b, &commands);
-    wait_for("racing replicas", || {
-        ingested_offset(&shards, &cmd) >= LIMIT
-    });
-    a.shutdown();
-    b.shutdown();
-    assert_eq!(contents(&shards, &cmd), model(&cmd, LIMIT));
+    let (shards, make) = memory();
+    assert_eq!(racing_replicas(&make, &cmd, LIMIT), model(&cmd, LIMIT));
     // Every update was appended once: the raw appends consolidate to nothing lost and
     // contain no duplicate round.
     let raw: usize = data_shards(&cmd)

@@ -94,6 +94,10 @@ fn injected(shard: ShardId, certainty: Certainty) -> ShardError {
 }
 
 impl<S: ShardWriter> ShardWriter for Faulty<S> {
+    fn register_schema(&self, shard: ShardId, desc: &strata_controller_api::RelationDesc) {
+        self.inner.register_schema(shard, desc);
+    }
+
     fn upper(&self, shard: ShardId) -> Result<Antichain<Timestamp>, ShardError> {
         match self.roll() {
             Some(_) => Err(injected(shard, Certainty::Determinate)),

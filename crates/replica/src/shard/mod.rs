@@ -12,8 +12,10 @@
 
 pub mod faults;
 pub mod memory;
+#[cfg(feature = "persist")]
+pub mod persist;
 
-use strata_controller_api::{Antichain, Certainty, Row, ShardId, Timestamp};
+use strata_controller_api::{Antichain, Certainty, RelationDesc, Row, ShardId, Timestamp};
 
 /// One update of a collection: `(row, time, diff)`.
 pub type Update = (Row, Timestamp, i64);
@@ -89,6 +91,12 @@ impl ShardError {
 /// - The upper of a shard never regresses. A shard that was never written has upper
 ///   `[Timestamp::minimum()]`.
 pub trait ShardWriter: Send + Sync {
+    /// Tells the backend the schema of `shard` before the replica reads or writes it.
+    /// Backends that do not need schemas ignore it.
+    fn register_schema(&self, shard: ShardId, desc: &RelationDesc) {
+        let _ = (shard, desc);
+    }
+
     /// The shard's current upper.
     fn upper(&self, shard: ShardId) -> Result<Antichain<Timestamp>, ShardError>;
 
@@ -158,4 +166,52 @@ pub fn consolidate_rows(updates: impl IntoIterator<Item = (Row, i64)>) -> Vec<(R
 /// The single time of a total-order frontier, or `None` for the empty frontier.
 pub fn frontier_time(frontier: &Antichain<Timestamp>) -> Option<Timestamp> {
     frontier.elements().first().copied()
+}
+
+impl<S: ShardWriter + ?Sized> ShardWriter for std::sync::Arc<S> {
+    fn register_schema(&self, shard: ShardId, desc: &RelationDesc) {
+        (**self).register_schema(shard, desc);
+    }
+
+    fn upper(&self, shard: ShardId) -> Result<Antichain<Timestamp>, ShardError> {
+        (**self).upper(shard)
+    }
+
+    fn compare_and_append(
+        &self,
+        shard: ShardId,
+        updates: &[Update],
+        expected_upper: &Antichain<Timestamp>,
+        new_upper: &Antichain<Timestamp>,
+    ) -> Result<Result<(), UpperMismatch>, ShardError> {
+        (**self).compare_and_append(shard, updates, expected_upper, new_upper)
+    }
+}
+
+impl<S: ShardReader + ?Sized> ShardReader for std::sync::Arc<S> {
+    fn snapshot(
+        &self,
+        shard: ShardId,
+        as_of: Timestamp,
+    ) -> Result<Option<Vec<Update>>, ShardError> {
+        (**self).snapshot(shard, as_of)
+    }
+
+    fn listen_from(
+        &self,
+        shard: ShardId,
+        lower: Timestamp,
+    ) -> Result<(Vec<Update>, Antichain<Timestamp>), ShardError> {
+        (**self).listen_from(shard, lower)
+    }
+}
+
+impl<S: ShardSince + ?Sized> ShardSince for std::sync::Arc<S> {
+    fn downgrade_since(
+        &self,
+        shard: ShardId,
+        since: &Antichain<Timestamp>,
+    ) -> Result<(), ShardError> {
+        (**self).downgrade_since(shard, since)
+    }
 }

@@ -1,6 +1,8 @@
 //! Shared helpers of the replica's integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
 
+pub mod scenarios;
+
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
@@ -146,8 +148,16 @@ pub fn data_shards(cmd: &RunIngestionCommand<Timestamp>) -> Vec<(GlobalId, Shard
         .collect()
 }
 
+/// Registers the schemas of `cmd`'s shards (backends that need them open handles).
+pub fn register(shards: &dyn Shards, cmd: &RunIngestionCommand<Timestamp>) {
+    for meta in cmd.storage_metadata.values() {
+        shards.register_schema(meta.data_shard, &meta.relation_desc);
+    }
+}
+
 /// The source offset every data shard of `cmd` has fully ingested.
 pub fn ingested_offset(shards: &dyn Shards, cmd: &RunIngestionCommand<Timestamp>) -> u64 {
+    register(shards, cmd);
     let remap = cmd.storage_metadata[&cmd.description.remap_collection_id].data_shard;
     let upper = data_shards(cmd)
         .iter()

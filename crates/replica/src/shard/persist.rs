@@ -1,0 +1,269 @@
+//! [`PersistShards`]: the shard seam over `strata-persist-backend` (feature `persist`).
+//!
+//! Persist is async and handle-based; the seam is synchronous and keyed by shard. The
+//! adapter owns a small tokio runtime and blocks on it, and caches one write handle and
+//! one leased read handle per shard, opened with the schema registered through
+//! [`ShardWriter::register_schema`].
+//!
+//! - `listen_from(lower)` is a fresh listen at `lower - 1` (a snapshot at `0` plus a
+//!   listen at `0` when `lower` is `0`) read up to the upper seen first, so the seam's
+//!   "every update in `[lower, upper)`" holds without keeping listen state per caller;
+//! - `downgrade_since` downgrades the leased reader this replica holds on the shard.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::sync::Mutex;
+
+use strata_controller_api::{Antichain, Certainty, RelationDesc, Row, ShardId, Timestamp};
+use strata_persist_backend::{ListenEvent, PersistClient, PersistError, ReadHandle, WriteHandle};
+use timely::PartialOrder;
+
+use super::{ShardError, ShardReader, ShardSince, ShardWriter, Update, UpperMismatch};
+
+/// Shards of one persist location.
+#[derive(Debug)]
+pub struct PersistShards {
+    runtime: tokio::runtime::Runtime,
+    client: PersistClient,
+    schemas: Mutex<BTreeMap<ShardId, RelationDesc>>,
+    writers: Mutex<BTreeMap<ShardId, WriteHandle<Timestamp>>>,
+    readers: Mutex<BTreeMap<ShardId, ReadHandle<Timestamp>>>,
+}
+
+fn unavailable(shard: ShardId, e: &PersistError) -> ShardError {
+    ShardError::Unavailable {
+        shard,
+        reason: e.to_string(),
+        certainty: e.certainty(),
+    }
+}
+
+fn poisoned(shard: ShardId) -> ShardError {
+    ShardError::Unavailable {
+        shard,
+        reason: "adapter lock poisoned".into(),
+        certainty: Certainty::Determinate,
+    }
+}
+
+fn decode(
+    shard: ShardId,
+    updates: Vec<strata_persist_backend::Update<Timestamp>>,
+) -> Result<Vec<Update>, ShardError> {
+    updates
+        .into_iter()
+        .map(|(data, time, diff)| match data {
+            Ok(row) => Ok((row, time, diff)),
+            Err(error) => Err(ShardError::InvalidUsage {
+                shard,
+                reason: format!("shard holds an error row: {error}"),
+            }),
+        })
+        .collect()
+}
+
+impl PersistShards {
+    /// Opens the persist location `url` (`mem://…` or `file:///…`).
+    pub fn open(url: &str) -> Result<PersistShards, ShardError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| ShardError::Unavailable {
+                shard: ShardId::from_bytes([0; 16]),
+                reason: format!("cannot start a runtime: {e}"),
+                certainty: Certainty::Determinate,
+            })?;
+        let client = runtime
+            .block_on(PersistClient::open(url))
+            .map_err(|e| unavailable(ShardId::from_bytes([0; 16]), &e))?;
+        Ok(PersistShards {
+            runtime,
+            client,
+            schemas: Mutex::default(),
+            writers: Mutex::default(),
+            readers: Mutex::default(),
+        })
+    }
+
+    /// The persist client, for callers that want the full API.
+    pub fn client(&self) -> &PersistClient {
+        &self.client
+    }
+
+    /// Runs `f` on the runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    fn schema(&self, shard: ShardId) -> Result<RelationDesc, ShardError> {
+        self.schemas
+            .lock()
+            .map_err(|_| poisoned(shard))?
+            .get(&shard)
+            .cloned()
+            .ok_or_else(|| ShardError::InvalidUsage {
+                shard,
+                reason: "no schema registered for the shard".into(),
+            })
+    }
+
+    fn with_writer<R>(
+        &self,
+        shard: ShardId,
+        f: impl AsyncFnOnce(&mut WriteHandle<Timestamp>) -> Result<R, PersistError>,
+    ) -> Result<R, ShardError> {
+        let mut writers = self.writers.lock().map_err(|_| poisoned(shard))?;
+        let handle = match writers.entry(shard) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let desc = self.schema(shard)?;
+                let opened = self.block_on(self.client.open_writer(shard, desc));
+                entry.insert(opened.map_err(|e| unavailable(shard, &e))?)
+            }
+        };
+        let result = self.block_on(f(handle));
+        if result.is_err() {
+            // A handle in an unknown state is reopened next time.
+            writers.remove(&shard);
+        }
+        result.map_err(|e| unavailable(shard, &e))
+    }
+
+    fn with_reader<R>(
+        &self,
+        shard: ShardId,
+        f: impl AsyncFnOnce(&mut ReadHandle<Timestamp>) -> Result<R, PersistError>,
+    ) -> Result<R, ShardError> {
+        let mut readers = self.readers.lock().map_err(|_| poisoned(shard))?;
+        let handle = match readers.entry(shard) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let desc = self.schema(shard)?;
+                let opened = self.block_on(self.client.open_leased_reader(shard, desc));
+                entry.insert(opened.map_err(|e| unavailable(shard, &e))?)
+            }
+        };
+        match self.block_on(f(handle)) {
+            Ok(r) => Ok(r),
+            Err(PersistError::ReadBeforeSince { .. }) => Err(ShardError::ReadBeforeSince {
+                shard,
+                as_of: Timestamp::new(0),
+                since: handle.since().clone(),
+            }),
+            Err(e) => {
+                readers.remove(&shard);
+                Err(unavailable(shard, &e))
+            }
+        }
+    }
+}
+
+impl Drop for PersistShards {
+    fn drop(&mut self) {
+        // Handles expire in the background when dropped, which needs the runtime.
+        let _guard = self.runtime.enter();
+        if let Ok(mut writers) = self.writers.lock() {
+            writers.clear();
+        }
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.clear();
+        }
+    }
+}
+
+impl ShardWriter for PersistShards {
+    fn register_schema(&self, shard: ShardId, desc: &RelationDesc) {
+        if let Ok(mut schemas) = self.schemas.lock() {
+            schemas.insert(shard, desc.clone());
+        }
+    }
+
+    fn upper(&self, shard: ShardId) -> Result<Antichain<Timestamp>, ShardError> {
+        self.block_on(self.client.fetch_recent_upper(shard))
+            .map_err(|e| unavailable(shard, &e))
+    }
+
+    fn compare_and_append(
+        &self,
+        shard: ShardId,
+        updates: &[Update],
+        expected_upper: &Antichain<Timestamp>,
+        new_upper: &Antichain<Timestamp>,
+    ) -> Result<Result<(), UpperMismatch>, ShardError> {
+        let coded: Vec<_> = updates
+            .iter()
+            .map(|(row, t, d)| (Ok::<Row, String>(row.clone()), *t, *d))
+            .collect();
+        let (expected, new) = (expected_upper.clone(), new_upper.clone());
+        let result = self.with_writer(shard, async move |w| {
+            w.compare_and_append(&coded, expected, new).await
+        })?;
+        Ok(result.map_err(|m| UpperMismatch {
+            expected: expected_upper.clone(),
+            current: m.current,
+        }))
+    }
+}
+
+impl ShardReader for PersistShards {
+    fn snapshot(
+        &self,
+        shard: ShardId,
+        as_of: Timestamp,
+    ) -> Result<Option<Vec<Update>>, ShardError> {
+        if self.upper(shard)?.less_equal(&as_of) {
+            return Ok(None);
+        }
+        let updates = self.with_reader(shard, async move |r| r.snapshot(&as_of).await)?;
+        decode(shard, updates).map(Some)
+    }
+
+    fn listen_from(
+        &self,
+        shard: ShardId,
+        lower: Timestamp,
+    ) -> Result<(Vec<Update>, Antichain<Timestamp>), ShardError> {
+        let upper = self.upper(shard)?;
+        if upper.less_equal(&lower) {
+            return Ok((Vec::new(), upper));
+        }
+        let target = upper.clone();
+        let (updates, frontier) = self.with_reader(shard, async move |r| {
+            let mut out = Vec::new();
+            let as_of = match lower.as_millis().checked_sub(1) {
+                Some(before) => Timestamp::new(before),
+                None => {
+                    out.extend(r.snapshot(&lower).await?);
+                    lower
+                }
+            };
+            let mut listen = r.listen(&as_of).await?;
+            while PartialOrder::less_than(&listen.frontier(), &target) {
+                for event in listen.next().await? {
+                    if let ListenEvent::Updates(updates) = event {
+                        out.extend(updates);
+                    }
+                }
+            }
+            Ok((out, listen.frontier()))
+        })?;
+        Ok((decode(shard, updates)?, frontier))
+    }
+}
+
+impl ShardSince for PersistShards {
+    fn downgrade_since(
+        &self,
+        shard: ShardId,
+        since: &Antichain<Timestamp>,
+    ) -> Result<(), ShardError> {
+        let since = since.clone();
+        self.with_reader(shard, async move |r| {
+            if PartialOrder::less_than(r.since(), &since) {
+                r.downgrade_since(&since).await?;
+            }
+            Ok(())
+        })
+    }
+}
