@@ -45,6 +45,7 @@ mod read;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod txns;
 mod write;
 
 pub use batch::{Batch, frontier_code, frontier_of, time_code, time_of};

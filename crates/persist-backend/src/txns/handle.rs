@@ -1,0 +1,487 @@
+//! [`TxnsHandle`]: registration, commits, apply and reads through one txns shard.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use strata_controller_api::{Antichain, RelationDesc, Row, ShardId, StorageTimestamp};
+
+use super::apply;
+use super::error::{TxnsError, TxnsResult};
+use super::rows::{TxnsRow, txns_desc};
+use super::view::{DataEntry, TxnsView};
+use crate::batch::{frontier_code, frontier_of, time_code, time_of};
+use crate::client::PersistClient;
+use crate::error::PersistError;
+use crate::read::ReadHandle;
+use crate::write::{Update, UpperMismatch, WriteHandle};
+
+/// A handle to a txns shard: atomic writes across many data shards.
+///
+/// Several handles (in one process or many, for example a restarted controller) may
+/// use one txns shard at once: every change is one `compare_and_append` on the txns
+/// shard, and apply is idempotent. The handle caches the txns shard's live rows
+/// ([`TxnsView`]), exact at the txns upper it last saw, and refreshes it when a CAS
+/// reports a newer upper.
+///
+/// Costs: a commit of N data shards is N blob writes (none for small batches, which
+/// are inlined) plus **one** CAS of the txns shard; advancing the logical upper of
+/// every registered data shard is one CAS of the txns shard, however many there are.
+/// Data shards are written only when their commits are applied: by
+/// [`TxnApply::apply`](super::TxnApply::apply), [`TxnsHandle::apply_le`] or a read.
+#[derive(Debug)]
+pub struct TxnsHandle<T: StorageTimestamp> {
+    pub(super) client: PersistClient,
+    pub(super) txns_id: ShardId,
+    txns_write: WriteHandle<T>,
+    txns_read: ReadHandle<T>,
+    /// The live rows of the txns shard, exact at `view.upper`.
+    live: BTreeSet<Row>,
+    pub(super) view: TxnsView,
+    /// Whether `live` was ever read from the shard.
+    loaded: bool,
+    /// Rows known to be applied, retracted by this handle's next write.
+    tidy: BTreeSet<Row>,
+    data_writes: BTreeMap<ShardId, WriteHandle<T>>,
+    data_reads: BTreeMap<ShardId, ReadHandle<T>>,
+}
+
+fn desc_json(desc: &RelationDesc) -> String {
+    serde_json::to_string(desc).unwrap_or_default()
+}
+
+pub(super) fn mismatch<T: StorageTimestamp>(upper: u64) -> UpperMismatch<T> {
+    UpperMismatch { current: frontier_of(Some(upper)) }
+}
+
+impl<T: StorageTimestamp> TxnsHandle<T> {
+    /// Opens the txns shard `txns_id` (creating it on first use). Fails with
+    /// [`TxnsError::SchemaMismatch`] if that shard holds something else.
+    pub async fn open(client: PersistClient, txns_id: ShardId) -> TxnsResult<TxnsHandle<T>> {
+        let desc = txns_desc();
+        let txns_write = client.open_writer::<T>(txns_id, desc.clone()).await?;
+        let existing = client.machine(txns_id).fetch().await?.schema_json.clone();
+        if !existing.is_empty() && existing != desc_json(&desc) {
+            return Err(TxnsError::SchemaMismatch { shard: txns_id, existing, given: desc_json(&desc) });
+        }
+        let txns_read = client.open_leased_reader::<T>(txns_id, desc).await?;
+        let mut handle = TxnsHandle {
+            client,
+            txns_id,
+            txns_write,
+            txns_read,
+            live: BTreeSet::new(),
+            view: TxnsView { upper: time_code(&T::minimum()), shards: BTreeMap::new() },
+            loaded: false,
+            tidy: BTreeSet::new(),
+            data_writes: BTreeMap::new(),
+            data_reads: BTreeMap::new(),
+        };
+        handle.refresh().await?;
+        Ok(handle)
+    }
+
+    /// The txns shard's id.
+    pub fn txns_id(&self) -> ShardId {
+        self.txns_id
+    }
+
+    /// The txns upper as of this handle's last operation, without I/O. It is also the
+    /// logical upper of every registered data shard.
+    pub fn txns_upper(&self) -> Antichain<T> {
+        frontier_of(Some(self.view.upper))
+    }
+
+    /// Reads the txns shard's current upper and refreshes the cached rows.
+    pub async fn fetch_txns_upper(&mut self) -> TxnsResult<Antichain<T>> {
+        self.refresh().await?;
+        Ok(self.txns_upper())
+    }
+
+    /// The registered data shards and their registration times, from the cache.
+    pub fn registered(&self) -> Vec<(ShardId, T)> {
+        self.view.shards.iter().filter(|(_, e)| e.writable()).map(|(s, e)| (*s, time_of(e.register_ts))).collect()
+    }
+
+    /// The logical upper of a registered data shard: the txns upper (from the cache).
+    pub fn logical_upper(&self, shard: ShardId) -> TxnsResult<Antichain<T>> {
+        match self.view.writable(&shard) {
+            Some(_) => Ok(self.txns_upper()),
+            None => Err(self.not_registered(shard, "read")),
+        }
+    }
+
+    /// How many rows the txns shard holds live (registrations, forgets and batches not
+    /// yet known to be applied): what keeps it small is visible here.
+    pub fn live_rows(&self) -> usize {
+        self.live.len()
+    }
+
+    pub(super) fn not_registered(&self, shard: ShardId, op: &'static str) -> TxnsError {
+        TxnsError::NotRegistered { txns: self.txns_id, shard, op }
+    }
+
+    fn corrupt(&self, reason: String) -> TxnsError {
+        TxnsError::Corrupt { txns: self.txns_id, reason }
+    }
+
+    /// Re-reads the live rows if the txns upper moved.
+    pub(super) async fn refresh(&mut self) -> TxnsResult<()> {
+        let upper = self.txns_write.fetch_recent_upper().await?.clone();
+        let Some(upper) = frontier_code(&upper) else {
+            return Err(self.corrupt("the txns shard is closed".into()));
+        };
+        if upper == self.view.upper && self.loaded {
+            return Ok(());
+        }
+        let mut live = BTreeSet::new();
+        if upper > time_code(&T::minimum()) {
+            for (data, _, diff) in self.snapshot_txns(upper - 1).await? {
+                let row = data.map_err(|e| self.corrupt(format!("error row {e:?}")))?;
+                if diff != 1 {
+                    return Err(self.corrupt(format!("row with multiplicity {diff}")));
+                }
+                live.insert(row);
+            }
+        }
+        self.install(upper, live)
+    }
+
+    async fn snapshot_txns(&mut self, as_of: u64) -> TxnsResult<Vec<Update<T>>> {
+        match self.txns_read.snapshot(&time_of(as_of)).await {
+            Err(PersistError::LeaseExpired { .. }) => {
+                self.txns_read = self.client.open_leased_reader::<T>(self.txns_id, txns_desc()).await?;
+                Ok(self.txns_read.snapshot(&time_of(as_of)).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn install(&mut self, upper: u64, live: BTreeSet<Row>) -> TxnsResult<()> {
+        let view = TxnsView::from_rows(upper, &live).map_err(|r| self.corrupt(r))?;
+        self.tidy.retain(|r| live.contains(r));
+        self.live = live;
+        self.view = view;
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// One CAS of the txns shard from the cached upper to `new_upper`, adding `rows` at
+    /// `row_ts` and retracting the tidy rows. `Ok(false)` on a mismatch, after which
+    /// the cache is refreshed.
+    pub(super) async fn try_cas(&mut self, row_ts: u64, new_upper: u64, rows: &[Row]) -> TxnsResult<bool> {
+        let t: T = time_of(row_ts);
+        let retract: Vec<Row> = self.tidy.iter().filter(|r| self.live.contains(*r)).cloned().collect();
+        let updates: Vec<Update<T>> = rows
+            .iter()
+            .map(|r| (Ok(r.clone()), t, 1))
+            .chain(retract.iter().map(|r| (Ok(r.clone()), t, -1)))
+            .collect();
+        let (from, to) = (frontier_of(Some(self.view.upper)), frontier_of(Some(new_upper)));
+        match self.txns_write.compare_and_append(&updates, from, to).await? {
+            Ok(()) => {
+                let mut live = std::mem::take(&mut self.live);
+                retract.iter().for_each(|r| {
+                    live.remove(r);
+                });
+                live.extend(rows.iter().cloned());
+                self.install(new_upper, live)?;
+                Ok(true)
+            }
+            Err(_) => {
+                self.refresh().await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Commits `rows` at `ts` (the txns upper becomes `ts + 1`), retrying while the
+    /// upper is not beyond `ts`. `rows` builds (and validates) the rows from a view; a
+    /// validation error on the cached view is only returned once seen on a fresh one.
+    pub(super) async fn commit_rows(
+        &mut self,
+        ts: u64,
+        mut rows: impl FnMut(&Self) -> TxnsResult<Vec<Row>>,
+    ) -> TxnsResult<Result<(), UpperMismatch<T>>> {
+        let next = ts.checked_add(1).ok_or_else(|| TxnsError::InvalidUsage("cannot commit at the maximum time".into()))?;
+        let attempts = self.client.config().cas_attempts;
+        let mut fresh = false;
+        for _ in 0..attempts {
+            if self.view.upper > ts {
+                return Ok(Err(mismatch(self.view.upper)));
+            }
+            let rows = match rows(self) {
+                Ok(rows) => rows,
+                Err(_) if !fresh => {
+                    self.refresh().await?;
+                    fresh = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if self.try_cas(ts, next, &rows).await? {
+                return Ok(Ok(()));
+            }
+            fresh = true;
+        }
+        Err(PersistError::Contention { shard: self.txns_id, attempts }.into())
+    }
+
+    /// Registers data shards at `register_ts`: from then on they are written only
+    /// through this txns shard, and their logical upper is the txns upper. Each shard is
+    /// created if needed; its description must match the one it has (else
+    /// [`TxnsError::SchemaMismatch`]) and its upper must not be beyond `register_ts`
+    /// (else [`TxnsError::DataUpperBeyondRegister`]). Registering an already
+    /// registered shard with the same description is a no-op, and if every shard is,
+    /// no CAS is made. A forgotten shard may be registered again.
+    pub async fn register(
+        &mut self,
+        register_ts: T,
+        shards: impl IntoIterator<Item = (ShardId, RelationDesc)>,
+    ) -> TxnsResult<Result<(), UpperMismatch<T>>> {
+        let ts = time_code(&register_ts);
+        let shards: BTreeMap<ShardId, RelationDesc> = shards.into_iter().collect();
+        self.refresh().await?;
+        for (shard, desc) in &shards {
+            self.check_data_shard(*shard, desc, ts).await?;
+        }
+        let to_register = |h: &Self| -> TxnsResult<Vec<Row>> {
+            let mut rows = Vec::new();
+            for (shard, desc) in &shards {
+                let schema = desc_json(desc);
+                match h.view.shards.get(shard) {
+                    Some(e) if e.writable() && e.schema == schema => {}
+                    Some(e) if e.writable() => {
+                        return Err(TxnsError::SchemaMismatch { shard: *shard, existing: e.schema.clone(), given: schema });
+                    }
+                    Some(e) if !e.plan(e.forget_ts.unwrap_or(0), false).tidy.iter().all(|r| h.tidy.contains(r)) => {
+                        return Err(TxnsError::InvalidUsage(format!("{shard} is being forgotten; apply its forget first")));
+                    }
+                    _ => rows.push(TxnsRow::Register { shard: *shard, ts, schema }.encode()),
+                }
+            }
+            Ok(rows)
+        };
+        self.apply_forgotten(shards.keys().copied()).await?;
+        if to_register(self)?.is_empty() {
+            return Ok(Ok(()));
+        }
+        self.commit_rows(ts, to_register).await
+    }
+
+    /// Opens (creating if needed) a writer of `shard` and checks its schema and upper.
+    async fn check_data_shard(&mut self, shard: ShardId, desc: &RelationDesc, ts: u64) -> TxnsResult<()> {
+        let given = desc_json(desc);
+        if shard == self.txns_id {
+            return Err(TxnsError::InvalidUsage("the txns shard cannot register itself".into()));
+        }
+        if !self.data_writes.contains_key(&shard) {
+            let w = self.client.open_writer::<T>(shard, desc.clone()).await?;
+            self.data_writes.insert(shard, w);
+        }
+        let state = self.client.machine(shard).fetch().await?;
+        if !state.schema_json.is_empty() && state.schema_json != given {
+            self.data_writes.remove(&shard);
+            return Err(TxnsError::SchemaMismatch { shard, existing: state.schema_json.clone(), given });
+        }
+        let registered = self.view.writable(&shard).is_some();
+        if !registered && !crate::state::frontier_le(state.upper, Some(ts)) {
+            let upper = format!("{:?}", frontier_of::<T>(state.upper).elements());
+            return Err(TxnsError::DataUpperBeyondRegister { shard, register_ts: time_of::<T>(ts).to_string(), upper });
+        }
+        Ok(())
+    }
+
+    /// Applies the forgets of the given shards, so they can be registered again.
+    async fn apply_forgotten(&mut self, shards: impl Iterator<Item = ShardId>) -> TxnsResult<()> {
+        for shard in shards {
+            let Some(f) = self.view.shards.get(&shard).and_then(|e| e.forget_ts) else { continue };
+            self.apply_shard(shard, f, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets data shards at `forget_ts`: commits may no longer name them, and once
+    /// applied (this call applies them) their upper is `forget_ts + 1` and they may be
+    /// written directly again. A shard that is not registered is
+    /// [`TxnsError::NotRegistered`].
+    pub async fn forget(
+        &mut self,
+        forget_ts: T,
+        shards: impl IntoIterator<Item = ShardId>,
+    ) -> TxnsResult<Result<(), UpperMismatch<T>>> {
+        let ts = time_code(&forget_ts);
+        let shards: BTreeSet<ShardId> = shards.into_iter().collect();
+        let rows = |h: &Self| -> TxnsResult<Vec<Row>> {
+            shards
+                .iter()
+                .map(|s| match h.view.writable(s) {
+                    Some(_) => Ok(TxnsRow::Forget { shard: *s, ts }.encode()),
+                    None => Err(h.not_registered(*s, "forget")),
+                })
+                .collect()
+        };
+        let res = self.commit_rows(ts, rows).await?;
+        if res.is_ok() {
+            for shard in &shards {
+                self.apply_shard(*shard, ts, false).await?;
+            }
+        }
+        Ok(res)
+    }
+
+    /// Moves the txns upper (the logical upper of every registered data shard) to at
+    /// least `upper`, with one CAS of the txns shard and no data shard write. Returns
+    /// the txns upper afterwards.
+    pub async fn advance_to(&mut self, upper: T) -> TxnsResult<Antichain<T>> {
+        let target = time_code(&upper);
+        let attempts = self.client.config().cas_attempts;
+        for _ in 0..attempts {
+            if self.view.upper >= target {
+                return Ok(self.txns_upper());
+            }
+            if self.try_cas(self.view.upper, target, &[]).await? {
+                return Ok(self.txns_upper());
+            }
+        }
+        Err(PersistError::Contention { shard: self.txns_id, attempts }.into())
+    }
+
+    /// Waits until the txns upper is past `ts` (or, with `wait` false, fails with
+    /// [`TxnsError::NotYetReadable`] naming `shard`).
+    pub(super) async fn ensure_past(&mut self, ts: u64, shard: ShardId, wait: bool) -> TxnsResult<()> {
+        if self.view.upper > ts {
+            return Ok(());
+        }
+        self.refresh().await?;
+        if self.view.upper > ts {
+            return Ok(());
+        }
+        if !wait {
+            let (as_of, upper) = (time_of::<T>(ts).to_string(), time_of::<T>(self.view.upper).to_string());
+            return Err(TxnsError::NotYetReadable { shard, as_of, upper });
+        }
+        self.txns_write.wait_for_upper_past(&frontier_of(Some(ts))).await?;
+        self.refresh().await
+    }
+
+    /// Links every commit at or before `ts` into its data shard (and applies forgets at
+    /// or before `ts`). Idempotent and safe to run concurrently with other appliers.
+    /// Waits until the txns upper is past `ts`. Data shards with nothing to apply are not
+    /// touched.
+    pub async fn apply_le(&mut self, ts: T) -> TxnsResult<()> {
+        let bound = time_code(&ts);
+        self.ensure_past(bound, self.txns_id, true).await?;
+        let pending: Vec<ShardId> = self.view.pending_shards(bound).map(|(s, _)| *s).collect();
+        for shard in pending {
+            self.apply_shard(shard, bound, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one data shard's commits up to `bound` (see [`DataEntry::plan`]).
+    pub(super) async fn apply_shard(&mut self, shard: ShardId, bound: u64, for_read: bool) -> TxnsResult<()> {
+        let Some(entry) = self.view.shards.get(&shard) else { return Ok(()) };
+        let plan = entry.plan(bound, for_read);
+        let w = self.data_writer(shard).await?;
+        for (ts, batch) in &plan.links {
+            apply::link(w, *ts, batch).await?;
+        }
+        if let Some(target) = plan.advance_to {
+            apply::advance(w, target).await?;
+        }
+        self.tidy.extend(plan.tidy.into_iter().filter(|r| self.live.contains(r)));
+        Ok(())
+    }
+
+    async fn data_writer(&mut self, shard: ShardId) -> TxnsResult<&mut WriteHandle<T>> {
+        if !self.data_writes.contains_key(&shard) {
+            let desc = self.entry_desc(shard)?;
+            let w = self.client.open_writer::<T>(shard, desc).await?;
+            self.data_writes.insert(shard, w);
+        }
+        self.data_writes.get_mut(&shard).ok_or_else(|| TxnsError::InvalidUsage(format!("no writer for {shard}")))
+    }
+
+    pub(super) fn entry(&self, shard: ShardId, op: &'static str) -> TxnsResult<&DataEntry> {
+        self.view.shards.get(&shard).ok_or_else(|| self.not_registered(shard, op))
+    }
+
+    pub(super) fn entry_desc(&self, shard: ShardId) -> TxnsResult<RelationDesc> {
+        let entry = self.entry(shard, "read")?;
+        serde_json::from_str(&entry.schema).map_err(|e| self.corrupt(format!("schema of {shard}: {e}")))
+    }
+
+    /// The contents of data shard `shard` at `as_of`, consolidated: waits until the
+    /// txns upper is past `as_of`, applies every commit at or before it, then reads.
+    /// The shard must be known to the txns shard (registered, or forgotten but not yet
+    /// tidied), else [`TxnsError::NotRegistered`].
+    pub async fn read_at(&mut self, shard: ShardId, as_of: T) -> TxnsResult<Vec<Update<T>>> {
+        self.read(shard, as_of, true).await
+    }
+
+    /// Like [`TxnsHandle::read_at`], but fails with [`TxnsError::NotYetReadable`]
+    /// instead of waiting when the txns upper is not past `as_of`.
+    pub async fn read_at_no_wait(&mut self, shard: ShardId, as_of: T) -> TxnsResult<Vec<Update<T>>> {
+        self.read(shard, as_of, false).await
+    }
+
+    async fn read(&mut self, shard: ShardId, as_of: T, wait: bool) -> TxnsResult<Vec<Update<T>>> {
+        let a = time_code(&as_of);
+        if !self.view.shards.contains_key(&shard) {
+            self.refresh().await?;
+        }
+        self.entry(shard, "read")?;
+        self.ensure_past(a, shard, wait).await?;
+        self.apply_shard(shard, a, true).await?;
+        if !self.data_reads.contains_key(&shard) {
+            let desc = self.entry_desc(shard)?;
+            let r = self.client.open_leased_reader::<T>(shard, desc).await?;
+            self.data_reads.insert(shard, r);
+        }
+        let Some(r) = self.data_reads.get_mut(&shard) else { return Err(self.not_registered(shard, "read")) };
+        match r.snapshot(&as_of).await {
+            Err(PersistError::LeaseExpired { .. }) => {
+                self.data_reads.remove(&shard);
+                Err(PersistError::LeaseExpired { shard, kind: "reader", id: "txns data reader".into() }.into())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Lets this handle's hold on data shard `shard` move to `since`: reads of it
+    /// through this handle at times before `since` fail afterwards.
+    pub async fn downgrade_data_since(&mut self, shard: ShardId, since: &Antichain<T>) -> TxnsResult<()> {
+        if let Some(r) = self.data_reads.get_mut(&shard) {
+            r.downgrade_since(since).await?;
+        }
+        Ok(())
+    }
+
+    /// Compacts the txns shard up to `since`: applies every commit before `since` (so
+    /// its rows can be retracted by this handle's next write), lets the txns shard's
+    /// since follow, and runs a bounded compaction step of the txns shard.
+    pub async fn compact_to(&mut self, since: T) -> TxnsResult<()> {
+        self.refresh().await?;
+        let s = time_code(&since).min(self.view.upper);
+        if let Some(bound) = s.checked_sub(1) {
+            let pending: Vec<ShardId> = self.view.pending_shards(bound).map(|(s, _)| *s).collect();
+            for shard in pending {
+                self.apply_shard(shard, bound, false).await?;
+            }
+        }
+        let hold = self.view.upper.saturating_sub(1).min(s).max(time_code(&T::minimum()));
+        self.txns_read.downgrade_since(&frontier_of(Some(hold))).await?;
+        self.client.compact(self.txns_id, 16).await?;
+        Ok(())
+    }
+
+    /// Retracts the rows this handle knows are applied, now, with one CAS at the txns
+    /// upper that moves it by one tick. Commits and `advance_to` do the same for free;
+    /// call this only when no write is coming.
+    pub async fn tidy_now(&mut self) -> TxnsResult<Antichain<T>> {
+        if self.tidy.is_empty() {
+            return Ok(self.txns_upper());
+        }
+        let next = self.view.upper.checked_add(1).ok_or_else(|| TxnsError::InvalidUsage("txns upper at the maximum".into()))?;
+        self.advance_to(time_of(next)).await
+    }
+}
