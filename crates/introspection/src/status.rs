@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_controller_api::{GlobalId, ReplicaId, Status, StatusUpdate};
+use strata_controller_api::{Datum, GlobalId, ReplicaId, Row, Status, StatusUpdate};
 
 /// Whether `new` should be recorded after `last` (`None`: nothing recorded yet).
 ///
@@ -31,6 +31,83 @@ pub fn supersedes(last: Option<(Status, Option<&str>)>, new: (Status, Option<&st
     }
 }
 
+/// Parses a status from its [`Status::as_str`] name.
+pub fn parse_status(name: &str) -> Option<Status> {
+    [
+        Status::Starting,
+        Status::Running,
+        Status::Paused,
+        Status::Stalled,
+        Status::Dropped,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == name)
+}
+
+/// The status-history row of an update: `(occurred_at, id, status, error, details,
+/// replica_id)`. `details` is `{"hints": [...]}` when there are hints, else NULL.
+///
+/// # Examples
+///
+/// ```
+/// use strata_controller_api::{GlobalId, ReplicaId, Status, StatusUpdate};
+/// use strata_introspection::status::{status_from_row, status_row};
+/// let update = StatusUpdate {
+///     id: GlobalId::User(1), replica_id: Some(ReplicaId(2)), status: Status::Stalled,
+///     timestamp_ms: 5, error: Some("boom".into()), hints: vec!["retry".into()],
+/// };
+/// assert_eq!(status_from_row(&status_row(&update)), Some(update));
+/// ```
+pub fn status_row(update: &StatusUpdate) -> Row {
+    let opt = |s: Option<String>| s.map_or(Datum::Null, Datum::String);
+    let details = match update.hints.is_empty() {
+        true => Datum::Null,
+        false => Datum::Jsonb(serde_json::json!({ "hints": update.hints }).to_string()),
+    };
+    Row::pack(&[
+        Datum::TimestampMillis(update.timestamp_ms),
+        Datum::String(update.id.to_string()),
+        Datum::String(update.status.as_str().to_owned()),
+        opt(update.error.clone()),
+        details,
+        opt(update.replica_id.map(|r| r.to_string())),
+    ])
+}
+
+/// The update a status-history row records, or `None` if the row is not one.
+pub fn status_from_row(row: &Row) -> Option<StatusUpdate> {
+    let datums = row.unpack();
+    let [occurred_at, id, status, error, details, replica] = datums.as_slice() else {
+        return None;
+    };
+    let text = |d: &Datum| match d {
+        Datum::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    let hints = match details {
+        Datum::Jsonb(json) => serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get("hints").cloned())
+            .and_then(|h| serde_json::from_value::<Vec<String>>(h).ok())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Some(StatusUpdate {
+        id: text(id)?.parse().ok()?,
+        replica_id: match replica {
+            Datum::Null => None,
+            other => Some(text(other)?.parse().ok()?),
+        },
+        status: parse_status(&text(status)?)?,
+        timestamp_ms: match occurred_at {
+            Datum::TimestampMillis(ms) => *ms,
+            _ => return None,
+        },
+        error: text(error),
+        hints,
+    })
+}
+
 /// Remembers the last status recorded per `(id, replica)` and filters updates by
 /// [`supersedes`].
 #[derive(Debug, Default, Clone)]
@@ -51,6 +128,14 @@ impl StatusDeduper {
             (update.id, update.replica_id),
             (update.status, update.error.clone()),
         );
+    }
+
+    /// Seeds a key only if nothing is remembered for it yet, so a late seed never
+    /// overwrites a newer status.
+    pub fn seed_missing(&mut self, update: &StatusUpdate) {
+        self.last
+            .entry((update.id, update.replica_id))
+            .or_insert_with(|| (update.status, update.error.clone()));
     }
 
     /// The updates worth recording, in order; remembers them as the new last ones.
@@ -138,6 +223,25 @@ mod tests {
                 (GlobalId::User(1), Some(ReplicaId(1)), Status::Dropped),
             ]
         );
+    }
+
+    #[test]
+    fn rows_round_trip_and_match_the_schema() {
+        let desc =
+            crate::schema::desc(strata_controller_api::IntrospectionType::SourceStatusHistory);
+        for u in [
+            update(1, None, Status::Running, None),
+            update(2, Some(3), Status::Stalled, Some("boom")),
+        ] {
+            let row = status_row(&u);
+            assert_eq!(desc.validate_row(&row), Ok(()));
+            assert_eq!(status_from_row(&row), Some(u));
+        }
+        assert_eq!(status_from_row(&Row::pack(&[Datum::Null])), None);
+        for s in ["starting", "running", "paused", "stalled", "dropped"] {
+            assert_eq!(parse_status(s).map(|s| s.as_str()), Some(s));
+        }
+        assert_eq!(parse_status("bogus"), None);
     }
 
     #[test]
