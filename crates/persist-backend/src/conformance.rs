@@ -18,6 +18,8 @@ use strata_controller_api::{Antichain, Datum, RelationDesc, Row, ScalarType, Sha
 use crate::consensus::{CasOutcome, Consensus};
 use crate::{ListenEvent, PersistClient, PersistConfig, PersistError, Update};
 
+pub mod txns;
+
 /// Something that opens clients of one location.
 pub trait ClientFactory: Fn() -> BoxFuture<'static, PersistClient> + Send + Sync {}
 impl<F: Fn() -> BoxFuture<'static, PersistClient> + Send + Sync> ClientFactory for F {}
@@ -75,6 +77,7 @@ pub async fn run_all(factory: impl ClientFactory) {
     gc(&factory).await;
     finalization(&factory).await;
     bad_input(&factory).await;
+    txns::run_all(&factory).await;
 }
 
 /// Consensus: create-if-absent of the next seqno, idempotent retries, head probing,
@@ -252,7 +255,7 @@ pub async fn compaction(factory: &impl ClientFactory) {
     let _w = many_batches(&client, shard, 12).await;
     let mut r = ok(client.open_leased_reader::<Timestamp>(shard, test_desc()).await, "open reader");
     ok(r.downgrade_since(&fr(6)).await, "downgrade");
-    let before: Vec<_> = [6, 9, 11].iter().map(|t| *t).collect();
+    let before = [6u64, 9, 11];
     let mut snaps = Vec::new();
     for t in &before {
         snaps.push(ok(r.snapshot(&ts(*t)).await, "snapshot"));

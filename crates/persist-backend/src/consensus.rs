@@ -58,6 +58,9 @@ struct Envelope {
 
 const CREATE_ATTEMPTS: usize = 4;
 
+/// GET probes past a hint before a LIST is cheaper.
+const MAX_PROBES: usize = 4;
+
 /// The consensus log of every shard in one location.
 #[derive(Debug, Clone)]
 pub struct Consensus {
@@ -114,8 +117,18 @@ impl Consensus {
                 }
             };
             let mut head = first;
+            let mut probes = 0;
             while let Some(next) = self.get(shard, head.seqno + 1).await? {
                 head = next;
+                probes += 1;
+                if probes == MAX_PROBES {
+                    // The hint is far behind: one listing jumps close to the head.
+                    if let Some(max) = self.list_max(shard).await?.filter(|m| *m > head.seqno)
+                        && let Some(jump) = self.get(shard, max).await?
+                    {
+                        head = jump;
+                    }
+                }
             }
             if head.seqno >= self.boundary(shard).await? {
                 return Ok(Some(head));

@@ -169,16 +169,14 @@ pub(crate) fn maybe_start_background(machine: &Arc<Machine>, state: &State) {
         return;
     }
     let compact_due = state.batches.len() > machine.cfg.compaction_trigger_batches;
-    let gc_due = state.seqno % 64 == 0 || (compact_due && !state.garbage.is_empty());
+    let gc_due = state.seqno.is_multiple_of(64) || (compact_due && !state.garbage.is_empty());
     if !(compact_due || gc_due) || !machine.try_claim_compaction() {
         return;
     }
     let machine = Arc::clone(machine);
     tokio::spawn(async move {
-        if compact_due {
-            if let Err(e) = compact(&machine, 16).await {
-                tracing::debug!(shard = %machine.shard, error = %e, "background compaction failed");
-            }
+        if compact_due && let Err(e) = compact(&machine, 16).await {
+            tracing::debug!(shard = %machine.shard, error = %e, "background compaction failed");
         }
         if let Err(e) = gc(&machine).await {
             tracing::debug!(shard = %machine.shard, error = %e, "background gc failed");
