@@ -5,11 +5,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::scenarios::sink_exactly_once_under_kills;
+use common::scenarios::{file_output, sink_exactly_once_under_kills};
 use common::*;
 use strata_controller_api::{GlobalId, LoadGenerator};
 use strata_replica::shard::Shards;
 use strata_replica::shard::memory::MemShards;
+use strata_replica::sink::file::{Progress, progress_path};
 
 #[test]
 fn file_sink_is_exactly_once_under_random_kills() {
@@ -19,5 +20,9 @@ fn file_sink_is_exactly_once_under_random_kills() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.ndjson");
     let sink = file_sink(600, &cmd, GlobalId::User(500), path.to_str().unwrap());
-    sink_exactly_once_under_kills(&make, &cmd, &sink, 400, 25);
+    sink_exactly_once_under_kills(&make, &cmd, &sink, 400, 25, &|| file_output(&path));
+    // Nothing uncommitted is left behind after the last clean run.
+    let progress: Progress =
+        serde_json::from_slice(&std::fs::read(progress_path(&path)).unwrap()).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), progress.len);
 }

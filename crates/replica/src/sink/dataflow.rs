@@ -10,9 +10,48 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source;
 use timely::worker::Worker;
 
-use super::SinkPlan;
 use super::file::{FileSink, Step};
+use super::{SinkError, SinkPlan, SinkTarget};
 use crate::context::Ctx;
+
+/// The destination-specific state of a running sink.
+enum Destination {
+    File(FileSink),
+    #[cfg(feature = "persist")]
+    Object(super::object_store::ObjectStoreSink),
+}
+
+impl Destination {
+    fn new(plan: &SinkPlan) -> Self {
+        match &plan.target {
+            SinkTarget::File(_) => Destination::File(FileSink::new()),
+            #[cfg(feature = "persist")]
+            SinkTarget::Object(_) => {
+                Destination::Object(super::object_store::ObjectStoreSink::new())
+            }
+        }
+    }
+
+    fn step(&mut self, ctx: &Ctx, plan: &SinkPlan) -> Result<Step, SinkError> {
+        match (self, &plan.target) {
+            (Destination::File(sink), SinkTarget::File(path)) => sink.step(ctx, plan, path),
+            #[cfg(feature = "persist")]
+            (Destination::Object(sink), SinkTarget::Object(target)) => sink.step(ctx, plan, target),
+            #[cfg(feature = "persist")]
+            _ => Err(SinkError::Unsupported(
+                "destination changed under a running sink".into(),
+            )),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Destination::File(sink) => sink.reset(),
+            #[cfg(feature = "persist")]
+            Destination::Object(sink) => sink.reset(),
+        }
+    }
+}
 
 /// How often an idle sink polls its input.
 const POLL: Duration = Duration::from_millis(5);
@@ -27,46 +66,42 @@ pub(crate) fn build(
     let index = worker.index();
     let name = format!("sink-{}", plan.id);
     worker.dataflow_named::<u64, _, _>(&name, move |scope| {
-        source::<_, CapacityContainerBuilder<Vec<()>>, _, _>(
-            scope,
-            "file-sink",
-            move |cap, info| {
-                let activator = scope.activator_for(info.address);
-                let mut cap = (index == 0).then_some(cap);
-                let mut sink = FileSink::new();
-                if cap.is_some() {
-                    ctx.reporter
-                        .status(plan.id, Status::Starting, None, Vec::new());
+        source::<_, CapacityContainerBuilder<Vec<()>>, _, _>(scope, "sink", move |cap, info| {
+            let activator = scope.activator_for(info.address);
+            let mut cap = (index == 0).then_some(cap);
+            let mut sink = Destination::new(&plan);
+            if cap.is_some() {
+                ctx.reporter
+                    .status(plan.id, Status::Starting, None, Vec::new());
+            }
+            move |_output| {
+                if cap.is_none() {
+                    return;
                 }
-                move |_output| {
-                    if cap.is_none() {
-                        return;
+                if stop.load(Ordering::SeqCst) {
+                    cap = None;
+                    return;
+                }
+                match sink.step(&ctx, &plan) {
+                    Ok(Step::Advanced) => {
+                        ctx.reporter
+                            .status(plan.id, Status::Running, None, Vec::new());
+                        activator.activate();
                     }
-                    if stop.load(Ordering::SeqCst) {
-                        cap = None;
-                        return;
-                    }
-                    match sink.step(&ctx, &plan) {
-                        Ok(Step::Advanced) => {
-                            ctx.reporter
-                                .status(plan.id, Status::Running, None, Vec::new());
-                            activator.activate();
-                        }
-                        Ok(Step::Idle | Step::Done) => activator.activate_after(POLL),
-                        Err(e) => {
-                            sink.reset();
-                            let hint = e.hint().to_owned();
-                            ctx.reporter.status(
-                                plan.id,
-                                Status::Stalled,
-                                Some(e.to_string()),
-                                vec![hint],
-                            );
-                            activator.activate_after(ctx.retry_backoff);
-                        }
+                    Ok(Step::Idle | Step::Done) => activator.activate_after(POLL),
+                    Err(e) => {
+                        sink.reset();
+                        let hint = e.hint().to_owned();
+                        ctx.reporter.status(
+                            plan.id,
+                            Status::Stalled,
+                            Some(e.to_string()),
+                            vec![hint],
+                        );
+                        activator.activate_after(ctx.retry_backoff);
                     }
                 }
-            },
-        );
+            }
+        });
     });
 }

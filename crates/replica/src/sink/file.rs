@@ -131,33 +131,38 @@ impl FileSink {
     }
 
     /// Reads the marker and truncates the output to its committed prefix.
-    fn recover(&self, plan: &SinkPlan) -> Result<Option<Progress>, SinkError> {
-        let progress = read_progress(&plan.path)?;
+    fn recover(&self, path: &Path) -> Result<Option<Progress>, SinkError> {
+        let progress = read_progress(path)?;
         let len = progress.map_or(0, |p| p.len);
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(false)
-            .open(&plan.path)
-            .map_err(|e| io(&plan.path, &e))?;
-        let actual = file.metadata().map_err(|e| io(&plan.path, &e))?.len();
+            .open(path)
+            .map_err(|e| io(path, &e))?;
+        let actual = file.metadata().map_err(|e| io(path, &e))?.len();
         if actual < len {
             return Err(corrupt(
-                &plan.path,
+                path,
                 &format!("{actual} bytes but {len} committed"),
             ));
         }
         file.set_len(len)
             .and_then(|()| file.sync_all())
-            .map_err(|e| io(&plan.path, &e))?;
+            .map_err(|e| io(path, &e))?;
         Ok(progress)
     }
 
     /// Does one unit of work: recover, write the snapshot, or write one listen batch.
-    pub(crate) fn step(&mut self, ctx: &Ctx, plan: &SinkPlan) -> Result<Step, SinkError> {
+    pub(crate) fn step(
+        &mut self,
+        ctx: &Ctx,
+        plan: &SinkPlan,
+        path: &Path,
+    ) -> Result<Step, SinkError> {
         let progress = match self.progress {
             Some(p) => p,
-            None => match self.recover(plan)? {
+            None => match self.recover(path)? {
                 Some(p) => p,
                 None if plan.with_snapshot => {
                     let Some(snapshot) = ctx.shards.snapshot(plan.shard, plan.as_of)? else {
@@ -167,6 +172,7 @@ impl FileSink {
                     self.write_batch(
                         ctx,
                         plan,
+                        path,
                         Progress {
                             frontier: Some(0),
                             len: 0,
@@ -192,7 +198,7 @@ impl FileSink {
         if frontier_time(&upper).is_some_and(|u| u.as_millis() <= frontier) {
             return Ok(Step::Idle);
         }
-        self.write_batch(ctx, plan, progress, &updates, &upper)?;
+        self.write_batch(ctx, plan, path, progress, &updates, &upper)?;
         Ok(Step::Advanced)
     }
 
@@ -200,6 +206,7 @@ impl FileSink {
         &mut self,
         ctx: &Ctx,
         plan: &SinkPlan,
+        path: &Path,
         progress: Progress,
         updates: &[Update],
         upper: &Antichain<Timestamp>,
@@ -212,8 +219,7 @@ impl FileSink {
                 time: time.as_millis(),
                 diff: *diff,
             };
-            serde_json::to_writer(&mut buf, &line)
-                .map_err(|e| corrupt(&plan.path, &e.to_string()))?;
+            serde_json::to_writer(&mut buf, &line).map_err(|e| corrupt(path, &e.to_string()))?;
             buf.push(b'\n');
         }
         counters
@@ -224,11 +230,11 @@ impl FileSink {
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let mut file = OpenOptions::new()
             .append(true)
-            .open(&plan.path)
-            .map_err(|e| io(&plan.path, &e))?;
+            .open(path)
+            .map_err(|e| io(path, &e))?;
         file.write_all(&buf)
             .and_then(|()| file.sync_data())
-            .map_err(|e| io(&plan.path, &e))?;
+            .map_err(|e| io(path, &e))?;
         if ctx.fail_at(FaultPoint::SinkAfterData) {
             self.reset();
             return Err(SinkError::InjectedCrash);
@@ -237,7 +243,7 @@ impl FileSink {
             frontier: frontier_time(upper).map(|t| t.as_millis()),
             len: progress.len + buf.len() as u64,
         };
-        write_progress(&plan.path, next)?;
+        write_progress(path, next)?;
         self.progress = Some(next);
         counters
             .messages_committed

@@ -6,6 +6,8 @@
 
 pub(crate) mod dataflow;
 pub mod file;
+#[cfg(feature = "persist")]
+pub mod object_store;
 
 use std::path::PathBuf;
 
@@ -21,7 +23,17 @@ pub(crate) struct SinkPlan {
     pub(crate) shard: ShardId,
     pub(crate) as_of: Timestamp,
     pub(crate) with_snapshot: bool,
-    pub(crate) path: PathBuf,
+    pub(crate) target: SinkTarget,
+}
+
+/// Where a sink writes.
+#[derive(Debug, Clone)]
+pub(crate) enum SinkTarget {
+    /// NDJSON in a local file.
+    File(PathBuf),
+    /// Parquet files under an object-store prefix.
+    #[cfg(feature = "persist")]
+    Object(object_store::ObjectTarget),
 }
 
 /// Why a sink cannot run or stopped making progress.
@@ -83,7 +95,9 @@ impl SinkError {
             SinkError::BadPath { .. } => {
                 "point the sink at a writable file in an existing directory"
             }
-            SinkError::Unsupported(_) => "use a file sink",
+            SinkError::Unsupported(_) => {
+                "use a file sink, or a replica built with the persist feature"
+            }
             SinkError::SchemaMismatch { .. } => {
                 "recreate the sink against the collection's current schema"
             }
@@ -122,13 +136,9 @@ fn check_path(path: &str) -> Result<PathBuf, SinkError> {
 /// Validates a sink command into a plan.
 pub(crate) fn plan_sink(cmd: &RunSinkCommand<Timestamp>) -> Result<SinkPlan, SinkError> {
     let desc = &cmd.description;
-    let path = match &desc.connection {
-        SinkConnection::File { path } => check_path(path)?,
-        SinkConnection::ObjectStore { url, .. } => {
-            return Err(SinkError::Unsupported(format!(
-                "object-store sink to {url}"
-            )));
-        }
+    let target = match &desc.connection {
+        SinkConnection::File { path } => SinkTarget::File(check_path(path)?),
+        SinkConnection::ObjectStore { url, prefix } => object_target(url, prefix, cmd)?,
     };
     if desc.from_desc != cmd.from_metadata.relation_desc {
         return Err(SinkError::SchemaMismatch {
@@ -146,6 +156,38 @@ pub(crate) fn plan_sink(cmd: &RunSinkCommand<Timestamp>) -> Result<SinkPlan, Sin
         shard: cmd.from_metadata.data_shard,
         as_of,
         with_snapshot: desc.with_snapshot,
-        path,
+        target,
     })
+}
+
+#[cfg(feature = "persist")]
+fn object_target(
+    url: &str,
+    prefix: &str,
+    cmd: &RunSinkCommand<Timestamp>,
+) -> Result<SinkTarget, SinkError> {
+    let bad = |reason: String| SinkError::BadPath {
+        path: format!("{url} {prefix}"),
+        reason,
+    };
+    strata_persist_backend::location::LocationSpec::parse(url).map_err(|e| bad(e.to_string()))?;
+    if prefix.trim_matches('/').is_empty() {
+        return Err(bad("the prefix is empty".into()));
+    }
+    Ok(SinkTarget::Object(object_store::ObjectTarget {
+        url: url.to_owned(),
+        prefix: prefix.trim_matches('/').to_owned(),
+        desc: cmd.from_metadata.relation_desc.clone(),
+    }))
+}
+
+#[cfg(not(feature = "persist"))]
+fn object_target(
+    url: &str,
+    _prefix: &str,
+    _cmd: &RunSinkCommand<Timestamp>,
+) -> Result<SinkTarget, SinkError> {
+    Err(SinkError::Unsupported(format!(
+        "object-store sink to {url} needs the persist feature"
+    )))
 }

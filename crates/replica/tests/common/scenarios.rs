@@ -152,6 +152,21 @@ fn consolidate_timed(updates: impl IntoIterator<Item = (Row, u64, i64)>) -> Vec<
     acc.into_iter().filter(|(_, d)| *d != 0).collect()
 }
 
+/// What a sink has committed: its updates and its frontier (`None` before anything).
+pub type SinkOutput = (Vec<(Row, u64, i64)>, Option<u64>);
+
+/// Reads a file sink's committed output, and checks nothing uncommitted is left.
+pub fn file_output(path: &std::path::Path) -> SinkOutput {
+    let Ok(bytes) = std::fs::read(progress_path(path)) else {
+        return (Vec::new(), None);
+    };
+    let progress: Progress = serde_json::from_slice(&bytes).unwrap();
+    (
+        read_output(path).unwrap(),
+        Some(progress.frontier.unwrap_or(u64::MAX)),
+    )
+}
+
 /// Runs `cmd` to `limit` while a sink of `from` is killed `kills` times at random
 /// points (and crashes between data and progress at random); then checks the output.
 pub fn sink_exactly_once_under_kills(
@@ -160,11 +175,8 @@ pub fn sink_exactly_once_under_kills(
     sink: &RunSinkCommand<Timestamp>,
     limit: u64,
     kills: u64,
+    output: &dyn Fn() -> SinkOutput,
 ) {
-    let path = std::path::PathBuf::from(match &sink.description.connection {
-        strata_controller_api::SinkConnection::File { path } => path.clone(),
-        other => panic!("not a file sink: {other:?}"),
-    });
     let from_shard = sink.from_metadata.data_shard;
     let mut source_config = frozen_config(1, limit);
     source_config.retry_backoff = Duration::from_millis(1);
@@ -188,7 +200,7 @@ pub fn sink_exactly_once_under_kills(
         );
         std::thread::sleep(Duration::from_millis(rng.below(12)));
         replica.shutdown(); // kill at a random point
-        lens.push(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
+        lens.push(output().0.len());
     }
     wait_for("source", || ingested_offset(shards.as_ref(), cmd) >= limit);
     source.shutdown();
@@ -201,27 +213,14 @@ pub fn sink_exactly_once_under_kills(
     let upper = frontier_time(&shards.upper(from_shard).unwrap())
         .unwrap()
         .as_millis();
-    let marker = progress_path(&path);
-    wait_for("sink to catch up", || {
-        let Ok(bytes) = std::fs::read(&marker) else {
-            return false;
-        };
-        let progress: Progress = serde_json::from_slice(&bytes).unwrap();
-        progress.frontier >= Some(upper)
-    });
+    wait_for("sink to catch up", || output().1 >= Some(upper));
     replica.shutdown();
 
     assert!(
         lens.windows(2).any(|w| w[0] != w[1]),
         "the sink never made progress between kills"
     );
-    let output = read_output(&path).unwrap();
-    let progress: Progress = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        progress.len,
-        "uncommitted bytes left behind"
-    );
+    let (output, _) = output();
     // The output holds exactly the collection's updates, per (row, time), and ignoring
     // times it consolidates to the contents at the final frontier.
     let (updates, _) = shards.listen_from(from_shard, Timestamp::new(0)).unwrap();
