@@ -236,6 +236,7 @@ impl<T: StorageTimestamp> CollectionManager<T> {
             seeded: false,
             flush_at: None,
             sync_waiters: Vec::new(),
+            force_write: false,
         };
         runtime.spawn(task.run(rx));
         collections.insert(

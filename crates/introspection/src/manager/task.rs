@@ -56,6 +56,9 @@ pub(crate) struct Task<T: StorageTimestamp> {
     pub(crate) seeded: bool,
     pub(crate) flush_at: Option<Instant>,
     pub(crate) sync_waiters: Vec<Done<T>>,
+    /// Whether the next flush writes even when there is nothing to write, to confirm
+    /// the shard's upper (a sync waits for that).
+    pub(crate) force_write: bool,
 }
 
 fn persist_error<T>(e: PersistError) -> StorageError<T> {
@@ -184,6 +187,7 @@ impl<T: StorageTimestamp> Task<T> {
             Command::Sync(done) if !writable => answer(Some(done), Err(StorageError::ReadOnly)),
             Command::Sync(done) => {
                 self.sync_waiters.push(done);
+                self.force_write = true;
                 self.flush_at = Some(Instant::now());
             }
             Command::Snapshot(done) => {
@@ -233,9 +237,10 @@ impl<T: StorageTimestamp> Task<T> {
     }
 
     async fn flush(&mut self) -> Result<(), StorageError<T>> {
+        let force = std::mem::take(&mut self.force_write);
         match self.kind {
-            Kind::Differential(_) => self.flush_differential().await,
-            Kind::AppendOnly { .. } => self.flush_append().await,
+            Kind::Differential(_) => self.flush_differential(force).await,
+            Kind::AppendOnly { .. } => self.flush_append(force).await,
         }
     }
 
@@ -270,7 +275,7 @@ impl<T: StorageTimestamp> Task<T> {
         Ok(())
     }
 
-    async fn flush_differential(&mut self) -> Result<(), StorageError<T>> {
+    async fn flush_differential(&mut self, force: bool) -> Result<(), StorageError<T>> {
         let (mut failures, mut mismatches) = (0, 0);
         loop {
             let Kind::Differential(state) = &mut self.kind else {
@@ -287,7 +292,7 @@ impl<T: StorageTimestamp> Task<T> {
                 }
             }
             let pending = state.pending();
-            match self.writer.write_at_upper(&pending).await {
+            match self.writer.write_at_upper(&pending, force).await {
                 Outcome::Written | Outcome::Skipped => {
                     state.written();
                     return Ok(());
@@ -307,7 +312,7 @@ impl<T: StorageTimestamp> Task<T> {
         }
     }
 
-    async fn flush_append(&mut self) -> Result<(), StorageError<T>> {
+    async fn flush_append(&mut self, force: bool) -> Result<(), StorageError<T>> {
         let Kind::AppendOnly { rows, waiters } = &mut self.kind else {
             return Ok(());
         };
@@ -316,7 +321,7 @@ impl<T: StorageTimestamp> Task<T> {
             rows.iter().map(|(r, d)| (Ok(r.clone()), *d)).collect();
         let (mut failures, mut mismatches) = (0, 0);
         let res = loop {
-            let retry = match self.writer.write_at_upper(&updates).await {
+            let retry = match self.writer.write_at_upper(&updates, force).await {
                 Outcome::Written | Outcome::Skipped => break Ok(()),
                 Outcome::Mismatch => self.too_many_mismatches(&mut mismatches, "an append"),
                 // It may have happened: retrying could duplicate, so the caller decides.
@@ -390,7 +395,7 @@ impl<T: StorageTimestamp> Task<T> {
             if retractions.is_empty() {
                 return Ok(());
             }
-            match self.writer.write_at_upper(&retractions).await {
+            match self.writer.write_at_upper(&retractions, true).await {
                 Outcome::Written | Outcome::Skipped => {
                     tracing::debug!(id = %self.writer.id, retracted = retractions.len(), "truncated history");
                     return Ok(());

@@ -50,14 +50,16 @@ impl<T: StorageTimestamp> Writer<T> {
     }
 
     /// Appends `updates` at `max(now, upper)`, moving the upper one past it, if the
-    /// shard's upper is still the one this handle last saw.
-    pub(crate) async fn write_at_upper(&mut self, updates: &[(SourceData, i64)]) -> Outcome {
+    /// shard's upper is still the one this handle last saw. With nothing to write and
+    /// the upper ahead of the clock it skips, unless `force` (which confirms that no
+    /// other writer moved the upper).
+    pub(crate) async fn write_at_upper(&mut self, updates: &[(SourceData, i64)], force: bool) -> Outcome {
         let Some(upper) = self.write.upper().as_option().copied() else {
             let msg = format!("managed collection {} is closed", self.id);
             return Outcome::Failed(PersistError::InvalidUsage(msg));
         };
         let now = self.now();
-        if updates.is_empty() && now < upper {
+        if updates.is_empty() && now < upper && !force {
             return Outcome::Skipped;
         }
         let ts = now.max(upper);
