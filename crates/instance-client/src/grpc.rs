@@ -382,5 +382,20 @@ where
         .map_err(server_error)
 }
 
+/// [`serve`] on a TCP address, for a replica process (`strata replica --listen ADDR`).
+pub async fn serve_tcp<T: StorageTimestamp>(
+    handler: Arc<dyn ReplicaHandler<T>>,
+    fence: Arc<EpochFence>,
+    config: ServerConfig,
+    addr: std::net::SocketAddr,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TransportError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| connect_error(&addr.to_string(), e))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    serve(handler, fence, config, incoming, shutdown).await
+}
+
 #[cfg(all(test, feature = "local"))]
 mod tests;

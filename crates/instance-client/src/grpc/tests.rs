@@ -386,3 +386,50 @@ async fn a_malformed_replica_is_disconnected_and_others_carry_on() {
             .any(|r| matches!(r, InstanceResponse::DroppedId(_)))
     );
 }
+
+#[tokio::test]
+async fn dropped_id_completion_one_replica() {
+    scenarios::dropped_id_completion(grpc(), 1).await;
+}
+
+/// The real protocol over an in-memory network: the dialer hands one end of a duplex
+/// pipe to the server's incoming stream.
+fn in_memory() -> Factory {
+    Arc::new(
+        |fake: Arc<FakeReplica>| -> Arc<dyn ReplicaConnector<Timestamp>> {
+            let (accept_tx, accept_rx) =
+                tokio::sync::mpsc::unbounded_channel::<std::io::Result<tokio::io::DuplexStream>>();
+            let incoming = tokio_stream::wrappers::UnboundedReceiverStream::new(accept_rx);
+            tokio::spawn(serve(
+                fake,
+                EpochFence::new(),
+                ServerConfig::default(),
+                incoming,
+                std::future::pending(),
+            ));
+            let dialer: super::Dialer = Arc::new(move |_uri| {
+                let (client, server) = tokio::io::duplex(64 * 1024);
+                let sent = accept_tx.send(Ok(server));
+                Box::pin(async move {
+                    sent.map_err(|_| std::io::Error::from(std::io::ErrorKind::ConnectionRefused))?;
+                    Ok(Box::new(client) as Box<dyn super::GrpcIo>)
+                })
+            });
+            Arc::new(
+                GrpcConnector::new("http://simulated.invalid", None)
+                    .unwrap()
+                    .with_dialer(dialer),
+            )
+        },
+    )
+}
+
+#[tokio::test]
+async fn in_memory_network_upper_merging() {
+    scenarios::upper_merging(in_memory(), 3).await;
+}
+
+#[tokio::test]
+async fn in_memory_network_reconnect_replays_history() {
+    scenarios::reconnect_replays_history(in_memory(), 1).await;
+}
