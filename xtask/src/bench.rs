@@ -94,7 +94,10 @@ fn run_suite(root: &Path, results: &Path, suite: &Suite, quick: bool) -> anyhow:
     cmd.arg("bench");
     match &manifest {
         Some(m) => {
+            // A workspace of its own gets a target directory of its own, so its heavy
+            // dependencies never contend with the main workspace's build lock.
             cmd.arg("--manifest-path").arg(m);
+            cmd.env("CARGO_TARGET_DIR", crate::target_dir(root).join(suite.name));
         }
         None => {
             cmd.args(["-p", suite.package]);

@@ -1,0 +1,237 @@
+//! Strata persist against SlateDB 0.18 on the same local directory, fsync on, 1 KiB
+//! values, measured in the same run:
+//! - durable single-write latency (p50, p99): a SlateDB `put` whose handle is awaited
+//!   until durable (`WriteHandle::await_durable`; `put` alone returns at the memtable), and
+//!   a Strata single-row `compare_and_append`;
+//! - 32 concurrent writers for a fixed time: SlateDB puts into one database, Strata
+//!   appends each to its own shard.
+//!
+//! SlateDB runs twice: with its default settings and with `flush_interval` = 1 ms. Both
+//! systems write through the same `object_store` `LocalFileSystem` with fsync enabled.
+//! Each metric is one JSON line appended to `$STRATA_BENCH_OUT` (see xtask's bench
+//! module); `STRATA_BENCH_QUICK=1` shrinks the run.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use slatedb::config::Settings;
+use slatedb::object_store::ObjectStore;
+use strata_controller_api::{Antichain, ColumnType, Datum, RelationDesc, Row, ScalarType, ShardId, Timestamp};
+use strata_persist_backend::{Location, PersistClient, PersistConfig};
+
+const VALUE_BYTES: usize = 1024;
+const WRITERS: usize = 32;
+
+struct Sizes {
+    latency_ops_fast: usize,
+    latency_ops_slow: usize,
+    concurrent_for: Duration,
+}
+
+fn sizes() -> Sizes {
+    if std::env::var_os("STRATA_BENCH_QUICK").is_some() {
+        Sizes { latency_ops_fast: 100, latency_ops_slow: 20, concurrent_for: Duration::from_secs(2) }
+    } else {
+        Sizes { latency_ops_fast: 500, latency_ops_slow: 60, concurrent_for: Duration::from_secs(6) }
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> f64 {
+    samples.sort_unstable();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i].as_secs_f64() * 1000.0
+}
+
+fn value() -> Vec<u8> {
+    (0..VALUE_BYTES).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+async fn fsync_store(dir: &std::path::Path) -> Arc<dyn ObjectStore> {
+    let url = format!("file://{}", dir.display());
+    Location::open(&url).await.expect("open file location").store
+}
+
+fn slatedb_settings(flush: Option<Duration>) -> Settings {
+    let mut settings = Settings::default();
+    if let Some(flush) = flush {
+        settings.flush_interval = Some(flush);
+    }
+    settings
+}
+
+async fn slatedb_latency(store: Arc<dyn ObjectStore>, settings: Settings, ops: usize) -> Vec<Duration> {
+    let db = slatedb::Db::builder("latency", store).with_settings(settings).build().await.expect("open slatedb");
+    let v = value();
+    let mut samples = Vec::with_capacity(ops);
+    for i in 0..ops {
+        let start = Instant::now();
+        // In 0.18 `put` returns once the write is in the memtable; durability is awaited
+        // on the handle it returns.
+        let handle = db.put(format!("key-{i:08}").as_bytes(), &v).await.expect("slatedb put");
+        handle.await_durable().await.expect("slatedb durable");
+        samples.push(start.elapsed());
+    }
+    db.close().await.expect("close slatedb");
+    samples
+}
+
+async fn slatedb_concurrent(store: Arc<dyn ObjectStore>, settings: Settings, run_for: Duration) -> f64 {
+    let db = Arc::new(
+        slatedb::Db::builder("concurrent", store).with_settings(settings).build().await.expect("open slatedb"),
+    );
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + run_for;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (db, done) = (Arc::clone(&db), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            let v = value();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let handle = db.put(format!("w{w:02}-{i:08}").as_bytes(), &v).await.expect("slatedb put");
+                handle.await_durable().await.expect("slatedb durable");
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    db.close().await.expect("close slatedb");
+    rate
+}
+
+fn desc() -> RelationDesc {
+    RelationDesc::builder().with_column("value", ColumnType { scalar_type: ScalarType::Bytes, nullable: false }).finish()
+}
+
+fn shard(n: u64) -> ShardId {
+    let mut bytes = [0u8; 16];
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    bytes[0] = 0x5a;
+    ShardId::from_bytes(bytes)
+}
+
+async fn strata_latency(client: &PersistClient, ops: usize) -> Vec<Duration> {
+    let mut writer = client.open_writer::<Timestamp>(shard(1_000_000), desc()).await.expect("open writer");
+    let row = Row::pack(&[Datum::Bytes(value())]);
+    let mut samples = Vec::with_capacity(ops);
+    for t in 0..ops as u64 {
+        let update = (Ok(row.clone()), Timestamp::new(t), 1);
+        let start = Instant::now();
+        writer
+            .compare_and_append(&[update], Antichain::from_elem(Timestamp::new(t)), Antichain::from_elem(Timestamp::new(t + 1)))
+            .await
+            .expect("append")
+            .expect("no other writer");
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+async fn strata_concurrent(client: &PersistClient, run_for: Duration) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS as u64 {
+        writers.push(client.open_writer::<Timestamp>(shard(w), desc()).await.expect("open writer"));
+    }
+    let deadline = Instant::now() + run_for;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut writer in writers {
+        let done = Arc::clone(&done);
+        tasks.push(tokio::spawn(async move {
+            let row = Row::pack(&[Datum::Bytes(value())]);
+            let mut t = 0u64;
+            while Instant::now() < deadline {
+                let update = (Ok(row.clone()), Timestamp::new(t), 1);
+                writer
+                    .compare_and_append(&[update], Antichain::from_elem(Timestamp::new(t)), Antichain::from_elem(Timestamp::new(t + 1)))
+                    .await
+                    .expect("append")
+                    .expect("one writer per shard");
+                done.fetch_add(1, Ordering::Relaxed);
+                t += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+struct Report(Vec<serde_json::Value>);
+
+impl Report {
+    /// `ratio` is ours over theirs.
+    fn metric(&mut self, name: &str, value: f64, unit: &str, baseline_name: &str, baseline_value: f64) {
+        let line = serde_json::json!({
+            "name": name, "value": value, "unit": unit,
+            "baseline_name": baseline_name, "baseline_value": baseline_value,
+            "ratio": value / baseline_value,
+        });
+        println!("{line}");
+        self.0.push(line);
+    }
+
+    fn write(&self) {
+        if let Some(path) = std::env::var_os("STRATA_BENCH_OUT") {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open bench output");
+            for line in &self.0 {
+                writeln!(f, "{line}").expect("write bench output");
+            }
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let s = sizes();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_for = |name: &str| dir.path().join(name);
+
+    let mut slate_default_lat =
+        slatedb_latency(fsync_store(&store_for("slate-default-lat")).await, slatedb_settings(None), s.latency_ops_slow).await;
+    let mut slate_fast_lat = slatedb_latency(
+        fsync_store(&store_for("slate-1ms-lat")).await,
+        slatedb_settings(Some(Duration::from_millis(1))),
+        s.latency_ops_fast,
+    )
+    .await;
+    let slate_default_rate =
+        slatedb_concurrent(fsync_store(&store_for("slate-default-conc")).await, slatedb_settings(None), s.concurrent_for).await;
+    let slate_fast_rate = slatedb_concurrent(
+        fsync_store(&store_for("slate-1ms-conc")).await,
+        slatedb_settings(Some(Duration::from_millis(1))),
+        s.concurrent_for,
+    )
+    .await;
+
+    let strata_dir = store_for("strata");
+    std::fs::create_dir_all(&strata_dir).expect("strata dir");
+    let client = PersistClient::open_with_config(&format!("file://{}", strata_dir.display()), PersistConfig::default())
+        .await
+        .expect("open strata");
+    let mut strata_lat = strata_latency(&client, s.latency_ops_fast).await;
+    let strata_rate = strata_concurrent(&client, s.concurrent_for).await;
+
+    let (ours_p50, ours_p99) = (percentile(&mut strata_lat, 0.5), percentile(&mut strata_lat, 0.99));
+    let (fast_p50, fast_p99) = (percentile(&mut slate_fast_lat, 0.5), percentile(&mut slate_fast_lat, 0.99));
+    let default_p50 = percentile(&mut slate_default_lat, 0.5);
+
+    let mut r = Report(Vec::new());
+    r.metric("strata_durable_append_p50", ours_p50, "ms", "slatedb_1ms_flush_durable_put_p50", fast_p50);
+    r.metric("strata_durable_append_p99", ours_p99, "ms", "slatedb_1ms_flush_durable_put_p99", fast_p99);
+    r.metric("strata_durable_append_p50_vs_default", ours_p50, "ms", "slatedb_default_durable_put_p50", default_p50);
+    r.metric("strata_32_writers", strata_rate, "appends/s", "slatedb_1ms_flush_32_writers", slate_fast_rate);
+    r.metric("strata_32_writers_vs_default", strata_rate, "appends/s", "slatedb_default_32_writers", slate_default_rate);
+    r.write();
+}
