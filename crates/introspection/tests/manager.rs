@@ -36,19 +36,28 @@ async fn differential_converges_to_desired_state(file: bool) {
     let b = backend(file).await;
     let (id, s) = (GlobalId::System(1), shard(1));
     // A previous process left rows, one of them twice.
-    let stale = [(text_row("u1", "old"), 1), (text_row("u2", "keep"), 1), (text_row("u3", "dup"), 2)];
+    let stale = [
+        (text_row("u1", "old"), 1),
+        (text_row("u2", "keep"), 1),
+        (text_row("u3", "dup"), 2),
+    ];
     seed(&b, s, mapping_desc(), &stale).await;
 
     let m = manager(false, fast_config());
     register(&m, &b, id, s, mapping_desc(), CollectionKind::Differential).await;
     let desired = [(text_row("u2", "keep"), 1), (text_row("u4", "new"), 1)];
-    m.update_desired(id, StateOp::Set(desired.to_vec())).unwrap();
+    m.update_desired(id, StateOp::Set(desired.to_vec()))
+        .unwrap();
     m.sync(id).await.unwrap();
     assert_eq!(contents(&b, s, mapping_desc()).await, map(&desired));
 
     // More changes, then a "restart": a second manager with another desired state
     // takes over the same shard and retracts what the first one wrote.
-    m.differential_append(id, vec![(text_row("u5", "x"), 1), (text_row("u2", "keep"), -1)]).unwrap();
+    m.differential_append(
+        id,
+        vec![(text_row("u5", "x"), 1), (text_row("u2", "keep"), -1)],
+    )
+    .unwrap();
     m.sync(id).await.unwrap();
     let expected = [(text_row("u4", "new"), 1), (text_row("u5", "x"), 1)];
     assert_eq!(contents(&b, s, mapping_desc()).await, map(&expected));
@@ -57,11 +66,16 @@ async fn differential_converges_to_desired_state(file: bool) {
     let m2 = manager(false, fast_config());
     register(&m2, &b, id, s, mapping_desc(), CollectionKind::Differential).await;
     let desired2 = [(text_row("u9", "after-restart"), 1)];
-    m2.update_desired(id, StateOp::Set(desired2.to_vec())).unwrap();
+    m2.update_desired(id, StateOp::Set(desired2.to_vec()))
+        .unwrap();
     m2.sync(id).await.unwrap();
     assert_eq!(contents(&b, s, mapping_desc()).await, map(&desired2));
     // Deleting by predicate retracts exactly the matching rows.
-    m2.update_desired(id, StateOp::DeleteWhere(std::sync::Arc::new(|_: &Row| true))).unwrap();
+    m2.update_desired(
+        id,
+        StateOp::DeleteWhere(std::sync::Arc::new(|_: &Row| true)),
+    )
+    .unwrap();
     m2.sync(id).await.unwrap();
     assert!(contents(&b, s, mapping_desc()).await.is_empty());
 }
@@ -72,14 +86,28 @@ async fn concurrent_upper_moves_neither_lose_nor_duplicate(file: bool) {
     let (diff_id, diff_shard) = (GlobalId::System(2), shard(2));
     let (app_id, app_shard) = (GlobalId::System(3), shard(3));
     let m = manager(false, fast_config());
-    register(&m, &b, diff_id, diff_shard, mapping_desc(), CollectionKind::Differential).await;
-    let append_only = CollectionKind::AppendOnly { history: None, dedup_status: false };
+    register(
+        &m,
+        &b,
+        diff_id,
+        diff_shard,
+        mapping_desc(),
+        CollectionKind::Differential,
+    )
+    .await;
+    let append_only = CollectionKind::AppendOnly {
+        history: None,
+        dedup_status: false,
+    };
     register(&m, &b, app_id, app_shard, mapping_desc(), append_only).await;
 
     let competitor = |s, tag: &'static str| {
         let client = b.client.clone();
         tokio::spawn(async move {
-            let mut w = client.open_writer::<Timestamp>(s, mapping_desc()).await.unwrap();
+            let mut w = client
+                .open_writer::<Timestamp>(s, mapping_desc())
+                .await
+                .unwrap();
             let mut mine = Vec::new();
             for i in 0..40 {
                 let row = text_row(tag, &i.to_string());
@@ -87,7 +115,14 @@ async fn concurrent_upper_moves_neither_lose_nor_duplicate(file: bool) {
                 let upper = *w.fetch_recent_upper().await.unwrap().as_option().unwrap();
                 let t = Timestamp::new(upper.as_millis().max(1 << 42) + 1);
                 let updates = vec![(Ok(row.clone()), t, 1)];
-                if w.append(&updates, Antichain::from_elem(Timestamp::new(t.as_millis() + 1))).await.unwrap().is_ok() {
+                if w.append(
+                    &updates,
+                    Antichain::from_elem(Timestamp::new(t.as_millis() + 1)),
+                )
+                .await
+                .unwrap()
+                .is_ok()
+                {
                     mine.push(row);
                 }
                 tokio::task::yield_now().await;
@@ -95,11 +130,15 @@ async fn concurrent_upper_moves_neither_lose_nor_duplicate(file: bool) {
             mine
         })
     };
-    let (c1, c2) = (competitor(diff_shard, "other-d"), competitor(app_shard, "other-a"));
+    let (c1, c2) = (
+        competitor(diff_shard, "other-d"),
+        competitor(app_shard, "other-a"),
+    );
 
     let mut appends = Vec::new();
     for i in 0..30 {
-        m.differential_append(diff_id, vec![(text_row("mine-d", &i.to_string()), 1)]).unwrap();
+        m.differential_append(diff_id, vec![(text_row("mine-d", &i.to_string()), 1)])
+            .unwrap();
         appends.push(m.append(app_id, vec![(text_row("mine-a", &i.to_string()), 1)]));
         if i % 5 == 0 {
             tokio::task::yield_now().await;
@@ -113,12 +152,16 @@ async fn concurrent_upper_moves_neither_lose_nor_duplicate(file: bool) {
 
     // The competitor's rows are not in the desired state, so the differential
     // collection retracts them: exactly the desired rows remain, each once.
-    let desired: BTreeMap<Row, i64> = (0..30).map(|i| (text_row("mine-d", &i.to_string()), 1)).collect();
+    let desired: BTreeMap<Row, i64> = (0..30)
+        .map(|i| (text_row("mine-d", &i.to_string()), 1))
+        .collect();
     assert!(!theirs_d.is_empty());
     assert_eq!(contents(&b, diff_shard, mapping_desc()).await, desired);
 
     // Append-only: every row of both writers exactly once.
-    let mut expected: BTreeMap<Row, i64> = (0..30).map(|i| (text_row("mine-a", &i.to_string()), 1)).collect();
+    let mut expected: BTreeMap<Row, i64> = (0..30)
+        .map(|i| (text_row("mine-a", &i.to_string()), 1))
+        .collect();
     expected.extend(theirs_a.into_iter().map(|r| (r, 1)));
     assert_eq!(contents(&b, app_shard, mapping_desc()).await, expected);
 }
@@ -133,17 +176,38 @@ async fn read_only_writes_nothing_until_allowed(file: bool) {
     let (upper_d, upper_a) = (upper(&b, diff_shard).await, upper(&b, app_shard).await);
 
     let m = manager(true, fast_config());
-    register(&m, &b, diff_id, diff_shard, mapping_desc(), CollectionKind::Differential).await;
-    let append_only = CollectionKind::AppendOnly { history: None, dedup_status: false };
+    register(
+        &m,
+        &b,
+        diff_id,
+        diff_shard,
+        mapping_desc(),
+        CollectionKind::Differential,
+    )
+    .await;
+    let append_only = CollectionKind::AppendOnly {
+        history: None,
+        dedup_status: false,
+    };
     register(&m, &b, app_id, app_shard, mapping_desc(), append_only).await;
 
     let desired = [(text_row("u1", "s1"), 1)];
-    m.update_desired(diff_id, StateOp::Set(desired.to_vec())).unwrap();
+    m.update_desired(diff_id, StateOp::Set(desired.to_vec()))
+        .unwrap();
     let row = text_row("appended", "x");
-    assert!(matches!(m.append(app_id, vec![(row.clone(), 1)]).await, Err(StorageError::ReadOnly)));
-    assert!(matches!(m.blind_write(app_id, vec![(row.clone(), 1)]), Err(StorageError::ReadOnly)));
+    assert!(matches!(
+        m.append(app_id, vec![(row.clone(), 1)]).await,
+        Err(StorageError::ReadOnly)
+    ));
+    assert!(matches!(
+        m.blind_write(app_id, vec![(row.clone(), 1)]),
+        Err(StorageError::ReadOnly)
+    ));
     let appender = m.monotonic_appender(app_id).unwrap();
-    assert!(matches!(appender.append(vec![(row.clone(), 1)]).await, Err(StorageError::ReadOnly)));
+    assert!(matches!(
+        appender.append(vec![(row.clone(), 1)]).await,
+        Err(StorageError::ReadOnly)
+    ));
     assert!(matches!(m.sync(diff_id).await, Err(StorageError::ReadOnly)));
     // Reading is allowed.
     assert_eq!(m.snapshot_latest(diff_id).await.unwrap(), stale.to_vec());
@@ -158,7 +222,10 @@ async fn read_only_writes_nothing_until_allowed(file: bool) {
     m.allow_writes();
     assert!(!m.is_read_only());
     m.sync(diff_id).await.unwrap();
-    assert_eq!(contents(&b, diff_shard, mapping_desc()).await, map(&desired));
+    assert_eq!(
+        contents(&b, diff_shard, mapping_desc()).await,
+        map(&desired)
+    );
     appender.append(vec![(row.clone(), 1)]).await.unwrap();
     let mut expected = map(&stale);
     expected.insert(row, 1);
@@ -169,23 +236,52 @@ async fn monotonic_appender_appends_through_the_manager(file: bool) {
     let b = backend(file).await;
     let (id, s) = (GlobalId::User(6), shard(6));
     let m = manager(false, fast_config());
-    let append_only = CollectionKind::AppendOnly { history: None, dedup_status: false };
+    let append_only = CollectionKind::AppendOnly {
+        history: None,
+        dedup_status: false,
+    };
     register(&m, &b, id, s, mapping_desc(), append_only).await;
     let appender = m.monotonic_appender(id).unwrap();
     assert_eq!(appender.id(), id);
     let (a, c) = (text_row("a", "1"), text_row("c", "3"));
-    assert!(matches!(appender.append(vec![(a.clone(), -1)]).await, Err(StorageError::InvalidUsage(_))));
+    assert!(matches!(
+        appender.append(vec![(a.clone(), -1)]).await,
+        Err(StorageError::InvalidUsage(_))
+    ));
     let bad = Row::pack(&[strata_controller_api::Datum::Int64(1)]);
-    assert!(matches!(appender.append(vec![(bad, 1)]).await, Err(StorageError::InvalidRow { .. })));
+    assert!(matches!(
+        appender.append(vec![(bad, 1)]).await,
+        Err(StorageError::InvalidRow { .. })
+    ));
     appender.append(vec![(a.clone(), 1)]).await.unwrap();
     appender.clone().append(vec![(c.clone(), 2)]).await.unwrap();
-    assert_eq!(contents(&b, s, mapping_desc()).await, map(&[(a, 1), (c, 2)]));
+    assert_eq!(
+        contents(&b, s, mapping_desc()).await,
+        map(&[(a, 1), (c, 2)])
+    );
     // A differential collection hands out no appender.
-    register(&m, &b, GlobalId::User(7), shard(7), mapping_desc(), CollectionKind::Differential).await;
-    assert!(matches!(m.monotonic_appender(GlobalId::User(7)), Err(StorageError::IdentifierInvalid(_))));
-    assert!(matches!(m.monotonic_appender(GlobalId::User(8)), Err(StorageError::IdentifierMissing(_))));
+    register(
+        &m,
+        &b,
+        GlobalId::User(7),
+        shard(7),
+        mapping_desc(),
+        CollectionKind::Differential,
+    )
+    .await;
+    assert!(matches!(
+        m.monotonic_appender(GlobalId::User(7)),
+        Err(StorageError::IdentifierInvalid(_))
+    ));
+    assert!(matches!(
+        m.monotonic_appender(GlobalId::User(8)),
+        Err(StorageError::IdentifierMissing(_))
+    ));
     m.unregister(id).await.unwrap();
-    assert!(matches!(appender.append(vec![(text_row("z", "z"), 1)]).await, Err(StorageError::IdentifierMissing(_))));
+    assert!(matches!(
+        appender.append(vec![(text_row("z", "z"), 1)]).await,
+        Err(StorageError::IdentifierMissing(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

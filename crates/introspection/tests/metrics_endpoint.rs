@@ -14,7 +14,9 @@ type Sample = (String, Vec<(String, String)>, f64);
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
@@ -22,7 +24,9 @@ fn parse_labels(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut labels = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
-        let (name, after) = rest.split_once("=\"").ok_or(format!("label without =\": {rest}"))?;
+        let (name, after) = rest
+            .split_once("=\"")
+            .ok_or(format!("label without =\": {rest}"))?;
         if !valid_name(name) {
             return Err(format!("bad label name {name:?}"));
         }
@@ -52,9 +56,8 @@ fn parse_labels(text: &str) -> Result<Vec<(String, String)>, String> {
 fn parse(text: &str) -> Result<Vec<Sample>, String> {
     let mut families = BTreeSet::new();
     let mut samples = Vec::new();
-    let mut lines = text.lines().peekable();
     let mut saw_eof = false;
-    while let Some(line) = lines.next() {
+    for line in text.lines() {
         if saw_eof {
             return Err(format!("text after # EOF: {line}"));
         }
@@ -63,7 +66,16 @@ fn parse(text: &str) -> Result<Vec<Sample>, String> {
             match (parts.next(), parts.next(), parts.next()) {
                 (Some("EOF"), None, None) => saw_eof = true,
                 (Some("TYPE"), Some(name), Some(typ)) => {
-                    let known = ["counter", "gauge", "histogram", "summary", "info", "stateset", "unknown", "gaugehistogram"];
+                    let known = [
+                        "counter",
+                        "gauge",
+                        "histogram",
+                        "summary",
+                        "info",
+                        "stateset",
+                        "unknown",
+                        "gaugehistogram",
+                    ];
                     if !valid_name(name) || !known.contains(&typ) {
                         return Err(format!("bad TYPE line {line}"));
                     }
@@ -81,7 +93,13 @@ fn parse(text: &str) -> Result<Vec<Sample>, String> {
             v => v.parse().map_err(|_| format!("bad value in {line}"))?,
         };
         let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').ok_or(format!("unclosed labels: {line}"))?)?),
+            Some((name, rest)) => (
+                name,
+                parse_labels(
+                    rest.strip_suffix('}')
+                        .ok_or(format!("unclosed labels: {line}"))?,
+                )?,
+            ),
             None => (series, Vec::new()),
         };
         if !valid_name(name) {
@@ -141,11 +159,16 @@ async fn metrics_endpoint_parses() {
     metrics.replica.batch_committed("u7", 42);
     metrics.replica.dataflows.set(2);
 
-    let (addr, server) = serve_metrics("127.0.0.1:0".parse().unwrap(), metrics.clone()).await.unwrap();
+    let (addr, server) = serve_metrics("127.0.0.1:0".parse().unwrap(), metrics.clone())
+        .await
+        .unwrap();
     let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
     let samples = parse(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
 
     let value = |name: &str, label: (&str, &str)| {
@@ -154,14 +177,42 @@ async fn metrics_endpoint_parses() {
             .find(|(n, l, _)| n == name && l.iter().any(|(k, v)| (k.as_str(), v.as_str()) == label))
             .map(|(_, _, v)| *v)
     };
-    assert_eq!(value("strata_commands_sent_total", ("kind", "run_ingestion")), Some(2.0));
-    assert_eq!(value("strata_responses_total", ("kind", "frontier_upper")), Some(1.0));
-    assert_eq!(value("strata_command_history_size", ("instance", "i1")), Some(12.0));
-    assert_eq!(value("strata_cas_retries_total", ("collection", "s3")), Some(1.0));
-    assert_eq!(value("strata_persist_op_seconds_count", ("op", "compare_and_append")), Some(1.0));
-    assert_eq!(value("strata_frontier_lag_ms", ("collection", "u7")), Some(600.0));
-    assert_eq!(value("strata_replica_updates_written_total", ("collection", "u7")), Some(42.0));
-    assert!(samples.iter().any(|(n, _, v)| n == "strata_replica_dataflows" && *v == 2.0));
+    assert_eq!(
+        value("strata_commands_sent_total", ("kind", "run_ingestion")),
+        Some(2.0)
+    );
+    assert_eq!(
+        value("strata_responses_total", ("kind", "frontier_upper")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("strata_command_history_size", ("instance", "i1")),
+        Some(12.0)
+    );
+    assert_eq!(
+        value("strata_cas_retries_total", ("collection", "s3")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "strata_persist_op_seconds_count",
+            ("op", "compare_and_append")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("strata_frontier_lag_ms", ("collection", "u7")),
+        Some(600.0)
+    );
+    assert_eq!(
+        value("strata_replica_updates_written_total", ("collection", "u7")),
+        Some(42.0)
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|(n, _, v)| n == "strata_replica_dataflows" && *v == 2.0)
+    );
 
     let not_found = get(addr, "GET /other HTTP/1.1\r\n\r\n").await;
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");

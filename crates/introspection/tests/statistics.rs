@@ -33,14 +33,41 @@ async fn scraper_is_seeded_consolidates_and_evicts(file: bool) {
     let b = backend(file).await;
     let (coll, s) = (GlobalId::System(30), shard(30));
     let d = desc(IntrospectionType::SourceStatistics);
-    let (u1, u2, r1, r2) = (GlobalId::User(1), GlobalId::User(2), ReplicaId(1), ReplicaId(2));
+    let (u1, u2, r1, r2) = (
+        GlobalId::User(1),
+        GlobalId::User(2),
+        ReplicaId(1),
+        ReplicaId(2),
+    );
     // A previous controller wrote statistics of u1 on r1 and u2 on r1.
-    seed(&b, s, d.clone(), &[(source(10).to_row(u1, r1), 1), (source(4).to_row(u2, r1), 1)]).await;
+    seed(
+        &b,
+        s,
+        d.clone(),
+        &[
+            (source(10).to_row(u1, r1), 1),
+            (source(4).to_row(u2, r1), 1),
+        ],
+    )
+    .await;
 
     let m = manager(false, fast_config());
-    register(&m, &b, coll, s, d.clone(), kind(IntrospectionType::SourceStatistics)).await;
-    let cfg = StatisticsConfig { interval: Duration::from_secs(3600), evict_after: Duration::from_secs(3600) };
-    let scraper = StatisticsScraper::<SourceStatistics, _>::start(m.clone(), coll, cfg).await.unwrap();
+    register(
+        &m,
+        &b,
+        coll,
+        s,
+        d.clone(),
+        kind(IntrospectionType::SourceStatistics),
+    )
+    .await;
+    let cfg = StatisticsConfig {
+        interval: Duration::from_secs(3600),
+        evict_after: Duration::from_secs(3600),
+    };
+    let scraper = StatisticsScraper::<SourceStatistics, _>::start(m.clone(), coll, cfg)
+        .await
+        .unwrap();
     let mut seeded = scraper.current();
     seeded.sort_by_key(|(id, r, _)| (*id, *r));
     assert_eq!(seeded, vec![(u1, r1, source(10)), (u2, r1, source(4))]);
@@ -54,7 +81,13 @@ async fn scraper_is_seeded_consolidates_and_evicts(file: bool) {
     scraper.drop_id(u2);
     scraper.scrape_now().unwrap();
     m.sync(coll).await.unwrap();
-    let shown = SourceStatistics { messages_received: 13, bytes_received: 1300, updates_staged: 13, updates_committed: 13, ..source(3) };
+    let shown = SourceStatistics {
+        messages_received: 13,
+        bytes_received: 1300,
+        updates_staged: 13,
+        updates_committed: 13,
+        ..source(3)
+    };
     let expected = map(&[(shown.to_row(u1, r1), 1), (source(7).to_row(u1, r2), 1)]);
     assert_eq!(contents(&b, s, d.clone()).await, expected);
 
@@ -70,10 +103,28 @@ async fn scraper_writes_on_its_interval_and_evicts_stale_entries(file: bool) {
     let (coll, s) = (GlobalId::System(31), shard(31));
     let d = desc(IntrospectionType::SinkStatistics);
     let m = manager(false, fast_config());
-    register(&m, &b, coll, s, d.clone(), kind(IntrospectionType::SinkStatistics)).await;
-    let cfg = StatisticsConfig { interval: Duration::from_secs(3600), evict_after: Duration::from_millis(300) };
-    let scraper = StatisticsScraper::<SinkStatistics, _>::start(m.clone(), coll, cfg).await.unwrap();
-    let stats = SinkStatistics { messages_staged: 1, messages_committed: 1, bytes_staged: 8, bytes_committed: 8 };
+    register(
+        &m,
+        &b,
+        coll,
+        s,
+        d.clone(),
+        kind(IntrospectionType::SinkStatistics),
+    )
+    .await;
+    let cfg = StatisticsConfig {
+        interval: Duration::from_secs(3600),
+        evict_after: Duration::from_millis(300),
+    };
+    let scraper = StatisticsScraper::<SinkStatistics, _>::start(m.clone(), coll, cfg)
+        .await
+        .unwrap();
+    let stats = SinkStatistics {
+        messages_staged: 1,
+        messages_committed: 1,
+        bytes_staged: 8,
+        bytes_committed: 8,
+    };
     scraper.update(GlobalId::User(3), ReplicaId(1), stats);
     // The interval changes at runtime; nobody calls scrape_now.
     scraper.set_interval(Duration::from_millis(20));

@@ -53,7 +53,11 @@ impl<T: StorageTimestamp> Writer<T> {
     /// shard's upper is still the one this handle last saw. With nothing to write and
     /// the upper ahead of the clock it skips, unless `force` (which confirms that no
     /// other writer moved the upper).
-    pub(crate) async fn write_at_upper(&mut self, updates: &[(SourceData, i64)], force: bool) -> Outcome {
+    pub(crate) async fn write_at_upper(
+        &mut self,
+        updates: &[(SourceData, i64)],
+        force: bool,
+    ) -> Outcome {
         let Some(upper) = self.write.upper().as_option().copied() else {
             let msg = format!("managed collection {} is closed", self.id);
             return Outcome::Failed(PersistError::InvalidUsage(msg));

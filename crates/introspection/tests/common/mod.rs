@@ -8,8 +8,8 @@ use std::time::Duration;
 use strata_controller_api::{
     Antichain, Datum, GlobalId, IntrospectionType, RelationDesc, Row, ShardId, Timestamp,
 };
-use strata_introspection::{CollectionManager, ControllerMetrics, ManagerConfig, Registration};
 use strata_introspection::{CollectionKind, schema};
+use strata_introspection::{CollectionManager, ControllerMetrics, ManagerConfig, Registration};
 use strata_persist_backend::{PersistClient, PersistConfig, WriteHandle};
 
 /// A backend for one test: `mem://` or a fresh directory.
@@ -18,18 +18,31 @@ pub struct Backend {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Backend {
+    pub fn from_client(client: PersistClient) -> Backend {
+        Backend { client, _dir: None }
+    }
+}
+
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 pub async fn backend(file: bool) -> Backend {
     if file {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
-        let client = PersistClient::open_with_config(&url, PersistConfig::for_tests()).await.unwrap();
-        Backend { client, _dir: Some(dir) }
+        let client = PersistClient::open_with_config(&url, PersistConfig::for_tests())
+            .await
+            .unwrap();
+        Backend {
+            client,
+            _dir: Some(dir),
+        }
     } else {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let url = format!("mem://introspection-test-{}-{n}", std::process::id());
-        let client = PersistClient::open_with_config(&url, PersistConfig::for_tests()).await.unwrap();
+        let client = PersistClient::open_with_config(&url, PersistConfig::for_tests())
+            .await
+            .unwrap();
         Backend { client, _dir: None }
     }
 }
@@ -63,7 +76,10 @@ pub fn manager(read_only: bool, cfg: ManagerConfig) -> CollectionManager<Timesta
 }
 
 pub async fn writer(b: &Backend, shard: ShardId, desc: RelationDesc) -> WriteHandle<Timestamp> {
-    b.client.open_writer::<Timestamp>(shard, desc).await.unwrap()
+    b.client
+        .open_writer::<Timestamp>(shard, desc)
+        .await
+        .unwrap()
 }
 
 pub async fn register(
@@ -75,22 +91,33 @@ pub async fn register(
     kind: CollectionKind,
 ) {
     let write = writer(b, shard, desc).await;
-    m.register(Registration::new(id, b.client.clone(), write, kind)).unwrap();
+    m.register(Registration::new(id, b.client.clone(), write, kind))
+        .unwrap();
 }
 
 /// Appends `rows` as "a previous process" would, at the shard's upper.
 pub async fn seed(b: &Backend, shard: ShardId, desc: RelationDesc, rows: &[(Row, i64)]) {
     let mut w = writer(b, shard, desc).await;
     let upper = *w.fetch_recent_upper().await.unwrap().as_option().unwrap();
-    let updates: Vec<_> = rows.iter().map(|(r, d)| (Ok(r.clone()), upper, *d)).collect();
-    w.compare_and_append(&updates, Antichain::from_elem(upper), Antichain::from_elem(Timestamp::new(upper.as_millis() + 1)))
-        .await
-        .unwrap()
-        .unwrap();
+    let updates: Vec<_> = rows
+        .iter()
+        .map(|(r, d)| (Ok(r.clone()), upper, *d))
+        .collect();
+    w.compare_and_append(
+        &updates,
+        Antichain::from_elem(upper),
+        Antichain::from_elem(Timestamp::new(upper.as_millis() + 1)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
 }
 
 pub async fn upper(b: &Backend, shard: ShardId) -> Antichain<Timestamp> {
-    b.client.fetch_recent_upper::<Timestamp>(shard).await.unwrap()
+    b.client
+        .fetch_recent_upper::<Timestamp>(shard)
+        .await
+        .unwrap()
 }
 
 /// The shard's consolidated contents at `upper - 1`, read directly (not through a
@@ -100,7 +127,11 @@ pub async fn contents(b: &Backend, shard: ShardId, desc: RelationDesc) -> BTreeM
     let Some(as_of) = upper.as_option().unwrap().as_millis().checked_sub(1) else {
         return BTreeMap::new();
     };
-    let mut r = b.client.open_leased_reader::<Timestamp>(shard, desc).await.unwrap();
+    let mut r = b
+        .client
+        .open_leased_reader::<Timestamp>(shard, desc)
+        .await
+        .unwrap();
     let snap = r.snapshot(&Timestamp::new(as_of)).await.unwrap();
     let mut out = BTreeMap::new();
     for (data, _, diff) in snap {
