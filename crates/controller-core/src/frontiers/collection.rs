@@ -22,6 +22,7 @@ use timely::PartialOrder;
 /// - `allowed_compaction` is the last frontier sent in `AllowCompaction` (or the
 ///   registration since), and only advances; `empty_compaction_sent` records that
 ///   `AllowCompaction([])` went out, which happens at most once.
+/// - Outside a pass, `pending` is empty, `queued` is false and `before` is `None`.
 #[derive(Debug)]
 pub(super) struct CollectionFrontierState<T> {
     pub(super) upper: Antichain<T>,
@@ -38,6 +39,12 @@ pub(super) struct CollectionFrontierState<T> {
     pub(super) drop_confirmed: bool,
     pub(super) empty_compaction_sent: bool,
     pub(super) allowed_compaction: Antichain<T>,
+    /// Changes queued by the current pass, not yet applied.
+    pub(super) pending: ChangeBatch<T>,
+    /// Whether the current pass has this id in its queue.
+    pub(super) queued: bool,
+    /// The since and upper before the current pass touched this entry.
+    pub(super) before: Option<(Antichain<T>, Antichain<T>)>,
 }
 
 impl<T: StorageTimestamp> CollectionFrontierState<T> {

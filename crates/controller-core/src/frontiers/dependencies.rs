@@ -52,7 +52,9 @@ impl<T: StorageTimestamp> FrontierState<T> {
             for dependency in dependencies {
                 let mut changes = ChangeBatch::new();
                 changes.extend(since.iter().map(|t| (*t, diff)));
-                pass.push(*dependency, changes);
+                if let Some(held) = self.collections.get_mut(dependency) {
+                    pass.push(*dependency, held, changes);
+                }
             }
         }
         Ok(self.finish(pass))

@@ -156,6 +156,9 @@ impl<T: StorageTimestamp> FrontierState<T> {
             dropped: false,
             drop_confirmed: false,
             empty_compaction_sent: false,
+            pending: ChangeBatch::new(),
+            queued: false,
+            before: None,
             allowed_compaction: since,
         };
         let mut changes = entry.rederive_capabilities();
@@ -166,7 +169,9 @@ impl<T: StorageTimestamp> FrontierState<T> {
         let mut held_at = ChangeBatch::new();
         held_at.extend(entry.since().iter().map(|t| (*t, 1)));
         for dependency in &entry.dependencies {
-            pass.push(*dependency, held_at.clone());
+            if let Some(held) = self.collections.get_mut(dependency) {
+                pass.push(*dependency, held, held_at.clone());
+            }
         }
         let since = entry.since().to_owned();
         let upper = entry.upper.clone();
@@ -200,7 +205,8 @@ impl<T: StorageTimestamp> FrontierState<T> {
             }
             pass.touch(*id, entry);
             entry.upper.clone_from(upper);
-            pass.push(*id, entry.rederive_capabilities());
+            let changes = entry.rederive_capabilities();
+            pass.push(*id, entry, changes);
         }
         self.finish(pass)
     }
@@ -226,7 +232,8 @@ impl<T: StorageTimestamp> FrontierState<T> {
             };
             pass.touch(id, entry);
             entry.read_policy = policy;
-            pass.push(id, entry.rederive_capabilities());
+            let changes = entry.rederive_capabilities();
+            pass.push(id, entry, changes);
         }
         Ok(self.finish(pass))
     }
@@ -274,7 +281,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
             for (time, diff) in batch.iter() {
                 entry.record_hold_change(*time, *diff);
             }
-            pass.push(id, batch);
+            pass.push(id, entry, batch);
         }
         Ok(self.finish(pass))
     }
@@ -352,7 +359,8 @@ impl<T: StorageTimestamp> FrontierState<T> {
                 continue;
             }
             pass.touch(*id, entry);
-            pass.push(*id, entry.release_policies());
+            let changes = entry.release_policies();
+            pass.push(*id, entry, changes);
         }
         self.finish(pass)
     }

@@ -1,89 +1,116 @@
 //! One pass of read-capability propagation, and the effects it produces.
 //!
-//! A pass collects pending [`ChangeBatch`]es per id, applies them largest id first,
-//! forwards every resulting change of a since to that entry's dependencies, and at the
-//! end compares each touched entry's frontiers with what they were before the pass.
+//! A pass queues [`ChangeBatch`]es on entries, applies them largest id first, forwards
+//! every resulting change of a since to that entry's dependencies, and at the end
+//! compares each touched entry's frontiers with what they were before the pass.
 //! Dependents usually have larger ids than their dependencies, so largest-first settles
 //! a dependent before its dependencies and each id is applied once; the worklist stays
 //! correct for any order, because an id that receives more changes is applied again.
+//!
+//! The pending changes and the before-snapshot live on the entries themselves (see
+//! `CollectionFrontierState::pending`), so a pass allocates no map per touched id.
+//! Every pass must end in [`FrontierState::finish`], which clears that bookkeeping.
 
-use std::collections::BTreeMap;
+use std::collections::BinaryHeap;
 
-use strata_controller_api::{Antichain, ChangeBatch, GlobalId, StorageTimestamp};
+use strata_controller_api::{ChangeBatch, GlobalId, StorageTimestamp};
 
 use super::collection::CollectionFrontierState;
 use super::{Effect, FrontierState};
 
 /// The work and bookkeeping of one pass.
 #[derive(Debug)]
-pub(super) struct Pass<T> {
-    /// Changes still to apply to read capabilities, per id.
-    changes: BTreeMap<GlobalId, ChangeBatch<T>>,
-    /// The since and upper of every touched id, as they were when first touched.
-    before: BTreeMap<GlobalId, (Antichain<T>, Antichain<T>)>,
+pub(super) struct Pass {
+    /// Ids with pending changes; the largest pops first.
+    queue: BinaryHeap<GlobalId>,
+    /// Ids whose frontiers were snapshot, in the order first touched.
+    touched: Vec<GlobalId>,
 }
 
-impl<T: StorageTimestamp> Pass<T> {
+impl Pass {
     /// An empty pass.
     pub(super) fn new() -> Self {
         Pass {
-            changes: BTreeMap::new(),
-            before: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            touched: Vec::new(),
         }
     }
 
     /// Remembers the entry's frontiers before the pass changes anything about it, so
     /// that the end of the pass reports it even if only its upper or drop state moved.
-    pub(super) fn touch(&mut self, id: GlobalId, entry: &CollectionFrontierState<T>) {
-        self.before
-            .entry(id)
-            .or_insert_with(|| (entry.since().to_owned(), entry.upper.clone()));
+    pub(super) fn touch<T: StorageTimestamp>(
+        &mut self,
+        id: GlobalId,
+        entry: &mut CollectionFrontierState<T>,
+    ) {
+        if entry.before.is_none() {
+            entry.before = Some((entry.since().to_owned(), entry.upper.clone()));
+            self.touched.push(id);
+        }
     }
 
     /// Queues a change to the entry's read capabilities.
-    pub(super) fn push(&mut self, id: GlobalId, mut changes: ChangeBatch<T>) {
+    pub(super) fn push<T: StorageTimestamp>(
+        &mut self,
+        id: GlobalId,
+        entry: &mut CollectionFrontierState<T>,
+        mut changes: ChangeBatch<T>,
+    ) {
         if changes.is_empty() {
             return;
         }
-        self.changes.entry(id).or_default().extend(changes.drain());
+        self.touch(id, entry);
+        entry.pending.extend(changes.drain());
+        if !entry.queued {
+            entry.queued = true;
+            self.queue.push(id);
+        }
     }
 }
 
 impl<T: StorageTimestamp> FrontierState<T> {
     /// Applies every queued change, propagates since changes to dependencies, and
     /// returns the effects of the whole pass.
-    pub(super) fn finish(&mut self, mut pass: Pass<T>) -> Vec<Effect<T>> {
+    pub(super) fn finish(&mut self, mut pass: Pass) -> Vec<Effect<T>> {
         self.propagate(&mut pass);
         self.effects(pass)
     }
 
-    fn propagate(&mut self, pass: &mut Pass<T>) {
+    fn propagate(&mut self, pass: &mut Pass) {
         let mut since_changes = Vec::new();
-        while let Some((id, mut batch)) = pass.changes.pop_last() {
+        let mut dependencies = Vec::new();
+        while let Some(id) = pass.queue.pop() {
             // Changes only target registered ids: an entry is forgotten only once its
             // since is `[]`, and then it holds nothing and nothing holds it.
             let Some(entry) = self.collections.get_mut(&id) else {
                 continue;
             };
-            pass.before
-                .entry(id)
-                .or_insert_with(|| (entry.since().to_owned(), entry.upper.clone()));
+            entry.queued = false;
             since_changes.clear();
-            since_changes.extend(entry.read_capabilities.update_iter(batch.drain()));
+            since_changes.extend(entry.read_capabilities.update_iter(entry.pending.drain()));
             if since_changes.is_empty() {
                 continue;
             }
-            for dependency in &entry.dependencies {
-                let queued = pass.changes.entry(*dependency).or_default();
-                queued.extend(since_changes.iter().copied());
+            dependencies.clear();
+            dependencies.extend_from_slice(&entry.dependencies);
+            for dependency in &dependencies {
+                if let Some(held) = self.collections.get_mut(dependency) {
+                    let mut changes = ChangeBatch::new();
+                    changes.extend(since_changes.iter().copied());
+                    pass.push(*dependency, held, changes);
+                }
             }
         }
     }
 
-    fn effects(&mut self, pass: Pass<T>) -> Vec<Effect<T>> {
+    fn effects(&mut self, mut pass: Pass) -> Vec<Effect<T>> {
+        pass.touched.sort_unstable();
         let mut effects = Vec::new();
-        for (id, (since_before, upper_before)) in pass.before {
+        for id in pass.touched {
             let Some(entry) = self.collections.get_mut(&id) else {
+                continue;
+            };
+            let Some((since_before, upper_before)) = entry.before.take() else {
                 continue;
             };
             let since_moved = entry.since() != since_before.borrow();
