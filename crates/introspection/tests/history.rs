@@ -281,3 +281,44 @@ both_backends!(
     truncation_tolerates_a_moving_upper,
     metrics_history_keeps_its_retention_window,
 );
+
+/// In read-only mode history is read (the deduper is seeded) but not truncated; once
+/// writes are allowed the truncation runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_defers_truncation_until_writes_are_allowed() {
+    let b = backend(false).await;
+    let (id, s) = (GlobalId::System(24), shard(24));
+    let d = desc(IntrospectionType::SourceStatusHistory);
+    let old = status(1, Some(1), 1, Status::Starting, None);
+    let new = status(1, Some(1), 2, Status::Running, None);
+    seed(
+        &b,
+        s,
+        d.clone(),
+        &[(status_row(&old), 1), (status_row(&new), 1)],
+    )
+    .await;
+    let before = (upper(&b, s).await, contents(&b, s, d.clone()).await);
+
+    let m = manager(true, fast_config());
+    register(&m, &b, id, s, d.clone(), status_kind(1)).await;
+    assert!(matches!(
+        m.append_status(id, vec![new.clone()]).await,
+        Err(strata_controller_api::StorageError::ReadOnly)
+    ));
+    assert!(matches!(m.truncate_now(id).await, Ok(())));
+    assert_eq!(
+        (upper(&b, s).await, contents(&b, s, d.clone()).await),
+        before
+    );
+
+    m.allow_writes();
+    m.sync(id).await.unwrap();
+    assert_eq!(
+        contents(&b, s, d.clone()).await,
+        map(&[(status_row(&new), 1)])
+    );
+    // The seeded deduper suppresses a repeat of the last status.
+    m.append_status(id, vec![new.clone()]).await.unwrap();
+    assert_eq!(contents(&b, s, d).await, map(&[(status_row(&new), 1)]));
+}

@@ -80,6 +80,42 @@ async fn differential_converges_to_desired_state(file: bool) {
     assert!(contents(&b, s, mapping_desc()).await.is_empty());
 }
 
+/// Another writer that appends its own rows far ahead of the manager's clock, so the
+/// manager must follow its upper; returns the rows it wrote.
+fn competitor(
+    b: &Backend,
+    s: strata_controller_api::ShardId,
+    tag: &'static str,
+) -> tokio::task::JoinHandle<Vec<Row>> {
+    let client = b.client.clone();
+    tokio::spawn(async move {
+        let mut w = client
+            .open_writer::<Timestamp>(s, mapping_desc())
+            .await
+            .unwrap();
+        let mut mine = Vec::new();
+        for i in 0..40 {
+            let row = text_row(tag, &i.to_string());
+            // Far ahead of the manager's clock, so the manager must follow.
+            let upper = *w.fetch_recent_upper().await.unwrap().as_option().unwrap();
+            let t = Timestamp::new(upper.as_millis().max(1 << 42) + 1);
+            let updates = vec![(Ok(row.clone()), t, 1)];
+            if w.append(
+                &updates,
+                Antichain::from_elem(Timestamp::new(t.as_millis() + 1)),
+            )
+            .await
+            .unwrap()
+            .is_ok()
+            {
+                mine.push(row);
+            }
+            tokio::task::yield_now().await;
+        }
+        mine
+    })
+}
+
 /// Another writer keeps moving the upper (with rows of its own) while the manager writes.
 async fn concurrent_upper_moves_neither_lose_nor_duplicate(file: bool) {
     let b = backend(file).await;
@@ -101,38 +137,9 @@ async fn concurrent_upper_moves_neither_lose_nor_duplicate(file: bool) {
     };
     register(&m, &b, app_id, app_shard, mapping_desc(), append_only).await;
 
-    let competitor = |s, tag: &'static str| {
-        let client = b.client.clone();
-        tokio::spawn(async move {
-            let mut w = client
-                .open_writer::<Timestamp>(s, mapping_desc())
-                .await
-                .unwrap();
-            let mut mine = Vec::new();
-            for i in 0..40 {
-                let row = text_row(tag, &i.to_string());
-                // Far ahead of the manager's clock, so the manager must follow.
-                let upper = *w.fetch_recent_upper().await.unwrap().as_option().unwrap();
-                let t = Timestamp::new(upper.as_millis().max(1 << 42) + 1);
-                let updates = vec![(Ok(row.clone()), t, 1)];
-                if w.append(
-                    &updates,
-                    Antichain::from_elem(Timestamp::new(t.as_millis() + 1)),
-                )
-                .await
-                .unwrap()
-                .is_ok()
-                {
-                    mine.push(row);
-                }
-                tokio::task::yield_now().await;
-            }
-            mine
-        })
-    };
     let (c1, c2) = (
-        competitor(diff_shard, "other-d"),
-        competitor(app_shard, "other-a"),
+        competitor(&b, diff_shard, "other-d"),
+        competitor(&b, app_shard, "other-a"),
     );
 
     let mut appends = Vec::new();
@@ -293,4 +300,36 @@ async fn the_upper_ticks_forward_without_writes() {
     let first = upper(&b, s).await;
     let moved = eventually(|| async { upper(&b, s).await.as_option() > first.as_option() }).await;
     assert!(moved, "the upper stayed at {first:?}");
+}
+
+/// A force-writable (migrated) collection is written even in read-only mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_writable_collections_write_in_read_only_mode() {
+    let b = backend(false).await;
+    let (id, s) = (GlobalId::System(10), shard(10));
+    let m = manager(true, fast_config());
+    let write = writer(&b, s, mapping_desc()).await;
+    let mut reg = strata_introspection::Registration::new(
+        id,
+        b.client.clone(),
+        write,
+        CollectionKind::Differential,
+    );
+    reg.force_writable = true;
+    m.register(reg).unwrap();
+    let desired = [(text_row("migrated", "yes"), 1)];
+    m.update_desired(id, StateOp::Set(desired.to_vec()))
+        .unwrap();
+    m.sync(id).await.unwrap();
+    assert!(m.is_read_only());
+    assert_eq!(contents(&b, s, mapping_desc()).await, map(&desired));
+    assert!(matches!(
+        m.register(strata_introspection::Registration::new(
+            id,
+            b.client.clone(),
+            writer(&b, s, mapping_desc()).await,
+            CollectionKind::Differential,
+        )),
+        Err(StorageError::CollectionIdReused(_))
+    ));
 }
