@@ -686,7 +686,7 @@ fn queries() {
     ));
     assert_eq!(state.dependencies(id(2)), Some(&[id(1)][..]));
     assert_eq!(state.instance(id(2)), Some(I));
-    assert_eq!(state.ids().collect::<Vec<_>>(), vec![id(1), id(2)]);
+    assert_eq!(state.ids(), vec![id(1), id(2)]);
     assert_eq!(state.read_policy(id(1)), Some(&step_back()));
     state.acquire_read_holds(&[id(1), id(1)]).unwrap();
     assert_eq!(state.read_holds(id(1)), Some(vec![(Timestamp::new(9), 2)]));

@@ -61,7 +61,7 @@ mod effect;
 mod propagate;
 mod query;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use strata_controller_api::{
     Antichain, ChangeBatch, GlobalId, MutableAntichain, ReadPolicy, StorageError, StorageTimestamp,
@@ -89,7 +89,7 @@ use propagate::Pass;
 /// through dependencies; each call allocates one small map of pending changes.
 #[derive(Debug)]
 pub struct FrontierState<T> {
-    collections: BTreeMap<GlobalId, CollectionFrontierState<T>>,
+    collections: HashMap<GlobalId, CollectionFrontierState<T>>,
 }
 
 impl<T: StorageTimestamp> Default for FrontierState<T> {
@@ -102,7 +102,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
     /// An empty state.
     pub fn new() -> Self {
         FrontierState {
-            collections: BTreeMap::new(),
+            collections: HashMap::new(),
         }
     }
 

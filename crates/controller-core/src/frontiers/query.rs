@@ -19,8 +19,10 @@ impl<T: StorageTimestamp> FrontierState<T> {
     }
 
     /// Every registered id, ascending, dropped ones included.
-    pub fn ids(&self) -> impl Iterator<Item = GlobalId> + '_ {
-        self.collections.keys().copied()
+    pub fn ids(&self) -> Vec<GlobalId> {
+        let mut ids: Vec<GlobalId> = self.collections.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// The number of registered ids.
