@@ -435,6 +435,21 @@ fn read_hold_errors_change_nothing() {
         Last::Error("collection identifier is not present: u9"),
         &[],
     );
+    // Counts that could overflow are refused.
+    check(
+        vec![Register(1, at_5()), Changes(vec![(1, vec![(6, i64::MAX)])])],
+        Last::Error("invalid usage"),
+        &[(1, Some(&[5]))],
+    );
+    check(
+        vec![
+            Register(1, at_5()),
+            Changes(vec![(1, vec![(6, i64::MAX / 4)])]),
+            Changes(vec![(1, vec![(6, 1)])]),
+        ],
+        Last::Error("invalid usage"),
+        &[(1, Some(&[5]))],
+    );
     // An empty batch for an unknown id is fine.
     check(
         vec![Changes(vec![(9, vec![(0, 1), (0, -1)])])],

@@ -84,10 +84,11 @@ impl<T: StorageTimestamp> CollectionFrontierState<T> {
             return Err(HoldChangeError::BeforeSince);
         }
         let count = self.external_holds.get(time).copied().unwrap_or(0);
-        if count.checked_add(diff).is_none_or(|n| n < 0) {
-            return Err(HoldChangeError::Unmatched);
+        match count.checked_add(diff) {
+            Some(n) if n < 0 => Err(HoldChangeError::Unmatched),
+            Some(n) if n <= MAX_HOLDS => Ok(()),
+            _ => Err(HoldChangeError::TooMany),
         }
-        Ok(())
     }
 
     /// Applies a change to the external holds that [`Self::check_hold_change`] allowed.
@@ -137,7 +138,14 @@ pub(super) enum HoldChangeError {
     BeforeSince,
     /// A release without a matching hold.
     Unmatched,
+    /// More holds at one time than the counts can carry.
+    TooMany,
 }
+
+/// The most external holds at one time. The bound leaves room in the `i64` counts of
+/// the read capabilities for the implied capabilities and the dependents' holds, so a
+/// caller's batch can never overflow them.
+pub(super) const MAX_HOLDS: i64 = i64::MAX / 4;
 
 /// Replaces `capability` with `advice` if that advances it, recording the change.
 fn advance<T: StorageTimestamp>(

@@ -68,7 +68,7 @@ use strata_controller_api::{
 };
 use timely::PartialOrder;
 
-use collection::{CollectionFrontierState, HoldChangeError};
+use collection::{CollectionFrontierState, HoldChangeError, MAX_HOLDS};
 pub use effect::{CollectionConfig, CollectionFrontiers, Effect};
 use propagate::Pass;
 
@@ -246,7 +246,8 @@ impl<T: StorageTimestamp> FrontierState<T> {
     /// Nothing changes if any batch is invalid:
     /// - [`StorageError::IdentifierMissing`]: a non-empty batch for an unknown id;
     /// - [`StorageError::ReadBeforeSince`]: a new hold at a time before the since;
-    /// - [`StorageError::InvalidUsage`]: a release without a matching hold.
+    /// - [`StorageError::InvalidUsage`]: a release without a matching hold, or more
+    ///   than `i64::MAX / 4` holds at one time.
     pub fn update_read_capabilities(
         &mut self,
         mut updates: BTreeMap<GlobalId, ChangeBatch<T>>,
@@ -269,6 +270,9 @@ impl<T: StorageTimestamp> FrontierState<T> {
                         },
                         HoldChangeError::Unmatched => StorageError::InvalidUsage(format!(
                             "read hold change of {diff} at {time} for {id} has no matching hold"
+                        )),
+                        HoldChangeError::TooMany => StorageError::InvalidUsage(format!(
+                            "read hold change of {diff} at {time} for {id} exceeds {MAX_HOLDS} holds"
                         )),
                     })?;
             }
