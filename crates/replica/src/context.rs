@@ -145,6 +145,30 @@ impl Reporter {
         }));
     }
 
+    /// Re-sends every known upper and status, for a newly connected controller.
+    pub(crate) fn resend(&self) {
+        if let Ok(uppers) = self.uppers.lock() {
+            for (id, upper) in uppers.iter() {
+                self.sink.send(StorageResponse::FrontierUpper {
+                    id: *id,
+                    upper: upper.clone(),
+                });
+            }
+        }
+        if let Ok(statuses) = self.statuses.lock() {
+            for (id, (status, error)) in statuses.iter() {
+                self.sink.send(StorageResponse::StatusUpdate(StatusUpdate {
+                    id: *id,
+                    status: *status,
+                    timestamp_ms: now_millis(),
+                    error: error.clone(),
+                    hints: Vec::new(),
+                    replica: None,
+                }));
+            }
+        }
+    }
+
     pub(crate) fn dropped(&self, id: GlobalId) {
         self.status(id, Status::Dropped, None, Vec::new());
         self.sink.send(StorageResponse::DroppedId(id));

@@ -24,6 +24,8 @@ pub mod reconcile;
 pub mod remap;
 mod replica;
 mod runtime;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod shard;
 pub mod sink;
 

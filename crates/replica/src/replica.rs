@@ -176,6 +176,7 @@ impl Replica {
             } else {
                 self.max_epoch = Some(epoch);
                 self.session = Session::Replaying(Vec::new());
+                self.ctx.reporter.resend();
             }
             return;
         }
