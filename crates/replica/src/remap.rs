@@ -169,7 +169,7 @@ pub fn plan_resume(prior: Option<Binding>, pending: &[Binding]) -> Result<Resume
 fn round_between(previous: Option<&Binding>, next: &Binding) -> Round {
     Round {
         lower: previous.map_or(Timestamp::new(0), |b| {
-            Timestamp::new(b.time.as_millis() + 1)
+            Timestamp::new(b.time.as_millis().saturating_add(1))
         }),
         time: next.time,
         offsets: previous.map_or(0, |b| b.offset_upper)..next.offset_upper,
@@ -194,7 +194,7 @@ pub fn mint(
         end = end.min(limit);
     }
     let floor = last.map_or(remap_upper, |b| {
-        remap_upper.max(Timestamp::new(b.time.as_millis() + 1))
+        remap_upper.max(Timestamp::new(b.time.as_millis().saturating_add(1)))
     });
     let next = Binding {
         time: floor.max(now),

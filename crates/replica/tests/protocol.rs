@@ -10,7 +10,9 @@ use strata_controller_api::{
     Antichain, Datum, GlobalId, LoadGenerator, RelationDesc, Row, ScalarType, SinkConnection,
     SourceOutput, Timestamp,
 };
-use strata_instance_client::{Status, StorageCommand, StorageResponse};
+use strata_instance_client::{
+    RunIngestionCommand, RunSinkCommand, Status, StorageCommand, StorageResponse,
+};
 use strata_replica::shard::ShardWriter;
 use strata_replica::shard::memory::MemShards;
 
@@ -104,11 +106,9 @@ fn replaying_an_unchanged_history_restarts_nothing() {
     );
 }
 
-#[test]
-fn bad_input_stalls_only_the_bad_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = ingestion(800, LoadGenerator::Counter { max_ticks: None }, 0, 4);
-
+/// Ingestions the replica cannot run: an unknown output, a schema mismatch, an invalid
+/// generator parameter and a corrupt remap shard (written into `shards`).
+fn bad_ingestions(shards: &MemShards) -> Vec<RunIngestionCommand<Timestamp>> {
     let mut unknown_output = ingestion(820, LoadGenerator::Auction, 1, 1);
     let (id, _) = unknown_output
         .description
@@ -135,7 +135,6 @@ fn bad_input_stalls_only_the_bad_object() {
     *generator = LoadGenerator::KeyValue { keys: 0 };
 
     let corrupt_remap = ingestion(880, LoadGenerator::Counter { max_ticks: None }, 0, 1);
-    let shards = MemShards::new();
     let remap_shard = corrupt_remap.storage_metadata[&GlobalId::User(881)].data_shard;
     let garbage = vec![(
         Row::pack(&[Datum::String("garbage".into())]),
@@ -153,40 +152,55 @@ fn bad_input_stalls_only_the_bad_object() {
         .unwrap()
         .unwrap();
 
+    vec![unknown_output, mismatch, bad_key_value, corrupt_remap]
+}
+
+/// Sinks the replica cannot run: a missing directory, a directory as the path, a schema
+/// mismatch, an unusable object store and an empty as_of.
+fn bad_sinks(
+    good: &RunIngestionCommand<Timestamp>,
+    dir: &std::path::Path,
+) -> Vec<RunSinkCommand<Timestamp>> {
     let bad_path = file_sink(
         900,
-        &good,
+        good,
         GlobalId::User(800),
         "/nonexistent-dir/out.ndjson",
     );
-    let dir_path = file_sink(
-        901,
-        &good,
-        GlobalId::User(800),
-        dir.path().to_str().unwrap(),
-    );
+    let dir_path = file_sink(901, good, GlobalId::User(800), dir.to_str().unwrap());
     let mut schema = file_sink(
         902,
-        &good,
+        good,
         GlobalId::User(800),
-        dir.path().join("s").to_str().unwrap(),
+        dir.join("s").to_str().unwrap(),
     );
     schema.description.from_desc = RelationDesc::builder()
         .with_column("y", ScalarType::Bool.nullable(false))
         .finish();
-    let mut object_store = file_sink(903, &good, GlobalId::User(800), "unused");
+    let mut object_store = file_sink(903, good, GlobalId::User(800), "unused");
     object_store.description.connection = SinkConnection::ObjectStore {
         url: "bogus://x".into(),
         prefix: "p".into(),
     };
     let mut empty_as_of = file_sink(
         904,
-        &good,
+        good,
         GlobalId::User(800),
-        dir.path().join("e").to_str().unwrap(),
+        dir.join("e").to_str().unwrap(),
     );
     empty_as_of.description.as_of = Antichain::new();
 
+    vec![bad_path, dir_path, schema, object_store, empty_as_of]
+}
+
+#[test]
+fn bad_input_stalls_only_the_bad_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = ingestion(800, LoadGenerator::Counter { max_ticks: None }, 0, 4);
+
+    let shards = MemShards::new();
+    let bad_ingestions = bad_ingestions(&shards);
+    let bad_sinks = bad_sinks(&good, dir.path());
     let (mut replica, rx) = start(frozen_config(2, 40), Arc::new(shards.clone()));
     // Commands before any Hello and for unknown ids are ignored, never a panic.
     replica.handle(StorageCommand::RunIngestion(good.clone()));
@@ -194,21 +208,11 @@ fn bad_input_stalls_only_the_bad_object() {
         id: GlobalId::User(999),
         frontier: Antichain::new(),
     });
-    let objects = [
-        good.clone(),
-        unknown_output,
-        mismatch,
-        bad_key_value,
-        corrupt_remap,
-    ]
-    .into_iter()
-    .map(StorageCommand::RunIngestion)
-    .chain(
-        [bad_path, dir_path, schema, object_store, empty_as_of]
-            .into_iter()
-            .map(StorageCommand::RunSink),
-    )
-    .collect();
+    let objects = std::iter::once(good.clone())
+        .chain(bad_ingestions)
+        .map(StorageCommand::RunIngestion)
+        .chain(bad_sinks.into_iter().map(StorageCommand::RunSink))
+        .collect();
     send(&mut replica, &history(1, objects));
     replica.handle(StorageCommand::AllowCompaction {
         id: GlobalId::User(999),
@@ -216,7 +220,7 @@ fn bad_input_stalls_only_the_bad_object() {
     });
     replica.handle(StorageCommand::AllowCompaction {
         id: GlobalId::User(998),
-        frontier: upper(5),
+        frontier: Antichain::from_elem(Timestamp::new(5)),
     });
     wait_for("good ingestion", || ingested_offset(&shards, &good) >= 40);
     let mut responses = Vec::new();

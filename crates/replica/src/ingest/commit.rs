@@ -26,7 +26,7 @@ pub(crate) fn commit_round(
     data: Vec<Vec<(strata_controller_api::Row, i64)>>,
 ) -> Result<(), IngestError> {
     let counters = ctx.reporter.source_counters(plan.id);
-    let new_upper = Antichain::from_elem(Timestamp::new(round.time.as_millis() + 1));
+    let new_upper = Antichain::from_elem(Timestamp::new(round.time.as_millis().saturating_add(1)));
     let mut committed = 0u64;
     for (export, rows) in plan
         .exports

@@ -15,6 +15,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
+use timely::progress::frontier::MutableAntichain;
 use timely::scheduling::Activator;
 use timely::worker::Worker;
 
@@ -103,26 +104,37 @@ pub(crate) fn build(
                         stash.entry(*time).or_default().append(batch);
                     }
                 });
-                let ready = match &shared.borrow().inflight {
-                    Some((seq, _)) => !frontier.less_equal(seq),
-                    None => false,
-                };
-                if !ready {
-                    return;
-                }
-                let mut shared = shared.borrow_mut();
-                let Some((seq, round)) = shared.inflight.take() else {
-                    return;
-                };
-                let msgs = stash.remove(&seq).unwrap_or_default();
-                let outcome = commit_msgs(&ctx, &plan, &round, msgs);
-                shared.outcome = Some(outcome);
-                if let Some(leader) = &shared.leader {
-                    leader.activate();
-                }
+                commit_if_complete(&ctx, &plan, &shared, &mut stash, frontier);
             },
         );
     });
+}
+
+/// Commits the in-flight round once every worker's data for it has arrived, and hands
+/// the outcome to the leader.
+fn commit_if_complete(
+    ctx: &Ctx,
+    plan: &IngestionPlan,
+    shared: &RefCell<Shared>,
+    stash: &mut BTreeMap<u64, Vec<DataMsg>>,
+    frontier: &MutableAntichain<u64>,
+) {
+    let ready = match &shared.borrow().inflight {
+        Some((seq, _)) => !frontier.less_equal(seq),
+        None => false,
+    };
+    if !ready {
+        return;
+    }
+    let mut shared = shared.borrow_mut();
+    let Some((seq, round)) = shared.inflight.take() else {
+        return;
+    };
+    let msgs = stash.remove(&seq).unwrap_or_default();
+    shared.outcome = Some(commit_msgs(ctx, plan, &round, msgs));
+    if let Some(leader) = &shared.leader {
+        leader.activate();
+    }
 }
 
 fn generate(

@@ -128,7 +128,8 @@ impl Leader {
         };
         let updates = remap::binding_updates(self.last.as_ref(), &next);
         let expected = Antichain::from_elem(remap_upper);
-        let new_upper = Antichain::from_elem(Timestamp::new(next.time.as_millis() + 1));
+        let new_upper =
+            Antichain::from_elem(Timestamp::new(next.time.as_millis().saturating_add(1)));
         let result =
             ctx.shards
                 .compare_and_append(plan.remap_shard, &updates, &expected, &new_upper);
@@ -139,7 +140,7 @@ impl Leader {
                     .source_counters(plan.id)
                     .offset_known
                     .fetch_max(next.offset_upper, Ordering::Relaxed);
-                self.remap_upper = Some(Timestamp::new(next.time.as_millis() + 1));
+                self.remap_upper = Some(Timestamp::new(next.time.as_millis().saturating_add(1)));
                 self.last = Some(next);
                 Ok(Some(round))
             }

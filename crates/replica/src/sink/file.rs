@@ -168,7 +168,9 @@ impl FileSink {
                     let Some(snapshot) = ctx.shards.snapshot(plan.shard, plan.as_of)? else {
                         return Ok(Step::Idle);
                     };
-                    let next = Antichain::from_elem(Timestamp::new(plan.as_of.as_millis() + 1));
+                    let next = Antichain::from_elem(Timestamp::new(
+                        plan.as_of.as_millis().saturating_add(1),
+                    ));
                     self.write_batch(
                         ctx,
                         plan,
@@ -183,7 +185,7 @@ impl FileSink {
                     return Ok(Step::Advanced);
                 }
                 None => Progress {
-                    frontier: Some(plan.as_of.as_millis() + 1),
+                    frontier: Some(plan.as_of.as_millis().saturating_add(1)),
                     len: 0,
                 },
             },

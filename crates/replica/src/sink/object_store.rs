@@ -138,7 +138,7 @@ impl ObjectStoreSink {
         let start = if plan.with_snapshot {
             0
         } else {
-            plan.as_of.as_millis() + 1
+            plan.as_of.as_millis().saturating_add(1)
         };
         let chained = chain(&ranges, start);
         for (lower, upper) in ranges.iter().filter(|r| !chained.contains(r)) {
@@ -166,7 +166,7 @@ impl ObjectStoreSink {
         let (updates, upper) = if frontier == 0 && plan.with_snapshot {
             match ctx.shards.snapshot(plan.shard, plan.as_of)? {
                 None => return Ok(Step::Idle),
-                Some(updates) => (updates, plan.as_of.as_millis() + 1),
+                Some(updates) => (updates, plan.as_of.as_millis().saturating_add(1)),
             }
         } else {
             let (updates, upper) = ctx
