@@ -3,9 +3,20 @@
 //! The replica runtime: the process that runs the ingestion and sink dataflows the
 //! controller schedules, on timely workers, and writes their output to persist shards.
 //!
-//! **Owns**: the deterministic load generators ([`generator`]), remap bindings
-//! ([`remap`]), reconciliation of a replayed history ([`reconcile`]), the shard seam
-//! ([`shard`]) and its in-memory backend.
+//! **Owns**:
+//! - the command handler [`Replica`]: epochs, replay and [`reconcile`], the write gate
+//!   (`AllowWrites`), `AllowCompaction`, configuration; responses leave through a
+//!   [`ResponseSink`] (the "command in / response out" seam);
+//! - the timely runtime (`W` workers, optionally several processes via
+//!   [`ClusterConfig`]), ingestion dataflows ([`ingest`]) and sink dataflows ([`sink`]);
+//! - deterministic load generators ([`generator`]) and remap bindings ([`remap`]);
+//! - the shard seam ([`shard`]: [`shard::ShardWriter`], [`shard::ShardReader`],
+//!   [`shard::ShardSince`]) with an in-memory backend and a fault-injecting decorator.
+//!
+//! **Features** (additive): `persist` adds [`shard::persist::PersistShards`], the seam
+//! over `strata-persist-backend`, and the object-store (Parquet) sink; `server` adds
+//! `server::ReplicaServer`, which plugs the handler into instance-client's
+//! `ReplicaHandler` so its `local` and `grpc` transports can serve it.
 //!
 //! **Must never depend on**: `strata-controller-core`, `strata-testkit`, `strata-cli`.
 //!
@@ -15,7 +26,11 @@
 //!   would have written;
 //! - a binding is minted in the remap shard before its data is written, and the data of
 //!   a round is written with one `compare_and_append` per data shard, so every offset
-//!   lands exactly once whatever crashes or races happen.
+//!   lands exactly once whatever crashes or races happen;
+//! - nothing is written to a shard before `AllowWrites`;
+//! - the upper reported for a collection only advances, per connection;
+//! - nothing the controller sends reaches a panic: an object the replica cannot run is
+//!   reported `Stalled` and everything else keeps running.
 
 mod context;
 pub mod generator;

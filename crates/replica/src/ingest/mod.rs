@@ -6,12 +6,12 @@
 //! One timely dataflow per ingestion, timestamped by *round* number:
 //! 1. **leader** (a source operator; only worker 0 keeps its capability) mints the
 //!    next binding in the remap shard, or replays a bound round after a restart
-//!    ([`leader::Leader`]), and sends the round to every worker;
+//!    (`leader::Leader`), and sends the round to every worker;
 //! 2. **generate** (every worker) produces and encodes the updates of the round's
 //!    offsets `o` with `o % peers == worker index`, and exchanges them to worker 0;
 //! 3. **commit** (worker 0) waits until the round's timely time is complete, then
 //!    writes the round with one `compare_and_append` per data shard
-//!    ([`commit::commit_round`]) and wakes the leader.
+//!    (`commit::commit_round`) and wakes the leader.
 //!
 //! Rounds run one at a time: the leader mints the next binding only after the commit
 //! of the previous one. Nothing is minted or written before `AllowWrites`.

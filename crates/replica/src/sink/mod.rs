@@ -2,7 +2,9 @@
 //! exactly-once progress.
 //!
 //! A sink runs as a one-operator timely dataflow whose operator only worker 0 keeps
-//! alive. Destinations: [`file::FileSink`] (NDJSON of `(row, time, diff)`).
+//! alive. Destinations: `file::FileSink` (NDJSON of `(row, time, diff)` with a progress
+//! marker) and, with the `persist` feature, `object_store::ObjectStoreSink` (Parquet
+//! files per time range under a prefix).
 
 pub(crate) mod dataflow;
 pub mod file;
