@@ -129,3 +129,46 @@ fn nothing_is_written_before_allow_writes_and_reports_flow() {
     );
     assert_monotone(&responses);
 }
+
+#[test]
+fn wall_clock_bindings_use_epoch_milliseconds() {
+    let mut cmd = ingestion(450, LoadGenerator::Counter { max_ticks: None }, 0, 3);
+    let strata_controller_api::SourceConnection::LoadGenerator {
+        tick_interval_ms, ..
+    } = &mut cmd.description.connection;
+    *tick_interval_ms = 2;
+    let (shards, _) = memory();
+    let before = strata_controller_api::Timestamp::new(
+        u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap(),
+    );
+    let config = strata_replica::ReplicaConfig {
+        clock: strata_replica::system_clock(),
+        ..frozen_config(2, 30)
+    };
+    let (mut replica, _rx) = start(config, Arc::new(shards.clone()));
+    send(
+        &mut replica,
+        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+    );
+    wait_for("wall-clock ingestion", || {
+        ingested_offset(&shards, &cmd) >= 30
+    });
+    replica.shutdown();
+    assert_eq!(contents(&shards, &cmd), model(&cmd, 30));
+    let times: Vec<_> = shards
+        .contents(cmd.storage_metadata[&GlobalId::User(450)].data_shard)
+        .iter()
+        .map(|(_, t, _)| *t)
+        .collect();
+    assert!(
+        times.iter().all(|t| *t >= before),
+        "a binding time is before the run started"
+    );
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+}
