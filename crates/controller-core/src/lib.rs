@@ -13,4 +13,7 @@
 //! **Invariants**: a collection's since never regresses and never passes an
 //! outstanding read hold; its upper never regresses.
 
+pub mod catalog;
 pub mod frontiers;
+
+pub use catalog::{DurableCatalog, DurableStorageTxn};
