@@ -133,19 +133,29 @@ impl DurableCatalog {
     }
 
     /// [`DurableCatalog::open`] with explicit options.
-    pub async fn open_with(client: &PersistClient, options: CatalogOptions) -> Result<DurableCatalog> {
+    pub async fn open_with(
+        client: &PersistClient,
+        options: CatalogOptions,
+    ) -> Result<DurableCatalog> {
         let mut meta = MetadataShard::open(client, options.shard, CATALOG_READER_ID).await?;
         let attempts = options.max_attempts.max(1);
         for _ in 0..attempts {
             let (durable, upper) = meta.read().await?;
             let expected = meta.opaque();
             let prev = durable.epoch.max(expected);
-            let epoch = prev.checked_add(1).ok_or(CatalogError::EpochOverflow { epoch: prev })?;
+            let epoch = prev
+                .checked_add(1)
+                .ok_or(CatalogError::EpochOverflow { epoch: prev })?;
             let read_ts = upper.saturating_sub(1);
-            if meta.compare_and_downgrade(expected, epoch, read_ts).await?.is_err() {
+            if meta
+                .compare_and_downgrade(expected, epoch, read_ts)
+                .await?
+                .is_err()
+            {
                 continue;
             }
-            let (durable, upper) = write_epoch_row(&mut meta, durable, upper, epoch, attempts).await?;
+            let (durable, upper) =
+                write_epoch_row(&mut meta, durable, upper, epoch, attempts).await?;
             let io = Io {
                 meta,
                 durable: durable.clone(),
@@ -161,9 +171,14 @@ impl DurableCatalog {
                 cache: Mutex::new(durable),
                 io: tokio::sync::Mutex::new(io),
             };
-            return Ok(DurableCatalog { inner: Arc::new(inner) });
+            return Ok(DurableCatalog {
+                inner: Arc::new(inner),
+            });
         }
-        Err(CatalogError::Contention { shard: options.shard, attempts })
+        Err(CatalogError::Contention {
+            shard: options.shard,
+            attempts,
+        })
     }
 
     /// The epoch this instance claimed.
@@ -178,7 +193,11 @@ impl DurableCatalog {
 
     /// The latest version this instance has committed or read, without I/O.
     pub fn contents(&self) -> CatalogContents {
-        self.inner.cache.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A transaction on [`DurableCatalog::contents`], at this instance's epoch.
@@ -189,7 +208,10 @@ impl DurableCatalog {
     /// Reads the latest version of the catalog at `options.shard` without claiming an
     /// epoch (it registers a reader, and writes no catalog row). For inspection and
     /// read-only controllers.
-    pub async fn read_latest(client: &PersistClient, options: &CatalogOptions) -> Result<CatalogContents> {
+    pub async fn read_latest(
+        client: &PersistClient,
+        options: &CatalogOptions,
+    ) -> Result<CatalogContents> {
         let mut meta = MetadataShard::open(client, options.shard, CATALOG_READER_ID).await?;
         Ok(meta.read().await?.0)
     }
@@ -206,7 +228,10 @@ impl DurableCatalog {
                 (io.durable, io.upper, io.stale) = (durable, upper, false);
             }
             check_epoch(&mut io, ours, shard)?;
-            let target = CatalogContents { epoch: ours, ..desired.clone() };
+            let target = CatalogContents {
+                epoch: ours,
+                ..desired.clone()
+            };
             let updates = diff(&io.durable, &target);
             if updates.is_empty() {
                 // Nothing to write; linearize by checking that no one wrote since.
@@ -220,7 +245,11 @@ impl DurableCatalog {
             match io.meta.append(&updates, at).await {
                 Ok(Ok(())) => {
                     (io.durable, io.upper) = (target.clone(), at + 1);
-                    *self.inner.cache.lock().unwrap_or_else(PoisonError::into_inner) = target;
+                    *self
+                        .inner
+                        .cache
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = target;
                     maybe_downgrade_since(&mut io, ours).await;
                     return Ok(());
                 }
@@ -231,7 +260,10 @@ impl DurableCatalog {
                 }
             }
         }
-        Err(CatalogError::Contention { shard, attempts: self.inner.max_attempts })
+        Err(CatalogError::Contention {
+            shard,
+            attempts: self.inner.max_attempts,
+        })
     }
 }
 
@@ -283,13 +315,22 @@ async fn write_epoch_row(
 ) -> Result<(CatalogContents, u64)> {
     for _ in 0..attempts {
         if durable.epoch > epoch {
-            return Err(CatalogError::Fenced { ours: epoch, current: durable.epoch });
+            return Err(CatalogError::Fenced {
+                ours: epoch,
+                current: durable.epoch,
+            });
         }
-        let target = CatalogContents { epoch, ..durable.clone() };
+        let target = CatalogContents {
+            epoch,
+            ..durable.clone()
+        };
         match meta.append(&diff(&durable, &target), upper).await? {
             Ok(()) => return Ok((target, upper + 1)),
             Err(()) => (durable, upper) = meta.read().await?,
         }
     }
-    Err(CatalogError::Contention { shard: meta.shard_id(), attempts })
+    Err(CatalogError::Contention {
+        shard: meta.shard_id(),
+        attempts,
+    })
 }

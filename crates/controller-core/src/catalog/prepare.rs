@@ -56,8 +56,10 @@ pub fn prepare_state<T: StorageTimestamp>(
         .map(|id| (id, new_shard()))
         .collect();
     txn.insert_collection_metadata(added.clone())?;
-    let dropped: BTreeMap<GlobalId, ShardId> =
-        txn.delete_collection_metadata(ids_to_drop).into_iter().collect();
+    let dropped: BTreeMap<GlobalId, ShardId> = txn
+        .delete_collection_metadata(ids_to_drop)
+        .into_iter()
+        .collect();
     txn.insert_unfinalized_shards(dropped.values().copied().collect())?;
     Ok(PreparedState { added, dropped })
 }
@@ -93,7 +95,13 @@ mod tests {
 
     /// Starts from `existing` mappings, prepares `add`/`drop` with shards numbered from
     /// 100, and compares the mapping and unfinalized shards afterwards.
-    fn check(existing: &[(u64, u8)], add: &[u64], drop: &[u64], mapping: &[(u64, u8)], unfinalized: &[u8]) {
+    fn check(
+        existing: &[(u64, u8)],
+        add: &[u64],
+        drop: &[u64],
+        mapping: &[(u64, u8)],
+        unfinalized: &[u8],
+    ) {
         let catalog = MemoryCatalog::new();
         let mut txn = catalog.begin::<Timestamp>();
         txn.insert_collection_metadata(existing.iter().map(|(i, sh)| (u(*i), s(*sh))).collect())
@@ -126,11 +134,16 @@ mod tests {
     fn initialize_returns_every_unfinalized_shard() {
         let catalog = MemoryCatalog::new();
         let mut txn = catalog.begin::<Timestamp>();
-        txn.insert_unfinalized_shards(BTreeSet::from([s(9)])).unwrap();
-        txn.insert_collection_metadata(BTreeMap::from([(u(1), s(1))])).unwrap();
-        let pending =
-            initialize_state(&mut txn, BTreeSet::from([u(1), u(2)]), BTreeSet::from([u(1)]))
-                .unwrap();
+        txn.insert_unfinalized_shards(BTreeSet::from([s(9)]))
+            .unwrap();
+        txn.insert_collection_metadata(BTreeMap::from([(u(1), s(1))]))
+            .unwrap();
+        let pending = initialize_state(
+            &mut txn,
+            BTreeSet::from([u(1), u(2)]),
+            BTreeSet::from([u(1)]),
+        )
+        .unwrap();
         assert_eq!(pending, BTreeSet::from([s(1), s(9)]));
         assert_eq!(txn.get_collection_metadata().len(), 1);
         assert!(txn.get_collection_metadata().contains_key(&u(2)));

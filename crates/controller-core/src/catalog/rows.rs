@@ -153,7 +153,10 @@ fn decode_one(
                 return Err("epoch must be positive".into());
             }
             if contents.epoch != 0 {
-                return Err(format!("second epoch row, epoch is already {}", contents.epoch));
+                return Err(format!(
+                    "second epoch row, epoch is already {}",
+                    contents.epoch
+                ));
             }
             contents.epoch = epoch;
         }
@@ -166,7 +169,9 @@ fn decode_one(
             contents.txns_shard = Some(txns);
         }
         COLLECTION => {
-            let id: GlobalId = key.parse().map_err(|e: strata_controller_api::IdParseError| e.to_string())?;
+            let id: GlobalId = key
+                .parse()
+                .map_err(|e: strata_controller_api::IdParseError| e.to_string())?;
             let data = parse_shard(value)?;
             if let Some(existing) = contents.collection_metadata.get(&id) {
                 return Err(format!("{id} already maps to {existing}"));
@@ -236,19 +241,55 @@ mod tests {
         check(&[ok(row("epoch", "", "x"))], Err("not a decimal"));
         check(&[ok(row("epoch", "", "0"))], Err("positive"));
         check(&[ok(row("epoch", "k", "1"))], Err("key of a epoch row"));
-        check(&[ok(row("epoch", "", "1")), ok(row("epoch", "", "2"))], Err("second epoch"));
-        check(&[ok(row("txns_shard", "", "nope"))], Err("invalid shard id"));
-        check(&[ok(row("txns_shard", "", &sh)), ok(row("txns_shard", "", &s(2).to_string()))], Err("second txns"));
-        check(&[ok(row("collection", "x1", &sh))], Err("invalid global id"));
-        check(&[ok(row("collection", "u1", "s1"))], Err("invalid shard id"));
-        check(&[ok(row("collection", "u1", &sh)), ok(row("collection", "u2", &sh))], Err("already backs u1"));
-        check(&[ok(row("collection", "u1", &sh)), ok(row("collection", "u1", &s(2).to_string()))], Err("already maps"));
-        check(&[ok(row("unfinalized", &sh, "x"))], Err("value of a unfinalized row"));
+        check(
+            &[ok(row("epoch", "", "1")), ok(row("epoch", "", "2"))],
+            Err("second epoch"),
+        );
+        check(
+            &[ok(row("txns_shard", "", "nope"))],
+            Err("invalid shard id"),
+        );
+        check(
+            &[
+                ok(row("txns_shard", "", &sh)),
+                ok(row("txns_shard", "", &s(2).to_string())),
+            ],
+            Err("second txns"),
+        );
+        check(
+            &[ok(row("collection", "x1", &sh))],
+            Err("invalid global id"),
+        );
+        check(
+            &[ok(row("collection", "u1", "s1"))],
+            Err("invalid shard id"),
+        );
+        check(
+            &[
+                ok(row("collection", "u1", &sh)),
+                ok(row("collection", "u2", &sh)),
+            ],
+            Err("already backs u1"),
+        );
+        check(
+            &[
+                ok(row("collection", "u1", &sh)),
+                ok(row("collection", "u1", &s(2).to_string())),
+            ],
+            Err("already maps"),
+        );
+        check(
+            &[ok(row("unfinalized", &sh, "x"))],
+            Err("value of a unfinalized row"),
+        );
         check(&[ok(row("mystery", "", ""))], Err("unknown kind"));
         check(&[(Ok(row("epoch", "", "1")), 2)], Err("multiplicity 2"));
         check(&[(Ok(row("epoch", "", "1")), -1)], Err("multiplicity -1"));
         check(&[(Err("boom"), 1)], Err("no error rows"));
-        check(&[ok(Row::pack(&[Datum::Int64(1)]))], Err("three text columns"));
+        check(
+            &[ok(Row::pack(&[Datum::Int64(1)]))],
+            Err("three text columns"),
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ fn frontier(t: u64) -> Antichain<Timestamp> {
 
 impl MetadataShard {
     /// Registers a writer, a leased reader and the critical reader `reader_id`.
-    pub(crate) async fn open(client: &PersistClient, shard: ShardId, reader_id: &str) -> Result<Self> {
+    pub(crate) async fn open(
+        client: &PersistClient,
+        shard: ShardId,
+        reader_id: &str,
+    ) -> Result<Self> {
         let err = |op| CatalogError::persist(shard, op);
         let write = client
             .open_writer(shard, catalog_desc())
@@ -89,7 +93,10 @@ impl MetadataShard {
             other => other,
         }
         .map_err(CatalogError::persist(self.shard, "snapshot"))?;
-        let contents = decode(self.shard, updates.into_iter().map(|(d, _, diff)| (d, diff)))?;
+        let contents = decode(
+            self.shard,
+            updates.into_iter().map(|(d, _, diff)| (d, diff)),
+        )?;
         // Later reads are at or after `as_of`: release older versions for compaction.
         self.read
             .downgrade_since(&Antichain::from_elem(as_of))
@@ -100,10 +107,19 @@ impl MetadataShard {
 
     /// Writes `updates` as the version at time `at`, if the upper is still `at`.
     /// Returns `Ok(Err(()))`, having written nothing, if another writer moved it.
-    pub(crate) async fn append(&mut self, updates: &[(Row, i64)], at: u64) -> Result<Result<(), ()>> {
-        let next = at.checked_add(1).ok_or(CatalogError::Sealed { shard: self.shard })?;
+    pub(crate) async fn append(
+        &mut self,
+        updates: &[(Row, i64)],
+        at: u64,
+    ) -> Result<Result<(), ()>> {
+        let next = at
+            .checked_add(1)
+            .ok_or(CatalogError::Sealed { shard: self.shard })?;
         let time = Timestamp::new(at);
-        let updates: Vec<_> = updates.iter().map(|(r, d)| (Ok(r.clone()), time, *d)).collect();
+        let updates: Vec<_> = updates
+            .iter()
+            .map(|(r, d)| (Ok(r.clone()), time, *d))
+            .collect();
         let res = self
             .write
             .compare_and_append(&updates, frontier(at), frontier(next))
@@ -114,12 +130,20 @@ impl MetadataShard {
 
     /// If the critical since's opaque is `expected`, sets it to `new` and holds the
     /// since at `since`. Otherwise returns the opaque found.
-    pub(crate) async fn compare_and_downgrade(&mut self, expected: u64, new: u64, since: u64) -> Result<Result<(), u64>> {
+    pub(crate) async fn compare_and_downgrade(
+        &mut self,
+        expected: u64,
+        new: u64,
+        since: u64,
+    ) -> Result<Result<(), u64>> {
         let res = self
             .since
             .compare_and_downgrade_since(expected, (new, &frontier(since)))
             .await
-            .map_err(CatalogError::persist(self.shard, "compare_and_downgrade_since"))?;
+            .map_err(CatalogError::persist(
+                self.shard,
+                "compare_and_downgrade_since",
+            ))?;
         Ok(res.map(|_| ()).map_err(|m| m.current))
     }
 }
