@@ -14,6 +14,9 @@
 //! outstanding read hold; its upper never regresses.
 
 pub mod catalog;
+pub mod controller;
 pub mod frontiers;
+
+pub use controller::{CatalogFn, ConnectorFactory, Controller, ControllerConfig, CONTROLLER_READER_ID};
 
 pub use catalog::{DurableCatalog, DurableStorageTxn};

@@ -1,0 +1,359 @@
+//! Creating collections: validation, shard assignment, opening shards concurrently
+//! (with a bound), registering tables with the txns shard, and entering the registry.
+//! Also opening every collection when a read-only controller becomes writable.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use strata_controller_api::{
+    Antichain, CollectionDescription, DataSource, GlobalId, RelationDesc, ShardId, StorageError,
+    StorageMetadata, StorageTimestamp, StorageTxn,
+};
+use strata_persist_backend::{PersistClient, PersistError, SinceHandle, frontier_of};
+use timely::PartialOrder;
+use tokio::sync::oneshot;
+
+use super::registry::CollectionState;
+use super::worker::{CONTROLLER_READER_ID, Command};
+use super::{Controller, persist_err, random_shard};
+use crate::frontiers::CollectionConfig;
+
+/// A shard's frontiers as bootstrap found them.
+pub(super) struct Opened<T: StorageTimestamp> {
+    pub(super) id: GlobalId,
+    pub(super) since: Antichain<T>,
+    pub(super) upper: Antichain<T>,
+    /// The fenced critical since handle; `None` when read-only.
+    pub(super) handle: Option<SinceHandle<T>>,
+}
+
+/// Opens the controller's critical since of `shard` (creating the shard if needed) and
+/// stores `epoch` as its opaque, fencing older controllers.
+///
+/// # Errors
+///
+/// [`StorageError::Fenced`] if a higher epoch holds the shard.
+pub(crate) async fn fence_shard<T: StorageTimestamp>(
+    client: &PersistClient,
+    shard: ShardId,
+    epoch: u64,
+) -> Result<SinceHandle<T>, StorageError<T>> {
+    let mut handle = client
+        .open_critical_since::<T>(shard, CONTROLLER_READER_ID)
+        .await
+        .map_err(persist_err)?;
+    loop {
+        let current = handle.opaque();
+        if current > epoch {
+            return Err(StorageError::Fenced {
+                ours: epoch,
+                current,
+            });
+        }
+        if current == epoch {
+            return Ok(handle);
+        }
+        let since = handle.since().clone();
+        // A mismatch refreshes the handle's opaque; the loop checks it again.
+        let _ = handle
+            .compare_and_downgrade_since(current, (epoch, &since))
+            .await
+            .map_err(persist_err)?;
+    }
+}
+
+/// Reads a shard's since and upper without writing anything; a shard that does not
+/// exist yet is empty at the minimum time.
+async fn peek_frontiers<T: StorageTimestamp>(
+    client: &PersistClient,
+    shard: ShardId,
+) -> Result<(Antichain<T>, Antichain<T>), StorageError<T>> {
+    let minimum = || Antichain::from_elem(T::minimum());
+    match client.inspect(shard).await {
+        Ok(state) => Ok((
+            frontier_of(state["since"][0].as_u64()),
+            match state["upper"].as_array().map(Vec::len) {
+                Some(0) => Antichain::new(),
+                _ => frontier_of(state["upper"][0].as_u64()),
+            },
+        )),
+        Err(PersistError::InvalidUsage(_)) => Ok((minimum(), minimum())),
+        Err(error) => Err(persist_err(error)),
+    }
+}
+
+/// What a collection depends on (holds reads on).
+fn dependencies<T>(description: &CollectionDescription<T>) -> Vec<GlobalId> {
+    match &description.data_source {
+        DataSource::IngestionExport { ingestion_id, .. } => vec![*ingestion_id],
+        _ => Vec::new(),
+    }
+}
+
+impl<T: StorageTimestamp> Controller<T> {
+    /// Validates a create call; returns the collections that are new. Changes nothing.
+    fn validate_new(
+        &self,
+        collections: Vec<(GlobalId, CollectionDescription<T>)>,
+    ) -> Result<Vec<(GlobalId, CollectionDescription<T>)>, StorageError<T>> {
+        let mut seen = BTreeSet::new();
+        let mut new = Vec::new();
+        for (id, description) in collections {
+            if !seen.insert(id) {
+                return Err(StorageError::DuplicateId(id));
+            }
+            match self.registry.collections.get(&id) {
+                Some(existing)
+                    if existing.description == description
+                        && !self.registry.frontiers.is_dropped(id) => {}
+                Some(_) => return Err(StorageError::CollectionIdReused(id)),
+                None if self.registry.frontiers.contains(id) => {
+                    return Err(StorageError::CollectionIdReused(id));
+                }
+                None => new.push((id, description)),
+            }
+        }
+        for (id, description) in &new {
+            for dependency in dependencies(description) {
+                if !seen.contains(&dependency) && self.registry.live(dependency).is_err() {
+                    return Err(StorageError::IdentifierMissing(dependency));
+                }
+            }
+            if let Some(since) = &description.since
+                && since.is_empty()
+            {
+                return Err(StorageError::InvalidUsage(format!(
+                    "{id} cannot be created with an empty since"
+                )));
+            }
+        }
+        Ok(new)
+    }
+
+    /// The shard of each new collection: from `storage_metadata`, else from the
+    /// catalog, else a fresh one recorded in the catalog.
+    async fn assign_shards(
+        &self,
+        storage_metadata: &StorageMetadata,
+        ids: &[GlobalId],
+    ) -> Result<BTreeMap<GlobalId, ShardId>, StorageError<T>> {
+        let mut txn = (self.catalog)();
+        let known = txn.get_collection_metadata();
+        let mut shards = BTreeMap::new();
+        let mut fresh = BTreeMap::new();
+        for id in ids {
+            let shard = match storage_metadata.collection_metadata.get(id) {
+                Some(shard) => *shard,
+                None => match known.get(id) {
+                    Some(shard) => *shard,
+                    None => *fresh.entry(*id).or_insert_with(random_shard),
+                },
+            };
+            shards.insert(*id, shard);
+        }
+        if !fresh.is_empty() {
+            txn.insert_collection_metadata(fresh)?;
+            txn.commit().await?;
+        }
+        Ok(shards)
+    }
+
+    /// Opens (writable) or peeks at (read-only) shards, at most `open_concurrency` at
+    /// once.
+    pub(super) async fn open_shards(
+        &self,
+        shards: Vec<(GlobalId, ShardId, RelationDesc)>,
+    ) -> Result<Vec<Opened<T>>, StorageError<T>> {
+        let client = self.client.clone();
+        let (epoch, read_only) = (self.epoch, self.read_only);
+        let bound = self.config.open_concurrency.max(1);
+        stream::iter(shards)
+            .map(|(id, shard, desc)| {
+                let client = client.clone();
+                async move {
+                    if read_only {
+                        let (since, upper) = peek_frontiers(&client, shard).await?;
+                        return Ok(Opened { id, since, upper, handle: None });
+                    }
+                    let writer = client
+                        .open_writer::<T>(shard, desc)
+                        .await
+                        .map_err(persist_err)?;
+                    let upper = writer.upper().clone();
+                    drop(writer);
+                    let handle = fence_shard(&client, shard, epoch).await?;
+                    let since = handle.since().clone();
+                    Ok(Opened { id, since, upper, handle: Some(handle) })
+                }
+            })
+            .buffer_unordered(bound)
+            .try_collect()
+            .await
+    }
+
+    /// Registers tables with the txns shard at `register_ts`; returns the txns upper.
+    pub(super) async fn register_tables(
+        &self,
+        register_ts: T,
+        shards: Vec<(ShardId, RelationDesc)>,
+    ) -> Result<Antichain<T>, StorageError<T>> {
+        let (reply, rx) = oneshot::channel();
+        self.worker.send(Command::Register {
+            ts: register_ts,
+            shards,
+            reply,
+        });
+        rx.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// The upper of a table as a read-only controller sees it: the txns upper, if the
+    /// shard has been written before.
+    async fn read_only_table_upper(&self, upper: Antichain<T>) -> Result<Antichain<T>, StorageError<T>> {
+        if upper == Antichain::from_elem(T::minimum()) {
+            return Ok(upper);
+        }
+        let (_, txns_upper) = peek_frontiers::<T>(&self.client, self.txns_shard).await?;
+        Ok(if PartialOrder::less_than(&upper, &txns_upper) { txns_upper } else { upper })
+    }
+
+    /// See [`Collections::create_collections_for_bootstrap`](strata_controller_api::Collections::create_collections_for_bootstrap).
+    pub(super) async fn create_collections_inner(
+        &mut self,
+        storage_metadata: &StorageMetadata,
+        register_ts: Option<T>,
+        collections: Vec<(GlobalId, CollectionDescription<T>)>,
+        migrated: &BTreeSet<GlobalId>,
+    ) -> Result<(), StorageError<T>> {
+        self.drain_internal();
+        self.check_fenced()?;
+        let new = self.validate_new(collections)?;
+        if new.is_empty() {
+            return Ok(());
+        }
+        let has_tables = new.iter().any(|(_, d)| d.is_table());
+        if has_tables && register_ts.is_none() && !self.read_only {
+            return Err(StorageError::InvalidUsage(
+                "register_ts is required when creating tables".into(),
+            ));
+        }
+        let ids: Vec<GlobalId> = new.iter().map(|(id, _)| *id).collect();
+        let shards = self.assign_shards(storage_metadata, &ids).await?;
+        let to_open = new
+            .iter()
+            .filter_map(|(id, d)| shards.get(id).map(|s| (*id, *s, d.desc.clone())))
+            .collect();
+        let mut opened: BTreeMap<GlobalId, Opened<T>> = self
+            .open_shards(to_open)
+            .await?
+            .into_iter()
+            .map(|o| (o.id, o))
+            .collect();
+        let tables: Vec<(ShardId, RelationDesc)> = new
+            .iter()
+            .filter(|(_, d)| d.is_table())
+            .filter_map(|(id, d)| shards.get(id).map(|s| (*s, d.desc.clone())))
+            .collect();
+        let mut txns_upper = None;
+        if let (false, Some(ts), false) = (self.read_only, register_ts, tables.is_empty()) {
+            txns_upper = Some(self.register_tables(ts, tables).await?);
+        }
+        let handles = opened.values_mut().filter_map(|o| o.handle.take()).collect();
+        self.worker.send(Command::Adopt { handles });
+        for (id, description) in new {
+            let (Some(shard), Some(o)) = (shards.get(&id), opened.remove(&id)) else {
+                continue;
+            };
+            let mut upper = o.upper;
+            if description.is_table() {
+                upper = match &txns_upper {
+                    Some(txns_upper) => txns_upper.clone(),
+                    None => self.read_only_table_upper(upper).await?,
+                };
+            }
+            self.insert_collection(id, description, *shard, o.since, upper, migrated.contains(&id), txns_upper.is_some())?;
+        }
+        Ok(())
+    }
+
+    /// Enters one opened collection into the registry.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_collection(
+        &mut self,
+        id: GlobalId,
+        description: CollectionDescription<T>,
+        shard: ShardId,
+        shard_since: Antichain<T>,
+        upper: Antichain<T>,
+        migrated: bool,
+        txns_registered: bool,
+    ) -> Result<(), StorageError<T>> {
+        let mut since = shard_since;
+        if let Some(wanted) = &description.since
+            && PartialOrder::less_than(&since, wanted)
+        {
+            since = wanted.clone();
+        }
+        let config = CollectionConfig::new(since, upper).with_dependencies(dependencies(&description));
+        let is_table = description.is_table();
+        let effects = self.registry.frontiers.register(id, config)?;
+        self.registry.collections.insert(
+            id,
+            CollectionState {
+                description,
+                shard,
+                migrated,
+                txns_registered: txns_registered && is_table,
+            },
+        );
+        self.execute(effects);
+        Ok(())
+    }
+
+    /// Opens every collection a read-only controller created: fences their shards and
+    /// registers their tables at `register_ts`.
+    pub(super) async fn open_for_writes(&mut self, register_ts: Option<T>) -> Result<(), StorageError<T>> {
+        let live: Vec<(GlobalId, ShardId, RelationDesc, bool)> = self
+            .registry
+            .collections
+            .iter()
+            .filter(|(id, _)| !self.registry.frontiers.is_dropped(**id))
+            .map(|(id, c)| (*id, c.shard, c.description.desc.clone(), c.description.is_table()))
+            .collect();
+        let tables: Vec<(ShardId, RelationDesc)> =
+            live.iter().filter(|c| c.3).map(|c| (c.1, c.2.clone())).collect();
+        let opened = self
+            .open_shards(live.iter().map(|c| (c.0, c.1, c.2.clone())).collect())
+            .await?;
+        let handles = opened.into_iter().filter_map(|o| o.handle).collect();
+        self.worker.send(Command::Adopt { handles });
+        if !tables.is_empty() {
+            let ts = register_ts.ok_or_else(|| {
+                StorageError::InvalidUsage("register_ts is required to make tables writable".into())
+            })?;
+            self.register_tables(ts, tables).await?;
+            for (id, ..) in live.iter().filter(|c| c.3) {
+                if let Some(state) = self.registry.collections.get_mut(id) {
+                    state.txns_registered = true;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the durable side of creating and dropping collections into `txn`.
+pub(super) fn prepare_state_in<T: StorageTimestamp>(
+    txn: &mut (dyn StorageTxn<T> + Send),
+    ids_to_add: BTreeSet<GlobalId>,
+    ids_to_drop: BTreeSet<GlobalId>,
+) -> Result<(), StorageError<T>> {
+    let known = txn.get_collection_metadata();
+    let fresh: BTreeMap<GlobalId, ShardId> = ids_to_add
+        .into_iter()
+        .filter(|id| !known.contains_key(id))
+        .map(|id| (id, random_shard()))
+        .collect();
+    txn.insert_collection_metadata(fresh)?;
+    let dropped = txn.delete_collection_metadata(ids_to_drop);
+    txn.insert_unfinalized_shards(dropped.into_iter().map(|(_, shard)| shard).collect())
+}

@@ -1,0 +1,86 @@
+//! Dropping tables and sources: validation, forgetting tables at the txns shard, and
+//! releasing the collections' capabilities through the empty frontier. The frontier
+//! state machine emits `Finalize` once no hold or dependent keeps a shard, and the
+//! storage task then finalizes it (see `finalize`). The catalog lists the shard as
+//! unfinalized from `prepare_state` until that is done, so a restart finishes the job.
+
+use std::collections::BTreeSet;
+
+use strata_controller_api::{GlobalId, ShardId, StorageError, StorageMetadata, StorageTimestamp};
+use tokio::sync::oneshot;
+
+use super::Controller;
+use super::worker::Command;
+
+impl<T: StorageTimestamp> Controller<T> {
+    /// Drops tables at `ts`. See [`Tables::drop_tables`](strata_controller_api::Tables::drop_tables).
+    pub(super) fn drop_tables_inner(
+        &mut self,
+        _storage_metadata: &StorageMetadata,
+        ids: Vec<GlobalId>,
+        ts: T,
+    ) -> Result<(), StorageError<T>> {
+        self.check_fenced()?;
+        let ids: Vec<GlobalId> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let mut forget: Vec<ShardId> = Vec::new();
+        for id in &ids {
+            let state = self.registry.live_table(*id)?;
+            if state.txns_registered {
+                forget.push(state.shard);
+            }
+        }
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
+        if !forget.is_empty() {
+            // Nobody waits for the reply: a failed forget leaves the shard registered
+            // and unfinalized, and the storage task logs it.
+            let (reply, _) = oneshot::channel();
+            self.worker.send(Command::Forget {
+                ts,
+                shards: forget,
+                reply,
+            });
+        }
+        for id in &ids {
+            if let Some(state) = self.registry.collections.get_mut(id) {
+                state.txns_registered = false;
+            }
+        }
+        let effects = self.registry.frontiers.drop_collections(&ids)?;
+        self.execute(effects);
+        Ok(())
+    }
+
+    /// Drops non-table collections; with `validate`, an unknown id or a table fails
+    /// the whole call, otherwise such ids are skipped.
+    pub(super) fn drop_sources_inner(
+        &mut self,
+        ids: Vec<GlobalId>,
+        validate: bool,
+    ) -> Result<(), StorageError<T>> {
+        self.drain_internal();
+        self.check_fenced()?;
+        let mut to_drop = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.registry.live(id) {
+                Ok(state) if state.description.is_table() => {
+                    if validate {
+                        return Err(StorageError::IdentifierInvalid(id));
+                    }
+                }
+                Ok(_) => to_drop.push(id),
+                Err(error) => {
+                    if validate {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        to_drop.sort_unstable();
+        to_drop.dedup();
+        let effects = self.registry.frontiers.drop_collections(&to_drop)?;
+        self.execute(effects);
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! Finalizing the shard of a dropped collection, on the storage task.
+//!
+//! Steps, each idempotent so a crash anywhere is repaired by running them again after
+//! a restart (the catalog lists the shard as unfinalized until the last step):
+//! 1. release the txns handles' leased holds on the data shard (tables);
+//! 2. close the upper (`[]`) with an empty append;
+//! 3. release the controller's critical since (`[]`);
+//! 4. finalize the shard (tombstone, parts deleted) and collect garbage;
+//! 5. mark the shard finalized in the catalog and commit.
+
+use std::collections::BTreeSet;
+
+use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageError, StorageTimestamp};
+use strata_persist_backend::PersistError;
+
+use super::persist_err;
+use super::worker::Worker;
+
+impl<T: StorageTimestamp> Worker<T> {
+    /// Finalizes `shard`, logging a failure (the shard stays in the catalog's
+    /// unfinalized set, so the next controller retries).
+    pub(super) async fn finalize_logged(&mut self, shard: ShardId, table: bool) {
+        if let Err(error) = self.finalize(shard, table).await {
+            tracing::warn!(%shard, %error, "finalizing a dropped shard failed");
+        }
+    }
+
+    async fn finalize(&mut self, shard: ShardId, table: bool) -> Result<(), StorageError<T>> {
+        let empty = Antichain::new();
+        if table {
+            if let Some(txns) = self.txns.as_mut() {
+                let _ = txns.downgrade_data_since(shard, &empty).await;
+            }
+            if let Some(reader) = self.config.reader.lock().await.as_mut() {
+                let _ = reader.downgrade_data_since(shard, &empty).await;
+            }
+        }
+        let exists = match self.config.client.inspect(shard).await {
+            Ok(state) => !state["tombstone"].as_bool().unwrap_or(false),
+            Err(PersistError::InvalidUsage(_)) => false,
+            Err(error) => return Err(persist_err(error)),
+        };
+        if exists {
+            self.close_upper(shard).await?;
+            self.downgrade_critical(shard, &empty).await?;
+            self.since_handles.remove(&shard);
+            self.config
+                .client
+                .finalize_shard(shard)
+                .await
+                .map_err(persist_err)?;
+            self.config.client.gc(shard).await.map_err(persist_err)?;
+        }
+        let mut catalog = (self.config.catalog)();
+        catalog.mark_shards_as_finalized(BTreeSet::from([shard]));
+        catalog.commit().await
+    }
+
+    /// Moves the shard's upper to `[]`.
+    async fn close_upper(&mut self, shard: ShardId) -> Result<(), StorageError<T>> {
+        let state = self
+            .config
+            .client
+            .inspect(shard)
+            .await
+            .map_err(persist_err)?;
+        let desc: RelationDesc =
+            serde_json::from_value(state["schema"].clone()).unwrap_or_else(|_| RelationDesc::empty());
+        let mut writer = self
+            .config
+            .client
+            .open_writer::<T>(shard, desc)
+            .await
+            .map_err(persist_err)?;
+        loop {
+            let upper = writer
+                .fetch_recent_upper()
+                .await
+                .map_err(persist_err)?
+                .clone();
+            if upper.is_empty() {
+                break;
+            }
+            let closed = writer
+                .compare_and_append(&[], upper, Antichain::new())
+                .await
+                .map_err(persist_err)?;
+            if closed.is_ok() {
+                break;
+            }
+        }
+        writer.expire().await.map_err(persist_err)
+    }
+}

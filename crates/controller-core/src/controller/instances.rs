@@ -1,0 +1,125 @@
+//! [`Instances`]: instances and their replicas, reached through instance-client. Each
+//! instance carries the controller's epoch, which its replicas see in `Hello`, so a
+//! newer controller fences this one on the replicas too.
+
+use std::collections::BTreeMap;
+
+use strata_controller_api::{
+    InstanceId, Instances, ReplicaConfig, ReplicaId, StorageError, StorageParameters,
+    StorageTimestamp,
+};
+use strata_instance_client::{Instance, InstanceError, StorageCommand};
+
+use super::Controller;
+
+/// The replica protocol's string parameters for the controller's typed ones.
+pub(super) fn wire_parameters(params: &StorageParameters) -> strata_instance_client::StorageParameters {
+    let mut out = BTreeMap::new();
+    let mut put = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            out.insert(key.to_owned(), value);
+        }
+    };
+    put(
+        "statistics_interval_ms",
+        params.statistics_interval.map(|d| d.as_millis().to_string()),
+    );
+    put(
+        "user_batch_duration_ms",
+        params.user_batch_duration.map(|d| d.as_millis().to_string()),
+    );
+    put(
+        "ingestion_batch_max_updates",
+        params.ingestion_batch_max_updates.map(|n| n.to_string()),
+    );
+    put(
+        "sink_batch_max_updates",
+        params.sink_batch_max_updates.map(|n| n.to_string()),
+    );
+    strata_instance_client::StorageParameters { params: out }
+}
+
+fn instance_error<T>(error: InstanceError) -> StorageError<T> {
+    match error {
+        InstanceError::ReplicaExists { instance, replica } => {
+            StorageError::ReplicaExists { instance, replica }
+        }
+        InstanceError::ReplicaMissing { instance, replica } => {
+            StorageError::ReplicaMissing { instance, replica }
+        }
+        other => StorageError::InvalidUsage(other.to_string()),
+    }
+}
+
+impl<T: StorageTimestamp> Instances<T> for Controller<T> {
+    fn create_instance(&mut self, id: InstanceId) -> Result<(), StorageError<T>> {
+        if self.instances.contains_key(&id) {
+            return Err(StorageError::InstanceExists(id));
+        }
+        let mut instance = Instance::new(id, self.epoch, self.config.backoff);
+        let params = wire_parameters(&self.parameters);
+        if !params.is_empty() {
+            instance.send(StorageCommand::UpdateConfiguration(params));
+        }
+        if self.initialized {
+            instance.send(StorageCommand::InitializationComplete);
+        }
+        if !self.read_only {
+            instance.send(StorageCommand::AllowWrites);
+        }
+        self.instances.insert(id, instance);
+        Ok(())
+    }
+
+    fn drop_instance(&mut self, id: InstanceId) -> Result<(), StorageError<T>> {
+        let instance = self
+            .instances
+            .remove(&id)
+            .ok_or(StorageError::InstanceMissing(id))?;
+        let replicas: Vec<ReplicaId> = instance.replica_ids().collect();
+        let mut instance = instance;
+        for replica in replicas {
+            let _ = instance.drop_replica(replica);
+        }
+        self.pending.retain(|(instance_id, _)| *instance_id != id);
+        Ok(())
+    }
+
+    fn connect_replica(
+        &mut self,
+        instance_id: InstanceId,
+        replica_id: ReplicaId,
+        config: ReplicaConfig,
+    ) -> Result<(), StorageError<T>> {
+        let factory = self.config.connector_factory.clone();
+        let instance = self
+            .instances
+            .get_mut(&instance_id)
+            .ok_or(StorageError::InstanceMissing(instance_id))?;
+        if instance.replica_ids().any(|r| r == replica_id) {
+            return Err(StorageError::ReplicaExists {
+                instance: instance_id,
+                replica: replica_id,
+            });
+        }
+        let factory = factory.ok_or_else(|| {
+            StorageError::InvalidUsage("the controller has no replica connector factory".into())
+        })?;
+        let connector = factory(&config)?;
+        instance
+            .add_replica(replica_id, connector)
+            .map_err(instance_error)
+    }
+
+    fn drop_replica(
+        &mut self,
+        instance_id: InstanceId,
+        replica_id: ReplicaId,
+    ) -> Result<(), StorageError<T>> {
+        self.instances
+            .get_mut(&instance_id)
+            .ok_or(StorageError::InstanceMissing(instance_id))?
+            .drop_replica(replica_id)
+            .map_err(instance_error)
+    }
+}

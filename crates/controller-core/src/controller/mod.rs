@@ -1,0 +1,341 @@
+//! [`Controller`]: the storage controller, implementing every controller-api trait.
+//!
+//! The controller is split by concern:
+//! - [`registry`](self): the one collection store (descriptions, shards, frontiers);
+//! - `bootstrap`: creating collections and opening their shards;
+//! - `worker`: the storage task that owns the txns shard handle and the critical since
+//!   handles, and runs group commits, since downgrades and finalization in order;
+//! - `tables`, `reads`, `instances`, `lifecycle`, `drops`, `exports`, `introspection`:
+//!   one trait (or one part of one) each;
+//! - `effects`: carrying out what the pure [`frontiers`](crate::frontiers) module asks.
+//!
+//! # Modes
+//!
+//! A controller starts read-only or writable. Read-only, it writes to no shard at all:
+//! frontiers come from reading shard state, since downgrades and finalization are
+//! buffered, and table writes fail with [`StorageError::ReadOnly`]. `allow_writes`
+//! fences older controllers, opens the shards and registers tables with the txns shard.
+//!
+//! # Fencing
+//!
+//! Every shard the controller owns, and the txns shard, carries a critical since whose
+//! opaque value is the controller's epoch. A new controller stores its higher epoch
+//! there; the older one then fails its next since downgrade or table write with
+//! [`StorageError::Fenced`]. Replicas are fenced by the epoch in `Hello`.
+
+mod bootstrap;
+mod collections;
+mod drops;
+mod effects;
+mod exports;
+mod finalize;
+mod instances;
+mod introspection;
+mod lifecycle;
+mod reads;
+mod registry;
+mod tables;
+mod worker;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use strata_controller_api::{
+    Antichain, ChangeBatch, GlobalId, InstanceId, ShardId, StorageError, StorageParameters, StorageTimestamp,
+    StorageTxn, prepare_initialization,
+};
+use strata_instance_client::{
+    Backoff, Instance, InstanceResponse, ReplicaConnector, StorageCommand,
+};
+use strata_persist_backend::txns::{TxnsError, TxnsHandle};
+use strata_persist_backend::{PersistClient, PersistError};
+use tokio::sync::mpsc;
+
+use registry::Registry;
+pub use worker::CONTROLLER_READER_ID;
+use worker::{Command, Event, WorkerHandle};
+
+/// Begins a transaction on the host's durable catalog. The controller begins a fresh
+/// one for each change it records itself (the txns shard, shard assignments, finalized
+/// shards), so it never overwrites the host's commits with a stale copy.
+pub type CatalogFn<T> = Arc<dyn Fn() -> Box<dyn StorageTxn<T> + Send> + Send + Sync>;
+
+/// A txns handle for reads, opened on first use and shared by snapshot futures.
+pub(crate) type SharedReader<T> = Arc<tokio::sync::Mutex<Option<TxnsHandle<T>>>>;
+
+/// Turns a replica configuration into a connector. The host supplies it, since only the
+/// host knows how to start an in-process replica or which transports it built.
+pub type ConnectorFactory<T> = Arc<
+    dyn Fn(
+            &strata_controller_api::ReplicaConfig,
+        ) -> Result<Arc<dyn ReplicaConnector<T>>, StorageError<T>>
+        + Send
+        + Sync,
+>;
+
+/// How a [`Controller`] is set up.
+#[derive(Clone)]
+pub struct ControllerConfig<T> {
+    /// How many shards bootstrap opens at once.
+    pub open_concurrency: usize,
+    /// How replicas are reached; `None` makes `connect_replica` fail with
+    /// [`StorageError::InvalidUsage`].
+    pub connector_factory: Option<ConnectorFactory<T>>,
+    /// The reconnect backoff of every replica.
+    pub backoff: Backoff,
+    /// The initial parameters.
+    pub parameters: StorageParameters,
+}
+
+impl<T> Default for ControllerConfig<T> {
+    fn default() -> Self {
+        ControllerConfig {
+            open_concurrency: 32,
+            connector_factory: None,
+            backoff: Backoff::default(),
+            parameters: StorageParameters::default(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for ControllerConfig<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControllerConfig")
+            .field("open_concurrency", &self.open_concurrency)
+            .field("connector_factory", &self.connector_factory.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The storage controller. See the module docs.
+///
+/// All methods must be called within a tokio runtime: the storage task and replica
+/// connections run on spawned tasks.
+pub struct Controller<T: StorageTimestamp> {
+    config: ControllerConfig<T>,
+    parameters: StorageParameters,
+    epoch: u64,
+    read_only: bool,
+    initialized: bool,
+    client: PersistClient,
+    catalog: CatalogFn<T>,
+    txns_shard: ShardId,
+    registry: Registry<T>,
+    holds_tx: mpsc::UnboundedSender<(GlobalId, ChangeBatch<T>)>,
+    holds_rx: mpsc::UnboundedReceiver<(GlobalId, ChangeBatch<T>)>,
+    worker: WorkerHandle<T>,
+    events_rx: mpsc::UnboundedReceiver<Event<T>>,
+    reader: SharedReader<T>,
+    /// The epoch that fenced this controller, or 0.
+    fenced_by: Arc<AtomicU64>,
+    instances: BTreeMap<InstanceId, Instance<T>>,
+    /// Responses `ready` received and `process` has not handled yet.
+    pending: VecDeque<(InstanceId, InstanceResponse<T>)>,
+    /// Whether `ready` saw internal work (holds or storage-task events).
+    internal_ready: bool,
+    /// Read-hold changes `ready` received.
+    stashed_holds: Vec<(GlobalId, ChangeBatch<T>)>,
+    /// Storage-task events `ready` received.
+    stashed_events: Vec<Event<T>>,
+}
+
+impl<T: StorageTimestamp> fmt::Debug for Controller<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller")
+            .field("epoch", &self.epoch)
+            .field("read_only", &self.read_only)
+            .field("txns_shard", &self.txns_shard)
+            .field("collections", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: StorageTimestamp> Controller<T> {
+    /// Opens a controller over the persist location `persist_location` and the host's
+    /// catalog (`catalog` begins its transactions), at fencing epoch `epoch`.
+    ///
+    /// Seeds the catalog with a txns shard if it has none. A writable controller fences
+    /// older epochs at once; a read-only one writes to no shard until `allow_writes`.
+    ///
+    /// # Errors
+    ///
+    /// - [`StorageError::Fenced`] if a controller with a higher epoch owns the location;
+    /// - [`StorageError::Persist`] if the location cannot be opened.
+    pub async fn new(
+        config: ControllerConfig<T>,
+        catalog: CatalogFn<T>,
+        persist_location: &str,
+        epoch: u64,
+        read_only: bool,
+    ) -> Result<Self, StorageError<T>> {
+        let client = PersistClient::open(persist_location)
+            .await
+            .map_err(persist_err)?;
+        let mut txn = catalog();
+        let txns_shard = prepare_initialization(txn.as_mut(), random_shard)?;
+        txn.commit().await?;
+        let unfinalized = txn.get_unfinalized_shards();
+        let reader: SharedReader<T> = Arc::new(tokio::sync::Mutex::new(None));
+        let fenced_by = Arc::new(AtomicU64::new(0));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let worker = worker::spawn(worker::WorkerConfig {
+            client: client.clone(),
+            epoch,
+            txns_shard,
+            catalog: Arc::clone(&catalog),
+            reader: Arc::clone(&reader),
+            fenced_by: Arc::clone(&fenced_by),
+            events: events_tx,
+        });
+        let (holds_tx, holds_rx) = mpsc::unbounded_channel();
+        let mut controller = Controller {
+            parameters: config.parameters.clone(),
+            config,
+            epoch,
+            read_only,
+            initialized: false,
+            client,
+            catalog,
+            txns_shard,
+            registry: Registry::new(),
+            holds_tx,
+            holds_rx,
+            worker,
+            events_rx,
+            reader,
+            fenced_by,
+            instances: BTreeMap::new(),
+            pending: VecDeque::new(),
+            internal_ready: false,
+            stashed_holds: Vec::new(),
+            stashed_events: Vec::new(),
+        };
+        if !read_only {
+            controller.enter_writable().await?;
+        }
+        for shard in unfinalized {
+            controller.worker.send(Command::Finalize { shard, table: false });
+        }
+        Ok(controller)
+    }
+
+    /// Fences older controllers on the txns shard and tells the storage task it may
+    /// write.
+    async fn enter_writable(&mut self) -> Result<(), StorageError<T>> {
+        let handle = bootstrap::fence_shard(&self.client, self.txns_shard, self.epoch).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.worker.send(Command::AllowWrites {
+            txns_since: handle,
+            reply: tx,
+        });
+        rx.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// The controller's fencing epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The txns shard that tables are written through.
+    pub fn txns_shard(&self) -> ShardId {
+        self.txns_shard
+    }
+
+    /// The persist client the controller uses (for tests and operators).
+    pub fn persist_client(&self) -> &PersistClient {
+        &self.client
+    }
+
+    /// `Err(Fenced)` once a newer controller has taken over.
+    fn check_fenced(&self) -> Result<(), StorageError<T>> {
+        match self.fenced_by.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            current => Err(StorageError::Fenced {
+                ours: self.epoch,
+                current,
+            }),
+        }
+    }
+
+    /// Applies every read-hold change and storage-task event received so far; returns
+    /// the upper changes applied.
+    fn drain_internal(&mut self) -> Vec<(GlobalId, Antichain<T>)> {
+        let mut changes: BTreeMap<GlobalId, ChangeBatch<T>> = BTreeMap::new();
+        let stashed = std::mem::take(&mut self.stashed_holds);
+        for (id, mut batch) in stashed {
+            changes.entry(id).or_default().extend(batch.drain());
+        }
+        while let Ok((id, mut batch)) = self.holds_rx.try_recv() {
+            changes.entry(id).or_default().extend(batch.drain());
+        }
+        if !changes.is_empty() {
+            self.apply_hold_changes(changes);
+        }
+        let mut uppers = Vec::new();
+        let mut events = std::mem::take(&mut self.stashed_events);
+        while let Ok(event) = self.events_rx.try_recv() {
+            events.push(event);
+        }
+        for event in events {
+            match event {
+                Event::TablesUpper(upper) => {
+                    uppers.extend(self.registry.txns_tables().map(|id| (id, upper.clone())));
+                }
+                Event::Upper(id, upper) => uppers.push((id, upper)),
+            }
+        }
+        if !uppers.is_empty() {
+            let effects = self.registry.frontiers.update_write_frontiers(&uppers);
+            self.execute(effects);
+        }
+        uppers
+    }
+
+    /// Applies read-hold changes. Changes for ids that are gone are ignored (a hold may
+    /// outlive its collection); an invalid batch is logged and skipped.
+    fn apply_hold_changes(&mut self, changes: BTreeMap<GlobalId, ChangeBatch<T>>) {
+        for (id, batch) in changes {
+            if !self.registry.frontiers.contains(id) {
+                continue;
+            }
+            let single = BTreeMap::from([(id, batch)]);
+            match self.registry.frontiers.update_read_capabilities(single) {
+                Ok(effects) => self.execute(effects),
+                Err(error) => tracing::warn!(%id, %error, "ignoring an invalid read hold change"),
+            }
+        }
+    }
+
+    /// The sender read holds report their changes through.
+    fn change_tx(&self) -> strata_controller_api::ChangeTx<T> {
+        let tx = self.holds_tx.clone();
+        Arc::new(move |id, changes| {
+            tx.send((id, changes))
+                .map_err(|_| strata_controller_api::IssuerGone)
+        })
+    }
+
+    /// Sends a command to every replica of `instance`, if it exists.
+    fn send_to_instance(&mut self, instance: InstanceId, command: StorageCommand<T>) {
+        if let Some(instance) = self.instances.get_mut(&instance) {
+            instance.send(command);
+        }
+    }
+}
+
+/// A fresh random shard id.
+pub(crate) fn random_shard() -> ShardId {
+    ShardId::from_bytes(uuid::Uuid::new_v4().into_bytes())
+}
+
+/// Wraps a persist error, keeping its certainty.
+pub(crate) fn persist_err<T>(error: PersistError) -> StorageError<T> {
+    StorageError::persist(error.certainty(), error)
+}
+
+/// Wraps a txns error, keeping its certainty.
+pub(crate) fn txns_err<T>(error: TxnsError) -> StorageError<T> {
+    StorageError::persist(error.certainty(), error)
+}

@@ -1,0 +1,209 @@
+//! [`Reads`]: snapshots (tables through the txns shard), read policies and read holds.
+//!
+//! A snapshot checks the since when it is issued and then runs without borrowing the
+//! controller. Read holds report their changes through a channel that the controller
+//! drains at the start of every `&mut self` call and in `process`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use strata_controller_api::{
+    Antichain, GlobalId, ReadHold, ReadHoldError, ReadPolicy, Reads, Row, RtrFuture, ShardId,
+    SnapshotCursor, SnapshotFuture, SnapshotStats, StorageError, StorageTimestamp,
+};
+use strata_persist_backend::txns::{TxnsError, TxnsHandle};
+use strata_persist_backend::{PersistClient, SourceData};
+
+use super::{Controller, SharedReader, persist_err, txns_err};
+
+/// How long a table read waits before asking the txns shard again.
+const READ_RETRY: Duration = Duration::from_millis(5);
+
+/// How many updates a cursor chunk holds.
+const CHUNK: usize = 1024;
+
+/// Consolidates `(data, time, diff)` updates into rows with non-zero diffs.
+fn consolidate<T>(updates: Vec<(SourceData, T, i64)>) -> Vec<(Row, i64)> {
+    let mut rows: BTreeMap<Row, i64> = BTreeMap::new();
+    for (data, _, diff) in updates {
+        if let Ok(row) = data {
+            *rows.entry(row).or_default() += diff;
+        }
+    }
+    rows.into_iter().filter(|(_, d)| *d != 0).collect()
+}
+
+/// How a snapshot reads its collection.
+#[derive(Clone)]
+enum Source<T: StorageTimestamp> {
+    /// A table registered with the txns shard.
+    Txns { reader: SharedReader<T>, txns_shard: ShardId },
+    /// A shard read directly.
+    Direct { desc: strata_controller_api::RelationDesc },
+}
+
+/// Reads `shard` at `as_of`.
+async fn read<T: StorageTimestamp>(
+    client: PersistClient,
+    source: Source<T>,
+    shard: ShardId,
+    as_of: T,
+) -> Result<Vec<(Row, i64)>, StorageError<T>> {
+    match source {
+        Source::Txns { reader, txns_shard } => loop {
+            let mut guard = reader.lock().await;
+            if guard.is_none() {
+                let handle = TxnsHandle::open(client.clone(), txns_shard)
+                    .await
+                    .map_err(txns_err)?;
+                *guard = Some(handle);
+            }
+            let Some(handle) = guard.as_mut() else {
+                continue;
+            };
+            match handle.read_at_no_wait(shard, as_of).await {
+                Ok(updates) => return Ok(consolidate(updates)),
+                Err(TxnsError::NotYetReadable { .. }) => {
+                    drop(guard);
+                    tokio::time::sleep(READ_RETRY).await;
+                }
+                Err(error) => return Err(txns_err(error)),
+            }
+        },
+        Source::Direct { desc } => {
+            let mut handle = client
+                .open_leased_reader::<T>(shard, desc)
+                .await
+                .map_err(persist_err)?;
+            let updates = handle.snapshot(&as_of).await.map_err(persist_err)?;
+            let _ = handle.expire().await;
+            Ok(consolidate(updates))
+        }
+    }
+}
+
+impl<T: StorageTimestamp> Controller<T> {
+    /// Checks that `id` is readable at `as_of` and says how to read it.
+    fn snapshot_source(&self, id: GlobalId, as_of: T) -> Result<(ShardId, Source<T>), StorageError<T>> {
+        let state = self.registry.live(id)?;
+        self.registry
+            .frontiers
+            .check_readable(id, &Antichain::from_elem(as_of))?;
+        let source = if state.txns_registered {
+            Source::Txns {
+                reader: std::sync::Arc::clone(&self.reader),
+                txns_shard: self.txns_shard,
+            }
+        } else {
+            Source::Direct {
+                desc: state.description.desc.clone(),
+            }
+        };
+        Ok((state.shard, source))
+    }
+}
+
+#[async_trait]
+impl<T: StorageTimestamp> Reads<T> for Controller<T> {
+    fn snapshot(&self, id: GlobalId, as_of: T) -> SnapshotFuture<T> {
+        match self.snapshot_source(id, as_of) {
+            Ok((shard, source)) => read(self.client.clone(), source, shard, as_of).boxed(),
+            Err(error) => futures::future::ready(Err(error)).boxed(),
+        }
+    }
+
+    async fn snapshot_latest(&mut self, id: GlobalId) -> Result<Vec<(Row, i64)>, StorageError<T>> {
+        self.drain_internal();
+        self.registry.live(id)?;
+        let upper = self
+            .registry
+            .frontiers
+            .upper(id)
+            .cloned()
+            .ok_or(StorageError::IdentifierMissing(id))?;
+        let Some(upper) = upper.as_option().copied() else {
+            return Err(StorageError::InvalidUsage(format!("{id} is closed")));
+        };
+        match upper.step_back() {
+            None => Ok(Vec::new()),
+            Some(as_of) => self.snapshot(id, as_of).await,
+        }
+    }
+
+    async fn snapshot_cursor(
+        &mut self,
+        id: GlobalId,
+        as_of: T,
+    ) -> Result<SnapshotCursor<T>, StorageError<T>> {
+        self.drain_internal();
+        let (shard, source) = self.snapshot_source(id, as_of)?;
+        let rows = read(self.client.clone(), source, shard, as_of).await?;
+        let chunks: Vec<Vec<(Row, i64)>> = rows.chunks(CHUNK).map(<[_]>::to_vec).collect();
+        Ok(futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
+    }
+
+    async fn snapshot_stats(
+        &self,
+        id: GlobalId,
+        as_of: Antichain<T>,
+    ) -> Result<SnapshotStats, StorageError<T>> {
+        let state = self.registry.live(id)?;
+        self.registry.frontiers.check_readable(id, &as_of)?;
+        let shard_state = self.client.inspect(state.shard).await.map_err(persist_err)?;
+        let bound = as_of
+            .as_option()
+            .map(strata_persist_backend::time_code)
+            .unwrap_or(u64::MAX);
+        let num_updates = shard_state["batches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["lower"][0].as_u64().is_some_and(|lower| lower <= bound))
+            .filter_map(|b| b["len"].as_u64())
+            .sum();
+        Ok(SnapshotStats { num_updates })
+    }
+
+    fn set_read_policy(
+        &mut self,
+        policies: Vec<(GlobalId, ReadPolicy<T>)>,
+    ) -> Result<(), StorageError<T>> {
+        self.drain_internal();
+        let effects = self.registry.frontiers.set_read_policies(policies)?;
+        self.execute(effects);
+        Ok(())
+    }
+
+    fn acquire_read_holds(
+        &mut self,
+        ids: Vec<GlobalId>,
+    ) -> Result<Vec<ReadHold<T>>, ReadHoldError<T>> {
+        self.drain_internal();
+        let held = self
+            .registry
+            .frontiers
+            .acquire_read_holds(&ids)
+            .map_err(|error| match error {
+                StorageError::IdentifierMissing(id) => ReadHoldError::CollectionMissing { id },
+                _ => ReadHoldError::CollectionMissing {
+                    id: ids.first().copied().unwrap_or(GlobalId::Transient(0)),
+                },
+            })?;
+        let tx = self.change_tx();
+        Ok(held
+            .into_iter()
+            .map(|(id, since)| ReadHold::new(id, since, std::sync::Arc::clone(&tx)))
+            .collect())
+    }
+
+    async fn real_time_recency_timestamp(
+        &mut self,
+        _ids: BTreeSet<GlobalId>,
+        _timeout: Duration,
+    ) -> Result<RtrFuture<T>, StorageError<T>> {
+        // No ingestion runs yet, so no id supports real-time recency.
+        Ok(futures::future::ready(Ok(T::minimum())).boxed())
+    }
+}

@@ -1,0 +1,185 @@
+//! [`Tables`]: validated table writes queued for the storage task's group commit,
+//! monotonic appenders, schema changes and table drops.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use strata_controller_api::{
+    AppendFuture, GlobalId, MonotonicAppender, RelationDesc, Row, StorageError, StorageMetadata,
+    StorageTimestamp, TableWrite, Tables,
+};
+use tokio::sync::oneshot;
+
+use super::Controller;
+use super::worker::{AppendRequest, Command, WorkerHandle};
+
+/// Waits for a storage-task reply.
+async fn reply<T, R>(rx: oneshot::Receiver<Result<R, StorageError<T>>>) -> Result<R, StorageError<T>> {
+    rx.await.map_err(|_| StorageError::ShuttingDown)?
+}
+
+impl<T: StorageTimestamp> Controller<T> {
+    /// Validates an `append_table` call and returns its writes by shard. Changes nothing.
+    fn validate_append(
+        &self,
+        write_ts: T,
+        advance_to: T,
+        commands: TableWrite,
+    ) -> Result<(GlobalId, Vec<(strata_controller_api::ShardId, Vec<(Row, i64)>)>), StorageError<T>> {
+        self.check_fenced()?;
+        let mut first_id = None;
+        let mut writes = Vec::with_capacity(commands.len());
+        for (id, rows) in commands {
+            let state = self.registry.live_table(id)?;
+            if self.read_only && !state.migrated {
+                return Err(StorageError::ReadOnly);
+            }
+            if write_ts >= advance_to {
+                return Err(StorageError::UpdateBeyondUpper(id));
+            }
+            if let Some(upper) = self.registry.frontiers.upper(id)
+                && !upper.less_equal(&write_ts)
+            {
+                return Err(StorageError::UpdateBeforeUpper {
+                    id,
+                    write_ts,
+                    upper: upper.clone(),
+                });
+            }
+            for (row, _) in &rows {
+                state
+                    .description
+                    .desc
+                    .validate_row(row)
+                    .map_err(|mismatch| StorageError::InvalidRow { id, mismatch })?;
+            }
+            first_id.get_or_insert(id);
+            writes.push((state.shard, rows));
+        }
+        if self.read_only {
+            // Only migrated tables passed; the storage task cannot write them until
+            // writes are allowed, which is when the host's migration runs.
+            return Err(StorageError::ReadOnly);
+        }
+        match first_id {
+            Some(id) => Ok((id, writes)),
+            None if write_ts < advance_to => Ok((GlobalId::Transient(0), writes)),
+            None => Err(StorageError::InvalidUsage(
+                "append_table needs write_ts < advance_to".into(),
+            )),
+        }
+    }
+}
+
+/// A monotonic append: validate diffs and rows, then one direct append at the upper.
+fn monotonic_append<T: StorageTimestamp>(
+    worker: &WorkerHandle<T>,
+    id: GlobalId,
+    shard: strata_controller_api::ShardId,
+    desc: &RelationDesc,
+    updates: Vec<(Row, i64)>,
+) -> AppendFuture<T> {
+    if let Some((_, diff)) = updates.iter().find(|(_, d)| *d <= 0) {
+        let error = StorageError::InvalidUsage(format!("monotonic append to {id} with diff {diff}"));
+        return futures::future::ready(Err(error)).boxed();
+    }
+    for (row, _) in &updates {
+        if let Err(mismatch) = desc.validate_row(row) {
+            return futures::future::ready(Err(StorageError::InvalidRow { id, mismatch })).boxed();
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    worker.send(Command::AppendDirect {
+        id,
+        shard,
+        desc: desc.clone(),
+        updates,
+        reply: tx,
+    });
+    reply(rx).boxed()
+}
+
+#[async_trait]
+impl<T: StorageTimestamp> Tables<T> for Controller<T> {
+    fn append_table(
+        &mut self,
+        write_ts: T,
+        advance_to: T,
+        commands: TableWrite,
+    ) -> Result<AppendFuture<T>, StorageError<T>> {
+        self.drain_internal();
+        let (first_id, writes) = self.validate_append(write_ts, advance_to, commands)?;
+        let (tx, rx) = oneshot::channel();
+        self.worker.send(Command::Append(AppendRequest {
+            write_ts,
+            advance_to,
+            first_id,
+            writes,
+            reply: tx,
+        }));
+        Ok(reply(rx).boxed())
+    }
+
+    fn monotonic_appender(&self, id: GlobalId) -> Result<MonotonicAppender<T>, StorageError<T>> {
+        let state = self.registry.live(id)?;
+        let append_only = match &state.description.data_source {
+            strata_controller_api::DataSource::Webhook => true,
+            strata_controller_api::DataSource::Introspection(kind) => !kind.is_differential(),
+            _ => false,
+        };
+        if !append_only {
+            return Err(StorageError::IdentifierInvalid(id));
+        }
+        let worker = self.worker.clone_handle();
+        let (shard, desc) = (state.shard, state.description.desc.clone());
+        Ok(MonotonicAppender::new(
+            id,
+            Arc::new(move |updates| monotonic_append(&worker, id, shard, &desc, updates)),
+        ))
+    }
+
+    async fn alter_table_desc(
+        &mut self,
+        table_id: GlobalId,
+        new_desc: RelationDesc,
+        forget_ts: T,
+        register_ts: T,
+    ) -> Result<(), StorageError<T>> {
+        self.drain_internal();
+        self.check_fenced()?;
+        if self.read_only {
+            return Err(StorageError::ReadOnly);
+        }
+        let state = self.registry.live_table(table_id)?;
+        if forget_ts >= register_ts {
+            return Err(StorageError::InvalidUsage(format!(
+                "altering {table_id} needs forget_ts < register_ts"
+            )));
+        }
+        let shard = state.shard;
+        let (tx, rx) = oneshot::channel();
+        self.worker.send(Command::Forget {
+            ts: forget_ts,
+            shards: vec![shard],
+            reply: tx,
+        });
+        reply(rx).await?;
+        self.register_tables(register_ts, vec![(shard, new_desc.clone())])
+            .await?;
+        if let Some(state) = self.registry.collections.get_mut(&table_id) {
+            state.description.desc = new_desc;
+        }
+        Ok(())
+    }
+
+    fn drop_tables(
+        &mut self,
+        storage_metadata: &StorageMetadata,
+        ids: Vec<GlobalId>,
+        ts: T,
+    ) -> Result<(), StorageError<T>> {
+        self.drain_internal();
+        self.drop_tables_inner(storage_metadata, ids, ts)
+    }
+}

@@ -1,0 +1,495 @@
+//! The storage task: the one place that writes to shards on the controller's behalf.
+//!
+//! It owns the txns handle and the critical since handles, and handles commands in the
+//! order they arrive, so a table's forget always precedes its finalization and a since
+//! downgrade never races a registration. **Group commit**: every table append waiting
+//! in the queue when the task wakes is committed together, one commit (one CAS of the
+//! txns shard) per distinct `write_ts`, in ascending order.
+//!
+//! Read-only, the task writes nothing: since downgrades and finalizations wait in
+//! memory until `AllowWrites`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use strata_controller_api::{
+    Antichain, GlobalId, RelationDesc, Row, ShardId, StorageError, StorageTimestamp,
+};
+use strata_persist_backend::txns::{Txn, TxnsHandle};
+use strata_persist_backend::{PersistClient, SinceHandle, WriteHandle};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{CatalogFn, SharedReader, persist_err, txns_err};
+
+/// The critical reader id under which a controller holds every shard's since; its
+/// opaque value is the controller's epoch.
+pub const CONTROLLER_READER_ID: &str = "strata-controller";
+
+/// How many queued commands one wake-up takes at most.
+const MAX_BATCH: usize = 4096;
+
+/// A reply channel for a command's result.
+pub(crate) type Reply<T, R = ()> = oneshot::Sender<Result<R, StorageError<T>>>;
+
+/// One `append_table` call, validated.
+#[derive(Debug)]
+pub(crate) struct AppendRequest<T> {
+    pub(crate) write_ts: T,
+    pub(crate) advance_to: T,
+    /// The first table written, named in an `UpdateBeforeUpper` error.
+    pub(crate) first_id: GlobalId,
+    pub(crate) writes: Vec<(ShardId, Vec<(Row, i64)>)>,
+    pub(crate) reply: Reply<T>,
+}
+
+/// What the controller asks the storage task to do.
+#[derive(Debug)]
+pub(crate) enum Command<T: StorageTimestamp> {
+    /// Leave read-only mode, holding the txns shard through `txns_since`.
+    AllowWrites {
+        txns_since: SinceHandle<T>,
+        reply: Reply<T>,
+    },
+    /// Take over critical since handles opened (and fenced) by bootstrap.
+    Adopt { handles: Vec<SinceHandle<T>> },
+    /// Register tables with the txns shard at `ts` (or the txns upper, if later).
+    /// Replies with the txns upper afterwards.
+    Register {
+        ts: T,
+        shards: Vec<(ShardId, RelationDesc)>,
+        reply: Reply<T, Antichain<T>>,
+    },
+    /// Forget tables at `ts` (or the txns upper, if later).
+    Forget {
+        ts: T,
+        shards: Vec<ShardId>,
+        reply: Reply<T>,
+    },
+    /// A table write.
+    Append(AppendRequest<T>),
+    /// An append-only write to a shard written directly (not through txns).
+    AppendDirect {
+        id: GlobalId,
+        shard: ShardId,
+        desc: RelationDesc,
+        updates: Vec<(Row, i64)>,
+        reply: Reply<T>,
+    },
+    /// Move a shard's critical since.
+    Downgrade {
+        shard: ShardId,
+        since: Antichain<T>,
+        table: bool,
+    },
+    /// Close, release and finalize a dropped collection's shard, then mark it
+    /// finalized in the catalog.
+    Finalize { shard: ShardId, table: bool },
+}
+
+/// What the storage task tells the controller.
+#[derive(Debug)]
+pub(crate) enum Event<T> {
+    /// The txns upper, which is the upper of every registered table.
+    TablesUpper(Antichain<T>),
+    /// The upper of a directly written collection.
+    Upper(GlobalId, Antichain<T>),
+}
+
+/// The controller's end of the storage task.
+#[derive(Debug)]
+pub(crate) struct WorkerHandle<T: StorageTimestamp> {
+    tx: mpsc::UnboundedSender<Command<T>>,
+}
+
+impl<T: StorageTimestamp> WorkerHandle<T> {
+    /// Another handle to the same task.
+    pub(crate) fn clone_handle(&self) -> Self {
+        WorkerHandle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Queues a command. A task that is gone (only at runtime shutdown) drops it, and
+    /// the command's reply channel reports `ShuttingDown` to whoever waits on it.
+    pub(crate) fn send(&self, command: Command<T>) {
+        if self.tx.send(command).is_err() {
+            tracing::debug!("storage task is gone; dropping a command");
+        }
+    }
+}
+
+/// What the storage task starts with.
+pub(crate) struct WorkerConfig<T: StorageTimestamp> {
+    pub(crate) client: PersistClient,
+    pub(crate) epoch: u64,
+    pub(crate) txns_shard: ShardId,
+    pub(crate) catalog: CatalogFn<T>,
+    pub(crate) reader: SharedReader<T>,
+    pub(crate) fenced_by: Arc<AtomicU64>,
+    pub(crate) events: mpsc::UnboundedSender<Event<T>>,
+}
+
+/// Starts the storage task.
+pub(crate) fn spawn<T: StorageTimestamp>(config: WorkerConfig<T>) -> WorkerHandle<T> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let worker = Worker {
+        config,
+        writable: false,
+        txns: None,
+        since_handles: BTreeMap::new(),
+        writers: BTreeMap::new(),
+        pending_downgrades: BTreeMap::new(),
+        pending_finalize: Vec::new(),
+    };
+    tokio::spawn(worker.run(rx));
+    WorkerHandle { tx }
+}
+
+/// The storage task's state.
+pub(super) struct Worker<T: StorageTimestamp> {
+    pub(super) config: WorkerConfig<T>,
+    pub(super) writable: bool,
+    pub(super) txns: Option<TxnsHandle<T>>,
+    pub(super) since_handles: BTreeMap<ShardId, SinceHandle<T>>,
+    writers: BTreeMap<ShardId, WriteHandle<T>>,
+    pending_downgrades: BTreeMap<ShardId, (Antichain<T>, bool)>,
+    pending_finalize: Vec<(ShardId, bool)>,
+}
+
+/// How a group commit ended.
+#[derive(Debug, Clone)]
+enum CommitOutcome<T> {
+    Committed,
+    /// The txns upper was already beyond `write_ts`.
+    Late(Antichain<T>),
+    Failed(StorageError<T>),
+}
+
+impl<T: StorageTimestamp> Worker<T> {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command<T>>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            let mut appends = Vec::new();
+            for command in batch {
+                match command {
+                    Command::Append(request) => appends.push(request),
+                    other => {
+                        self.commit_appends(std::mem::take(&mut appends)).await;
+                        self.handle(other).await;
+                    }
+                }
+            }
+            self.commit_appends(appends).await;
+        }
+    }
+
+    async fn handle(&mut self, command: Command<T>) {
+        match command {
+            Command::AllowWrites { txns_since, reply } => {
+                let _ = reply.send(self.allow_writes(txns_since).await);
+            }
+            Command::Adopt { handles } => {
+                for handle in handles {
+                    self.since_handles.insert(handle.shard_id(), handle);
+                }
+            }
+            Command::Register { ts, shards, reply } => {
+                let _ = reply.send(self.register(ts, shards).await);
+            }
+            Command::Forget { ts, shards, reply } => {
+                let _ = reply.send(self.forget(ts, shards).await);
+            }
+            Command::Append(request) => self.commit_appends(vec![request]).await,
+            Command::AppendDirect {
+                id,
+                shard,
+                desc,
+                updates,
+                reply,
+            } => {
+                let _ = reply.send(self.append_direct(id, shard, desc, updates).await);
+            }
+            Command::Downgrade {
+                shard,
+                since,
+                table,
+            } => {
+                if self.writable {
+                    self.downgrade(shard, &since, table).await;
+                } else {
+                    self.pending_downgrades.insert(shard, (since, table));
+                }
+            }
+            Command::Finalize { shard, table } => {
+                if self.writable {
+                    self.finalize_logged(shard, table).await;
+                } else {
+                    self.pending_finalize.push((shard, table));
+                }
+            }
+        }
+    }
+
+    /// Opens the txns shard for writing and runs what read-only mode deferred.
+    async fn allow_writes(&mut self, txns_since: SinceHandle<T>) -> Result<(), StorageError<T>> {
+        if self.txns.is_none() {
+            let handle = TxnsHandle::open(self.config.client.clone(), self.config.txns_shard)
+                .await
+                .map_err(txns_err)?;
+            let _ = self.config.events.send(Event::TablesUpper(handle.txns_upper()));
+            self.txns = Some(handle);
+        }
+        self.since_handles.insert(txns_since.shard_id(), txns_since);
+        self.writable = true;
+        for (shard, (since, table)) in std::mem::take(&mut self.pending_downgrades) {
+            self.downgrade(shard, &since, table).await;
+        }
+        for (shard, table) in std::mem::take(&mut self.pending_finalize) {
+            self.finalize_logged(shard, table).await;
+        }
+        Ok(())
+    }
+
+    fn txns(&mut self) -> Result<&mut TxnsHandle<T>, StorageError<T>> {
+        self.txns.as_mut().ok_or(StorageError::ReadOnly)
+    }
+
+    fn publish_tables_upper(&mut self) {
+        if let Some(txns) = &self.txns {
+            let _ = self.config.events.send(Event::TablesUpper(txns.txns_upper()));
+        }
+    }
+
+    async fn register(
+        &mut self,
+        ts: T,
+        shards: Vec<(ShardId, RelationDesc)>,
+    ) -> Result<Antichain<T>, StorageError<T>> {
+        self.check_fence().await?;
+        let txns = self.txns()?;
+        let mut at = ts;
+        loop {
+            match txns.register(at, shards.clone()).await.map_err(txns_err)? {
+                Ok(()) => break,
+                Err(mismatch) => match mismatch.current.as_option() {
+                    Some(upper) if *upper > at => at = *upper,
+                    _ => return Err(StorageError::InvalidUsage("the txns shard is closed".into())),
+                },
+            }
+        }
+        let upper = txns.txns_upper();
+        self.publish_tables_upper();
+        Ok(upper)
+    }
+
+    async fn forget(&mut self, ts: T, shards: Vec<ShardId>) -> Result<(), StorageError<T>> {
+        self.check_fence().await?;
+        let txns = self.txns()?;
+        let mut at = ts;
+        loop {
+            match txns.forget(at, shards.clone()).await.map_err(txns_err)? {
+                Ok(()) => break,
+                Err(mismatch) => match mismatch.current.as_option() {
+                    Some(upper) if *upper > at => at = *upper,
+                    _ => return Err(StorageError::InvalidUsage("the txns shard is closed".into())),
+                },
+            }
+        }
+        self.publish_tables_upper();
+        Ok(())
+    }
+
+    /// Commits queued appends, one commit per distinct `write_ts`, ascending.
+    async fn commit_appends(&mut self, appends: Vec<AppendRequest<T>>) {
+        if appends.is_empty() {
+            return;
+        }
+        let mut groups: BTreeMap<T, Vec<AppendRequest<T>>> = BTreeMap::new();
+        for request in appends {
+            groups.entry(request.write_ts).or_default().push(request);
+        }
+        for (write_ts, group) in groups {
+            let outcome = self.commit_group(write_ts, &group).await;
+            // Publish the upper first, so a caller that sees its reply sees the upper.
+            self.publish_tables_upper();
+            for request in group {
+                let result = match &outcome {
+                    CommitOutcome::Committed => Ok(()),
+                    CommitOutcome::Late(upper) => Err(StorageError::UpdateBeforeUpper {
+                        id: request.first_id,
+                        write_ts,
+                        upper: upper.clone(),
+                    }),
+                    CommitOutcome::Failed(error) => Err(error.clone()),
+                };
+                let _ = request.reply.send(result);
+            }
+        }
+    }
+
+    /// One commit of every write in `group` at `write_ts`, then one advance of the txns
+    /// upper to the largest `advance_to` if the commit did not get there.
+    async fn commit_group(&mut self, write_ts: T, group: &[AppendRequest<T>]) -> CommitOutcome<T> {
+        if let Err(error) = self.check_fence().await {
+            return CommitOutcome::Failed(error);
+        }
+        let Some(txns) = self.txns.as_mut() else {
+            return CommitOutcome::Failed(StorageError::ReadOnly);
+        };
+        let mut txn = Txn::new();
+        for request in group {
+            for (shard, rows) in &request.writes {
+                txn.write(*shard, rows.iter().map(|(row, diff)| (Ok(row.clone()), *diff)));
+            }
+        }
+        match txn.commit_at(txns, write_ts).await {
+            Ok(Ok(_applied)) => {}
+            Ok(Err(mismatch)) => return CommitOutcome::Late(mismatch.current),
+            Err(error) => return CommitOutcome::Failed(txns_err(error)),
+        }
+        let advance_to = group.iter().map(|r| r.advance_to).max().unwrap_or(write_ts);
+        if advance_to > write_ts.step_forward() {
+            if let Err(error) = txns.advance_to(advance_to).await {
+                return CommitOutcome::Failed(txns_err(error));
+            }
+        }
+        CommitOutcome::Committed
+    }
+
+    /// Appends `updates` at the shard's upper `t` and moves the upper to `t + 1`.
+    async fn append_direct(
+        &mut self,
+        id: GlobalId,
+        shard: ShardId,
+        desc: RelationDesc,
+        updates: Vec<(Row, i64)>,
+    ) -> Result<(), StorageError<T>> {
+        if !self.writable {
+            return Err(StorageError::ReadOnly);
+        }
+        self.check_fence().await?;
+        if !self.writers.contains_key(&shard) {
+            let writer = self
+                .config
+                .client
+                .open_writer::<T>(shard, desc)
+                .await
+                .map_err(persist_err)?;
+            self.writers.insert(shard, writer);
+        }
+        let writer = self
+            .writers
+            .get_mut(&shard)
+            .ok_or_else(|| StorageError::InvalidUsage(format!("no writer for {shard}")))?;
+        loop {
+            let upper = writer.fetch_recent_upper().await.map_err(persist_err)?.clone();
+            let Some(ts) = upper.as_option().copied() else {
+                return Err(StorageError::InvalidUsage(format!("{id} is closed")));
+            };
+            let rows: Vec<_> = updates.iter().map(|(r, d)| (Ok(r.clone()), ts, *d)).collect();
+            let new_upper = Antichain::from_elem(ts.step_forward());
+            match writer
+                .compare_and_append(&rows, upper, new_upper.clone())
+                .await
+                .map_err(persist_err)?
+            {
+                Ok(()) => {
+                    let _ = self.config.events.send(Event::Upper(id, new_upper));
+                    return Ok(());
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Moves a shard's critical since (and, for tables, the txns handles' holds).
+    async fn downgrade(&mut self, shard: ShardId, since: &Antichain<T>, table: bool) {
+        if table {
+            if let Some(txns) = self.txns.as_mut() {
+                let _ = txns.downgrade_data_since(shard, since).await;
+            }
+            if let Some(reader) = self.config.reader.lock().await.as_mut() {
+                let _ = reader.downgrade_data_since(shard, since).await;
+            }
+        }
+        if let Err(error) = self.downgrade_critical(shard, since).await {
+            tracing::warn!(%shard, %error, "since downgrade failed");
+        }
+    }
+
+    /// Moves the controller's critical since of `shard`, opening it if needed.
+    pub(super) async fn downgrade_critical(
+        &mut self,
+        shard: ShardId,
+        since: &Antichain<T>,
+    ) -> Result<(), StorageError<T>> {
+        if !self.since_handles.contains_key(&shard) {
+            let handle =
+                super::bootstrap::fence_shard(&self.config.client, shard, self.config.epoch)
+                    .await?;
+            self.since_handles.insert(shard, handle);
+        }
+        let epoch = self.config.epoch;
+        let Some(handle) = self.since_handles.get_mut(&shard) else {
+            return Ok(());
+        };
+        match handle
+            .compare_and_downgrade_since(epoch, (epoch, since))
+            .await
+            .map_err(persist_err)?
+        {
+            Ok(_) => Ok(()),
+            Err(mismatch) => Err(self.fence(mismatch.current)),
+        }
+    }
+
+    /// Records that epoch `current` fenced this controller.
+    pub(super) fn fence(&self, current: u64) -> StorageError<T> {
+        self.config.fenced_by.fetch_max(current, Ordering::SeqCst);
+        StorageError::Fenced {
+            ours: self.config.epoch,
+            current,
+        }
+    }
+
+    /// Fails with `Fenced` if a newer controller holds the txns shard.
+    async fn check_fence(&mut self) -> Result<(), StorageError<T>> {
+        let seen = self.config.fenced_by.load(Ordering::SeqCst);
+        if seen != 0 {
+            return Err(self.fence(seen));
+        }
+        let current = critical_opaque(&self.config.client, self.config.txns_shard).await?;
+        if current > self.config.epoch {
+            return Err(self.fence(current));
+        }
+        Ok(())
+    }
+}
+
+/// The opaque (epoch) of the controller's critical reader of `shard`, read without
+/// writing; 0 if there is none yet.
+pub(crate) async fn critical_opaque<T>(
+    client: &PersistClient,
+    shard: ShardId,
+) -> Result<u64, StorageError<T>> {
+    let state = match client.inspect(shard).await {
+        Ok(state) => state,
+        Err(strata_persist_backend::PersistError::InvalidUsage(_)) => return Ok(0),
+        Err(error) => return Err(persist_err(error)),
+    };
+    let opaque = state["critical_readers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["id"] == CONTROLLER_READER_ID)
+        .and_then(|r| r["opaque"].as_u64())
+        .unwrap_or(0);
+    Ok(opaque)
+}

@@ -1,0 +1,139 @@
+//! Shared setup for the controller integration tests: a catalog plus a persist
+//! location (memory or file), and helpers to start controllers and write tables.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_controller_api::{
+    CollectionDescription, Collections, Datum, GlobalId, MemoryCatalog, ReadPolicy, RelationDesc,
+    Row, ScalarType, StorageMetadata, StorageTxn, Tables, Timestamp,
+};
+use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
+
+/// A catalog and a persist location that outlive controllers.
+pub struct Env {
+    pub catalog: MemoryCatalog,
+    pub url: String,
+    pub dir: Option<tempfile::TempDir>,
+}
+
+/// A memory and a file environment, for tests that run on both.
+pub fn backends() -> Vec<Env> {
+    vec![mem_env(), file_env()]
+}
+
+pub fn mem_env() -> Env {
+    Env {
+        catalog: MemoryCatalog::new(),
+        url: format!("mem://controller-test-{}", uuid::Uuid::new_v4().simple()),
+        dir: None,
+    }
+}
+
+pub fn file_env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    Env {
+        catalog: MemoryCatalog::new(),
+        url: format!("file://{}", dir.path().display()),
+        dir: Some(dir),
+    }
+}
+
+impl Env {
+    pub fn catalog_fn(&self) -> CatalogFn<Timestamp> {
+        let catalog = self.catalog.clone();
+        Arc::new(move || Box::new(catalog.begin::<Timestamp>()) as Box<dyn StorageTxn<Timestamp> + Send>)
+    }
+
+    /// A new controller at a fresh (higher) epoch.
+    pub async fn controller(&self, read_only: bool) -> Controller<Timestamp> {
+        self.try_controller(read_only).await.unwrap()
+    }
+
+    pub async fn try_controller(
+        &self,
+        read_only: bool,
+    ) -> Result<Controller<Timestamp>, strata_controller_api::StorageError<Timestamp>> {
+        let epoch = self.catalog.bump_epoch();
+        Controller::new(ControllerConfig::default(), self.catalog_fn(), &self.url, epoch, read_only).await
+    }
+
+    /// The catalog's mapping, as hosts pass it.
+    pub fn metadata(&self) -> StorageMetadata {
+        StorageMetadata::from_txn(&self.catalog.begin::<Timestamp>())
+    }
+
+    /// Records new collections in the catalog (what a host does before creating them).
+    pub async fn prepare(&self, ctl: &Controller<Timestamp>, add: &[GlobalId], drop: &[GlobalId]) {
+        let mut txn = self.catalog.begin::<Timestamp>();
+        ctl.prepare_state(
+            &mut txn,
+            add.iter().copied().collect::<BTreeSet<_>>(),
+            drop.iter().copied().collect::<BTreeSet<_>>(),
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+    }
+}
+
+pub fn t(ms: u64) -> Timestamp {
+    Timestamp::new(ms)
+}
+
+pub fn id(n: u64) -> GlobalId {
+    GlobalId::User(n)
+}
+
+pub fn desc() -> RelationDesc {
+    RelationDesc::builder()
+        .with_column("x", ScalarType::Int64.nullable(false))
+        .with_column("s", ScalarType::String.nullable(true))
+        .finish()
+}
+
+pub fn row(x: i64) -> Row {
+    Row::pack(&[Datum::Int64(x), Datum::String(format!("row number {x:>12}"))])
+}
+
+/// Creates tables `ids` (recording them in the catalog first), registered at `ts`.
+pub async fn create_tables(env: &Env, ctl: &mut Controller<Timestamp>, ids: &[GlobalId], ts: Timestamp) {
+    env.prepare(ctl, ids, &[]).await;
+    let collections = ids
+        .iter()
+        .map(|id| (*id, CollectionDescription::table(desc())))
+        .collect();
+    ctl.create_collections(&env.metadata(), Some(ts), collections)
+        .await
+        .unwrap();
+}
+
+/// Appends `rows` to each table at `ts`, advancing to `ts + 1`, and waits for it.
+pub async fn append(ctl: &mut Controller<Timestamp>, ts: u64, writes: Vec<(GlobalId, Vec<(Row, i64)>)>) {
+    ctl.append_table(t(ts), t(ts + 1), writes).unwrap().await.unwrap();
+}
+
+/// A multiset of rows as a map.
+pub fn as_map(rows: Vec<(Row, i64)>) -> BTreeMap<Row, i64> {
+    rows.into_iter().collect()
+}
+
+/// Polls `check` (calling `apply_pending` first) until it holds, at most ~20 s.
+pub async fn eventually(ctl: &mut Controller<Timestamp>, mut check: impl FnMut(&mut Controller<Timestamp>) -> bool) -> bool {
+    for _ in 0..2000 {
+        ctl.apply_pending();
+        if check(ctl) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// A read policy that keeps everything.
+pub fn keep_all() -> ReadPolicy<Timestamp> {
+    ReadPolicy::ValidFrom(strata_controller_api::Antichain::from_elem(t(0)))
+}
