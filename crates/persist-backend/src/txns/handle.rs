@@ -412,8 +412,9 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
 
     /// The contents of data shard `shard` at `as_of`, consolidated: waits until the
     /// txns upper is past `as_of`, applies every commit at or before it, then reads.
-    /// The shard must be known to the txns shard (registered, or forgotten but not yet
-    /// tidied), else [`TxnsError::NotRegistered`].
+    /// The shard must be registered, or forgotten (not yet tidied) at a time at or
+    /// after `as_of`; else [`TxnsError::NotRegistered`] (read a forgotten shard
+    /// directly).
     pub async fn read_at(&mut self, shard: ShardId, as_of: T) -> TxnsResult<Vec<Update<T>>> {
         self.read(shard, as_of, true).await
     }
@@ -431,6 +432,9 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         }
         self.entry(shard, "read")?;
         self.ensure_past(a, shard, wait).await?;
+        if self.entry(shard, "read")?.forget_ts.is_some_and(|f| a > f) {
+            return Err(self.not_registered(shard, "read"));
+        }
         self.apply_shard(shard, a, true).await?;
         if !self.data_reads.contains_key(&shard) {
             let desc = self.entry_desc(shard)?;

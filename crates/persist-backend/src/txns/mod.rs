@@ -27,6 +27,7 @@
 
 mod apply;
 mod error;
+mod gc;
 mod handle;
 mod rows;
 mod txn;

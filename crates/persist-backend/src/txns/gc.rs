@@ -1,0 +1,70 @@
+//! Orphan collection for the txns shard's batch parts.
+//!
+//! A commit writes its batches under `txns/{txns}/parts/{data}/{uuid}` before its one
+//! CAS. A committer that crashes in between leaves parts nothing references. A part
+//! is referenced while a live txns row holds its batch (committed, maybe not applied)
+//! or while its data shard's state holds it (applied: live or awaiting GC). Reading in
+//! that order (list, txns rows, data shard state) never misses a reference: a row is
+//! retracted only after its batch is linked into the data shard.
+
+use std::collections::BTreeSet;
+
+use strata_controller_api::{ShardId, StorageTimestamp};
+
+use super::error::TxnsResult;
+use super::handle::TxnsHandle;
+use crate::error::PersistError;
+
+impl<T: StorageTimestamp> TxnsHandle<T> {
+    /// Deletes the batch parts of commits that never happened (their committer failed
+    /// or crashed between writing them and the CAS), once they are older than the
+    /// client's `orphan_grace`; returns how many were deleted. Idempotent and safe to run
+    /// concurrently with commits, applies and reads, provided a commit completes within
+    /// `orphan_grace` of writing its parts.
+    pub async fn gc_orphans(&mut self) -> TxnsResult<usize> {
+        let machine = self.client.machine(self.txns_id);
+        let prefix = machine.loc.key(&format!("txns/{}/parts", self.txns_id));
+        let skip = machine.loc.prefix.parts().count();
+        let listed = crate::blob::list(machine.loc.store.as_ref(), &prefix).await.map_err(PersistError::from)?;
+        let now = crate::config::system_now()() as i64;
+        let grace = self.client.config().orphan_grace.as_millis() as i64;
+        let candidates: Vec<(String, object_store::path::Path)> = listed
+            .into_iter()
+            .filter(|m| now - m.last_modified.timestamp_millis() >= grace)
+            .map(|m| {
+                let key = m.location.parts().skip(skip).map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/");
+                (key, m.location)
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        self.refresh().await?;
+        let mut referenced: BTreeSet<String> = self
+            .view
+            .shards
+            .values()
+            .flat_map(|e| e.batches.values().flat_map(|(_, b)| b.parts.iter().map(|p| p.key.clone())))
+            .collect();
+        let shards: BTreeSet<ShardId> =
+            candidates.iter().filter_map(|(key, _)| key.split('/').nth(3).and_then(|s| s.parse().ok())).collect();
+        for shard in shards {
+            let state = match self.client.machine(shard).fetch().await {
+                Ok(state) => state,
+                // A data shard that was never initialized references nothing.
+                Err(PersistError::InvalidUsage(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            referenced.extend(state.live_parts().map(|p| p.key.clone()));
+            referenced.extend(state.garbage.iter().map(|g| g.key.clone()));
+        }
+        let mut deleted = 0;
+        for (key, path) in candidates {
+            if !referenced.contains(&key) {
+                crate::blob::delete(machine.loc.store.as_ref(), &path).await.map_err(PersistError::from)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
