@@ -1,11 +1,28 @@
 //! The `strata` binary: `demo` (the main job), `replica`, `inspect` and `top`.
 //!
-//! Until the crates it drives are ready, every command says what it will do and exits
-//! non-zero, so nobody mistakes the placeholder for the real thing.
+//! **Owns**: the command line, process concerns (signals, exit codes, logging) and the
+//! wording of every error a person sees. Failures print one line on stderr, prefixed
+//! `error:`, and exit 1; a command that is not built yet exits 2; even a panic prints
+//! one line (a last resort: nothing here should panic).
+//!
+//! **Must never**: be depended on by another crate; hold logic a library should own.
+//!
+//! `demo` and `top` need the controller, which is still being written: they say so and
+//! exit 2, so nobody mistakes the placeholder for the real thing.
+
+mod args;
+mod inspect;
+mod location;
+mod metered;
+mod replica;
 
 use std::process::ExitCode;
 
-const PLAN: &str = "\
+use clap::Parser;
+
+use crate::args::{Cli, Command, InspectCommand};
+
+const DEMO_PLAN: &str = "\
 strata demo will, on a local file store at ./strata-data with an in-process replica:
   1. create an instance and its replicas;
   2. create two tables and append to both atomically over many timestamps;
@@ -15,20 +32,89 @@ strata demo will, on a local file store at ./strata-data with an in-process repl
   6. drop a subsource and the sink, and show their shards finalized and GC at work;
   7. print a one-screen summary. A second run recovers the first run's state.";
 
+/// Exit code of a command that is not built yet.
+const NOT_BUILT: u8 = 2;
+
+/// Replaces Rust's multi-line panic report with one line.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error: {}{place} (this is a bug in strata)",
+            one_line(&message)
+        );
+    }));
+}
+
+/// Logs go to stderr; `RUST_LOG` picks the level (warnings by default).
+fn install_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn not_built(command: &str) -> ExitCode {
+    eprintln!(
+        "strata {command} is not built yet: it needs the controller, which is still in progress"
+    );
+    ExitCode::from(NOT_BUILT)
+}
+
+/// Runs an async command on a small runtime.
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let result = rt.block_on(f);
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
 fn main() -> ExitCode {
-    let command = std::env::args().nth(1).unwrap_or_default();
-    match command.as_str() {
-        "demo" => {
-            eprintln!(
-                "{PLAN}\n\nstrata demo is not built yet: the controller crates are still in progress"
-            );
+    install_panic_hook();
+    let cli = Cli::parse();
+    install_logging();
+    let result = match cli.command {
+        Command::Demo { .. } => {
+            eprintln!("{DEMO_PLAN}\n");
+            return not_built("demo");
         }
-        "replica" | "inspect" | "top" => {
-            eprintln!(
-                "strata {command} is not built yet: the controller crates are still in progress"
-            );
+        Command::Top { .. } => return not_built("top"),
+        Command::Replica(args) => replica::run(args),
+        Command::Inspect(InspectCommand::Shard {
+            persist,
+            shard,
+            open_timeout,
+        }) => block_on(inspect::shard(&persist, &shard, open_timeout)),
+        Command::Inspect(InspectCommand::Collections {
+            persist,
+            json,
+            open_timeout,
+        }) => block_on(inspect::collections(&persist, json, open_timeout)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&format!("{error:#}")));
+            ExitCode::FAILURE
         }
-        _ => eprintln!("usage: strata <demo|replica|inspect|top>"),
     }
-    ExitCode::FAILURE
 }

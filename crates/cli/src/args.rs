@@ -1,0 +1,117 @@
+//! The command line: every subcommand and option of `strata`, as clap derives.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Strata: a storage controller for dataflow systems.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Show the whole system working on an embedded default (not built yet).
+    Demo {
+        /// Options of the demo, accepted and ignored until it is built.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
+    /// Serve a replica over gRPC: run the dataflows a controller schedules and write
+    /// their output to persist shards.
+    Replica(ReplicaArgs),
+    /// Read durable state: one shard, or every collection of the catalog.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// A live terminal view of collections and their lag (not built yet).
+    Top {
+        /// Options of top, accepted and ignored until it is built.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
+}
+
+/// How long to wait for a persist location to answer, shared by every command that
+/// opens one.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct OpenTimeout {
+    /// Give up on a persist location that does not answer within this many seconds
+    /// (object storage retries connection failures with backoff until then).
+    #[arg(
+        long = "open-timeout",
+        env = "STRATA_OPEN_TIMEOUT_SECS",
+        default_value_t = 30.0,
+        value_name = "SECS"
+    )]
+    pub(crate) secs: f64,
+}
+
+/// `strata replica`.
+#[derive(Debug, Args)]
+pub(crate) struct ReplicaArgs {
+    /// The address to serve gRPC on, such as 127.0.0.1:6876.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: SocketAddr,
+    /// The persist location: file:///path, s3://bucket/prefix or mem://name.
+    #[arg(long, value_name = "URL")]
+    pub(crate) persist: String,
+    /// Timely worker threads.
+    #[arg(long, default_value_t = 1, value_name = "W", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) workers: u16,
+    /// PEM certificate chain for TLS (with --tls-key).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (with --tls-cert).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// A file holding the bearer token every controller must present.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Allow a non-loopback listen address without TLS.
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// How long to wait for open connections to finish after Ctrl-C or SIGTERM.
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    pub(crate) shutdown_grace: f64,
+    /// See [`OpenTimeout`].
+    #[command(flatten)]
+    pub(crate) open_timeout: OpenTimeout,
+}
+
+/// `strata inspect …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum InspectCommand {
+    /// Print one shard's state as JSON.
+    Shard {
+        /// The persist location: file:///path, s3://bucket/prefix or mem://name.
+        #[arg(long, value_name = "URL")]
+        persist: String,
+        /// The shard, such as s0123abcd-…
+        #[arg(value_name = "SHARD_ID")]
+        shard: String,
+        /// See [`OpenTimeout`].
+        #[command(flatten)]
+        open_timeout: OpenTimeout,
+    },
+    /// List every collection of the durable catalog with its shard, since and upper.
+    Collections {
+        /// The persist location: file:///path, s3://bucket/prefix or mem://name.
+        #[arg(long, value_name = "URL")]
+        persist: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// See [`OpenTimeout`].
+        #[command(flatten)]
+        open_timeout: OpenTimeout,
+    },
+}

@@ -1,0 +1,222 @@
+//! `strata replica`: a replica process serving instance-client's gRPC protocol.
+//!
+//! Order of start-up, so each failure names its cause: the listen rule, the TLS and
+//! token files, the persist location (with a deadline), the port, then the workers.
+//! Ctrl-C or SIGTERM stops accepting, waits `--shutdown-grace` for open connections,
+//! stops the workers and exits 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use strata_controller_api::Timestamp;
+use strata_instance_client::grpc::{self, ServerConfig};
+use strata_instance_client::transport::{EpochFence, ReplicaHandler};
+use strata_introspection::{Metrics, serve_metrics};
+use strata_replica::server::ReplicaServer;
+use strata_replica::shard::persist::PersistShards;
+use strata_replica::ReplicaConfig;
+use tokio::net::TcpListener;
+
+use crate::args::ReplicaArgs;
+use crate::location::{self, Access};
+use crate::metered::Metered;
+
+/// The listen rule: plaintext is only for loopback addresses, unless the operator says
+/// `--insecure`.
+pub(crate) fn check_listen(addr: SocketAddr, tls: bool, insecure: bool) -> Result<(), String> {
+    if tls || insecure || addr.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {addr} without tls: pass --tls-cert and --tls-key, \
+         or --insecure to serve plaintext on a non-loopback address"
+    ))
+}
+
+fn read_file(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// The bearer token in `path`, without surrounding whitespace.
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let bytes = read_file("token file", path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow!("token file {} is not utf-8", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("token file {} is empty", path.display());
+    }
+    Ok(token.to_owned())
+}
+
+fn server_config(args: &ReplicaArgs) -> anyhow::Result<ServerConfig> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((
+            read_file("tls certificate", cert)?,
+            read_file("tls key", key)?,
+        )),
+        _ => None,
+    };
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
+    Ok(ServerConfig { tls, token })
+}
+
+fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| anyhow!("{flag} must be a non-negative number of seconds"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM with the signal's name.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch for sigterm")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map(|()| "ctrl-c").context("cannot watch for ctrl-c"),
+        _ = term.recv() => Ok("sigterm"),
+    }
+}
+
+/// Runs `strata replica` to completion.
+pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
+    let tls = args.tls_cert.is_some();
+    check_listen(args.listen, tls, args.insecure).map_err(|e| anyhow!(e))?;
+    let config = server_config(&args)?;
+    let grace = seconds("--shutdown-grace", args.shutdown_grace)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+
+    // Check the location with a deadline before the replica's own adapter opens it.
+    rt.block_on(location::open(&args.persist, Access::ReadWrite, args.open_timeout))?;
+    let listener = rt
+        .block_on(TcpListener::bind(args.listen))
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr().context("cannot read the bound address")?;
+    // `PersistShards` owns a runtime and blocks on it: open it outside ours.
+    let shards = Arc::new(
+        PersistShards::open(&args.persist)
+            .with_context(|| format!("cannot open persist location {}", args.persist))?,
+    );
+    let replica_config = ReplicaConfig {
+        workers: usize::from(args.workers),
+        ..ReplicaConfig::default()
+    };
+    let server = ReplicaServer::start(replica_config, Arc::clone(&shards) as _)
+        .context("cannot start the replica")?;
+    let metrics = Metrics::new();
+    let handler: Arc<dyn ReplicaHandler<Timestamp>> = Arc::new(Metered {
+        inner: Arc::clone(&server) as _,
+        metrics: metrics.replica.clone(),
+    });
+
+    let result = rt.block_on(async {
+        if let Some(addr) = args.metrics_addr {
+            let (local, _task) = serve_metrics(addr, metrics)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            eprintln!("strata replica: metrics at http://{local}/metrics");
+        }
+        eprintln!(
+            "strata replica: listening on {bound} ({}, {}), persist {}, {} worker(s)",
+            if tls { "tls" } else { "plaintext" },
+            if config.token.is_some() { "token required" } else { "no token" },
+            args.persist,
+            args.workers,
+        );
+        serve(handler, config, listener, grace).await
+    });
+    // Connections' tasks hold clones of the server; drop them before the server, on
+    // this thread, so the replica's workers and runtimes stop outside any async context.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    drop(server);
+    drop(shards);
+    if result.is_ok() {
+        eprintln!("strata replica: stopped");
+    }
+    result
+}
+
+/// Serves until a signal, then waits up to `grace` for open connections.
+async fn serve(
+    handler: Arc<dyn ReplicaHandler<Timestamp>>,
+    config: ServerConfig,
+    listener: TcpListener,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let incoming = futures::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _peer)| {
+            // Commands are small and latency matters more than throughput.
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((accepted, listener))
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async {
+        let _ = stop_rx.await;
+    };
+    let server = grpc::serve(handler, EpochFence::new(), config, incoming, stopped);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            result.context("the grpc server failed")?;
+            bail!("the grpc server stopped unexpectedly")
+        }
+        signal = shutdown_signal() => {
+            eprintln!("strata replica: {}, shutting down", signal?);
+        }
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(result) => result.context("the grpc server failed while stopping")?,
+        Err(_) => eprintln!(
+            "strata replica: connections still open after {:.1}s, closing them",
+            grace.as_secs_f64()
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn check(addr: &str, tls: bool, insecure: bool, allowed: bool) {
+        let got = check_listen(addr.parse().unwrap(), tls, insecure);
+        assert_eq!(got.is_ok(), allowed, "{addr} tls={tls} insecure={insecure}: {got:?}");
+        if let Err(message) = got {
+            assert!(message.contains(addr), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn listen_rule_table() {
+        check("127.0.0.1:7000", false, false, true);
+        check("127.1.2.3:7000", false, false, true);
+        check("[::1]:7000", false, false, true);
+        check("0.0.0.0:7000", false, false, false);
+        check("[::]:7000", false, false, false);
+        check("10.0.0.5:7000", false, false, false);
+        check("0.0.0.0:7000", true, false, true);
+        check("0.0.0.0:7000", false, true, true);
+        check("10.0.0.5:7000", true, true, true);
+    }
+
+    #[test]
+    fn token_is_trimmed_and_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  secret\n").unwrap();
+        assert_eq!(read_token(&path).unwrap(), "secret");
+        std::fs::write(&path, " \n").unwrap();
+        assert!(format!("{:#}", read_token(&path).unwrap_err()).contains("is empty"));
+        let missing = dir.path().join("missing");
+        assert!(format!("{:#}", read_token(&missing).unwrap_err()).contains("cannot read token file"));
+    }
+}
