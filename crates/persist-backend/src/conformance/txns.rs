@@ -169,6 +169,9 @@ pub async fn upper_advancement_is_o1(factory: &impl ClientFactory) {
     assert!(seqno(&client, data[0]).await > before[0], "the read advanced the shard it read");
     assert_eq!(seqno(&client, data[1]).await, before[1], "and no other");
     assert_eq!(ok(client.fetch_recent_upper::<Timestamp>(data[0]).await, "upper"), fr(100));
+    ok(h.prepare_read(data[2], ts(99)).await, "prepare_read");
+    let mut r = client.open_leased_reader::<Timestamp>(data[2], test_desc()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok(r.snapshot(&ts(99)).await, "direct snapshot"), vec![], "prepare_read makes the data shard itself readable");
 }
 
 /// Several handles applying the same commits at once link each exactly once.

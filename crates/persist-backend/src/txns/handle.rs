@@ -425,8 +425,17 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         self.read(shard, as_of, false).await
     }
 
-    async fn read(&mut self, shard: ShardId, as_of: T, wait: bool) -> TxnsResult<Vec<Update<T>>> {
-        let a = time_code(&as_of);
+    /// Makes data shard `shard` readable at `as_of` by any persist reader of it: waits
+    /// until the txns upper is past `as_of`, links every commit of the shard at or
+    /// before it, and moves the shard's physical upper past `as_of`. [`read_at`] is
+    /// this plus a snapshot; call it directly to read with a cursor or a listen.
+    ///
+    /// [`read_at`]: TxnsHandle::read_at
+    pub async fn prepare_read(&mut self, shard: ShardId, as_of: T) -> TxnsResult<()> {
+        self.prepare(shard, time_code(&as_of), true).await
+    }
+
+    async fn prepare(&mut self, shard: ShardId, a: u64, wait: bool) -> TxnsResult<()> {
         if !self.view.shards.contains_key(&shard) {
             self.refresh().await?;
         }
@@ -435,19 +444,27 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         if self.entry(shard, "read")?.forget_ts.is_some_and(|f| a > f) {
             return Err(self.not_registered(shard, "read"));
         }
-        self.apply_shard(shard, a, true).await?;
-        if !self.data_reads.contains_key(&shard) {
-            let desc = self.entry_desc(shard)?;
-            let r = self.client.open_leased_reader::<T>(shard, desc).await?;
-            self.data_reads.insert(shard, r);
-        }
-        let Some(r) = self.data_reads.get_mut(&shard) else { return Err(self.not_registered(shard, "read")) };
-        match r.snapshot(&as_of).await {
-            Err(PersistError::LeaseExpired { .. }) => {
-                self.data_reads.remove(&shard);
-                Err(PersistError::LeaseExpired { shard, kind: "reader", id: "txns data reader".into() }.into())
+        self.apply_shard(shard, a, true).await
+    }
+
+    async fn read(&mut self, shard: ShardId, as_of: T, wait: bool) -> TxnsResult<Vec<Update<T>>> {
+        self.prepare(shard, time_code(&as_of), wait).await?;
+        let mut reopened = false;
+        loop {
+            if !self.data_reads.contains_key(&shard) {
+                let desc = self.entry_desc(shard)?;
+                let r = self.client.open_leased_reader::<T>(shard, desc).await?;
+                self.data_reads.insert(shard, r);
             }
-            other => Ok(other?),
+            let Some(r) = self.data_reads.get_mut(&shard) else { return Err(self.not_registered(shard, "read")) };
+            match r.snapshot(&as_of).await {
+                // The hold lapsed (no heartbeat for a lease): take a new one, once.
+                Err(PersistError::LeaseExpired { .. }) if !reopened => {
+                    self.data_reads.remove(&shard);
+                    reopened = true;
+                }
+                other => return Ok(other?),
+            }
         }
     }
 
