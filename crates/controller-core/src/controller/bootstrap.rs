@@ -25,6 +25,8 @@ pub(super) struct Opened<T: StorageTimestamp> {
     pub(super) upper: Antichain<T>,
     /// The fenced critical since handle; `None` when read-only.
     pub(super) handle: Option<SinceHandle<T>>,
+    /// Whether the shard existed (always true once opened for writing).
+    pub(super) exists: bool,
 }
 
 /// Opens the controller's critical since of `shard` (creating the shard if needed) and
@@ -62,22 +64,21 @@ pub(crate) async fn fence_shard<T: StorageTimestamp>(
     }
 }
 
-/// Reads a shard's since and upper without writing anything; a shard that does not
-/// exist yet is empty at the minimum time.
+/// Reads a shard's since and upper without writing anything; `None` if the shard does
+/// not exist yet.
 async fn peek_frontiers<T: StorageTimestamp>(
     client: &PersistClient,
     shard: ShardId,
-) -> Result<(Antichain<T>, Antichain<T>), StorageError<T>> {
-    let minimum = || Antichain::from_elem(T::minimum());
+) -> Result<Option<(Antichain<T>, Antichain<T>)>, StorageError<T>> {
     match client.inspect(shard).await {
-        Ok(state) => Ok((
+        Ok(state) => Ok(Some((
             frontier_of(state["since"][0].as_u64()),
             match state["upper"].as_array().map(Vec::len) {
                 Some(0) => Antichain::new(),
                 _ => frontier_of(state["upper"][0].as_u64()),
             },
-        )),
-        Err(PersistError::InvalidUsage(_)) => Ok((minimum(), minimum())),
+        ))),
+        Err(PersistError::InvalidUsage(_)) => Ok(None),
         Err(error) => Err(persist_err(error)),
     }
 }
@@ -172,8 +173,12 @@ impl<T: StorageTimestamp> Controller<T> {
                 let client = client.clone();
                 async move {
                     if read_only {
-                        let (since, upper) = peek_frontiers(&client, shard).await?;
-                        return Ok(Opened { id, since, upper, handle: None });
+                        let minimum = || Antichain::from_elem(T::minimum());
+                        let (exists, (since, upper)) = match peek_frontiers(&client, shard).await? {
+                            Some(frontiers) => (true, frontiers),
+                            None => (false, (minimum(), minimum())),
+                        };
+                        return Ok(Opened { id, since, upper, handle: None, exists });
                     }
                     let writer = client
                         .open_writer::<T>(shard, desc)
@@ -183,7 +188,7 @@ impl<T: StorageTimestamp> Controller<T> {
                     drop(writer);
                     let handle = fence_shard(&client, shard, epoch).await?;
                     let since = handle.since().clone();
-                    Ok(Opened { id, since, upper, handle: Some(handle) })
+                    Ok(Opened { id, since, upper, handle: Some(handle), exists: true })
                 }
             })
             .buffer_unordered(bound)
@@ -206,14 +211,21 @@ impl<T: StorageTimestamp> Controller<T> {
         rx.await.map_err(|_| StorageError::ShuttingDown)?
     }
 
-    /// The upper of a table as a read-only controller sees it: the txns upper, if the
-    /// shard has been written before.
-    async fn read_only_table_upper(&self, upper: Antichain<T>) -> Result<Antichain<T>, StorageError<T>> {
-        if upper == Antichain::from_elem(T::minimum()) {
+    /// The upper of a table as a read-only controller sees it: a table whose shard
+    /// exists was registered with the txns shard by an earlier controller, so its upper
+    /// is the txns upper.
+    async fn read_only_table_upper(
+        &self,
+        upper: Antichain<T>,
+        exists: bool,
+    ) -> Result<Antichain<T>, StorageError<T>> {
+        if !exists {
             return Ok(upper);
         }
-        let (_, txns_upper) = peek_frontiers::<T>(&self.client, self.txns_shard).await?;
-        Ok(if PartialOrder::less_than(&upper, &txns_upper) { txns_upper } else { upper })
+        Ok(match peek_frontiers::<T>(&self.client, self.txns_shard).await? {
+            Some((_, txns_upper)) if PartialOrder::less_than(&upper, &txns_upper) => txns_upper,
+            _ => upper,
+        })
     }
 
     /// See [`Collections::create_collections_for_bootstrap`](strata_controller_api::Collections::create_collections_for_bootstrap).
@@ -267,7 +279,7 @@ impl<T: StorageTimestamp> Controller<T> {
             if description.is_table() {
                 upper = match &txns_upper {
                     Some(txns_upper) => txns_upper.clone(),
-                    None => self.read_only_table_upper(upper).await?,
+                    None => self.read_only_table_upper(upper, o.exists).await?,
                 };
             }
             self.insert_collection(id, description, *shard, o.since, upper, migrated.contains(&id), txns_upper.is_some())?;

@@ -1,0 +1,181 @@
+//! Read-only mode, restart and fencing through a real controller: a read-only
+//! controller writes nothing to any shard, a restarted controller recovers every
+//! acknowledged write and its frontiers, and an older controller is fenced.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod controller_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use controller_support::*;
+use strata_controller_api::{
+    Antichain, Collections, Lifecycle, Reads, Row, StorageError, Tables, Timestamp,
+};
+
+/// Every file under `dir` with its length.
+fn tree(dir: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.insert(entry.path().display().to_string(), meta.len());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_writes_nothing_until_allow_writes() {
+    let env = file_env();
+    let dir = env.dir.as_ref().unwrap().path().to_path_buf();
+    let (a, b) = (id(1), id(2));
+    {
+        let mut first = env.controller(false).await;
+        create_tables(&env, &mut first, &[a], t(0)).await;
+        append(&mut first, 1, vec![(a, vec![(row(1), 1)])]).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let before = tree(&dir);
+    let mut ctl = env.controller(true).await;
+    assert!(ctl.is_read_only());
+    env.prepare(&ctl, &[a, b], &[]).await;
+    let tables = vec![
+        (a, strata_controller_api::CollectionDescription::table(desc())),
+        (b, strata_controller_api::CollectionDescription::table(desc())),
+    ];
+    ctl.create_collections(&env.metadata(), None, tables).await.unwrap();
+    ctl.apply_pending();
+    // The read-only controller sees the table's frontiers from the shard.
+    assert_eq!(ctl.collection_frontiers(a).unwrap().write_frontier, Antichain::from_elem(t(2)));
+    let denied = ctl.append_table(t(2), t(3), vec![(a, vec![(row(2), 1)])]);
+    assert!(matches!(denied, Err(StorageError::ReadOnly)), "{:?}", denied.err());
+    ctl.set_read_policy(vec![(a, strata_controller_api::ReadPolicy::step_back())]).unwrap();
+    ctl.initialization_complete();
+    ctl.process(&env.metadata()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(tree(&dir), before, "a read-only controller wrote to a shard");
+
+    ctl.allow_writes(Some(t(2))).await.unwrap();
+    assert!(!ctl.is_read_only());
+    // Registering `b` at 2 is a commit at 2, so writes continue at 3.
+    append(&mut ctl, 3, vec![(a, vec![(row(2), 1)]), (b, vec![(row(2), 1)])]).await;
+    assert_eq!(ctl.snapshot(a, t(3)).await.unwrap().len(), 2);
+    assert_eq!(ctl.snapshot(b, t(3)).await.unwrap().len(), 1);
+    assert_ne!(tree(&dir), before);
+}
+
+/// Runs writes on a controller: `acked` of them awaited, then one fired and not
+/// awaited. Returns the acknowledged rows and the fired one.
+async fn workload(
+    ctl: &mut strata_controller_core::Controller<Timestamp>,
+    table: strata_controller_api::GlobalId,
+    next: &mut i64,
+    acked: usize,
+) -> (Vec<Row>, Row) {
+    let mut done = Vec::new();
+    for _ in 0..acked {
+        let r = row(*next);
+        *next += 1;
+        // The previous controller's last write may land late and move the upper; a
+        // host retries at the new upper.
+        loop {
+            ctl.apply_pending();
+            let upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
+            let write = vec![(table, vec![(r.clone(), 1)])];
+            match ctl.append_table(upper, Timestamp::new(upper.as_millis() + 1), write).unwrap().await {
+                Ok(()) => break,
+                Err(StorageError::UpdateBeforeUpper { .. }) => continue,
+                Err(error) => panic!("{error:?}"),
+            }
+        }
+        done.push(r);
+    }
+    ctl.apply_pending();
+    let upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
+    let fired = row(*next);
+    *next += 1;
+    drop(ctl.append_table(upper, Timestamp::new(upper.as_millis() + 1), vec![(table, vec![(fired.clone(), 1)])]));
+    (done, fired)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_keep_every_acknowledged_write() {
+    for env in backends() {
+        let table = id(1);
+        let mut acked: BTreeSet<Row> = BTreeSet::new();
+        let mut maybe: BTreeSet<Row> = BTreeSet::new();
+        let mut next = 0;
+        let mut last_upper = t(0);
+        for round in 0..10 {
+            let mut ctl = env.controller(false).await;
+            assert_eq!(ctl.epoch(), round + 2);
+            create_tables(&env, &mut ctl, &[table], last_upper).await;
+            ctl.apply_pending();
+            let upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
+            assert!(upper >= last_upper, "frontiers resume: {upper} < {last_upper}");
+            let rows: BTreeSet<Row> = ctl
+                .snapshot_latest(table)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(r, d)| {
+                    assert_eq!(d, 1);
+                    r
+                })
+                .collect();
+            assert!(rows.is_superset(&acked), "round {round} on {}: lost acknowledged writes", env.url);
+            assert!(rows.difference(&acked).all(|r| maybe.contains(r)), "round {round}: phantom rows");
+            acked.extend(rows);
+            let (done, fired) = workload(&mut ctl, table, &mut next, 3).await;
+            acked.extend(done);
+            maybe.insert(fired);
+            ctl.apply_pending();
+            last_upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
+        }
+        assert!(acked.len() >= 30);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_controller_is_fenced_on_its_next_write() {
+    for env in backends() {
+        let table = id(1);
+        let mut old = env.controller(false).await;
+        create_tables(&env, &mut old, &[table], t(0)).await;
+        append(&mut old, 1, vec![(table, vec![(row(1), 1)])]).await;
+
+        let mut new = env.controller(false).await;
+        assert!(new.epoch() > old.epoch());
+        create_tables(&env, &mut new, &[table], t(0)).await;
+
+        let write = old.append_table(t(2), t(3), vec![(table, vec![(row(2), 1)])]).unwrap().await;
+        assert!(
+            matches!(write, Err(StorageError::Fenced { ours, current }) if ours == old.epoch() && current == new.epoch()),
+            "{write:?}"
+        );
+        // Once fenced, every write fails at once.
+        let again = old.append_table(t(2), t(3), vec![(table, vec![(row(2), 1)])]);
+        assert!(matches!(again, Err(StorageError::Fenced { .. })));
+        // The new controller writes on.
+        append(&mut new, 2, vec![(table, vec![(row(3), 1)])]).await;
+        assert_eq!(new.snapshot(table, t(2)).await.unwrap().len(), 2);
+        // An older epoch cannot even start.
+        let stale = strata_controller_core::Controller::<Timestamp>::new(
+            Default::default(),
+            env.catalog_fn(),
+            &env.url,
+            old.epoch(),
+            false,
+        )
+        .await;
+        assert!(matches!(stale, Err(StorageError::Fenced { .. })));
+    }
+}
