@@ -1,0 +1,101 @@
+//! Dropping tables through a real controller: the shards are finalized and GC leaves
+//! no parts; a read hold delays finalization; a drop recorded in the catalog is
+//! finished by the next controller.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod controller_support;
+
+use controller_support::*;
+use strata_controller_api::{Collections, Reads, ShardId, StorageTxn, Tables, Timestamp};
+use strata_persist_backend::PersistClient;
+
+/// Enough rows that a commit is written as a part, not inlined in the state.
+fn many_rows(base: i64) -> Vec<(strata_controller_api::Row, i64)> {
+    (0..300).map(|i| (row(base + i), 1)).collect()
+}
+
+async fn finalized(client: &PersistClient, shard: ShardId) -> bool {
+    let state = client.inspect(shard).await.unwrap();
+    state["tombstone"].as_bool().unwrap_or(false)
+        && client.list_part_keys(shard).await.unwrap().is_empty()
+        && client.referenced_part_keys(shard).await.unwrap().is_empty()
+}
+
+async fn wait_finalized(env: &Env, client: &PersistClient, shard: ShardId) {
+    for _ in 0..1000 {
+        let unfinalized = env.catalog.begin::<Timestamp>().get_unfinalized_shards();
+        if !unfinalized.contains(&shard) && finalized(client, shard).await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{shard} was not finalized on {}", env.url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_tables_are_finalized_and_leave_no_parts() {
+    for env in backends() {
+        let mut ctl = env.controller(false).await;
+        let (a, b) = (id(1), id(2));
+        create_tables(&env, &mut ctl, &[a, b], t(0)).await;
+        for ts in 1..=3u64 {
+            append(&mut ctl, ts, vec![(a, many_rows(ts as i64 * 1000)), (b, many_rows(ts as i64 * 1000))]).await;
+        }
+        // Reading applies the commits, so the data shard holds batches.
+        assert_eq!(ctl.snapshot(a, t(3)).await.unwrap().len(), 900);
+        let shard_a = ctl.collection_metadata(a).unwrap().data_shard;
+        let client = ctl.persist_client().clone();
+        assert!(!client.referenced_part_keys(shard_a).await.unwrap().is_empty(), "expected parts on {}", env.url);
+
+        env.prepare(&ctl, &[], &[a]).await;
+        assert!(env.catalog.begin::<Timestamp>().get_unfinalized_shards().contains(&shard_a));
+        ctl.drop_tables(&env.metadata(), vec![a], t(4)).unwrap();
+        assert!(ctl.check_exists(a).is_err());
+        assert!(ctl.append_table(t(5), t(6), vec![(a, vec![(row(1), 1)])]).is_err());
+        wait_finalized(&env, &client, shard_a).await;
+        // The other table is untouched and still writable.
+        append(&mut ctl, 5, vec![(b, vec![(row(-1), 1)])]).await;
+        assert_eq!(ctl.snapshot(b, t(5)).await.unwrap().len(), 901);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_hold_delays_finalization() {
+    let env = mem_env();
+    let mut ctl = env.controller(false).await;
+    let a = id(1);
+    create_tables(&env, &mut ctl, &[a], t(0)).await;
+    append(&mut ctl, 1, vec![(a, many_rows(0))]).await;
+    let shard = ctl.collection_metadata(a).unwrap().data_shard;
+    let client = ctl.persist_client().clone();
+    let hold = ctl.acquire_read_holds(vec![a]).unwrap();
+    env.prepare(&ctl, &[], &[a]).await;
+    ctl.drop_tables(&env.metadata(), vec![a], t(2)).unwrap();
+    for _ in 0..20 {
+        ctl.apply_pending();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!finalized(&client, shard).await, "finalized while a read hold remains");
+    drop(hold);
+    ctl.apply_pending();
+    wait_finalized(&env, &client, shard).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_controller_finishes_a_recorded_drop() {
+    for env in backends() {
+        let a = id(1);
+        let shard = {
+            let mut ctl = env.controller(false).await;
+            create_tables(&env, &mut ctl, &[a], t(0)).await;
+            append(&mut ctl, 1, vec![(a, many_rows(0))]).await;
+            let shard = ctl.collection_metadata(a).unwrap().data_shard;
+            // The host records the drop, then the controller goes away before dropping.
+            env.prepare(&ctl, &[], &[a]).await;
+            shard
+        };
+        let ctl = env.controller(false).await;
+        wait_finalized(&env, ctl.persist_client(), shard).await;
+    }
+}
