@@ -68,15 +68,25 @@ fn sorted(mut v: Vec<Update<Timestamp>>) -> Vec<Update<Timestamp>> {
 
 /// Runs every area of the suite.
 pub async fn run_all(factory: impl ClientFactory) {
+    tracing::info!("conformance: cas_semantics");
     cas_semantics(&factory).await;
+    tracing::info!("conformance: append_snapshot_listen");
     append_snapshot_listen(&factory).await;
+    tracing::info!("conformance: since_upper_rules");
     since_upper_rules(&factory).await;
+    tracing::info!("conformance: leases");
     leases(&factory).await;
+    tracing::info!("conformance: fencing");
     fencing(&factory).await;
+    tracing::info!("conformance: compaction");
     compaction(&factory).await;
+    tracing::info!("conformance: gc");
     gc(&factory).await;
+    tracing::info!("conformance: finalization");
     finalization(&factory).await;
+    tracing::info!("conformance: bad_input");
     bad_input(&factory).await;
+    tracing::info!("conformance: txns");
     txns::run_all(&factory).await;
 }
 

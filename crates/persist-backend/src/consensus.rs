@@ -108,12 +108,13 @@ impl Consensus {
         let mut start = hint.max(1);
         for _ in 0..CREATE_ATTEMPTS {
             let Some(first) = self.get(shard, start).await? else {
+                // The hinted version is gone (truncated): the listing knows the rest.
                 match self.list_max(shard).await? {
-                    Some(max) if max != start => {
+                    Some(max) => {
                         start = max;
                         continue;
                     }
-                    _ => return Ok(None),
+                    None => return Ok(None),
                 }
             };
             let mut head = first;
@@ -192,7 +193,12 @@ impl Consensus {
     }
 
     async fn check_not_ghost(&self, shard: ShardId, seqno: SeqNo, key: &Path) -> Result<CasOutcome, PersistError> {
-        if self.beyond_boundary(shard, seqno).await? {
+        let beyond = self.beyond_boundary(shard, seqno).await.map_err(|e| match e {
+            // The version is written; whether it counts is unknown until the check runs.
+            PersistError::External(e) => PersistError::from(ExternalError::indeterminate("compare_and_set", e)),
+            e => e,
+        })?;
+        if beyond {
             return Ok(CasOutcome::Committed);
         }
         tracing::warn!(%shard, seqno, "removing a version re-created below the truncation boundary");
@@ -202,7 +208,12 @@ impl Consensus {
 
     /// After an indeterminate create, finds out whether ours is the object there.
     async fn resolve(&self, shard: ShardId, seqno: SeqNo, token: &str) -> Result<CasOutcome, PersistError> {
-        match self.get_envelope(shard, seqno).await? {
+        let found = self.get_envelope(shard, seqno).await.map_err(|e| match e {
+            // Our write may be there: a failed read-back leaves the outcome unknown.
+            PersistError::External(e) => PersistError::from(ExternalError::indeterminate("compare_and_set", e)),
+            e => e,
+        })?;
+        match found {
             Some(env) if env.token == token => {
                 let key = self.state_key(shard, seqno);
                 self.check_not_ghost(shard, seqno, &key).await

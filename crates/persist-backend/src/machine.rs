@@ -148,6 +148,22 @@ impl Machine {
         &self,
         mut cmd: impl FnMut(&State) -> CmdResult<O>,
     ) -> Result<std::result::Result<(Arc<State>, O), CmdError>> {
+        let mut in_doubt = false;
+        let res = self.apply_inner(&mut cmd, &mut in_doubt).await;
+        match res {
+            // A write of ours may have landed: the caller must not assume it did not.
+            Err(e @ (PersistError::External(_) | PersistError::Contention { .. })) if in_doubt => {
+                Err(ExternalError::indeterminate("apply", e).into())
+            }
+            other => other,
+        }
+    }
+
+    async fn apply_inner<O>(
+        &self,
+        cmd: &mut impl FnMut(&State) -> CmdResult<O>,
+        in_doubt: &mut bool,
+    ) -> Result<std::result::Result<(Arc<State>, O), CmdError>> {
         let (mut state, mut fresh) = match self.cached() {
             Some(s) => (s, false),
             None => (self.fetch().await?, true),
@@ -174,9 +190,13 @@ impl Machine {
                     }
                     backoff(conflicts.min(4)).await;
                 }
-                Err(PersistError::External(e)) if failures + 1 < self.cfg.io_attempts => {
-                    tracing::debug!(shard = %self.shard, error = %e, "retrying a state write");
+                Err(PersistError::External(e)) => {
+                    *in_doubt = true;
                     failures += 1;
+                    if failures >= self.cfg.io_attempts {
+                        return Err(e.into());
+                    }
+                    tracing::debug!(shard = %self.shard, error = %e, "retrying a state write");
                     backoff(failures).await;
                 }
                 Err(e) => return Err(e),

@@ -17,6 +17,7 @@ async fn conformance_s3() {
         eprintln!("conformance_s3: STRATA_S3_TEST_BUCKET is unset, no S3 server to test against");
         return;
     };
+    let _ = tracing_subscriber::fmt().with_env_filter("strata_persist_backend=info").with_test_writer().try_init();
     let url = format!("s3://{bucket}/conformance-{}", uuid::Uuid::new_v4().simple());
     let factory = move || {
         let url = url.clone();
