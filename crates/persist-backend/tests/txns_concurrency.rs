@@ -11,18 +11,23 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use strata_controller_api::{Datum, ShardId, Timestamp};
 use strata_persist_backend::conformance::{new_shard, test_desc, test_row};
-use strata_persist_backend::testing::{FaultyStore, Faults};
+use strata_persist_backend::testing::{Faults, FaultyStore};
 use strata_persist_backend::txns::{Txn, TxnsHandle};
 use strata_persist_backend::{Location, PersistClient, PersistConfig, Update};
 
 fn client(store: &Arc<dyn ObjectStore>) -> PersistClient {
-    PersistClient::from_location(Location::from_store(Arc::clone(store), "", "mem://txns-faults"), PersistConfig::for_tests())
+    PersistClient::from_location(
+        Location::from_store(Arc::clone(store), "", "mem://txns-faults"),
+        PersistConfig::for_tests(),
+    )
 }
 
 fn keys(snapshot: &[Update<Timestamp>]) -> BTreeMap<i64, i64> {
     let mut out = BTreeMap::new();
     for (data, _, diff) in snapshot {
-        let Some(Datum::Int64(k)) = data.as_ref().unwrap().unpack().first().cloned() else { panic!("bad row") };
+        let Some(Datum::Int64(k)) = data.as_ref().unwrap().unpack().first().cloned() else {
+            panic!("bad row")
+        };
         *out.entry(k).or_insert(0) += diff;
     }
     out
@@ -33,8 +38,17 @@ struct Outcome {
     attempted: Vec<i64>,
 }
 
-async fn committer(store: Arc<dyn ObjectStore>, txns: ShardId, a: ShardId, b: ShardId, id: i64) -> Outcome {
-    let mut out = Outcome { acked: Vec::new(), attempted: Vec::new() };
+async fn committer(
+    store: Arc<dyn ObjectStore>,
+    txns: ShardId,
+    a: ShardId,
+    b: ShardId,
+    id: i64,
+) -> Outcome {
+    let mut out = Outcome {
+        acked: Vec::new(),
+        attempted: Vec::new(),
+    };
     let mut h = loop {
         if let Ok(h) = TxnsHandle::<Timestamp>::open(client(&store), txns).await {
             break h;
@@ -64,14 +78,29 @@ async fn committer(store: Arc<dyn ObjectStore>, txns: ShardId, a: ShardId, b: Sh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_committers_with_faults_lose_and_duplicate_nothing() {
     let faults = Faults::new(0, 0);
-    let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(Arc::new(InMemory::new()), Arc::clone(&faults)));
+    let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(
+        Arc::new(InMemory::new()),
+        Arc::clone(&faults),
+    ));
     let (txns, a, b) = (new_shard(), new_shard(), new_shard());
-    let mut setup = TxnsHandle::<Timestamp>::open(client(&store), txns).await.unwrap();
-    setup.register(Timestamp::new(0), [(a, test_desc()), (b, test_desc())]).await.unwrap().unwrap();
+    let mut setup = TxnsHandle::<Timestamp>::open(client(&store), txns)
+        .await
+        .unwrap();
+    setup
+        .register(Timestamp::new(0), [(a, test_desc()), (b, test_desc())])
+        .await
+        .unwrap()
+        .unwrap();
 
-    faults.determinate_permille.store(80, std::sync::atomic::Ordering::SeqCst);
-    faults.indeterminate_permille.store(80, std::sync::atomic::Ordering::SeqCst);
-    let tasks: Vec<_> = (1..=4).map(|id| tokio::spawn(committer(Arc::clone(&store), txns, a, b, id))).collect();
+    faults
+        .determinate_permille
+        .store(80, std::sync::atomic::Ordering::SeqCst);
+    faults
+        .indeterminate_permille
+        .store(80, std::sync::atomic::Ordering::SeqCst);
+    let tasks: Vec<_> = (1..=4)
+        .map(|id| tokio::spawn(committer(Arc::clone(&store), txns, a, b, id)))
+        .collect();
     let mut acked = BTreeSet::new();
     let mut attempted = BTreeSet::new();
     for t in tasks {
@@ -80,19 +109,31 @@ async fn concurrent_committers_with_faults_lose_and_duplicate_nothing() {
         attempted.extend(out.attempted);
     }
     faults.disable();
-    assert!(faults.injected.load(std::sync::atomic::Ordering::SeqCst) > 0, "faults were injected");
+    assert!(
+        faults.injected.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "faults were injected"
+    );
     assert!(acked.len() >= 10, "most commits succeed: {}", acked.len());
 
-    let mut fresh = TxnsHandle::<Timestamp>::open(client(&store), txns).await.unwrap();
+    let mut fresh = TxnsHandle::<Timestamp>::open(client(&store), txns)
+        .await
+        .unwrap();
     let upper = fresh.txns_upper().elements()[0].as_millis();
     let as_of = Timestamp::new(upper - 1);
     let got_a = keys(&fresh.read_at(a, as_of).await.unwrap());
     let got_b = keys(&fresh.read_at(b, as_of).await.unwrap());
     assert_eq!(got_a, got_b, "every commit is in both tables or in neither");
     for k in &acked {
-        assert_eq!(got_a.get(k), Some(&1), "acknowledged commit {k} appears exactly once");
+        assert_eq!(
+            got_a.get(k),
+            Some(&1),
+            "acknowledged commit {k} appears exactly once"
+        );
     }
     for (k, d) in &got_a {
-        assert!(attempted.contains(k) && *d == 1, "key {k} with diff {d} was never committed once");
+        assert!(
+            attempted.contains(k) && *d == 1,
+            "key {k} with diff {d} was never committed once"
+        );
     }
 }

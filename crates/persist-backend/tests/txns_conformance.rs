@@ -10,7 +10,12 @@ async fn txns_conformance_memory() {
     let name = format!("mem://txns-conformance-{}", uuid::Uuid::new_v4().simple());
     let factory = move || {
         let name = name.clone();
-        async move { PersistClient::open_with_config(&name, PersistConfig::for_tests()).await.unwrap() }.boxed()
+        async move {
+            PersistClient::open_with_config(&name, PersistConfig::for_tests())
+                .await
+                .unwrap()
+        }
+        .boxed()
     };
     conformance::txns::run_all(&factory).await;
 }
@@ -22,7 +27,12 @@ async fn txns_conformance_file() {
     let url = format!("file://{}", dir.path().join("persist").display());
     let factory = move || {
         let url = url.clone();
-        async move { PersistClient::open_with_config(&url, PersistConfig::for_tests()).await.unwrap() }.boxed()
+        async move {
+            PersistClient::open_with_config(&url, PersistConfig::for_tests())
+                .await
+                .unwrap()
+        }
+        .boxed()
     };
     conformance::txns::run_all(&factory).await;
 }
@@ -30,14 +40,27 @@ async fn txns_conformance_file() {
 #[cfg(feature = "s3")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn txns_conformance_s3() {
-    let Some(bucket) = std::env::var("STRATA_S3_TEST_BUCKET").ok().filter(|b| !b.is_empty()) else {
-        eprintln!("txns_conformance_s3: STRATA_S3_TEST_BUCKET is unset, no S3 server to test against");
+    let Some(bucket) = std::env::var("STRATA_S3_TEST_BUCKET")
+        .ok()
+        .filter(|b| !b.is_empty())
+    else {
+        eprintln!(
+            "txns_conformance_s3: STRATA_S3_TEST_BUCKET is unset, no S3 server to test against"
+        );
         return;
     };
-    let url = format!("s3://{bucket}/txns-conformance-{}", uuid::Uuid::new_v4().simple());
+    let url = format!(
+        "s3://{bucket}/txns-conformance-{}",
+        uuid::Uuid::new_v4().simple()
+    );
     let factory = move || {
         let url = url.clone();
-        async move { PersistClient::open_with_config(&url, PersistConfig::for_tests()).await.unwrap() }.boxed()
+        async move {
+            PersistClient::open_with_config(&url, PersistConfig::for_tests())
+                .await
+                .unwrap()
+        }
+        .boxed()
     };
     conformance::txns::run_all(&factory).await;
 }

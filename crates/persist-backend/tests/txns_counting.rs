@@ -15,8 +15,8 @@ use futures::stream::BoxStream;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use strata_controller_api::{Antichain, Datum, Row, ShardId, Timestamp};
 use strata_persist_backend::conformance::{new_shard, test_desc, test_row};
@@ -45,31 +45,61 @@ impl fmt::Display for CountingStore {
 
 #[async_trait]
 impl ObjectStore for CountingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         let parts: Vec<String> = location.parts().map(|p| p.as_ref().to_owned()).collect();
         {
             let mut c = self.counts.lock().unwrap();
-            match (parts.first().map(String::as_str), parts.get(2).map(String::as_str), &opts.mode) {
-                (Some("shards"), Some("state"), PutMode::Create) => *c.state_creates.entry(parts[1].clone()).or_default() += 1,
-                _ => *c.other_puts.entry(parts.first().cloned().unwrap_or_default()).or_default() += 1,
+            match (
+                parts.first().map(String::as_str),
+                parts.get(2).map(String::as_str),
+                &opts.mode,
+            ) {
+                (Some("shards"), Some("state"), PutMode::Create) => {
+                    *c.state_creates.entry(parts[1].clone()).or_default() += 1
+                }
+                _ => {
+                    *c.other_puts
+                        .entry(parts.first().cloned().unwrap_or_default())
+                        .or_default() += 1
+                }
             }
         }
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
         self.inner.get_ranges(location, ranges).await
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         self.inner.delete_stream(locations)
     }
 
@@ -77,7 +107,11 @@ impl ObjectStore for CountingStore {
         self.inner.list(prefix)
     }
 
-    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         self.inner.list_with_offset(prefix, offset)
     }
 
@@ -85,15 +119,26 @@ impl ObjectStore for CountingStore {
         self.inner.list_with_delimiter(prefix).await
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
 
 fn counted_client() -> (PersistClient, Arc<Mutex<Counts>>) {
     let counts = Arc::new(Mutex::new(Counts::default()));
-    let store: Arc<dyn ObjectStore> = Arc::new(CountingStore { inner: Arc::new(InMemory::new()), counts: Arc::clone(&counts) });
-    let client = PersistClient::from_location(Location::from_store(store, "", "mem://counted"), PersistConfig::for_tests());
+    let store: Arc<dyn ObjectStore> = Arc::new(CountingStore {
+        inner: Arc::new(InMemory::new()),
+        counts: Arc::clone(&counts),
+    });
+    let client = PersistClient::from_location(
+        Location::from_store(store, "", "mem://counted"),
+        PersistConfig::for_tests(),
+    );
     (client, counts)
 }
 
@@ -102,7 +147,10 @@ fn take(counts: &Mutex<Counts>) -> Counts {
 }
 
 fn creates(c: &Counts, shard: ShardId) -> u64 {
-    c.state_creates.get(&shard.to_string()).copied().unwrap_or(0)
+    c.state_creates
+        .get(&shard.to_string())
+        .copied()
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -110,8 +158,13 @@ async fn a_commit_of_n_tables_is_one_consensus_write() {
     let (client, counts) = counted_client();
     let txns = new_shard();
     let data: Vec<ShardId> = (0..16).map(|_| new_shard()).collect();
-    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns).await.unwrap();
-    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc()))).await.unwrap().unwrap();
+    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
+        .await
+        .unwrap();
+    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc())))
+        .await
+        .unwrap()
+        .unwrap();
     for round in 1..=5u64 {
         take(&counts);
         let mut txn = Txn::new();
@@ -119,19 +172,50 @@ async fn a_commit_of_n_tables_is_one_consensus_write() {
             txn.write(*d, [(Ok(test_row(i as i64)), 1)]);
         }
         // One large batch goes to blob as a part; the others are inlined.
-        let big: Vec<_> = (0..200).map(|k| (Ok(Row::pack(&[Datum::Int64(k), Datum::String("x".repeat(40))])), 1)).collect();
+        let big: Vec<_> = (0..200)
+            .map(|k| {
+                (
+                    Ok(Row::pack(&[Datum::Int64(k), Datum::String("x".repeat(40))])),
+                    1,
+                )
+            })
+            .collect();
         txn.write(data[0], big);
-        let _left_for_apply_le = txn.commit_at(&mut h, Timestamp::new(round)).await.unwrap().unwrap();
+        let _left_for_apply_le = txn
+            .commit_at(&mut h, Timestamp::new(round))
+            .await
+            .unwrap()
+            .unwrap();
         let c = take(&counts);
-        assert_eq!(creates(&c, txns), 1, "round {round}: one consensus write on the txns shard: {c:?}");
-        assert_eq!(c.state_creates.len(), 1, "round {round}: no data shard consensus write: {c:?}");
-        assert_eq!(c.other_puts.get("txns").copied(), Some(1), "one part for the large batch: {c:?}");
-        assert_eq!(c.other_puts.get("shards").copied().unwrap_or(0), 0, "no other object: {c:?}");
+        assert_eq!(
+            creates(&c, txns),
+            1,
+            "round {round}: one consensus write on the txns shard: {c:?}"
+        );
+        assert_eq!(
+            c.state_creates.len(),
+            1,
+            "round {round}: no data shard consensus write: {c:?}"
+        );
+        assert_eq!(
+            c.other_puts.get("txns").copied(),
+            Some(1),
+            "one part for the large batch: {c:?}"
+        );
+        assert_eq!(
+            c.other_puts.get("shards").copied().unwrap_or(0),
+            0,
+            "no other object: {c:?}"
+        );
     }
     h.apply_le(Timestamp::new(5)).await.unwrap();
     let c = take(&counts);
     for d in &data {
-        assert_eq!(creates(&c, *d), 5, "apply links each of the 5 commits into {d} with one write each: {c:?}");
+        assert_eq!(
+            creates(&c, *d),
+            5,
+            "apply links each of the 5 commits into {d} with one write each: {c:?}"
+        );
     }
     assert_eq!(creates(&c, txns), 0, "apply does not write the txns shard");
 }
@@ -141,17 +225,39 @@ async fn advancing_n_idle_shards_is_one_consensus_write() {
     let (client, counts) = counted_client();
     let txns = new_shard();
     let data: Vec<ShardId> = (0..64).map(|_| new_shard()).collect();
-    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns).await.unwrap();
-    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc()))).await.unwrap().unwrap();
+    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
+        .await
+        .unwrap();
+    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc())))
+        .await
+        .unwrap()
+        .unwrap();
     take(&counts);
     for t in 1..=20u64 {
-        assert_eq!(h.advance_to(Timestamp::new(t * 5)).await.unwrap(), Antichain::from_elem(Timestamp::new(t * 5)));
+        assert_eq!(
+            h.advance_to(Timestamp::new(t * 5)).await.unwrap(),
+            Antichain::from_elem(Timestamp::new(t * 5))
+        );
     }
     let c = take(&counts);
-    assert_eq!(creates(&c, txns), 20, "one consensus write per advancement: {c:?}");
-    assert_eq!(c.state_creates.len(), 1, "64 idle data shards were not written: {c:?}");
-    assert_eq!(h.read_at(data[7], Timestamp::new(99)).await.unwrap(), vec![]);
+    assert_eq!(
+        creates(&c, txns),
+        20,
+        "one consensus write per advancement: {c:?}"
+    );
+    assert_eq!(
+        c.state_creates.len(),
+        1,
+        "64 idle data shards were not written: {c:?}"
+    );
+    assert_eq!(
+        h.read_at(data[7], Timestamp::new(99)).await.unwrap(),
+        vec![]
+    );
     let c = take(&counts);
-    assert!(creates(&c, data[7]) >= 1, "the read moved the upper of the shard it read: {c:?}");
+    assert!(
+        creates(&c, data[7]) >= 1,
+        "the read moved the upper of the shard it read: {c:?}"
+    );
     assert_eq!(c.state_creates.len(), 1, "and wrote no other shard: {c:?}");
 }

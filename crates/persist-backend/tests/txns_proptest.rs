@@ -16,12 +16,18 @@ const SHARDS: usize = 3;
 enum Op {
     Register(usize),
     Forget(usize),
-    Commit { writes: Vec<(usize, i64, i64)>, gap: u64 },
+    Commit {
+        writes: Vec<(usize, i64, i64)>,
+        gap: u64,
+    },
     StaleCommit(usize),
     Advance(u64),
     Apply,
     Compact,
-    Read { shard: usize, back: u64 },
+    Read {
+        shard: usize,
+        back: u64,
+    },
     Restart,
 }
 
@@ -66,7 +72,9 @@ impl Model {
 fn contents(snapshot: &[Update<Timestamp>]) -> BTreeMap<i64, i64> {
     let mut out = BTreeMap::new();
     for (data, _, diff) in snapshot {
-        let Some(Datum::Int64(k)) = data.as_ref().unwrap().unpack().first().cloned() else { panic!("bad row") };
+        let Some(Datum::Int64(k)) = data.as_ref().unwrap().unpack().first().cloned() else {
+            panic!("bad row")
+        };
         *out.entry(k).or_insert(0) += diff;
     }
     out
@@ -78,16 +86,27 @@ fn fr(t: u64) -> Antichain<Timestamp> {
 
 async fn run(ops: Vec<Op>) {
     let url = format!("mem://txns-prop-{}", uuid::Uuid::new_v4().simple());
-    let open_client = || async { PersistClient::open_with_config(&url, PersistConfig::for_tests()).await.unwrap() };
+    let open_client = || async {
+        PersistClient::open_with_config(&url, PersistConfig::for_tests())
+            .await
+            .unwrap()
+    };
     let txns = ShardId::from_bytes(*uuid::Uuid::new_v4().as_bytes());
-    let shards: Vec<ShardId> = (0..SHARDS).map(|_| ShardId::from_bytes(*uuid::Uuid::new_v4().as_bytes())).collect();
-    let mut h = TxnsHandle::<Timestamp>::open(open_client().await, txns).await.unwrap();
+    let shards: Vec<ShardId> = (0..SHARDS)
+        .map(|_| ShardId::from_bytes(*uuid::Uuid::new_v4().as_bytes()))
+        .collect();
+    let mut h = TxnsHandle::<Timestamp>::open(open_client().await, txns)
+        .await
+        .unwrap();
     let mut m = Model::default();
     for op in ops {
         let at = Timestamp::new(m.upper);
         match op {
             Op::Register(i) => {
-                h.register(at, [(shards[i], test_desc())]).await.unwrap().unwrap();
+                h.register(at, [(shards[i], test_desc())])
+                    .await
+                    .unwrap()
+                    .unwrap();
                 if m.registered.insert(i) {
                     m.upper += 1;
                 }
@@ -100,7 +119,10 @@ async fn run(ops: Vec<Op>) {
                     m.forgotten.insert(i);
                     m.upper += 1;
                 } else {
-                    assert!(matches!(r, Err(TxnsError::NotRegistered { op: "forget", .. })), "{r:?}");
+                    assert!(
+                        matches!(r, Err(TxnsError::NotRegistered { op: "forget", .. })),
+                        "{r:?}"
+                    );
                 }
             }
             Op::Commit { writes, gap } => {
@@ -113,23 +135,38 @@ async fn run(ops: Vec<Op>) {
                 if writes.iter().all(|(i, _, _)| m.registered.contains(i)) {
                     let apply = r.unwrap().unwrap();
                     assert_eq!(apply.commit_ts(), Timestamp::new(ts));
-                    m.updates.extend(writes.iter().map(|(i, k, d)| (*i, *k, ts, *d)));
+                    m.updates
+                        .extend(writes.iter().map(|(i, k, d)| (*i, *k, ts, *d)));
                     m.upper = ts + 1;
                 } else {
-                    assert!(matches!(r, Err(TxnsError::NotRegistered { op: "write", .. })), "{r:?}");
+                    assert!(
+                        matches!(r, Err(TxnsError::NotRegistered { op: "write", .. })),
+                        "{r:?}"
+                    );
                 }
             }
             Op::StaleCommit(i) => {
                 if m.upper > 0 && m.registered.contains(&i) {
                     let mut txn = Txn::new();
                     txn.write(shards[i], [(Ok(test_row(9)), 1)]);
-                    let r = txn.commit_at(&mut h, Timestamp::new(m.upper - 1)).await.unwrap();
-                    assert_eq!(r.unwrap_err(), UpperMismatch { current: fr(m.upper) });
+                    let r = txn
+                        .commit_at(&mut h, Timestamp::new(m.upper - 1))
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        r.unwrap_err(),
+                        UpperMismatch {
+                            current: fr(m.upper)
+                        }
+                    );
                 }
             }
             Op::Advance(gap) => {
                 m.upper += gap;
-                assert_eq!(h.advance_to(Timestamp::new(m.upper)).await.unwrap(), fr(m.upper));
+                assert_eq!(
+                    h.advance_to(Timestamp::new(m.upper)).await.unwrap(),
+                    fr(m.upper)
+                );
             }
             Op::Apply => {
                 if m.upper > 0 {
@@ -142,24 +179,43 @@ async fn run(ops: Vec<Op>) {
                     continue;
                 }
                 let as_of = (m.upper - 1).saturating_sub(back);
-                let r = h.read_at_no_wait(shards[shard], Timestamp::new(as_of)).await;
+                let r = h
+                    .read_at_no_wait(shards[shard], Timestamp::new(as_of))
+                    .await;
                 if m.registered.contains(&shard) {
-                    assert_eq!(contents(&r.unwrap()), m.contents(shard, as_of), "shard {shard} at {as_of}");
+                    assert_eq!(
+                        contents(&r.unwrap()),
+                        m.contents(shard, as_of),
+                        "shard {shard} at {as_of}"
+                    );
                 } else {
-                    assert!(matches!(r, Err(TxnsError::NotRegistered { op: "read", .. })), "{r:?}");
+                    assert!(
+                        matches!(r, Err(TxnsError::NotRegistered { op: "read", .. })),
+                        "{r:?}"
+                    );
                 }
             }
             Op::Restart => {
                 drop(h);
-                h = TxnsHandle::<Timestamp>::open(open_client().await, txns).await.unwrap();
+                h = TxnsHandle::<Timestamp>::open(open_client().await, txns)
+                    .await
+                    .unwrap();
             }
         }
         assert_eq!(h.txns_upper(), fr(m.upper), "txns upper after an op");
     }
     for (i, shard) in shards.iter().enumerate() {
         if m.registered.contains(&i) && m.upper > 0 {
-            let got = contents(&h.read_at(*shard, Timestamp::new(m.upper - 1)).await.unwrap());
-            assert_eq!(got, m.contents(i, m.upper - 1), "final contents of shard {i}");
+            let got = contents(
+                &h.read_at(*shard, Timestamp::new(m.upper - 1))
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(
+                got,
+                m.contents(i, m.upper - 1),
+                "final contents of shard {i}"
+            );
         }
     }
 }

@@ -35,11 +35,14 @@ pub(crate) async fn write_batch(
     updates: &[(SourceData, i64)],
     ts: u64,
 ) -> TxnsResult<Option<HollowBatch>> {
-    let upper = ts.checked_add(1).ok_or_else(|| TxnsError::InvalidUsage("cannot commit at the maximum time".into()))?;
+    let upper = ts
+        .checked_add(1)
+        .ok_or_else(|| TxnsError::InvalidUsage("cannot commit at the maximum time".into()))?;
     let mut coded: Vec<CodedUpdate> = Vec::with_capacity(updates.len());
     for (data, diff) in updates {
         if let Ok(row) = data {
-            desc.validate_row(row).map_err(|mismatch| PersistError::InvalidRow { shard, mismatch })?;
+            desc.validate_row(row)
+                .map_err(|mismatch| PersistError::InvalidRow { shard, mismatch })?;
         }
         coded.push((data.clone(), ts, *diff));
     }
@@ -48,22 +51,51 @@ pub(crate) async fn write_batch(
         return Ok(None);
     }
     let len = coded.len() as u64;
-    let bytes: u64 = coded.iter().map(|(d, _, _)| 20 + d.as_ref().map_or_else(|e| e.len(), |r| r.as_bytes().len()) as u64).sum();
-    let mut batch = HollowBatch { lower: ts, upper: Some(upper), since: ts, parts: vec![], inline: vec![], len, bytes };
+    let bytes: u64 = coded
+        .iter()
+        .map(|(d, _, _)| 20 + d.as_ref().map_or_else(|e| e.len(), |r| r.as_bytes().len()) as u64)
+        .sum();
+    let mut batch = HollowBatch {
+        lower: ts,
+        upper: Some(upper),
+        since: ts,
+        parts: vec![],
+        inline: vec![],
+        len,
+        bytes,
+    };
     if bytes <= client.config().inline_threshold_bytes {
         batch.inline = coded
             .into_iter()
             .map(|(data, ts, diff)| match data {
-                Ok(row) => InlineUpdate { row: row.into_bytes().into(), err: None, ts, diff },
-                Err(e) => InlineUpdate { row: Default::default(), err: Some(e), ts, diff },
+                Ok(row) => InlineUpdate {
+                    row: row.into_bytes().into(),
+                    err: None,
+                    ts,
+                    diff,
+                },
+                Err(e) => InlineUpdate {
+                    row: Default::default(),
+                    err: Some(e),
+                    ts,
+                    diff,
+                },
             })
             .collect();
     } else {
         let encoded = crate::part::encode_part(desc, &coded).map_err(PersistError::from)?;
         let key = format!("txns/{txns}/parts/{shard}/{}", uuid::Uuid::new_v4());
         batch.bytes = encoded.len() as u64;
-        client.machine(shard).put_blob(&key, encoded).await.map_err(PersistError::from)?;
-        batch.parts.push(PartRef { key, len, bytes: batch.bytes });
+        client
+            .machine(shard)
+            .put_blob(&key, encoded)
+            .await
+            .map_err(PersistError::from)?;
+        batch.parts.push(PartRef {
+            key,
+            len,
+            bytes: batch.bytes,
+        });
     }
     Ok(Some(batch))
 }
@@ -80,7 +112,11 @@ fn upper_code<T: StorageTimestamp>(w: &WriteHandle<T>) -> Option<u64> {
 }
 
 /// Links the batch committed at `ts` unless the shard's upper is already past `ts`.
-pub(crate) async fn link<T: StorageTimestamp>(w: &mut WriteHandle<T>, ts: u64, batch: &HollowBatch) -> TxnsResult<()> {
+pub(crate) async fn link<T: StorageTimestamp>(
+    w: &mut WriteHandle<T>,
+    ts: u64,
+    batch: &HollowBatch,
+) -> TxnsResult<()> {
     let attempts = w.machine.cfg.cas_attempts;
     for _ in 0..attempts {
         let p = match upper_code(w) {
@@ -88,8 +124,16 @@ pub(crate) async fn link<T: StorageTimestamp>(w: &mut WriteHandle<T>, ts: u64, b
             Some(p) if p > ts => return Ok(()),
             Some(p) => p,
         };
-        let hollow = HollowBatch { lower: p, since: p, ..batch.clone() };
-        let linked = Batch { shard: w.shard_id(), hollow, _time: PhantomData };
+        let hollow = HollowBatch {
+            lower: p,
+            since: p,
+            ..batch.clone()
+        };
+        let linked = Batch {
+            shard: w.shard_id(),
+            hollow,
+            _time: PhantomData,
+        };
         match w.compare_and_append_batch(&linked).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(_mismatch)) => {}
@@ -97,11 +141,18 @@ pub(crate) async fn link<T: StorageTimestamp>(w: &mut WriteHandle<T>, ts: u64, b
             Err(e) => return Err(e.into()),
         }
     }
-    Err(PersistError::Contention { shard: w.shard_id(), attempts }.into())
+    Err(PersistError::Contention {
+        shard: w.shard_id(),
+        attempts,
+    }
+    .into())
 }
 
 /// Moves the shard's upper to at least `target` with empty appends.
-pub(crate) async fn advance<T: StorageTimestamp>(w: &mut WriteHandle<T>, target: u64) -> TxnsResult<()> {
+pub(crate) async fn advance<T: StorageTimestamp>(
+    w: &mut WriteHandle<T>,
+    target: u64,
+) -> TxnsResult<()> {
     let attempts = w.machine.cfg.cas_attempts;
     for _ in 0..attempts {
         let p = match upper_code(w) {
@@ -109,15 +160,22 @@ pub(crate) async fn advance<T: StorageTimestamp>(w: &mut WriteHandle<T>, target:
             Some(p) if p >= target => return Ok(()),
             Some(p) => p,
         };
-        let (from, to): (Antichain<T>, Antichain<T>) = (frontier_of(Some(p)), frontier_of(Some(target)));
+        let (from, to): (Antichain<T>, Antichain<T>) =
+            (frontier_of(Some(p)), frontier_of(Some(target)));
         match w.compare_and_append(&[], from, to).await? {
             Ok(()) => return Ok(()),
             Err(_mismatch) => {}
         }
     }
-    Err(PersistError::Contention { shard: w.shard_id(), attempts }.into())
+    Err(PersistError::Contention {
+        shard: w.shard_id(),
+        attempts,
+    }
+    .into())
 }
 
 fn closed(shard: ShardId) -> TxnsError {
-    TxnsError::InvalidUsage(format!("data shard {shard} was closed outside txns; its commits cannot be applied"))
+    TxnsError::InvalidUsage(format!(
+        "data shard {shard} was closed outside txns; its commits cannot be applied"
+    ))
 }

@@ -37,7 +37,9 @@ pub enum TxnsError {
         given: String,
     },
     /// A data shard cannot be registered at a time before its physical upper.
-    #[error("data shard {shard} cannot be registered at {register_ts}: its upper is already {upper}")]
+    #[error(
+        "data shard {shard} cannot be registered at {register_ts}: its upper is already {upper}"
+    )]
     DataUpperBeyondRegister {
         /// The data shard.
         shard: ShardId,

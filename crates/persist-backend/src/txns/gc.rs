@@ -25,14 +25,22 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         let machine = self.client.machine(self.txns_id);
         let prefix = machine.loc.key(&format!("txns/{}/parts", self.txns_id));
         let skip = machine.loc.prefix.parts().count();
-        let listed = crate::blob::list(machine.loc.store.as_ref(), &prefix).await.map_err(PersistError::from)?;
+        let listed = crate::blob::list(machine.loc.store.as_ref(), &prefix)
+            .await
+            .map_err(PersistError::from)?;
         let now = crate::config::system_now()() as i64;
         let grace = self.client.config().orphan_grace.as_millis() as i64;
         let candidates: Vec<(String, object_store::path::Path)> = listed
             .into_iter()
             .filter(|m| now - m.last_modified.timestamp_millis() >= grace)
             .map(|m| {
-                let key = m.location.parts().skip(skip).map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/");
+                let key = m
+                    .location
+                    .parts()
+                    .skip(skip)
+                    .map(|p| p.as_ref().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
                 (key, m.location)
             })
             .collect();
@@ -44,10 +52,16 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             .view
             .shards
             .values()
-            .flat_map(|e| e.batches.values().flat_map(|(_, b)| b.parts.iter().map(|p| p.key.clone())))
+            .flat_map(|e| {
+                e.batches
+                    .values()
+                    .flat_map(|(_, b)| b.parts.iter().map(|p| p.key.clone()))
+            })
             .collect();
-        let shards: BTreeSet<ShardId> =
-            candidates.iter().filter_map(|(key, _)| key.split('/').nth(3).and_then(|s| s.parse().ok())).collect();
+        let shards: BTreeSet<ShardId> = candidates
+            .iter()
+            .filter_map(|(key, _)| key.split('/').nth(3).and_then(|s| s.parse().ok()))
+            .collect();
         for shard in shards {
             let state = match self.client.machine(shard).fetch().await {
                 Ok(state) => state,
@@ -61,7 +75,9 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         let mut deleted = 0;
         for (key, path) in candidates {
             if !referenced.contains(&key) {
-                crate::blob::delete(machine.loc.store.as_ref(), &path).await.map_err(PersistError::from)?;
+                crate::blob::delete(machine.loc.store.as_ref(), &path)
+                    .await
+                    .map_err(PersistError::from)?;
                 deleted += 1;
             }
         }

@@ -18,9 +18,9 @@ use crate::write::{Update, UpperMismatch, WriteHandle};
 ///
 /// Several handles (in one process or many, for example a restarted controller) may
 /// use one txns shard at once: every change is one `compare_and_append` on the txns
-/// shard, and apply is idempotent. The handle caches the txns shard's live rows
-/// ([`TxnsView`]), exact at the txns upper it last saw, and refreshes it when a CAS
-/// reports a newer upper.
+/// shard, and apply is idempotent. The handle caches the txns shard's live rows (the
+/// registrations and the batches not yet known to be applied), exact at the txns upper
+/// it last saw, and refreshes them when a CAS reports a newer upper.
 ///
 /// Costs: a commit of N data shards is N blob writes (none for small batches, which
 /// are inlined) plus **one** CAS of the txns shard; advancing the logical upper of
@@ -49,7 +49,9 @@ fn desc_json(desc: &RelationDesc) -> String {
 }
 
 pub(super) fn mismatch<T: StorageTimestamp>(upper: u64) -> UpperMismatch<T> {
-    UpperMismatch { current: frontier_of(Some(upper)) }
+    UpperMismatch {
+        current: frontier_of(Some(upper)),
+    }
 }
 
 impl<T: StorageTimestamp> TxnsHandle<T> {
@@ -60,7 +62,11 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         let txns_write = client.open_writer::<T>(txns_id, desc.clone()).await?;
         let existing = client.machine(txns_id).fetch().await?.schema_json.clone();
         if !existing.is_empty() && existing != desc_json(&desc) {
-            return Err(TxnsError::SchemaMismatch { shard: txns_id, existing, given: desc_json(&desc) });
+            return Err(TxnsError::SchemaMismatch {
+                shard: txns_id,
+                existing,
+                given: desc_json(&desc),
+            });
         }
         let txns_read = client.open_leased_reader::<T>(txns_id, desc).await?;
         let mut handle = TxnsHandle {
@@ -69,7 +75,10 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             txns_write,
             txns_read,
             live: BTreeSet::new(),
-            view: TxnsView { upper: time_code(&T::minimum()), shards: BTreeMap::new() },
+            view: TxnsView {
+                upper: time_code(&T::minimum()),
+                shards: BTreeMap::new(),
+            },
             loaded: false,
             tidy: BTreeSet::new(),
             data_writes: BTreeMap::new(),
@@ -98,7 +107,12 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
 
     /// The registered data shards and their registration times, from the cache.
     pub fn registered(&self) -> Vec<(ShardId, T)> {
-        self.view.shards.iter().filter(|(_, e)| e.writable()).map(|(s, e)| (*s, time_of(e.register_ts))).collect()
+        self.view
+            .shards
+            .iter()
+            .filter(|(_, e)| e.writable())
+            .map(|(s, e)| (*s, time_of(e.register_ts)))
+            .collect()
     }
 
     /// The logical upper of a registered data shard: the txns upper (from the cache).
@@ -116,11 +130,18 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     }
 
     pub(super) fn not_registered(&self, shard: ShardId, op: &'static str) -> TxnsError {
-        TxnsError::NotRegistered { txns: self.txns_id, shard, op }
+        TxnsError::NotRegistered {
+            txns: self.txns_id,
+            shard,
+            op,
+        }
     }
 
     fn corrupt(&self, reason: String) -> TxnsError {
-        TxnsError::Corrupt { txns: self.txns_id, reason }
+        TxnsError::Corrupt {
+            txns: self.txns_id,
+            reason,
+        }
     }
 
     /// Re-reads the live rows if the txns upper moved.
@@ -148,7 +169,10 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     async fn snapshot_txns(&mut self, as_of: u64) -> TxnsResult<Vec<Update<T>>> {
         match self.txns_read.snapshot(&time_of(as_of)).await {
             Err(PersistError::LeaseExpired { .. }) => {
-                self.txns_read = self.client.open_leased_reader::<T>(self.txns_id, txns_desc()).await?;
+                self.txns_read = self
+                    .client
+                    .open_leased_reader::<T>(self.txns_id, txns_desc())
+                    .await?;
                 Ok(self.txns_read.snapshot(&time_of(as_of)).await?)
             }
             other => Ok(other?),
@@ -167,16 +191,33 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     /// One CAS of the txns shard from the cached upper to `new_upper`, adding `rows` at
     /// `row_ts` and retracting the tidy rows. `Ok(false)` on a mismatch, after which
     /// the cache is refreshed.
-    pub(super) async fn try_cas(&mut self, row_ts: u64, new_upper: u64, rows: &[Row]) -> TxnsResult<bool> {
+    pub(super) async fn try_cas(
+        &mut self,
+        row_ts: u64,
+        new_upper: u64,
+        rows: &[Row],
+    ) -> TxnsResult<bool> {
         let t: T = time_of(row_ts);
-        let retract: Vec<Row> = self.tidy.iter().filter(|r| self.live.contains(*r)).cloned().collect();
+        let retract: Vec<Row> = self
+            .tidy
+            .iter()
+            .filter(|r| self.live.contains(*r))
+            .cloned()
+            .collect();
         let updates: Vec<Update<T>> = rows
             .iter()
             .map(|r| (Ok(r.clone()), t, 1))
             .chain(retract.iter().map(|r| (Ok(r.clone()), t, -1)))
             .collect();
-        let (from, to) = (frontier_of(Some(self.view.upper)), frontier_of(Some(new_upper)));
-        match self.txns_write.compare_and_append(&updates, from, to).await? {
+        let (from, to) = (
+            frontier_of(Some(self.view.upper)),
+            frontier_of(Some(new_upper)),
+        );
+        match self
+            .txns_write
+            .compare_and_append(&updates, from, to)
+            .await?
+        {
             Ok(()) => {
                 let mut live = std::mem::take(&mut self.live);
                 retract.iter().for_each(|r| {
@@ -201,7 +242,9 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         ts: u64,
         mut rows: impl FnMut(&Self) -> TxnsResult<Vec<Row>>,
     ) -> TxnsResult<Result<(), UpperMismatch<T>>> {
-        let next = ts.checked_add(1).ok_or_else(|| TxnsError::InvalidUsage("cannot commit at the maximum time".into()))?;
+        let next = ts
+            .checked_add(1)
+            .ok_or_else(|| TxnsError::InvalidUsage("cannot commit at the maximum time".into()))?;
         let attempts = self.client.config().cas_attempts;
         let mut fresh = false;
         for _ in 0..attempts {
@@ -222,7 +265,11 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             }
             fresh = true;
         }
-        Err(PersistError::Contention { shard: self.txns_id, attempts }.into())
+        Err(PersistError::Contention {
+            shard: self.txns_id,
+            attempts,
+        }
+        .into())
     }
 
     /// Registers data shards at `register_ts`: from then on they are written only
@@ -250,12 +297,31 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                 match h.view.shards.get(shard) {
                     Some(e) if e.writable() && e.schema == schema => {}
                     Some(e) if e.writable() => {
-                        return Err(TxnsError::SchemaMismatch { shard: *shard, existing: e.schema.clone(), given: schema });
+                        return Err(TxnsError::SchemaMismatch {
+                            shard: *shard,
+                            existing: e.schema.clone(),
+                            given: schema,
+                        });
                     }
-                    Some(e) if !e.plan(e.forget_ts.unwrap_or(0), false).tidy.iter().all(|r| h.tidy.contains(r)) => {
-                        return Err(TxnsError::InvalidUsage(format!("{shard} is being forgotten; apply its forget first")));
+                    Some(e)
+                        if !e
+                            .plan(e.forget_ts.unwrap_or(0), false)
+                            .tidy
+                            .iter()
+                            .all(|r| h.tidy.contains(r)) =>
+                    {
+                        return Err(TxnsError::InvalidUsage(format!(
+                            "{shard} is being forgotten; apply its forget first"
+                        )));
                     }
-                    _ => rows.push(TxnsRow::Register { shard: *shard, ts, schema }.encode()),
+                    _ => rows.push(
+                        TxnsRow::Register {
+                            shard: *shard,
+                            ts,
+                            schema,
+                        }
+                        .encode(),
+                    ),
                 }
             }
             Ok(rows)
@@ -268,10 +334,17 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     }
 
     /// Opens (creating if needed) a writer of `shard` and checks its schema and upper.
-    async fn check_data_shard(&mut self, shard: ShardId, desc: &RelationDesc, ts: u64) -> TxnsResult<()> {
+    async fn check_data_shard(
+        &mut self,
+        shard: ShardId,
+        desc: &RelationDesc,
+        ts: u64,
+    ) -> TxnsResult<()> {
         let given = desc_json(desc);
         if shard == self.txns_id {
-            return Err(TxnsError::InvalidUsage("the txns shard cannot register itself".into()));
+            return Err(TxnsError::InvalidUsage(
+                "the txns shard cannot register itself".into(),
+            ));
         }
         if !self.data_writes.contains_key(&shard) {
             let w = self.client.open_writer::<T>(shard, desc.clone()).await?;
@@ -280,12 +353,20 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         let state = self.client.machine(shard).fetch().await?;
         if !state.schema_json.is_empty() && state.schema_json != given {
             self.data_writes.remove(&shard);
-            return Err(TxnsError::SchemaMismatch { shard, existing: state.schema_json.clone(), given });
+            return Err(TxnsError::SchemaMismatch {
+                shard,
+                existing: state.schema_json.clone(),
+                given,
+            });
         }
         let registered = self.view.writable(&shard).is_some();
         if !registered && !crate::state::frontier_le(state.upper, Some(ts)) {
             let upper = format!("{:?}", frontier_of::<T>(state.upper).elements());
-            return Err(TxnsError::DataUpperBeyondRegister { shard, register_ts: time_of::<T>(ts).to_string(), upper });
+            return Err(TxnsError::DataUpperBeyondRegister {
+                shard,
+                register_ts: time_of::<T>(ts).to_string(),
+                upper,
+            });
         }
         Ok(())
     }
@@ -293,7 +374,9 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     /// Applies the forgets of the given shards, so they can be registered again.
     async fn apply_forgotten(&mut self, shards: impl Iterator<Item = ShardId>) -> TxnsResult<()> {
         for shard in shards {
-            let Some(f) = self.view.shards.get(&shard).and_then(|e| e.forget_ts) else { continue };
+            let Some(f) = self.view.shards.get(&shard).and_then(|e| e.forget_ts) else {
+                continue;
+            };
             self.apply_shard(shard, f, false).await?;
         }
         Ok(())
@@ -342,12 +425,21 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                 return Ok(self.txns_upper());
             }
         }
-        Err(PersistError::Contention { shard: self.txns_id, attempts }.into())
+        Err(PersistError::Contention {
+            shard: self.txns_id,
+            attempts,
+        }
+        .into())
     }
 
     /// Waits until the txns upper is past `ts` (or, with `wait` false, fails with
     /// [`TxnsError::NotYetReadable`] naming `shard`).
-    pub(super) async fn ensure_past(&mut self, ts: u64, shard: ShardId, wait: bool) -> TxnsResult<()> {
+    pub(super) async fn ensure_past(
+        &mut self,
+        ts: u64,
+        shard: ShardId,
+        wait: bool,
+    ) -> TxnsResult<()> {
         if self.view.upper > ts {
             return Ok(());
         }
@@ -356,10 +448,19 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             return Ok(());
         }
         if !wait {
-            let (as_of, upper) = (time_of::<T>(ts).to_string(), time_of::<T>(self.view.upper).to_string());
-            return Err(TxnsError::NotYetReadable { shard, as_of, upper });
+            let (as_of, upper) = (
+                time_of::<T>(ts).to_string(),
+                time_of::<T>(self.view.upper).to_string(),
+            );
+            return Err(TxnsError::NotYetReadable {
+                shard,
+                as_of,
+                upper,
+            });
         }
-        self.txns_write.wait_for_upper_past(&frontier_of(Some(ts))).await?;
+        self.txns_write
+            .wait_for_upper_past(&frontier_of(Some(ts)))
+            .await?;
         self.refresh().await
     }
 
@@ -378,8 +479,15 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     }
 
     /// Applies one data shard's commits up to `bound` (see [`DataEntry::plan`]).
-    pub(super) async fn apply_shard(&mut self, shard: ShardId, bound: u64, for_read: bool) -> TxnsResult<()> {
-        let Some(entry) = self.view.shards.get(&shard) else { return Ok(()) };
+    pub(super) async fn apply_shard(
+        &mut self,
+        shard: ShardId,
+        bound: u64,
+        for_read: bool,
+    ) -> TxnsResult<()> {
+        let Some(entry) = self.view.shards.get(&shard) else {
+            return Ok(());
+        };
         let plan = entry.plan(bound, for_read);
         let w = self.data_writer(shard).await?;
         for (ts, batch) in &plan.links {
@@ -388,7 +496,8 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         if let Some(target) = plan.advance_to {
             apply::advance(w, target).await?;
         }
-        self.tidy.extend(plan.tidy.into_iter().filter(|r| self.live.contains(r)));
+        self.tidy
+            .extend(plan.tidy.into_iter().filter(|r| self.live.contains(r)));
         Ok(())
     }
 
@@ -398,16 +507,22 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             let w = self.client.open_writer::<T>(shard, desc).await?;
             self.data_writes.insert(shard, w);
         }
-        self.data_writes.get_mut(&shard).ok_or_else(|| TxnsError::InvalidUsage(format!("no writer for {shard}")))
+        self.data_writes
+            .get_mut(&shard)
+            .ok_or_else(|| TxnsError::InvalidUsage(format!("no writer for {shard}")))
     }
 
     pub(super) fn entry(&self, shard: ShardId, op: &'static str) -> TxnsResult<&DataEntry> {
-        self.view.shards.get(&shard).ok_or_else(|| self.not_registered(shard, op))
+        self.view
+            .shards
+            .get(&shard)
+            .ok_or_else(|| self.not_registered(shard, op))
     }
 
     pub(super) fn entry_desc(&self, shard: ShardId) -> TxnsResult<RelationDesc> {
         let entry = self.entry(shard, "read")?;
-        serde_json::from_str(&entry.schema).map_err(|e| self.corrupt(format!("schema of {shard}: {e}")))
+        serde_json::from_str(&entry.schema)
+            .map_err(|e| self.corrupt(format!("schema of {shard}: {e}")))
     }
 
     /// The contents of data shard `shard` at `as_of`, consolidated: waits until the
@@ -421,7 +536,11 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
 
     /// Like [`TxnsHandle::read_at`], but fails with [`TxnsError::NotYetReadable`]
     /// instead of waiting when the txns upper is not past `as_of`.
-    pub async fn read_at_no_wait(&mut self, shard: ShardId, as_of: T) -> TxnsResult<Vec<Update<T>>> {
+    pub async fn read_at_no_wait(
+        &mut self,
+        shard: ShardId,
+        as_of: T,
+    ) -> TxnsResult<Vec<Update<T>>> {
         self.read(shard, as_of, false).await
     }
 
@@ -456,7 +575,9 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                 let r = self.client.open_leased_reader::<T>(shard, desc).await?;
                 self.data_reads.insert(shard, r);
             }
-            let Some(r) = self.data_reads.get_mut(&shard) else { return Err(self.not_registered(shard, "read")) };
+            let Some(r) = self.data_reads.get_mut(&shard) else {
+                return Err(self.not_registered(shard, "read"));
+            };
             match r.snapshot(&as_of).await {
                 // The hold lapsed (no heartbeat for a lease): take a new one, once.
                 Err(PersistError::LeaseExpired { .. }) if !reopened => {
@@ -470,7 +591,11 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
 
     /// Lets this handle's hold on data shard `shard` move to `since`: reads of it
     /// through this handle at times before `since` fail afterwards.
-    pub async fn downgrade_data_since(&mut self, shard: ShardId, since: &Antichain<T>) -> TxnsResult<()> {
+    pub async fn downgrade_data_since(
+        &mut self,
+        shard: ShardId,
+        since: &Antichain<T>,
+    ) -> TxnsResult<()> {
         if let Some(r) = self.data_reads.get_mut(&shard) {
             r.downgrade_since(since).await?;
         }
@@ -489,8 +614,15 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                 self.apply_shard(shard, bound, false).await?;
             }
         }
-        let hold = self.view.upper.saturating_sub(1).min(s).max(time_code(&T::minimum()));
-        self.txns_read.downgrade_since(&frontier_of(Some(hold))).await?;
+        let hold = self
+            .view
+            .upper
+            .saturating_sub(1)
+            .min(s)
+            .max(time_code(&T::minimum()));
+        self.txns_read
+            .downgrade_since(&frontier_of(Some(hold)))
+            .await?;
         self.client.compact(self.txns_id, 16).await?;
         Ok(())
     }
@@ -502,7 +634,11 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         if self.tidy.is_empty() {
             return Ok(self.txns_upper());
         }
-        let next = self.view.upper.checked_add(1).ok_or_else(|| TxnsError::InvalidUsage("txns upper at the maximum".into()))?;
+        let next = self
+            .view
+            .upper
+            .checked_add(1)
+            .ok_or_else(|| TxnsError::InvalidUsage("txns upper at the maximum".into()))?;
         self.advance_to(time_of(next)).await
     }
 }

@@ -31,50 +31,81 @@ const BATCH: u64 = 2;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum TxnsRow {
     /// `shard` is written through txns from `ts` on; `schema` is its description JSON.
-    Register { shard: ShardId, ts: u64, schema: String },
+    Register {
+        shard: ShardId,
+        ts: u64,
+        schema: String,
+    },
     /// `shard` leaves txns at `ts`: its upper becomes `ts + 1` once applied.
     Forget { shard: ShardId, ts: u64 },
     /// A committed batch of `shard` at `ts`, not yet known to be applied by everyone.
-    Batch { shard: ShardId, ts: u64, batch: HollowBatch },
+    Batch {
+        shard: ShardId,
+        ts: u64,
+        batch: HollowBatch,
+    },
 }
 
 impl TxnsRow {
     /// The data shard the row is about.
     pub(crate) fn shard(&self) -> ShardId {
         match self {
-            TxnsRow::Register { shard, .. } | TxnsRow::Forget { shard, .. } | TxnsRow::Batch { shard, .. } => *shard,
+            TxnsRow::Register { shard, .. }
+            | TxnsRow::Forget { shard, .. }
+            | TxnsRow::Batch { shard, .. } => *shard,
         }
     }
 
     /// Packs the row.
     pub(crate) fn encode(&self) -> Row {
         let (shard, kind, ts, payload) = match self {
-            TxnsRow::Register { shard, ts, schema } => (shard, REGISTER, ts, schema.as_bytes().to_vec()),
+            TxnsRow::Register { shard, ts, schema } => {
+                (shard, REGISTER, ts, schema.as_bytes().to_vec())
+            }
             TxnsRow::Forget { shard, ts } => (shard, FORGET, ts, Vec::new()),
             TxnsRow::Batch { shard, ts, batch } => (shard, BATCH, ts, batch.encode_to_vec()),
         };
-        Row::pack(&[Datum::String(shard.to_string()), Datum::UInt64(kind), Datum::UInt64(*ts), Datum::Bytes(payload)])
+        Row::pack(&[
+            Datum::String(shard.to_string()),
+            Datum::UInt64(kind),
+            Datum::UInt64(*ts),
+            Datum::Bytes(payload),
+        ])
     }
 
     /// Unpacks a row; the error says what is wrong with it.
     pub(crate) fn decode(row: &Row) -> Result<TxnsRow, String> {
         let datums = row.unpack();
-        let [Datum::String(shard), Datum::UInt64(kind), Datum::UInt64(ts), Datum::Bytes(payload)] = datums.as_slice() else {
+        let [
+            Datum::String(shard),
+            Datum::UInt64(kind),
+            Datum::UInt64(ts),
+            Datum::Bytes(payload),
+        ] = datums.as_slice()
+        else {
             return Err(format!("row {datums:?} does not match the txns relation"));
         };
-        let shard: ShardId = shard.parse().map_err(|e| format!("bad data shard id: {e}"))?;
+        let shard: ShardId = shard
+            .parse()
+            .map_err(|e| format!("bad data shard id: {e}"))?;
         let ts = *ts;
         match *kind {
             REGISTER => {
-                let schema = String::from_utf8(payload.clone()).map_err(|e| format!("registration of {shard}: {e}"))?;
-                serde_json::from_str::<RelationDesc>(&schema).map_err(|e| format!("registration of {shard}: {e}"))?;
+                let schema = String::from_utf8(payload.clone())
+                    .map_err(|e| format!("registration of {shard}: {e}"))?;
+                serde_json::from_str::<RelationDesc>(&schema)
+                    .map_err(|e| format!("registration of {shard}: {e}"))?;
                 Ok(TxnsRow::Register { shard, ts, schema })
             }
             FORGET => Ok(TxnsRow::Forget { shard, ts }),
             BATCH => {
-                let batch = HollowBatch::decode(Bytes::from(payload.clone())).map_err(|e| format!("batch of {shard}: {e}"))?;
+                let batch = HollowBatch::decode(Bytes::from(payload.clone()))
+                    .map_err(|e| format!("batch of {shard}: {e}"))?;
                 if batch.upper != ts.checked_add(1) || batch.lower > ts {
-                    return Err(format!("batch of {shard} at {ts} has bounds [{}, {:?})", batch.lower, batch.upper));
+                    return Err(format!(
+                        "batch of {shard} at {ts} has bounds [{}, {:?})",
+                        batch.lower, batch.upper
+                    ));
                 }
                 Ok(TxnsRow::Batch { shard, ts, batch })
             }
@@ -98,10 +129,24 @@ mod tests {
     fn rows_round_trip() {
         let shard = ShardId::from_bytes([3; 16]);
         let schema = serde_json::to_string(&txns_desc()).unwrap();
-        check(TxnsRow::Register { shard, ts: 4, schema });
+        check(TxnsRow::Register {
+            shard,
+            ts: 4,
+            schema,
+        });
         check(TxnsRow::Forget { shard, ts: 9 });
-        let batch = HollowBatch { lower: 7, upper: Some(8), since: 7, len: 1, ..HollowBatch::default() };
-        check(TxnsRow::Batch { shard, ts: 7, batch });
+        let batch = HollowBatch {
+            lower: 7,
+            upper: Some(8),
+            since: 7,
+            len: 1,
+            ..HollowBatch::default()
+        };
+        check(TxnsRow::Batch {
+            shard,
+            ts: 7,
+            batch,
+        });
     }
 
     #[test]
@@ -109,11 +154,40 @@ mod tests {
         let bad = |datums: &[Datum]| TxnsRow::decode(&Row::pack(datums)).unwrap_err();
         let id = Datum::String(ShardId::from_bytes([1; 16]).to_string());
         bad(&[Datum::Int64(1)]);
-        bad(&[Datum::String("nope".into()), Datum::UInt64(1), Datum::UInt64(0), Datum::Bytes(vec![])]);
-        bad(&[id.clone(), Datum::UInt64(9), Datum::UInt64(0), Datum::Bytes(vec![])]);
-        bad(&[id.clone(), Datum::UInt64(0), Datum::UInt64(0), Datum::Bytes(b"{".to_vec())]);
-        bad(&[id.clone(), Datum::UInt64(2), Datum::UInt64(0), Datum::Bytes(vec![0xff, 0xff])]);
-        let wrong_bounds = HollowBatch { lower: 0, upper: Some(3), ..HollowBatch::default() };
-        bad(&[id, Datum::UInt64(2), Datum::UInt64(0), Datum::Bytes(wrong_bounds.encode_to_vec())]);
+        bad(&[
+            Datum::String("nope".into()),
+            Datum::UInt64(1),
+            Datum::UInt64(0),
+            Datum::Bytes(vec![]),
+        ]);
+        bad(&[
+            id.clone(),
+            Datum::UInt64(9),
+            Datum::UInt64(0),
+            Datum::Bytes(vec![]),
+        ]);
+        bad(&[
+            id.clone(),
+            Datum::UInt64(0),
+            Datum::UInt64(0),
+            Datum::Bytes(b"{".to_vec()),
+        ]);
+        bad(&[
+            id.clone(),
+            Datum::UInt64(2),
+            Datum::UInt64(0),
+            Datum::Bytes(vec![0xff, 0xff]),
+        ]);
+        let wrong_bounds = HollowBatch {
+            lower: 0,
+            upper: Some(3),
+            ..HollowBatch::default()
+        };
+        bad(&[
+            id,
+            Datum::UInt64(2),
+            Datum::UInt64(0),
+            Datum::Bytes(wrong_bounds.encode_to_vec()),
+        ]);
     }
 }

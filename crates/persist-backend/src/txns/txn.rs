@@ -50,7 +50,10 @@ pub struct Txn<T> {
 
 impl<T: StorageTimestamp> Default for Txn<T> {
     fn default() -> Self {
-        Txn { writes: BTreeMap::new(), _time: PhantomData }
+        Txn {
+            writes: BTreeMap::new(),
+            _time: PhantomData,
+        }
     }
 }
 
@@ -115,7 +118,11 @@ impl<T: StorageTimestamp> Txn<T> {
     /// [`TxnsError::NotRegistered`] for a shard that is not registered and with
     /// [`PersistError::InvalidRow`](crate::PersistError::InvalidRow) for a row that
     /// does not match its shard's description.
-    pub async fn commit_at(&self, handle: &mut TxnsHandle<T>, ts: T) -> TxnsResult<Result<TxnApply<T>, UpperMismatch<T>>> {
+    pub async fn commit_at(
+        &self,
+        handle: &mut TxnsHandle<T>,
+        ts: T,
+    ) -> TxnsResult<Result<TxnApply<T>, UpperMismatch<T>>> {
         let t = time_code(&ts);
         if self.check(handle).is_err() {
             handle.refresh().await?;
@@ -127,7 +134,8 @@ impl<T: StorageTimestamp> Txn<T> {
         let mut batches: Vec<(ShardId, HollowBatch)> = Vec::new();
         for (shard, updates) in &self.writes {
             let desc = handle.entry_desc(*shard)?;
-            let written = apply::write_batch(&handle.client, handle.txns_id, *shard, &desc, updates, t).await;
+            let written =
+                apply::write_batch(&handle.client, handle.txns_id, *shard, &desc, updates, t).await;
             match written {
                 Ok(Some(batch)) => batches.push((*shard, batch)),
                 Ok(None) => {}
@@ -137,21 +145,35 @@ impl<T: StorageTimestamp> Txn<T> {
                 }
             }
         }
-        let rows: Vec<_> =
-            batches.iter().map(|(shard, batch)| TxnsRow::Batch { shard: *shard, ts: t, batch: batch.clone() }.encode()).collect();
+        let rows: Vec<_> = batches
+            .iter()
+            .map(|(shard, batch)| {
+                TxnsRow::Batch {
+                    shard: *shard,
+                    ts: t,
+                    batch: batch.clone(),
+                }
+                .encode()
+            })
+            .collect();
         let res = handle
             .commit_rows(t, |h| {
                 let now = self.check(h)?;
                 match now == schemas {
                     true => Ok(rows.clone()),
-                    false => Err(TxnsError::InvalidUsage("a written shard was registered again while committing".into())),
+                    false => Err(TxnsError::InvalidUsage(
+                        "a written shard was registered again while committing".into(),
+                    )),
                 }
             })
             .await;
         match res {
             Ok(Ok(())) => {
                 let shards = batches.into_iter().map(|(s, _)| s).collect();
-                Ok(Ok(TxnApply { commit_ts: time_of(t), shards }))
+                Ok(Ok(TxnApply {
+                    commit_ts: time_of(t),
+                    shards,
+                }))
             }
             Ok(Err(m)) => {
                 apply::delete_uncommitted(&handle.client, &batches).await;

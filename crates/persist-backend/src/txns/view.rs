@@ -76,7 +76,11 @@ impl DataEntry {
             None if for_read => Some(self.read_target(bound)),
             None => None,
         };
-        ApplyPlan { links, advance_to, tidy }
+        ApplyPlan {
+            links,
+            advance_to,
+            tidy,
+        }
     }
 }
 
@@ -91,7 +95,10 @@ pub(crate) struct TxnsView {
 
 impl TxnsView {
     /// Builds the view from the live rows; the error says why the rows are inconsistent.
-    pub(crate) fn from_rows<'a>(upper: u64, rows: impl IntoIterator<Item = &'a Row>) -> Result<TxnsView, String> {
+    pub(crate) fn from_rows<'a>(
+        upper: u64,
+        rows: impl IntoIterator<Item = &'a Row>,
+    ) -> Result<TxnsView, String> {
         let mut decoded: Vec<(TxnsRow, &Row)> = Vec::new();
         for row in rows {
             decoded.push((TxnsRow::decode(row)?, row));
@@ -116,14 +123,18 @@ impl TxnsView {
                     }
                 }
                 TxnsRow::Forget { ts, .. } => {
-                    let entry = shards.get_mut(&shard).ok_or_else(|| format!("{shard} is forgotten but not registered"))?;
+                    let entry = shards
+                        .get_mut(&shard)
+                        .ok_or_else(|| format!("{shard} is forgotten but not registered"))?;
                     if entry.forget_ts.replace(ts).is_some() {
                         return Err(format!("{shard} is forgotten twice"));
                     }
                     entry.forget_row = Some(raw.clone());
                 }
                 TxnsRow::Batch { ts, batch, .. } => {
-                    let entry = shards.get_mut(&shard).ok_or_else(|| format!("batch of {shard} but it is not registered"))?;
+                    let entry = shards
+                        .get_mut(&shard)
+                        .ok_or_else(|| format!("batch of {shard} but it is not registered"))?;
                     if entry.batches.insert(ts, (raw.clone(), batch)).is_some() {
                         return Err(format!("two batches of {shard} at {ts}"));
                     }
@@ -139,10 +150,13 @@ impl TxnsView {
     }
 
     /// The number of data shards with commits not yet known to be applied.
-    pub(crate) fn pending_shards(&self, bound: u64) -> impl Iterator<Item = (&ShardId, &DataEntry)> {
-        self.shards
-            .iter()
-            .filter(move |(_, e)| e.batches.range(..=bound).next().is_some() || e.forget_ts.is_some_and(|f| f <= bound))
+    pub(crate) fn pending_shards(
+        &self,
+        bound: u64,
+    ) -> impl Iterator<Item = (&ShardId, &DataEntry)> {
+        self.shards.iter().filter(move |(_, e)| {
+            e.batches.range(..=bound).next().is_some() || e.forget_ts.is_some_and(|f| f <= bound)
+        })
     }
 }
 
@@ -156,12 +170,26 @@ mod tests {
     }
 
     fn batch(ts: u64) -> TxnsRow {
-        let b = HollowBatch { lower: ts, upper: Some(ts + 1), since: ts, len: 1, ..HollowBatch::default() };
-        TxnsRow::Batch { shard: shard(1), ts, batch: b }
+        let b = HollowBatch {
+            lower: ts,
+            upper: Some(ts + 1),
+            since: ts,
+            len: 1,
+            ..HollowBatch::default()
+        };
+        TxnsRow::Batch {
+            shard: shard(1),
+            ts,
+            batch: b,
+        }
     }
 
     fn register(n: u8, ts: u64) -> TxnsRow {
-        TxnsRow::Register { shard: shard(n), ts, schema: "{\"columns\":[]}".into() }
+        TxnsRow::Register {
+            shard: shard(n),
+            ts,
+            schema: "{\"columns\":[]}".into(),
+        }
     }
 
     fn view(rows: &[TxnsRow]) -> Result<TxnsView, String> {
@@ -174,7 +202,11 @@ mod tests {
         let check = |register_ts, forget_ts, as_of, want| {
             let mut v = view(&[register(1, register_ts)]).unwrap();
             v.shards.get_mut(&shard(1)).unwrap().forget_ts = forget_ts;
-            assert_eq!(v.shards[&shard(1)].read_target(as_of), want, "reg {register_ts} forget {forget_ts:?} as_of {as_of}");
+            assert_eq!(
+                v.shards[&shard(1)].read_target(as_of),
+                want,
+                "reg {register_ts} forget {forget_ts:?} as_of {as_of}"
+            );
         };
         check(5, None, 7, 8);
         check(5, None, 2, 5);
@@ -189,8 +221,15 @@ mod tests {
         let e = &v.shards[&shard(1)];
         let check = |bound, for_read, links: &[u64], advance_to: Option<u64>| {
             let p = e.plan(bound, for_read);
-            assert_eq!(p.links.iter().map(|l| l.0).collect::<Vec<_>>(), links, "bound {bound}");
-            assert_eq!(p.advance_to, advance_to, "bound {bound} for_read {for_read}");
+            assert_eq!(
+                p.links.iter().map(|l| l.0).collect::<Vec<_>>(),
+                links,
+                "bound {bound}"
+            );
+            assert_eq!(
+                p.advance_to, advance_to,
+                "bound {bound} for_read {for_read}"
+            );
             assert_eq!(p.tidy.len(), links.len());
         };
         check(1, true, &[], Some(2));
@@ -198,20 +237,55 @@ mod tests {
         check(3, false, &[3], None);
         check(7, true, &[3, 6], Some(8));
         check(20, false, &[3, 6, 9], None);
-        let v = view(&[register(1, 2), batch(3), TxnsRow::Forget { shard: shard(1), ts: 5 }]).unwrap();
+        let v = view(&[
+            register(1, 2),
+            batch(3),
+            TxnsRow::Forget {
+                shard: shard(1),
+                ts: 5,
+            },
+        ])
+        .unwrap();
         let p = v.shards[&shard(1)].plan(5, false);
-        assert_eq!((p.links.len(), p.advance_to, p.tidy.len()), (1, Some(6), 3), "a forget tidies everything");
+        assert_eq!(
+            (p.links.len(), p.advance_to, p.tidy.len()),
+            (1, Some(6), 3),
+            "a forget tidies everything"
+        );
         assert!(!v.shards[&shard(1)].writable());
     }
 
     #[test]
     fn inconsistent_rows_are_errors() {
         assert!(view(&[batch(3)]).is_err(), "batch without registration");
-        assert!(view(&[register(1, 0), register(1, 2)]).is_err(), "double registration");
-        assert!(view(&[TxnsRow::Forget { shard: shard(1), ts: 2 }]).is_err(), "forget without registration");
-        let other = HollowBatch { lower: 3, upper: Some(4), since: 3, len: 2, ..HollowBatch::default() };
-        let twice = TxnsRow::Batch { shard: shard(1), ts: 3, batch: other };
-        assert!(view(&[register(1, 0), batch(3), twice]).is_err(), "two batches at one time");
+        assert!(
+            view(&[register(1, 0), register(1, 2)]).is_err(),
+            "double registration"
+        );
+        assert!(
+            view(&[TxnsRow::Forget {
+                shard: shard(1),
+                ts: 2
+            }])
+            .is_err(),
+            "forget without registration"
+        );
+        let other = HollowBatch {
+            lower: 3,
+            upper: Some(4),
+            since: 3,
+            len: 2,
+            ..HollowBatch::default()
+        };
+        let twice = TxnsRow::Batch {
+            shard: shard(1),
+            ts: 3,
+            batch: other,
+        };
+        assert!(
+            view(&[register(1, 0), batch(3), twice]).is_err(),
+            "two batches at one time"
+        );
         let v = view(&[register(1, 0), register(2, 4), batch(3)]).unwrap();
         assert_eq!(v.pending_shards(3).count(), 1);
         assert_eq!(v.pending_shards(2).count(), 0);
