@@ -40,19 +40,43 @@ async fn dropped_tables_are_finalized_and_leave_no_parts() {
         let (a, b) = (id(1), id(2));
         create_tables(&env, &mut ctl, &[a, b], t(0)).await;
         for ts in 1..=3u64 {
-            append(&mut ctl, ts, vec![(a, many_rows(ts as i64 * 1000)), (b, many_rows(ts as i64 * 1000))]).await;
+            append(
+                &mut ctl,
+                ts,
+                vec![
+                    (a, many_rows(ts as i64 * 1000)),
+                    (b, many_rows(ts as i64 * 1000)),
+                ],
+            )
+            .await;
         }
         // Reading applies the commits, so the data shard holds batches.
         assert_eq!(ctl.snapshot(a, t(3)).await.unwrap().len(), 900);
         let shard_a = ctl.collection_metadata(a).unwrap().data_shard;
         let client = ctl.persist_client().clone();
-        assert!(!client.referenced_part_keys(shard_a).await.unwrap().is_empty(), "expected parts on {}", env.url);
+        assert!(
+            !client
+                .referenced_part_keys(shard_a)
+                .await
+                .unwrap()
+                .is_empty(),
+            "expected parts on {}",
+            env.url
+        );
 
         env.prepare(&ctl, &[], &[a]).await;
-        assert!(env.catalog.begin::<Timestamp>().get_unfinalized_shards().contains(&shard_a));
+        assert!(
+            env.catalog
+                .begin::<Timestamp>()
+                .get_unfinalized_shards()
+                .contains(&shard_a)
+        );
         ctl.drop_tables(&env.metadata(), vec![a], t(4)).unwrap();
         assert!(ctl.check_exists(a).is_err());
-        assert!(ctl.append_table(t(5), t(6), vec![(a, vec![(row(1), 1)])]).is_err());
+        assert!(
+            ctl.append_table(t(5), t(6), vec![(a, vec![(row(1), 1)])])
+                .is_err()
+        );
         wait_finalized(&env, &client, shard_a).await;
         // The other table is untouched and still writable.
         append(&mut ctl, 5, vec![(b, vec![(row(-1), 1)])]).await;
@@ -76,7 +100,10 @@ async fn a_read_hold_delays_finalization() {
         ctl.apply_pending();
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(!finalized(&client, shard).await, "finalized while a read hold remains");
+    assert!(
+        !finalized(&client, shard).await,
+        "finalized while a read hold remains"
+    );
     drop(hold);
     ctl.apply_pending();
     wait_finalized(&env, &client, shard).await;

@@ -10,7 +10,10 @@ use controller_support::*;
 use strata_controller_api::{Antichain, Collections, ReadPolicy, Reads, StorageError, Timestamp};
 use strata_controller_core::CONTROLLER_READER_ID;
 
-fn since_of(ctl: &strata_controller_core::Controller<Timestamp>, table: strata_controller_api::GlobalId) -> Antichain<Timestamp> {
+fn since_of(
+    ctl: &strata_controller_core::Controller<Timestamp>,
+    table: strata_controller_api::GlobalId,
+) -> Antichain<Timestamp> {
     ctl.collection_frontiers(table).unwrap().read_capabilities
 }
 
@@ -20,7 +23,8 @@ async fn a_held_since_never_passes_the_hold() {
         let mut ctl = env.controller(false).await;
         let table = id(1);
         create_tables(&env, &mut ctl, &[table], t(0)).await;
-        ctl.set_read_policy(vec![(table, ReadPolicy::step_back())]).unwrap();
+        ctl.set_read_policy(vec![(table, ReadPolicy::step_back())])
+            .unwrap();
         let mut hold = ctl.acquire_read_holds(vec![table]).unwrap().pop().unwrap();
         let held = hold.since().clone();
         for ts in 1..=10 {
@@ -49,7 +53,12 @@ async fn a_held_since_never_passes_the_hold() {
         let mut reached = false;
         for _ in 0..500 {
             let state = client.inspect(shard).await.unwrap();
-            let critical = state["critical_readers"].as_array().unwrap().iter().find(|r| r["id"] == CONTROLLER_READER_ID).cloned();
+            let critical = state["critical_readers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["id"] == CONTROLLER_READER_ID)
+                .cloned();
             if critical.is_some_and(|r| r["since"] == serde_json::json!([10])) {
                 reached = true;
                 break;
@@ -67,7 +76,11 @@ async fn a_lag_policy_keeps_the_since_within_the_lag() {
     let table = id(1);
     create_tables(&env, &mut ctl, &[table], t(0)).await;
     let (lag, granularity) = (5u64, 2u64);
-    ctl.set_read_policy(vec![(table, ReadPolicy::lag_writes_by(t(lag), t(granularity)))]).unwrap();
+    ctl.set_read_policy(vec![(
+        table,
+        ReadPolicy::lag_writes_by(t(lag), t(granularity)),
+    )])
+    .unwrap();
     let mut last = t(0);
     for ts in 1..=30u64 {
         append(&mut ctl, ts, vec![(table, vec![(row(ts as i64), 1)])]).await;
@@ -75,8 +88,14 @@ async fn a_lag_policy_keeps_the_since_within_the_lag() {
         let since = *since_of(&ctl, table).as_option().unwrap();
         let upper = ts + 1;
         assert!(since >= last, "the since regressed");
-        assert!(since.as_millis() <= upper.saturating_sub(lag), "since {since} too close to upper {upper}");
-        assert!(since.as_millis() + lag + granularity >= upper, "since {since} lags {upper} by more than the lag");
+        assert!(
+            since.as_millis() <= upper.saturating_sub(lag),
+            "since {since} too close to upper {upper}"
+        );
+        assert!(
+            since.as_millis() + lag + granularity >= upper,
+            "since {since} lags {upper} by more than the lag"
+        );
         last = since;
     }
     // A hold on top of the policy wins.
@@ -87,5 +106,8 @@ async fn a_lag_policy_keeps_the_since_within_the_lag() {
     assert_eq!(since_of(&ctl, table), hold[0].since().clone());
     // Holds on unknown ids fail, all or nothing.
     assert!(ctl.acquire_read_holds(vec![table, id(9)]).is_err());
-    assert!(matches!(ctl.set_read_policy(vec![(id(9), ReadPolicy::step_back())]), Err(StorageError::IdentifierMissing(_))));
+    assert!(matches!(
+        ctl.set_read_policy(vec![(id(9), ReadPolicy::step_back())]),
+        Err(StorageError::IdentifierMissing(_))
+    ));
 }

@@ -48,25 +48,50 @@ async fn read_only_writes_nothing_until_allow_writes() {
     assert!(ctl.is_read_only());
     env.prepare(&ctl, &[a, b], &[]).await;
     let tables = vec![
-        (a, strata_controller_api::CollectionDescription::table(desc())),
-        (b, strata_controller_api::CollectionDescription::table(desc())),
+        (
+            a,
+            strata_controller_api::CollectionDescription::table(desc()),
+        ),
+        (
+            b,
+            strata_controller_api::CollectionDescription::table(desc()),
+        ),
     ];
-    ctl.create_collections(&env.metadata(), None, tables).await.unwrap();
+    ctl.create_collections(&env.metadata(), None, tables)
+        .await
+        .unwrap();
     ctl.apply_pending();
     // The read-only controller sees the table's frontiers from the shard.
-    assert_eq!(ctl.collection_frontiers(a).unwrap().write_frontier, Antichain::from_elem(t(2)));
+    assert_eq!(
+        ctl.collection_frontiers(a).unwrap().write_frontier,
+        Antichain::from_elem(t(2))
+    );
     let denied = ctl.append_table(t(2), t(3), vec![(a, vec![(row(2), 1)])]);
-    assert!(matches!(denied, Err(StorageError::ReadOnly)), "{:?}", denied.err());
-    ctl.set_read_policy(vec![(a, strata_controller_api::ReadPolicy::step_back())]).unwrap();
+    assert!(
+        matches!(denied, Err(StorageError::ReadOnly)),
+        "{:?}",
+        denied.err()
+    );
+    ctl.set_read_policy(vec![(a, strata_controller_api::ReadPolicy::step_back())])
+        .unwrap();
     ctl.initialization_complete();
     ctl.process(&env.metadata()).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(tree(&dir), before, "a read-only controller wrote to a shard");
+    assert_eq!(
+        tree(&dir),
+        before,
+        "a read-only controller wrote to a shard"
+    );
 
     ctl.allow_writes(Some(t(2))).await.unwrap();
     assert!(!ctl.is_read_only());
     // Registering `b` at 2 is a commit at 2, so writes continue at 3.
-    append(&mut ctl, 3, vec![(a, vec![(row(2), 1)]), (b, vec![(row(2), 1)])]).await;
+    append(
+        &mut ctl,
+        3,
+        vec![(a, vec![(row(2), 1)]), (b, vec![(row(2), 1)])],
+    )
+    .await;
     assert_eq!(ctl.snapshot(a, t(3)).await.unwrap().len(), 2);
     assert_eq!(ctl.snapshot(b, t(3)).await.unwrap().len(), 1);
     assert_ne!(tree(&dir), before);
@@ -88,9 +113,18 @@ async fn workload(
         // host retries at the new upper.
         loop {
             ctl.apply_pending();
-            let upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
+            let upper = *ctl
+                .collection_frontiers(table)
+                .unwrap()
+                .write_frontier
+                .as_option()
+                .unwrap();
             let write = vec![(table, vec![(r.clone(), 1)])];
-            match ctl.append_table(upper, Timestamp::new(upper.as_millis() + 1), write).unwrap().await {
+            match ctl
+                .append_table(upper, Timestamp::new(upper.as_millis() + 1), write)
+                .unwrap()
+                .await
+            {
                 Ok(()) => break,
                 Err(StorageError::UpdateBeforeUpper { .. }) => continue,
                 Err(error) => panic!("{error:?}"),
@@ -99,10 +133,19 @@ async fn workload(
         done.push(r);
     }
     ctl.apply_pending();
-    let upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
+    let upper = *ctl
+        .collection_frontiers(table)
+        .unwrap()
+        .write_frontier
+        .as_option()
+        .unwrap();
     let fired = row(*next);
     *next += 1;
-    drop(ctl.append_table(upper, Timestamp::new(upper.as_millis() + 1), vec![(table, vec![(fired.clone(), 1)])]));
+    drop(ctl.append_table(
+        upper,
+        Timestamp::new(upper.as_millis() + 1),
+        vec![(table, vec![(fired.clone(), 1)])],
+    ));
     (done, fired)
 }
 
@@ -119,8 +162,16 @@ async fn restarts_keep_every_acknowledged_write() {
             assert_eq!(ctl.epoch(), round + 2);
             create_tables(&env, &mut ctl, &[table], last_upper).await;
             ctl.apply_pending();
-            let upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
-            assert!(upper >= last_upper, "frontiers resume: {upper} < {last_upper}");
+            let upper = *ctl
+                .collection_frontiers(table)
+                .unwrap()
+                .write_frontier
+                .as_option()
+                .unwrap();
+            assert!(
+                upper >= last_upper,
+                "frontiers resume: {upper} < {last_upper}"
+            );
             let rows: BTreeSet<Row> = ctl
                 .snapshot_latest(table)
                 .await
@@ -131,14 +182,26 @@ async fn restarts_keep_every_acknowledged_write() {
                     r
                 })
                 .collect();
-            assert!(rows.is_superset(&acked), "round {round} on {}: lost acknowledged writes", env.url);
-            assert!(rows.difference(&acked).all(|r| maybe.contains(r)), "round {round}: phantom rows");
+            assert!(
+                rows.is_superset(&acked),
+                "round {round} on {}: lost acknowledged writes",
+                env.url
+            );
+            assert!(
+                rows.difference(&acked).all(|r| maybe.contains(r)),
+                "round {round}: phantom rows"
+            );
             acked.extend(rows);
             let (done, fired) = workload(&mut ctl, table, &mut next, 3).await;
             acked.extend(done);
             maybe.insert(fired);
             ctl.apply_pending();
-            last_upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
+            last_upper = *ctl
+                .collection_frontiers(table)
+                .unwrap()
+                .write_frontier
+                .as_option()
+                .unwrap();
         }
         assert!(acked.len() >= 30);
     }
@@ -156,7 +219,10 @@ async fn an_old_controller_is_fenced_on_its_next_write() {
         assert!(new.epoch() > old.epoch());
         create_tables(&env, &mut new, &[table], t(0)).await;
 
-        let write = old.append_table(t(2), t(3), vec![(table, vec![(row(2), 1)])]).unwrap().await;
+        let write = old
+            .append_table(t(2), t(3), vec![(table, vec![(row(2), 1)])])
+            .unwrap()
+            .await;
         assert!(
             matches!(write, Err(StorageError::Fenced { ours, current }) if ours == old.epoch() && current == new.epoch()),
             "{write:?}"

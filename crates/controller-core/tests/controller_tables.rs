@@ -32,12 +32,22 @@ async fn snapshots_at_every_time_are_the_accumulated_contents() {
                 *current.entry(r.clone()).or_insert(0) += d;
             }
             current.retain(|_, d| *d != 0);
-            append(&mut ctl, ts, vec![(a, writes), (b, vec![(row(100 + ts as i64), 1)])]).await;
+            append(
+                &mut ctl,
+                ts,
+                vec![(a, writes), (b, vec![(row(100 + ts as i64), 1)])],
+            )
+            .await;
             model.push(current.clone());
         }
         ctl.apply_pending();
         let frontiers = ctl.collection_frontiers(a).unwrap();
-        assert_eq!(frontiers.write_frontier, Antichain::from_elem(t(9)), "{}", env.url);
+        assert_eq!(
+            frontiers.write_frontier,
+            Antichain::from_elem(t(9)),
+            "{}",
+            env.url
+        );
         for (ts, expected) in model.iter().enumerate() {
             let got = as_map(ctl.snapshot(a, t(ts as u64)).await.unwrap());
             assert_eq!(&got, expected, "{} at {ts}", env.url);
@@ -62,8 +72,12 @@ async fn a_reader_never_sees_half_of_a_two_table_commit() {
                 let write = {
                     let mut ctl = ctl.lock().await;
                     let r = row(ts as i64);
-                    ctl.append_table(t(ts), t(ts + 1), vec![(a, vec![(r.clone(), 1)]), (b, vec![(r, 1)])])
-                        .unwrap()
+                    ctl.append_table(
+                        t(ts),
+                        t(ts + 1),
+                        vec![(a, vec![(r.clone(), 1)]), (b, vec![(r, 1)])],
+                    )
+                    .unwrap()
                 };
                 write.await.unwrap();
             }
@@ -105,17 +119,28 @@ async fn concurrent_appends_at_one_time_commit_together() {
     let ids: Vec<_> = (1..=4).map(id).collect();
     create_tables(&env, &mut ctl, &ids, t(0)).await;
     let txns = ctl.txns_shard();
-    let before = ctl.persist_client().inspect(txns).await.unwrap()["seqno"].as_u64().unwrap();
+    let before = ctl.persist_client().inspect(txns).await.unwrap()["seqno"]
+        .as_u64()
+        .unwrap();
     let mut futures = Vec::new();
     for caller in 0..32i64 {
         let table = ids[(caller % 4) as usize];
-        futures.push(ctl.append_table(t(1), t(2), vec![(table, vec![(row(caller), 1)])]).unwrap());
+        futures.push(
+            ctl.append_table(t(1), t(2), vec![(table, vec![(row(caller), 1)])])
+                .unwrap(),
+        );
     }
     for result in futures::future::join_all(futures).await {
         result.unwrap();
     }
-    let after = ctl.persist_client().inspect(txns).await.unwrap()["seqno"].as_u64().unwrap();
-    assert_eq!(after - before, 1, "32 callers at one time should cost one CAS");
+    let after = ctl.persist_client().inspect(txns).await.unwrap()["seqno"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        after - before,
+        1,
+        "32 callers at one time should cost one CAS"
+    );
     let mut total = 0;
     for table in &ids {
         total += ctl.snapshot(*table, t(1)).await.unwrap().len();
@@ -131,7 +156,9 @@ async fn bad_inputs_get_typed_errors_and_change_nothing() {
         create_tables(&env, &mut ctl, &[a, b], t(0)).await;
         env.prepare(&ctl, &[hook], &[]).await;
         let webhook = CollectionDescription::for_source(desc(), DataSource::Webhook);
-        ctl.create_collections(&env.metadata(), None, vec![(hook, webhook)]).await.unwrap();
+        ctl.create_collections(&env.metadata(), None, vec![(hook, webhook)])
+            .await
+            .unwrap();
         append(&mut ctl, 1, vec![(a, vec![(row(1), 1)])]).await;
         ctl.apply_pending();
         let state = |ctl: &Controller| ctl.collections_frontiers(vec![a, b]).unwrap();
@@ -141,21 +168,51 @@ async fn bad_inputs_get_typed_errors_and_change_nothing() {
         let good = || vec![(a, vec![(row(7), 1)])];
         let bad_row = Row::pack(&[Datum::String("x".into())]);
         let cases: Vec<(&str, Result<_, StorageError<_>>)> = vec![
-            ("unknown id", ctl.append_table(t(2), t(3), vec![(id(99), vec![(row(1), 1)])]).map(|_| ())),
-            ("write_ts == advance_to", ctl.append_table(t(2), t(2), good()).map(|_| ())),
-            ("write_ts > advance_to", ctl.append_table(t(3), t(2), good()).map(|_| ())),
-            ("wrong row", ctl.append_table(t(2), t(3), vec![(a, vec![(bad_row.clone(), 1)])]).map(|_| ())),
+            (
+                "unknown id",
+                ctl.append_table(t(2), t(3), vec![(id(99), vec![(row(1), 1)])])
+                    .map(|_| ()),
+            ),
+            (
+                "write_ts == advance_to",
+                ctl.append_table(t(2), t(2), good()).map(|_| ()),
+            ),
+            (
+                "write_ts > advance_to",
+                ctl.append_table(t(3), t(2), good()).map(|_| ()),
+            ),
+            (
+                "wrong row",
+                ctl.append_table(t(2), t(3), vec![(a, vec![(bad_row.clone(), 1)])])
+                    .map(|_| ()),
+            ),
             (
                 "one bad table of two",
-                ctl.append_table(t(2), t(3), vec![(b, vec![(row(5), 1)]), (a, vec![(bad_row, 1)])]).map(|_| ()),
+                ctl.append_table(
+                    t(2),
+                    t(3),
+                    vec![(b, vec![(row(5), 1)]), (a, vec![(bad_row, 1)])],
+                )
+                .map(|_| ()),
             ),
-            ("not a table", ctl.append_table(t(2), t(3), vec![(hook, vec![(row(1), 1)])]).map(|_| ())),
-            ("before the upper", ctl.append_table(t(0), t(1), good()).map(|_| ())),
+            (
+                "not a table",
+                ctl.append_table(t(2), t(3), vec![(hook, vec![(row(1), 1)])])
+                    .map(|_| ()),
+            ),
+            (
+                "before the upper",
+                ctl.append_table(t(0), t(1), good()).map(|_| ()),
+            ),
         ];
         let expect = |name: &str, error: &StorageError<_>| match name {
             "unknown id" => matches!(error, StorageError::IdentifierMissing(i) if *i == id(99)),
-            "write_ts == advance_to" | "write_ts > advance_to" => matches!(error, StorageError::UpdateBeyondUpper(_)),
-            "wrong row" | "one bad table of two" => matches!(error, StorageError::InvalidRow { id: i, .. } if *i == a),
+            "write_ts == advance_to" | "write_ts > advance_to" => {
+                matches!(error, StorageError::UpdateBeyondUpper(_))
+            }
+            "wrong row" | "one bad table of two" => {
+                matches!(error, StorageError::InvalidRow { id: i, .. } if *i == a)
+            }
             "not a table" => matches!(error, StorageError::IdentifierInvalid(i) if *i == hook),
             "before the upper" => matches!(error, StorageError::UpdateBeforeUpper { .. }),
             _ => false,
@@ -166,19 +223,36 @@ async fn bad_inputs_get_typed_errors_and_change_nothing() {
         }
         // Creating: a reused id with another description, and a duplicate in one call.
         let other = CollectionDescription::for_source(desc(), DataSource::Other);
-        let reused = ctl.create_collections(&env.metadata(), Some(t(5)), vec![(a, other)]).await;
+        let reused = ctl
+            .create_collections(&env.metadata(), Some(t(5)), vec![(a, other)])
+            .await;
         assert!(matches!(reused, Err(StorageError::CollectionIdReused(i)) if i == a));
-        let twice = vec![(id(4), CollectionDescription::table(desc())), (id(4), CollectionDescription::table(desc()))];
-        let duplicate = ctl.create_collections(&env.metadata(), Some(t(5)), twice).await;
+        let twice = vec![
+            (id(4), CollectionDescription::table(desc())),
+            (id(4), CollectionDescription::table(desc())),
+        ];
+        let duplicate = ctl
+            .create_collections(&env.metadata(), Some(t(5)), twice)
+            .await;
         assert!(matches!(duplicate, Err(StorageError::DuplicateId(i)) if i == id(4)));
         assert!(ctl.check_exists(id(4)).is_err());
         // The same description again is a no-op.
-        ctl.create_collections(&env.metadata(), Some(t(5)), vec![(a, CollectionDescription::table(desc()))])
-            .await
-            .unwrap();
+        ctl.create_collections(
+            &env.metadata(),
+            Some(t(5)),
+            vec![(a, CollectionDescription::table(desc()))],
+        )
+        .await
+        .unwrap();
         // Reads of unknown ids and drops of unknown ids.
-        assert!(matches!(ctl.snapshot(id(99), t(1)).await, Err(StorageError::IdentifierMissing(_))));
-        assert!(matches!(ctl.drop_tables(&env.metadata(), vec![hook], t(5)), Err(StorageError::IdentifierInvalid(_))));
+        assert!(matches!(
+            ctl.snapshot(id(99), t(1)).await,
+            Err(StorageError::IdentifierMissing(_))
+        ));
+        assert!(matches!(
+            ctl.drop_tables(&env.metadata(), vec![hook], t(5)),
+            Err(StorageError::IdentifierInvalid(_))
+        ));
 
         ctl.apply_pending();
         assert_eq!(state(&ctl), frontiers, "{}", env.url);

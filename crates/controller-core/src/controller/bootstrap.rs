@@ -178,7 +178,13 @@ impl<T: StorageTimestamp> Controller<T> {
                             Some(frontiers) => (true, frontiers),
                             None => (false, (minimum(), minimum())),
                         };
-                        return Ok(Opened { id, since, upper, handle: None, exists });
+                        return Ok(Opened {
+                            id,
+                            since,
+                            upper,
+                            handle: None,
+                            exists,
+                        });
                     }
                     let writer = client
                         .open_writer::<T>(shard, desc)
@@ -188,7 +194,13 @@ impl<T: StorageTimestamp> Controller<T> {
                     drop(writer);
                     let handle = fence_shard(&client, shard, epoch).await?;
                     let since = handle.since().clone();
-                    Ok(Opened { id, since, upper, handle: Some(handle), exists: true })
+                    Ok(Opened {
+                        id,
+                        since,
+                        upper,
+                        handle: Some(handle),
+                        exists: true,
+                    })
                 }
             })
             .buffer_unordered(bound)
@@ -222,10 +234,12 @@ impl<T: StorageTimestamp> Controller<T> {
         if !exists {
             return Ok(upper);
         }
-        Ok(match peek_frontiers::<T>(&self.client, self.txns_shard).await? {
-            Some((_, txns_upper)) if PartialOrder::less_than(&upper, &txns_upper) => txns_upper,
-            _ => upper,
-        })
+        Ok(
+            match peek_frontiers::<T>(&self.client, self.txns_shard).await? {
+                Some((_, txns_upper)) if PartialOrder::less_than(&upper, &txns_upper) => txns_upper,
+                _ => upper,
+            },
+        )
     }
 
     /// See [`Collections::create_collections_for_bootstrap`](strata_controller_api::Collections::create_collections_for_bootstrap).
@@ -269,7 +283,10 @@ impl<T: StorageTimestamp> Controller<T> {
         if let (false, Some(ts), false) = (self.read_only, register_ts, tables.is_empty()) {
             txns_upper = Some(self.register_tables(ts, tables).await?);
         }
-        let handles = opened.values_mut().filter_map(|o| o.handle.take()).collect();
+        let handles = opened
+            .values_mut()
+            .filter_map(|o| o.handle.take())
+            .collect();
         self.worker.send(Command::Adopt { handles });
         for (id, description) in new {
             let (Some(shard), Some(o)) = (shards.get(&id), opened.remove(&id)) else {
@@ -282,7 +299,15 @@ impl<T: StorageTimestamp> Controller<T> {
                     None => self.read_only_table_upper(upper, o.exists).await?,
                 };
             }
-            self.insert_collection(id, description, *shard, o.since, upper, migrated.contains(&id), txns_upper.is_some())?;
+            self.insert_collection(
+                id,
+                description,
+                *shard,
+                o.since,
+                upper,
+                migrated.contains(&id),
+                txns_upper.is_some(),
+            )?;
         }
         Ok(())
     }
@@ -305,7 +330,8 @@ impl<T: StorageTimestamp> Controller<T> {
         {
             since = wanted.clone();
         }
-        let config = CollectionConfig::new(since, upper).with_dependencies(dependencies(&description));
+        let config =
+            CollectionConfig::new(since, upper).with_dependencies(dependencies(&description));
         let is_table = description.is_table();
         let effects = self.registry.frontiers.register(id, config)?;
         self.registry.collections.insert(
@@ -323,16 +349,29 @@ impl<T: StorageTimestamp> Controller<T> {
 
     /// Opens every collection a read-only controller created: fences their shards and
     /// registers their tables at `register_ts`.
-    pub(super) async fn open_for_writes(&mut self, register_ts: Option<T>) -> Result<(), StorageError<T>> {
+    pub(super) async fn open_for_writes(
+        &mut self,
+        register_ts: Option<T>,
+    ) -> Result<(), StorageError<T>> {
         let live: Vec<(GlobalId, ShardId, RelationDesc, bool)> = self
             .registry
             .collections
             .iter()
             .filter(|(id, _)| !self.registry.frontiers.is_dropped(**id))
-            .map(|(id, c)| (*id, c.shard, c.description.desc.clone(), c.description.is_table()))
+            .map(|(id, c)| {
+                (
+                    *id,
+                    c.shard,
+                    c.description.desc.clone(),
+                    c.description.is_table(),
+                )
+            })
             .collect();
-        let tables: Vec<(ShardId, RelationDesc)> =
-            live.iter().filter(|c| c.3).map(|c| (c.1, c.2.clone())).collect();
+        let tables: Vec<(ShardId, RelationDesc)> = live
+            .iter()
+            .filter(|c| c.3)
+            .map(|c| (c.1, c.2.clone()))
+            .collect();
         let opened = self
             .open_shards(live.iter().map(|c| (c.0, c.1, c.2.clone())).collect())
             .await?;

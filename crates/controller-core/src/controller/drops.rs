@@ -21,7 +21,11 @@ impl<T: StorageTimestamp> Controller<T> {
         ts: T,
     ) -> Result<(), StorageError<T>> {
         self.check_fenced()?;
-        let ids: Vec<GlobalId> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let ids: Vec<GlobalId> = ids
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut forget: Vec<ShardId> = Vec::new();
         for id in &ids {
             let state = self.registry.live_table(*id)?;

@@ -27,7 +27,10 @@ impl<T: StorageTimestamp> Controller<T> {
                     id,
                     frontier,
                 } => {
-                    self.send_to_instance(instance, StorageCommand::AllowCompaction { id, frontier });
+                    self.send_to_instance(
+                        instance,
+                        StorageCommand::AllowCompaction { id, frontier },
+                    );
                 }
                 Effect::Finalize { id } => {
                     self.registry.exports.remove(&id);

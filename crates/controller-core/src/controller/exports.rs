@@ -62,10 +62,11 @@ impl<T: StorageTimestamp> Exports<T> for Controller<T> {
         self.drain_internal();
         self.check_fenced()?;
         for (id, description) in self.validate_exports(exports)? {
-            let config = CollectionConfig::new(description.as_of.clone(), description.as_of.clone())
-                .without_shard()
-                .with_dependencies(vec![description.from])
-                .with_hold_policy(ReadPolicy::step_back());
+            let config =
+                CollectionConfig::new(description.as_of.clone(), description.as_of.clone())
+                    .without_shard()
+                    .with_dependencies(vec![description.from])
+                    .with_hold_policy(ReadPolicy::step_back());
             let effects = self.registry.frontiers.register(id, config)?;
             self.registry.exports.insert(id, description);
             self.execute(effects);

@@ -64,8 +64,8 @@ impl<T: StorageTimestamp> Worker<T> {
             .inspect(shard)
             .await
             .map_err(persist_err)?;
-        let desc: RelationDesc =
-            serde_json::from_value(state["schema"].clone()).unwrap_or_else(|_| RelationDesc::empty());
+        let desc: RelationDesc = serde_json::from_value(state["schema"].clone())
+            .unwrap_or_else(|_| RelationDesc::empty());
         let mut writer = self
             .config
             .client

@@ -13,7 +13,9 @@ use strata_instance_client::{Instance, InstanceError, StorageCommand};
 use super::Controller;
 
 /// The replica protocol's string parameters for the controller's typed ones.
-pub(super) fn wire_parameters(params: &StorageParameters) -> strata_instance_client::StorageParameters {
+pub(super) fn wire_parameters(
+    params: &StorageParameters,
+) -> strata_instance_client::StorageParameters {
     let mut out = BTreeMap::new();
     let mut put = |key: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -22,11 +24,15 @@ pub(super) fn wire_parameters(params: &StorageParameters) -> strata_instance_cli
     };
     put(
         "statistics_interval_ms",
-        params.statistics_interval.map(|d| d.as_millis().to_string()),
+        params
+            .statistics_interval
+            .map(|d| d.as_millis().to_string()),
     );
     put(
         "user_batch_duration_ms",
-        params.user_batch_duration.map(|d| d.as_millis().to_string()),
+        params
+            .user_batch_duration
+            .map(|d| d.as_millis().to_string()),
     );
     put(
         "ingestion_batch_max_updates",

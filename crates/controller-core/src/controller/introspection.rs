@@ -14,7 +14,13 @@ use super::{Controller, persist_err};
 impl<T: StorageTimestamp> Controller<T> {
     /// Called for every `RecordFrontiers` effect. Introspection collections are wired up
     /// by a later issue; until then there is nothing to record.
-    pub(super) fn record_frontiers_hook(&mut self, _id: GlobalId, _since: Antichain<T>, _upper: Antichain<T>) {}
+    pub(super) fn record_frontiers_hook(
+        &mut self,
+        _id: GlobalId,
+        _since: Antichain<T>,
+        _upper: Antichain<T>,
+    ) {
+    }
 }
 
 #[async_trait]

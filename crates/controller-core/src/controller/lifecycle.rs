@@ -142,7 +142,10 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
         let mut uppers = self.drain_internal();
         let (instance_uppers, dropped) = self.drain_instances();
         if !instance_uppers.is_empty() {
-            let effects = self.registry.frontiers.update_write_frontiers(&instance_uppers);
+            let effects = self
+                .registry
+                .frontiers
+                .update_write_frontiers(&instance_uppers);
             self.execute(effects);
             uppers.extend(instance_uppers);
         }

@@ -43,8 +43,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_controller_api::{
-    Antichain, ChangeBatch, GlobalId, InstanceId, ShardId, StorageError, StorageParameters, StorageTimestamp,
-    StorageTxn, prepare_initialization,
+    Antichain, ChangeBatch, GlobalId, InstanceId, ShardId, StorageError, StorageParameters,
+    StorageTimestamp, StorageTxn, prepare_initialization,
 };
 use strata_instance_client::{
     Backoff, Instance, InstanceResponse, ReplicaConnector, StorageCommand,
@@ -216,7 +216,10 @@ impl<T: StorageTimestamp> Controller<T> {
             controller.enter_writable().await?;
         }
         for shard in unfinalized {
-            controller.worker.send(Command::Finalize { shard, table: false });
+            controller.worker.send(Command::Finalize {
+                shard,
+                table: false,
+            });
         }
         Ok(controller)
     }

@@ -39,9 +39,14 @@ fn consolidate<T>(updates: Vec<(SourceData, T, i64)>) -> Vec<(Row, i64)> {
 #[derive(Clone)]
 enum Source<T: StorageTimestamp> {
     /// A table registered with the txns shard.
-    Txns { reader: SharedReader<T>, txns_shard: ShardId },
+    Txns {
+        reader: SharedReader<T>,
+        txns_shard: ShardId,
+    },
     /// A shard read directly.
-    Direct { desc: strata_controller_api::RelationDesc },
+    Direct {
+        desc: strata_controller_api::RelationDesc,
+    },
 }
 
 /// Reads `shard` at `as_of`.
@@ -86,7 +91,11 @@ async fn read<T: StorageTimestamp>(
 
 impl<T: StorageTimestamp> Controller<T> {
     /// Checks that `id` is readable at `as_of` and says how to read it.
-    fn snapshot_source(&self, id: GlobalId, as_of: T) -> Result<(ShardId, Source<T>), StorageError<T>> {
+    fn snapshot_source(
+        &self,
+        id: GlobalId,
+        as_of: T,
+    ) -> Result<(ShardId, Source<T>), StorageError<T>> {
         let state = self.registry.live(id)?;
         self.registry
             .frontiers
@@ -151,7 +160,11 @@ impl<T: StorageTimestamp> Reads<T> for Controller<T> {
     ) -> Result<SnapshotStats, StorageError<T>> {
         let state = self.registry.live(id)?;
         self.registry.frontiers.check_readable(id, &as_of)?;
-        let shard_state = self.client.inspect(state.shard).await.map_err(persist_err)?;
+        let shard_state = self
+            .client
+            .inspect(state.shard)
+            .await
+            .map_err(persist_err)?;
         let bound = as_of
             .as_option()
             .map(strata_persist_backend::time_code)
@@ -181,16 +194,16 @@ impl<T: StorageTimestamp> Reads<T> for Controller<T> {
         ids: Vec<GlobalId>,
     ) -> Result<Vec<ReadHold<T>>, ReadHoldError<T>> {
         self.drain_internal();
-        let held = self
-            .registry
-            .frontiers
-            .acquire_read_holds(&ids)
-            .map_err(|error| match error {
-                StorageError::IdentifierMissing(id) => ReadHoldError::CollectionMissing { id },
-                _ => ReadHoldError::CollectionMissing {
-                    id: ids.first().copied().unwrap_or(GlobalId::Transient(0)),
-                },
-            })?;
+        let held =
+            self.registry
+                .frontiers
+                .acquire_read_holds(&ids)
+                .map_err(|error| match error {
+                    StorageError::IdentifierMissing(id) => ReadHoldError::CollectionMissing { id },
+                    _ => ReadHoldError::CollectionMissing {
+                        id: ids.first().copied().unwrap_or(GlobalId::Transient(0)),
+                    },
+                })?;
         let tx = self.change_tx();
         Ok(held
             .into_iter()

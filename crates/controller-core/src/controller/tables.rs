@@ -15,9 +15,17 @@ use super::Controller;
 use super::worker::{AppendRequest, Command, WorkerHandle};
 
 /// Waits for a storage-task reply.
-async fn reply<T, R>(rx: oneshot::Receiver<Result<R, StorageError<T>>>) -> Result<R, StorageError<T>> {
+async fn reply<T, R>(
+    rx: oneshot::Receiver<Result<R, StorageError<T>>>,
+) -> Result<R, StorageError<T>> {
     rx.await.map_err(|_| StorageError::ShuttingDown)?
 }
+
+/// A validated table write: the first table named, and the rows for each data shard.
+type ValidatedWrite = (
+    GlobalId,
+    Vec<(strata_controller_api::ShardId, Vec<(Row, i64)>)>,
+);
 
 impl<T: StorageTimestamp> Controller<T> {
     /// Validates an `append_table` call and returns its writes by shard. Changes nothing.
@@ -26,7 +34,7 @@ impl<T: StorageTimestamp> Controller<T> {
         write_ts: T,
         advance_to: T,
         commands: TableWrite,
-    ) -> Result<(GlobalId, Vec<(strata_controller_api::ShardId, Vec<(Row, i64)>)>), StorageError<T>> {
+    ) -> Result<ValidatedWrite, StorageError<T>> {
         self.check_fenced()?;
         let mut first_id = None;
         let mut writes = Vec::with_capacity(commands.len());
@@ -81,7 +89,8 @@ fn monotonic_append<T: StorageTimestamp>(
     updates: Vec<(Row, i64)>,
 ) -> AppendFuture<T> {
     if let Some((_, diff)) = updates.iter().find(|(_, d)| *d <= 0) {
-        let error = StorageError::InvalidUsage(format!("monotonic append to {id} with diff {diff}"));
+        let error =
+            StorageError::InvalidUsage(format!("monotonic append to {id} with diff {diff}"));
         return futures::future::ready(Err(error)).boxed();
     }
     for (row, _) in &updates {

@@ -243,7 +243,10 @@ impl<T: StorageTimestamp> Worker<T> {
             let handle = TxnsHandle::open(self.config.client.clone(), self.config.txns_shard)
                 .await
                 .map_err(txns_err)?;
-            let _ = self.config.events.send(Event::TablesUpper(handle.txns_upper()));
+            let _ = self
+                .config
+                .events
+                .send(Event::TablesUpper(handle.txns_upper()));
             self.txns = Some(handle);
         }
         self.since_handles.insert(txns_since.shard_id(), txns_since);
@@ -263,7 +266,10 @@ impl<T: StorageTimestamp> Worker<T> {
 
     fn publish_tables_upper(&mut self) {
         if let Some(txns) = &self.txns {
-            let _ = self.config.events.send(Event::TablesUpper(txns.txns_upper()));
+            let _ = self
+                .config
+                .events
+                .send(Event::TablesUpper(txns.txns_upper()));
         }
     }
 
@@ -280,7 +286,11 @@ impl<T: StorageTimestamp> Worker<T> {
                 Ok(()) => break,
                 Err(mismatch) => match mismatch.current.as_option() {
                     Some(upper) if *upper > at => at = *upper,
-                    _ => return Err(StorageError::InvalidUsage("the txns shard is closed".into())),
+                    _ => {
+                        return Err(StorageError::InvalidUsage(
+                            "the txns shard is closed".into(),
+                        ));
+                    }
                 },
             }
         }
@@ -298,7 +308,11 @@ impl<T: StorageTimestamp> Worker<T> {
                 Ok(()) => break,
                 Err(mismatch) => match mismatch.current.as_option() {
                     Some(upper) if *upper > at => at = *upper,
-                    _ => return Err(StorageError::InvalidUsage("the txns shard is closed".into())),
+                    _ => {
+                        return Err(StorageError::InvalidUsage(
+                            "the txns shard is closed".into(),
+                        ));
+                    }
                 },
             }
         }
@@ -346,7 +360,10 @@ impl<T: StorageTimestamp> Worker<T> {
         let mut txn = Txn::new();
         for request in group {
             for (shard, rows) in &request.writes {
-                txn.write(*shard, rows.iter().map(|(row, diff)| (Ok(row.clone()), *diff)));
+                txn.write(
+                    *shard,
+                    rows.iter().map(|(row, diff)| (Ok(row.clone()), *diff)),
+                );
             }
         }
         match txn.commit_at(txns, write_ts).await {
@@ -355,10 +372,10 @@ impl<T: StorageTimestamp> Worker<T> {
             Err(error) => return CommitOutcome::Failed(txns_err(error)),
         }
         let advance_to = group.iter().map(|r| r.advance_to).max().unwrap_or(write_ts);
-        if advance_to > write_ts.step_forward() {
-            if let Err(error) = txns.advance_to(advance_to).await {
-                return CommitOutcome::Failed(txns_err(error));
-            }
+        if advance_to > write_ts.step_forward()
+            && let Err(error) = txns.advance_to(advance_to).await
+        {
+            return CommitOutcome::Failed(txns_err(error));
         }
         CommitOutcome::Committed
     }
@@ -389,11 +406,18 @@ impl<T: StorageTimestamp> Worker<T> {
             .get_mut(&shard)
             .ok_or_else(|| StorageError::InvalidUsage(format!("no writer for {shard}")))?;
         loop {
-            let upper = writer.fetch_recent_upper().await.map_err(persist_err)?.clone();
+            let upper = writer
+                .fetch_recent_upper()
+                .await
+                .map_err(persist_err)?
+                .clone();
             let Some(ts) = upper.as_option().copied() else {
                 return Err(StorageError::InvalidUsage(format!("{id} is closed")));
             };
-            let rows: Vec<_> = updates.iter().map(|(r, d)| (Ok(r.clone()), ts, *d)).collect();
+            let rows: Vec<_> = updates
+                .iter()
+                .map(|(r, d)| (Ok(r.clone()), ts, *d))
+                .collect();
             let new_upper = Antichain::from_elem(ts.step_forward());
             match writer
                 .compare_and_append(&rows, upper, new_upper.clone())

@@ -45,7 +45,9 @@ pub fn file_env() -> Env {
 impl Env {
     pub fn catalog_fn(&self) -> CatalogFn<Timestamp> {
         let catalog = self.catalog.clone();
-        Arc::new(move || Box::new(catalog.begin::<Timestamp>()) as Box<dyn StorageTxn<Timestamp> + Send>)
+        Arc::new(move || {
+            Box::new(catalog.begin::<Timestamp>()) as Box<dyn StorageTxn<Timestamp> + Send>
+        })
     }
 
     /// A new controller at a fresh (higher) epoch.
@@ -58,7 +60,14 @@ impl Env {
         read_only: bool,
     ) -> Result<Controller<Timestamp>, strata_controller_api::StorageError<Timestamp>> {
         let epoch = self.catalog.bump_epoch();
-        Controller::new(ControllerConfig::default(), self.catalog_fn(), &self.url, epoch, read_only).await
+        Controller::new(
+            ControllerConfig::default(),
+            self.catalog_fn(),
+            &self.url,
+            epoch,
+            read_only,
+        )
+        .await
     }
 
     /// The catalog's mapping, as hosts pass it.
@@ -96,11 +105,19 @@ pub fn desc() -> RelationDesc {
 }
 
 pub fn row(x: i64) -> Row {
-    Row::pack(&[Datum::Int64(x), Datum::String(format!("row number {x:>12}"))])
+    Row::pack(&[
+        Datum::Int64(x),
+        Datum::String(format!("row number {x:>12}")),
+    ])
 }
 
 /// Creates tables `ids` (recording them in the catalog first), registered at `ts`.
-pub async fn create_tables(env: &Env, ctl: &mut Controller<Timestamp>, ids: &[GlobalId], ts: Timestamp) {
+pub async fn create_tables(
+    env: &Env,
+    ctl: &mut Controller<Timestamp>,
+    ids: &[GlobalId],
+    ts: Timestamp,
+) {
     env.prepare(ctl, ids, &[]).await;
     let collections = ids
         .iter()
@@ -112,8 +129,15 @@ pub async fn create_tables(env: &Env, ctl: &mut Controller<Timestamp>, ids: &[Gl
 }
 
 /// Appends `rows` to each table at `ts`, advancing to `ts + 1`, and waits for it.
-pub async fn append(ctl: &mut Controller<Timestamp>, ts: u64, writes: Vec<(GlobalId, Vec<(Row, i64)>)>) {
-    ctl.append_table(t(ts), t(ts + 1), writes).unwrap().await.unwrap();
+pub async fn append(
+    ctl: &mut Controller<Timestamp>,
+    ts: u64,
+    writes: Vec<(GlobalId, Vec<(Row, i64)>)>,
+) {
+    ctl.append_table(t(ts), t(ts + 1), writes)
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 /// A multiset of rows as a map.
@@ -122,7 +146,10 @@ pub fn as_map(rows: Vec<(Row, i64)>) -> BTreeMap<Row, i64> {
 }
 
 /// Polls `check` (calling `apply_pending` first) until it holds, at most ~20 s.
-pub async fn eventually(ctl: &mut Controller<Timestamp>, mut check: impl FnMut(&mut Controller<Timestamp>) -> bool) -> bool {
+pub async fn eventually(
+    ctl: &mut Controller<Timestamp>,
+    mut check: impl FnMut(&mut Controller<Timestamp>) -> bool,
+) -> bool {
     for _ in 0..2000 {
         ctl.apply_pending();
         if check(ctl) {
