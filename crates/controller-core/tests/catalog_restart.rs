@@ -11,7 +11,8 @@ use strata_controller_api::{
 };
 use strata_controller_core::DurableCatalog;
 use strata_controller_core::catalog::{
-    CATALOG_SHARD_ID, CatalogError, CatalogOptions, initialize_state, new_shard_id, prepare_state,
+    CATALOG_READER_ID, CATALOG_SHARD_ID, CatalogError, CatalogOptions, initialize_state,
+    new_shard_id, prepare_state,
 };
 use strata_persist_backend::PersistClient;
 
@@ -364,5 +365,68 @@ async fn a_corrupt_row_is_a_typed_error() {
                 other => panic!("{name}: expected a persist error, got {other:?}"),
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn the_epoch_lives_in_the_critical_since_and_abandoned_claims_are_skipped() {
+    for loc in locations("opaque") {
+        let c = client(&loc).await;
+        let catalog = DurableCatalog::open(&c).await.unwrap();
+        let since = c
+            .open_critical_since::<Timestamp>(CATALOG_SHARD_ID, CATALOG_READER_ID)
+            .await
+            .unwrap();
+        assert_eq!(since.opaque(), catalog.epoch(), "the opaque is the epoch");
+
+        // Enough commits that the catalog moves its critical since for compaction.
+        for i in 0..40 {
+            let mut txn = catalog.begin::<Timestamp>();
+            txn.insert_collection_metadata(BTreeMap::from([(u(i), new_shard_id())]))
+                .unwrap();
+            txn.commit().await.unwrap();
+        }
+        let mut since = c
+            .open_critical_since::<Timestamp>(CATALOG_SHARD_ID, CATALOG_READER_ID)
+            .await
+            .unwrap();
+        assert!(
+            since.since().as_option().unwrap().as_millis() >= 16,
+            "since {:?}",
+            since.since()
+        );
+
+        // A controller claimed epoch 2 in the opaque and died before writing its row.
+        let held = since.since().clone();
+        since
+            .compare_and_downgrade_since(1, (2, &held))
+            .await
+            .unwrap()
+            .unwrap();
+        // The running catalog learns it is fenced no later than its next since downgrade.
+        let mut fenced = false;
+        for i in 100..140 {
+            let mut txn = catalog.begin::<Timestamp>();
+            txn.insert_collection_metadata(BTreeMap::from([(u(i), new_shard_id())]))
+                .unwrap();
+            match txn.commit().await {
+                Ok(()) => assert!(!fenced, "no commit after being fenced"),
+                Err(StorageError::Fenced {
+                    ours: 1,
+                    current: 2,
+                }) => fenced = true,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(fenced, "the catalog noticed the newer claim");
+
+        let next = DurableCatalog::open(&client(&loc).await).await.unwrap();
+        assert_eq!(
+            next.epoch(),
+            3,
+            "an abandoned claim's epoch is never reused"
+        );
+        let committed = next.contents().collection_metadata.len();
+        assert!((40..80).contains(&committed), "{committed}");
     }
 }

@@ -90,7 +90,8 @@ struct Inner {
     shard: ShardId,
     epoch: u64,
     max_attempts: usize,
-    /// The latest version this instance committed or read; `begin` starts from it.
+    /// The latest version this instance committed or read (after a conflict, that may
+    /// be a newer controller's); `begin` starts from it.
     cache: Mutex<CatalogContents>,
     io: tokio::sync::Mutex<Io>,
 }
@@ -216,6 +217,15 @@ impl DurableCatalog {
         Ok(meta.read().await?.0)
     }
 
+    fn set_cache(&self, contents: &CatalogContents) {
+        let mut cache = self
+            .inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.clone_from(contents);
+    }
+
     /// Makes `desired` (with this instance's epoch) the latest version. The version is
     /// replaced as a whole: a concurrent commit of the same epoch is overwritten, as in
     /// [`strata_controller_api::MemoryCatalog`].
@@ -225,6 +235,7 @@ impl DurableCatalog {
         for _ in 0..self.inner.max_attempts {
             if io.stale {
                 let (durable, upper) = io.meta.read().await?;
+                self.set_cache(&durable);
                 (io.durable, io.upper, io.stale) = (durable, upper, false);
             }
             check_epoch(&mut io, ours, shard)?;
@@ -244,12 +255,8 @@ impl DurableCatalog {
             let at = io.upper;
             match io.meta.append(&updates, at).await {
                 Ok(Ok(())) => {
-                    (io.durable, io.upper) = (target.clone(), at + 1);
-                    *self
-                        .inner
-                        .cache
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = target;
+                    self.set_cache(&target);
+                    (io.durable, io.upper) = (target, at + 1);
                     maybe_downgrade_since(&mut io, ours).await;
                     return Ok(());
                 }
