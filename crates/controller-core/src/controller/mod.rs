@@ -224,6 +224,26 @@ impl<T: StorageTimestamp> Controller<T> {
         Ok(controller)
     }
 
+    /// Opens a controller over `persist_location` with the durable catalog of that
+    /// location ([`DurableCatalog`](crate::catalog::DurableCatalog)), claiming the
+    /// catalog's next epoch. This is the default set-up: one location holds everything.
+    ///
+    /// Claiming the epoch writes to the catalog's metadata shard even when `read_only`;
+    /// no collection shard is written until `allow_writes`.
+    pub async fn open_durable(
+        config: ControllerConfig<T>,
+        persist_location: &str,
+        read_only: bool,
+    ) -> Result<Self, StorageError<T>> {
+        let client = PersistClient::open(persist_location)
+            .await
+            .map_err(persist_err)?;
+        let catalog = crate::catalog::DurableCatalog::open(&client).await?;
+        let epoch = catalog.epoch();
+        let begin: CatalogFn<T> = Arc::new(move || Box::new(catalog.begin::<T>()));
+        Self::new(config, begin, persist_location, epoch, read_only).await
+    }
+
     /// Fences older controllers on the txns shard and tells the storage task it may
     /// write.
     async fn enter_writable(&mut self) -> Result<(), StorageError<T>> {
