@@ -90,8 +90,14 @@ pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
         .await;
     match res {
         Ok((_, true)) => Ok(true),
-        Ok((_, false)) => {
-            delete_unlinked(machine, &output).await;
+        Ok((state, false)) => {
+            // An earlier attempt of ours may have linked the output before a conflict
+            // or fault, and another compactor may have merged it on since: delete it
+            // only if no batch and no garbage entry names it.
+            let named = |key: &str| state.live_parts().any(|p| p.key == key) || state.garbage.iter().any(|g| g.key == key);
+            if !output.parts.iter().any(|p| named(&p.key)) {
+                delete_unlinked(machine, &output).await;
+            }
             Ok(true)
         }
         Err(e) => Err(e),
