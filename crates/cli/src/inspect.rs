@@ -17,18 +17,17 @@ use crate::location::{self, Access};
 
 /// Parses a shard id given on the command line.
 pub(crate) fn parse_shard(text: &str) -> anyhow::Result<ShardId> {
-    ShardId::from_str(text.trim()).map_err(|e| {
-        anyhow!("{e} (a shard id looks like s2f6c1a9e-0b7d-4c1e-9a3f-5d8e7b6a4c21)")
-    })
+    ShardId::from_str(text.trim())
+        .map_err(|e| anyhow!("{e} (a shard id looks like s2f6c1a9e-0b7d-4c1e-9a3f-5d8e7b6a4c21)"))
 }
 
 /// Whether any state version of `shard` exists at the client's location.
 async fn shard_exists(client: &PersistClient, shard: ShardId) -> anyhow::Result<bool> {
     let loc = client.location();
-    let parts = loc
-        .prefix
-        .parts()
-        .chain(["shards".into(), shard.to_string().into(), "state".into()]);
+    let parts =
+        loc.prefix
+            .parts()
+            .chain(["shards".into(), shard.to_string().into(), "state".into()]);
     let prefix = Path::from_iter(parts);
     let first = loc
         .store
@@ -58,7 +57,12 @@ pub(crate) async fn shard(url: &str, shard: &str, timeout: OpenTimeout) -> anyho
 
 /// One row of `inspect collections`.
 fn collection_row(id: String, shard: ShardId, state: Option<&Value>) -> Value {
-    let field = |name: &str| state.and_then(|s| s.get(name)).cloned().unwrap_or(Value::Null);
+    let field = |name: &str| {
+        state
+            .and_then(|s| s.get(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     json!({
         "id": id,
         "shard": shard.to_string(),
@@ -70,7 +74,11 @@ fn collection_row(id: String, shard: ShardId, state: Option<&Value>) -> Value {
 }
 
 /// `strata inspect collections --persist URL`.
-pub(crate) async fn collections(url: &str, as_json: bool, timeout: OpenTimeout) -> anyhow::Result<()> {
+pub(crate) async fn collections(
+    url: &str,
+    as_json: bool,
+    timeout: OpenTimeout,
+) -> anyhow::Result<()> {
     let client = location::open(url, Access::ReadOnly, timeout).await?;
     let report = location::within(url, timeout, async {
         if !shard_exists(&client, CATALOG_SHARD_ID).await? {
@@ -112,7 +120,11 @@ pub(crate) async fn collections(url: &str, as_json: bool, timeout: OpenTimeout) 
 fn frontier_text(v: &Value) -> String {
     match v.as_array() {
         Some(items) if items.is_empty() => "[] (closed)".to_owned(),
-        Some(items) => items.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        Some(items) => items
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         None => "-".to_owned(),
     }
 }
@@ -126,9 +138,17 @@ fn print_table(report: &Value) -> anyhow::Result<()> {
         "ID", "SHARD", "SINCE", "UPPER", "PARTS"
     ));
     let empty = Vec::new();
-    let rows = report.get("collections").and_then(Value::as_array).unwrap_or(&empty);
+    let rows = report
+        .get("collections")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     for row in rows {
-        let text = |name: &str| row.get(name).and_then(Value::as_str).unwrap_or("-").to_owned();
+        let text = |name: &str| {
+            row.get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_owned()
+        };
         let parts = row.get("part_count").map_or("-".to_owned(), |v| match v {
             Value::Null => "-".to_owned(),
             other => other.to_string(),
@@ -141,7 +161,11 @@ fn print_table(report: &Value) -> anyhow::Result<()> {
             frontier_text(row.get("since").unwrap_or(&Value::Null)),
             frontier_text(row.get("upper").unwrap_or(&Value::Null)),
             parts,
-            if missing { "  (shard not written yet)" } else { "" },
+            if missing {
+                "  (shard not written yet)"
+            } else {
+                ""
+            },
         ));
     }
     if rows.is_empty() {

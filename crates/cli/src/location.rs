@@ -49,9 +49,15 @@ pub(crate) async fn open(
     if let (Access::ReadOnly, LocationSpec::File { path }) = (access, &spec) {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => {}
-            Ok(_) => bail!("no persist data at {url}: {} is not a directory", path.display()),
+            Ok(_) => bail!(
+                "no persist data at {url}: {} is not a directory",
+                path.display()
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("no persist data at {url}: {} does not exist", path.display())
+                bail!(
+                    "no persist data at {url}: {} does not exist",
+                    path.display()
+                )
             }
             Err(e) => bail!("cannot read persist location {url}: {e}"),
         }

@@ -88,8 +88,16 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow
     result
 }
 
+/// tonic's TLS uses ring while the S3 client links aws-lc-rs too, so rustls cannot pick
+/// a crypto provider by itself: pick ring for the whole process.
+fn install_crypto_provider() {
+    // An error means a provider is already installed, which is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn main() -> ExitCode {
     install_panic_hook();
+    install_crypto_provider();
     let cli = Cli::parse();
     install_logging();
     let result = match cli.command {

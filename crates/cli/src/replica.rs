@@ -15,9 +15,9 @@ use strata_controller_api::Timestamp;
 use strata_instance_client::grpc::{self, ServerConfig};
 use strata_instance_client::transport::{EpochFence, ReplicaHandler};
 use strata_introspection::{Metrics, serve_metrics};
+use strata_replica::ReplicaConfig;
 use strata_replica::server::ReplicaServer;
 use strata_replica::shard::persist::PersistShards;
-use strata_replica::ReplicaConfig;
 use tokio::net::TcpListener;
 
 use crate::args::ReplicaArgs;
@@ -52,12 +52,52 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(token.to_owned())
 }
 
+/// Checks that `cert` and `key` are PEM and belong together, so a bad file is named
+/// before anything starts.
+fn check_tls(cert_path: &Path, cert: &[u8], key_path: &Path, key: &[u8]) -> anyhow::Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            anyhow!(
+                "tls certificate {} is not valid pem: {e}",
+                cert_path.display()
+            )
+        })?;
+    if chain.is_empty() {
+        bail!(
+            "tls certificate {} holds no certificate",
+            cert_path.display()
+        );
+    }
+    let private = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+        anyhow!(
+            "tls key {} holds no usable private key: {e}",
+            key_path.display()
+        )
+    })?;
+    rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| {
+            anyhow!(
+                "tls key {} does not fit certificate {}: {e}",
+                key_path.display(),
+                cert_path.display()
+            )
+        })?;
+    Ok(())
+}
+
 fn server_config(args: &ReplicaArgs) -> anyhow::Result<ServerConfig> {
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some((
-            read_file("tls certificate", cert)?,
-            read_file("tls key", key)?,
-        )),
+        (Some(cert_path), Some(key_path)) => {
+            let cert = read_file("tls certificate", cert_path)?;
+            let key = read_file("tls key", key_path)?;
+            check_tls(cert_path, &cert, key_path, &key)?;
+            Some((cert, key))
+        }
         _ => None,
     };
     let token = args.token_file.as_deref().map(read_token).transpose()?;
@@ -65,7 +105,8 @@ fn server_config(args: &ReplicaArgs) -> anyhow::Result<ServerConfig> {
 }
 
 fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(secs).map_err(|_| anyhow!("{flag} must be a non-negative number of seconds"))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow!("{flag} must be a non-negative number of seconds"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM with the signal's name.
@@ -91,11 +132,17 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
 
     // Check the location with a deadline before the replica's own adapter opens it.
-    rt.block_on(location::open(&args.persist, Access::ReadWrite, args.open_timeout))?;
+    rt.block_on(location::open(
+        &args.persist,
+        Access::ReadWrite,
+        args.open_timeout,
+    ))?;
     let listener = rt
         .block_on(TcpListener::bind(args.listen))
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let bound = listener.local_addr().context("cannot read the bound address")?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     // `PersistShards` owns a runtime and blocks on it: open it outside ours.
     let shards = Arc::new(
         PersistShards::open(&args.persist)
@@ -123,7 +170,11 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
         eprintln!(
             "strata replica: listening on {bound} ({}, {}), persist {}, {} worker(s)",
             if tls { "tls" } else { "plaintext" },
-            if config.token.is_some() { "token required" } else { "no token" },
+            if config.token.is_some() {
+                "token required"
+            } else {
+                "no token"
+            },
             args.persist,
             args.workers,
         );
@@ -188,7 +239,11 @@ mod tests {
 
     fn check(addr: &str, tls: bool, insecure: bool, allowed: bool) {
         let got = check_listen(addr.parse().unwrap(), tls, insecure);
-        assert_eq!(got.is_ok(), allowed, "{addr} tls={tls} insecure={insecure}: {got:?}");
+        assert_eq!(
+            got.is_ok(),
+            allowed,
+            "{addr} tls={tls} insecure={insecure}: {got:?}"
+        );
         if let Err(message) = got {
             assert!(message.contains(addr), "{message}");
             assert!(!message.contains('\n'), "{message}");
@@ -217,6 +272,8 @@ mod tests {
         std::fs::write(&path, " \n").unwrap();
         assert!(format!("{:#}", read_token(&path).unwrap_err()).contains("is empty"));
         let missing = dir.path().join("missing");
-        assert!(format!("{:#}", read_token(&missing).unwrap_err()).contains("cannot read token file"));
+        assert!(
+            format!("{:#}", read_token(&missing).unwrap_err()).contains("cannot read token file")
+        );
     }
 }
