@@ -257,20 +257,42 @@ async fn restarts_over_the_durable_catalog() {
     let mut rows = 0;
     let mut shard = None;
     for round in 0..3u64 {
-        let mut ctl = strata_controller_core::Controller::<Timestamp>::open_durable(Default::default(), &url, false)
-            .await
-            .unwrap();
+        let mut ctl = strata_controller_core::Controller::<Timestamp>::open_durable(
+            Default::default(),
+            &url,
+            false,
+        )
+        .await
+        .unwrap();
         epochs.push(ctl.epoch());
-        let collections = vec![(table, strata_controller_api::CollectionDescription::table(desc()))];
+        let collections = vec![(
+            table,
+            strata_controller_api::CollectionDescription::table(desc()),
+        )];
         let meta = strata_controller_api::StorageMetadata::default();
-        ctl.create_collections(&meta, Some(t(0)), collections).await.unwrap();
-        ctl.apply_pending();
-        assert_eq!(ctl.snapshot_latest(table).await.unwrap().len(), rows, "round {round}");
-        let upper = *ctl.collection_frontiers(table).unwrap().write_frontier.as_option().unwrap();
-        ctl.append_table(upper, upper.step_forward_ms(), vec![(table, vec![(row(round as i64), 1)])])
-            .unwrap()
+        ctl.create_collections(&meta, Some(t(0)), collections)
             .await
             .unwrap();
+        ctl.apply_pending();
+        assert_eq!(
+            ctl.snapshot_latest(table).await.unwrap().len(),
+            rows,
+            "round {round}"
+        );
+        let upper = *ctl
+            .collection_frontiers(table)
+            .unwrap()
+            .write_frontier
+            .as_option()
+            .unwrap();
+        ctl.append_table(
+            upper,
+            upper.step_forward_ms(),
+            vec![(table, vec![(row(round as i64), 1)])],
+        )
+        .unwrap()
+        .await
+        .unwrap();
         rows += 1;
         // The shard does not change across restarts: the catalog keeps it.
         let data_shard = ctl.collection_metadata(table).unwrap().data_shard;
