@@ -341,3 +341,51 @@ async fn write_epoch_row(
         attempts,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Two opens race: A claims epoch 2 in the critical since, then B claims 3 and
+    /// writes its epoch row before A writes its own. A's open is fenced, B's stands.
+    #[tokio::test]
+    async fn an_open_whose_epoch_row_loses_the_race_is_fenced() {
+        let client = PersistClient::open("mem://catalog-open-race")
+            .await
+            .unwrap();
+        let first = DurableCatalog::open(&client).await.unwrap();
+        assert_eq!(first.epoch(), 1);
+
+        let mut a = MetadataShard::open(&client, CATALOG_SHARD_ID, CATALOG_READER_ID)
+            .await
+            .unwrap();
+        let (durable, upper) = a.read().await.unwrap();
+        a.compare_and_downgrade(1, 2, upper - 1)
+            .await
+            .unwrap()
+            .unwrap();
+
+        let b = DurableCatalog::open(&client).await.unwrap();
+        assert_eq!(b.epoch(), 3, "B claims past A's opaque");
+
+        let err = write_epoch_row(&mut a, durable, upper, 2, 4)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CatalogError::Fenced {
+                    ours: 2,
+                    current: 3
+                }
+            ),
+            "{err}"
+        );
+        let latest = DurableCatalog::read_latest(&client, &CatalogOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(latest.epoch, 3);
+    }
+}
