@@ -254,9 +254,8 @@ async fn restarts_over_the_durable_catalog() {
     let url = format!("file://{}", dir.path().display());
     let table = id(1);
     let mut epochs = Vec::new();
-    let mut rows = 0;
     let mut shard = None;
-    for round in 0..3u64 {
+    for (rows, round) in (0..3u64).enumerate() {
         let mut ctl = strata_controller_core::Controller::<Timestamp>::open_durable(
             Default::default(),
             &url,
@@ -293,7 +292,6 @@ async fn restarts_over_the_durable_catalog() {
         .unwrap()
         .await
         .unwrap();
-        rows += 1;
         // The shard does not change across restarts: the catalog keeps it.
         let data_shard = ctl.collection_metadata(table).unwrap().data_shard;
         assert_eq!(*shard.get_or_insert(data_shard), data_shard);

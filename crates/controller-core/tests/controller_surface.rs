@@ -53,10 +53,14 @@ async fn controller_with(
     env: &Env,
     connector: Arc<LocalConnector<Timestamp>>,
 ) -> Controller<Timestamp> {
-    let mut config = ControllerConfig::default();
-    config.connector_factory = Some(Arc::new(move |_: &ReplicaConfig| {
-        Ok(Arc::clone(&connector) as Arc<dyn ReplicaConnector<Timestamp>>)
-    }));
+    let factory: strata_controller_core::ConnectorFactory<Timestamp> =
+        Arc::new(move |_: &ReplicaConfig| {
+            Ok(Arc::clone(&connector) as Arc<dyn ReplicaConnector<Timestamp>>)
+        });
+    let config = ControllerConfig {
+        connector_factory: Some(factory),
+        ..ControllerConfig::default()
+    };
     let epoch = env.catalog.bump_epoch();
     Controller::new(config, env.catalog_fn(), &env.url, epoch, false)
         .await
@@ -109,11 +113,10 @@ async fn instances_feed_the_process_loop_and_hello_fences_old_controllers() {
             .unwrap();
         if let Some(StorageResponse::FrontierUpdates(updates)) =
             ctl.process(&env.metadata()).unwrap()
+            && let Some((_, upper)) = updates.into_iter().find(|(id, _)| *id == source)
         {
-            if let Some((_, upper)) = updates.into_iter().find(|(id, _)| *id == source) {
-                reported = Some(upper);
-                break;
-            }
+            reported = Some(upper);
+            break;
         }
     }
     assert_eq!(reported, Some(Antichain::from_elem(t(7))));
