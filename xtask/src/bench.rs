@@ -79,14 +79,12 @@ pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 fn run_suite(root: &Path, results: &Path, suite: &Suite, quick: bool) -> anyhow::Result<()> {
     let manifest = suite.manifest.map(|m| root.join(m));
     let in_workspace = manifest.is_none();
-    if let Some(m) = &manifest {
-        if !m.exists() {
-            bail!(
-                "bench suite {} has no manifest at {}",
-                suite.name,
-                m.display()
-            );
-        }
+    if let Some(m) = manifest.as_ref().filter(|m| !m.exists()) {
+        bail!(
+            "bench suite {} has no manifest at {}",
+            suite.name,
+            m.display()
+        );
     }
     let lines_path = results.join(format!("{}.jsonl.tmp", suite.name));
     let _ = std::fs::remove_file(&lines_path);
