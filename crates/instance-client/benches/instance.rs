@@ -277,7 +277,19 @@ fn ingestion(id: u64, seed: u64) -> StorageCommand<Timestamp> {
                 .collect(),
             as_of: None,
         },
-        storage_metadata: Default::default(),
+        // Every export needs metadata, or a replica rejects the command.
+        storage_metadata: [(
+            GlobalId::User(id),
+            strata_controller_api::CollectionMetadata {
+                persist_location: "mem://bench".to_owned(),
+                data_shard: strata_controller_api::ShardId::from_bytes([1; 16]),
+                remap_shard: None,
+                txns_shard: None,
+                relation_desc: strata_controller_api::RelationDesc::empty(),
+            },
+        )]
+        .into_iter()
+        .collect(),
     })
 }
 
@@ -375,20 +387,25 @@ fn main() {
         .unwrap();
     let per = |d: Duration, n: u64| d.as_nanos() as f64 / n as f64;
 
+    eprintln!("instance bench: local round trips");
     let local = best(|| {
         runtime.block_on(instance_round_trips(
             strata_instance_client::LocalConnector::new(Arc::new(Echo)),
             round_trips,
         ))
     });
+    eprintln!("instance bench: bare channel round trips");
     let bare = best(|| runtime.block_on(bare_channel_round_trips(round_trips)));
 
     #[cfg(feature = "grpc")]
-    let grpc = (
-        best(|| runtime.block_on(grpc::instance(round_trips))),
-        best(|| runtime.block_on(grpc::bare(round_trips))),
-    );
+    let grpc = {
+        eprintln!("instance bench: grpc instance round trips");
+        let instance = best(|| runtime.block_on(grpc::instance(round_trips)));
+        eprintln!("instance bench: bare tonic round trips");
+        (instance, best(|| runtime.block_on(grpc::bare(round_trips))))
+    };
 
+    eprintln!("instance bench: history churn");
     let commands = churn(history_commands);
     let mut history = Duration::MAX;
     let mut plain = Duration::MAX;
