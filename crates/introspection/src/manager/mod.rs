@@ -9,7 +9,7 @@
 //!   writes `desired - actual`, which also retracts what an earlier process left;
 //! - **append-only**: blind appends at `max(now, upper)`, optionally bounded by a
 //!   [`HistoryPolicy`] that runs at start-up and on an interval, and optionally
-//!   de-duplicating status updates ([`StatusDeduper`](crate::status::StatusDeduper)).
+//!   de-duplicating status updates ([`StatusDeduper`]).
 //!
 //! Both tick the upper forward on an interval, batch writes for the batch duration,
 //! and retry failures with capped exponential backoff; a write that still fails is
