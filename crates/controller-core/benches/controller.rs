@@ -22,6 +22,8 @@ use strata_controller_api::{
 };
 use strata_controller_core::frontiers::{CollectionConfig, FrontierState};
 
+mod controller_io;
+
 /// Updates applied per call, like one batch of replica responses or hold changes.
 const BATCH: usize = 100;
 /// Measurement rounds per side; the fastest counts.
@@ -228,4 +230,10 @@ fn main() {
         "bare_mutable_antichain_updates",
         per_update(best_bare),
     );
+    let io = controller_io::IoSizes {
+        tables: 10_000 / scale,
+        callers: 32,
+        writes_per_caller: if quick { 5 } else { 20 },
+    };
+    controller_io::run(io, bench, report);
 }

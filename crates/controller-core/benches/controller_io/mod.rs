@@ -1,0 +1,200 @@
+//! The controller's I/O comparisons, run from `controller.rs`'s `main`:
+//! - bootstrap of N tables on the file backend against creating the same number of
+//!   shards directly with persist-backend (both opening at most 32 at once);
+//! - `append_table` from 32 concurrent callers, each awaiting its write (acknowledged
+//!   writes/s), against single-shard `compare_and_append` from one caller.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use strata_controller_api::{
+    Antichain, CollectionDescription, Collections, Datum, GlobalId, MemoryCatalog, RelationDesc,
+    Row, ScalarType, ShardId, StorageError, StorageMetadata, StorageTxn, Tables, Timestamp,
+};
+use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
+use strata_persist_backend::PersistClient;
+
+pub(crate) struct IoSizes {
+    pub(crate) tables: u64,
+    pub(crate) callers: usize,
+    pub(crate) writes_per_caller: usize,
+}
+
+fn desc() -> RelationDesc {
+    RelationDesc::builder()
+        .with_column("x", ScalarType::Int64.nullable(false))
+        .finish()
+}
+
+fn file_url(dir: &tempfile::TempDir) -> String {
+    format!("file://{}", dir.path().display())
+}
+
+fn catalog_fn(catalog: &MemoryCatalog) -> CatalogFn<Timestamp> {
+    let catalog = catalog.clone();
+    Arc::new(move || {
+        Box::new(catalog.begin::<Timestamp>()) as Box<dyn StorageTxn<Timestamp> + Send>
+    })
+}
+
+async fn controller(url: &str) -> (Controller<Timestamp>, MemoryCatalog) {
+    let catalog = MemoryCatalog::new();
+    let ctl = Controller::new(
+        ControllerConfig::default(),
+        catalog_fn(&catalog),
+        url,
+        1,
+        false,
+    )
+    .await
+    .unwrap();
+    (ctl, catalog)
+}
+
+async fn create_tables(ctl: &mut Controller<Timestamp>, catalog: &MemoryCatalog, n: u64) {
+    let ids: BTreeSet<GlobalId> = (1..=n).map(GlobalId::User).collect();
+    let mut txn = catalog.begin::<Timestamp>();
+    ctl.prepare_state(&mut txn, ids.clone(), BTreeSet::new())
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let meta = StorageMetadata::from_txn(&txn);
+    let tables = ids
+        .into_iter()
+        .map(|id| (id, CollectionDescription::table(desc())))
+        .collect();
+    ctl.create_collections(&meta, Some(Timestamp::new(0)), tables)
+        .await
+        .unwrap();
+}
+
+/// Bootstrap of `n` tables through the controller; returns its duration.
+async fn bootstrap(n: u64) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ctl, catalog) = controller(&file_url(&dir)).await;
+    let start = Instant::now();
+    create_tables(&mut ctl, &catalog, n).await;
+    start.elapsed()
+}
+
+/// Creating `n` shards directly with persist; returns its duration.
+async fn bare_shards(n: u64) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let client = PersistClient::open(&file_url(&dir)).await.unwrap();
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let mut bytes = [0u8; 16];
+                bytes[..8].copy_from_slice(&(i + 1).to_be_bytes());
+                let writer = client
+                    .open_writer::<Timestamp>(ShardId::from_bytes(bytes), desc())
+                    .await
+                    .unwrap();
+                drop(writer);
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    start.elapsed()
+}
+
+/// `callers` tasks each append and await `writes` single-row writes to one of 4
+/// tables at the time the table's upper shows; returns acknowledged writes per second.
+async fn concurrent_appends(callers: usize, writes: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut ctl, catalog) = controller(&file_url(&dir)).await;
+    create_tables(&mut ctl, &catalog, 4).await;
+    let ctl = Arc::new(tokio::sync::Mutex::new(ctl));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let ctl = Arc::clone(&ctl);
+            tokio::spawn(async move {
+                let table = GlobalId::User(caller as u64 % 4 + 1);
+                for i in 0..writes {
+                    let row = Row::pack(&[Datum::Int64((caller * writes + i) as i64)]);
+                    loop {
+                        let write = {
+                            let mut ctl = ctl.lock().await;
+                            ctl.apply_pending();
+                            let upper = ctl.collection_frontiers(table).unwrap().write_frontier;
+                            let ts = *upper.as_option().unwrap();
+                            let next = Timestamp::new(ts.as_millis() + 1);
+                            ctl.append_table(ts, next, vec![(table, vec![(row.clone(), 1)])])
+                                .unwrap()
+                        };
+                        match write.await {
+                            Ok(()) => break,
+                            Err(StorageError::UpdateBeforeUpper { .. }) => continue,
+                            Err(error) => panic!("{error}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (callers * writes) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// One caller doing `n` single-row `compare_and_append`s to one shard; writes/s.
+async fn single_shard_appends(n: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let client = PersistClient::open(&file_url(&dir)).await.unwrap();
+    let mut writer = client
+        .open_writer::<Timestamp>(ShardId::from_bytes([7; 16]), desc())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    for i in 0..n as u64 {
+        let row = Row::pack(&[Datum::Int64(i as i64)]);
+        let (lower, upper) = (
+            Antichain::from_elem(Timestamp::new(i)),
+            Antichain::from_elem(Timestamp::new(i + 1)),
+        );
+        writer
+            .compare_and_append(&[(Ok(row), Timestamp::new(i), 1)], lower, upper)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Runs both comparisons; reports them through `report` when `bench` is set.
+pub(crate) fn run(sizes: IoSizes, bench: bool, report: impl Fn(&str, f64, &str, &str, f64)) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let controller = bootstrap(sizes.tables).await;
+        let bare = bare_shards(sizes.tables).await;
+        let appends = concurrent_appends(sizes.callers, sizes.writes_per_caller).await;
+        let single = single_shard_appends(sizes.callers * sizes.writes_per_caller).await;
+        if bench {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            report(
+                "controller_bootstrap_file_tables",
+                ms(controller),
+                "ms",
+                "persist_create_shards_directly",
+                ms(bare),
+            );
+            report(
+                "append_table_32_concurrent_callers",
+                appends,
+                "writes/s",
+                "single_shard_compare_and_append",
+                single,
+            );
+        }
+    });
+}
