@@ -30,6 +30,16 @@ pub enum CatalogError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The transaction's changes contradict a commit made since it began (the same id
+    /// mapped to another shard, a shard reused, another txns shard). Determinate:
+    /// nothing was written.
+    #[error("catalog commit conflicts with a concurrent commit on {shard}: {reason}")]
+    Conflict {
+        /// The metadata shard.
+        shard: ShardId,
+        /// What conflicts.
+        reason: String,
+    },
     /// The metadata shard's upper is the empty frontier: it was sealed or finalized and
     /// can hold no more catalog versions.
     #[error("metadata shard {shard} is sealed (its upper is empty)")]
@@ -81,13 +91,15 @@ impl CatalogError {
     }
 }
 
-/// `Fenced` becomes [`StorageError::Fenced`]; every other error becomes
+/// `Fenced` becomes [`StorageError::Fenced`], `Conflict` becomes
+/// [`StorageError::InvalidUsage`]; every other error becomes
 /// [`StorageError::Persist`] with this error as its source (downcast it to tell a
 /// corrupt row from a storage failure) and its certainty.
 impl<T> From<CatalogError> for StorageError<T> {
     fn from(err: CatalogError) -> Self {
         match err {
             CatalogError::Fenced { ours, current } => StorageError::Fenced { ours, current },
+            CatalogError::Conflict { .. } => StorageError::InvalidUsage(err.to_string()),
             other => StorageError::Persist {
                 certainty: other.certainty(),
                 source: Arc::new(other),

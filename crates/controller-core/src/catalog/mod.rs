@@ -226,10 +226,14 @@ impl DurableCatalog {
         cache.clone_from(contents);
     }
 
-    /// Makes `desired` (with this instance's epoch) the latest version. The version is
-    /// replaced as a whole: a concurrent commit of the same epoch is overwritten, as in
-    /// [`strata_controller_api::MemoryCatalog`].
-    pub(crate) async fn commit(&self, desired: &CatalogContents) -> Result<()> {
+    /// Writes the changes that turn `base` into `desired` as the next version, replayed
+    /// on top of the latest version (see [`rows::rebase`]), so a concurrent commit of the
+    /// same epoch is kept, not overwritten. Returns the version written.
+    pub(crate) async fn commit(
+        &self,
+        base: &CatalogContents,
+        desired: &CatalogContents,
+    ) -> Result<CatalogContents> {
         let (ours, shard) = (self.inner.epoch, self.inner.shard);
         let mut io = self.inner.io.lock().await;
         for _ in 0..self.inner.max_attempts {
@@ -239,15 +243,12 @@ impl DurableCatalog {
                 (io.durable, io.upper, io.stale) = (durable, upper, false);
             }
             check_epoch(&mut io, ours, shard)?;
-            let target = CatalogContents {
-                epoch: ours,
-                ..desired.clone()
-            };
+            let target = rows::rebase(shard, base, desired, &io.durable)?;
             let updates = diff(&io.durable, &target);
             if updates.is_empty() {
                 // Nothing to write; linearize by checking that no one wrote since.
                 if io.meta.fetch_upper().await? == io.upper {
-                    return Ok(());
+                    return Ok(target);
                 }
                 io.stale = true;
                 continue;
@@ -256,9 +257,9 @@ impl DurableCatalog {
             match io.meta.append(&updates, at).await {
                 Ok(Ok(())) => {
                     self.set_cache(&target);
-                    (io.durable, io.upper) = (target, at + 1);
+                    (io.durable, io.upper) = (target.clone(), at + 1);
                     maybe_downgrade_since(&mut io, ours).await;
-                    return Ok(());
+                    return Ok(target);
                 }
                 Ok(Err(())) => io.stale = true,
                 Err(e) => {

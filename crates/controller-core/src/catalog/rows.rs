@@ -88,6 +88,36 @@ pub(crate) fn diff(from: &CatalogContents, to: &CatalogContents) -> Vec<(Row, i6
     retract.chain(insert).collect()
 }
 
+/// Replays the changes that turn `base` into `desired` on top of `latest`: rows that
+/// `desired` removed are removed if still there, rows it added are added if absent.
+/// Epochs take no part; the result has `latest`'s. Fails with
+/// [`CatalogError::Conflict`] if the result breaks an invariant (a concurrent commit
+/// mapped the same id or shard, or wrote another txns shard).
+pub(crate) fn rebase(
+    shard: ShardId,
+    base: &CatalogContents,
+    desired: &CatalogContents,
+    latest: &CatalogContents,
+) -> Result<CatalogContents> {
+    let strip = |c: &CatalogContents| {
+        encode(&CatalogContents {
+            epoch: 0,
+            ..c.clone()
+        })
+    };
+    let (old, new, mut rows) = (strip(base), strip(desired), strip(latest));
+    for r in old.difference(&new) {
+        rows.remove(r);
+    }
+    rows.extend(new.difference(&old).cloned());
+    let mut merged = decode(shard, rows.into_iter().map(|r| (Ok(r), 1))).map_err(|e| match e {
+        CatalogError::CorruptRow { reason, .. } => CatalogError::Conflict { shard, reason },
+        other => other,
+    })?;
+    merged.epoch = latest.epoch;
+    Ok(merged)
+}
+
 fn render(data: &SourceData) -> String {
     match data {
         Ok(row) => {
@@ -290,6 +320,49 @@ mod tests {
             &[ok(Row::pack(&[Datum::Int64(1)]))],
             Err("three text columns"),
         );
+    }
+
+    /// Rebases `base -> desired` onto `latest` (mappings as `(id, shard)` pairs) and
+    /// compares with the expected mapping, or a substring of the conflict reason.
+    fn check_rebase(
+        base: &[(u64, u8)],
+        desired: &[(u64, u8)],
+        latest: &[(u64, u8)],
+        expected: Result<&[(u64, u8)], &str>,
+    ) {
+        let contents = |pairs: &[(u64, u8)]| CatalogContents {
+            collection_metadata: pairs
+                .iter()
+                .map(|(i, sh)| (GlobalId::User(*i), s(*sh)))
+                .collect(),
+            epoch: 3,
+            ..CatalogContents::default()
+        };
+        let got = rebase(
+            shard(),
+            &contents(base),
+            &contents(desired),
+            &contents(latest),
+        );
+        match (got, expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, contents(want)),
+            (Err(CatalogError::Conflict { reason, .. }), Err(want)) => {
+                assert!(reason.contains(want), "reason {reason:?} lacks {want:?}");
+            }
+            (got, want) => panic!("rebase gave {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn rebase_cases() {
+        check_rebase(&[], &[(1, 1)], &[], Ok(&[(1, 1)]));
+        check_rebase(&[], &[(1, 1)], &[(2, 2)], Ok(&[(1, 1), (2, 2)]));
+        check_rebase(&[(1, 1)], &[], &[(1, 1), (2, 2)], Ok(&[(2, 2)]));
+        check_rebase(&[(1, 1)], &[], &[(2, 2)], Ok(&[(2, 2)]));
+        check_rebase(&[], &[(1, 1)], &[(1, 1)], Ok(&[(1, 1)]));
+        check_rebase(&[(1, 1)], &[(1, 1)], &[(3, 3)], Ok(&[(3, 3)]));
+        check_rebase(&[], &[(1, 1)], &[(1, 2)], Err("already maps"));
+        check_rebase(&[], &[(1, 1)], &[(2, 1)], Err("already backs"));
     }
 
     #[test]

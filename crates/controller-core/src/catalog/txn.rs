@@ -15,13 +15,19 @@ use super::rows::CatalogContents;
 ///
 /// # Contract
 ///
-/// The [`StorageTxn`] contract. A commit replaces the latest version as a whole with
-/// this transaction's view (as [`strata_controller_api::MemoryCatalog`] does); a commit
-/// after a newer controller opened the catalog fails with [`StorageError::Fenced`] and
-/// writes nothing.
+/// The [`StorageTxn`] contract. A commit replays this transaction's changes on top of
+/// the latest version, so commits of concurrent transactions of one epoch all land; if
+/// they contradict each other (one id mapped to two shards, a shard reused, two txns
+/// shards) the later commit fails with [`StorageError::InvalidUsage`] and writes
+/// nothing. After a commit the transaction sees the version it wrote, including the
+/// concurrent commits it was replayed on. A commit after a newer controller opened the
+/// catalog fails with [`StorageError::Fenced`] and writes nothing.
 #[derive(Debug)]
 pub struct DurableStorageTxn<T> {
     catalog: DurableCatalog,
+    /// The version this transaction began on (or last committed).
+    base: CatalogContents,
+    /// `base` with this transaction's writes.
     state: CatalogContents,
     _timestamp: PhantomData<fn() -> T>,
 }
@@ -30,6 +36,7 @@ impl<T> DurableStorageTxn<T> {
     pub(crate) fn new(catalog: DurableCatalog, state: CatalogContents) -> Self {
         DurableStorageTxn {
             catalog,
+            base: state.clone(),
             state,
             _timestamp: PhantomData,
         }
@@ -119,8 +126,9 @@ impl<T: StorageTimestamp> StorageTxn<T> for DurableStorageTxn<T> {
     }
 
     async fn commit(&mut self) -> Result<(), StorageError<T>> {
-        self.catalog.commit(&self.state).await?;
-        self.state.epoch = self.catalog.epoch();
+        let committed = self.catalog.commit(&self.base, &self.state).await?;
+        self.base.clone_from(&committed);
+        self.state = committed;
         Ok(())
     }
 }
