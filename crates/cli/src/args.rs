@@ -7,7 +7,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Strata: a storage controller for dataflow systems.
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about, propagate_version = true)]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata, a storage controller for dataflow systems: serve a replica, inspect durable state",
+    propagate_version = true
+)]
 pub(crate) struct Cli {
     /// What to run.
     #[command(subcommand)]

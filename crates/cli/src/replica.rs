@@ -109,13 +109,29 @@ fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
         .map_err(|_| anyhow!("{flag} must be a non-negative number of seconds"))
 }
 
-/// Resolves on Ctrl-C or SIGTERM with the signal's name.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch for sigterm")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map(|()| "ctrl-c").context("cannot watch for ctrl-c"),
-        _ = term.recv() => Ok("sigterm"),
+/// Ctrl-C and SIGTERM, watched from creation on: a signal that arrives after the
+/// "listening" line but before the server runs still stops it cleanly.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers; needs a runtime.
+    fn install() -> anyhow::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch for ctrl-c")?,
+            terminate: signal(SignalKind::terminate()).context("cannot watch for sigterm")?,
+        })
+    }
+
+    /// Resolves with the name of the first signal.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "ctrl-c",
+            _ = self.terminate.recv() => "sigterm",
+        }
     }
 }
 
@@ -161,6 +177,7 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
     });
 
     let result = rt.block_on(async {
+        let signals = ShutdownSignals::install()?;
         if let Some(addr) = args.metrics_addr {
             let (local, _task) = serve_metrics(addr, metrics)
                 .await
@@ -178,7 +195,7 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
             args.persist,
             args.workers,
         );
-        serve(handler, config, listener, grace).await
+        serve(handler, config, listener, signals, grace).await
     });
     // Connections' tasks hold clones of the server; drop them before the server, on
     // this thread, so the replica's workers and runtimes stop outside any async context.
@@ -196,6 +213,7 @@ async fn serve(
     handler: Arc<dyn ReplicaHandler<Timestamp>>,
     config: ServerConfig,
     listener: TcpListener,
+    mut signals: ShutdownSignals,
     grace: Duration,
 ) -> anyhow::Result<()> {
     let incoming = futures::stream::unfold(listener, |listener| async move {
@@ -217,8 +235,8 @@ async fn serve(
             result.context("the grpc server failed")?;
             bail!("the grpc server stopped unexpectedly")
         }
-        signal = shutdown_signal() => {
-            eprintln!("strata replica: {}, shutting down", signal?);
+        signal = signals.recv() => {
+            eprintln!("strata replica: {signal}, shutting down");
         }
     }
     let _ = stop_tx.send(());

@@ -166,6 +166,7 @@ fn serves_with_the_right_token_refuses_a_wrong_one_and_stops_on_sigterm() {
     let (code, stderr) = replica.terminate();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("sigterm, shutting down"), "{stderr}");
+    assert!(stderr.contains("connections still open after"), "{stderr}");
     assert!(stderr.contains("strata replica: stopped"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
@@ -264,4 +265,15 @@ fn refuses_a_non_loopback_address_without_tls_but_not_with_insecure() {
         .unwrap();
     assert!(status.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn ctrl_c_stops_an_idle_replica_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = ReplicaProcess::start(&file_url(dir.path()), &[]);
+    let (code, stderr) = replica.signal("INT");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("ctrl-c, shutting down"), "{stderr}");
+    assert!(!stderr.contains("connections still open"), "{stderr}");
+    assert!(stderr.contains("strata replica: stopped"), "{stderr}");
 }

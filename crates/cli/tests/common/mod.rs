@@ -104,9 +104,14 @@ impl ReplicaProcess {
 
     /// Sends SIGTERM with the `kill` command and waits for the exit; returns the exit
     /// code and the rest of stderr.
-    pub fn terminate(mut self) -> (Option<i32>, String) {
+    pub fn terminate(self) -> (Option<i32>, String) {
+        self.signal("TERM")
+    }
+
+    /// Sends `signal` (such as `INT`) with the `kill` command and waits for the exit.
+    pub fn signal(mut self, signal: &str) -> (Option<i32>, String) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
