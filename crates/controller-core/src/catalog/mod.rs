@@ -1,11 +1,13 @@
-//! The durable catalog: the default [`StorageTxn`](strata_controller_api::StorageTxn) implementation, backed by a metadata
-//! shard, and the epoch fencing that comes with it.
+//! The durable catalog: the default
+//! [`StorageTxn`](strata_controller_api::StorageTxn) implementation, backed by a
+//! metadata shard, and the epoch fencing that comes with it.
 //!
 //! The metadata shard (by default [`CATALOG_SHARD_ID`]) holds a small differential
 //! collection of rows ([`CatalogContents`]): collection id → data shard, unfinalized
 //! shards, the txns shard, and the epoch. Version `n` of the catalog is written at time
 //! `n` with one `compare_and_append`, so the shard's upper says how many versions exist
-//! and every commit is linearizable.
+//! and every commit is linearizable. A commit replays its transaction's changes on the
+//! latest version, so concurrent transactions of one epoch never overwrite each other.
 //!
 //! **Epochs.** [`DurableCatalog::open`] claims the next epoch in two steps:
 //! 1. a `compare_and_downgrade_since` on the metadata shard's critical since, from the
@@ -14,8 +16,10 @@
 //!
 //! A commit succeeds only on top of a version whose epoch row is its own, so once a
 //! newer controller has written its epoch row, every commit of an older one fails with
-//! [`StorageError::Fenced`](strata_controller_api::StorageError::Fenced) and writes nothing. An open that finds a newer epoch row
-//! than the one it claimed is itself fenced.
+//! [`StorageError::Fenced`](strata_controller_api::StorageError::Fenced) and writes
+//! nothing. (A commit between steps 1 and 2 of a newer open lands before its epoch row:
+//! the newer controller reads it.) An open that finds a newer epoch row than the one it
+//! claimed is itself fenced.
 //!
 //! **Invariants**: the epoch row never decreases; the critical since's opaque is the
 //! highest epoch ever claimed; no row is ever read with a multiplicity other than one
@@ -48,7 +52,7 @@ pub const CATALOG_SHARD_ID: ShardId = ShardId::from_bytes(*b"strata-catalog-1");
 /// The critical reader of the metadata shard whose opaque is the epoch.
 pub const CATALOG_READER_ID: &str = "strata-catalog";
 
-/// How many times the critical since is downgraded: once every this many commits.
+/// The critical since follows the latest version once every this many commits.
 const SINCE_DOWNGRADE_EVERY: usize = 16;
 
 /// Where the catalog lives and how hard it tries.
