@@ -191,8 +191,22 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
             .unwrap();
         append(&mut ctl, 4, vec![(table, vec![(row(4), 1)])]).await;
         assert_eq!(ctl.snapshot(table, t(4)).await.unwrap().len(), 2);
+        // Another schema is refused before anything changes.
+        let other = strata_controller_api::RelationDesc::builder()
+            .with_column(
+                "y",
+                strata_controller_api::ScalarType::Int64.nullable(false),
+            )
+            .finish();
+        let refused = ctl.alter_table_desc(table, other, t(5), t(6)).await;
+        assert!(
+            matches!(refused, Err(StorageError::InvalidUsage(_))),
+            "{refused:?}"
+        );
+        append(&mut ctl, 5, vec![(table, vec![(row(5), 1)])]).await;
+        assert_eq!(ctl.snapshot(table, t(5)).await.unwrap().len(), 3);
         assert!(matches!(
-            ctl.alter_table_desc(hook, desc(), t(5), t(6)).await,
+            ctl.alter_table_desc(hook, desc(), t(6), t(7)).await,
             Err(StorageError::IdentifierInvalid(_))
         ));
 
@@ -252,7 +266,7 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
             ctl.create_exports(vec![(sink, changed)]).await,
             Err(StorageError::SinkIdReused(_))
         ));
-        append(&mut ctl, 5, vec![(table, vec![(row(5), 1)])]).await;
+        append(&mut ctl, 6, vec![(table, vec![(row(6), 1)])]).await;
         ctl.apply_pending();
         assert_eq!(
             ctl.collection_frontiers(table).unwrap().read_capabilities,
@@ -262,7 +276,7 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
         ctl.apply_pending();
         assert_eq!(
             ctl.collection_frontiers(table).unwrap().read_capabilities,
-            Antichain::from_elem(t(5))
+            Antichain::from_elem(t(6))
         );
         assert!(matches!(
             ctl.drop_sinks(vec![sink]),

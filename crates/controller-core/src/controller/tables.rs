@@ -166,6 +166,13 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
                 "altering {table_id} needs forget_ts < register_ts"
             )));
         }
+        if state.description.desc != new_desc {
+            // A persist shard keeps the schema it was created with, and the txns shard
+            // refuses to register it under another; refuse before forgetting anything.
+            return Err(StorageError::InvalidUsage(format!(
+                "altering {table_id} to another schema is not supported by its shard"
+            )));
+        }
         let shard = state.shard;
         let (tx, rx) = oneshot::channel();
         self.worker.send(Command::Forget {
