@@ -1,17 +1,20 @@
 //! # strata-controller-core
 //!
-//! The storage controller: `Controller<T>` implements the controller-api traits over
-//! persist-backend and instance-client. Today the crate holds its pure core; the
-//! controller itself is to come.
+//! The storage controller: [`Controller<T>`] implements the controller-api traits over
+//! persist-backend and instance-client.
 //!
-//! **Owns**: the frontier and read-hold arithmetic ([`frontiers`]).
+//! **Owns**: the controller ([`controller`]: one registry of collections, the storage
+//! task with group commit, bootstrap, reads, drops and finalization, read-only mode
+//! and epoch fencing), the frontier and read-hold arithmetic ([`frontiers`]), and the
+//! durable catalog ([`catalog`]).
 //!
 //! **Must never depend on**: anything that depends on it. The [`frontiers`] module in
 //! particular does no I/O and uses no async runtime, persist or transport: it is plain
 //! functions over plain data that return effects for the caller to carry out.
 //!
 //! **Invariants**: a collection's since never regresses and never passes an
-//! outstanding read hold; its upper never regresses.
+//! outstanding read hold; its upper never regresses; the registry is the only store of
+//! collection state; an older controller epoch is fenced and writes nothing.
 
 pub mod catalog;
 pub mod controller;
