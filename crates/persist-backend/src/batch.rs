@@ -102,29 +102,60 @@ pub(crate) async fn write_hollow(
     consolidate(&mut updates);
     let bytes = inline_size(&updates);
     let len = updates.len() as u64;
-    let mut batch = HollowBatch { lower, upper, since, parts: vec![], inline: vec![], len, bytes };
+    let mut batch = HollowBatch {
+        lower,
+        upper,
+        since,
+        parts: vec![],
+        inline: vec![],
+        len,
+        bytes,
+    };
     if updates.is_empty() {
         batch.bytes = 0;
     } else if bytes <= machine.cfg.inline_threshold_bytes {
         batch.inline = updates
             .into_iter()
             .map(|(data, ts, diff)| match data {
-                Ok(row) => InlineUpdate { row: Bytes::from(row.into_bytes()), err: None, ts, diff },
-                Err(e) => InlineUpdate { row: Bytes::new(), err: Some(e), ts, diff },
+                Ok(row) => InlineUpdate {
+                    row: Bytes::from(row.into_bytes()),
+                    err: None,
+                    ts,
+                    diff,
+                },
+                Err(e) => InlineUpdate {
+                    row: Bytes::new(),
+                    err: Some(e),
+                    ts,
+                    diff,
+                },
             })
             .collect();
     } else {
         let encoded = encode_part(desc, &updates)?;
-        let key = format!("shards/{}/parts/{}/{}", machine.shard, writer, uuid::Uuid::new_v4());
+        let key = format!(
+            "shards/{}/parts/{}/{}",
+            machine.shard,
+            writer,
+            uuid::Uuid::new_v4()
+        );
         batch.bytes = encoded.len() as u64;
         machine.put_blob(&key, encoded).await?;
-        batch.parts.push(PartRef { key, len, bytes: batch.bytes });
+        batch.parts.push(PartRef {
+            key,
+            len,
+            bytes: batch.bytes,
+        });
     }
     Ok(batch)
 }
 
 /// Every update of a batch, in no particular order.
-pub(crate) async fn read_hollow(machine: &Machine, desc: &RelationDesc, batch: &HollowBatch) -> Result<Vec<CodedUpdate>> {
+pub(crate) async fn read_hollow(
+    machine: &Machine,
+    desc: &RelationDesc,
+    batch: &HollowBatch,
+) -> Result<Vec<CodedUpdate>> {
     let mut out = read_inline(machine, batch)?;
     for part in &batch.parts {
         out.extend(read_part(machine, desc, part).await?);
@@ -137,19 +168,28 @@ pub(crate) fn read_inline(machine: &Machine, batch: &HollowBatch) -> Result<Vec<
     for u in &batch.inline {
         let data: SourceData = match &u.err {
             Some(e) => Err(e.clone()),
-            None => Ok(Row::from_bytes(u.row.to_vec()).map_err(|e| CodecError::State {
-                key: format!("shards/{}/state", machine.shard),
-                reason: format!("inline row: {e}"),
-            })?),
+            None => Ok(
+                Row::from_bytes(u.row.to_vec()).map_err(|e| CodecError::State {
+                    key: format!("shards/{}/state", machine.shard),
+                    reason: format!("inline row: {e}"),
+                })?,
+            ),
         };
         out.push((data, u.ts, u.diff));
     }
     Ok(out)
 }
 
-pub(crate) async fn read_part(machine: &Machine, desc: &RelationDesc, part: &PartRef) -> Result<Vec<CodedUpdate>> {
+pub(crate) async fn read_part(
+    machine: &Machine,
+    desc: &RelationDesc,
+    part: &PartRef,
+) -> Result<Vec<CodedUpdate>> {
     let Some(bytes) = machine.get_blob(&part.key).await? else {
-        return Err(PersistError::Codec(CodecError::Part { key: part.key.clone(), reason: "part is missing".into() }));
+        return Err(PersistError::Codec(CodecError::Part {
+            key: part.key.clone(),
+            reason: "part is missing".into(),
+        }));
     };
     Ok(decode_part(&part.key, desc, bytes)?)
 }

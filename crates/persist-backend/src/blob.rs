@@ -19,7 +19,10 @@ pub(crate) enum Created {
     AlreadyExists,
 }
 
-pub(crate) async fn get(store: &dyn ObjectStore, key: &Path) -> Result<Option<Bytes>, ExternalError> {
+pub(crate) async fn get(
+    store: &dyn ObjectStore,
+    key: &Path,
+) -> Result<Option<Bytes>, ExternalError> {
     match store.get_opts(key, Default::default()).await {
         Ok(result) => match result.bytes().await {
             Ok(bytes) => Ok(Some(bytes)),
@@ -31,18 +34,28 @@ pub(crate) async fn get(store: &dyn ObjectStore, key: &Path) -> Result<Option<By
     }
 }
 
-pub(crate) async fn create(store: &dyn ObjectStore, key: &Path, data: Bytes) -> Result<Created, ExternalError> {
+pub(crate) async fn create(
+    store: &dyn ObjectStore,
+    key: &Path,
+    data: Bytes,
+) -> Result<Created, ExternalError> {
     let opts = PutOptions::from(PutMode::Create);
-    match store.put_opts(key, PutPayload::from_bytes(data), opts).await {
+    match store
+        .put_opts(key, PutPayload::from_bytes(data), opts)
+        .await
+    {
         Ok(_) => Ok(Created::Yes),
-        Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
-            Ok(Created::AlreadyExists)
-        }
+        Err(object_store::Error::AlreadyExists { .. })
+        | Err(object_store::Error::Precondition { .. }) => Ok(Created::AlreadyExists),
         Err(e) => Err(ExternalError::indeterminate("create", e)),
     }
 }
 
-pub(crate) async fn put(store: &dyn ObjectStore, key: &Path, data: Bytes) -> Result<(), ExternalError> {
+pub(crate) async fn put(
+    store: &dyn ObjectStore,
+    key: &Path,
+    data: Bytes,
+) -> Result<(), ExternalError> {
     store
         .put_opts(key, PutPayload::from_bytes(data), PutOptions::default())
         .await
@@ -63,11 +76,22 @@ pub(crate) async fn delete(store: &dyn ObjectStore, key: &Path) -> Result<(), Ex
     Ok(())
 }
 
-pub(crate) async fn list(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<ObjectMeta>, ExternalError> {
-    store.list(Some(prefix)).try_collect().await.map_err(|e| ExternalError::determinate("list", e))
+pub(crate) async fn list(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+) -> Result<Vec<ObjectMeta>, ExternalError> {
+    store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(|e| ExternalError::determinate("list", e))
 }
 
-pub(crate) async fn list_after(store: &dyn ObjectStore, prefix: &Path, offset: &Path) -> Result<Vec<ObjectMeta>, ExternalError> {
+pub(crate) async fn list_after(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    offset: &Path,
+) -> Result<Vec<ObjectMeta>, ExternalError> {
     store
         .list_with_offset(Some(prefix), offset)
         .try_collect()

@@ -72,7 +72,14 @@ impl PersistClient {
     /// A client over an already opened location (for example a fault-injecting store).
     pub fn from_location(loc: Location, cfg: PersistConfig) -> PersistClient {
         let consensus = Consensus::new(loc.clone());
-        PersistClient { inner: Arc::new(Inner { loc, consensus, cfg: Arc::new(cfg), caches: Mutex::new(HashMap::new()) }) }
+        PersistClient {
+            inner: Arc::new(Inner {
+                loc,
+                consensus,
+                cfg: Arc::new(cfg),
+                caches: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     /// A client of the same location with another configuration (and its own cache).
@@ -98,7 +105,11 @@ impl PersistClient {
     pub(crate) fn machine(&self, shard: ShardId) -> Arc<Machine> {
         let cache = {
             let mut caches = self.inner.caches.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(caches.entry(shard).or_insert_with(|| Arc::new(ShardCache::new())))
+            Arc::clone(
+                caches
+                    .entry(shard)
+                    .or_insert_with(|| Arc::new(ShardCache::new())),
+            )
         };
         Arc::new(Machine {
             shard,
@@ -109,9 +120,15 @@ impl PersistClient {
         })
     }
 
-    async fn init<T: StorageTimestamp>(&self, shard: ShardId, desc: Option<&RelationDesc>) -> Result<Arc<Machine>> {
+    async fn init<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        desc: Option<&RelationDesc>,
+    ) -> Result<Arc<Machine>> {
         let machine = self.machine(shard);
-        let schema = desc.map(|d| serde_json::to_string(d).unwrap_or_default()).unwrap_or_default();
+        let schema = desc
+            .map(|d| serde_json::to_string(d).unwrap_or_default())
+            .unwrap_or_default();
         let state = machine.init(time_code(&T::minimum()), schema).await?;
         if state.tombstone {
             return Err(crate::PersistError::Tombstoned { shard });
@@ -121,37 +138,77 @@ impl PersistClient {
 
     /// Registers a writer of `shard` (creating the shard if it does not exist yet).
     /// Rows it writes must match `desc`.
-    pub async fn open_writer<T: StorageTimestamp>(&self, shard: ShardId, desc: RelationDesc) -> Result<WriteHandle<T>> {
+    pub async fn open_writer<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        desc: RelationDesc,
+    ) -> Result<WriteHandle<T>> {
         let machine = self.init::<T>(shard, Some(&desc)).await?;
         let writer_id = format!("w{}", uuid::Uuid::new_v4().simple());
         let heartbeat = Heartbeat::start(Arc::clone(&machine), Holder::Writer(writer_id.clone()));
-        let mut handle =
-            WriteHandle { machine, desc, writer_id, upper: Antichain::new(), _heartbeat: heartbeat, _time: PhantomData };
+        let mut handle = WriteHandle {
+            machine,
+            desc,
+            writer_id,
+            upper: Antichain::new(),
+            _heartbeat: heartbeat,
+            _time: PhantomData,
+        };
         handle.register().await?;
         Ok(handle)
     }
 
     /// Registers a leased reader of `shard` at its current since.
-    pub async fn open_leased_reader<T: StorageTimestamp>(&self, shard: ShardId, desc: RelationDesc) -> Result<ReadHandle<T>> {
+    pub async fn open_leased_reader<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        desc: RelationDesc,
+    ) -> Result<ReadHandle<T>> {
         let machine = self.init::<T>(shard, Some(&desc)).await?;
         let reader_id = format!("r{}", uuid::Uuid::new_v4().simple());
-        let (lease, now) = (machine.cfg.reader_lease.as_millis() as u64, machine.cfg.now_ms());
-        let (_, since) =
-            machine.apply_plain(|s: &State| cmds::register_leased_reader(s, &reader_id, lease, now)).await?;
+        let (lease, now) = (
+            machine.cfg.reader_lease.as_millis() as u64,
+            machine.cfg.now_ms(),
+        );
+        let (_, since) = machine
+            .apply_plain(|s: &State| cmds::register_leased_reader(s, &reader_id, lease, now))
+            .await?;
         let heartbeat = Heartbeat::start(Arc::clone(&machine), Holder::Reader(reader_id.clone()));
-        Ok(ReadHandle { machine, desc, reader_id, since: frontier_of(since), pins: Arc::new(Pins::default()), _heartbeat: heartbeat })
+        Ok(ReadHandle {
+            machine,
+            desc,
+            reader_id,
+            since: frontier_of(since),
+            pins: Arc::new(Pins::default()),
+            _heartbeat: heartbeat,
+        })
     }
 
     /// Opens (registering on first use, with opaque 0 at the shard's since) the critical
     /// reader `reader_id` of `shard`.
-    pub async fn open_critical_since<T: StorageTimestamp>(&self, shard: ShardId, reader_id: &str) -> Result<SinceHandle<T>> {
+    pub async fn open_critical_since<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        reader_id: &str,
+    ) -> Result<SinceHandle<T>> {
         let machine = self.init::<T>(shard, None).await?;
-        let (_, (opaque, since)) = machine.apply_plain(|s: &State| cmds::register_critical_reader(s, reader_id)).await?;
-        Ok(SinceHandle { machine, reader_id: reader_id.to_owned(), opaque, since: frontier_of(since), _time: PhantomData })
+        let (_, (opaque, since)) = machine
+            .apply_plain(|s: &State| cmds::register_critical_reader(s, reader_id))
+            .await?;
+        Ok(SinceHandle {
+            machine,
+            reader_id: reader_id.to_owned(),
+            opaque,
+            since: frontier_of(since),
+            _time: PhantomData,
+        })
     }
 
     /// The shard's current upper, read from storage.
-    pub async fn fetch_recent_upper<T: StorageTimestamp>(&self, shard: ShardId) -> Result<Antichain<T>> {
+    pub async fn fetch_recent_upper<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+    ) -> Result<Antichain<T>> {
         let machine = self.init::<T>(shard, None).await?;
         Ok(frontier_of(machine.fetch().await?.upper))
     }
@@ -188,7 +245,14 @@ impl PersistClient {
         let metas = crate::blob::list(machine.loc.store.as_ref(), &prefix).await?;
         let mut keys: Vec<String> = metas
             .iter()
-            .map(|m| m.location.parts().skip(skip).map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
+            .map(|m| {
+                m.location
+                    .parts()
+                    .skip(skip)
+                    .map(|p| p.as_ref().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .collect();
         keys.sort();
         Ok(keys)
@@ -197,8 +261,11 @@ impl PersistClient {
     /// The keys of the parts the shard's current state references.
     pub async fn referenced_part_keys(&self, shard: ShardId) -> Result<Vec<String>> {
         let state = self.machine(shard).fetch().await?;
-        let mut keys: Vec<String> =
-            state.live_parts().map(|p| p.key.clone()).chain(state.garbage.iter().map(|g| g.key.clone())).collect();
+        let mut keys: Vec<String> = state
+            .live_parts()
+            .map(|p| p.key.clone())
+            .chain(state.garbage.iter().map(|g| g.key.clone()))
+            .collect();
         keys.sort();
         Ok(keys)
     }

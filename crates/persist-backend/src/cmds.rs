@@ -8,7 +8,10 @@
 //! Every command that writes also prunes expired leases, so a crashed reader or writer
 //! stops holding the since or its parts once its lease ends.
 
-use crate::state::{CriticalReader, GarbagePart, HollowBatch, LeasedReader, State, WriterState, frontier_le, join, meet};
+use crate::state::{
+    CriticalReader, GarbagePart, HollowBatch, LeasedReader, State, WriterState, frontier_le, join,
+    meet,
+};
 
 /// Why a command refused to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +82,11 @@ pub fn register_writer(state: &State, id: &str, lease_ms: u64, now_ms: u64) -> C
     let expiry = now_ms.saturating_add(lease_ms);
     match next.writers.iter_mut().find(|w| w.id == id) {
         Some(w) => w.lease_expiry_ms = expiry,
-        None => next.writers.push(WriterState { id: id.to_owned(), lease_expiry_ms: expiry, last_token: String::new() }),
+        None => next.writers.push(WriterState {
+            id: id.to_owned(),
+            lease_expiry_ms: expiry,
+            last_token: String::new(),
+        }),
     }
     Ok((Some(next), ()))
 }
@@ -88,13 +95,20 @@ pub fn register_writer(state: &State, id: &str, lease_ms: u64, now_ms: u64) -> C
 pub fn heartbeat_writer(state: &State, id: &str, lease_ms: u64, now_ms: u64) -> CmdResult<()> {
     let mut next = live(state)?;
     prune_expired(&mut next, now_ms);
-    let w = next.writers.iter_mut().find(|w| w.id == id).ok_or_else(|| expired("writer", id))?;
+    let w = next
+        .writers
+        .iter_mut()
+        .find(|w| w.id == id)
+        .ok_or_else(|| expired("writer", id))?;
     w.lease_expiry_ms = now_ms.saturating_add(lease_ms);
     Ok((Some(next), ()))
 }
 
 fn expired(kind: &'static str, id: &str) -> CmdError {
-    CmdError::LeaseExpired { kind, id: id.to_owned() }
+    CmdError::LeaseExpired {
+        kind,
+        id: id.to_owned(),
+    }
 }
 
 /// Removes a writer.
@@ -117,17 +131,32 @@ pub enum Appended {
 }
 
 /// Appends `batch` if the shard's upper is `batch.lower`; the new upper is `batch.upper`.
-pub fn compare_and_append(state: &State, writer: &str, token: &str, batch: &HollowBatch, lease_ms: u64, now_ms: u64) -> CmdResult<Appended> {
+pub fn compare_and_append(
+    state: &State,
+    writer: &str,
+    token: &str,
+    batch: &HollowBatch,
+    lease_ms: u64,
+    now_ms: u64,
+) -> CmdResult<Appended> {
     let mut next = live(state)?;
     if !frontier_le(Some(batch.lower), batch.upper) {
-        return Err(CmdError::Invalid("expected upper is beyond the new upper".into()));
+        return Err(CmdError::Invalid(
+            "expected upper is beyond the new upper".into(),
+        ));
     }
-    let w = next.writers.iter_mut().find(|w| w.id == writer).ok_or_else(|| expired("writer", writer))?;
+    let w = next
+        .writers
+        .iter_mut()
+        .find(|w| w.id == writer)
+        .ok_or_else(|| expired("writer", writer))?;
     if !token.is_empty() && w.last_token == token {
         return Ok((None, Appended::AlreadyApplied));
     }
     if next.upper != Some(batch.lower) {
-        return Err(CmdError::UpperMismatch { current: next.upper });
+        return Err(CmdError::UpperMismatch {
+            current: next.upper,
+        });
     }
     w.last_token = token.to_owned();
     w.lease_expiry_ms = now_ms.saturating_add(lease_ms);
@@ -150,11 +179,21 @@ fn push_batch(batches: &mut Vec<HollowBatch>, batch: HollowBatch) {
 }
 
 /// Registers a leased reader at the shard's since, holding parts from this version on.
-pub fn register_leased_reader(state: &State, id: &str, lease_ms: u64, now_ms: u64) -> CmdResult<Option<u64>> {
+pub fn register_leased_reader(
+    state: &State,
+    id: &str,
+    lease_ms: u64,
+    now_ms: u64,
+) -> CmdResult<Option<u64>> {
     let mut next = live(state)?;
     prune_expired(&mut next, now_ms);
     let since = next.since;
-    let reader = LeasedReader { id: id.to_owned(), since, seqno: state.seqno, lease_expiry_ms: now_ms.saturating_add(lease_ms) };
+    let reader = LeasedReader {
+        id: id.to_owned(),
+        since,
+        seqno: state.seqno,
+        lease_expiry_ms: now_ms.saturating_add(lease_ms),
+    };
     next.leased_readers.retain(|r| r.id != id);
     next.leased_readers.push(reader);
     Ok((Some(next), since))
@@ -172,7 +211,11 @@ pub fn heartbeat_reader(
 ) -> CmdResult<Option<u64>> {
     let mut next = live(state)?;
     prune_expired(&mut next, now_ms);
-    let r = next.leased_readers.iter_mut().find(|r| r.id == id).ok_or_else(|| expired("reader", id))?;
+    let r = next
+        .leased_readers
+        .iter_mut()
+        .find(|r| r.id == id)
+        .ok_or_else(|| expired("reader", id))?;
     r.lease_expiry_ms = now_ms.saturating_add(lease_ms);
     if let Some(since) = new_since {
         r.since = join(r.since, since);
@@ -204,15 +247,29 @@ pub fn register_critical_reader(state: &State, id: &str) -> CmdResult<(u64, Opti
         return Ok((None, (r.opaque, r.since)));
     }
     let since = next.since;
-    next.critical_readers.push(CriticalReader { id: id.to_owned(), since, opaque: 0 });
+    next.critical_readers.push(CriticalReader {
+        id: id.to_owned(),
+        since,
+        opaque: 0,
+    });
     Ok((Some(next), (0, since)))
 }
 
 /// Moves a critical reader's since forward and sets its opaque, if its opaque is
 /// `expected`. A since that would regress is left where it is. Returns the new since.
-pub fn compare_and_downgrade_since(state: &State, id: &str, expected: u64, new_opaque: u64, new_since: Option<u64>) -> CmdResult<Option<u64>> {
+pub fn compare_and_downgrade_since(
+    state: &State,
+    id: &str,
+    expected: u64,
+    new_opaque: u64,
+    new_since: Option<u64>,
+) -> CmdResult<Option<u64>> {
     let mut next = live(state)?;
-    let r = next.critical_readers.iter_mut().find(|r| r.id == id).ok_or_else(|| expired("critical reader", id))?;
+    let r = next
+        .critical_readers
+        .iter_mut()
+        .find(|r| r.id == id)
+        .ok_or_else(|| expired("critical reader", id))?;
     if r.opaque != expected {
         return Err(CmdError::OpaqueMismatch { current: r.opaque });
     }
@@ -240,13 +297,19 @@ pub fn apply_merge(state: &State, inputs: &[HollowBatch], output: &HollowBatch) 
     let first_lower = inputs.first().map(|b| b.lower);
     let last_upper = inputs.last().map(|b| b.upper);
     if first_lower != Some(output.lower) || last_upper != Some(output.upper) {
-        return Err(CmdError::Invalid("merge output does not cover its inputs".into()));
+        return Err(CmdError::Invalid(
+            "merge output does not cover its inputs".into(),
+        ));
     }
     let removed_at = state.seqno + 1;
-    let kept: std::collections::BTreeSet<&str> = output.parts.iter().map(|p| p.key.as_str()).collect();
+    let kept: std::collections::BTreeSet<&str> =
+        output.parts.iter().map(|p| p.key.as_str()).collect();
     for part in inputs.iter().flat_map(|b| &b.parts) {
         if !kept.contains(part.key.as_str()) {
-            next.garbage.push(GarbagePart { key: part.key.clone(), removed_at });
+            next.garbage.push(GarbagePart {
+                key: part.key.clone(),
+                removed_at,
+            });
         }
     }
     next.batches.splice(start..start + n, [output.clone()]);
@@ -271,12 +334,18 @@ pub fn finalize(state: &State) -> CmdResult<()> {
         return Ok((None, ()));
     }
     if state.since.is_some() || state.upper.is_some() {
-        return Err(CmdError::NotFinalizable { since: state.since, upper: state.upper });
+        return Err(CmdError::NotFinalizable {
+            since: state.since,
+            upper: state.upper,
+        });
     }
     let mut next = state.clone();
     let removed_at = state.seqno + 1;
     for part in next.batches.drain(..).flat_map(|b| b.parts) {
-        next.garbage.push(GarbagePart { key: part.key, removed_at });
+        next.garbage.push(GarbagePart {
+            key: part.key,
+            removed_at,
+        });
     }
     next.tombstone = true;
     next.leased_readers.clear();
@@ -292,9 +361,24 @@ mod tests {
     use crate::state::PartRef;
 
     fn batch(lower: u64, upper: Option<u64>, parts: &[&str]) -> HollowBatch {
-        let parts: Vec<PartRef> = parts.iter().map(|k| PartRef { key: (*k).into(), len: 1, bytes: 10 }).collect();
+        let parts: Vec<PartRef> = parts
+            .iter()
+            .map(|k| PartRef {
+                key: (*k).into(),
+                len: 1,
+                bytes: 10,
+            })
+            .collect();
         let len = parts.len() as u64;
-        HollowBatch { lower, upper, since: 0, parts, inline: vec![], len, bytes: len * 10 }
+        HollowBatch {
+            lower,
+            upper,
+            since: 0,
+            parts,
+            inline: vec![],
+            len,
+            bytes: len * 10,
+        }
     }
 
     fn with_writer() -> State {
@@ -303,7 +387,12 @@ mod tests {
     }
 
     /// Applies a command and checks its outcome: `Ok(upper)` or the error.
-    fn check(state: &State, b: HollowBatch, token: &str, expected: Result<(Option<u64>, Appended), CmdError>) -> State {
+    fn check(
+        state: &State,
+        b: HollowBatch,
+        token: &str,
+        expected: Result<(Option<u64>, Appended), CmdError>,
+    ) -> State {
         match compare_and_append(state, "w", token, &b, 100, 1) {
             Ok((next, out)) => {
                 let next = next.unwrap_or_else(|| state.clone());
@@ -320,16 +409,62 @@ mod tests {
     #[test]
     fn append_table() {
         let s = with_writer();
-        let s = check(&s, batch(0, Some(5), &["a"]), "t1", Ok((Some(5), Appended::Applied)));
-        let s = check(&s, batch(0, Some(9), &["b"]), "t2", Err(CmdError::UpperMismatch { current: Some(5) }));
-        let s = check(&s, batch(5, Some(9), &["b"]), "t1", Ok((Some(5), Appended::AlreadyApplied)));
-        let s = check(&s, batch(5, Some(3), &[]), "t3", Err(CmdError::Invalid("expected upper is beyond the new upper".into())));
-        let s = check(&s, batch(5, Some(7), &[]), "t4", Ok((Some(7), Appended::Applied)));
-        let s = check(&s, batch(7, Some(8), &[]), "t5", Ok((Some(8), Appended::Applied)));
-        assert_eq!(s.batches.len(), 1, "empty batches merge into the previous one");
-        let s = check(&s, batch(8, None, &["c"]), "t6", Ok((None, Appended::Applied)));
+        let s = check(
+            &s,
+            batch(0, Some(5), &["a"]),
+            "t1",
+            Ok((Some(5), Appended::Applied)),
+        );
+        let s = check(
+            &s,
+            batch(0, Some(9), &["b"]),
+            "t2",
+            Err(CmdError::UpperMismatch { current: Some(5) }),
+        );
+        let s = check(
+            &s,
+            batch(5, Some(9), &["b"]),
+            "t1",
+            Ok((Some(5), Appended::AlreadyApplied)),
+        );
+        let s = check(
+            &s,
+            batch(5, Some(3), &[]),
+            "t3",
+            Err(CmdError::Invalid(
+                "expected upper is beyond the new upper".into(),
+            )),
+        );
+        let s = check(
+            &s,
+            batch(5, Some(7), &[]),
+            "t4",
+            Ok((Some(7), Appended::Applied)),
+        );
+        let s = check(
+            &s,
+            batch(7, Some(8), &[]),
+            "t5",
+            Ok((Some(8), Appended::Applied)),
+        );
+        assert_eq!(
+            s.batches.len(),
+            1,
+            "empty batches merge into the previous one"
+        );
+        let s = check(
+            &s,
+            batch(8, None, &["c"]),
+            "t6",
+            Ok((None, Appended::Applied)),
+        );
         assert_eq!(s.batches.len(), 2);
-        check(&s, batch(8, None, &[]), "t7", Err(CmdError::UpperMismatch { current: None }));
+        check(
+            &s,
+            batch(8, None, &[]),
+            "t7",
+            Err(CmdError::UpperMismatch { current: None }),
+        );
     }
 
     #[test]
@@ -340,7 +475,10 @@ mod tests {
         assert!(s2.writers.iter().all(|w| w.id != "w"));
         assert_eq!(
             compare_and_append(&s2, "w", "t", &batch(0, Some(1), &[]), 100, 500).unwrap_err(),
-            CmdError::LeaseExpired { kind: "writer", id: "w".into() }
+            CmdError::LeaseExpired {
+                kind: "writer",
+                id: "w".into()
+            }
         );
     }
 
@@ -349,9 +487,15 @@ mod tests {
         let s = State::initial("s", 0, String::new());
         let s = register_leased_reader(&s, "r1", 100, 0).unwrap().0.unwrap();
         let s = register_critical_reader(&s, "c").unwrap().0.unwrap();
-        let s = heartbeat_reader(&s, "r1", Some(Some(5)), None, 100, 0).unwrap().0.unwrap();
+        let s = heartbeat_reader(&s, "r1", Some(Some(5)), None, 100, 0)
+            .unwrap()
+            .0
+            .unwrap();
         assert_eq!(s.since, Some(0), "the critical reader still holds 0");
-        assert_eq!(compare_and_downgrade_since(&s, "c", 1, 2, Some(9)).unwrap_err(), CmdError::OpaqueMismatch { current: 0 });
+        assert_eq!(
+            compare_and_downgrade_since(&s, "c", 1, 2, Some(9)).unwrap_err(),
+            CmdError::OpaqueMismatch { current: 0 }
+        );
         let (s, since) = compare_and_downgrade_since(&s, "c", 0, 2, Some(9)).unwrap();
         let s = s.unwrap();
         assert_eq!((since, s.since), (Some(9), Some(5)));
@@ -359,7 +503,11 @@ mod tests {
         assert_eq!(since, Some(9), "a since never regresses");
         let s = s.unwrap();
         let s = prune_then(&s, 1000);
-        assert_eq!(s.since, Some(9), "the leased reader expired; the critical one holds 9");
+        assert_eq!(
+            s.since,
+            Some(9),
+            "the leased reader expired; the critical one holds 9"
+        );
         assert!(heartbeat_reader(&s, "r1", None, None, 100, 1000).is_err());
     }
 
@@ -374,7 +522,10 @@ mod tests {
         let mut s = with_writer();
         for (i, key) in ["a", "b", "c"].iter().enumerate() {
             let b = batch(i as u64, Some(i as u64 + 1), &[key]);
-            s = compare_and_append(&s, "w", key, &b, 100, 1).unwrap().0.unwrap();
+            s = compare_and_append(&s, "w", key, &b, 100, 1)
+                .unwrap()
+                .0
+                .unwrap();
             s.seqno += 1;
         }
         let inputs = s.batches[0..2].to_vec();
@@ -385,22 +536,36 @@ mod tests {
         assert_eq!(next.batches.len(), 2);
         let garbage: Vec<_> = next.garbage.iter().map(|g| g.key.as_str()).collect();
         assert_eq!(garbage, ["a", "b"]);
-        assert_eq!(apply_merge(&next, &inputs, &out).unwrap(), (None, true), "a retried merge is idempotent");
+        assert_eq!(
+            apply_merge(&next, &inputs, &out).unwrap(),
+            (None, true),
+            "a retried merge is idempotent"
+        );
         let other = batch(0, Some(2), &["ab2"]);
-        assert_eq!(apply_merge(&next, &inputs, &other).unwrap(), (None, false), "a stale merge is refused");
+        assert_eq!(
+            apply_merge(&next, &inputs, &other).unwrap(),
+            (None, false),
+            "a stale merge is refused"
+        );
     }
 
     #[test]
     fn finalize_needs_empty_frontiers() {
         let s = with_writer();
         assert!(matches!(finalize(&s), Err(CmdError::NotFinalizable { .. })));
-        let s = compare_and_append(&s, "w", "t", &batch(0, None, &["p"]), 100, 1).unwrap().0.unwrap();
+        let s = compare_and_append(&s, "w", "t", &batch(0, None, &["p"]), 100, 1)
+            .unwrap()
+            .0
+            .unwrap();
         let mut s2 = s.clone();
         s2.since = None;
         let done = finalize(&s2).unwrap().0.unwrap();
         assert!(done.tombstone && done.batches.is_empty());
         assert_eq!(done.garbage.len(), 1);
         assert_eq!(finalize(&done).unwrap().0, None);
-        assert_eq!(register_writer(&done, "w", 1, 1).unwrap_err(), CmdError::Tombstoned);
+        assert_eq!(
+            register_writer(&done, "w", 1, 1).unwrap_err(),
+            CmdError::Tombstoned
+        );
     }
 }

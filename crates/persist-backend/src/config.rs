@@ -10,7 +10,9 @@ pub type NowFn = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// The system wall clock.
 pub fn system_now() -> NowFn {
     Arc::new(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     })
 }
 
@@ -68,7 +70,10 @@ impl fmt::Debug for PersistConfig {
             .field("writer_lease", &self.writer_lease)
             .field("heartbeat_in_background", &self.heartbeat_in_background)
             .field("inline_threshold_bytes", &self.inline_threshold_bytes)
-            .field("compaction_trigger_batches", &self.compaction_trigger_batches)
+            .field(
+                "compaction_trigger_batches",
+                &self.compaction_trigger_batches,
+            )
             .field("background_maintenance", &self.background_maintenance)
             .field("orphan_grace", &self.orphan_grace)
             .field("cas_attempts", &self.cas_attempts)

@@ -99,49 +99,118 @@ pub async fn cas_semantics(factory: &impl ClientFactory) {
     assert_eq!(ok(c.head(s, 0).await, "head of a new shard"), None);
     let cas = |exp: Option<u64>, data: &'static str, tok: &'static str| {
         let c = c.clone();
-        async move { ok(c.compare_and_set(s, exp, Bytes::from(data), tok).await, "compare_and_set") }
+        async move {
+            ok(
+                c.compare_and_set(s, exp, Bytes::from(data), tok).await,
+                "compare_and_set",
+            )
+        }
     };
-    assert_eq!(cas(None, "a", "t1").await, CasOutcome::Committed, "first version");
-    assert_eq!(cas(None, "b", "t2").await, CasOutcome::Mismatch, "version 1 exists");
-    assert_eq!(cas(Some(1), "c", "t3").await, CasOutcome::Committed, "version 2");
-    assert_eq!(cas(Some(1), "d", "t4").await, CasOutcome::Mismatch, "version 2 exists");
+    assert_eq!(
+        cas(None, "a", "t1").await,
+        CasOutcome::Committed,
+        "first version"
+    );
+    assert_eq!(
+        cas(None, "b", "t2").await,
+        CasOutcome::Mismatch,
+        "version 1 exists"
+    );
+    assert_eq!(
+        cas(Some(1), "c", "t3").await,
+        CasOutcome::Committed,
+        "version 2"
+    );
+    assert_eq!(
+        cas(Some(1), "d", "t4").await,
+        CasOutcome::Mismatch,
+        "version 2 exists"
+    );
     for e in 2..6 {
         assert_eq!(cas(Some(e), "x", "t").await, CasOutcome::Committed);
     }
     let head = ok(c.head(s, 1).await, "head").map(|h| h.seqno);
     assert_eq!(head, Some(6), "head found by probing from a stale hint");
-    assert_eq!(ok(c.head(s, 0).await, "head").map(|h| h.seqno), Some(6), "head found by listing");
+    assert_eq!(
+        ok(c.head(s, 0).await, "head").map(|h| h.seqno),
+        Some(6),
+        "head found by listing"
+    );
     ok(c.truncate(s, 5).await, "truncate");
-    assert_eq!(ok(c.get(s, 3).await, "get"), None, "truncated versions are gone");
-    assert_eq!(cas(Some(2), "ghost", "g").await, CasOutcome::Mismatch, "a stalled writer cannot re-create a truncated version");
+    assert_eq!(
+        ok(c.get(s, 3).await, "get"),
+        None,
+        "truncated versions are gone"
+    );
+    assert_eq!(
+        cas(Some(2), "ghost", "g").await,
+        CasOutcome::Mismatch,
+        "a stalled writer cannot re-create a truncated version"
+    );
     assert_eq!(ok(c.get(s, 3).await, "get"), None, "the ghost was removed");
-    assert_eq!(ok(c.head(s, 2).await, "head").map(|h| h.seqno), Some(6), "head after truncation");
+    assert_eq!(
+        ok(c.head(s, 2).await, "head").map(|h| h.seqno),
+        Some(6),
+        "head after truncation"
+    );
     let other = factory().await;
     let c2 = Consensus::new(other.location().clone());
-    assert_eq!(ok(c2.head(s, 0).await, "head").map(|h| h.data), Some(Bytes::from("x")), "a second client sees the same log");
+    assert_eq!(
+        ok(c2.head(s, 0).await, "head").map(|h| h.data),
+        Some(Bytes::from("x")),
+        "a second client sees the same log"
+    );
 }
 
 /// Appends, consolidated snapshots, cursors and listens.
 pub async fn append_snapshot_listen(factory: &impl ClientFactory) {
     let client = factory().await;
     let shard = new_shard();
-    let mut w = ok(client.open_writer::<Timestamp>(shard, test_desc()).await, "open writer");
+    let mut w = ok(
+        client.open_writer::<Timestamp>(shard, test_desc()).await,
+        "open writer",
+    );
     assert_eq!(w.upper(), &fr(0));
     let first = vec![upd(1, 0, 1), upd(2, 1, 1), upd(1, 1, 1)];
-    ok(w.compare_and_append(&first, fr(0), fr(2)).await, "append").unwrap_or_else(|m| panic!("first append: {m}"));
-    let stale = ok(w.compare_and_append(&[upd(9, 0, 1)], fr(0), fr(3)).await, "stale append");
-    assert_eq!(stale, Err(crate::UpperMismatch { current: fr(2) }), "a stale expected upper is refused with the current upper");
+    ok(w.compare_and_append(&first, fr(0), fr(2)).await, "append")
+        .unwrap_or_else(|m| panic!("first append: {m}"));
+    let stale = ok(
+        w.compare_and_append(&[upd(9, 0, 1)], fr(0), fr(3)).await,
+        "stale append",
+    );
+    assert_eq!(
+        stale,
+        Err(crate::UpperMismatch { current: fr(2) }),
+        "a stale expected upper is refused with the current upper"
+    );
     let err_row: Update<Timestamp> = (Err("decode failure".to_owned()), ts(2), 1);
     let second = vec![upd(2, 2, -1), err_row.clone(), upd(3, 3, 1)];
-    ok(w.append(&second, fr(4)).await, "append").unwrap_or_else(|m| panic!("append at the current upper: {m}"));
+    ok(w.append(&second, fr(4)).await, "append")
+        .unwrap_or_else(|m| panic!("append at the current upper: {m}"));
     assert_eq!(w.shared_upper(), fr(4));
 
     let other = factory().await;
-    let mut r = ok(other.open_leased_reader::<Timestamp>(shard, test_desc()).await, "open reader");
+    let mut r = ok(
+        other
+            .open_leased_reader::<Timestamp>(shard, test_desc())
+            .await,
+        "open reader",
+    );
     let snap = ok(r.snapshot(&ts(1)).await, "snapshot at 1");
-    assert_eq!(snap, sorted(vec![upd(1, 1, 2), upd(2, 1, 1)]), "snapshot at 1 is consolidated and advanced");
+    assert_eq!(
+        snap,
+        sorted(vec![upd(1, 1, 2), upd(2, 1, 1)]),
+        "snapshot at 1 is consolidated and advanced"
+    );
     let snap = ok(r.snapshot(&ts(3)).await, "snapshot at 3");
-    assert_eq!(snap, sorted(vec![upd(1, 3, 2), upd(3, 3, 1), (Err("decode failure".into()), ts(3), 1)]));
+    assert_eq!(
+        snap,
+        sorted(vec![
+            upd(1, 3, 2),
+            upd(3, 3, 1),
+            (Err("decode failure".into()), ts(3), 1)
+        ])
+    );
     let mut cursor = ok(r.snapshot_cursor(&ts(3)).await, "cursor");
     let mut all = Vec::new();
     while let Some(chunk) = ok(cursor.next().await, "cursor next") {
@@ -153,42 +222,96 @@ pub async fn append_snapshot_listen(factory: &impl ClientFactory) {
     let mut listen = ok(r.listen(&ts(1)).await, "listen");
     let events = ok(listen.next().await, "listen next");
     let want_updates = sorted(vec![upd(2, 2, -1), err_row, upd(3, 3, 1)]);
-    assert_eq!(events, vec![ListenEvent::Updates(want_updates), ListenEvent::Progress(fr(4))], "listen from 1 sees times 2 and 3");
+    assert_eq!(
+        events,
+        vec![
+            ListenEvent::Updates(want_updates),
+            ListenEvent::Progress(fr(4))
+        ],
+        "listen from 1 sees times 2 and 3"
+    );
     let waiter = tokio::spawn(async move { (listen.next().await, listen) });
-    ok(w.compare_and_append(&[upd(4, 5, 1)], fr(4), fr(6)).await, "append").unwrap_or_else(|m| panic!("{m}"));
+    ok(
+        w.compare_and_append(&[upd(4, 5, 1)], fr(4), fr(6)).await,
+        "append",
+    )
+    .unwrap_or_else(|m| panic!("{m}"));
     let (events, _listen) = ok(waiter.await, "listen task");
     let events = ok(events, "listen next");
-    assert_eq!(events, vec![ListenEvent::Updates(vec![upd(4, 5, 1)]), ListenEvent::Progress(fr(6))]);
+    assert_eq!(
+        events,
+        vec![
+            ListenEvent::Updates(vec![upd(4, 5, 1)]),
+            ListenEvent::Progress(fr(6))
+        ]
+    );
 }
 
 /// `ReadBeforeSince`, waiting for the upper, `wait_for_upper_past`, `fetch_recent_upper`.
 pub async fn since_upper_rules(factory: &impl ClientFactory) {
     let client = factory().await;
     let shard = new_shard();
-    let mut w = ok(client.open_writer::<Timestamp>(shard, test_desc()).await, "open writer");
-    ok(w.compare_and_append(&[upd(1, 0, 1)], fr(0), fr(5)).await, "append").unwrap_or_else(|m| panic!("{m}"));
-    let mut r = ok(client.open_leased_reader::<Timestamp>(shard, test_desc()).await, "open reader");
+    let mut w = ok(
+        client.open_writer::<Timestamp>(shard, test_desc()).await,
+        "open writer",
+    );
+    ok(
+        w.compare_and_append(&[upd(1, 0, 1)], fr(0), fr(5)).await,
+        "append",
+    )
+    .unwrap_or_else(|m| panic!("{m}"));
+    let mut r = ok(
+        client
+            .open_leased_reader::<Timestamp>(shard, test_desc())
+            .await,
+        "open reader",
+    );
     ok(r.downgrade_since(&fr(3)).await, "downgrade");
     assert_eq!(r.since(), &fr(3));
     ok(r.downgrade_since(&fr(1)).await, "downgrade backwards");
     assert_eq!(r.since(), &fr(3), "a since never regresses");
-    assert!(matches!(r.snapshot(&ts(2)).await, Err(PersistError::ReadBeforeSince { .. })), "read before since");
+    assert!(
+        matches!(
+            r.snapshot(&ts(2)).await,
+            Err(PersistError::ReadBeforeSince { .. })
+        ),
+        "read before since"
+    );
     assert_eq!(ok(r.snapshot(&ts(3)).await, "snapshot at since").len(), 1);
 
     let mut pending = tokio::spawn(async move { (r.snapshot(&ts(7)).await, r) });
     for _ in 0..20 {
         tokio::task::yield_now().await;
     }
-    assert!(!pending.is_finished(), "a snapshot at or beyond the upper waits");
+    assert!(
+        !pending.is_finished(),
+        "a snapshot at or beyond the upper waits"
+    );
     let other = factory().await;
-    assert_eq!(ok(other.fetch_recent_upper::<Timestamp>(shard).await, "fetch_recent_upper"), fr(5));
-    let mut w2 = ok(other.open_writer::<Timestamp>(shard, test_desc()).await, "open writer 2");
-    ok(w2.compare_and_append(&[upd(2, 6, 1)], fr(5), fr(8)).await, "append").unwrap_or_else(|m| panic!("{m}"));
+    assert_eq!(
+        ok(
+            other.fetch_recent_upper::<Timestamp>(shard).await,
+            "fetch_recent_upper"
+        ),
+        fr(5)
+    );
+    let mut w2 = ok(
+        other.open_writer::<Timestamp>(shard, test_desc()).await,
+        "open writer 2",
+    );
+    ok(
+        w2.compare_and_append(&[upd(2, 6, 1)], fr(5), fr(8)).await,
+        "append",
+    )
+    .unwrap_or_else(|m| panic!("{m}"));
     let (snap, _r) = ok((&mut pending).await, "snapshot task");
     assert_eq!(ok(snap, "snapshot after the upper passed").len(), 2);
     ok(w.wait_for_upper_past(&fr(7)).await, "wait_for_upper_past");
     assert_eq!(w.upper(), &fr(8));
-    assert_eq!(ok(w.fetch_recent_upper().await, "fetch_recent_upper"), &fr(8));
+    assert_eq!(
+        ok(w.fetch_recent_upper().await, "fetch_recent_upper"),
+        &fr(8)
+    );
 }
 
 fn fake_clock() -> (Arc<AtomicU64>, crate::config::NowFn) {
@@ -200,43 +323,115 @@ fn fake_clock() -> (Arc<AtomicU64>, crate::config::NowFn) {
 /// Leased readers hold the since while their lease lasts, and lose it after.
 pub async fn leases(factory: &impl ClientFactory) {
     let (now, clock) = fake_clock();
-    let cfg = PersistConfig { reader_lease: Duration::from_secs(10), writer_lease: Duration::from_secs(100), now: clock, ..PersistConfig::for_tests() };
+    let cfg = PersistConfig {
+        reader_lease: Duration::from_secs(10),
+        writer_lease: Duration::from_secs(100),
+        now: clock,
+        ..PersistConfig::for_tests()
+    };
     let client = factory().await.with_config(cfg);
     let shard = new_shard();
-    let mut w = ok(client.open_writer::<Timestamp>(shard, test_desc()).await, "open writer");
-    let mut r1 = ok(client.open_leased_reader::<Timestamp>(shard, test_desc()).await, "open reader 1");
-    let mut r2 = ok(client.open_leased_reader::<Timestamp>(shard, test_desc()).await, "open reader 2");
+    let mut w = ok(
+        client.open_writer::<Timestamp>(shard, test_desc()).await,
+        "open writer",
+    );
+    let mut r1 = ok(
+        client
+            .open_leased_reader::<Timestamp>(shard, test_desc())
+            .await,
+        "open reader 1",
+    );
+    let mut r2 = ok(
+        client
+            .open_leased_reader::<Timestamp>(shard, test_desc())
+            .await,
+        "open reader 2",
+    );
     ok(r1.downgrade_since(&fr(4)).await, "downgrade r1");
     ok(r2.downgrade_since(&fr(2)).await, "downgrade r2");
     let since = |v: serde_json::Value| v["since"].clone();
-    assert_eq!(since(ok(client.inspect(shard).await, "inspect")), serde_json::json!([2]), "the since is the meet of the readers");
+    assert_eq!(
+        since(ok(client.inspect(shard).await, "inspect")),
+        serde_json::json!([2]),
+        "the since is the meet of the readers"
+    );
     now.fetch_add(8_000, Ordering::SeqCst);
     ok(r1.heartbeat().await, "heartbeat r1");
     now.fetch_add(8_000, Ordering::SeqCst);
     ok(w.compare_and_append(&[], fr(0), fr(5)).await, "append").unwrap_or_else(|m| panic!("{m}"));
-    assert_eq!(since(ok(client.inspect(shard).await, "inspect")), serde_json::json!([4]), "r2's lease expired, r1's was renewed");
-    assert!(matches!(r2.snapshot(&ts(4)).await, Err(PersistError::LeaseExpired { .. })), "an expired reader cannot read");
-    assert!(matches!(r2.heartbeat().await, Err(PersistError::LeaseExpired { .. })), "nor heartbeat");
+    assert_eq!(
+        since(ok(client.inspect(shard).await, "inspect")),
+        serde_json::json!([4]),
+        "r2's lease expired, r1's was renewed"
+    );
+    assert!(
+        matches!(
+            r2.snapshot(&ts(4)).await,
+            Err(PersistError::LeaseExpired { .. })
+        ),
+        "an expired reader cannot read"
+    );
+    assert!(
+        matches!(r2.heartbeat().await, Err(PersistError::LeaseExpired { .. })),
+        "nor heartbeat"
+    );
     ok(r1.expire().await, "expire r1");
     let state = ok(client.inspect(shard).await, "inspect");
-    assert_eq!(state["leased_readers"].as_array().map(Vec::len), Some(0), "expired readers are gone");
+    assert_eq!(
+        state["leased_readers"].as_array().map(Vec::len),
+        Some(0),
+        "expired readers are gone"
+    );
 }
 
 /// A critical since handle is fenced by its opaque.
 pub async fn fencing(factory: &impl ClientFactory) {
     let client = factory().await;
     let shard = new_shard();
-    let mut old = ok(client.open_critical_since::<Timestamp>(shard, "controller").await, "open critical");
+    let mut old = ok(
+        client
+            .open_critical_since::<Timestamp>(shard, "controller")
+            .await,
+        "open critical",
+    );
     assert_eq!((old.opaque(), old.since()), (0, &fr(0)));
-    let got = ok(old.compare_and_downgrade_since(0, (1, &fr(5))).await, "epoch 1");
+    let got = ok(
+        old.compare_and_downgrade_since(0, (1, &fr(5))).await,
+        "epoch 1",
+    );
     assert_eq!(got, Ok(fr(5)));
     let other = factory().await;
-    let mut new = ok(other.open_critical_since::<Timestamp>(shard, "controller").await, "reopen critical");
+    let mut new = ok(
+        other
+            .open_critical_since::<Timestamp>(shard, "controller")
+            .await,
+        "reopen critical",
+    );
     assert_eq!(new.opaque(), 1, "the opaque is durable");
-    assert_eq!(ok(new.compare_and_downgrade_since(1, (2, &fr(6))).await, "epoch 2"), Ok(fr(6)));
-    let fenced = ok(old.compare_and_downgrade_since(1, (1, &fr(9))).await, "old epoch");
-    assert_eq!(fenced, Err(crate::OpaqueMismatch { current: 2 }), "the older epoch is fenced");
-    assert_eq!(ok(new.compare_and_downgrade_since(2, (2, &fr(3))).await, "regress"), Ok(fr(6)), "a since never regresses");
+    assert_eq!(
+        ok(
+            new.compare_and_downgrade_since(1, (2, &fr(6))).await,
+            "epoch 2"
+        ),
+        Ok(fr(6))
+    );
+    let fenced = ok(
+        old.compare_and_downgrade_since(1, (1, &fr(9))).await,
+        "old epoch",
+    );
+    assert_eq!(
+        fenced,
+        Err(crate::OpaqueMismatch { current: 2 }),
+        "the older epoch is fenced"
+    );
+    assert_eq!(
+        ok(
+            new.compare_and_downgrade_since(2, (2, &fr(3))).await,
+            "regress"
+        ),
+        Ok(fr(6)),
+        "a since never regresses"
+    );
     let state = ok(client.inspect(shard).await, "inspect");
     assert_eq!(state["since"], serde_json::json!([6]));
 }
@@ -245,17 +440,28 @@ fn part_count(v: &serde_json::Value) -> u64 {
     v["part_count"].as_u64().unwrap_or(u64::MAX)
 }
 
-async fn many_batches(client: &PersistClient, shard: ShardId, n: u64) -> crate::WriteHandle<Timestamp> {
-    let mut w = ok(client.open_writer::<Timestamp>(shard, test_desc()).await, "open writer");
+async fn many_batches(
+    client: &PersistClient,
+    shard: ShardId,
+    n: u64,
+) -> crate::WriteHandle<Timestamp> {
+    let mut w = ok(
+        client.open_writer::<Timestamp>(shard, test_desc()).await,
+        "open writer",
+    );
     for t in 0..n {
         let ups = vec![upd(t as i64 % 3, t, 1), upd(100 + t as i64, t, 1)];
-        ok(w.compare_and_append(&ups, fr(t), fr(t + 1)).await, "append").unwrap_or_else(|m| panic!("{m}"));
+        ok(w.compare_and_append(&ups, fr(t), fr(t + 1)).await, "append")
+            .unwrap_or_else(|m| panic!("{m}"));
     }
     w
 }
 
 fn parts_cfg() -> PersistConfig {
-    PersistConfig { inline_threshold_bytes: 0, ..PersistConfig::for_tests() }
+    PersistConfig {
+        inline_threshold_bytes: 0,
+        ..PersistConfig::for_tests()
+    }
 }
 
 /// Compaction leaves every snapshot at or beyond the since unchanged, and reduces parts.
@@ -263,7 +469,12 @@ pub async fn compaction(factory: &impl ClientFactory) {
     let client = factory().await.with_config(parts_cfg());
     let shard = new_shard();
     let _w = many_batches(&client, shard, 12).await;
-    let mut r = ok(client.open_leased_reader::<Timestamp>(shard, test_desc()).await, "open reader");
+    let mut r = ok(
+        client
+            .open_leased_reader::<Timestamp>(shard, test_desc())
+            .await,
+        "open reader",
+    );
     ok(r.downgrade_since(&fr(6)).await, "downgrade");
     let before = [6u64, 9, 11];
     let mut snaps = Vec::new();
@@ -274,11 +485,22 @@ pub async fn compaction(factory: &impl ClientFactory) {
     assert_eq!(parts_before, 12, "one part per append");
     let steps = ok(client.compact(shard, 100).await, "compact");
     assert!(steps > 0, "there was work");
-    assert_eq!(ok(client.compact(shard, 100).await, "compact again"), 0, "compaction converges");
+    assert_eq!(
+        ok(client.compact(shard, 100).await, "compact again"),
+        0,
+        "compaction converges"
+    );
     let parts_after = part_count(&ok(client.inspect(shard).await, "inspect"));
-    assert!(parts_after < parts_before / 2, "parts dropped from {parts_before} to {parts_after}");
+    assert!(
+        parts_after < parts_before / 2,
+        "parts dropped from {parts_before} to {parts_after}"
+    );
     for (t, want) in before.iter().zip(&snaps) {
-        assert_eq!(&ok(r.snapshot(&ts(*t)).await, "snapshot"), want, "snapshot at {t} changed by compaction");
+        assert_eq!(
+            &ok(r.snapshot(&ts(*t)).await, "snapshot"),
+            want,
+            "snapshot at {t} changed by compaction"
+        );
     }
 }
 
@@ -287,25 +509,52 @@ pub async fn gc(factory: &impl ClientFactory) {
     let client = factory().await.with_config(parts_cfg());
     let shard = new_shard();
     let mut w = many_batches(&client, shard, 6).await;
-    let mut r = ok(client.open_leased_reader::<Timestamp>(shard, test_desc()).await, "open reader");
+    let mut r = ok(
+        client
+            .open_leased_reader::<Timestamp>(shard, test_desc())
+            .await,
+        "open reader",
+    );
     let want = ok(r.snapshot(&ts(5)).await, "snapshot");
     ok(client.compact(shard, 100).await, "compact");
-    let report = ok(client.gc(shard).await, "gc while a reader pins an old version");
-    assert_eq!(report.deleted_parts, 0, "parts a reader may still read are kept");
+    let report = ok(
+        client.gc(shard).await,
+        "gc while a reader pins an old version",
+    );
+    assert_eq!(
+        report.deleted_parts, 0,
+        "parts a reader may still read are kept"
+    );
     ok(r.downgrade_since(&fr(0)).await, "release old versions");
     let report = ok(client.gc(shard).await, "gc");
-    assert!(report.deleted_parts > 0, "garbage parts are deleted once no reader needs them");
-    let orphan = ok(w.batch(&[upd(7, 6, 1)], fr(6), fr(7)).await, "unlinked batch");
+    assert!(
+        report.deleted_parts > 0,
+        "garbage parts are deleted once no reader needs them"
+    );
+    let orphan = ok(
+        w.batch(&[upd(7, 6, 1)], fr(6), fr(7)).await,
+        "unlinked batch",
+    );
     assert_eq!(orphan.part_keys().len(), 1);
     ok(w.expire().await, "writer goes away");
     let report = ok(client.gc(shard).await, "gc");
-    assert_eq!(report.deleted_orphans, 1, "the orphan of a gone writer is deleted");
+    assert_eq!(
+        report.deleted_orphans, 1,
+        "the orphan of a gone writer is deleted"
+    );
     let listed = ok(client.list_part_keys(shard).await, "list");
     let referenced = ok(client.referenced_part_keys(shard).await, "referenced");
-    assert_eq!(listed, referenced, "no unreferenced part is left and no referenced part is deleted");
+    assert_eq!(
+        listed, referenced,
+        "no unreferenced part is left and no referenced part is deleted"
+    );
     assert_eq!(ok(r.snapshot(&ts(5)).await, "snapshot after gc"), want);
     let again = ok(client.gc(shard).await, "gc again");
-    assert_eq!((again.deleted_parts, again.deleted_orphans), (0, 0), "gc is idempotent");
+    assert_eq!(
+        (again.deleted_parts, again.deleted_orphans),
+        (0, 0),
+        "gc is idempotent"
+    );
 }
 
 /// `since = upper = []` finalizes into a tombstone; later operations get typed errors.
@@ -313,36 +562,113 @@ pub async fn finalization(factory: &impl ClientFactory) {
     let client = factory().await.with_config(parts_cfg());
     let shard = new_shard();
     let mut w = many_batches(&client, shard, 3).await;
-    let mut since = ok(client.open_critical_since::<Timestamp>(shard, "c").await, "critical");
-    assert!(matches!(client.finalize_shard(shard).await, Err(PersistError::NotFinalizable { .. })), "not yet finalizable");
-    ok(w.compare_and_append(&[], fr(3), Antichain::new()).await, "close").unwrap_or_else(|m| panic!("{m}"));
-    assert_eq!(ok(since.compare_and_downgrade_since(0, (0, &Antichain::new())).await, "since to []"), Ok(Antichain::new()));
+    let mut since = ok(
+        client.open_critical_since::<Timestamp>(shard, "c").await,
+        "critical",
+    );
+    assert!(
+        matches!(
+            client.finalize_shard(shard).await,
+            Err(PersistError::NotFinalizable { .. })
+        ),
+        "not yet finalizable"
+    );
+    ok(
+        w.compare_and_append(&[], fr(3), Antichain::new()).await,
+        "close",
+    )
+    .unwrap_or_else(|m| panic!("{m}"));
+    assert_eq!(
+        ok(
+            since
+                .compare_and_downgrade_since(0, (0, &Antichain::new()))
+                .await,
+            "since to []"
+        ),
+        Ok(Antichain::new())
+    );
     ok(client.finalize_shard(shard).await, "finalize");
     ok(client.finalize_shard(shard).await, "finalize is idempotent");
-    assert!(ok(client.list_part_keys(shard).await, "list").is_empty(), "parts are deleted");
-    assert_eq!(ok(client.inspect(shard).await, "inspect")["tombstone"], serde_json::json!(true));
+    assert!(
+        ok(client.list_part_keys(shard).await, "list").is_empty(),
+        "parts are deleted"
+    );
+    assert_eq!(
+        ok(client.inspect(shard).await, "inspect")["tombstone"],
+        serde_json::json!(true)
+    );
     let tomb = |r: &Result<(), PersistError>| matches!(r, Err(PersistError::Tombstoned { .. }));
-    assert!(tomb(&client.open_writer::<Timestamp>(shard, test_desc()).await.map(|_| ())), "open writer");
-    assert!(tomb(&client.open_leased_reader::<Timestamp>(shard, test_desc()).await.map(|_| ())), "open reader");
-    assert!(tomb(&w.compare_and_append(&[], fr(3), fr(4)).await.map(|_| ())), "append");
-    assert!(tomb(&since.compare_and_downgrade_since(0, (1, &fr(1))).await.map(|_| ())), "downgrade");
+    assert!(
+        tomb(
+            &client
+                .open_writer::<Timestamp>(shard, test_desc())
+                .await
+                .map(|_| ())
+        ),
+        "open writer"
+    );
+    assert!(
+        tomb(
+            &client
+                .open_leased_reader::<Timestamp>(shard, test_desc())
+                .await
+                .map(|_| ())
+        ),
+        "open reader"
+    );
+    assert!(
+        tomb(&w.compare_and_append(&[], fr(3), fr(4)).await.map(|_| ())),
+        "append"
+    );
+    assert!(
+        tomb(
+            &since
+                .compare_and_downgrade_since(0, (1, &fr(1)))
+                .await
+                .map(|_| ())
+        ),
+        "downgrade"
+    );
 }
 
 /// Bad input is a typed error and leaves the shard (and others) working.
 pub async fn bad_input(factory: &impl ClientFactory) {
     let client = factory().await;
     let shard = new_shard();
-    let mut w = ok(client.open_writer::<Timestamp>(shard, test_desc()).await, "open writer");
+    let mut w = ok(
+        client.open_writer::<Timestamp>(shard, test_desc()).await,
+        "open writer",
+    );
     let r = w.compare_and_append(&[], fr(5), fr(3)).await;
-    assert!(matches!(r, Err(PersistError::InvalidUppers { .. })), "expected upper beyond new upper: {r:?}");
+    assert!(
+        matches!(r, Err(PersistError::InvalidUppers { .. })),
+        "expected upper beyond new upper: {r:?}"
+    );
     let r = w.compare_and_append(&[upd(1, 7, 1)], fr(0), fr(5)).await;
-    assert!(matches!(r, Err(PersistError::UpdateOutOfBounds { .. })), "update beyond the new upper: {r:?}");
-    ok(w.compare_and_append(&[upd(1, 0, 1)], fr(0), fr(5)).await, "append").unwrap_or_else(|m| panic!("{m}"));
+    assert!(
+        matches!(r, Err(PersistError::UpdateOutOfBounds { .. })),
+        "update beyond the new upper: {r:?}"
+    );
+    ok(
+        w.compare_and_append(&[upd(1, 0, 1)], fr(0), fr(5)).await,
+        "append",
+    )
+    .unwrap_or_else(|m| panic!("{m}"));
     let r = w.compare_and_append(&[upd(1, 2, 1)], fr(5), fr(8)).await;
-    assert!(matches!(r, Err(PersistError::UpdateOutOfBounds { .. })), "update before the lower: {r:?}");
+    assert!(
+        matches!(r, Err(PersistError::UpdateOutOfBounds { .. })),
+        "update before the lower: {r:?}"
+    );
     let bad_row = (Ok(Row::pack(&[Datum::String("x".into())])), ts(6), 1);
     let r = w.compare_and_append(&[bad_row], fr(5), fr(8)).await;
-    assert!(matches!(r, Err(PersistError::InvalidRow { .. })), "row not matching the desc: {r:?}");
+    assert!(
+        matches!(r, Err(PersistError::InvalidRow { .. })),
+        "row not matching the desc: {r:?}"
+    );
     assert_eq!(w.upper(), &fr(5), "nothing was written");
-    ok(w.compare_and_append(&[upd(2, 6, 1)], fr(5), fr(8)).await, "append").unwrap_or_else(|m| panic!("{m}"));
+    ok(
+        w.compare_and_append(&[upd(2, 6, 1)], fr(5), fr(8)).await,
+        "append",
+    )
+    .unwrap_or_else(|m| panic!("{m}"));
 }

@@ -86,25 +86,48 @@ impl Consensus {
     }
 
     fn boundary_key(&self, shard: ShardId, seqno: SeqNo) -> Path {
-        self.loc.key(&format!("shards/{shard}/boundary/{seqno:020}"))
+        self.loc
+            .key(&format!("shards/{shard}/boundary/{seqno:020}"))
     }
 
-    async fn get_envelope(&self, shard: ShardId, seqno: SeqNo) -> Result<Option<Envelope>, PersistError> {
+    async fn get_envelope(
+        &self,
+        shard: ShardId,
+        seqno: SeqNo,
+    ) -> Result<Option<Envelope>, PersistError> {
         let key = self.state_key(shard, seqno);
-        let Some(bytes) = blob::get(self.loc.store.as_ref(), &key).await? else { return Ok(None) };
-        let env = Envelope::decode(bytes)
-            .map_err(|e| CodecError::State { key: key.to_string(), reason: e.to_string() })?;
+        let Some(bytes) = blob::get(self.loc.store.as_ref(), &key).await? else {
+            return Ok(None);
+        };
+        let env = Envelope::decode(bytes).map_err(|e| CodecError::State {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(Some(env))
     }
 
     /// Version `seqno`, or `None` if it does not exist (never written, or truncated).
-    pub async fn get(&self, shard: ShardId, seqno: SeqNo) -> Result<Option<VersionedData>, PersistError> {
-        Ok(self.get_envelope(shard, seqno).await?.map(|env| VersionedData { seqno, data: env.data }))
+    pub async fn get(
+        &self,
+        shard: ShardId,
+        seqno: SeqNo,
+    ) -> Result<Option<VersionedData>, PersistError> {
+        Ok(self
+            .get_envelope(shard, seqno)
+            .await?
+            .map(|env| VersionedData {
+                seqno,
+                data: env.data,
+            }))
     }
 
     /// The latest version, or `None` for a shard never written. `hint` is a seqno the
     /// caller believes exists (0 when it knows none); it only makes the lookup cheaper.
-    pub async fn head(&self, shard: ShardId, hint: SeqNo) -> Result<Option<VersionedData>, PersistError> {
+    pub async fn head(
+        &self,
+        shard: ShardId,
+        hint: SeqNo,
+    ) -> Result<Option<VersionedData>, PersistError> {
         let mut start = hint.max(1);
         for _ in 0..CREATE_ATTEMPTS {
             let Some(first) = self.get(shard, start).await? else {
@@ -137,18 +160,28 @@ impl Consensus {
             // A ghost below the boundary: fall back to the listing.
             start = self.list_max(shard).await?.unwrap_or(head.seqno);
         }
-        Err(ExternalError::determinate("head", "the log kept moving below the truncation boundary").into())
+        Err(
+            ExternalError::determinate("head", "the log kept moving below the truncation boundary")
+                .into(),
+        )
     }
 
     async fn list_max(&self, shard: ShardId) -> Result<Option<SeqNo>, PersistError> {
         let metas = blob::list(self.loc.store.as_ref(), &self.state_prefix(shard)).await?;
-        Ok(metas.iter().filter_map(|m| m.location.filename()?.parse::<SeqNo>().ok()).max())
+        Ok(metas
+            .iter()
+            .filter_map(|m| m.location.filename()?.parse::<SeqNo>().ok())
+            .max())
     }
 
     /// The truncation boundary: versions below it are deleted or about to be.
     pub async fn boundary(&self, shard: ShardId) -> Result<SeqNo, PersistError> {
         let metas = blob::list(self.loc.store.as_ref(), &self.boundary_prefix(shard)).await?;
-        Ok(metas.iter().filter_map(|m| m.location.filename()?.parse::<SeqNo>().ok()).max().unwrap_or(0))
+        Ok(metas
+            .iter()
+            .filter_map(|m| m.location.filename()?.parse::<SeqNo>().ok())
+            .max()
+            .unwrap_or(0))
     }
 
     async fn beyond_boundary(&self, shard: ShardId, seqno: SeqNo) -> Result<bool, PersistError> {
@@ -174,7 +207,11 @@ impl Consensus {
     ) -> Result<CasOutcome, PersistError> {
         let seqno = expected.map_or(1, |e| e + 1);
         let key = self.state_key(shard, seqno);
-        let payload = Envelope { token: token.to_owned(), data }.encode_to_vec();
+        let payload = Envelope {
+            token: token.to_owned(),
+            data,
+        }
+        .encode_to_vec();
         let mut last_err = None;
         let mut maybe_landed = false;
         for _ in 0..CREATE_ATTEMPTS {
@@ -188,16 +225,27 @@ impl Consensus {
                 }
             }
         }
-        let err = last_err.unwrap_or_else(|| ExternalError::indeterminate("create", "no attempt made"));
+        let err =
+            last_err.unwrap_or_else(|| ExternalError::indeterminate("create", "no attempt made"));
         Err(err.into())
     }
 
-    async fn check_not_ghost(&self, shard: ShardId, seqno: SeqNo, key: &Path) -> Result<CasOutcome, PersistError> {
-        let beyond = self.beyond_boundary(shard, seqno).await.map_err(|e| match e {
-            // The version is written; whether it counts is unknown until the check runs.
-            PersistError::External(e) => PersistError::from(ExternalError::indeterminate("compare_and_set", e)),
-            e => e,
-        })?;
+    async fn check_not_ghost(
+        &self,
+        shard: ShardId,
+        seqno: SeqNo,
+        key: &Path,
+    ) -> Result<CasOutcome, PersistError> {
+        let beyond = self
+            .beyond_boundary(shard, seqno)
+            .await
+            .map_err(|e| match e {
+                // The version is written; whether it counts is unknown until the check runs.
+                PersistError::External(e) => {
+                    PersistError::from(ExternalError::indeterminate("compare_and_set", e))
+                }
+                e => e,
+            })?;
         if beyond {
             return Ok(CasOutcome::Committed);
         }
@@ -207,10 +255,17 @@ impl Consensus {
     }
 
     /// After an indeterminate create, finds out whether ours is the object there.
-    async fn resolve(&self, shard: ShardId, seqno: SeqNo, token: &str) -> Result<CasOutcome, PersistError> {
+    async fn resolve(
+        &self,
+        shard: ShardId,
+        seqno: SeqNo,
+        token: &str,
+    ) -> Result<CasOutcome, PersistError> {
         let found = self.get_envelope(shard, seqno).await.map_err(|e| match e {
             // Our write may be there: a failed read-back leaves the outcome unknown.
-            PersistError::External(e) => PersistError::from(ExternalError::indeterminate("compare_and_set", e)),
+            PersistError::External(e) => {
+                PersistError::from(ExternalError::indeterminate("compare_and_set", e))
+            }
             e => e,
         })?;
         match found {
@@ -219,7 +274,11 @@ impl Consensus {
                 self.check_not_ghost(shard, seqno, &key).await
             }
             Some(_) => Ok(CasOutcome::Mismatch),
-            None => Err(ExternalError::indeterminate("compare_and_set", "version truncated before it could be read back").into()),
+            None => Err(ExternalError::indeterminate(
+                "compare_and_set",
+                "version truncated before it could be read back",
+            )
+            .into()),
         }
     }
 
@@ -230,7 +289,12 @@ impl Consensus {
         if below <= prev {
             return Ok(0);
         }
-        blob::create(self.loc.store.as_ref(), &self.boundary_key(shard, below), Bytes::new()).await?;
+        blob::create(
+            self.loc.store.as_ref(),
+            &self.boundary_key(shard, below),
+            Bytes::new(),
+        )
+        .await?;
         let store = self.loc.store.as_ref();
         let mut deleted = 0;
         for seqno in prev.max(1)..below {
@@ -259,9 +323,24 @@ mod tests {
         let c = consensus("consensus-cas");
         let s = ShardId::from_bytes([1; 16]);
         assert_eq!(c.head(s, 0).await.unwrap(), None);
-        assert_eq!(c.compare_and_set(s, None, Bytes::from("a"), "t1").await.unwrap(), CasOutcome::Committed);
-        assert_eq!(c.compare_and_set(s, None, Bytes::from("b"), "t2").await.unwrap(), CasOutcome::Mismatch);
-        assert_eq!(c.compare_and_set(s, Some(1), Bytes::from("c"), "t3").await.unwrap(), CasOutcome::Committed);
+        assert_eq!(
+            c.compare_and_set(s, None, Bytes::from("a"), "t1")
+                .await
+                .unwrap(),
+            CasOutcome::Committed
+        );
+        assert_eq!(
+            c.compare_and_set(s, None, Bytes::from("b"), "t2")
+                .await
+                .unwrap(),
+            CasOutcome::Mismatch
+        );
+        assert_eq!(
+            c.compare_and_set(s, Some(1), Bytes::from("c"), "t3")
+                .await
+                .unwrap(),
+            CasOutcome::Committed
+        );
         let head = c.head(s, 0).await.unwrap().unwrap();
         assert_eq!((head.seqno, head.data), (2, Bytes::from("c")));
         assert_eq!(c.head(s, 1).await.unwrap().unwrap().seqno, 2);
@@ -274,7 +353,10 @@ mod tests {
         let s = ShardId::from_bytes([2; 16]);
         let mut expected = None;
         for i in 0..5u64 {
-            let out = c.compare_and_set(s, expected, Bytes::from(vec![i as u8]), &format!("t{i}")).await.unwrap();
+            let out = c
+                .compare_and_set(s, expected, Bytes::from(vec![i as u8]), &format!("t{i}"))
+                .await
+                .unwrap();
             assert_eq!(out, CasOutcome::Committed);
             expected = Some(i + 1);
         }
@@ -282,7 +364,12 @@ mod tests {
         assert_eq!(c.truncate(s, 4).await.unwrap(), 0);
         assert_eq!(c.get(s, 2).await.unwrap(), None);
         // A stalled writer that still believes seqno 1 is the head.
-        assert_eq!(c.compare_and_set(s, Some(1), Bytes::from("ghost"), "g").await.unwrap(), CasOutcome::Mismatch);
+        assert_eq!(
+            c.compare_and_set(s, Some(1), Bytes::from("ghost"), "g")
+                .await
+                .unwrap(),
+            CasOutcome::Mismatch
+        );
         assert_eq!(c.get(s, 2).await.unwrap(), None);
         assert_eq!(c.head(s, 1).await.unwrap().unwrap().seqno, 5);
     }

@@ -65,7 +65,9 @@ impl<T: StorageTimestamp> SinceHandle<T> {
         let id = self.reader_id.clone();
         let res = self
             .machine
-            .apply(|s: &State| cmds::compare_and_downgrade_since(s, &id, expected, new_opaque, new_since))
+            .apply(|s: &State| {
+                cmds::compare_and_downgrade_since(s, &id, expected, new_opaque, new_since)
+            })
             .await?;
         match res {
             Ok((_, since)) => {

@@ -37,11 +37,17 @@ impl ExternalError {
     }
 
     pub(crate) fn determinate(op: &'static str, err: impl std::fmt::Display) -> Self {
-        ExternalError::Determinate { op, message: err.to_string() }
+        ExternalError::Determinate {
+            op,
+            message: err.to_string(),
+        }
     }
 
     pub(crate) fn indeterminate(op: &'static str, err: impl std::fmt::Display) -> Self {
-        ExternalError::Indeterminate { op, message: err.to_string() }
+        ExternalError::Indeterminate {
+            op,
+            message: err.to_string(),
+        }
     }
 }
 
@@ -175,7 +181,9 @@ pub enum PersistError {
         id: String,
     },
     /// `finalize` needs `since = upper = []`.
-    #[error("shard {shard} cannot be finalized: since {since} and upper {upper} must both be empty")]
+    #[error(
+        "shard {shard} cannot be finalized: since {since} and upper {upper} must both be empty"
+    )]
     NotFinalizable {
         /// The shard.
         shard: ShardId,

@@ -81,24 +81,39 @@ async fn run(machine: Arc<Machine>, holder: Holder, mut stop: oneshot::Receiver<
 async fn renew(machine: &Machine, holder: &Holder, lease: Duration) -> bool {
     let (lease, now) = (lease.as_millis() as u64, machine.cfg.now_ms());
     let res = match holder {
-        Holder::Writer(id) => machine.apply_plain(|s: &State| cmds::heartbeat_writer(s, id, lease, now)).await.map(|_| ()),
-        Holder::Reader(id) => {
-            machine.apply_plain(|s: &State| cmds::heartbeat_reader(s, id, None, None, lease, now)).await.map(|_| ())
-        }
+        Holder::Writer(id) => machine
+            .apply_plain(|s: &State| cmds::heartbeat_writer(s, id, lease, now))
+            .await
+            .map(|_| ()),
+        Holder::Reader(id) => machine
+            .apply_plain(|s: &State| cmds::heartbeat_reader(s, id, None, None, lease, now))
+            .await
+            .map(|_| ()),
     };
     match res {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!(shard = %machine.shard, error = %e, "lease heartbeat failed");
-            !matches!(e, crate::PersistError::LeaseExpired { .. } | crate::PersistError::Tombstoned { .. })
+            !matches!(
+                e,
+                crate::PersistError::LeaseExpired { .. } | crate::PersistError::Tombstoned { .. }
+            )
         }
     }
 }
 
 async fn expire_holder(machine: &Machine, holder: &Holder) {
     let res = match holder {
-        Holder::Writer(id) => machine.apply_plain(|s: &State| cmds::expire_writer(s, id)).await,
-        Holder::Reader(id) => machine.apply_plain(|s: &State| cmds::expire_reader(s, id)).await,
+        Holder::Writer(id) => {
+            machine
+                .apply_plain(|s: &State| cmds::expire_writer(s, id))
+                .await
+        }
+        Holder::Reader(id) => {
+            machine
+                .apply_plain(|s: &State| cmds::expire_reader(s, id))
+                .await
+        }
     };
     if let Err(e) = res {
         tracing::debug!(shard = %machine.shard, error = %e, "expiring a dropped handle failed; its lease will lapse");

@@ -67,7 +67,10 @@ impl LocationSpec {
     /// assert!(LocationSpec::parse("not a url").is_err());
     /// ```
     pub fn parse(text: &str) -> Result<Self, LocationError> {
-        let malformed = |reason: &str| LocationError::Malformed { url: text.to_owned(), reason: reason.to_owned() };
+        let malformed = |reason: &str| LocationError::Malformed {
+            url: text.to_owned(),
+            reason: reason.to_owned(),
+        };
         let url = url::Url::parse(text).map_err(|e| malformed(&e.to_string()))?;
         match url.scheme() {
             "mem" => {
@@ -82,15 +85,26 @@ impl LocationSpec {
                 if url.host_str().is_some_and(|h| !h.is_empty()) {
                     return Err(malformed("file:// urls take no host; use file:///abs/path"));
                 }
-                let path = url.to_file_path().map_err(|()| malformed("not an absolute file path"))?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| malformed("not an absolute file path"))?;
                 Ok(LocationSpec::File { path })
             }
             "s3" => {
-                let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| malformed("s3:// needs a bucket"))?;
+                let bucket = url
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| malformed("s3:// needs a bucket"))?;
                 let prefix = url.path().trim_matches('/').to_owned();
-                Ok(LocationSpec::S3 { bucket: bucket.to_owned(), prefix })
+                Ok(LocationSpec::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix,
+                })
             }
-            other => Err(LocationError::UnknownScheme { scheme: other.to_owned(), url: text.to_owned() }),
+            other => Err(LocationError::UnknownScheme {
+                scheme: other.to_owned(),
+                url: text.to_owned(),
+            }),
         }
     }
 }
@@ -107,7 +121,11 @@ pub fn memory_store(name: &str) -> Arc<InMemory> {
         // A panic while holding this lock cannot leave the map half-updated.
         Err(poisoned) => poisoned.into_inner(),
     };
-    Arc::clone(registry.entry(name.to_owned()).or_insert_with(|| Arc::new(InMemory::new())))
+    Arc::clone(
+        registry
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(InMemory::new())),
+    )
 }
 
 impl Location {
@@ -120,9 +138,11 @@ impl Location {
         let spec = LocationSpec::parse(text)?;
         let url = text.to_owned();
         match spec {
-            LocationSpec::Memory { name } => {
-                Ok(Location { store: memory_store(&name), prefix: Path::default(), url })
-            }
+            LocationSpec::Memory { name } => Ok(Location {
+                store: memory_store(&name),
+                prefix: Path::default(),
+                url,
+            }),
             LocationSpec::File { path } => open_file(path, url).await,
             LocationSpec::S3 { bucket, prefix } => open_s3(bucket, prefix, url).await,
         }
@@ -130,20 +150,32 @@ impl Location {
 
     /// A location over any store, for tests and decorators such as fault injection.
     pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Location {
-        Location { store, prefix: Path::from(prefix), url: url.to_owned() }
+        Location {
+            store,
+            prefix: Path::from(prefix),
+            url: url.to_owned(),
+        }
     }
 
     /// The full key of `suffix` (a `/`-separated relative path) in this location.
     pub(crate) fn key(&self, suffix: &str) -> Path {
         let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_owned()).collect();
-        parts.extend(suffix.split('/').filter(|s| !s.is_empty()).map(str::to_owned));
+        parts.extend(
+            suffix
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
         Path::from_iter(parts)
     }
 }
 
 #[cfg(feature = "file")]
 async fn open_file(path: std::path::PathBuf, url: String) -> Result<Location, LocationError> {
-    let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable { url: url.clone(), reason: e.to_string() };
+    let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable {
+        url: url.clone(),
+        reason: e.to_string(),
+    };
     let dir = path.clone();
     tokio::task::spawn_blocking(move || std::fs::create_dir_all(dir))
         .await
@@ -153,18 +185,28 @@ async fn open_file(path: std::path::PathBuf, url: String) -> Result<Location, Lo
         .map_err(|e| unreachable(&e))?
         .with_fsync(true)
         .with_automatic_cleanup(true);
-    Ok(Location { store: Arc::new(fs), prefix: Path::default(), url })
+    Ok(Location {
+        store: Arc::new(fs),
+        prefix: Path::default(),
+        url,
+    })
 }
 
 #[cfg(not(feature = "file"))]
 async fn open_file(_path: std::path::PathBuf, _url: String) -> Result<Location, LocationError> {
-    Err(LocationError::FeatureDisabled { scheme: "file".into(), feature: "file" })
+    Err(LocationError::FeatureDisabled {
+        scheme: "file".into(),
+        feature: "file",
+    })
 }
 
 #[cfg(feature = "s3")]
 async fn open_s3(bucket: String, prefix: String, url: String) -> Result<Location, LocationError> {
     use futures::TryStreamExt;
-    let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable { url: url.clone(), reason: e.to_string() };
+    let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable {
+        url: url.clone(),
+        reason: e.to_string(),
+    };
     let s3 = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name(&bucket)
         .build()
@@ -173,13 +215,28 @@ async fn open_s3(bucket: String, prefix: String, url: String) -> Result<Location
     let prefix_path = Path::from(prefix.as_str());
     // A missing bucket fails the listing; an empty prefix lists nothing.
     let probe = Path::from_iter(prefix_path.parts().chain(std::iter::once("shards".into())));
-    let _first: Option<_> = store.list(Some(&probe)).try_next().await.map_err(|e| unreachable(&e))?;
-    Ok(Location { store, prefix: prefix_path, url })
+    let _first: Option<_> = store
+        .list(Some(&probe))
+        .try_next()
+        .await
+        .map_err(|e| unreachable(&e))?;
+    Ok(Location {
+        store,
+        prefix: prefix_path,
+        url,
+    })
 }
 
 #[cfg(not(feature = "s3"))]
-async fn open_s3(_bucket: String, _prefix: String, _url: String) -> Result<Location, LocationError> {
-    Err(LocationError::FeatureDisabled { scheme: "s3".into(), feature: "s3" })
+async fn open_s3(
+    _bucket: String,
+    _prefix: String,
+    _url: String,
+) -> Result<Location, LocationError> {
+    Err(LocationError::FeatureDisabled {
+        scheme: "s3".into(),
+        feature: "s3",
+    })
 }
 
 #[cfg(test)]
@@ -190,7 +247,9 @@ mod tests {
     fn check(text: &str, expected: Result<LocationSpec, &str>) {
         match (LocationSpec::parse(text), expected) {
             (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
-            (Err(got), Err(kind)) => assert!(format!("{got:?}").starts_with(kind), "{text}: {got:?}"),
+            (Err(got), Err(kind)) => {
+                assert!(format!("{got:?}").starts_with(kind), "{text}: {got:?}")
+            }
             (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
         }
     }
@@ -200,10 +259,27 @@ mod tests {
         check("mem://a", Ok(LocationSpec::Memory { name: "a".into() }));
         check("mem://a/b", Ok(LocationSpec::Memory { name: "a/b".into() }));
         check("mem://", Err("Malformed"));
-        check("file:///tmp/x", Ok(LocationSpec::File { path: "/tmp/x".into() }));
+        check(
+            "file:///tmp/x",
+            Ok(LocationSpec::File {
+                path: "/tmp/x".into(),
+            }),
+        );
         check("file://host/tmp/x", Err("Malformed"));
-        check("s3://b", Ok(LocationSpec::S3 { bucket: "b".into(), prefix: String::new() }));
-        check("s3://b/p/q/", Ok(LocationSpec::S3 { bucket: "b".into(), prefix: "p/q".into() }));
+        check(
+            "s3://b",
+            Ok(LocationSpec::S3 {
+                bucket: "b".into(),
+                prefix: String::new(),
+            }),
+        );
+        check(
+            "s3://b/p/q/",
+            Ok(LocationSpec::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into(),
+            }),
+        );
         check("s3:///p", Err("Malformed"));
         check("gs://b", Err("UnknownScheme"));
         check("", Err("Malformed"));

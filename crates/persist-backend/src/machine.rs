@@ -30,7 +30,10 @@ pub(crate) struct ShardCache {
 
 impl ShardCache {
     pub(crate) fn new() -> Self {
-        ShardCache { tx: watch::channel(None).0, compacting: AtomicBool::new(false) }
+        ShardCache {
+            tx: watch::channel(None).0,
+            compacting: AtomicBool::new(false),
+        }
     }
 }
 
@@ -83,9 +86,16 @@ impl Machine {
     /// Reads the head state, or `None` if the shard was never initialized.
     async fn fetch_opt(&self) -> Result<Option<Arc<State>>> {
         let hint = self.cached().map_or(0, |s| s.seqno);
-        let Some(head) = self.consensus.head(self.shard, hint).await? else { return Ok(None) };
+        let Some(head) = self.consensus.head(self.shard, hint).await? else {
+            return Ok(None);
+        };
         let key = format!("shards/{}/state/{:020}", self.shard, head.seqno);
-        let state = Arc::new(State::decode_checked(&key, &self.shard_str(), head.seqno, head.data)?);
+        let state = Arc::new(State::decode_checked(
+            &key,
+            &self.shard_str(),
+            head.seqno,
+            head.data,
+        )?);
         self.observe(Arc::clone(&state));
         Ok(Some(state))
     }
@@ -97,7 +107,10 @@ impl Machine {
             match self.fetch_opt().await {
                 Ok(Some(s)) => return Ok(s),
                 Ok(None) => {
-                    return Err(PersistError::InvalidUsage(format!("shard {} is not initialized", self.shard)));
+                    return Err(PersistError::InvalidUsage(format!(
+                        "shard {} is not initialized",
+                        self.shard
+                    )));
                 }
                 Err(PersistError::External(e)) if attempt + 1 < self.cfg.io_attempts => {
                     tracing::debug!(shard = %self.shard, error = %e, "retrying a state read");
@@ -122,7 +135,11 @@ impl Machine {
                 init.seqno = 1;
                 let token = uuid::Uuid::new_v4().to_string();
                 let data = Bytes::from(init.encode_to_vec());
-                match self.consensus.compare_and_set(self.shard, None, data, &token).await? {
+                match self
+                    .consensus
+                    .compare_and_set(self.shard, None, data, &token)
+                    .await?
+                {
                     CasOutcome::Committed => {
                         let init = Arc::new(init);
                         self.observe(Arc::clone(&init));
@@ -135,7 +152,9 @@ impl Machine {
             match res {
                 Ok(Some(s)) => return Ok(s),
                 Ok(None) => {}
-                Err(PersistError::External(_)) if attempt < self.cfg.io_attempts => backoff(attempt).await,
+                Err(PersistError::External(_)) if attempt < self.cfg.io_attempts => {
+                    backoff(attempt).await
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -186,7 +205,10 @@ impl Machine {
                 Ok(None) => {
                     conflicts += 1;
                     if conflicts >= self.cfg.cas_attempts {
-                        return Err(PersistError::Contention { shard: self.shard, attempts: conflicts });
+                        return Err(PersistError::Contention {
+                            shard: self.shard,
+                            attempts: conflicts,
+                        });
                     }
                     backoff(conflicts.min(4)).await;
                 }
@@ -211,7 +233,11 @@ impl Machine {
         next.seqno = state.seqno + 1;
         let token = uuid::Uuid::new_v4().to_string();
         let data = Bytes::from(next.encode_to_vec());
-        match self.consensus.compare_and_set(self.shard, Some(state.seqno), data, &token).await? {
+        match self
+            .consensus
+            .compare_and_set(self.shard, Some(state.seqno), data, &token)
+            .await?
+        {
             CasOutcome::Committed => {
                 let next = Arc::new(next);
                 self.observe(Arc::clone(&next));
@@ -226,13 +252,20 @@ impl Machine {
         let fmt = |f: Option<u64>| f.map_or_else(|| "[]".to_owned(), |t| format!("[{t}]"));
         match e {
             CmdError::Tombstoned => PersistError::Tombstoned { shard: self.shard },
-            CmdError::LeaseExpired { kind, id } => PersistError::LeaseExpired { shard: self.shard, kind, id },
-            CmdError::NotFinalizable { since, upper } => {
-                PersistError::NotFinalizable { shard: self.shard, since: fmt(since), upper: fmt(upper) }
-            }
-            CmdError::UpperMismatch { current } => {
-                PersistError::InvalidUsage(format!("unexpected upper mismatch, current {}", fmt(current)))
-            }
+            CmdError::LeaseExpired { kind, id } => PersistError::LeaseExpired {
+                shard: self.shard,
+                kind,
+                id,
+            },
+            CmdError::NotFinalizable { since, upper } => PersistError::NotFinalizable {
+                shard: self.shard,
+                since: fmt(since),
+                upper: fmt(upper),
+            },
+            CmdError::UpperMismatch { current } => PersistError::InvalidUsage(format!(
+                "unexpected upper mismatch, current {}",
+                fmt(current)
+            )),
             CmdError::OpaqueMismatch { current } => {
                 PersistError::InvalidUsage(format!("unexpected opaque mismatch, current {current}"))
             }
@@ -241,7 +274,10 @@ impl Machine {
     }
 
     /// Applies a command whose errors are all plain failures.
-    pub(crate) async fn apply_plain<O>(&self, cmd: impl FnMut(&State) -> CmdResult<O>) -> Result<(Arc<State>, O)> {
+    pub(crate) async fn apply_plain<O>(
+        &self,
+        cmd: impl FnMut(&State) -> CmdResult<O>,
+    ) -> Result<(Arc<State>, O)> {
         self.apply(cmd).await?.map_err(|e| self.cmd_error(e))
     }
 

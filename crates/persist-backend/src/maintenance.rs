@@ -44,7 +44,9 @@ pub fn pick_merge(state: &State) -> Option<usize> {
         return None;
     }
     let size = |b: &HollowBatch| b.bytes.max(b.len);
-    (0..state.batches.len() - 1).rev().find(|&i| size(&state.batches[i]) <= 2 * size(&state.batches[i + 1]))
+    (0..state.batches.len() - 1)
+        .rev()
+        .find(|&i| size(&state.batches[i]) <= 2 * size(&state.batches[i + 1]))
 }
 
 /// Forwards times before `since` to it, clamped so they stay below `upper`.
@@ -55,23 +57,34 @@ pub fn forward_times(updates: &mut [CodedUpdate], since: Option<u64>, upper: Opt
         (None, Some(u)) => u.saturating_sub(1),
         (None, None) => return,
     };
-    updates.iter_mut().filter(|u| u.1 < target).for_each(|u| u.1 = target);
+    updates
+        .iter_mut()
+        .filter(|u| u.1 < target)
+        .for_each(|u| u.1 = target);
 }
 
 fn schema_of(machine: &Machine, state: &State) -> Result<RelationDesc> {
-    serde_json::from_str(&state.schema_json)
-        .map_err(|e| PersistError::InvalidUsage(format!("shard {} has no usable schema: {e}", machine.shard)))
+    serde_json::from_str(&state.schema_json).map_err(|e| {
+        PersistError::InvalidUsage(format!("shard {} has no usable schema: {e}", machine.shard))
+    })
 }
 
 /// Merges one pair of batches. Returns whether there was work to do.
 pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
     let state = machine.fetch().await?;
-    let Some(i) = pick_merge(&state) else { return Ok(false) };
+    let Some(i) = pick_merge(&state) else {
+        return Ok(false);
+    };
     let desc = schema_of(machine, &state)?;
     let inputs = state.batches[i..i + 2].to_vec();
     let compactor = format!("compactor-{}", uuid::Uuid::new_v4().simple());
-    let (lease, now) = (machine.cfg.writer_lease.as_millis() as u64, machine.cfg.now_ms());
-    machine.apply_plain(|s: &State| cmds::register_writer(s, &compactor, lease, now)).await?;
+    let (lease, now) = (
+        machine.cfg.writer_lease.as_millis() as u64,
+        machine.cfg.now_ms(),
+    );
+    machine
+        .apply_plain(|s: &State| cmds::register_writer(s, &compactor, lease, now))
+        .await?;
     let mut updates = Vec::new();
     for b in &inputs {
         updates.extend(read_hollow(machine, &desc, b).await?);
@@ -94,7 +107,10 @@ pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
             // An earlier attempt of ours may have linked the output before a conflict
             // or fault, and another compactor may have merged it on since: delete it
             // only if no batch and no garbage entry names it.
-            let named = |key: &str| state.live_parts().any(|p| p.key == key) || state.garbage.iter().any(|g| g.key == key);
+            let named = |key: &str| {
+                state.live_parts().any(|p| p.key == key)
+                    || state.garbage.iter().any(|g| g.key == key)
+            };
             if !output.parts.iter().any(|p| named(&p.key)) {
                 delete_unlinked(machine, &output).await;
             }
@@ -116,7 +132,8 @@ pub(crate) async fn compact(machine: &Machine, max_steps: usize) -> Result<usize
 /// Best-effort removal of the parts of a batch that was never linked.
 pub(crate) async fn delete_unlinked(machine: &Machine, batch: &HollowBatch) {
     for part in &batch.parts {
-        if let Err(e) = blob::delete(machine.loc.store.as_ref(), &machine.loc.key(&part.key)).await {
+        if let Err(e) = blob::delete(machine.loc.store.as_ref(), &machine.loc.key(&part.key)).await
+        {
             tracing::debug!(key = %part.key, error = %e, "leaving an unlinked part to GC");
         }
     }
@@ -124,27 +141,50 @@ pub(crate) async fn delete_unlinked(machine: &Machine, batch: &HollowBatch) {
 
 fn relative_key(machine: &Machine, path: &object_store::path::Path) -> String {
     let skip = machine.loc.prefix.parts().count();
-    path.parts().skip(skip).map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/")
+    path.parts()
+        .skip(skip)
+        .map(|p| p.as_ref().to_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// One GC run.
 pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
     let mut report = GcReport::default();
     let state = machine.fetch().await?;
-    let min_hold = state.leased_readers.iter().map(|r| r.seqno).min().unwrap_or(state.seqno).min(state.seqno);
-    let deletable: Vec<String> =
-        state.garbage.iter().filter(|g| g.removed_at <= min_hold).map(|g| g.key.clone()).collect();
+    let min_hold = state
+        .leased_readers
+        .iter()
+        .map(|r| r.seqno)
+        .min()
+        .unwrap_or(state.seqno)
+        .min(state.seqno);
+    let deletable: Vec<String> = state
+        .garbage
+        .iter()
+        .filter(|g| g.removed_at <= min_hold)
+        .map(|g| g.key.clone())
+        .collect();
     for key in &deletable {
         blob::delete(machine.loc.store.as_ref(), &machine.loc.key(key)).await?;
     }
     report.deleted_parts = deletable.len();
     if !deletable.is_empty() {
-        machine.apply_plain(|s: &State| cmds::remove_garbage(s, &deletable)).await?;
+        machine
+            .apply_plain(|s: &State| cmds::remove_garbage(s, &deletable))
+            .await?;
     }
-    let listed = blob::list(machine.loc.store.as_ref(), &machine.loc.key(&format!("shards/{}/parts", machine.shard))).await?;
+    let listed = blob::list(
+        machine.loc.store.as_ref(),
+        &machine.loc.key(&format!("shards/{}/parts", machine.shard)),
+    )
+    .await?;
     let fresh = machine.fetch().await?;
-    let referenced: BTreeSet<&str> =
-        fresh.live_parts().map(|p| p.key.as_str()).chain(fresh.garbage.iter().map(|g| g.key.as_str())).collect();
+    let referenced: BTreeSet<&str> = fresh
+        .live_parts()
+        .map(|p| p.key.as_str())
+        .chain(fresh.garbage.iter().map(|g| g.key.as_str()))
+        .collect();
     let writers: BTreeSet<&str> = fresh.writers.iter().map(|w| w.id.as_str()).collect();
     let now = crate::config::system_now()();
     let grace = machine.cfg.orphan_grace.as_millis() as i64;
@@ -158,7 +198,10 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
         blob::delete(machine.loc.store.as_ref(), &meta.location).await?;
         report.deleted_orphans += 1;
     }
-    report.truncated_versions = machine.consensus.truncate(machine.shard, fresh.seqno).await?;
+    report.truncated_versions = machine
+        .consensus
+        .truncate(machine.shard, fresh.seqno)
+        .await?;
     Ok(report)
 }
 
@@ -244,7 +287,13 @@ mod tests {
         state.batches = sizes
             .iter()
             .enumerate()
-            .map(|(i, b)| HollowBatch { lower: i as u64, upper: Some(i as u64 + 1), bytes: *b, len: 1, ..HollowBatch::default() })
+            .map(|(i, b)| HollowBatch {
+                lower: i as u64,
+                upper: Some(i as u64 + 1),
+                bytes: *b,
+                len: 1,
+                ..HollowBatch::default()
+            })
             .collect();
         assert_eq!(pick_merge(&state), expected, "{sizes:?}");
     }

@@ -19,8 +19,13 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, UInt64Builder};
-use arrow_array::{Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, UInt64Builder,
+};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -49,8 +54,10 @@ fn arrow_type(scalar: ScalarType) -> DataType {
 
 /// The Arrow schema of parts of a relation.
 pub fn part_schema(desc: &RelationDesc) -> Schema {
-    let mut fields: Vec<Field> =
-        desc.columns().map(|(name, typ)| Field::new(name, arrow_type(typ.scalar_type), true)).collect();
+    let mut fields: Vec<Field> = desc
+        .columns()
+        .map(|(name, typ)| Field::new(name, arrow_type(typ.scalar_type), true))
+        .collect();
     fields.push(Field::new("ts", DataType::UInt64, false));
     fields.push(Field::new("diff", DataType::Int64, false));
     fields.push(Field::new("err", DataType::Utf8, true));
@@ -85,9 +92,13 @@ fn column(scalar: ScalarType, values: &[Option<Datum>]) -> ArrayRef {
 /// Encodes updates as one Parquet file. Rows are expected to match `desc` (the write
 /// handle validates them); a datum of the wrong type is stored as NULL.
 pub fn encode_part(desc: &RelationDesc, updates: &[CodedUpdate]) -> Result<Bytes, CodecError> {
-    let fail = |e: &dyn std::fmt::Display| CodecError::Part { key: "<new>".into(), reason: e.to_string() };
+    let fail = |e: &dyn std::fmt::Display| CodecError::Part {
+        key: "<new>".into(),
+        reason: e.to_string(),
+    };
     let schema = Arc::new(part_schema(desc));
-    let mut per_column: Vec<Vec<Option<Datum>>> = vec![Vec::with_capacity(updates.len()); desc.arity()];
+    let mut per_column: Vec<Vec<Option<Datum>>> =
+        vec![Vec::with_capacity(updates.len()); desc.arity()];
     for (data, _, _) in updates {
         match data {
             Ok(row) => {
@@ -99,11 +110,23 @@ pub fn encode_part(desc: &RelationDesc, updates: &[CodedUpdate]) -> Result<Bytes
             Err(_) => per_column.iter_mut().for_each(|col| col.push(None)),
         }
     }
-    let mut arrays: Vec<ArrayRef> =
-        desc.types().zip(&per_column).map(|(typ, values)| column(typ.scalar_type, values)).collect();
-    arrays.push(Arc::new(UInt64Array::from_iter_values(updates.iter().map(|u| u.1))));
-    arrays.push(Arc::new(Int64Array::from_iter_values(updates.iter().map(|u| u.2))));
-    arrays.push(Arc::new(updates.iter().map(|u| u.0.as_ref().err().map(String::as_str)).collect::<StringArray>()));
+    let mut arrays: Vec<ArrayRef> = desc
+        .types()
+        .zip(&per_column)
+        .map(|(typ, values)| column(typ.scalar_type, values))
+        .collect();
+    arrays.push(Arc::new(UInt64Array::from_iter_values(
+        updates.iter().map(|u| u.1),
+    )));
+    arrays.push(Arc::new(Int64Array::from_iter_values(
+        updates.iter().map(|u| u.2),
+    )));
+    arrays.push(Arc::new(
+        updates
+            .iter()
+            .map(|u| u.0.as_ref().err().map(String::as_str))
+            .collect::<StringArray>(),
+    ));
     let batch = RecordBatch::try_new(Arc::clone(&schema), arrays).map_err(|e| fail(&e))?;
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, schema, None).map_err(|e| fail(&e))?;
@@ -112,14 +135,27 @@ pub fn encode_part(desc: &RelationDesc, updates: &[CodedUpdate]) -> Result<Bytes
     Ok(Bytes::from(buf))
 }
 
-fn downcast<'a, A: 'static>(key: &str, name: &str, array: &'a ArrayRef) -> Result<&'a A, CodecError> {
-    array.as_any().downcast_ref::<A>().ok_or_else(|| CodecError::Part {
-        key: key.to_owned(),
-        reason: format!("column {name:?} has arrow type {}", array.data_type()),
-    })
+fn downcast<'a, A: 'static>(
+    key: &str,
+    name: &str,
+    array: &'a ArrayRef,
+) -> Result<&'a A, CodecError> {
+    array
+        .as_any()
+        .downcast_ref::<A>()
+        .ok_or_else(|| CodecError::Part {
+            key: key.to_owned(),
+            reason: format!("column {name:?} has arrow type {}", array.data_type()),
+        })
 }
 
-fn datum_at(key: &str, name: &str, scalar: ScalarType, array: &ArrayRef, i: usize) -> Result<Datum, CodecError> {
+fn datum_at(
+    key: &str,
+    name: &str,
+    scalar: ScalarType,
+    array: &ArrayRef,
+    i: usize,
+) -> Result<Datum, CodecError> {
     if array.is_null(i) {
         return Ok(Datum::Null);
     }
@@ -127,24 +163,49 @@ fn datum_at(key: &str, name: &str, scalar: ScalarType, array: &ArrayRef, i: usiz
         ScalarType::Bool => Datum::Bool(downcast::<BooleanArray>(key, name, array)?.value(i)),
         ScalarType::Int64 => Datum::Int64(downcast::<Int64Array>(key, name, array)?.value(i)),
         ScalarType::UInt64 => Datum::UInt64(downcast::<UInt64Array>(key, name, array)?.value(i)),
-        ScalarType::TimestampMillis => Datum::TimestampMillis(downcast::<UInt64Array>(key, name, array)?.value(i)),
+        ScalarType::TimestampMillis => {
+            Datum::TimestampMillis(downcast::<UInt64Array>(key, name, array)?.value(i))
+        }
         ScalarType::Float64 => Datum::Float64(downcast::<Float64Array>(key, name, array)?.value(i)),
-        ScalarType::String => Datum::String(downcast::<StringArray>(key, name, array)?.value(i).to_owned()),
-        ScalarType::Jsonb => Datum::Jsonb(downcast::<StringArray>(key, name, array)?.value(i).to_owned()),
-        ScalarType::Bytes => Datum::Bytes(downcast::<BinaryArray>(key, name, array)?.value(i).to_vec()),
+        ScalarType::String => Datum::String(
+            downcast::<StringArray>(key, name, array)?
+                .value(i)
+                .to_owned(),
+        ),
+        ScalarType::Jsonb => Datum::Jsonb(
+            downcast::<StringArray>(key, name, array)?
+                .value(i)
+                .to_owned(),
+        ),
+        ScalarType::Bytes => {
+            Datum::Bytes(downcast::<BinaryArray>(key, name, array)?.value(i).to_vec())
+        }
     })
 }
 
-fn decode_batch(key: &str, desc: &RelationDesc, batch: &RecordBatch, out: &mut Vec<CodedUpdate>) -> Result<(), CodecError> {
-    let fail = |reason: String| CodecError::Part { key: key.to_owned(), reason };
+fn decode_batch(
+    key: &str,
+    desc: &RelationDesc,
+    batch: &RecordBatch,
+    out: &mut Vec<CodedUpdate>,
+) -> Result<(), CodecError> {
+    let fail = |reason: String| CodecError::Part {
+        key: key.to_owned(),
+        reason,
+    };
     let arity = desc.arity();
     if batch.num_columns() != arity + 3 {
-        return Err(fail(format!("{} columns, the relation needs {}", batch.num_columns(), arity + 3)));
+        return Err(fail(format!(
+            "{} columns, the relation needs {}",
+            batch.num_columns(),
+            arity + 3
+        )));
     }
     let ts = downcast::<UInt64Array>(key, "ts", batch.column(arity))?;
     let diff = downcast::<Int64Array>(key, "diff", batch.column(arity + 1))?;
     let err = downcast::<StringArray>(key, "err", batch.column(arity + 2))?;
-    let columns: Vec<(&str, ScalarType)> = desc.columns().map(|(n, t)| (n, t.scalar_type)).collect();
+    let columns: Vec<(&str, ScalarType)> =
+        desc.columns().map(|(n, t)| (n, t.scalar_type)).collect();
     for i in 0..batch.num_rows() {
         if ts.is_null(i) || diff.is_null(i) {
             return Err(fail(format!("null ts or diff at row {i}")));
@@ -164,9 +225,19 @@ fn decode_batch(key: &str, desc: &RelationDesc, batch: &RecordBatch, out: &mut V
 }
 
 /// Decodes a part written by [`encode_part`] for the same relation.
-pub fn decode_part(key: &str, desc: &RelationDesc, bytes: Bytes) -> Result<Vec<CodedUpdate>, CodecError> {
-    let fail = |e: &dyn std::fmt::Display| CodecError::Part { key: key.to_owned(), reason: e.to_string() };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fail(&e))?.build().map_err(|e| fail(&e))?;
+pub fn decode_part(
+    key: &str,
+    desc: &RelationDesc,
+    bytes: Bytes,
+) -> Result<Vec<CodedUpdate>, CodecError> {
+    let fail = |e: &dyn std::fmt::Display| CodecError::Part {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| fail(&e))?
+        .build()
+        .map_err(|e| fail(&e))?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| fail(&e))?;
@@ -223,13 +294,21 @@ mod tests {
             Datum::String(format!("s{i}")),
             Datum::Bytes(vec![i as u8]),
             Datum::Jsonb("{}".into()),
-            if i % 3 == 0 { Datum::Null } else { Datum::TimestampMillis(7) },
+            if i % 3 == 0 {
+                Datum::Null
+            } else {
+                Datum::TimestampMillis(7)
+            },
         ])
     }
 
     #[test]
     fn round_trip_with_errors() {
-        let updates = vec![(Ok(row(1)), 5, 1), (Err("boom".to_owned()), 6, -1), (Ok(row(3)), 7, 2)];
+        let updates = vec![
+            (Ok(row(1)), 5, 1),
+            (Err("boom".to_owned()), 6, -1),
+            (Ok(row(3)), 7, 2),
+        ];
         let bytes = encode_part(&desc(), &updates).unwrap();
         assert_eq!(decode_part("k", &desc(), bytes).unwrap(), updates);
     }
@@ -237,16 +316,27 @@ mod tests {
     #[test]
     fn corrupt_and_mismatched_parts_are_typed_errors() {
         let check = |bytes: Bytes, d: &RelationDesc| {
-            assert!(matches!(decode_part("k", d, bytes), Err(CodecError::Part { .. })));
+            assert!(matches!(
+                decode_part("k", d, bytes),
+                Err(CodecError::Part { .. })
+            ));
         };
         check(Bytes::from_static(b"not parquet at all"), &desc());
         check(Bytes::new(), &desc());
         let good = encode_part(&desc(), &[(Ok(row(1)), 1, 1)]).unwrap();
         check(good.slice(..good.len() / 2), &desc());
         check(good.clone(), &RelationDesc::empty());
-        let swapped = RelationDesc::builder().with_column("x", ScalarType::String.nullable(true)).finish();
-        let other = encode_part(&swapped, &[(Ok(Row::pack(&[Datum::String("a".into())])), 1, 1)]).unwrap();
-        let int_desc = RelationDesc::builder().with_column("x", ScalarType::Int64.nullable(true)).finish();
+        let swapped = RelationDesc::builder()
+            .with_column("x", ScalarType::String.nullable(true))
+            .finish();
+        let other = encode_part(
+            &swapped,
+            &[(Ok(Row::pack(&[Datum::String("a".into())])), 1, 1)],
+        )
+        .unwrap();
+        let int_desc = RelationDesc::builder()
+            .with_column("x", ScalarType::Int64.nullable(true))
+            .finish();
         check(other, &int_desc);
     }
 

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 
-use crate::batch::{advance_to, frontier_code, frontier_of, read_hollow, read_inline, read_part, render, restrict, time_code, time_of};
+use crate::batch::{
+    advance_to, frontier_code, frontier_of, read_hollow, read_inline, read_part, render, restrict,
+    time_code, time_of,
+};
 use crate::cmds;
 use crate::error::{PersistError, Result};
 use crate::lease::Heartbeat;
@@ -21,15 +24,22 @@ use crate::state::{HollowBatch, PartRef, State, before, frontier_le};
 use crate::write::Update;
 
 /// Waits until the shard's upper is beyond `frontier` and returns that state.
-pub(crate) async fn wait_for_upper_past(machine: &Machine, frontier: Option<u64>) -> Result<Arc<State>> {
+pub(crate) async fn wait_for_upper_past(
+    machine: &Machine,
+    frontier: Option<u64>,
+) -> Result<Arc<State>> {
     let Some(f) = frontier else {
-        return Err(PersistError::InvalidUsage("no upper is ever past the empty frontier".into()));
+        return Err(PersistError::InvalidUsage(
+            "no upper is ever past the empty frontier".into(),
+        ));
     };
     let mut rx = machine.subscribe();
     loop {
         let state = machine.fetch().await?;
         if state.tombstone {
-            return Err(PersistError::Tombstoned { shard: machine.shard });
+            return Err(PersistError::Tombstoned {
+                shard: machine.shard,
+            });
         }
         if !frontier_le(state.upper, Some(f)) {
             return Ok(state);
@@ -49,11 +59,19 @@ impl Pins {
     fn pin(self: &Arc<Self>, seqno: u64) -> Pin {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry(seqno).or_default() += 1;
-        Pin { pins: Arc::clone(self), seqno }
+        Pin {
+            pins: Arc::clone(self),
+            seqno,
+        }
     }
 
     fn min(&self) -> Option<u64> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).keys().next().copied()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .next()
+            .copied()
     }
 }
 
@@ -123,7 +141,9 @@ impl<T: StorageTimestamp> ReadHandle<T> {
         let id = self.reader_id.clone();
         let (_, since) = self
             .machine
-            .apply_plain(|s: &State| cmds::heartbeat_reader(s, &id, new_since, Some(hold), lease, now))
+            .apply_plain(|s: &State| {
+                cmds::heartbeat_reader(s, &id, new_since, Some(hold), lease, now)
+            })
             .await?;
         self.since = frontier_of(since);
         Ok(())
@@ -143,7 +163,11 @@ impl<T: StorageTimestamp> ReadHandle<T> {
     fn check_as_of(&self, as_of: &T) -> Result<u64> {
         if !self.since.less_equal(as_of) {
             let (as_of, since) = (as_of.to_string(), render(&self.since));
-            return Err(PersistError::ReadBeforeSince { shard: self.machine.shard, as_of, since });
+            return Err(PersistError::ReadBeforeSince {
+                shard: self.machine.shard,
+                as_of,
+                since,
+            });
         }
         Ok(time_code(as_of))
     }
@@ -151,7 +175,11 @@ impl<T: StorageTimestamp> ReadHandle<T> {
     async fn state_at_or_after(&self, as_of: u64) -> Result<Arc<State>> {
         let state = wait_for_upper_past(&self.machine, Some(as_of)).await?;
         if !state.leased_readers.iter().any(|r| r.id == self.reader_id) {
-            return Err(PersistError::LeaseExpired { shard: self.machine.shard, kind: "reader", id: self.reader_id.clone() });
+            return Err(PersistError::LeaseExpired {
+                shard: self.machine.shard,
+                kind: "reader",
+                id: self.reader_id.clone(),
+            });
         }
         Ok(state)
     }
@@ -187,7 +215,14 @@ impl<T: StorageTimestamp> ReadHandle<T> {
             chunks.extend(b.parts.iter().cloned().map(Chunk::Part));
         }
         let pin = self.pins.pin(state.seqno);
-        Ok(SnapshotCursor { machine: Arc::clone(&self.machine), desc: self.desc.clone(), as_of: a, chunks, _pin: pin, _time: PhantomData })
+        Ok(SnapshotCursor {
+            machine: Arc::clone(&self.machine),
+            desc: self.desc.clone(),
+            as_of: a,
+            chunks,
+            _pin: pin,
+            _time: PhantomData,
+        })
     }
 
     /// Yields every update at a time beyond `as_of`, in time order of batches, with
@@ -212,13 +247,18 @@ impl<T: StorageTimestamp> ReadHandle<T> {
     pub async fn expire(mut self) -> Result<()> {
         self._heartbeat.disarm();
         let id = self.reader_id.clone();
-        self.machine.apply_plain(|s: &State| cmds::expire_reader(s, &id)).await?;
+        self.machine
+            .apply_plain(|s: &State| cmds::expire_reader(s, &id))
+            .await?;
         Ok(())
     }
 }
 
 fn decode_times<T: StorageTimestamp>(updates: Vec<CodedUpdate>) -> Vec<Update<T>> {
-    updates.into_iter().map(|(d, t, r)| (d, time_of(t), r)).collect()
+    updates
+        .into_iter()
+        .map(|(d, t, r)| (d, time_of(t), r))
+        .collect()
 }
 
 #[derive(Debug)]
@@ -241,7 +281,9 @@ pub struct SnapshotCursor<T> {
 impl<T: StorageTimestamp> SnapshotCursor<T> {
     /// The next chunk of updates, or `None` when the snapshot is exhausted.
     pub async fn next(&mut self) -> Result<Option<Vec<Update<T>>>> {
-        let Some(chunk) = self.chunks.pop_front() else { return Ok(None) };
+        let Some(chunk) = self.chunks.pop_front() else {
+            return Ok(None);
+        };
         let mut updates = match &chunk {
             Chunk::Inline(b) => read_inline(&self.machine, b)?,
             Chunk::Part(p) => read_part(&self.machine, &self.desc, p).await?,

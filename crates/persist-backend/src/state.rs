@@ -182,15 +182,33 @@ pub struct GarbagePart {
 impl State {
     /// The first state of a shard whose times start at `lower`.
     pub fn initial(shard: &str, lower: u64, schema_json: String) -> State {
-        State { shard: shard.to_owned(), since: Some(lower), upper: Some(lower), lower, schema_json, ..State::default() }
+        State {
+            shard: shard.to_owned(),
+            since: Some(lower),
+            upper: Some(lower),
+            lower,
+            schema_json,
+            ..State::default()
+        }
     }
 
     /// Decodes a state read from version `seqno` of `key`, checking it belongs there.
-    pub fn decode_checked(key: &str, shard: &str, seqno: u64, bytes: Bytes) -> Result<State, CodecError> {
-        let fail = |reason: String| CodecError::State { key: key.to_owned(), reason };
+    pub fn decode_checked(
+        key: &str,
+        shard: &str,
+        seqno: u64,
+        bytes: Bytes,
+    ) -> Result<State, CodecError> {
+        let fail = |reason: String| CodecError::State {
+            key: key.to_owned(),
+            reason,
+        };
         let state = State::decode(bytes).map_err(|e| fail(e.to_string()))?;
         if state.seqno != seqno || state.shard != shard {
-            return Err(fail(format!("holds shard {:?} version {}", state.shard, state.seqno)));
+            return Err(fail(format!(
+                "holds shard {:?} version {}",
+                state.shard, state.seqno
+            )));
         }
         let mut lower = state.lower;
         for b in &state.batches {
@@ -217,7 +235,11 @@ impl State {
 
     /// Total bytes held inline.
     pub fn inline_bytes(&self) -> u64 {
-        self.batches.iter().filter(|b| !b.inline.is_empty()).map(|b| b.bytes).sum()
+        self.batches
+            .iter()
+            .filter(|b| !b.inline.is_empty())
+            .map(|b| b.bytes)
+            .sum()
     }
 }
 
@@ -286,6 +308,8 @@ mod tests {
         assert!(State::decode_checked("k", "s1", 0, bytes.clone()).is_ok());
         assert!(State::decode_checked("k", "s2", 0, bytes.clone()).is_err());
         assert!(State::decode_checked("k", "s1", 3, bytes).is_err());
-        assert!(State::decode_checked("k", "s1", 0, Bytes::from_static(&[0xff, 0xff, 0xff])).is_err());
+        assert!(
+            State::decode_checked("k", "s1", 0, Bytes::from_static(&[0xff, 0xff, 0xff])).is_err()
+        );
     }
 }

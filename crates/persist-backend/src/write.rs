@@ -71,7 +71,9 @@ impl<T: StorageTimestamp> WriteHandle<T> {
     pub async fn fetch_recent_upper(&mut self) -> Result<&Antichain<T>> {
         let state = self.machine.fetch().await?;
         if state.tombstone {
-            return Err(PersistError::Tombstoned { shard: self.machine.shard });
+            return Err(PersistError::Tombstoned {
+                shard: self.machine.shard,
+            });
         }
         self.upper = frontier_of(state.upper);
         Ok(&self.upper)
@@ -79,21 +81,35 @@ impl<T: StorageTimestamp> WriteHandle<T> {
 
     /// Waits until the shard's upper is beyond `frontier`.
     pub async fn wait_for_upper_past(&mut self, frontier: &Antichain<T>) -> Result<()> {
-        let state = crate::read::wait_for_upper_past(&self.machine, frontier_code(frontier)).await?;
+        let state =
+            crate::read::wait_for_upper_past(&self.machine, frontier_code(frontier)).await?;
         self.upper = frontier_of(state.upper);
         Ok(())
     }
 
-    fn validate(&self, updates: &[Update<T>], lower: &Antichain<T>, upper: &Antichain<T>) -> Result<Vec<CodedUpdate>> {
+    fn validate(
+        &self,
+        updates: &[Update<T>],
+        lower: &Antichain<T>,
+        upper: &Antichain<T>,
+    ) -> Result<Vec<CodedUpdate>> {
         let shard = self.machine.shard;
         let (lo, up) = (frontier_code(lower), frontier_code(upper));
         if !frontier_le(lo, up) {
-            return Err(PersistError::InvalidUppers { shard, expected: render(lower), new: render(upper) });
+            return Err(PersistError::InvalidUppers {
+                shard,
+                expected: render(lower),
+                new: render(upper),
+            });
         }
         let Some(lo) = lo else {
             return match updates.is_empty() {
-                true => Err(PersistError::InvalidUsage("cannot append beyond the empty frontier".into())),
-                false => Err(PersistError::InvalidUsage("cannot append updates beyond the empty frontier".into())),
+                true => Err(PersistError::InvalidUsage(
+                    "cannot append beyond the empty frontier".into(),
+                )),
+                false => Err(PersistError::InvalidUsage(
+                    "cannot append updates beyond the empty frontier".into(),
+                )),
             };
         };
         let mut coded = Vec::with_capacity(updates.len());
@@ -101,10 +117,17 @@ impl<T: StorageTimestamp> WriteHandle<T> {
             let code = time_code(t);
             if code < lo || !before(code, up) {
                 let (lower, upper) = (render(lower), render(upper));
-                return Err(PersistError::UpdateOutOfBounds { shard, time: t.to_string(), lower, upper });
+                return Err(PersistError::UpdateOutOfBounds {
+                    shard,
+                    time: t.to_string(),
+                    lower,
+                    upper,
+                });
             }
             if let Ok(row) = data {
-                self.desc.validate_row(row).map_err(|mismatch| PersistError::InvalidRow { shard, mismatch })?;
+                self.desc
+                    .validate_row(row)
+                    .map_err(|mismatch| PersistError::InvalidRow { shard, mismatch })?;
             }
             coded.push((data.clone(), code, *diff));
         }
@@ -114,24 +137,50 @@ impl<T: StorageTimestamp> WriteHandle<T> {
     /// Writes `updates` (times in `[lower, upper)`) to blob, or inline if small, without
     /// linking them into the shard. Link the result with
     /// [`WriteHandle::compare_and_append_batch`].
-    pub async fn batch(&mut self, updates: &[Update<T>], lower: Antichain<T>, upper: Antichain<T>) -> Result<Batch<T>> {
+    pub async fn batch(
+        &mut self,
+        updates: &[Update<T>],
+        lower: Antichain<T>,
+        upper: Antichain<T>,
+    ) -> Result<Batch<T>> {
         let coded = self.validate(updates, &lower, &upper)?;
         let lo = frontier_code(&lower).unwrap_or(u64::MAX);
-        let hollow = write_hollow(&self.machine, &self.desc, &self.writer_id, coded, lo, frontier_code(&upper), lo).await?;
-        Ok(Batch { shard: self.machine.shard, hollow, _time: PhantomData })
+        let hollow = write_hollow(
+            &self.machine,
+            &self.desc,
+            &self.writer_id,
+            coded,
+            lo,
+            frontier_code(&upper),
+            lo,
+        )
+        .await?;
+        Ok(Batch {
+            shard: self.machine.shard,
+            hollow,
+            _time: PhantomData,
+        })
     }
 
     /// Links a batch if the shard's upper is the batch's lower; the upper becomes the
     /// batch's upper. Returns `Ok(Err(UpperMismatch))`, and writes nothing, otherwise.
-    pub async fn compare_and_append_batch(&mut self, batch: &Batch<T>) -> Result<Result<(), UpperMismatch<T>>> {
+    pub async fn compare_and_append_batch(
+        &mut self,
+        batch: &Batch<T>,
+    ) -> Result<Result<(), UpperMismatch<T>>> {
         if batch.shard != self.machine.shard {
-            return Err(PersistError::InvalidUsage(format!("batch of {} linked into {}", batch.shard, self.machine.shard)));
+            return Err(PersistError::InvalidUsage(format!(
+                "batch of {} linked into {}",
+                batch.shard, self.machine.shard
+            )));
         }
         let token = uuid::Uuid::new_v4().to_string();
         let (lease, now) = (self.lease_ms(), self.machine.cfg.now_ms());
         let res = self
             .machine
-            .apply(|s: &State| cmds::compare_and_append(s, &self.writer_id, &token, &batch.hollow, lease, now))
+            .apply(|s: &State| {
+                cmds::compare_and_append(s, &self.writer_id, &token, &batch.hollow, lease, now)
+            })
             .await?;
         match res {
             Ok((state, Appended::Applied | Appended::AlreadyApplied)) => {
@@ -141,7 +190,9 @@ impl<T: StorageTimestamp> WriteHandle<T> {
             }
             Err(CmdError::UpperMismatch { current }) => {
                 self.upper = frontier_of(current);
-                Ok(Err(UpperMismatch { current: self.upper.clone() }))
+                Ok(Err(UpperMismatch {
+                    current: self.upper.clone(),
+                }))
             }
             Err(e) => Err(self.machine.cmd_error(e)),
         }
@@ -157,7 +208,9 @@ impl<T: StorageTimestamp> WriteHandle<T> {
         expected_upper: Antichain<T>,
         new_upper: Antichain<T>,
     ) -> Result<Result<(), UpperMismatch<T>>> {
-        let batch = self.batch(updates, expected_upper.clone(), new_upper.clone()).await?;
+        let batch = self
+            .batch(updates, expected_upper.clone(), new_upper.clone())
+            .await?;
         match self.compare_and_append_batch(&batch).await {
             Err(PersistError::LeaseExpired { .. }) => {
                 self.register().await?;
@@ -177,7 +230,11 @@ impl<T: StorageTimestamp> WriteHandle<T> {
     /// when other writers move the upper, as long as every update is still at or beyond
     /// it. Returns `Ok(Err(UpperMismatch))` once the upper has passed an update's time or
     /// `new_upper`.
-    pub async fn append(&mut self, updates: &[Update<T>], new_upper: Antichain<T>) -> Result<Result<(), UpperMismatch<T>>> {
+    pub async fn append(
+        &mut self,
+        updates: &[Update<T>],
+        new_upper: Antichain<T>,
+    ) -> Result<Result<(), UpperMismatch<T>>> {
         let mut expected = self.upper.clone();
         for _ in 0..self.machine.cfg.cas_attempts {
             let fits = updates.iter().all(|(_, t, _)| expected.less_equal(t));
@@ -185,12 +242,18 @@ impl<T: StorageTimestamp> WriteHandle<T> {
             if !fits || !up_ok {
                 return Ok(Err(UpperMismatch { current: expected }));
             }
-            match self.compare_and_append(updates, expected.clone(), new_upper.clone()).await? {
+            match self
+                .compare_and_append(updates, expected.clone(), new_upper.clone())
+                .await?
+            {
                 Ok(()) => return Ok(Ok(())),
                 Err(UpperMismatch { current }) => expected = current,
             }
         }
-        Err(PersistError::Contention { shard: self.machine.shard, attempts: self.machine.cfg.cas_attempts })
+        Err(PersistError::Contention {
+            shard: self.machine.shard,
+            attempts: self.machine.cfg.cas_attempts,
+        })
     }
 
     fn lease_ms(&self) -> u64 {
@@ -205,12 +268,15 @@ impl<T: StorageTimestamp> WriteHandle<T> {
             .machine
             .apply_plain(|s: &State| {
                 let (next, out) = cmds::register_writer(s, &self.writer_id, lease, now)?;
-                Ok((next.map(|mut n| {
-                    if n.schema_json.is_empty() {
-                        n.schema_json = schema.clone();
-                    }
-                    n
-                }), out))
+                Ok((
+                    next.map(|mut n| {
+                        if n.schema_json.is_empty() {
+                            n.schema_json = schema.clone();
+                        }
+                        n
+                    }),
+                    out,
+                ))
             })
             .await?;
         self.upper = frontier_of(state.upper);
@@ -220,7 +286,9 @@ impl<T: StorageTimestamp> WriteHandle<T> {
     /// Renews the writer's lease now.
     pub async fn heartbeat(&mut self) -> Result<()> {
         let (lease, now) = (self.lease_ms(), self.machine.cfg.now_ms());
-        self.machine.apply_plain(|s: &State| cmds::heartbeat_writer(s, &self.writer_id, lease, now)).await?;
+        self.machine
+            .apply_plain(|s: &State| cmds::heartbeat_writer(s, &self.writer_id, lease, now))
+            .await?;
         Ok(())
     }
 
@@ -228,7 +296,9 @@ impl<T: StorageTimestamp> WriteHandle<T> {
     pub async fn expire(mut self) -> Result<()> {
         self._heartbeat.disarm();
         let id = self.writer_id.clone();
-        self.machine.apply_plain(|s: &State| cmds::expire_writer(s, &id)).await?;
+        self.machine
+            .apply_plain(|s: &State| cmds::expire_writer(s, &id))
+            .await?;
         Ok(())
     }
 }

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use strata_controller_api::{Antichain, Certainty, Datum, RelationDesc, Row, ScalarType, Timestamp};
-use strata_persist_backend::testing::{FaultyStore, Faults};
+use strata_controller_api::{
+    Antichain, Certainty, Datum, RelationDesc, Row, ScalarType, Timestamp,
+};
+use strata_persist_backend::testing::{Faults, FaultyStore};
 use strata_persist_backend::{Location, PersistClient, PersistConfig, conformance};
 
 const WRITERS: i64 = 8;
@@ -48,11 +50,16 @@ async fn writer(client: PersistClient, shard: strata_controller_api::ShardId, w:
     };
     let mut j = 0;
     while j < APPENDS {
-        let Some(t) = handle.upper().as_option().copied() else { panic!("upper closed") };
+        let Some(t) = handle.upper().as_option().copied() else {
+            panic!("upper closed")
+        };
         h.uppers.push(t.as_millis());
         let updates = vec![(Ok(row(w, j)), t, 1)];
         let new_upper = Antichain::from_elem(Timestamp::new(t.as_millis() + 1));
-        match handle.compare_and_append(&updates, Antichain::from_elem(t), new_upper).await {
+        match handle
+            .compare_and_append(&updates, Antichain::from_elem(t), new_upper)
+            .await
+        {
             Ok(Ok(())) => {
                 h.acked.insert((w, j), t.as_millis());
                 j += 1;
@@ -73,14 +80,24 @@ async fn writer(client: PersistClient, shard: strata_controller_api::ShardId, w:
             }
         }
     }
-    h.uppers.push(handle.upper().as_option().map_or(u64::MAX, |t| t.as_millis()));
-    eprintln!("writer {w} done: {} acked, {} maybe", h.acked.len(), h.maybe.len());
+    h.uppers.push(
+        handle
+            .upper()
+            .as_option()
+            .map_or(u64::MAX, |t| t.as_millis()),
+    );
+    eprintln!(
+        "writer {w} done: {} acked, {} maybe",
+        h.acked.len(),
+        h.maybe.len()
+    );
     h
 }
 
 async fn race(inner: Arc<dyn ObjectStore>, url: &str) {
     let faults = Faults::new(40, 40);
-    let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(Arc::clone(&inner), Arc::clone(&faults)));
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(FaultyStore::new(Arc::clone(&inner), Arc::clone(&faults)));
     let shard = conformance::new_shard();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
@@ -90,7 +107,8 @@ async fn race(inner: Arc<dyn ObjectStore>, url: &str) {
             heartbeat_in_background: false,
             ..PersistConfig::default()
         };
-        let client = PersistClient::from_location(Location::from_store(Arc::clone(&store), "", url), cfg);
+        let client =
+            PersistClient::from_location(Location::from_store(Arc::clone(&store), "", url), cfg);
         tasks.push(tokio::spawn(writer(client, shard, w)));
     }
     let mut histories = Vec::new();
@@ -98,21 +116,34 @@ async fn race(inner: Arc<dyn ObjectStore>, url: &str) {
         histories.push(t.await.unwrap());
     }
     faults.disable();
-    assert!(faults.injected.load(std::sync::atomic::Ordering::Relaxed) > 0, "faults were injected");
+    assert!(
+        faults.injected.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "faults were injected"
+    );
 
     let mut acked = BTreeMap::new();
     let mut maybe = Vec::new();
     for h in &histories {
-        assert!(h.uppers.windows(2).all(|p| p[0] <= p[1]), "a writer saw the upper regress: {:?}", h.uppers);
+        assert!(
+            h.uppers.windows(2).all(|p| p[0] <= p[1]),
+            "a writer saw the upper regress: {:?}",
+            h.uppers
+        );
         acked.extend(h.acked.iter().map(|(k, v)| (*k, *v)));
         maybe.extend(h.maybe.iter().copied());
     }
     assert!(!acked.is_empty());
 
-    let client = PersistClient::from_location(Location::from_store(inner, "", url), PersistConfig::for_tests());
+    let client = PersistClient::from_location(
+        Location::from_store(inner, "", url),
+        PersistConfig::for_tests(),
+    );
     let upper = client.fetch_recent_upper::<Timestamp>(shard).await.unwrap();
     let last = upper.as_option().unwrap().as_millis() - 1;
-    let mut reader = client.open_leased_reader::<Timestamp>(shard, desc()).await.unwrap();
+    let mut reader = client
+        .open_leased_reader::<Timestamp>(shard, desc())
+        .await
+        .unwrap();
     // Read every update at its own time: the snapshot at 0 plus a listen from 0.
     let mut seen: Vec<(Row, u64, i64)> = Vec::new();
     for (data, t, d) in reader.snapshot(&Timestamp::new(0)).await.unwrap() {
@@ -123,7 +154,10 @@ async fn race(inner: Arc<dyn ObjectStore>, url: &str) {
     while listen.frontier().less_equal(&Timestamp::new(last)) {
         for event in listen.next().await.unwrap() {
             if let strata_persist_backend::ListenEvent::Updates(ups) = event {
-                seen.extend(ups.into_iter().map(|(data, t, d)| (data.unwrap(), t.as_millis(), d)));
+                seen.extend(
+                    ups.into_iter()
+                        .map(|(data, t, d)| (data.unwrap(), t.as_millis(), d)),
+                );
             }
         }
     }
@@ -133,7 +167,11 @@ async fn race(inner: Arc<dyn ObjectStore>, url: &str) {
     }
     for ((w, j), t) in &acked {
         let got = count.remove(&row(*w, *j));
-        assert_eq!(got, Some(vec![(*t, 1)]), "acknowledged ({w}, {j}) at {t} must appear exactly once");
+        assert_eq!(
+            got,
+            Some(vec![(*t, 1)]),
+            "acknowledged ({w}, {j}) at {t} must appear exactly once"
+        );
     }
     for (w, j) in maybe {
         if let Some(got) = count.remove(&row(w, j)) {
@@ -143,7 +181,11 @@ async fn race(inner: Arc<dyn ObjectStore>, url: &str) {
     }
     assert!(count.is_empty(), "updates nobody wrote: {count:?}");
     let times: std::collections::BTreeSet<u64> = acked.values().copied().collect();
-    assert_eq!(times.len(), acked.len(), "two acknowledged appends at one time");
+    assert_eq!(
+        times.len(),
+        acked.len(),
+        "two acknowledged appends at one time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -157,6 +199,8 @@ async fn eight_writers_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_writers_file() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap().with_fsync(true);
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir.path())
+        .unwrap()
+        .with_fsync(true);
     race(Arc::new(fs), &format!("file://{}", dir.path().display())).await;
 }

@@ -5,10 +5,14 @@
 #![cfg(feature = "s3")]
 
 use futures::FutureExt;
-use strata_persist_backend::{LocationError, PersistClient, PersistConfig, PersistError, conformance};
+use strata_persist_backend::{
+    LocationError, PersistClient, PersistConfig, PersistError, conformance,
+};
 
 fn bucket() -> Option<String> {
-    std::env::var("STRATA_S3_TEST_BUCKET").ok().filter(|b| !b.is_empty())
+    std::env::var("STRATA_S3_TEST_BUCKET")
+        .ok()
+        .filter(|b| !b.is_empty())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,11 +21,22 @@ async fn conformance_s3() {
         eprintln!("conformance_s3: STRATA_S3_TEST_BUCKET is unset, no S3 server to test against");
         return;
     };
-    let _ = tracing_subscriber::fmt().with_env_filter("strata_persist_backend=info").with_test_writer().try_init();
-    let url = format!("s3://{bucket}/conformance-{}", uuid::Uuid::new_v4().simple());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("strata_persist_backend=info")
+        .with_test_writer()
+        .try_init();
+    let url = format!(
+        "s3://{bucket}/conformance-{}",
+        uuid::Uuid::new_v4().simple()
+    );
     let factory = move || {
         let url = url.clone();
-        async move { PersistClient::open_with_config(&url, PersistConfig::for_tests()).await.unwrap() }.boxed()
+        async move {
+            PersistClient::open_with_config(&url, PersistConfig::for_tests())
+                .await
+                .unwrap()
+        }
+        .boxed()
     };
     conformance::run_all(factory).await;
 }
@@ -34,5 +49,11 @@ async fn missing_bucket_is_a_typed_error_at_open() {
     };
     let url = format!("s3://no-such-bucket-{}/x", uuid::Uuid::new_v4().simple());
     let err = PersistClient::open(&url).await.unwrap_err();
-    assert!(matches!(err, PersistError::Location(LocationError::Unreachable { .. })), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            PersistError::Location(LocationError::Unreachable { .. })
+        ),
+        "{err:?}"
+    );
 }
