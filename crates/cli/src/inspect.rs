@@ -41,6 +41,7 @@ async fn shard_exists(client: &PersistClient, shard: ShardId) -> anyhow::Result<
 /// `strata inspect shard --persist URL SHARD_ID`.
 pub(crate) async fn shard(url: &str, shard: &str, timeout: OpenTimeout) -> anyhow::Result<()> {
     let shard = parse_shard(shard)?;
+    let url = &location::normalize(url)?;
     let client = location::open(url, Access::ReadOnly, timeout).await?;
     let state = location::within(url, timeout, async {
         if !shard_exists(&client, shard).await? {
@@ -79,6 +80,7 @@ pub(crate) async fn collections(
     as_json: bool,
     timeout: OpenTimeout,
 ) -> anyhow::Result<()> {
+    let url = &location::normalize(url)?;
     let client = location::open(url, Access::ReadOnly, timeout).await?;
     let report = location::within(url, timeout, async {
         if !shard_exists(&client, CATALOG_SHARD_ID).await? {

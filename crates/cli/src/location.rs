@@ -21,6 +21,30 @@ pub(crate) enum Access {
     ReadWrite,
 }
 
+/// A `--persist` value as a location URL: URLs pass through, and a plain path (which
+/// is what people type first) becomes the `file://` URL of its absolute form.
+pub(crate) fn normalize(text: &str) -> anyhow::Result<String> {
+    if text.contains("://") || text.is_empty() {
+        return Ok(text.to_owned());
+    }
+    let path = std::path::Path::new(text);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(path)
+    };
+    url::Url::from_file_path(&absolute)
+        .map(String::from)
+        .map_err(|()| {
+            anyhow!(
+                "invalid --persist: {} is not a usable path",
+                absolute.display()
+            )
+        })
+}
+
 /// The deadline of an open, from `--open-timeout`.
 pub(crate) fn deadline(timeout: OpenTimeout) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(timeout.secs)
@@ -87,4 +111,31 @@ where
             limit.as_secs_f64()
         )
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn check(input: &str, expected: &str) {
+        assert_eq!(normalize(input).unwrap(), expected, "{input}");
+    }
+
+    #[test]
+    fn normalize_table() {
+        let cwd = std::env::current_dir().unwrap();
+        let cwd = url::Url::from_directory_path(&cwd).unwrap().to_string();
+        check("file:///tmp/x", "file:///tmp/x");
+        check("s3://bucket/prefix", "s3://bucket/prefix");
+        check("mem://demo", "mem://demo");
+        check("", "");
+        check("/tmp/data", "file:///tmp/data");
+        check("/tmp/with space", "file:///tmp/with%20space");
+        check("strata-data", &format!("{cwd}strata-data"));
+        check(
+            "./strata-data",
+            &format!("{cwd}./strata-data").replace("/./", "/"),
+        );
+    }
 }

@@ -139,6 +139,7 @@ impl ShutdownSignals {
 pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
     let tls = args.tls_cert.is_some();
     check_listen(args.listen, tls, args.insecure).map_err(|e| anyhow!(e))?;
+    let persist = location::normalize(&args.persist)?;
     let config = server_config(&args)?;
     let grace = seconds("--shutdown-grace", args.shutdown_grace)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -149,7 +150,7 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
 
     // Check the location with a deadline before the replica's own adapter opens it.
     rt.block_on(location::open(
-        &args.persist,
+        &persist,
         Access::ReadWrite,
         args.open_timeout,
     ))?;
@@ -161,8 +162,8 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
         .context("cannot read the bound address")?;
     // `PersistShards` owns a runtime and blocks on it: open it outside ours.
     let shards = Arc::new(
-        PersistShards::open(&args.persist)
-            .with_context(|| format!("cannot open persist location {}", args.persist))?,
+        PersistShards::open(&persist)
+            .with_context(|| format!("cannot open persist location {persist}"))?,
     );
     let replica_config = ReplicaConfig {
         workers: usize::from(args.workers),
@@ -192,7 +193,7 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
             } else {
                 "no token"
             },
-            args.persist,
+            persist,
             args.workers,
         );
         serve(handler, config, listener, signals, grace).await

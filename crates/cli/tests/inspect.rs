@@ -49,6 +49,15 @@ async fn inspect_shard_prints_its_state_as_json() {
     assert_eq!(state["shard"], shard.to_string(), "{state}");
     assert_eq!(state["upper"], serde_json::json!([3]), "{state}");
     assert_eq!(state["tombstone"], false, "{state}");
+
+    // A plain path, relative to the working directory, names the same location.
+    let plain = run(strata()
+        .current_dir(dir.path().parent().unwrap())
+        .args(["inspect", "shard", "--persist"])
+        .arg(dir.path().file_name().unwrap())
+        .arg(shard.to_string()));
+    assert_eq!(plain.code, Some(0), "{plain:?}");
+    assert_eq!(plain.stdout, out.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
