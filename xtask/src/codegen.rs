@@ -27,7 +27,11 @@ pub(crate) fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     let proto_dir = crate_dir.join("proto");
     let out_dir = crate_dir.join("src/generated");
     let protos = proto_files(&proto_dir)?;
-    anyhow::ensure!(!protos.is_empty(), "codegen: no .proto files under {}", proto_dir.display());
+    anyhow::ensure!(
+        !protos.is_empty(),
+        "codegen: no .proto files under {}",
+        proto_dir.display()
+    );
     let hash = proto_hash(&proto_dir, &protos)?;
     let header = format!("{HEADER}\n// proto-fnv1a64: {hash:016x}\n");
 
@@ -53,8 +57,14 @@ pub(crate) fn run(root: &Path, check: bool) -> anyhow::Result<()> {
         .context("codegen: generating services")?;
 
     let outputs = [
-        (messages_dir.path().join(format!("{PACKAGE}.rs")), format!("{PACKAGE}.rs")),
-        (services_dir.path().join(format!("{PACKAGE}.rs")), format!("{PACKAGE}.grpc.rs")),
+        (
+            messages_dir.path().join(format!("{PACKAGE}.rs")),
+            format!("{PACKAGE}.rs"),
+        ),
+        (
+            services_dir.path().join(format!("{PACKAGE}.rs")),
+            format!("{PACKAGE}.grpc.rs"),
+        ),
     ];
     let mut stale = Vec::new();
     for (generated, name) in outputs {
@@ -77,7 +87,11 @@ pub(crate) fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     if !stale.is_empty() {
         anyhow::bail!(
             "codegen: generated code is stale, run `cargo xtask codegen`: {}",
-            stale.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            stale
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     if check {
@@ -117,7 +131,11 @@ fn proto_hash(root: &Path, files: &[PathBuf]) -> anyhow::Result<u64> {
         }
     };
     for file in files {
-        let rel = file.strip_prefix(root).unwrap_or(file).to_string_lossy().replace('\\', "/");
+        let rel = file
+            .strip_prefix(root)
+            .unwrap_or(file)
+            .to_string_lossy()
+            .replace('\\', "/");
         feed(rel.as_bytes());
         feed(&[0]);
         feed(&std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
