@@ -78,12 +78,23 @@ impl std::fmt::Debug for GrpcConnector {
     }
 }
 
+/// Makes sure rustls has a process-wide crypto provider before a TLS config is built.
+///
+/// tonic's TLS is built with ring, but a binary that also links the S3 client gets
+/// aws-lc-rs too, and with two providers rustls refuses to pick one and panics. ring is
+/// installed unless the host program installed a provider first.
+fn ensure_crypto_provider() {
+    // An error only means a provider is already installed, which is what we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl GrpcConnector {
     /// A connector to `uri` (`http://host:port`, or `https://…` with TLS).
     pub fn new(uri: &str, tls: Option<ClientTls>) -> Result<Self, TransportError> {
         let mut endpoint =
             Endpoint::from_shared(uri.to_owned()).map_err(|e| connect_error(uri, e))?;
         if let Some(tls) = tls {
+            ensure_crypto_provider();
             let config = ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(tls.ca_pem))
                 .domain_name(tls.domain);
@@ -352,6 +363,7 @@ where
     let server_error = |e: tonic::transport::Error| connect_error("grpc server", e);
     let mut builder = tonic::transport::Server::builder();
     if let Some((cert, key)) = &config.tls {
+        ensure_crypto_provider();
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
             .map_err(server_error)?;
