@@ -361,7 +361,7 @@ impl Replica {
         self.shutdown_inner();
     }
 
-    fn shutdown_inner(&mut self) {
+    pub(crate) fn shutdown_inner(&mut self) {
         for running in self.running.values() {
             if let Some(stop) = &running.stop {
                 stop.store(true, Ordering::SeqCst);

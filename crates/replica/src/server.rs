@@ -68,6 +68,14 @@ impl ReplicaServer {
         self.replica.lock().map_or(0, |r| r.dataflow_starts())
     }
 
+    /// Stops every dataflow and the workers, as a crash of the replica would: nothing
+    /// more is written, and later commands are ignored.
+    pub fn shutdown(&self) {
+        if let Ok(mut replica) = self.replica.lock() {
+            replica.shutdown_inner();
+        }
+    }
+
     fn handle(&self, command: StorageCommand<Timestamp>) {
         if let Ok(mut replica) = self.replica.lock() {
             replica.handle(command);

@@ -23,7 +23,9 @@ use super::{ShardError, ShardReader, ShardSince, ShardWriter, Update, UpperMisma
 /// Shards of one persist location.
 #[derive(Debug)]
 pub struct PersistShards {
-    runtime: tokio::runtime::Runtime,
+    /// `Some` until [`Drop`], which shuts it down without blocking (the last handle may
+    /// be dropped inside another runtime's task).
+    runtime: Option<tokio::runtime::Runtime>,
     client: PersistClient,
     schemas: Mutex<BTreeMap<ShardId, RelationDesc>>,
     writers: Mutex<BTreeMap<ShardId, WriteHandle<Timestamp>>>,
@@ -78,7 +80,7 @@ impl PersistShards {
             .block_on(PersistClient::open(url))
             .map_err(|e| unavailable(ShardId::from_bytes([0; 16]), &e))?;
         Ok(PersistShards {
-            runtime,
+            runtime: Some(runtime),
             client,
             schemas: Mutex::default(),
             writers: Mutex::default(),
@@ -91,9 +93,15 @@ impl PersistShards {
         &self.client
     }
 
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        #[allow(clippy::expect_used)]
+        // Invariant: the runtime is taken only in `Drop`.
+        self.runtime.as_ref().expect("runtime present until drop")
+    }
+
     /// Runs `f` on the runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.runtime.block_on(f)
+        self.runtime().block_on(f)
     }
 
     fn schema(&self, shard: ShardId) -> Result<RelationDesc, ShardError> {
@@ -162,12 +170,17 @@ impl PersistShards {
 impl Drop for PersistShards {
     fn drop(&mut self) {
         // Handles expire in the background when dropped, which needs the runtime.
-        let _guard = self.runtime.enter();
+        let guard = self.runtime().enter();
         if let Ok(mut writers) = self.writers.lock() {
             writers.clear();
         }
         if let Ok(mut readers) = self.readers.lock() {
             readers.clear();
+        }
+        drop(guard);
+        // Dropping a runtime blocks, which tokio forbids inside an async context.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
