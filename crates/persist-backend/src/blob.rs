@@ -34,6 +34,19 @@ pub(crate) async fn get(
     }
 }
 
+/// Whether `key` exists (a HEAD request: no body is transferred).
+pub(crate) async fn head(store: &dyn ObjectStore, key: &Path) -> Result<bool, ExternalError> {
+    let opts = object_store::GetOptions {
+        head: true,
+        ..Default::default()
+    };
+    match store.get_opts(key, opts).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(ExternalError::determinate("head", e)),
+    }
+}
+
 pub(crate) async fn create(
     store: &dyn ObjectStore,
     key: &Path,

@@ -166,13 +166,29 @@ pub fn compare_and_append(
     Ok((Some(next), Appended::Applied))
 }
 
-/// Appends a batch, merging it into the last one when either holds no updates.
+/// Inline batches are merged on append while together they stay at or below this size.
+pub const INLINE_MERGE_BYTES: u64 = 4096;
+
+/// Appends a batch, merging it into the last one when either holds no updates, or when
+/// both are inline and small together: a stream of single-row appends then keeps few
+/// batches without a compaction (and its extra CAS) for each few appends.
 fn push_batch(batches: &mut Vec<HollowBatch>, batch: HollowBatch) {
     match batches.last_mut() {
         Some(last) if batch.is_empty() => last.upper = batch.upper,
         Some(last) if last.is_empty() => {
             let lower = last.lower;
             *last = HollowBatch { lower, ..batch };
+        }
+        Some(last)
+            if last.parts.is_empty()
+                && batch.parts.is_empty()
+                && last.bytes + batch.bytes <= INLINE_MERGE_BYTES =>
+        {
+            // Times in `last` before its since were forwarded; `batch`'s are all later.
+            last.upper = batch.upper;
+            last.len += batch.len;
+            last.bytes += batch.bytes;
+            last.inline.extend(batch.inline);
         }
         _ => batches.push(batch),
     }

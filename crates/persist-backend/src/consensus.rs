@@ -9,11 +9,29 @@
 //! - **Idempotency**: every payload carries a token. After an indeterminate failure the
 //!   create is retried; an `AlreadyExists` is resolved by reading the object back and
 //!   comparing tokens, so a write that landed is reported as committed exactly once.
-//! - **Safe truncation**: [`Consensus::truncate`] first creates a boundary marker
-//!   `shards/{s}/boundary/{b:020}` (create-only, so the boundary never regresses), then
-//!   deletes versions below `b`. Every successful create checks afterwards that no
-//!   marker beyond its version exists; if one does, a stalled writer has re-created a
-//!   deleted version, so it deletes that ghost and reports a mismatch.
+//! - **Safe truncation**: [`Consensus::truncate`] first creates a fence
+//!   `shards/{s}/fence/{slot:020}` for every slot of [`FENCE_SLOT`] versions it is about
+//!   to delete from, then a boundary marker `shards/{s}/boundary/{b:020}` (create-only,
+//!   so the boundary never regresses), then deletes versions below `b`. A create that
+//!   succeeds may be a *ghost*: a stalled writer re-creating a version that was deleted.
+//!   The create is then checked (see "Ghost check" below); a ghost is deleted and
+//!   reported as a mismatch.
+//! - **Ghost check**: a successful create of version `v` GETs the fence of `v`'s slot.
+//!   Fences are never deleted and each is durable before any version of its slot is
+//!   deleted, so if `v` was ever deleted the fence exists by the time our create
+//!   succeeded, and the GET (issued after the create) sees it. An absent fence
+//!   therefore proves `v` was never deleted, so our create is the first object at `v`:
+//!   committed, with one GET of a key that usually does not exist (cheap on every
+//!   backend, and no LIST). A present fence falls back to the exact check: a LIST of
+//!   the boundary markers beyond `v`. GC truncates at slot starts
+//!   ([`truncation_point`]), so the head's slot is never fenced and a writer at the head
+//!   always takes the fast path.
+//!
+//!   Why not skip the read altogether for a writer whose cached head is recent: a
+//!   writer can stall for any time between reading version `n` and creating `n + 1`, and
+//!   nothing it holds without I/O tells it how far the log moved meanwhile. One read
+//!   after the create is the least that tells a re-creation from a first creation. The
+//!   price of the fences is one empty object per [`FENCE_SLOT`] truncated versions.
 //! - **Head**: a cached seqno plus GET probes of `seqno+1, +2, ...`; LIST only when the
 //!   cached version is gone, and LIST results are never trusted for order (the maximum
 //!   parsed seqno wins). A head below the boundary is never returned.
@@ -61,6 +79,25 @@ const CREATE_ATTEMPTS: usize = 4;
 /// GET probes past a hint before a LIST is cheaper.
 const MAX_PROBES: usize = 4;
 
+/// Versions per fence slot: truncation fences whole slots, and GC truncates at slot
+/// starts, so it keeps at most `FENCE_SLOT - 1` versions more than it could.
+pub const FENCE_SLOT: SeqNo = 64;
+
+/// The slot start at or below `head`: where GC truncates so that the head's slot stays
+/// unfenced (0 means nothing to truncate).
+///
+/// # Examples
+///
+/// ```
+/// use strata_persist_backend::consensus::truncation_point;
+/// assert_eq!(truncation_point(63), 0);
+/// assert_eq!(truncation_point(64), 64);
+/// assert_eq!(truncation_point(200), 192);
+/// ```
+pub fn truncation_point(head: SeqNo) -> SeqNo {
+    head - head % FENCE_SLOT
+}
+
 /// The consensus log of every shard in one location.
 #[derive(Debug, Clone)]
 pub struct Consensus {
@@ -83,6 +120,11 @@ impl Consensus {
 
     fn boundary_prefix(&self, shard: ShardId) -> Path {
         self.loc.key(&format!("shards/{shard}/boundary"))
+    }
+
+    fn fence_key(&self, shard: ShardId, seqno: SeqNo) -> Path {
+        let slot = seqno / FENCE_SLOT;
+        self.loc.key(&format!("shards/{shard}/fence/{slot:020}"))
     }
 
     fn boundary_key(&self, shard: ShardId, seqno: SeqNo) -> Path {
@@ -230,22 +272,29 @@ impl Consensus {
         Err(err.into())
     }
 
+    /// Whether version `seqno`, just created by us, is beyond every truncation boundary
+    /// (not a ghost). See the module doc for why an absent fence settles it.
+    async fn ghost_check(&self, shard: ShardId, seqno: SeqNo) -> Result<bool, PersistError> {
+        let fence = blob::head(self.loc.store.as_ref(), &self.fence_key(shard, seqno)).await?;
+        if !fence {
+            return Ok(true);
+        }
+        self.beyond_boundary(shard, seqno).await
+    }
+
     async fn check_not_ghost(
         &self,
         shard: ShardId,
         seqno: SeqNo,
         key: &Path,
     ) -> Result<CasOutcome, PersistError> {
-        let beyond = self
-            .beyond_boundary(shard, seqno)
-            .await
-            .map_err(|e| match e {
-                // The version is written; whether it counts is unknown until the check runs.
-                PersistError::External(e) => {
-                    PersistError::from(ExternalError::indeterminate("compare_and_set", e))
-                }
-                e => e,
-            })?;
+        let beyond = self.ghost_check(shard, seqno).await.map_err(|e| match e {
+            // The version is written; whether it counts is unknown until the check runs.
+            PersistError::External(e) => {
+                PersistError::from(ExternalError::indeterminate("compare_and_set", e))
+            }
+            e => e,
+        })?;
         if beyond {
             return Ok(CasOutcome::Committed);
         }
@@ -289,13 +338,14 @@ impl Consensus {
         if below <= prev {
             return Ok(0);
         }
-        blob::create(
-            self.loc.store.as_ref(),
-            &self.boundary_key(shard, below),
-            Bytes::new(),
-        )
-        .await?;
         let store = self.loc.store.as_ref();
+        // Every slot we delete from is fenced first, so a ghost check sees the fence.
+        let mut fence = prev.max(1);
+        while fence < below {
+            blob::create(store, &self.fence_key(shard, fence), Bytes::new()).await?;
+            fence = (fence / FENCE_SLOT + 1) * FENCE_SLOT;
+        }
+        blob::create(store, &self.boundary_key(shard, below), Bytes::new()).await?;
         let mut deleted = 0;
         for seqno in prev.max(1)..below {
             blob::delete(store, &self.state_key(shard, seqno)).await?;
@@ -372,5 +422,62 @@ mod tests {
         );
         assert_eq!(c.get(s, 2).await.unwrap(), None);
         assert_eq!(c.head(s, 1).await.unwrap().unwrap().seqno, 5);
+    }
+
+    #[tokio::test]
+    async fn fences_catch_ghosts_in_every_truncated_slot() {
+        let c = consensus("consensus-fences");
+        let s = ShardId::from_bytes([3; 16]);
+        let head = 2 * FENCE_SLOT + 5;
+        for e in 0..head {
+            let expected = (e > 0).then_some(e);
+            let out = c
+                .compare_and_set(s, expected, Bytes::from("v"), "t")
+                .await
+                .unwrap();
+            assert_eq!(out, CasOutcome::Committed);
+        }
+        let below = truncation_point(head);
+        assert_eq!(below, 2 * FENCE_SLOT);
+        assert_eq!(c.truncate(s, below).await.unwrap(), (below - 1) as usize);
+        // Stalled writers in each truncated slot, at a slot's first and last version.
+        for stale in [1, FENCE_SLOT - 2, FENCE_SLOT - 1, 2 * FENCE_SLOT - 2] {
+            let out = c
+                .compare_and_set(s, Some(stale), Bytes::from("ghost"), "g")
+                .await
+                .unwrap();
+            assert_eq!(out, CasOutcome::Mismatch, "ghost after {stale}");
+            assert_eq!(
+                c.get(s, stale + 1).await.unwrap(),
+                None,
+                "ghost {} removed",
+                stale + 1
+            );
+        }
+        // The head's slot is not fenced: the writer at the head commits.
+        assert!(
+            !blob::head(c.loc.store.as_ref(), &c.fence_key(s, head + 1))
+                .await
+                .unwrap()
+        );
+        let out = c
+            .compare_and_set(s, Some(head), Bytes::from("next"), "n")
+            .await
+            .unwrap();
+        assert_eq!(out, CasOutcome::Committed);
+        assert_eq!(c.head(s, 0).await.unwrap().unwrap().seqno, head + 1);
+    }
+
+    #[test]
+    fn truncation_points() {
+        fn check(head: SeqNo, expected: SeqNo) {
+            assert_eq!(truncation_point(head), expected, "head {head}");
+        }
+        check(0, 0);
+        check(1, 0);
+        check(FENCE_SLOT - 1, 0);
+        check(FENCE_SLOT, FENCE_SLOT);
+        check(FENCE_SLOT + 1, FENCE_SLOT);
+        check(3 * FENCE_SLOT - 1, 2 * FENCE_SLOT);
     }
 }

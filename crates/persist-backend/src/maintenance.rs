@@ -200,7 +200,10 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
     }
     report.truncated_versions = machine
         .consensus
-        .truncate(machine.shard, fresh.seqno)
+        .truncate(
+            machine.shard,
+            crate::consensus::truncation_point(fresh.seqno),
+        )
         .await?;
     Ok(report)
 }
