@@ -20,6 +20,8 @@ pub mod catalog;
 pub mod controller;
 pub mod frontiers;
 
-pub use controller::{CatalogFn, ConnectorFactory, Controller, ControllerConfig, CONTROLLER_READER_ID};
+pub use controller::{
+    CONTROLLER_READER_ID, CatalogFn, ConnectorFactory, Controller, ControllerConfig,
+};
 
 pub use catalog::{DurableCatalog, DurableStorageTxn};

@@ -244,6 +244,7 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
         )])
         .unwrap();
         let since = ctl.collection_frontiers(table).unwrap().read_capabilities;
+        ctl.create_instance(InstanceId(1)).unwrap();
         let export = ExportDescription {
             from: table,
             from_desc: desc(),

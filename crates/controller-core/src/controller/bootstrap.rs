@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use strata_controller_api::{
-    Antichain, CollectionDescription, DataSource, GlobalId, RelationDesc, ShardId, StorageError,
-    StorageMetadata, StorageTimestamp, StorageTxn,
+    Antichain, CollectionDescription, DataSource, GlobalId, IngestionDescription, InstanceId,
+    ReadPolicy, RelationDesc, ShardId, StorageError, StorageMetadata, StorageTimestamp, StorageTxn,
 };
 use strata_persist_backend::{PersistClient, PersistError, SinceHandle, frontier_of};
 use timely::PartialOrder;
@@ -83,11 +83,102 @@ async fn peek_frontiers<T: StorageTimestamp>(
     }
 }
 
-/// What a collection depends on (holds reads on).
-fn dependencies<T>(description: &CollectionDescription<T>) -> Vec<GlobalId> {
-    match &description.data_source {
-        DataSource::IngestionExport { ingestion_id, .. } => vec![*ingestion_id],
-        _ => Vec::new(),
+/// The order in which one call enters collections into the registry: remap collections
+/// first, then ingestions (which hold them), then subsources (which need their
+/// ingestion).
+fn creation_rank<T>(description: &CollectionDescription<T>) -> u8 {
+    match description.data_source {
+        DataSource::Progress => 0,
+        DataSource::Ingestion(_) => 2,
+        DataSource::IngestionExport { .. } => 3,
+        _ => 1,
+    }
+}
+
+/// How an ingestion-related collection is registered: what it holds, the instance it
+/// runs on, and its policies.
+struct Placement {
+    dependencies: Vec<GlobalId>,
+    instance: Option<InstanceId>,
+    /// Ingestions and subsources hold their dependencies one step behind the upper.
+    hold: bool,
+    /// Ingestion collections and remap collections follow their upper, one step behind.
+    step_back: bool,
+}
+
+impl<T: StorageTimestamp> Controller<T> {
+    /// The ingestion description of `id`, from `batch` or else the registry.
+    fn ingestion_in<'a>(
+        &'a self,
+        id: GlobalId,
+        batch: &'a [(GlobalId, CollectionDescription<T>)],
+    ) -> Result<&'a IngestionDescription<T>, StorageError<T>> {
+        let description = match batch.iter().find(|(i, _)| *i == id) {
+            Some((_, description)) => description,
+            None => &self.registry.live(id)?.description,
+        };
+        match &description.data_source {
+            DataSource::Ingestion(ingestion) => Ok(ingestion),
+            _ => Err(StorageError::IdentifierInvalid(id)),
+        }
+    }
+
+    /// Where `id` goes in the registry, looking up ingestions in `batch` first.
+    fn placement(
+        &self,
+        id: GlobalId,
+        description: &CollectionDescription<T>,
+        batch: &[(GlobalId, CollectionDescription<T>)],
+    ) -> Result<Placement, StorageError<T>> {
+        let placement = match &description.data_source {
+            DataSource::Ingestion(ingestion) => Placement {
+                dependencies: vec![ingestion.remap_collection_id],
+                instance: Some(ingestion.instance_id),
+                hold: true,
+                step_back: true,
+            },
+            DataSource::IngestionExport { ingestion_id, .. } => {
+                let ingestion = self.ingestion_in(*ingestion_id, batch)?;
+                Placement {
+                    dependencies: vec![ingestion.remap_collection_id],
+                    instance: Some(ingestion.instance_id),
+                    hold: true,
+                    step_back: true,
+                }
+            }
+            DataSource::Progress => {
+                let instance = batch.iter().find_map(|(_, d)| match &d.data_source {
+                    DataSource::Ingestion(i) if i.remap_collection_id == id => Some(i.instance_id),
+                    _ => None,
+                });
+                Placement {
+                    dependencies: Vec::new(),
+                    instance,
+                    hold: false,
+                    step_back: true,
+                }
+            }
+            _ => Placement {
+                dependencies: Vec::new(),
+                instance: None,
+                hold: false,
+                step_back: false,
+            },
+        };
+        Ok(placement)
+    }
+
+    /// Collections in `batch` whose ingestion must (re)run once they exist: every new
+    /// ingestion, and the ingestion of every new subsource.
+    fn ingestions_to_run(batch: &[(GlobalId, CollectionDescription<T>)]) -> BTreeSet<GlobalId> {
+        batch
+            .iter()
+            .filter_map(|(id, d)| match &d.data_source {
+                DataSource::Ingestion(_) => Some(*id),
+                DataSource::IngestionExport { ingestion_id, .. } => Some(*ingestion_id),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -115,10 +206,16 @@ impl<T: StorageTimestamp> Controller<T> {
             }
         }
         for (id, description) in &new {
-            for dependency in dependencies(description) {
+            let placement = self.placement(*id, description, &new)?;
+            for dependency in placement.dependencies {
                 if !seen.contains(&dependency) && self.registry.live(dependency).is_err() {
                     return Err(StorageError::IdentifierMissing(dependency));
                 }
+            }
+            if let DataSource::Ingestion(ingestion) = &description.data_source
+                && !self.instances.contains_key(&ingestion.instance_id)
+            {
+                return Err(StorageError::InstanceMissing(ingestion.instance_id));
             }
             if let Some(since) = &description.since
                 && since.is_empty()
@@ -252,10 +349,12 @@ impl<T: StorageTimestamp> Controller<T> {
     ) -> Result<(), StorageError<T>> {
         self.drain_internal();
         self.check_fenced()?;
-        let new = self.validate_new(collections)?;
+        let mut new = self.validate_new(collections)?;
         if new.is_empty() {
             return Ok(());
         }
+        new.sort_by_key(|(_, d)| creation_rank(d));
+        let to_run = Self::ingestions_to_run(&new);
         let has_tables = new.iter().any(|(_, d)| d.is_table());
         if has_tables && register_ts.is_none() && !self.read_only {
             return Err(StorageError::InvalidUsage(
@@ -288,10 +387,12 @@ impl<T: StorageTimestamp> Controller<T> {
             .filter_map(|o| o.handle.take())
             .collect();
         self.worker.send(Command::Adopt { handles });
+        let batch = new.clone();
         for (id, description) in new {
             let (Some(shard), Some(o)) = (shards.get(&id), opened.remove(&id)) else {
                 continue;
             };
+            let placement = self.placement(id, &description, &batch)?;
             let mut upper = o.upper;
             if description.is_table() {
                 upper = match &txns_upper {
@@ -302,12 +403,15 @@ impl<T: StorageTimestamp> Controller<T> {
             self.insert_collection(
                 id,
                 description,
+                placement,
                 *shard,
-                o.since,
-                upper,
+                (o.since, upper),
                 migrated.contains(&id),
                 txns_upper.is_some(),
             )?;
+        }
+        for id in to_run {
+            self.run_ingestion(id)?;
         }
         Ok(())
     }
@@ -318,9 +422,9 @@ impl<T: StorageTimestamp> Controller<T> {
         &mut self,
         id: GlobalId,
         description: CollectionDescription<T>,
+        placement: Placement,
         shard: ShardId,
-        shard_since: Antichain<T>,
-        upper: Antichain<T>,
+        (shard_since, upper): (Antichain<T>, Antichain<T>),
         migrated: bool,
         txns_registered: bool,
     ) -> Result<(), StorageError<T>> {
@@ -330,10 +434,27 @@ impl<T: StorageTimestamp> Controller<T> {
         {
             since = wanted.clone();
         }
-        let config =
-            CollectionConfig::new(since, upper).with_dependencies(dependencies(&description));
+        let mut config =
+            CollectionConfig::new(since, upper).with_dependencies(placement.dependencies);
+        if placement.step_back {
+            config = config.with_read_policy(ReadPolicy::step_back());
+        }
+        if placement.hold {
+            config = config.with_hold_policy(ReadPolicy::step_back());
+        }
+        if let Some(instance) = placement.instance {
+            config = config.on_instance(instance);
+        }
         let is_table = description.is_table();
         let effects = self.registry.frontiers.register(id, config)?;
+        if let (DataSource::Ingestion(ingestion), Some(instance)) =
+            (&description.data_source, placement.instance)
+        {
+            // A remap collection created in an earlier call learns its instance now.
+            self.registry
+                .frontiers
+                .set_instance(ingestion.remap_collection_id, instance);
+        }
         self.registry.collections.insert(
             id,
             CollectionState {

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use strata_controller_api::{GlobalId, ShardId, StorageError, StorageMetadata, StorageTimestamp};
+use strata_controller_api::{
+    DataSource, GlobalId, ShardId, StorageError, StorageMetadata, StorageTimestamp,
+};
 use tokio::sync::oneshot;
 
 use super::Controller;
@@ -83,8 +85,23 @@ impl<T: StorageTimestamp> Controller<T> {
         }
         to_drop.sort_unstable();
         to_drop.dedup();
+        let amended: BTreeSet<GlobalId> = to_drop
+            .iter()
+            .filter_map(
+                |id| match &self.registry.collections.get(id)?.description.data_source {
+                    DataSource::IngestionExport { ingestion_id, .. } => Some(*ingestion_id),
+                    _ => None,
+                },
+            )
+            .collect();
         let effects = self.registry.frontiers.drop_collections(&to_drop)?;
         self.execute(effects);
+        // A surviving ingestion runs on without the subsources just dropped.
+        for ingestion in amended {
+            if self.registry.live(ingestion).is_ok() {
+                self.run_ingestion(ingestion)?;
+            }
+        }
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
-//! [`Exports`]: the registry side of sinks. An export is a shard-less registry entry
-//! that holds its `from` collection at its own since; running it on replicas arrives
-//! with the ingestions and exports issue.
+//! [`Exports`]: sinks. An export is a shard-less registry entry on its instance that
+//! holds its `from` collection at its own since (one step behind its upper); it runs on
+//! the instance unless the controller is read-only (see `ingestions`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +35,9 @@ impl<T: StorageTimestamp> Controller<T> {
                 None => {}
             }
             self.registry.live(description.from)?;
+            if !self.instances.contains_key(&description.instance_id) {
+                return Err(StorageError::InstanceMissing(description.instance_id));
+            }
             let since = self
                 .registry
                 .frontiers
@@ -66,10 +69,13 @@ impl<T: StorageTimestamp> Exports<T> for Controller<T> {
                 CollectionConfig::new(description.as_of.clone(), description.as_of.clone())
                     .without_shard()
                     .with_dependencies(vec![description.from])
-                    .with_hold_policy(ReadPolicy::step_back());
+                    .with_read_policy(ReadPolicy::step_back())
+                    .with_hold_policy(ReadPolicy::step_back())
+                    .on_instance(description.instance_id);
             let effects = self.registry.frontiers.register(id, config)?;
             self.registry.exports.insert(id, description);
             self.execute(effects);
+            self.run_export(id)?;
         }
         Ok(())
     }
@@ -84,28 +90,63 @@ impl<T: StorageTimestamp> Exports<T> for Controller<T> {
             return Err(StorageError::IdentifierMissing(id));
         }
         self.registry.live(new_description.from)?;
+        if !self.instances.contains_key(&new_description.instance_id) {
+            return Err(StorageError::InstanceMissing(new_description.instance_id));
+        }
+        // The sink resumes at its upper, so the new input must still be readable there.
+        let since = self
+            .registry
+            .frontiers
+            .since(new_description.from)
+            .map(|s| s.to_owned())
+            .unwrap_or_default();
+        let upper = self
+            .registry
+            .frontiers
+            .upper(id)
+            .cloned()
+            .unwrap_or_default();
+        if !PartialOrder::less_equal(&since, &upper) {
+            return Err(StorageError::ReadBeforeSince {
+                id: new_description.from,
+                since,
+            });
+        }
         let effects = self
             .registry
             .frontiers
             .set_dependencies(id, vec![new_description.from])?;
         self.registry.exports.insert(id, new_description);
         self.execute(effects);
-        Ok(())
+        self.run_export(id)
     }
 
     async fn alter_export_connections(
         &mut self,
         exports: BTreeMap<GlobalId, SinkConnection>,
     ) -> Result<(), StorageError<T>> {
+        self.drain_internal();
         for id in exports.keys() {
-            if !self.registry.exports.contains_key(id) {
-                return Err(StorageError::IdentifierMissing(*id));
+            match self.registry.exports.get(id) {
+                Some(export) if !self.registry.frontiers.is_dropped(*id) => {
+                    if !self.instances.contains_key(&export.instance_id) {
+                        return Err(StorageError::InstanceMissing(export.instance_id));
+                    }
+                }
+                _ => return Err(StorageError::IdentifierMissing(*id)),
             }
         }
+        let mut changed = Vec::new();
         for (id, connection) in exports {
-            if let Some(export) = self.registry.exports.get_mut(&id) {
+            if let Some(export) = self.registry.exports.get_mut(&id)
+                && export.connection != connection
+            {
                 export.connection = connection;
+                changed.push(id);
             }
+        }
+        for id in changed {
+            self.run_export(id)?;
         }
         Ok(())
     }

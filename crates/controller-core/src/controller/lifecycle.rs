@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use futures::FutureExt;
 use strata_controller_api::{
-    Antichain, GlobalId, Lifecycle, StorageError, StorageMetadata, StorageParameters,
-    StorageResponse, StorageTimestamp,
+    Antichain, GlobalId, Lifecycle, Status, StatusUpdate, StorageError, StorageMetadata,
+    StorageParameters, StorageResponse, StorageTimestamp,
 };
 use strata_instance_client::{InstanceResponse, StorageCommand};
 
@@ -28,30 +28,132 @@ impl<T: StorageTimestamp> Controller<T> {
         self.drain_internal();
     }
 
-    /// Handles every instance response received so far; returns upper changes and
-    /// confirmed drops.
-    fn drain_instances(&mut self) -> (Vec<(GlobalId, Antichain<T>)>, BTreeSet<GlobalId>) {
+    /// Takes every instance response received so far: upper changes, confirmed drops
+    /// and status changes.
+    fn drain_instances(&mut self) -> Drained<T> {
         for (id, instance) in &mut self.instances {
             while let Some(response) = instance.try_recv() {
                 self.pending.push_back((*id, response));
             }
         }
-        let mut uppers = Vec::new();
-        let mut dropped = BTreeSet::new();
+        let mut drained = Drained::default();
         while let Some((_, response)) = self.pending.pop_front() {
             match response {
-                InstanceResponse::FrontierUpper { id, upper } => uppers.push((id, upper)),
+                InstanceResponse::FrontierUpper { id, upper } => drained.uppers.push((id, upper)),
                 InstanceResponse::DroppedId(id) => {
-                    dropped.insert(id);
+                    drained.dropped.insert(id);
                 }
-                // Replica frontiers, statistics and status feed introspection, which a
-                // later issue wires up.
+                InstanceResponse::Status(update) => drained.statuses.push(update),
+                // Replica frontiers and statistics feed introspection, which a later
+                // issue wires up.
                 InstanceResponse::ReplicaFrontierUpper { .. }
-                | InstanceResponse::Statistics { .. }
-                | InstanceResponse::Status(_) => {}
+                | InstanceResponse::Statistics { .. } => {}
             }
         }
-        (uppers, dropped)
+        drained
+    }
+
+    /// Applies what instances reported and queues the responses for the caller. Late
+    /// reports about ids the controller no longer knows are ignored.
+    fn apply_instance_responses(&mut self, mut uppers: Vec<(GlobalId, Antichain<T>)>) {
+        let drained = self.drain_instances();
+        let instance_uppers: Vec<(GlobalId, Antichain<T>)> = drained
+            .uppers
+            .into_iter()
+            .filter(|(id, _)| {
+                self.registry.frontiers.contains(*id) && !self.registry.frontiers.is_dropped(*id)
+            })
+            .collect();
+        if !instance_uppers.is_empty() {
+            let effects = self
+                .registry
+                .frontiers
+                .update_write_frontiers(&instance_uppers);
+            self.execute(effects);
+            uppers.extend(instance_uppers);
+        }
+        let mut statuses: Vec<StatusUpdate> = drained
+            .statuses
+            .into_iter()
+            .filter(|u| {
+                self.registry.frontiers.contains(u.id) && !self.registry.frontiers.is_dropped(u.id)
+            })
+            .map(status_update)
+            .collect();
+        let dropped: BTreeSet<GlobalId> = drained
+            .dropped
+            .into_iter()
+            .filter(|id| self.registry.frontiers.is_dropped(*id))
+            .collect();
+        if !dropped.is_empty() {
+            let ids: Vec<GlobalId> = dropped.iter().copied().collect();
+            let effects = self.registry.frontiers.confirm_dropped(&ids);
+            self.execute(effects);
+            statuses.extend(dropped.iter().map(|id| StatusUpdate {
+                id: *id,
+                replica_id: None,
+                status: Status::Dropped,
+                timestamp_ms: now_ms(),
+                error: None,
+                hints: Vec::new(),
+            }));
+        }
+        if !uppers.is_empty() {
+            self.responses
+                .push_back(StorageResponse::FrontierUpdates(uppers));
+        }
+        if !dropped.is_empty() {
+            self.responses
+                .push_back(StorageResponse::DroppedIds(dropped));
+        }
+        if !statuses.is_empty() {
+            self.responses
+                .push_back(StorageResponse::StatusUpdates(statuses));
+        }
+    }
+}
+
+/// Instance responses taken in one `process` call.
+struct Drained<T> {
+    uppers: Vec<(GlobalId, Antichain<T>)>,
+    dropped: BTreeSet<GlobalId>,
+    statuses: Vec<strata_instance_client::StatusUpdate>,
+}
+
+impl<T> Default for Drained<T> {
+    fn default() -> Self {
+        Drained {
+            uppers: Vec::new(),
+            dropped: BTreeSet::new(),
+            statuses: Vec::new(),
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch; 0 if the clock is before it.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A replica's status change in the controller's vocabulary.
+fn status_update(update: strata_instance_client::StatusUpdate) -> StatusUpdate {
+    let status = match update.status {
+        strata_instance_client::Status::Starting => Status::Starting,
+        strata_instance_client::Status::Running => Status::Running,
+        strata_instance_client::Status::Paused => Status::Paused,
+        strata_instance_client::Status::Stalled => Status::Stalled,
+        strata_instance_client::Status::Dropped => Status::Dropped,
+    };
+    StatusUpdate {
+        id: update.id,
+        replica_id: update.replica,
+        status,
+        timestamp_ms: update.timestamp_ms,
+        error: update.error,
+        hints: update.hints,
     }
 }
 
@@ -79,9 +181,9 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
             self.read_only = true;
             return Err(error);
         }
-        // Hooks for later issues: introspection writes, ingestions and exports start here.
+        // Introspection writes start here once a later issue wires them up.
         self.broadcast(StorageCommand::AllowWrites);
-        Ok(())
+        self.run_all()
     }
 
     fn is_read_only(&self) -> bool {
@@ -99,7 +201,7 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
     }
 
     async fn ready(&mut self) {
-        if !self.pending.is_empty() || self.internal_ready {
+        if !self.pending.is_empty() || !self.responses.is_empty() || self.internal_ready {
             return;
         }
         let Controller {
@@ -139,28 +241,9 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
         _storage_metadata: &StorageMetadata,
     ) -> Result<Option<StorageResponse<T>>, StorageError<T>> {
         self.internal_ready = false;
-        let mut uppers = self.drain_internal();
-        let (instance_uppers, dropped) = self.drain_instances();
-        if !instance_uppers.is_empty() {
-            let effects = self
-                .registry
-                .frontiers
-                .update_write_frontiers(&instance_uppers);
-            self.execute(effects);
-            uppers.extend(instance_uppers);
-        }
-        if !dropped.is_empty() {
-            let ids: Vec<GlobalId> = dropped.iter().copied().collect();
-            let effects = self.registry.frontiers.confirm_dropped(&ids);
-            self.execute(effects);
-        }
+        let uppers = self.drain_internal();
+        self.apply_instance_responses(uppers);
         self.check_fenced()?;
-        if !uppers.is_empty() {
-            return Ok(Some(StorageResponse::FrontierUpdates(uppers)));
-        }
-        if !dropped.is_empty() {
-            return Ok(Some(StorageResponse::DroppedIds(dropped)));
-        }
-        Ok(None)
+        Ok(self.responses.pop_front())
     }
 }

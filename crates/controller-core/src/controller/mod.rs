@@ -29,6 +29,7 @@ mod drops;
 mod effects;
 mod exports;
 mod finalize;
+mod ingestions;
 mod instances;
 mod introspection;
 mod lifecycle;
@@ -44,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_controller_api::{
     Antichain, ChangeBatch, GlobalId, InstanceId, ShardId, StorageError, StorageParameters,
-    StorageTimestamp, StorageTxn, prepare_initialization,
+    StorageResponse, StorageTimestamp, StorageTxn, prepare_initialization,
 };
 use strata_instance_client::{
     Backoff, Instance, InstanceResponse, ReplicaConnector, StorageCommand,
@@ -139,6 +140,8 @@ pub struct Controller<T: StorageTimestamp> {
     stashed_holds: Vec<(GlobalId, ChangeBatch<T>)>,
     /// Storage-task events `ready` received.
     stashed_events: Vec<Event<T>>,
+    /// Responses `process` produced but has not returned yet (it returns one per call).
+    responses: VecDeque<StorageResponse<T>>,
 }
 
 impl<T: StorageTimestamp> fmt::Debug for Controller<T> {
@@ -211,6 +214,7 @@ impl<T: StorageTimestamp> Controller<T> {
             internal_ready: false,
             stashed_holds: Vec::new(),
             stashed_events: Vec::new(),
+            responses: VecDeque::new(),
         };
         if !read_only {
             controller.enter_writable().await?;

@@ -64,7 +64,8 @@ mod query;
 use std::collections::{BTreeMap, HashMap};
 
 use strata_controller_api::{
-    Antichain, ChangeBatch, GlobalId, MutableAntichain, ReadPolicy, StorageError, StorageTimestamp,
+    Antichain, ChangeBatch, GlobalId, InstanceId, MutableAntichain, ReadPolicy, StorageError,
+    StorageTimestamp,
 };
 use timely::PartialOrder;
 
@@ -385,6 +386,21 @@ impl<T: StorageTimestamp> FrontierState<T> {
             }
         }
         self.finish(pass)
+    }
+
+    /// Marks the live entry `id` as running on `instance`, as a remap collection does
+    /// once its ingestion exists. From then on its since changes go out as
+    /// `AllowCompaction`, starting from its current since. Unknown or dropped ids, and
+    /// entries already on an instance, are left as they are; returns whether it changed.
+    pub fn set_instance(&mut self, id: GlobalId, instance: InstanceId) -> bool {
+        match self.collections.get_mut(&id) {
+            Some(entry) if !entry.dropped && entry.instance.is_none() => {
+                entry.instance = Some(instance);
+                entry.allowed_compaction = entry.since().to_owned();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The entry for `id` if it is registered and not dropped.
