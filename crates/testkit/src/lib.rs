@@ -24,6 +24,7 @@
 //! implementation they are compared against, and never panic on any input.
 
 pub mod faults;
+pub mod harness;
 pub mod linearizability;
 pub mod model;
 pub mod strategies;

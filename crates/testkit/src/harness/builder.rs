@@ -1,0 +1,198 @@
+//! [`HarnessBuilder`] and [`Backend`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_controller_api::InstanceId;
+
+use super::clock::{NowFn, system_now};
+use super::replicas::ReplicaSlot;
+use super::{Harness, HarnessError, Result, Settings};
+
+/// Where a harness keeps its shards and catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Process memory, under a unique `mem://` name per harness.
+    #[default]
+    Memory,
+    /// A temporary directory (`file://`), removed when the harness drops.
+    TempDir,
+    /// S3 (feature `s3`): the bucket in `STRATA_S3_TEST_BUCKET`, the endpoint and
+    /// credentials in the standard `AWS_*` variables (as `cargo xtask test` sets
+    /// them), under a unique prefix per harness.
+    #[cfg(feature = "s3")]
+    S3FromEnv,
+}
+
+/// Builds a [`Harness`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use strata_testkit::harness::{Backend, Harness, ManualClock};
+///
+/// #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// async fn main() -> Result<(), strata_testkit::harness::HarnessError> {
+///     let clock = ManualClock::new(1_000);
+///     let harness = Harness::builder()
+///         .backend(Backend::TempDir)
+///         .replicas(2)
+///         .workers(2)
+///         .now(clock.now_fn())
+///         .timeout(Duration::from_secs(10))
+///         .build()
+///         .await?;
+///     assert!(harness.location().starts_with("file://"));
+///     assert_eq!(harness.replica_count(), 2);
+///     assert_eq!(harness.now(), 1_000);
+///     Ok(())
+/// }
+/// ```
+pub struct HarnessBuilder {
+    backend: Backend,
+    replicas: usize,
+    workers: usize,
+    now: NowFn,
+    read_only: bool,
+    timeout: Duration,
+    instance: InstanceId,
+}
+
+impl Default for HarnessBuilder {
+    fn default() -> Self {
+        HarnessBuilder {
+            backend: Backend::Memory,
+            replicas: 1,
+            workers: 1,
+            now: system_now(),
+            read_only: false,
+            timeout: Duration::from_secs(30),
+            instance: InstanceId(1),
+        }
+    }
+}
+
+impl std::fmt::Debug for HarnessBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HarnessBuilder")
+            .field("backend", &self.backend)
+            .field("replicas", &self.replicas)
+            .field("workers", &self.workers)
+            .field("read_only", &self.read_only)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HarnessBuilder {
+    /// Where shards and the catalog live (default [`Backend::Memory`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// How many replicas the instance has (default 1; 0 is allowed for table-only
+    /// tests).
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Timely workers per replica (default 1, at least 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The clock the replicas bind source data with (default the wall clock); pass a
+    /// [`ManualClock`](super::ManualClock)'s `now_fn()` to control it.
+    pub fn now(mut self, now: NowFn) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// Starts the controller read-only: it writes to no shard until
+    /// `allow_writes` (default writable). Restarts keep this setting.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// How long each wait helper waits before it fails (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The instance the replicas belong to (default `InstanceId(1)`).
+    pub fn instance(mut self, instance: InstanceId) -> Self {
+        self.instance = instance;
+        self
+    }
+
+    /// Sets up the backend, starts the replicas and opens the controller.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Backend`] if the backend cannot be set up,
+    /// [`HarnessError::Replica`] if a replica does not start, and
+    /// [`HarnessError::Storage`] if the controller does not open.
+    pub async fn build(self) -> Result<Harness> {
+        let (location, dir) = location(&self.backend)?;
+        let settings = Settings {
+            location,
+            workers: self.workers,
+            now: self.now,
+            read_only: self.read_only,
+            timeout: self.timeout,
+            instance: self.instance,
+        };
+        let mut replicas = Vec::with_capacity(self.replicas);
+        for index in 0..self.replicas {
+            let mut slot = ReplicaSlot::new(index);
+            slot.start(&settings.location, settings.workers, &settings.now)
+                .await?;
+            replicas.push(slot);
+        }
+        let pending = Arc::new(Mutex::new(None));
+        let controller = Harness::open_controller(&settings, &pending, &replicas, &[]).await?;
+        Ok(Harness {
+            settings,
+            controller,
+            replicas,
+            pending,
+            collections: Vec::new(),
+            _dir: dir,
+        })
+    }
+}
+
+fn unique_name() -> String {
+    format!("strata-harness-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The location URL for `backend`, and the directory to keep alive if any.
+fn location(backend: &Backend) -> Result<(String, Option<tempfile::TempDir>)> {
+    match backend {
+        Backend::Memory => Ok((format!("mem://{}", unique_name()), None)),
+        Backend::TempDir => {
+            let dir = tempfile::Builder::new()
+                .prefix("strata-harness-")
+                .tempdir()
+                .map_err(|e| HarnessError::Backend {
+                    reason: format!("cannot create a temporary directory: {e}"),
+                })?;
+            Ok((format!("file://{}", dir.path().display()), Some(dir)))
+        }
+        #[cfg(feature = "s3")]
+        Backend::S3FromEnv => {
+            let bucket =
+                std::env::var("STRATA_S3_TEST_BUCKET").map_err(|_| HarnessError::Backend {
+                    reason: "STRATA_S3_TEST_BUCKET is not set (cargo xtask test sets it)".into(),
+                })?;
+            Ok((format!("s3://{bucket}/{}", unique_name()), None))
+        }
+    }
+}
