@@ -1,6 +1,9 @@
 //! `cargo xtask bench replica`: counter-generator ingestion throughput into the persist
 //! file backend with 1 and 2 workers, against the same rows appended directly with
-//! persist-backend's write handle (the baseline), in the same run.
+//! persist-backend's write handle (the baseline, one `compare_and_append` per
+//! `PER_ROUND` rows), in the same run. The replica runs with its default round batching
+//! (`DEFAULT_MAX_TICKS_PER_ROUND` ticks per round under load) and, for comparison, with
+//! one tick per round.
 //!
 //! Writes one JSON object per metric to the file named by `STRATA_BENCH_OUT` (stdout
 //! when unset). `STRATA_BENCH_QUICK=1` shrinks the sizes.
@@ -86,7 +89,13 @@ fn ingested(shards: &PersistShards, cmd: &RunIngestionCommand<Timestamp>) -> u64
 }
 
 /// Rows per second of a replica with `workers` ingesting `rows` counter rows.
-fn replica_rows_per_sec(url: &str, workers: usize, rows: u64, salt: u8) -> f64 {
+fn replica_rows_per_sec(
+    url: &str,
+    workers: usize,
+    max_ticks_per_round: u64,
+    rows: u64,
+    salt: u8,
+) -> f64 {
     let shards = Arc::new(PersistShards::open(url).unwrap());
     let cmd = ingestion(salt);
     for meta in cmd.storage_metadata.values() {
@@ -96,6 +105,7 @@ fn replica_rows_per_sec(url: &str, workers: usize, rows: u64, salt: u8) -> f64 {
         workers,
         clock: Arc::new(|| Timestamp::new(0)),
         offset_limit: Some(rows),
+        max_ticks_per_round,
         ..ReplicaConfig::default()
     };
     let (tx, _rx) = std::sync::mpsc::channel();
@@ -176,8 +186,13 @@ fn main() {
     // Warm up the runtime, the file system and the code paths before measuring.
     baseline_rows_per_sec(&url("warmup"), rows / 4, 9);
     let baseline = baseline_rows_per_sec(&url("baseline"), rows, 1);
-    let one = replica_rows_per_sec(&url("one"), 1, rows, 2);
-    let two = replica_rows_per_sec(&url("two"), 2, rows, 3);
+    let batched = strata_replica::DEFAULT_MAX_TICKS_PER_ROUND;
+    let one = replica_rows_per_sec(&url("one"), 1, batched, rows, 2);
+    let two = replica_rows_per_sec(&url("two"), 2, batched, rows, 3);
+    // One tick (PER_ROUND offsets) per round, as the baseline appends: the fixed cost of
+    // a round without batching.
+    let one_tick = replica_rows_per_sec(&url("one-tick"), 1, 1, rows, 4);
+    let two_tick = replica_rows_per_sec(&url("two-tick"), 2, 1, rows, 5);
     let mut out: Box<dyn Write> = match std::env::var("STRATA_BENCH_OUT") {
         Ok(path) => Box::new(
             std::fs::OpenOptions::new()
@@ -198,6 +213,18 @@ fn main() {
         &mut out,
         "replica_ingest_counter_file_2_workers",
         two,
+        baseline,
+    );
+    emit(
+        &mut out,
+        "replica_ingest_counter_file_1_worker_one_tick_rounds",
+        one_tick,
+        baseline,
+    );
+    emit(
+        &mut out,
+        "replica_ingest_counter_file_2_workers_one_tick_rounds",
+        two_tick,
         baseline,
     );
 }

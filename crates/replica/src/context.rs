@@ -258,6 +258,8 @@ pub(crate) struct Ctx {
     pub(crate) statistics_interval: Duration,
     pub(crate) dataflow_starts: AtomicU64,
     pub(crate) faults: Option<Arc<dyn FaultHook>>,
+    /// At least 1.
+    pub(crate) max_ticks_per_round: u64,
 }
 
 impl Ctx {

@@ -45,5 +45,5 @@ pub mod shard;
 pub mod sink;
 
 pub use context::{Clock, FaultHook, FaultPoint, ResponseSink, system_clock};
-pub use replica::{Replica, ReplicaConfig, ReplicaError};
+pub use replica::{DEFAULT_MAX_TICKS_PER_ROUND, Replica, ReplicaConfig, ReplicaError};
 pub use runtime::ClusterConfig;

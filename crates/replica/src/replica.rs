@@ -33,6 +33,9 @@ use crate::runtime::{ClusterConfig, Runtime, WorkerCommand};
 use crate::shard::Shards;
 use crate::sink::plan_sink;
 
+/// The default of [`ReplicaConfig::max_ticks_per_round`].
+pub const DEFAULT_MAX_TICKS_PER_ROUND: u64 = 16;
+
 /// How to run a replica.
 #[derive(Clone)]
 pub struct ReplicaConfig {
@@ -50,6 +53,11 @@ pub struct ReplicaConfig {
     pub retry_backoff: Duration,
     /// Crash injection for tests.
     pub faults: Option<Arc<dyn FaultHook>>,
+    /// Under load, one round binds up to this many ticks' worth of offsets: a source
+    /// with no tick interval, or one behind its schedule, catches up in larger rounds,
+    /// so the round's two `compare_and_append`s (remap, then data) cover more rows.
+    /// `1` binds exactly one tick per round.
+    pub max_ticks_per_round: u64,
 }
 
 impl Default for ReplicaConfig {
@@ -62,6 +70,7 @@ impl Default for ReplicaConfig {
             statistics_interval: Duration::from_secs(1),
             retry_backoff: Duration::from_millis(100),
             faults: None,
+            max_ticks_per_round: DEFAULT_MAX_TICKS_PER_ROUND,
         }
     }
 }
@@ -72,6 +81,7 @@ impl std::fmt::Debug for ReplicaConfig {
             .field("workers", &self.workers)
             .field("cluster", &self.cluster)
             .field("offset_limit", &self.offset_limit)
+            .field("max_ticks_per_round", &self.max_ticks_per_round)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +154,7 @@ impl Replica {
             statistics_interval: config.statistics_interval,
             dataflow_starts: AtomicU64::new(0),
             faults: config.faults,
+            max_ticks_per_round: config.max_ticks_per_round.max(1),
         });
         let runtime = Runtime::start(config.workers, config.cluster.as_ref(), Arc::clone(&ctx))
             .map_err(|reason| ReplicaError::Timely { reason })?;

@@ -185,6 +185,19 @@ fn commit_msgs(
     commit::commit_round(ctx, plan, round, data)
 }
 
+/// How many ticks' worth of offsets the next round binds: a source without a tick
+/// interval is always under load and binds `max`; otherwise one tick plus those it is
+/// `behind` its schedule, capped at `max`.
+pub(crate) fn ticks_owed(tick_interval_ms: u64, behind: Duration, max: u64) -> u64 {
+    let max = max.max(1);
+    if tick_interval_ms == 0 {
+        return max;
+    }
+    let missed =
+        u64::try_from(behind.as_millis() / u128::from(tick_interval_ms)).unwrap_or(u64::MAX);
+    missed.saturating_add(1).min(max)
+}
+
 /// The leader operator's state (worker 0 holds the capability; others drop it).
 struct LeaderOp {
     cap: Option<Capability<u64>>,
@@ -253,7 +266,12 @@ impl LeaderOp {
             self.activator.activate_after(self.next_tick - now);
             return;
         }
-        match self.leader.next_round(&self.ctx, &self.plan) {
+        let ticks = ticks_owed(
+            self.plan.tick_interval_ms,
+            now.saturating_duration_since(self.next_tick),
+            self.ctx.max_ticks_per_round,
+        );
+        match self.leader.next_round(&self.ctx, &self.plan, ticks) {
             Ok(Some(round)) => self.emit(round, output),
             Ok(None) => {
                 self.ctx
@@ -282,5 +300,33 @@ impl LeaderOp {
         self.seq += 1;
         cap.downgrade(&self.seq);
         self.next_tick = Instant::now() + Duration::from_millis(self.plan.tick_interval_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::ticks_owed;
+
+    fn check(interval_ms: u64, behind_ms: u64, max: u64, expected: u64) {
+        assert_eq!(
+            ticks_owed(interval_ms, Duration::from_millis(behind_ms), max),
+            expected,
+            "interval {interval_ms}ms, behind {behind_ms}ms, max {max}"
+        );
+    }
+
+    #[test]
+    fn ticks_owed_table() {
+        check(0, 0, 16, 16); // no interval: always under load
+        check(0, 0, 0, 1); // max is at least one tick
+        check(100, 0, 16, 1); // on schedule
+        check(100, 99, 16, 1);
+        check(100, 100, 16, 2); // one tick behind
+        check(100, 350, 16, 4);
+        check(100, 100_000, 16, 16); // capped
+        check(100, 350, 1, 1); // batching off
+        check(1, u64::MAX, 8, 8);
     }
 }

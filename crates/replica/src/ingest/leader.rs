@@ -98,11 +98,13 @@ impl Leader {
         }
     }
 
-    /// The next round to write, or `None` if the source has nothing to do now.
+    /// The next round to write, or `None` if the source has nothing to do now. A new
+    /// binding covers `ticks` ticks' worth of offsets.
     pub(crate) fn next_round(
         &mut self,
         ctx: &Ctx,
         plan: &IngestionPlan,
+        ticks: u64,
     ) -> Result<Option<Round>, IngestError> {
         if self.remap_upper.is_none() {
             self.resync(ctx, plan)?;
@@ -118,7 +120,7 @@ impl Leader {
             self.last.as_ref(),
             remap_upper,
             (ctx.clock)(),
-            plan.offsets_per_tick,
+            plan.offsets_per_tick.saturating_mul(ticks.max(1)),
             ctx.offset_limit
                 .into_iter()
                 .chain(plan.generator.offset_limit())

@@ -29,9 +29,10 @@ pub fn start(config: ReplicaConfig, shards: Arc<dyn Shards>) -> (Replica, Respon
     (Replica::start(config, shards, sink).unwrap(), rx)
 }
 
-/// A clock that stands still: binding times are then 0, 1, 2, ...
+/// A clock that stands still: binding times are then 0, 1, 2, ..., one tick per round.
 pub fn frozen_config(workers: usize, limit: u64) -> ReplicaConfig {
     ReplicaConfig {
+        max_ticks_per_round: 1,
         workers,
         clock: Arc::new(|| Timestamp::new(0)),
         offset_limit: Some(limit),
