@@ -25,6 +25,7 @@
 //!
 //! Layout: `shards/{shard}/state/{seqno:020}` (versions),
 //! `shards/{shard}/boundary/{seqno:020}` (truncation markers),
+//! `shards/{shard}/fence/{slot:020}` (truncated slots, see [`consensus`]),
 //! `shards/{shard}/parts/{writer}/{uuid}` (Parquet parts).
 
 mod batch;
