@@ -6,7 +6,8 @@
 //! - The same over `grpc` on loopback, against a bare tonic echo stream of the same
 //!   generated messages (no validation, history or merging).
 //! - `CommandHistory` push (with its amortised reduction) per command over 1M commands
-//!   of ingestion churn, against pushing the same commands onto a bare `Vec`.
+//!   of ingestion churn, drops confirmed with `forget_dropped` after a lag, against
+//!   pushing the same commands onto a bare `Vec`.
 //!
 //! Each metric is appended as one JSON line to the file named by `STRATA_BENCH_OUT`.
 //! `STRATA_BENCH_QUICK=1` shrinks sizes 10x. Run without `--bench` (as `cargo test
@@ -323,12 +324,26 @@ fn churn(n: usize) -> Vec<StorageCommand<Timestamp>> {
     out
 }
 
+/// Drops confirmed by every replica lag this many ids behind the drops themselves.
+const CONFIRMATION_LAG: usize = 200;
+
+/// Pushes `commands`, confirming each drop (`forget_dropped`) `CONFIRMATION_LAG` drops
+/// later, as an instance does when replicas report `DroppedId`.
 fn history_push(commands: &[StorageCommand<Timestamp>]) -> (Duration, usize) {
     let commands = commands.to_vec();
     let start = Instant::now();
     let mut history = CommandHistory::new();
+    let mut unconfirmed = std::collections::VecDeque::new();
     for command in commands {
+        if let StorageCommand::AllowCompaction { id, frontier } = &command
+            && frontier.is_empty()
+        {
+            unconfirmed.push_back(*id);
+        }
         history.push(command);
+        if unconfirmed.len() > CONFIRMATION_LAG {
+            history.forget_dropped(unconfirmed.pop_front());
+        }
     }
     (start.elapsed(), black_box(history.len()))
 }

@@ -1,9 +1,39 @@
 //! [`CommandHistory`]: the reducible log of commands replayed to every new or
 //! reconnecting replica.
 //!
-//! Reduction is a pure function ([`reduce`]) over plain data. A history calls it when
-//! its length exceeds twice the length it had after the previous reduction plus a
-//! constant, so each push costs amortised O(1) reduction work.
+//! Reduction is a pure function ([`reduce`]) over plain data, plus the history's
+//! knowledge of which objects are still *live* (see below).
+//!
+//! # Live objects and the length bound
+//!
+//! An object stays live for the history until the instance knows that every replica
+//! has confirmed its drop: from the `RunIngestion` or `RunSink` that names it until each
+//! id it owns has been compacted to `[]` and then passed to
+//! [`CommandHistory::forget_dropped`] (the [`Instance`](crate::Instance) does that when
+//! a `DroppedId` becomes final). While a drop is unconfirmed, reductions keep its final
+//! `AllowCompaction(id, [])`, so a reconnecting replica still learns of the drop; once
+//! it is forgotten they leave it out.
+//!
+//! [`CommandHistory::live`] counts the live objects, weighted: an ingestion counts once
+//! for itself and once per collection it writes (its id, its remap collection and its
+//! exports), a sink once. A reduced history holds at most `live + 4` commands (one
+//! `Run*` per live object, one compaction per live collection, and Hello, configuration
+//! and the two flags).
+//!
+//! # The trigger, and why it is amortised O(1)
+//!
+//! After every [`CommandHistory::push`] and [`CommandHistory::forget_dropped`] the
+//! history reduces if `len > 2 * live + REDUCE_SLACK`, so at all times
+//! `len <= 2 * live + 32`.
+//!
+//! A reduction costs O(len) (times a log factor for the maps). When it runs,
+//! `len >= 2 * live + 33`, and it leaves at most `live + 4` commands, so it removes at
+//! least `live + 29` of them: more than half of what it read. Its work is therefore at
+//! most twice the number of commands it removes, and as each pushed command is removed
+//! at most once, the total work of all triggered reductions is at most twice the number
+//! of pushes, however `live` moves in between (a mass drop followed by its
+//! confirmations included). A reduction that would remove little cannot trigger: it
+//! only runs when at least half the history is garbage.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +41,12 @@ use strata_controller_api::{Antichain, GlobalId, StorageTimestamp};
 
 use crate::protocol::{RunIngestionCommand, RunSinkCommand, StorageCommand, StorageParameters};
 
+mod live;
+
+use live::LiveSet;
+
 /// Slack added to the reduction trigger, so tiny histories do not reduce on every push.
+/// It must exceed 8 for the amortisation argument in the module docs.
 const REDUCE_SLACK: usize = 32;
 
 /// The log of commands sent to an instance, kept reducible.
@@ -21,13 +56,10 @@ const REDUCE_SLACK: usize = 32;
 /// - Replaying [`CommandHistory::iter`] to a fresh replica leaves it running the same
 ///   objects with the same compaction frontiers, configuration and flags as replaying
 ///   every command ever pushed.
-/// - After a reduction the history holds the commands of the live objects (at most
-///   one `RunIngestion` or `RunSink` per object and one compaction per collection),
-///   at most four more (Hello, configuration and the two flags), and the final
-///   compactions of objects dropped since the previous reduction.
-/// - At any time `len() <= 2 * live + tombstones + 32`, where `live` and `tombstones`
-///   are those two parts as of the last reduction. A window between reductions is at
-///   most `live + 32` commands long, so the tombstones are bounded by it too.
+/// - The final compaction of a dropped id stays until the id is passed to
+///   [`CommandHistory::forget_dropped`].
+/// - After every push or forget, `len() <= 2 * live() + 32`; a reduced history holds at
+///   most `live() + 4` commands. See the module docs for `live` and the amortisation.
 ///
 /// # Examples
 ///
@@ -48,10 +80,9 @@ const REDUCE_SLACK: usize = 32;
 #[derive(Debug, Clone)]
 pub struct CommandHistory<T> {
     commands: Vec<StorageCommand<T>>,
-    /// Commands for live objects after the last reduction.
-    reduced_live: usize,
-    /// Final compactions of dropped objects kept by the last reduction.
-    reduced_tombstones: usize,
+    live: LiveSet,
+    /// Commands read by reductions so far: the measure of their total work.
+    reduction_work: u64,
 }
 
 impl<T: StorageTimestamp> Default for CommandHistory<T> {
@@ -65,34 +96,53 @@ impl<T: StorageTimestamp> CommandHistory<T> {
     pub fn new() -> Self {
         CommandHistory {
             commands: Vec::new(),
-            reduced_live: 0,
-            reduced_tombstones: 0,
+            live: LiveSet::default(),
+            reduction_work: 0,
         }
     }
 
     /// Appends a command, reducing when the history has grown past its trigger.
     pub fn push(&mut self, command: StorageCommand<T>) {
+        self.live.observe(&command);
         self.commands.push(command);
+        self.reduce_if_needed();
+    }
+
+    /// Records that every replica has confirmed the drop of each of `ids` (ids that
+    /// were compacted to `[]`). Their final compactions are left out from the next
+    /// reduction on, and an object stops being live once all its ids are forgotten.
+    /// Ids that are unknown, or not compacted to `[]`, are ignored.
+    pub fn forget_dropped(&mut self, ids: impl IntoIterator<Item = GlobalId>) {
+        for id in ids {
+            self.live.forget(id);
+        }
+        self.reduce_if_needed();
+    }
+
+    /// Reduces the history now. See [`reduce`] for what it keeps; on top of that, the
+    /// final compactions of dropped ids stay until [`CommandHistory::forget_dropped`].
+    pub fn reduce(&mut self) {
+        let commands = std::mem::take(&mut self.commands);
+        self.reduction_work += commands.len() as u64;
+        let live = &self.live;
+        self.commands = reduce_with(commands, |id, _| live.is_pending(id));
+    }
+
+    fn reduce_if_needed(&mut self) {
         if self.commands.len() > self.trigger() {
             self.reduce();
         }
     }
 
-    /// Reduces the history now. See the module docs for what it keeps.
-    pub fn reduce(&mut self) {
-        let commands = std::mem::take(&mut self.commands);
-        let (reduced, tombstones) = reduce_counting(commands);
-        self.commands = reduced;
-        self.reduced_tombstones = tombstones;
-        self.reduced_live = self.commands.len() - tombstones;
+    /// The length past which the history reduces: `2 * live + REDUCE_SLACK`. See the
+    /// module docs for why this keeps the reduction work amortised O(1) per push.
+    fn trigger(&self) -> usize {
+        2 * self.live.weight() + REDUCE_SLACK
     }
 
-    /// The length past which a push reduces: twice the live commands of the last
-    /// reduction, plus the final compactions it kept (which the next reduction drops),
-    /// plus a constant. Between reductions the history therefore at least doubles its
-    /// live part, which makes the reduction work per push amortised O(1).
-    fn trigger(&self) -> usize {
-        2 * self.reduced_live + self.reduced_tombstones + REDUCE_SLACK
+    /// The weighted count of live objects that bounds the length; see the module docs.
+    pub fn live(&self) -> usize {
+        self.live.weight()
     }
 
     /// The commands, in replay order once reduced.
@@ -188,27 +238,30 @@ fn fold<T: StorageTimestamp>(commands: Vec<StorageCommand<T>>) -> Folded<T> {
 /// - the latest `RunSink` per id, with the compactions sent after it absorbed into its
 ///   `as_of` (a `RunSink` restarts a sink at its `as_of`); a sink compacted to `[]` is
 ///   left out and its final compaction kept;
-/// - no other compactions: an id that nothing running writes needs none (the final
-///   compactions of dropped objects are therefore kept by one reduction only);
+/// - no other compactions: an id that nothing in `commands` runs needs none (so this
+///   function alone keeps the final compactions of dropped objects for one reduction;
+///   a [`CommandHistory`] keeps them until their drop is confirmed);
 /// - `InitializationComplete` and `AllowWrites` once each, if they were ever sent.
 ///
 /// Compactions of one id are joined, as a replica never lets a since regress.
 pub fn reduce<T: StorageTimestamp>(commands: Vec<StorageCommand<T>>) -> Vec<StorageCommand<T>> {
-    reduce_counting(commands).0
+    reduce_with(commands, |_, has_run| has_run)
 }
 
-/// [`reduce`], also returning how many final compactions of dropped objects it kept.
-fn reduce_counting<T: StorageTimestamp>(
+/// [`reduce`], asking `keep_final(id, has_run)` whether to keep a compaction of `id` to
+/// `[]` that no kept `Run*` needs; `has_run` says whether `commands` runs `id`'s object.
+fn reduce_with<T: StorageTimestamp>(
     commands: Vec<StorageCommand<T>>,
-) -> (Vec<StorageCommand<T>>, usize) {
+    keep_final: impl Fn(GlobalId, bool) -> bool,
+) -> Vec<StorageCommand<T>> {
     let f = fold(commands);
-    let mut tombstones = 0;
     let mut out = Vec::new();
     out.extend(f.hello);
     if let Some(config) = f.config.filter(|c| !c.is_empty()) {
         out.push(StorageCommand::UpdateConfiguration(config));
     }
     let mut kept_compactions = BTreeSet::new();
+    let mut ran = BTreeSet::new();
     for (id, run) in f.ingestions {
         let collections = run.collection_ids();
         let dropped = collections.iter().all(|c| {
@@ -216,19 +269,23 @@ fn reduce_counting<T: StorageTimestamp>(
                 .get(c)
                 .is_some_and(|frontier| frontier.is_empty())
         });
-        kept_compactions.extend(collections.iter().filter(|c| f.compactions.contains_key(c)));
+        let present = collections.iter().filter(|c| f.compactions.contains_key(c));
         if dropped {
-            tombstones += collections.len();
+            kept_compactions.extend(present.filter(|c| keep_final(**c, true)));
         } else {
+            kept_compactions.extend(present);
             debug_assert_eq!(id, run.id);
             out.push(StorageCommand::RunIngestion(run));
         }
+        ran.extend(collections);
     }
     for (id, mut run) in f.sinks {
+        ran.insert(id);
         match f.compactions.get(&id) {
             Some(frontier) if frontier.is_empty() => {
-                kept_compactions.insert(id);
-                tombstones += 1;
+                if keep_final(id, true) {
+                    kept_compactions.insert(id);
+                }
             }
             Some(frontier) => {
                 run.description.as_of = join_frontiers(&run.description.as_of, frontier);
@@ -238,7 +295,8 @@ fn reduce_counting<T: StorageTimestamp>(
         }
     }
     for (id, frontier) in f.compactions {
-        if kept_compactions.contains(&id) {
+        let stray_final = frontier.is_empty() && !ran.contains(&id) && keep_final(id, false);
+        if kept_compactions.contains(&id) || stray_final {
             out.push(StorageCommand::AllowCompaction { id, frontier });
         }
     }
@@ -248,7 +306,7 @@ fn reduce_counting<T: StorageTimestamp>(
     if f.allow_writes {
         out.push(StorageCommand::AllowWrites);
     }
-    (out, tombstones)
+    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //! Responses are merged into [`InstanceResponse`]s:
 //! - a collection's upper is the join of what replicas report, and never regresses;
 //! - `DroppedId(id)` is final once every replica that ran `id`'s object has confirmed it
-//!   (a replica that reconnects or is dropped no longer counts);
+//!   (a replica that reconnects or is dropped no longer counts); the history then
+//!   forgets `id` ([`CommandHistory::forget_dropped`]), so its final compaction is no
+//!   longer replayed and it stops counting towards the history's length bound;
 //! - statistics and statuses carry the replica id;
 //! - with no replicas, every object gets a synthesised `Paused` status.
 
@@ -427,6 +429,12 @@ impl<T: StorageTimestamp> Instance<T> {
             .filter(|(_, p)| p.waiting.is_empty())
             .map(|(id, _)| *id)
             .collect();
+        if done.is_empty() {
+            return;
+        }
+        // Every replica that ran these ids confirmed their drop: the history need no
+        // longer replay their final compactions.
+        self.lock().history.forget_dropped(done.iter().copied());
         for id in done {
             self.pending_drops.remove(&id);
             self.uppers.remove(&id);

@@ -19,8 +19,12 @@
 //! **Invariants**:
 //! - nothing that arrives from a peer reaches a panic: malformed messages become
 //!   [`ProtoError`]s and close only that connection;
-//! - a [`CommandHistory`]'s length stays within a constant factor of the live objects it
-//!   describes, and replaying it is equivalent to replaying everything ever pushed;
+//! - a [`CommandHistory`]'s length stays within `2 * live + 32` after every push, where
+//!   an object (ingestion or sink) stays live until every replica has confirmed its drop
+//!   (the [`Instance`] calls [`CommandHistory::forget_dropped`] when a `DroppedId` is
+//!   final), weighted by its collections (see [`history`]); reduction work is amortised
+//!   O(1) per push, and replaying the history is equivalent to replaying everything
+//!   ever pushed;
 //! - a replica obeys only the highest controller epoch it has seen;
 //! - per collection, the upper an [`Instance`] reports never regresses.
 

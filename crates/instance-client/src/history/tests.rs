@@ -189,6 +189,80 @@ fn frontier_join_is_the_least_upper_bound() {
     );
 }
 
+fn ids(range: std::ops::Range<u64>) -> Vec<GlobalId> {
+    range.map(GlobalId::User).collect()
+}
+
+/// Pushes `command` and checks the bound right after.
+fn push_checked(history: &mut CommandHistory<Timestamp>, command: Cmd) {
+    history.push(command);
+    assert!(
+        history.len() <= 2 * history.live() + REDUCE_SLACK,
+        "len {} live {}",
+        history.len(),
+        history.live()
+    );
+}
+
+#[test]
+fn final_compactions_stay_until_forgotten() {
+    let mut history = CommandHistory::new();
+    history.push(StorageCommand::RunSink(sink(5, 1, 0)));
+    history.push(compact(5, None));
+    assert_eq!(history.live(), 1);
+    for _ in 0..3 {
+        history.reduce();
+        assert_eq!(
+            history.iter().cloned().collect::<Vec<_>>(),
+            vec![compact(5, None)]
+        );
+    }
+    history.forget_dropped([GlobalId::User(5)]);
+    assert_eq!(history.live(), 0);
+    history.reduce();
+    assert!(history.is_empty());
+}
+
+#[test]
+fn forgetting_an_undropped_id_is_ignored() {
+    let mut history = CommandHistory::new();
+    let run = StorageCommand::RunSink(sink(5, 1, 0));
+    history.push(run.clone());
+    history.forget_dropped([GlobalId::User(5), GlobalId::User(77)]);
+    assert_eq!(history.live(), 1);
+    history.reduce();
+    assert_eq!(history.iter().cloned().collect::<Vec<_>>(), vec![run]);
+}
+
+#[test]
+fn a_running_ingestion_keeps_the_final_compaction_of_a_forgotten_export() {
+    let mut history = CommandHistory::new();
+    let run = StorageCommand::RunIngestion(ingestion(1, 2, &[3]));
+    history.push(run.clone());
+    history.push(compact(3, None));
+    history.forget_dropped(ids(3..4));
+    history.reduce();
+    // Replaying the ingestion starts export 3 again, so it must still be compacted away.
+    assert_eq!(
+        history.iter().cloned().collect::<Vec<_>>(),
+        vec![run, compact(3, None)]
+    );
+    assert_eq!(history.live(), 4);
+    history.push(compact(1, None));
+    history.push(compact(2, None));
+    history.forget_dropped(ids(1..2));
+    history.reduce();
+    // Dropped entirely; the unconfirmed remap collection's final compaction stays.
+    assert_eq!(
+        history.iter().cloned().collect::<Vec<_>>(),
+        vec![compact(2, None)]
+    );
+    history.forget_dropped(ids(2..3));
+    assert_eq!(history.live(), 0);
+    history.reduce();
+    assert!(history.is_empty());
+}
+
 #[test]
 fn length_stays_bounded_under_heavy_churn() {
     let mut history = CommandHistory::new();
@@ -196,26 +270,71 @@ fn length_stays_bounded_under_heavy_churn() {
     history.push(StorageCommand::InitializationComplete);
     for round in 0..10_000u64 {
         let base = 10 + round * 3;
-        history.push(StorageCommand::RunIngestion(ingestion(
-            base,
-            base + 1,
-            &[base + 2],
-        )));
-        for id in base..base + 3 {
-            history.push(compact(id, Some(round)));
-            history.push(compact(id, None));
-        }
-        assert!(history.len() <= history.trigger());
-        // Nothing stays live: two commands, and final compactions of one window.
-        assert!(
-            history.len() <= 2 * REDUCE_SLACK + 4,
-            "len {}",
-            history.len()
+        push_checked(
+            &mut history,
+            StorageCommand::RunIngestion(ingestion(base, base + 1, &[base + 2])),
         );
+        for id in base..base + 3 {
+            push_checked(&mut history, compact(id, Some(round)));
+            push_checked(&mut history, compact(id, None));
+        }
+        history.forget_dropped(ids(base..base + 3));
+        // Nothing stays live once confirmed.
+        assert_eq!(history.live(), 0);
+        assert!(history.len() <= REDUCE_SLACK, "len {}", history.len());
     }
     history.reduce();
-    history.reduce();
     assert_eq!(history.len(), 2);
+}
+
+/// Mass drops of `k` objects at once, confirmed in batches, between phases of steady
+/// compactions of single-collection ingestions (the densest live history: two commands
+/// per live collection). Checks the bound after every push and forget, and that the
+/// reductions' total work stays within twice the pushes.
+#[test]
+fn mass_drops_stay_bounded_and_reductions_stay_amortised() {
+    let mut history = CommandHistory::new();
+    let mut pushes = 0u64;
+    let mut next = 1u64;
+    for wave in 0..20u64 {
+        let k = 50 + 100 * (wave % 4);
+        let first = next;
+        next += k;
+        for id in first..next {
+            // `remap == id`: one collection, so the reduced history is as dense as it gets.
+            push_checked(
+                &mut history,
+                StorageCommand::RunIngestion(ingestion(id, id, &[])),
+            );
+            pushes += 1;
+        }
+        for t in 0..5 {
+            for id in first..next {
+                push_checked(&mut history, compact(id, Some(t)));
+                pushes += 1;
+            }
+        }
+        for id in first..next {
+            push_checked(&mut history, compact(id, None));
+            pushes += 1;
+        }
+        assert_eq!(
+            history.live(),
+            2 * k as usize,
+            "unconfirmed drops stay live"
+        );
+        for batch in ids(first..next).chunks(7) {
+            history.forget_dropped(batch.iter().copied());
+            assert!(history.len() <= 2 * history.live() + REDUCE_SLACK);
+        }
+        assert_eq!(history.live(), 0);
+        assert!(history.len() <= REDUCE_SLACK);
+        assert!(
+            history.reduction_work <= 2 * pushes,
+            "work {} pushes {pushes}",
+            history.reduction_work
+        );
+    }
 }
 
 /// What a replica ends up running after a replay: the model the reduction must agree
@@ -330,12 +449,19 @@ impl Model {
 /// One step of a plausible controller: ids are never reused, compactions only advance.
 #[derive(Debug, Clone)]
 enum Op {
-    CreateIngestion { exports: u8 },
+    CreateIngestion {
+        exports: u8,
+    },
     CreateSink,
     Alter(u8),
     Advance(u8, u64),
     Drop(u8),
     DropOne(u8),
+    /// Drop every live object at once.
+    MassDrop,
+    /// Every replica confirmed the oldest few unconfirmed drops.
+    Confirm(u8),
+    ConfirmAll,
     Config(u8, u8),
     Hello,
     Init,
@@ -350,6 +476,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
         4 => (any::<u8>(), 1u64..5).prop_map(|(o, d)| Op::Advance(o, d)),
         3 => any::<u8>().prop_map(Op::Drop),
         1 => any::<u8>().prop_map(Op::DropOne),
+        1 => Just(Op::MassDrop),
+        2 => any::<u8>().prop_map(Op::Confirm),
+        1 => Just(Op::ConfirmAll),
         1 => (0u8..4, any::<u8>()).prop_map(|(k, v)| Op::Config(k, v)),
         1 => Just(Op::Hello),
         1 => Just(Op::Init),
@@ -357,12 +486,81 @@ fn arb_op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Turns ops into commands, tracking live objects and their frontiers.
-fn commands(ops: &[Op]) -> Vec<Cmd> {
+/// What the test feeds a history.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// Push a command; the live weight the model expects afterwards.
+    Push(Cmd, usize),
+    /// Every replica confirmed these drops.
+    Forget(Vec<GlobalId>),
+}
+
+/// The live-object model: an object is live until each id it owns is confirmed
+/// dropped; an ingestion weighs one plus its collections, a sink one.
+#[derive(Debug, Default)]
+struct Weights {
+    /// Per live object: its ids, its unconfirmed ids and its weight.
+    objects: BTreeMap<GlobalId, (Vec<GlobalId>, Vec<GlobalId>, usize)>,
+}
+
+impl Weights {
+    fn run(&mut self, object: GlobalId, ids: Vec<GlobalId>, weight: usize) {
+        let remaining = match self.objects.get(&object) {
+            Some((old, remaining, _)) => ids
+                .iter()
+                .filter(|id| remaining.contains(id) || !old.contains(id))
+                .copied()
+                .collect(),
+            None => ids.clone(),
+        };
+        self.objects.insert(object, (ids, remaining, weight));
+    }
+
+    fn confirm(&mut self, id: GlobalId) {
+        for (_, remaining, _) in self.objects.values_mut() {
+            remaining.retain(|r| *r != id);
+        }
+        self.objects
+            .retain(|_, (_, remaining, _)| !remaining.is_empty());
+    }
+
+    fn total(&self) -> usize {
+        self.objects.values().map(|(_, _, w)| w).sum()
+    }
+}
+
+/// Turns ops into steps, tracking live objects, their frontiers and unconfirmed drops.
+fn steps(ops: &[Op]) -> Vec<Step> {
     let mut next = 1u64;
     let mut live: Vec<(GlobalId, Vec<GlobalId>, bool)> = Vec::new();
     let mut since: BTreeMap<GlobalId, u64> = BTreeMap::new();
+    let mut weights = Weights::default();
+    let mut unconfirmed: Vec<GlobalId> = Vec::new();
     let mut out = Vec::new();
+    let push = |out: &mut Vec<Step>, weights: &mut Weights, command: Cmd| {
+        match &command {
+            StorageCommand::RunIngestion(run) => {
+                let ids: Vec<_> = run.collection_ids().into_iter().collect();
+                let weight = 1 + ids.len();
+                weights.run(run.id, ids, weight);
+            }
+            StorageCommand::RunSink(run) => weights.run(run.id, vec![run.id], 1),
+            _ => {}
+        }
+        out.push(Step::Push(command, weights.total()));
+    };
+    let drop_collections =
+        |out: &mut Vec<Step>, unconfirmed: &mut Vec<GlobalId>, w: &mut Weights, cs: Vec<_>| {
+            for c in cs {
+                unconfirmed.push(c);
+                let frontier = Antichain::new();
+                out.push(Step::Push(
+                    StorageCommand::AllowCompaction { id: c, frontier },
+                    w.total(),
+                ));
+            }
+        };
     for op in ops {
         match op {
             Op::CreateIngestion { exports } => {
@@ -371,11 +569,15 @@ fn commands(ops: &[Op]) -> Vec<Cmd> {
                 next += 3 + exports.len() as u64;
                 let run = ingestion(id, id + 1, &exports);
                 live.push((run.id, run.collection_ids().into_iter().collect(), true));
-                out.push(StorageCommand::RunIngestion(run));
+                push(&mut out, &mut weights, StorageCommand::RunIngestion(run));
             }
             Op::CreateSink => {
                 live.push((GlobalId::User(next), vec![GlobalId::User(next)], false));
-                out.push(StorageCommand::RunSink(sink(next, 1, 0)));
+                push(
+                    &mut out,
+                    &mut weights,
+                    StorageCommand::RunSink(sink(next, 1, 0)),
+                );
                 next += 1;
             }
             Op::Alter(i) if !live.is_empty() => {
@@ -383,7 +585,7 @@ fn commands(ops: &[Op]) -> Vec<Cmd> {
                 let GlobalId::User(n) = *id else {
                     unreachable!()
                 };
-                if *is_ingestion {
+                let command = if *is_ingestion {
                     let exports: Vec<u64> = collections
                         .iter()
                         .filter_map(|c| match c {
@@ -393,28 +595,30 @@ fn commands(ops: &[Op]) -> Vec<Cmd> {
                         .collect();
                     let mut run = ingestion(n, n + 1, &exports);
                     run.description.as_of = Some(frontier(Some(u64::from(*i))));
-                    out.push(StorageCommand::RunIngestion(run));
+                    StorageCommand::RunIngestion(run)
                 } else {
-                    out.push(StorageCommand::RunSink(sink(n, 2, u64::from(*i))));
-                }
+                    StorageCommand::RunSink(sink(n, 2, u64::from(*i)))
+                };
+                push(&mut out, &mut weights, command);
             }
             Op::Advance(i, d) if !live.is_empty() => {
                 let (_, collections, _) = &live[*i as usize % live.len()];
                 let c = collections[*i as usize % collections.len()];
                 let t = since.entry(c).or_default();
                 *t += d;
-                out.push(StorageCommand::AllowCompaction {
+                let command = StorageCommand::AllowCompaction {
                     id: c,
                     frontier: frontier(Some(*t)),
-                });
+                };
+                push(&mut out, &mut weights, command);
             }
             Op::Drop(i) if !live.is_empty() => {
                 let (_, collections, _) = live.remove(*i as usize % live.len());
-                for c in collections {
-                    out.push(StorageCommand::AllowCompaction {
-                        id: c,
-                        frontier: Antichain::new(),
-                    });
+                drop_collections(&mut out, &mut unconfirmed, &mut weights, collections);
+            }
+            Op::MassDrop => {
+                for (_, collections, _) in std::mem::take(&mut live) {
+                    drop_collections(&mut out, &mut unconfirmed, &mut weights, collections);
                 }
             }
             Op::DropOne(i) if !live.is_empty() => {
@@ -424,15 +628,36 @@ fn commands(ops: &[Op]) -> Vec<Cmd> {
                 if collections.is_empty() {
                     live.remove(object);
                 }
-                out.push(StorageCommand::AllowCompaction {
-                    id: c,
-                    frontier: Antichain::new(),
-                });
+                drop_collections(&mut out, &mut unconfirmed, &mut weights, vec![c]);
             }
-            Op::Config(k, v) => out.push(config(&format!("k{k}"), &v.to_string())),
-            Op::Hello => out.push(hello(out.len() as u64)),
-            Op::Init => out.push(StorageCommand::InitializationComplete),
-            Op::Writes => out.push(StorageCommand::AllowWrites),
+            Op::Confirm(n) if !unconfirmed.is_empty() => {
+                let n = (*n as usize % unconfirmed.len()) + 1;
+                let confirmed: Vec<GlobalId> = unconfirmed.drain(..n).collect();
+                confirmed.iter().for_each(|id| weights.confirm(*id));
+                out.push(Step::Forget(confirmed));
+            }
+            Op::ConfirmAll => {
+                let confirmed = std::mem::take(&mut unconfirmed);
+                confirmed.iter().for_each(|id| weights.confirm(*id));
+                out.push(Step::Forget(confirmed));
+            }
+            Op::Config(k, v) => {
+                push(
+                    &mut out,
+                    &mut weights,
+                    config(&format!("k{k}"), &v.to_string()),
+                );
+            }
+            Op::Hello => {
+                let epoch = out.len() as u64;
+                push(&mut out, &mut weights, hello(epoch));
+            }
+            Op::Init => push(
+                &mut out,
+                &mut weights,
+                StorageCommand::InitializationComplete,
+            ),
+            Op::Writes => push(&mut out, &mut weights, StorageCommand::AllowWrites),
             _ => {}
         }
     }
@@ -444,24 +669,67 @@ proptest! {
 
     #[test]
     fn reduced_replay_matches_full_replay(ops in proptest::collection::vec(arb_op(), 0..300)) {
-        let all = commands(&ops);
+        let steps = steps(&ops);
+        let mut all: Vec<Cmd> = Vec::new();
         let mut history = CommandHistory::new();
-        for (i, command) in all.iter().enumerate() {
-            history.push(command.clone());
-            prop_assert!(history.len() <= history.trigger());
-            if i % 37 == 0 {
-                let (a, b) = (Model::replay(history.iter()), Model::replay(&all[..=i]));
-                prop_assert!(a == b, "diverged after {i}:\n{}\n{}", a.summary(), b.summary());
+        let mut pushes = 0u64;
+        for step in steps {
+            match step {
+                Step::Push(command, weight) => {
+                    all.push(command.clone());
+                    history.push(command);
+                    pushes += 1;
+                    prop_assert_eq!(history.live(), weight);
+                    prop_assert!(
+                        history.len() <= 2 * weight + REDUCE_SLACK,
+                        "len {} > 2 * {} + {}", history.len(), weight, REDUCE_SLACK
+                    );
+                }
+                Step::Forget(ids) => {
+                    history.forget_dropped(ids);
+                    prop_assert!(history.len() <= 2 * history.live() + REDUCE_SLACK);
+                }
+            }
+            if all.len().is_multiple_of(37) {
+                let (a, b) = (Model::replay(history.iter()), Model::replay(&all));
+                prop_assert!(a == b, "diverged after {}:\n{}\n{}", all.len(), a.summary(), b.summary());
             }
         }
+        prop_assert!(history.reduction_work <= 2 * pushes, "work {} pushes {pushes}", history.reduction_work);
         let full = Model::replay(&all);
         prop_assert!(Model::replay(history.iter()) == full, "diverged at the end");
         history.reduce();
         prop_assert!(Model::replay(history.iter()) == full, "diverged after a reduction");
         history.reduce();
         prop_assert!(Model::replay(history.iter()) == full, "diverged after two reductions");
-        // Once the final compactions have been replayed by one reduction, only the
-        // live objects remain.
+        // Reductions never exceed the live weight plus Hello, configuration and flags.
+        prop_assert!(history.len() <= history.live() + 4);
+    }
+
+    /// Once every drop is confirmed, a reduced history describes only live objects.
+    #[test]
+    fn confirmed_drops_leave_only_live_objects(ops in proptest::collection::vec(arb_op(), 0..300)) {
+        let mut all: Vec<Cmd> = Vec::new();
+        let mut history = CommandHistory::new();
+        let mut dropped = Vec::new();
+        for step in steps(&ops) {
+            match step {
+                Step::Push(command, _) => {
+                    if let StorageCommand::AllowCompaction { id, frontier } = &command
+                        && frontier.is_empty()
+                    {
+                        dropped.push(*id);
+                    }
+                    all.push(command.clone());
+                    history.push(command);
+                }
+                Step::Forget(ids) => history.forget_dropped(ids),
+            }
+        }
+        history.forget_dropped(dropped);
+        history.reduce();
+        let full = Model::replay(&all);
+        prop_assert!(Model::replay(history.iter()) == full, "diverged");
         prop_assert!(history.len() <= full.live_commands(), "{} > {}", history.len(), full.live_commands());
     }
 }

@@ -7,8 +7,8 @@ use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Timestamp};
 use super::{Instance, InstanceResponse};
 use crate::local::LocalConnector;
 use crate::protocol::{Status, StorageCommand};
-use crate::scenarios::{self, Factory, FakeReplica, fast_backoff, wait_until};
-use crate::testing::{ingestion, sink};
+use crate::scenarios::{self, Factory, FakeReplica, fast_backoff, recv_until, wait_until};
+use crate::testing::{compact, ingestion, sink};
 use crate::transport::ReplicaConnector;
 
 fn local() -> Factory {
@@ -161,4 +161,64 @@ async fn older_epoch_is_fenced() {
             .iter()
             .all(|c| !c.contains(&StorageCommand::AllowWrites))
     );
+}
+
+/// The history keeps a dropped object's final compaction until every replica has
+/// confirmed the drop, then forgets it.
+#[tokio::test]
+async fn confirmed_drops_leave_the_history() {
+    let fake = FakeReplica::new();
+    fake.auto_drop
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut instance = Instance::<Timestamp>::new(InstanceId(1), 1, fast_backoff());
+    instance
+        .add_replica(ReplicaId(1), LocalConnector::new(fake.clone()))
+        .unwrap();
+    wait_until("the replica connects", || fake.connections().len() == 1).await;
+    instance.send(StorageCommand::RunSink(sink(7, 1, 0)));
+    instance.send(compact(7, None));
+    let replayed = |instance: &Instance<Timestamp>| {
+        let mut shared = instance.lock();
+        shared.history.reduce();
+        shared.history.iter().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(replayed(&instance), vec![compact(7, None)]);
+    assert_eq!(instance.lock().history.live(), 1);
+
+    wait_until("the drop arrives", || {
+        fake.connections().last().is_some_and(|c| c.len() >= 3)
+    })
+    .await;
+    assert!(
+        fake.respond(crate::protocol::StorageResponse::DroppedId(GlobalId::User(
+            7
+        )))
+    );
+    recv_until(&mut instance, |r| {
+        *r == InstanceResponse::DroppedId(GlobalId::User(7))
+    })
+    .await;
+    assert_eq!(instance.lock().history.live(), 0);
+    assert_eq!(replayed(&instance), vec![]);
+}
+
+/// With no replica, a drop is final at once and the history forgets it straight away.
+#[tokio::test]
+async fn zero_replica_drops_leave_the_history() {
+    let mut instance = Instance::<Timestamp>::new(InstanceId(1), 1, fast_backoff());
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[3])));
+    for id in 1..=3 {
+        instance.send(compact(id, None));
+    }
+    let mut dropped = Vec::new();
+    while let Some(r) = instance.try_recv() {
+        if let InstanceResponse::DroppedId(id) = r {
+            dropped.push(id);
+        }
+    }
+    assert_eq!(dropped.len(), 3);
+    let mut shared = instance.lock();
+    assert_eq!(shared.history.live(), 0);
+    shared.history.reduce();
+    assert!(shared.history.is_empty());
 }
