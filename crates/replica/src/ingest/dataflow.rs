@@ -2,7 +2,7 @@
 //! [`crate::ingest`]).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,12 +29,17 @@ type RoundMsg = (usize, Round);
 /// An encoded update of export `usize`.
 type DataMsg = (usize, Row, i64);
 
+/// How many bound rounds may be in flight at once. With two, the other workers
+/// generate round `n + 1` while worker 0 commits round `n`; rounds still commit in
+/// order, each after its binding is minted.
+const PIPELINE_DEPTH: usize = 2;
+
 /// State the leader and the committer (both on worker 0) share.
 #[derive(Default)]
 struct Shared {
-    /// The round being generated and committed, with its timely time.
-    inflight: Option<(u64, Round)>,
-    /// The outcome of the last commit, for the leader.
+    /// The rounds being generated and committed, oldest first, with their timely times.
+    inflight: VecDeque<(u64, Round)>,
+    /// The outcome of the commits since the leader last looked (an error wins).
     outcome: Option<Result<(), IngestError>>,
     leader: Option<Activator>,
 }
@@ -110,8 +115,9 @@ pub(crate) fn build(
     });
 }
 
-/// Commits the in-flight round once every worker's data for it has arrived, and hands
-/// the outcome to the leader.
+/// Commits the in-flight rounds, oldest first, once every worker's data for them has
+/// arrived, and hands the outcome to the leader. After a failed commit the later rounds
+/// are abandoned (the leader re-reads the shards and replays them).
 fn commit_if_complete(
     ctx: &Ctx,
     plan: &IngestionPlan,
@@ -119,20 +125,28 @@ fn commit_if_complete(
     stash: &mut BTreeMap<u64, Vec<DataMsg>>,
     frontier: &MutableAntichain<u64>,
 ) {
-    let ready = match &shared.borrow().inflight {
-        Some((seq, _)) => !frontier.less_equal(seq),
-        None => false,
-    };
-    if !ready {
-        return;
-    }
     let mut shared = shared.borrow_mut();
-    let Some((seq, round)) = shared.inflight.take() else {
-        return;
-    };
-    let msgs = stash.remove(&seq).unwrap_or_default();
-    shared.outcome = Some(commit_msgs(ctx, plan, &round, msgs));
-    if let Some(leader) = &shared.leader {
+    let mut committed = false;
+    while let Some((seq, _)) = shared.inflight.front() {
+        if frontier.less_equal(seq) {
+            break;
+        }
+        let Some((seq, round)) = shared.inflight.pop_front() else {
+            break;
+        };
+        let msgs = stash.remove(&seq).unwrap_or_default();
+        committed = true;
+        let outcome = commit_msgs(ctx, plan, &round, msgs);
+        if outcome.is_err() {
+            shared.inflight.clear();
+        }
+        if !matches!(shared.outcome, Some(Err(_))) {
+            shared.outcome = Some(outcome);
+        }
+    }
+    // Data of complete rounds that are no longer in flight belongs to abandoned rounds.
+    stash.retain(|time, _| frontier.less_equal(time));
+    if committed && let Some(leader) = &shared.leader {
         leader.activate();
     }
 }
@@ -244,18 +258,22 @@ impl LeaderOp {
             self.cap = None;
             return;
         }
-        if self.shared.borrow().inflight.is_some() {
-            return;
-        }
         let outcome = self.shared.borrow_mut().outcome.take();
         match outcome {
-            Some(Err(e)) => return self.stalled(&e),
+            Some(Err(e)) => {
+                // Rounds in flight were abandoned with the failed one.
+                self.shared.borrow_mut().inflight.clear();
+                return self.stalled(&e);
+            }
             Some(Ok(())) => {
                 self.ctx
                     .reporter
                     .status(self.plan.id, Status::Running, None, Vec::new());
             }
             None => {}
+        }
+        if self.shared.borrow().inflight.len() >= PIPELINE_DEPTH {
+            return;
         }
         if !self.ctx.writes_allowed() {
             self.activator.activate_after(Duration::from_millis(20));
@@ -296,9 +314,16 @@ impl LeaderOp {
                 session.give((w, round.clone()));
             }
         }
-        self.shared.borrow_mut().inflight = Some((self.seq, round));
+        let mut shared = self.shared.borrow_mut();
+        shared.inflight.push_back((self.seq, round));
+        let room = shared.inflight.len() < PIPELINE_DEPTH;
+        drop(shared);
         self.seq += 1;
         cap.downgrade(&self.seq);
+        if room {
+            // Mint the next round while this one is generated and committed.
+            self.activator.activate();
+        }
         self.next_tick = Instant::now() + Duration::from_millis(self.plan.tick_interval_ms);
     }
 }

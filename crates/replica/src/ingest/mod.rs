@@ -11,10 +11,13 @@
 //!    offsets `o` with `o % peers == worker index`, and exchanges them to worker 0;
 //! 3. **commit** (worker 0) waits until the round's timely time is complete, then
 //!    writes the round with one `compare_and_append` per data shard
-//!    (`commit::commit_round`) and wakes the leader.
+//!    (`commit::commit_round`) and wakes the leader. A round whose data shards are
+//!    already beyond it (a duplicate after a resync) is skipped.
 //!
-//! Rounds run one at a time: the leader mints the next binding only after the commit
-//! of the previous one. Under load (no tick interval, or behind schedule) a round binds
+//! Up to two rounds are in flight: the leader mints round `n + 1` while round `n` is
+//! generated and committed, so the other workers generate while worker 0 commits.
+//! Rounds commit in order, each after its binding is minted; a failed commit abandons
+//! the rounds behind it, and the leader replays them from the remap shard. Under load (no tick interval, or behind schedule) a round binds
 //! up to `ReplicaConfig::max_ticks_per_round` ticks' worth of offsets, so its fixed
 //! cost (two serial `compare_and_append`s and a timely round trip) covers more rows.
 //! Nothing is minted or written before `AllowWrites`.
