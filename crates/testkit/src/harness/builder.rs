@@ -58,6 +58,7 @@ pub struct HarnessBuilder {
     read_only: bool,
     timeout: Duration,
     instance: InstanceId,
+    offset_limit: Option<u64>,
 }
 
 impl Default for HarnessBuilder {
@@ -70,6 +71,7 @@ impl Default for HarnessBuilder {
             read_only: false,
             timeout: Duration::from_secs(30),
             instance: InstanceId(1),
+            offset_limit: None,
         }
     }
 }
@@ -132,6 +134,13 @@ impl HarnessBuilder {
         self
     }
 
+    /// Stops every source on the replicas at this offset (default: sources run on), so
+    /// a test can wait for a source to finish and compare exact contents.
+    pub fn offset_limit(mut self, limit: u64) -> Self {
+        self.offset_limit = Some(limit);
+        self
+    }
+
     /// Sets up the backend, starts the replicas and opens the controller.
     ///
     /// # Errors
@@ -148,12 +157,12 @@ impl HarnessBuilder {
             read_only: self.read_only,
             timeout: self.timeout,
             instance: self.instance,
+            offset_limit: self.offset_limit,
         };
         let mut replicas = Vec::with_capacity(self.replicas);
         for index in 0..self.replicas {
             let mut slot = ReplicaSlot::new(index);
-            slot.start(&settings.location, settings.workers, &settings.now)
-                .await?;
+            slot.start(&settings).await?;
             replicas.push(slot);
         }
         let pending = Arc::new(Mutex::new(None));

@@ -130,6 +130,7 @@ struct Settings {
     read_only: bool,
     timeout: Duration,
     instance: InstanceId,
+    offset_limit: Option<u64>,
 }
 
 /// A controller, an instance and in-process replicas over one persist location.
@@ -372,7 +373,8 @@ impl Harness {
     }
 
     /// Opens a controller over the location with the durable catalog, creates the
-    /// instance, connects every replica slot and re-creates remembered collections.
+    /// instance, connects every replica slot and re-creates remembered collections
+    /// (after the instance, which ingestions run on).
     async fn open_controller(
         settings: &Settings,
         pending: &Arc<Mutex<Option<Arc<SlotConnector>>>>,
@@ -390,16 +392,6 @@ impl Harness {
                     "opening a controller on {}",
                     settings.location
                 )))?;
-        if !collections.is_empty() {
-            controller
-                .create_collections(
-                    &StorageMetadata::default(),
-                    Some(Timestamp::new(0)),
-                    collections.to_vec(),
-                )
-                .await
-                .map_err(storage("re-creating collections"))?;
-        }
         controller
             .create_instance(settings.instance)
             .map_err(storage("creating the instance"))?;
@@ -416,6 +408,16 @@ impl Harness {
             controller
                 .connect_replica(settings.instance, Self::replica_id(index), config)
                 .map_err(storage(format!("connecting replica {index}")))?;
+        }
+        if !collections.is_empty() {
+            controller
+                .create_collections(
+                    &StorageMetadata::default(),
+                    Some(Timestamp::new(0)),
+                    collections.to_vec(),
+                )
+                .await
+                .map_err(storage("re-creating collections"))?;
         }
         controller.initialization_complete();
         Ok(controller)
@@ -497,13 +499,12 @@ impl Harness {
     /// runs). The controller's reconnect replays its command history to the new
     /// process. See [`kill_replica`](Self::kill_replica) for an example.
     pub async fn restart_replica(&mut self, index: usize) -> Result<()> {
-        let (location, workers, now) = (
-            self.settings.location.clone(),
-            self.settings.workers,
-            Arc::clone(&self.settings.now),
-        );
-        let slot = self.slot(index)?;
+        let replicas = self.replicas.len();
+        let slot = self
+            .replicas
+            .get_mut(index)
+            .ok_or(HarnessError::NoSuchReplica { index, replicas })?;
         slot.kill().await;
-        slot.start(&location, workers, &now).await
+        slot.start(&self.settings).await
     }
 }

@@ -12,12 +12,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use strata_controller_api::Timestamp;
 use strata_instance_client::LocalConnector;
-use strata_instance_client::transport::{ReplicaConnection, ReplicaConnector, TransportError};
+use strata_instance_client::transport::{
+    CommandReceiver, Hello, ReplicaConnection, ReplicaConnector, ReplicaHandler, ResponseSender,
+    TransportError,
+};
 use strata_replica::server::ReplicaServer;
 use strata_replica::shard::persist::PersistShards;
 use strata_replica::{Clock, ReplicaConfig};
 
-use super::{HarnessError, NowFn};
+use super::{HarnessError, Settings};
 
 /// The connector the controller holds for one replica index.
 pub(crate) struct SlotConnector {
@@ -66,6 +69,38 @@ impl ReplicaConnector<Timestamp> for SlotConnector {
     }
 }
 
+/// Serves each connection of a [`ReplicaServer`] on a plain thread.
+///
+/// The server handles commands synchronously, and its persist adapter blocks on its own
+/// runtime; on a task of the caller's runtime that blocking would panic. A plain
+/// thread has no runtime context, so the adapter may block there.
+struct ThreadedHandler {
+    server: Arc<ReplicaServer>,
+}
+
+#[async_trait]
+impl ReplicaHandler<Timestamp> for ThreadedHandler {
+    async fn serve(
+        &self,
+        hello: Hello,
+        commands: CommandReceiver<Timestamp>,
+        responses: ResponseSender<Timestamp>,
+    ) {
+        let server = Arc::clone(&self.server);
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("harness-replica-conn".into())
+            .spawn(move || {
+                futures::executor::block_on(server.serve(hello, commands, responses));
+                let _ = done.send(());
+            });
+        if spawned.is_ok() {
+            // Ends when the connection's commands end (or the thread dies).
+            let _ = finished.await;
+        }
+    }
+}
+
 /// One replica index: its connector and, while it runs, its server.
 pub(crate) struct ReplicaSlot {
     pub(crate) connector: Arc<SlotConnector>,
@@ -94,17 +129,17 @@ impl ReplicaSlot {
         self.starts
     }
 
-    /// Starts a server with `workers` timely workers on the persist location `url`.
-    pub(crate) async fn start(
-        &mut self,
-        url: &str,
-        workers: usize,
-        now: &NowFn,
-    ) -> Result<(), HarnessError> {
+    /// Starts a server with the harness's workers, clock and offset limit on its
+    /// persist location.
+    pub(crate) async fn start(&mut self, settings: &Settings) -> Result<(), HarnessError> {
         let index = self.connector.index;
-        let now = Arc::clone(now);
+        let now = Arc::clone(&settings.now);
         let clock: Clock = Arc::new(move || Timestamp::new(now()));
-        let url = url.to_string();
+        let (url, workers, offset_limit) = (
+            settings.location.clone(),
+            settings.workers,
+            settings.offset_limit,
+        );
         // Opening shards and starting workers block; persist's adapter runs its own
         // runtime, which must not start inside this one's tasks.
         let started = tokio::task::spawn_blocking(move || {
@@ -112,6 +147,7 @@ impl ReplicaSlot {
             let config = ReplicaConfig {
                 workers,
                 clock,
+                offset_limit,
                 ..ReplicaConfig::default()
             };
             ReplicaServer::start(config, Arc::new(shards)).map_err(|e| e.to_string())
@@ -122,7 +158,10 @@ impl ReplicaSlot {
             reason: format!("the start task failed: {e}"),
         })?
         .map_err(|reason| HarnessError::Replica { index, reason })?;
-        let local = LocalConnector::new(Arc::clone(&started) as _);
+        let handler = ThreadedHandler {
+            server: Arc::clone(&started),
+        };
+        let local = LocalConnector::new(Arc::new(handler) as Arc<dyn ReplicaHandler<Timestamp>>);
         self.connector.replace(Some(local));
         self.server = Some(started);
         self.starts += 1;

@@ -80,9 +80,13 @@ impl Harness {
                 .await
                 .is_ok()
             {
-                self.controller
+                // Responses are applied by `process`; the harness drops what it returns.
+                while self
+                    .controller
                     .process(&StorageMetadata::default())
-                    .map_err(storage("processing controller responses"))?;
+                    .map_err(storage("processing controller responses"))?
+                    .is_some()
+                {}
             }
         }
     }
