@@ -197,8 +197,10 @@ fn location(backend: &Backend) -> Result<(String, Option<tempfile::TempDir>)> {
         }
         #[cfg(feature = "s3")]
         Backend::S3FromEnv => {
-            let bucket =
-                std::env::var("STRATA_S3_TEST_BUCKET").map_err(|_| HarnessError::Backend {
+            let bucket = std::env::var("STRATA_S3_TEST_BUCKET")
+                .ok()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| HarnessError::Backend {
                     reason: "STRATA_S3_TEST_BUCKET is not set (cargo xtask test sets it)".into(),
                 })?;
             Ok((format!("s3://{bucket}/{}", unique_name()), None))
