@@ -85,23 +85,35 @@ impl<T: StorageTimestamp> Controller<T> {
         }
         to_drop.sort_unstable();
         to_drop.dedup();
-        let amended: BTreeSet<GlobalId> = to_drop
+        let subsources: Vec<(GlobalId, GlobalId)> = to_drop
             .iter()
             .filter_map(
                 |id| match &self.registry.collections.get(id)?.description.data_source {
-                    DataSource::IngestionExport { ingestion_id, .. } => Some(*ingestion_id),
+                    DataSource::IngestionExport { ingestion_id, .. } => Some((*id, *ingestion_id)),
                     _ => None,
                 },
             )
             .collect();
         let effects = self.registry.frontiers.drop_collections(&to_drop)?;
         self.execute(effects);
-        // A surviving ingestion runs on without the subsources just dropped.
-        for ingestion in amended {
-            if self.registry.live(ingestion).is_ok() {
-                self.run_ingestion(ingestion)?;
-            }
+        // A surviving ingestion runs on without the subsources just dropped. Replicas
+        // confirm drops per ingestion, not per subsource: once the amended ingestion is
+        // sent (or, read-only, runs nowhere), nothing writes the subsource any more, so
+        // the controller confirms its drop itself.
+        let amended: BTreeSet<GlobalId> = subsources
+            .iter()
+            .map(|(_, ingestion)| *ingestion)
+            .filter(|ingestion| self.registry.live(*ingestion).is_ok())
+            .collect();
+        for ingestion in &amended {
+            self.run_ingestion(*ingestion)?;
         }
+        let confirmed: BTreeSet<GlobalId> = subsources
+            .into_iter()
+            .filter(|(_, ingestion)| amended.contains(ingestion))
+            .map(|(id, _)| id)
+            .collect();
+        self.confirm_drops(confirmed);
         Ok(())
     }
 }

@@ -14,15 +14,38 @@ use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageError, Stor
 use strata_persist_backend::PersistError;
 
 use super::persist_err;
-use super::worker::Worker;
+use super::worker::{Command, Worker};
+
+/// How long a failed finalization waits before it is tried again. A shard whose since
+/// a replica's reader lease still holds becomes finalizable once that lease expires.
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How often one controller tries to finalize a shard.
+const MAX_ATTEMPTS: u32 = 600;
 
 impl<T: StorageTimestamp> Worker<T> {
-    /// Finalizes `shard`, logging a failure (the shard stays in the catalog's
-    /// unfinalized set, so the next controller retries).
-    pub(super) async fn finalize_logged(&mut self, shard: ShardId, table: bool) {
-        if let Err(error) = self.finalize(shard, table).await {
-            tracing::warn!(%shard, %error, "finalizing a dropped shard failed");
+    /// Finalizes `shard`; a failure is logged and retried after [`RETRY_DELAY`], up to
+    /// [`MAX_ATTEMPTS`] times. The shard stays in the catalog's unfinalized set until it
+    /// succeeds, so the next controller retries too.
+    pub(super) async fn finalize_logged(&mut self, shard: ShardId, table: bool, attempt: u32) {
+        let Err(error) = self.finalize(shard, table).await else {
+            return;
+        };
+        tracing::warn!(%shard, %error, attempt, "finalizing a dropped shard failed");
+        if attempt + 1 >= MAX_ATTEMPTS {
+            return;
         }
+        let retry = self.retry.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RETRY_DELAY).await;
+            if let Some(tx) = retry.upgrade() {
+                let _ = tx.send(Command::RetryFinalize {
+                    shard,
+                    table,
+                    attempt: attempt + 1,
+                });
+            }
+        });
     }
 
     async fn finalize(&mut self, shard: ShardId, table: bool) -> Result<(), StorageError<T>> {

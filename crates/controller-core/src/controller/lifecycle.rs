@@ -72,7 +72,7 @@ impl<T: StorageTimestamp> Controller<T> {
             self.execute(effects);
             uppers.extend(instance_uppers);
         }
-        let mut statuses: Vec<StatusUpdate> = drained
+        let statuses: Vec<StatusUpdate> = drained
             .statuses
             .into_iter()
             .filter(|u| {
@@ -80,36 +80,46 @@ impl<T: StorageTimestamp> Controller<T> {
             })
             .map(status_update)
             .collect();
-        let dropped: BTreeSet<GlobalId> = drained
-            .dropped
+        if !uppers.is_empty() {
+            self.responses
+                .push_back(StorageResponse::FrontierUpdates(uppers));
+        }
+        if !statuses.is_empty() {
+            self.responses
+                .push_back(StorageResponse::StatusUpdates(statuses));
+        }
+        self.confirm_drops(drained.dropped);
+    }
+
+    /// Records that the replicas no longer run the dropped `ids` (ids that are not
+    /// dropped are late or spurious and ignored): their shards are finalized once
+    /// nothing holds them, and the caller learns of the drop and a `Dropped` status.
+    pub(super) fn confirm_drops(&mut self, ids: BTreeSet<GlobalId>) {
+        let dropped: BTreeSet<GlobalId> = ids
             .into_iter()
             .filter(|id| self.registry.frontiers.is_dropped(*id))
             .collect();
-        if !dropped.is_empty() {
-            let ids: Vec<GlobalId> = dropped.iter().copied().collect();
-            let effects = self.registry.frontiers.confirm_dropped(&ids);
-            self.execute(effects);
-            statuses.extend(dropped.iter().map(|id| StatusUpdate {
+        if dropped.is_empty() {
+            return;
+        }
+        let list: Vec<GlobalId> = dropped.iter().copied().collect();
+        let effects = self.registry.frontiers.confirm_dropped(&list);
+        self.execute(effects);
+        let statuses = dropped
+            .iter()
+            .map(|id| StatusUpdate {
                 id: *id,
                 replica_id: None,
                 status: Status::Dropped,
                 timestamp_ms: now_ms(),
                 error: None,
                 hints: Vec::new(),
-            }));
-        }
-        if !uppers.is_empty() {
-            self.responses
-                .push_back(StorageResponse::FrontierUpdates(uppers));
-        }
-        if !dropped.is_empty() {
-            self.responses
-                .push_back(StorageResponse::DroppedIds(dropped));
-        }
-        if !statuses.is_empty() {
-            self.responses
-                .push_back(StorageResponse::StatusUpdates(statuses));
-        }
+            })
+            .collect();
+        self.responses
+            .push_back(StorageResponse::DroppedIds(dropped));
+        self.responses
+            .push_back(StorageResponse::StatusUpdates(statuses));
     }
 }
 

@@ -85,6 +85,13 @@ pub(crate) enum Command<T: StorageTimestamp> {
     /// Close, release and finalize a dropped collection's shard, then mark it
     /// finalized in the catalog.
     Finalize { shard: ShardId, table: bool },
+    /// Retry finalizing `shard` after an earlier attempt failed (for example while a
+    /// replica's expiring reader lease still holds its since back).
+    RetryFinalize {
+        shard: ShardId,
+        table: bool,
+        attempt: u32,
+    },
 }
 
 /// What the storage task tells the controller.
@@ -141,6 +148,7 @@ pub(crate) fn spawn<T: StorageTimestamp>(config: WorkerConfig<T>) -> WorkerHandl
         writers: BTreeMap::new(),
         pending_downgrades: BTreeMap::new(),
         pending_finalize: Vec::new(),
+        retry: tx.downgrade(),
     };
     tokio::spawn(worker.run(rx));
     WorkerHandle { tx }
@@ -155,6 +163,8 @@ pub(super) struct Worker<T: StorageTimestamp> {
     writers: BTreeMap<ShardId, WriteHandle<T>>,
     pending_downgrades: BTreeMap<ShardId, (Antichain<T>, bool)>,
     pending_finalize: Vec<(ShardId, bool)>,
+    /// Re-queues failed finalizations; weak, so the task still ends with the controller.
+    pub(super) retry: mpsc::WeakUnboundedSender<Command<T>>,
 }
 
 /// How a group commit ended.
@@ -229,11 +239,16 @@ impl<T: StorageTimestamp> Worker<T> {
             }
             Command::Finalize { shard, table } => {
                 if self.writable {
-                    self.finalize_logged(shard, table).await;
+                    self.finalize_logged(shard, table, 0).await;
                 } else {
                     self.pending_finalize.push((shard, table));
                 }
             }
+            Command::RetryFinalize {
+                shard,
+                table,
+                attempt,
+            } => self.finalize_logged(shard, table, attempt).await,
         }
     }
 
@@ -255,7 +270,7 @@ impl<T: StorageTimestamp> Worker<T> {
             self.downgrade(shard, &since, table).await;
         }
         for (shard, table) in std::mem::take(&mut self.pending_finalize) {
-            self.finalize_logged(shard, table).await;
+            self.finalize_logged(shard, table, 0).await;
         }
         Ok(())
     }
