@@ -96,6 +96,12 @@ pub enum ReplicaError {
         /// Timely's message.
         reason: String,
     },
+    /// The thread that applies a server's commands could not be started.
+    #[error("cannot start the command thread: {reason}")]
+    CommandThread {
+        /// The operating system's message.
+        reason: String,
+    },
 }
 
 /// Where the handler is in the protocol.

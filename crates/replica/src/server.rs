@@ -4,7 +4,14 @@
 //! Each admitted connection becomes the one the replica answers on: responses go to
 //! the newest connection, and the replica re-sends its known uppers and statuses to it
 //! (the controller that reconnects must learn them even if nothing advances).
+//!
+//! Commands are applied on one dedicated plain thread, fed by a channel, never on the
+//! transport's task: handling may block (the persist adapter blocks on its own runtime,
+//! which tokio forbids inside a runtime context). Commands of a connection that a newer
+//! one has replaced are dropped, so only the newest connection drives the replica.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -33,10 +40,17 @@ impl ResponseSink for CurrentConnection {
     }
 }
 
+/// A command, tagged with the connection (its generation) it arrived on.
+type Job = (u64, StorageCommand<Timestamp>);
+
 /// A replica that serves controller connections.
 pub struct ReplicaServer {
-    replica: Mutex<Replica>,
+    replica: Arc<Mutex<Replica>>,
     connection: Arc<CurrentConnection>,
+    /// The newest connection's generation; older connections' commands are dropped.
+    generation: Arc<AtomicU64>,
+    /// Feeds the command thread, which ends once this is dropped.
+    jobs: Mutex<Sender<Job>>,
 }
 
 impl std::fmt::Debug for ReplicaServer {
@@ -46,20 +60,41 @@ impl std::fmt::Debug for ReplicaServer {
 }
 
 impl ReplicaServer {
-    /// Starts the replica's workers; connections arrive through [`ReplicaHandler`].
+    /// Starts the replica's workers and its command thread; connections arrive through
+    /// [`ReplicaHandler`].
     pub fn start(
         config: ReplicaConfig,
         shards: Arc<dyn Shards>,
     ) -> Result<Arc<ReplicaServer>, ReplicaError> {
         let connection = Arc::new(CurrentConnection::default());
-        let replica = Replica::start(
+        let replica = Arc::new(Mutex::new(Replica::start(
             config,
             shards,
             Arc::clone(&connection) as Arc<dyn ResponseSink>,
-        )?;
+        )?));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (jobs, received) = channel::<Job>();
+        let (target, current) = (Arc::clone(&replica), Arc::clone(&generation));
+        std::thread::Builder::new()
+            .name("replica-commands".into())
+            .spawn(move || {
+                for (generation, command) in received {
+                    if generation != current.load(Ordering::SeqCst) {
+                        continue; // a replaced connection's command
+                    }
+                    if let Ok(mut replica) = target.lock() {
+                        replica.handle(command);
+                    }
+                }
+            })
+            .map_err(|e| ReplicaError::CommandThread {
+                reason: e.to_string(),
+            })?;
         Ok(Arc::new(ReplicaServer {
-            replica: Mutex::new(replica),
+            replica,
             connection,
+            generation,
+            jobs: Mutex::new(jobs),
         }))
     }
 
@@ -76,10 +111,11 @@ impl ReplicaServer {
         }
     }
 
-    fn handle(&self, command: StorageCommand<Timestamp>) {
-        if let Ok(mut replica) = self.replica.lock() {
-            replica.handle(command);
-        }
+    /// Queues `command` for the command thread; `false` once that thread is gone.
+    fn enqueue(&self, generation: u64, command: StorageCommand<Timestamp>) -> bool {
+        self.jobs
+            .lock()
+            .is_ok_and(|jobs| jobs.send((generation, command)).is_ok())
     }
 }
 
@@ -91,15 +127,21 @@ impl ReplicaHandler<Timestamp> for ReplicaServer {
         mut commands: CommandReceiver<Timestamp>,
         responses: ResponseSender<Timestamp>,
     ) {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         if let Ok(mut sender) = self.connection.sender.lock() {
             *sender = Some(responses);
         }
-        self.handle(StorageCommand::Hello {
+        let hello = StorageCommand::Hello {
             nonce: hello.nonce,
             epoch: hello.epoch,
-        });
+        };
+        if !self.enqueue(generation, hello) {
+            return;
+        }
         while let Some(command) = commands.recv().await {
-            self.handle(command);
+            if !self.enqueue(generation, command) {
+                return;
+            }
         }
     }
 }

@@ -81,3 +81,62 @@ fn local_transport_reconnect_replays_without_restarts() {
     );
     assert_eq!(contents(&shards, &cmd), model(&cmd, LIMIT));
 }
+
+/// The since of `shard` as a fresh reader sees it: a snapshot at 0 fails with the since
+/// once the shard is compacted past 0, else the since is still 0.
+#[cfg(feature = "persist")]
+fn shard_since(
+    url: &str,
+    cmd: &strata_instance_client::RunIngestionCommand<Timestamp>,
+    id: GlobalId,
+) -> u64 {
+    use strata_replica::shard::persist::PersistShards;
+    use strata_replica::shard::{ShardError, ShardReader, ShardWriter};
+    let shards = PersistShards::open(url).unwrap();
+    let meta = &cmd.storage_metadata[&id];
+    shards.register_schema(meta.data_shard, &meta.relation_desc);
+    match shards.snapshot(meta.data_shard, Timestamp::new(0)) {
+        Err(ShardError::ReadBeforeSince { since, .. }) => {
+            since.elements().first().map_or(u64::MAX, |t| t.as_millis())
+        }
+        _ => 0,
+    }
+}
+
+/// Regression: `AllowCompaction` for a running ingestion, on persist shards, served from
+/// a tokio task, used to block on the adapter's runtime inside the transport's runtime
+/// and panic ("Cannot start a runtime from within a runtime"), leaving the replica stuck.
+#[cfg(feature = "persist")]
+#[test]
+fn allow_compaction_over_local_transport_on_persist_shards() {
+    use strata_controller_api::Antichain;
+    use strata_replica::shard::persist::PersistShards;
+    const URL: &str = "mem://replica-server-compaction";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cmd = ingestion(3200, LoadGenerator::Counter { max_ticks: None }, 0, 3);
+    let id = GlobalId::User(3200);
+    let shards = PersistShards::open(URL).unwrap();
+    let server = ReplicaServer::start(frozen_config(2, 1_000_000), Arc::new(shards)).unwrap();
+    let connector = LocalConnector::new(Arc::clone(&server) as _);
+    let mut connection = rt.block_on(connector.connect()).unwrap();
+    for command in history(1, vec![StorageCommand::RunIngestion(cmd.clone())]) {
+        connection.commands.send(command).unwrap();
+    }
+    rt.block_on(upper_of(&mut connection.responses, id, 10));
+    connection
+        .commands
+        .send(StorageCommand::AllowCompaction {
+            id,
+            frontier: Antichain::from_elem(Timestamp::new(5)),
+        })
+        .unwrap();
+    // The ingestion keeps running after the compaction was handled.
+    rt.block_on(upper_of(&mut connection.responses, id, 30));
+    // The since moves (observed from a plain thread, where the adapter may block).
+    wait_for("the since to move", || shard_since(URL, &cmd, id) >= 5);
+    server.shutdown();
+}
