@@ -66,7 +66,7 @@ pub(crate) async fn fence_shard<T: StorageTimestamp>(
 
 /// Reads a shard's since and upper without writing anything; `None` if the shard does
 /// not exist yet.
-async fn peek_frontiers<T: StorageTimestamp>(
+pub(super) async fn peek_frontiers<T: StorageTimestamp>(
     client: &PersistClient,
     shard: ShardId,
 ) -> Result<Option<(Antichain<T>, Antichain<T>)>, StorageError<T>> {

@@ -35,6 +35,7 @@ mod introspection;
 mod lifecycle;
 mod reads;
 mod registry;
+mod rtr;
 mod tables;
 mod worker;
 

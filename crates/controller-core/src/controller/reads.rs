@@ -213,10 +213,9 @@ impl<T: StorageTimestamp> Reads<T> for Controller<T> {
 
     async fn real_time_recency_timestamp(
         &mut self,
-        _ids: BTreeSet<GlobalId>,
-        _timeout: Duration,
+        ids: BTreeSet<GlobalId>,
+        timeout: Duration,
     ) -> Result<RtrFuture<T>, StorageError<T>> {
-        // No ingestion runs yet, so no id supports real-time recency.
-        Ok(futures::future::ready(Ok(T::minimum())).boxed())
+        self.real_time_recency_inner(ids, timeout).await
     }
 }

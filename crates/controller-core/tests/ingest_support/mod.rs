@@ -30,7 +30,7 @@ use crate::controller_support::{Env, t};
 pub type Servers = Arc<Mutex<Vec<Arc<ReplicaServer>>>>;
 
 /// How many 20 ms waits `pump_until` allows.
-const PUMP_ROUNDS: usize = 500;
+const PUMP_ROUNDS: usize = 3000;
 
 pub const INSTANCE: InstanceId = InstanceId(1);
 
@@ -241,8 +241,13 @@ pub async fn pump_until(
             return;
         }
         let _ = tokio::time::timeout(Duration::from_millis(20), ctl.ready()).await;
+        let mut idle = true;
         while let Some(response) = ctl.process(&metadata).unwrap() {
             responses.push(response);
+            idle = false;
+        }
+        if idle {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     let statuses: Vec<_> = responses
