@@ -74,6 +74,8 @@ pub fn exactly_once_under_aborts(
     let mut rng = Rng(0x5eed);
     let mut responses = Vec::new();
     let (mut injected, mut midpoints) = (0, Vec::new());
+    let watch = make();
+    let mut previous = 0;
     for epoch in 1..=restarts {
         let faulty = Faulty::new(make(), epoch * 7919, 12);
         let (mut replica, rx) = start(frozen_config(2, limit), Arc::new(faulty.clone()));
@@ -81,11 +83,18 @@ pub fn exactly_once_under_aborts(
             &mut replica,
             &history(epoch, vec![StorageCommand::RunIngestion(cmd.clone())]),
         );
-        std::thread::sleep(Duration::from_millis(rng.below(15)));
-        replica.shutdown(); // abort at a random point
+        // Abort at a random point of observed progress (never of wall time): once the
+        // ingestion is past the previous abort point, plus a small random delay.
+        let target = (previous + 1 + rng.below(limit / restarts / 2)).min(limit);
+        wait_for("progress past the previous abort", || {
+            ingested_offset(watch.as_ref(), cmd) >= target
+        });
+        std::thread::sleep(Duration::from_micros(rng.below(500)));
+        replica.shutdown(); // abort
         injected += faulty.injected();
         responses.extend(drain(&rx));
-        midpoints.push(ingested_offset(make().as_ref(), cmd));
+        previous = ingested_offset(watch.as_ref(), cmd);
+        midpoints.push(previous);
     }
     let shards = make();
     let (mut replica, rx) = start(frozen_config(2, limit), Arc::clone(&shards));
@@ -102,6 +111,7 @@ pub fn exactly_once_under_aborts(
     replica.shutdown();
     responses.extend(drain(&rx));
 
+    eprintln!("ingested offsets after each abort: {midpoints:?}");
     assert!(injected > 0, "no fault was injected");
     assert!(
         midpoints.iter().any(|o| *o > 0 && *o < limit),
@@ -167,6 +177,25 @@ pub fn file_output(path: &std::path::Path) -> SinkOutput {
     )
 }
 
+/// Whether the source of `sink` ingested `cmd` up to `limit` and the sink's committed
+/// `frontier` reached the upper of the collection it exports (no progress is left).
+fn sink_caught_up(
+    shards: &dyn Shards,
+    cmd: &RunIngestionCommand<Timestamp>,
+    sink: &RunSinkCommand<Timestamp>,
+    limit: u64,
+    frontier: Option<u64>,
+) -> bool {
+    if ingested_offset(shards, cmd) < limit {
+        return false;
+    }
+    let upper = shards
+        .upper(sink.from_metadata.data_shard)
+        .ok()
+        .and_then(|u| frontier_time(&u));
+    upper.is_some_and(|u| frontier >= Some(u.as_millis()))
+}
+
 /// Runs `cmd` to `limit` while a sink of `from` is killed `kills` times at random
 /// points (and crashes between data and progress at random); then checks the output.
 pub fn sink_exactly_once_under_kills(
@@ -178,18 +207,29 @@ pub fn sink_exactly_once_under_kills(
     output: &dyn Fn() -> SinkOutput,
 ) {
     let from_shard = sink.from_metadata.data_shard;
-    let mut source_config = frozen_config(1, limit);
-    source_config.retry_backoff = Duration::from_millis(1);
     let shards = make();
-    let (mut source, _src_rx) = start(source_config, Arc::clone(&shards));
-    send(
-        &mut source,
-        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
-    );
-
+    // The source advances in steps, one per kill over the first half of the kills, so
+    // there is always new input for the sink to make progress on between kills.
+    let step = limit.div_ceil((kills / 2).max(1));
+    let mut source: Option<(strata_replica::Replica, Responses)> = None;
     let mut rng = Rng(0xfeed);
     let mut lens = Vec::new();
+    let mut previous = 0;
     for epoch in 1..=kills {
+        let source_limit = (step * epoch).min(limit);
+        if ingested_offset(shards.as_ref(), cmd) < source_limit {
+            if let Some((old, _)) = source.take() {
+                old.shutdown();
+            }
+            let mut source_config = frozen_config(1, source_limit);
+            source_config.retry_backoff = Duration::from_millis(1);
+            let (mut next, rx) = start(source_config, Arc::clone(&shards));
+            send(
+                &mut next,
+                &history(epoch, vec![StorageCommand::RunIngestion(cmd.clone())]),
+            );
+            source = Some((next, rx));
+        }
         let mut config = frozen_config(1, limit);
         config.faults = Some(Arc::new(RandomCrash(Mutex::new(Rng(epoch * 31 + 7)))));
         let faulty = Faulty::new(make(), epoch * 104_729, 20);
@@ -198,12 +238,23 @@ pub fn sink_exactly_once_under_kills(
             &mut replica,
             &history(epoch, vec![StorageCommand::RunSink(sink.clone())]),
         );
-        std::thread::sleep(Duration::from_millis(rng.below(12)));
-        replica.shutdown(); // kill at a random point
-        lens.push(output().0.len());
+        // Kill at a random point of observed progress (never of wall time): once the
+        // sink committed more than at the previous kill (or has caught up with the
+        // source's current step), plus a small random delay.
+        wait_for("sink progress past the previous kill", || {
+            let (updates, frontier) = output();
+            updates.len() > previous
+                || sink_caught_up(shards.as_ref(), cmd, sink, source_limit, frontier)
+        });
+        std::thread::sleep(Duration::from_micros(rng.below(500)));
+        replica.shutdown(); // kill
+        previous = output().0.len();
+        lens.push(previous);
     }
     wait_for("source", || ingested_offset(shards.as_ref(), cmd) >= limit);
-    source.shutdown();
+    if let Some((source, _)) = source.take() {
+        source.shutdown();
+    }
 
     let (mut replica, _rx) = start(frozen_config(1, limit), Arc::clone(&shards));
     send(
@@ -216,6 +267,7 @@ pub fn sink_exactly_once_under_kills(
     wait_for("sink to catch up", || output().1 >= Some(upper));
     replica.shutdown();
 
+    eprintln!("committed sink updates after each kill: {lens:?}");
     assert!(
         lens.windows(2).any(|w| w[0] != w[1]),
         "the sink never made progress between kills"
