@@ -62,3 +62,53 @@ async fn read_only_runs_nothing_until_allow_writes() {
         assert_eq!(offset, LIMIT);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altering_an_ingestion_reruns_it_only_when_the_connection_changes() {
+    let env = mem_env();
+    let (mut ctl, servers) = controller(&env, false, Some(LIMIT)).await;
+    add_replica(&mut ctl, 1);
+    let source = Auction::new(40);
+    let connection = connection(3, 0);
+    create_source(&env, &mut ctl, &source, &connection).await;
+    let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
+    let server = std::sync::Arc::clone(&servers.lock().unwrap()[0]);
+    pump_until(&env, &mut ctl, &mut responses, "the first run", |_, _| {
+        server.dataflow_starts() == 1
+    })
+    .await;
+
+    assert!(matches!(
+        ctl.alter_ingestion_connections(std::collections::BTreeMap::from([(
+            source.auctions,
+            connection.clone()
+        )]))
+        .await,
+        Err(strata_controller_api::StorageError::IdentifierInvalid(_))
+    ));
+    let counter = strata_controller_api::SourceConnection::LoadGenerator {
+        generator: strata_controller_api::LoadGenerator::Counter { max_ticks: None },
+        tick_interval_ms: 0,
+        offsets_per_tick: 3,
+        seed: 42,
+    };
+    assert!(
+        ctl.alter_ingestion_source_desc(source.ingestion, counter)
+            .await
+            .is_err()
+    );
+    // The same connection changes nothing; a new pace re-runs the ingestion.
+    ctl.alter_ingestion_connections(std::collections::BTreeMap::from([(
+        source.ingestion,
+        connection.clone(),
+    )]))
+    .await
+    .unwrap();
+    ctl.alter_ingestion_source_desc(source.ingestion, ingest_support::connection(3, 1))
+        .await
+        .unwrap();
+    pump_until(&env, &mut ctl, &mut responses, "the re-run", |_, _| {
+        server.dataflow_starts() == 2
+    })
+    .await;
+}

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use strata_controller_api::{
-    CollectionDescription, CollectionFrontiers, CollectionMetadata, Collections, GlobalId,
-    SourceConnection, StorageError, StorageMetadata, StorageTimestamp, StorageTxn,
+    CollectionDescription, CollectionFrontiers, CollectionMetadata, Collections, DataSource,
+    GlobalId, SourceConnection, StorageError, StorageMetadata, StorageTimestamp, StorageTxn,
 };
 
 use super::Controller;
@@ -57,23 +57,27 @@ impl<T: StorageTimestamp> Collections<T> for Controller<T> {
     async fn alter_ingestion_source_desc(
         &mut self,
         ingestion_id: GlobalId,
-        _source_desc: SourceConnection,
+        source_desc: SourceConnection,
     ) -> Result<(), StorageError<T>> {
-        self.registry.live(ingestion_id)?;
-        Err(StorageError::IdentifierInvalid(ingestion_id))
+        self.drain_internal();
+        let current = self.ingestion_connection(ingestion_id)?;
+        if !alter_compatible(current, &source_desc) {
+            return Err(StorageError::InvalidUsage(format!(
+                "the new description of {ingestion_id} changes its outputs"
+            )));
+        }
+        self.set_ingestion_connections(BTreeMap::from([(ingestion_id, source_desc)]))
     }
 
     async fn alter_ingestion_connections(
         &mut self,
         source_connections: BTreeMap<GlobalId, SourceConnection>,
     ) -> Result<(), StorageError<T>> {
-        match source_connections.keys().next() {
-            None => Ok(()),
-            Some(id) => {
-                self.registry.live(*id)?;
-                Err(StorageError::IdentifierInvalid(*id))
-            }
+        self.drain_internal();
+        for id in source_connections.keys() {
+            self.ingestion_connection(*id)?;
         }
+        self.set_ingestion_connections(source_connections)
     }
 
     fn drop_sources(
@@ -130,5 +134,50 @@ impl<T: StorageTimestamp> Collections<T> for Controller<T> {
 
     fn check_exists(&self, id: GlobalId) -> Result<(), StorageError<T>> {
         self.registry.live(id).map(|_| ())
+    }
+}
+
+/// Whether `new` may replace `current` without changing the ingestion's outputs: the
+/// same kind of load generator (its seed and pace may change).
+fn alter_compatible(current: &SourceConnection, new: &SourceConnection) -> bool {
+    let (
+        SourceConnection::LoadGenerator {
+            generator: current, ..
+        },
+        SourceConnection::LoadGenerator { generator: new, .. },
+    ) = (current, new);
+    std::mem::discriminant(current) == std::mem::discriminant(new)
+}
+
+impl<T: StorageTimestamp> Controller<T> {
+    /// The connection of the live ingestion `id`: `IdentifierMissing` if unknown,
+    /// `IdentifierInvalid` if not an ingestion.
+    fn ingestion_connection(&self, id: GlobalId) -> Result<&SourceConnection, StorageError<T>> {
+        match &self.registry.live(id)?.description.data_source {
+            DataSource::Ingestion(ingestion) => Ok(&ingestion.connection),
+            _ => Err(StorageError::IdentifierInvalid(id)),
+        }
+    }
+
+    /// Replaces the connections of validated ingestions and re-runs those whose
+    /// connection changed.
+    fn set_ingestion_connections(
+        &mut self,
+        connections: BTreeMap<GlobalId, SourceConnection>,
+    ) -> Result<(), StorageError<T>> {
+        let mut changed = Vec::new();
+        for (id, connection) in connections {
+            if let Some(state) = self.registry.collections.get_mut(&id)
+                && let DataSource::Ingestion(ingestion) = &mut state.description.data_source
+                && ingestion.connection != connection
+            {
+                ingestion.connection = connection;
+                changed.push(id);
+            }
+        }
+        for id in changed {
+            self.run_ingestion(id)?;
+        }
+        Ok(())
     }
 }
