@@ -82,25 +82,17 @@ fn local_transport_reconnect_replays_without_restarts() {
     assert_eq!(contents(&shards, &cmd), model(&cmd, LIMIT));
 }
 
-/// The since of `shard` as a fresh reader sees it: a snapshot at 0 fails with the since
-/// once the shard is compacted past 0, else the since is still 0.
+/// The since of `id`'s data shard, read from the shard's state (registering no reader,
+/// which would hold the since back).
 #[cfg(feature = "persist")]
 fn shard_since(
-    url: &str,
+    watch: &strata_replica::shard::persist::PersistShards,
     cmd: &strata_instance_client::RunIngestionCommand<Timestamp>,
     id: GlobalId,
 ) -> u64 {
-    use strata_replica::shard::persist::PersistShards;
-    use strata_replica::shard::{ShardError, ShardReader, ShardWriter};
-    let shards = PersistShards::open(url).unwrap();
-    let meta = &cmd.storage_metadata[&id];
-    shards.register_schema(meta.data_shard, &meta.relation_desc);
-    match shards.snapshot(meta.data_shard, Timestamp::new(0)) {
-        Err(ShardError::ReadBeforeSince { since, .. }) => {
-            since.elements().first().map_or(u64::MAX, |t| t.as_millis())
-        }
-        _ => 0,
-    }
+    let shard = cmd.storage_metadata[&id].data_shard;
+    let state = watch.block_on(watch.client().inspect(shard)).unwrap();
+    state["since"][0].as_u64().unwrap_or(0)
 }
 
 /// Regression: `AllowCompaction` for a running ingestion, on persist shards, served from
@@ -110,6 +102,7 @@ fn shard_since(
 #[test]
 fn allow_compaction_over_local_transport_on_persist_shards() {
     use strata_controller_api::Antichain;
+    use strata_replica::shard::ShardWriter;
     use strata_replica::shard::persist::PersistShards;
     const URL: &str = "mem://replica-server-compaction";
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -134,9 +127,18 @@ fn allow_compaction_over_local_transport_on_persist_shards() {
             frontier: Antichain::from_elem(Timestamp::new(5)),
         })
         .unwrap();
-    // The ingestion keeps running after the compaction was handled.
-    rt.block_on(upper_of(&mut connection.responses, id, 30));
     // The since moves (observed from a plain thread, where the adapter may block).
-    wait_for("the since to move", || shard_since(URL, &cmd, id) >= 5);
+    let watch = PersistShards::open(URL).unwrap();
+    wait_for("the since to move", || shard_since(&watch, &cmd, id) >= 5);
+    // The ingestion keeps running after the compaction was handled: the replica reports
+    // an upper past the one the shard had once the since moved.
+    let upper = watch
+        .upper(cmd.storage_metadata[&id].data_shard)
+        .unwrap()
+        .elements()
+        .first()
+        .unwrap()
+        .as_millis();
+    rt.block_on(upper_of(&mut connection.responses, id, upper + 10));
     server.shutdown();
 }
