@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_controller_api::{Antichain, GlobalId, ShardId, Timestamp};
-use strata_instance_client::{Status, StorageCommand, StorageParameters};
+use strata_instance_client::{RunIngestionCommand, Status, StorageCommand, StorageParameters};
 
 use crate::context::{Clock, Ctx, FaultHook, Reporter, ResponseSink, system_clock};
 use crate::ingest::plan_ingestion;
@@ -327,15 +327,24 @@ impl Replica {
             (ObjectDesc::Ingestion(cmd), true) => cmd.collection_ids().into_iter().collect(),
             (ObjectDesc::Sink(_), true) => vec![id],
         };
+        let release = match (&running.desc, dropped) {
+            (ObjectDesc::Ingestion(cmd), true) => ingestion_shards(cmd),
+            // A sink only reads its input, whose owner releases it.
+            _ => Vec::new(),
+        };
         match running.stop {
             Some(stop) => {
                 stop.store(true, Ordering::SeqCst);
                 self.runtime.broadcast(|| WorkerCommand::Stop {
                     id,
                     dropped: ids.clone(),
+                    release: release.clone(),
                 });
             }
-            None => ids.into_iter().for_each(|id| self.ctx.reporter.dropped(id)),
+            None => {
+                release.into_iter().for_each(|s| self.ctx.shards.release(s));
+                ids.into_iter().for_each(|id| self.ctx.reporter.dropped(id));
+            }
         }
         self.compaction.remove(&id);
     }
@@ -392,4 +401,16 @@ impl Drop for Replica {
     fn drop(&mut self) {
         self.shutdown_inner();
     }
+}
+
+/// Every shard an ingestion's collections live in: their data shards and remap shards.
+fn ingestion_shards(cmd: &RunIngestionCommand<Timestamp>) -> Vec<ShardId> {
+    let mut shards: Vec<ShardId> = cmd
+        .storage_metadata
+        .values()
+        .flat_map(|m| std::iter::once(m.data_shard).chain(m.remap_shard))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    shards
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use strata_controller_api::GlobalId;
+use strata_controller_api::{GlobalId, ShardId};
 use timely::communication::WorkerGuards;
 use timely::worker::Worker;
 use timely::{CommunicationConfig, WorkerConfig};
@@ -34,10 +34,12 @@ pub(crate) enum WorkerCommand {
         plan: Arc<SinkPlan>,
         stop: Arc<AtomicBool>,
     },
-    /// Drop the dataflow of `id`; worker 0 then reports `dropped` as dropped.
+    /// Drop the dataflow of `id`; worker 0 then releases the handles on `release` and
+    /// reports `dropped` as dropped.
     Stop {
         id: GlobalId,
         dropped: Vec<GlobalId>,
+        release: Vec<ShardId>,
     },
     /// Drop everything and exit.
     Shutdown,
@@ -163,11 +165,18 @@ fn apply(
             sink::dataflow::build(worker, Arc::clone(ctx), plan, stop);
             started(worker, ctx, dataflows, id, index);
         }
-        WorkerCommand::Stop { id, dropped } => {
+        WorkerCommand::Stop {
+            id,
+            dropped,
+            release,
+        } => {
             if let Some(index) = dataflows.remove(&id) {
                 worker.drop_dataflow(index);
             }
             if worker.index() == 0 {
+                for shard in release {
+                    ctx.shards.release(shard);
+                }
                 for id in dropped {
                     ctx.reporter.dropped(id);
                 }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use common::scenarios::*;
 use common::*;
-use strata_controller_api::{GlobalId, LoadGenerator};
-use strata_replica::shard::Shards;
+use strata_controller_api::{Antichain, GlobalId, LoadGenerator, ShardId, Timestamp};
+use strata_instance_client::{StorageCommand, StorageResponse};
 use strata_replica::shard::persist::PersistShards;
+use strata_replica::shard::{ShardReader, ShardWriter, Shards};
 
 fn factory(url: String) -> impl Fn() -> Arc<dyn Shards> {
     move || -> Arc<dyn Shards> { Arc::new(PersistShards::open(&url).unwrap()) }
@@ -128,5 +129,115 @@ fn object_store_sink_exactly_once_on_persist_file() {
     let desc = sink.from_metadata.relation_desc.clone();
     sink_exactly_once_under_kills(&factory(file_url(&dir)), &cmd, &sink, 150, 20, &|| {
         object_output(&out_url, "sink/out", &desc, 0)
+    });
+}
+
+/// What a shard's state says about the handles held on it.
+fn holders(shards: &PersistShards, shard: ShardId) -> (usize, usize) {
+    let state = shards.block_on(shards.client().inspect(shard)).unwrap();
+    let count = |key: &str| state[key].as_array().map_or(0, Vec::len);
+    (count("leased_readers"), count("writers"))
+}
+
+/// Closes `shard` the way the controller's finalize path does: a critical since at [],
+/// the upper at [], then a tombstone.
+fn finalize(shards: &PersistShards, shard: ShardId, desc: &strata_controller_api::RelationDesc) {
+    let client = shards.client().clone();
+    let desc = desc.clone();
+    shards.block_on(async move {
+        let mut since = client
+            .open_critical_since::<Timestamp>(shard, "controller")
+            .await
+            .unwrap();
+        let opaque = since.opaque();
+        let done = since
+            .compare_and_downgrade_since(opaque, (opaque, &Antichain::new()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done, Antichain::new(), "no reader holds the since back");
+        let mut writer = client.open_writer::<Timestamp>(shard, desc).await.unwrap();
+        let upper = writer.fetch_recent_upper().await.unwrap().clone();
+        let empty: &[strata_persist_backend::Update<Timestamp>] = &[];
+        writer
+            .compare_and_append(empty, upper, Antichain::new())
+            .await
+            .unwrap()
+            .unwrap();
+        writer.expire().await.unwrap();
+        client.finalize_shard(shard).await.unwrap();
+    });
+}
+
+#[test]
+fn dropping_an_ingestion_releases_its_persist_handles() {
+    let cmd = ingestion(2600, LoadGenerator::Counter { max_ticks: None }, 0, 3);
+    let shards = Arc::new(PersistShards::open("mem://replica-release").unwrap());
+    let dyn_shards: Arc<dyn Shards> = Arc::clone(&shards) as Arc<dyn Shards>;
+    let (mut replica, rx) = start(frozen_config(2, 30), dyn_shards);
+    send(
+        &mut replica,
+        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+    );
+    wait_for("ingestion", || ingested_offset(&*shards, &cmd) >= 30);
+    let data = cmd.storage_metadata[&GlobalId::User(2600)].data_shard;
+    assert_ne!(holders(&shards, data), (0, 0), "the replica holds handles");
+    let remap = cmd.description.remap_collection_id;
+    for id in [GlobalId::User(2600), remap] {
+        replica.handle(StorageCommand::AllowCompaction {
+            id,
+            frontier: Antichain::new(),
+        });
+    }
+    let mut dropped = Vec::new();
+    wait_for("dropped ids", || {
+        dropped.extend(drain(&rx).into_iter().filter_map(|r| match r {
+            StorageResponse::DroppedId(id) => Some(id),
+            _ => None,
+        }));
+        dropped.len() == 2
+    });
+    for meta in cmd.storage_metadata.values() {
+        assert_eq!(holders(&shards, meta.data_shard), (0, 0));
+    }
+    for meta in cmd.storage_metadata.values() {
+        finalize(&shards, meta.data_shard, &meta.relation_desc);
+        let state = shards
+            .block_on(shards.client().inspect(meta.data_shard))
+            .unwrap();
+        assert_eq!(state["tombstone"], serde_json::Value::Bool(true));
+    }
+    replica.shutdown();
+}
+
+#[test]
+fn dropping_persist_shards_expires_its_handles_inside_and_outside_a_runtime() {
+    let cmd = ingestion(2700, LoadGenerator::Counter { max_ticks: None }, 0, 3);
+    let meta = cmd.storage_metadata[&GlobalId::User(2700)].clone();
+    let open = |n: u64| {
+        let shards = PersistShards::open("mem://replica-drop").unwrap();
+        shards.register_schema(meta.data_shard, &meta.relation_desc);
+        let upper = shards.upper(meta.data_shard).unwrap();
+        let new = Antichain::from_elem(Timestamp::new(n));
+        shards
+            .compare_and_append(meta.data_shard, &[], &upper, &new)
+            .unwrap()
+            .unwrap();
+        shards.snapshot(meta.data_shard, Timestamp::new(0)).unwrap();
+        assert_eq!(holders(&shards, meta.data_shard), (1, 1));
+        shards
+    };
+    let check = PersistShards::open("mem://replica-drop").unwrap();
+    drop(open(1));
+    assert_eq!(holders(&check, meta.data_shard), (0, 0));
+    // Inside a runtime the expiry finishes in the background.
+    let outer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let inner = open(2);
+    outer.block_on(async move { drop(inner) });
+    wait_for("background expiry", || {
+        holders(&check, meta.data_shard) == (0, 0)
     });
 }

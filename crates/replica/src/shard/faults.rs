@@ -161,4 +161,8 @@ impl<S: ShardSince> ShardSince for Faulty<S> {
     ) -> Result<(), ShardError> {
         self.inner.downgrade_since(shard, since)
     }
+
+    fn release(&self, shard: ShardId) {
+        self.inner.release(shard);
+    }
 }

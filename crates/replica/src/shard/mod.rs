@@ -140,6 +140,12 @@ pub trait ShardReader: Send + Sync {
 ///
 /// `downgrade_since` never moves a since backwards: a frontier not beyond the current
 /// since is a no-op.
+///
+/// `release` gives up every handle this process holds on the shard (expiring leased
+/// readers and writers), so none of them holds the shard's since back any longer; the
+/// replica calls it once a collection is dropped, before it reports `DroppedId`. It is
+/// best effort and idempotent: a later use reopens handles. Backends that hold no
+/// handles (the memory backend, the fault decorator over it) keep the no-op default.
 pub trait ShardSince: Send + Sync {
     /// Allows the shard to compact up to `since`.
     fn downgrade_since(
@@ -147,6 +153,11 @@ pub trait ShardSince: Send + Sync {
         shard: ShardId,
         since: &Antichain<Timestamp>,
     ) -> Result<(), ShardError>;
+
+    /// Releases every handle held on `shard`; a no-op by default.
+    fn release(&self, shard: ShardId) {
+        let _ = shard;
+    }
 }
 
 /// Everything the replica needs from persist.
@@ -213,5 +224,9 @@ impl<S: ShardSince + ?Sized> ShardSince for std::sync::Arc<S> {
         since: &Antichain<Timestamp>,
     ) -> Result<(), ShardError> {
         (**self).downgrade_since(shard, since)
+    }
+
+    fn release(&self, shard: ShardId) {
+        (**self).release(shard);
     }
 }

@@ -8,17 +8,39 @@
 //! - `listen_from(lower)` is a fresh listen at `lower - 1` (a snapshot at `0` plus a
 //!   listen at `0` when `lower` is `0`) read up to the upper seen first, so the seam's
 //!   "every update in `[lower, upper)`" holds without keeping listen state per caller;
-//! - `downgrade_since` downgrades the leased reader this replica holds on the shard.
+//! - `downgrade_since` downgrades the leased reader this replica holds on the shard;
+//! - `release` expires the reader and writer held on a shard, so a dropped collection's
+//!   shard is not held back and can be finalized.
+//!
+//! On [`Drop`] every handle is expired before the runtime shuts down, waiting at most
+//! [`EXPIRE_TIMEOUT`]. Dropped inside a tokio runtime (where blocking is forbidden) the
+//! expiry is handed to the adapter's own runtime thread and finishes in the background;
+//! if the runtime stops first, the handles' leases simply run out on their own.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use strata_controller_api::{Antichain, Certainty, RelationDesc, Row, ShardId, Timestamp};
 use strata_persist_backend::{ListenEvent, PersistClient, PersistError, ReadHandle, WriteHandle};
 use timely::PartialOrder;
 
 use super::{ShardError, ShardReader, ShardSince, ShardWriter, Update, UpperMismatch};
+
+/// How long [`Drop`] and [`ShardSince::release`] wait for handles to expire.
+pub const EXPIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Expires every handle, each attempt bounded by [`EXPIRE_TIMEOUT`]; failures are
+/// ignored (the lease then runs out on its own).
+async fn expire_all(writers: Vec<WriteHandle<Timestamp>>, readers: Vec<ReadHandle<Timestamp>>) {
+    for writer in writers {
+        let _ = tokio::time::timeout(EXPIRE_TIMEOUT, writer.expire()).await;
+    }
+    for reader in readers {
+        let _ = tokio::time::timeout(EXPIRE_TIMEOUT, reader.expire()).await;
+    }
+}
 
 /// Shards of one persist location.
 #[derive(Debug)]
@@ -167,22 +189,54 @@ impl PersistShards {
     }
 }
 
+fn take_all<V>(map: &Mutex<BTreeMap<ShardId, V>>) -> Vec<V> {
+    match map.lock() {
+        Ok(mut map) => std::mem::take(&mut *map).into_values().collect(),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner())
+            .into_values()
+            .collect(),
+    }
+}
+
 impl Drop for PersistShards {
     fn drop(&mut self) {
-        // Handles expire in the background when dropped, which needs the runtime.
-        let guard = self.runtime().enter();
-        if let Ok(mut writers) = self.writers.lock() {
-            writers.clear();
+        let writers = take_all(&self.writers);
+        let readers = take_all(&self.readers);
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            expire_then_shut_down(runtime, writers, readers);
+            return;
         }
-        if let Ok(mut readers) = self.readers.lock() {
-            readers.clear();
-        }
-        drop(guard);
-        // Dropping a runtime blocks, which tokio forbids inside an async context.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+        // Blocking is forbidden here: a thread of the adapter's own takes the runtime
+        // and expires the handles in the background (if it cannot, the leases run out).
+        let (tx, rx) = std::sync::mpsc::channel::<tokio::runtime::Runtime>();
+        let spawned = std::thread::Builder::new()
+            .name("persist-shards-drop".into())
+            .spawn(move || {
+                if let Ok(runtime) = rx.recv() {
+                    expire_then_shut_down(runtime, writers, readers);
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                if let Err(std::sync::mpsc::SendError(runtime)) = tx.send(runtime) {
+                    runtime.shutdown_background();
+                }
+            }
+            Err(_) => runtime.shutdown_background(),
         }
     }
+}
+
+fn expire_then_shut_down(
+    runtime: tokio::runtime::Runtime,
+    writers: Vec<WriteHandle<Timestamp>>,
+    readers: Vec<ReadHandle<Timestamp>>,
+) {
+    runtime.block_on(expire_all(writers, readers));
+    runtime.shutdown_timeout(EXPIRE_TIMEOUT);
 }
 
 impl ShardWriter for PersistShards {
@@ -278,5 +332,26 @@ impl ShardSince for PersistShards {
             }
             Ok(())
         })
+    }
+
+    fn release(&self, shard: ShardId) {
+        let writer = match self.writers.lock() {
+            Ok(mut writers) => writers.remove(&shard),
+            Err(_) => None,
+        };
+        let reader = match self.readers.lock() {
+            Ok(mut readers) => readers.remove(&shard),
+            Err(_) => None,
+        };
+        if writer.is_none() && reader.is_none() {
+            return;
+        }
+        let expire = expire_all(writer.into_iter().collect(), reader.into_iter().collect());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Detached: the expiry finishes on the adapter's runtime in the background.
+            drop(self.runtime().spawn(expire));
+        } else {
+            self.block_on(expire);
+        }
     }
 }
