@@ -42,7 +42,8 @@ pub use controller::{
     Lifecycle, MemoryCatalog, MemoryStorageTxn, MonotonicAppender, Reads, ReplicaConfig,
     ReplicaLocation, RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotStats, Status,
     StatusUpdate, StorageController, StorageMetadata, StorageParameters, StorageResponse,
-    StorageTxn, TableWrite, Tables, prepare_initialization,
+    StorageTxn, TableWrite, Tables, insert_collection_metadata_checked, prepare_initialization,
+    write_txns_shard_checked,
 };
 pub use description::{
     CollectionDescription, CollectionMetadata, DataSource, ExportDescription, IngestionDescription,

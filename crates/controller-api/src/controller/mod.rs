@@ -36,7 +36,8 @@ pub use lifecycle::Lifecycle;
 pub use parameters::StorageParameters;
 pub use reads::Reads;
 pub use storage_txn::{
-    MemoryCatalog, MemoryStorageTxn, StorageMetadata, StorageTxn, prepare_initialization,
+    MemoryCatalog, MemoryStorageTxn, StorageMetadata, StorageTxn,
+    insert_collection_metadata_checked, prepare_initialization, write_txns_shard_checked,
 };
 pub use tables::Tables;
 pub use values::{

@@ -145,6 +145,65 @@ pub fn prepare_initialization<T: StorageTimestamp>(
     }
 }
 
+/// The rule every [`StorageTxn`] applies to `insert_collection_metadata`: each id maps
+/// to one shard and each shard backs one id. Re-inserting an existing mapping is a
+/// no-op. On error `current` is unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use strata_controller_api::{insert_collection_metadata_checked, GlobalId, ShardId, StorageError};
+/// let mut map = BTreeMap::new();
+/// let (a, b) = (ShardId::from_bytes([1; 16]), ShardId::from_bytes([2; 16]));
+/// insert_collection_metadata_checked::<u64>(&mut map, BTreeMap::from([(GlobalId::User(1), a)])).unwrap();
+/// let reused = insert_collection_metadata_checked::<u64>(&mut map, BTreeMap::from([(GlobalId::User(1), b)]));
+/// assert!(matches!(reused, Err(StorageError::CollectionIdReused(_))));
+/// let shared = insert_collection_metadata_checked::<u64>(&mut map, BTreeMap::from([(GlobalId::User(2), a)]));
+/// assert!(matches!(shared, Err(StorageError::InvalidUsage(_))));
+/// assert_eq!(map.len(), 1);
+/// ```
+pub fn insert_collection_metadata_checked<T>(
+    current: &mut BTreeMap<GlobalId, ShardId>,
+    metadata: BTreeMap<GlobalId, ShardId>,
+) -> Result<(), StorageError<T>> {
+    let mut next = current.clone();
+    let mut owner: BTreeMap<ShardId, GlobalId> = next.iter().map(|(i, s)| (*s, *i)).collect();
+    for (id, shard) in metadata {
+        match next.get(&id) {
+            Some(existing) if *existing == shard => continue,
+            Some(_) => return Err(StorageError::CollectionIdReused(id)),
+            None => {}
+        }
+        if let Some(other) = owner.get(&shard) {
+            return Err(StorageError::InvalidUsage(format!(
+                "shard {shard} already backs {other}"
+            )));
+        }
+        owner.insert(shard, id);
+        next.insert(id, shard);
+    }
+    *current = next;
+    Ok(())
+}
+
+/// The rule every [`StorageTxn`] applies to `write_txn_wal_shard`: the txns shard is
+/// set once; writing the same shard again is a no-op, a different one is an error.
+pub fn write_txns_shard_checked<T>(
+    current: &mut Option<ShardId>,
+    shard: ShardId,
+) -> Result<(), StorageError<T>> {
+    match *current {
+        Some(existing) if existing != shard => Err(StorageError::InvalidUsage(format!(
+            "txns shard is already {existing}, not {shard}"
+        ))),
+        _ => {
+            *current = Some(shard);
+            Ok(())
+        }
+    }
+}
+
 /// The durable part of a [`MemoryCatalog`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct CatalogState {
@@ -229,22 +288,7 @@ impl<T: StorageTimestamp> StorageTxn<T> for MemoryStorageTxn<T> {
         &mut self,
         metadata: BTreeMap<GlobalId, ShardId>,
     ) -> Result<(), StorageError<T>> {
-        let mut next = self.state.collection_metadata.clone();
-        for (id, shard) in metadata {
-            match next.get(&id) {
-                Some(existing) if *existing == shard => continue,
-                Some(_) => return Err(StorageError::CollectionIdReused(id)),
-                None => {}
-            }
-            if let Some((other, _)) = next.iter().find(|(_, s)| **s == shard) {
-                return Err(StorageError::InvalidUsage(format!(
-                    "shard {shard} already backs {other}"
-                )));
-            }
-            next.insert(id, shard);
-        }
-        self.state.collection_metadata = next;
-        Ok(())
+        insert_collection_metadata_checked(&mut self.state.collection_metadata, metadata)
     }
 
     fn delete_collection_metadata(&mut self, ids: BTreeSet<GlobalId>) -> Vec<(GlobalId, ShardId)> {
@@ -281,15 +325,7 @@ impl<T: StorageTimestamp> StorageTxn<T> for MemoryStorageTxn<T> {
     }
 
     fn write_txn_wal_shard(&mut self, shard: ShardId) -> Result<(), StorageError<T>> {
-        match self.state.txn_wal_shard {
-            Some(existing) if existing != shard => Err(StorageError::InvalidUsage(format!(
-                "txns shard is already {existing}, not {shard}"
-            ))),
-            _ => {
-                self.state.txn_wal_shard = Some(shard);
-                Ok(())
-            }
-        }
+        write_txns_shard_checked(&mut self.state.txn_wal_shard, shard)
     }
 
     fn epoch(&self) -> u64 {

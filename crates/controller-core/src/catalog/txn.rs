@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
-use strata_controller_api::{GlobalId, ShardId, StorageError, StorageTimestamp, StorageTxn};
+use strata_controller_api::{
+    GlobalId, ShardId, StorageError, StorageTimestamp, StorageTxn,
+    insert_collection_metadata_checked, write_txns_shard_checked,
+};
 
 use super::DurableCatalog;
 use super::rows::CatalogContents;
@@ -58,24 +61,7 @@ impl<T: StorageTimestamp> StorageTxn<T> for DurableStorageTxn<T> {
         &mut self,
         metadata: BTreeMap<GlobalId, ShardId>,
     ) -> Result<(), StorageError<T>> {
-        let mut next = self.state.collection_metadata.clone();
-        let mut owner: BTreeMap<ShardId, GlobalId> = next.iter().map(|(i, s)| (*s, *i)).collect();
-        for (id, shard) in metadata {
-            match next.get(&id) {
-                Some(existing) if *existing == shard => continue,
-                Some(_) => return Err(StorageError::CollectionIdReused(id)),
-                None => {}
-            }
-            if let Some(other) = owner.get(&shard) {
-                return Err(StorageError::InvalidUsage(format!(
-                    "shard {shard} already backs {other}"
-                )));
-            }
-            owner.insert(shard, id);
-            next.insert(id, shard);
-        }
-        self.state.collection_metadata = next;
-        Ok(())
+        insert_collection_metadata_checked(&mut self.state.collection_metadata, metadata)
     }
 
     fn delete_collection_metadata(&mut self, ids: BTreeSet<GlobalId>) -> Vec<(GlobalId, ShardId)> {
@@ -110,15 +96,7 @@ impl<T: StorageTimestamp> StorageTxn<T> for DurableStorageTxn<T> {
     }
 
     fn write_txn_wal_shard(&mut self, shard: ShardId) -> Result<(), StorageError<T>> {
-        match self.state.txns_shard {
-            Some(existing) if existing != shard => Err(StorageError::InvalidUsage(format!(
-                "txns shard is already {existing}, not {shard}"
-            ))),
-            _ => {
-                self.state.txns_shard = Some(shard);
-                Ok(())
-            }
-        }
+        write_txns_shard_checked(&mut self.state.txns_shard, shard)
     }
 
     fn epoch(&self) -> u64 {
