@@ -68,11 +68,21 @@ fn permission_denied_directory() {
         std::fs::remove_dir(&probe).unwrap();
     }
     let url = file_url(&locked.join("data"));
-    let mut command = strata();
+    let mut command = if as_root {
+        // `nobody` may not be able to reach the build's target directory (CI keeps it
+        // under root's 0700 home), so run a copy that lives in the world-readable
+        // temporary directory.
+        let copy = dir.path().join("strata");
+        std::fs::copy(env!("CARGO_BIN_EXE_strata"), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut command = std::process::Command::new(&copy);
+        command.env_remove("RUST_LOG").env("RUST_BACKTRACE", "0");
+        command.current_dir(dir.path()).uid(65534).gid(65534);
+        command
+    } else {
+        strata()
+    };
     command.args(["replica", "--listen", "127.0.0.1:0", "--persist", &url]);
-    if as_root {
-        command.uid(65534).gid(65534);
-    }
     let out = run(&mut command);
     assert_one_line_error(
         &out,
