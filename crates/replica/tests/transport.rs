@@ -2,19 +2,24 @@
 //! drives [`ReplicaServer`]s on real persist shards (`mem://` and `file://`). Each
 //! replica is aborted at a random point (connection severed, workers stopped) and a
 //! fresh one is added under the same id, so the instance replays its reduced history.
+//!
+//! A tap between the transport and the instance records every response exactly as the
+//! replicas sent it, before the instance joins uppers: the uppers the replicas report
+//! to the controller are checked for monotonicity there, across every connection.
 #![cfg(all(feature = "server", feature = "persist"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::scenarios::{Contents, run_clean};
+use common::scenarios::{Contents, assert_monotone, run_clean};
 use common::*;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, LoadGenerator, ReplicaId, Timestamp};
 use strata_instance_client::{
-    Backoff, Instance, InstanceResponse, LocalConnector, RunIngestionCommand, StorageCommand,
+    Backoff, Instance, InstanceResponse, LocalConnector, ReplicaConnection, ReplicaConnector,
+    RunIngestionCommand, StorageCommand, StorageResponse, TransportError,
 };
 use strata_replica::server::ReplicaServer;
 use strata_replica::shard::Shards;
@@ -22,13 +27,58 @@ use strata_replica::shard::persist::PersistShards;
 use timely::PartialOrder;
 
 const RESTARTS: u64 = 20;
+/// Aborts that must land while the shards are short of the final offset.
+const MID_RUN_ABORTS: usize = 20;
+
+/// Every connection's responses, in the order the connections were opened.
+type Wire = Arc<Mutex<Vec<Vec<StorageResponse<Timestamp>>>>>;
+
+/// A connector that records every response a replica sends on each connection before
+/// passing it on to the instance.
+struct Tap {
+    inner: Arc<dyn ReplicaConnector<Timestamp>>,
+    wire: Wire,
+}
+
+#[async_trait::async_trait]
+impl ReplicaConnector<Timestamp> for Tap {
+    async fn connect(&self) -> Result<ReplicaConnection<Timestamp>, TransportError> {
+        let ReplicaConnection {
+            commands,
+            mut responses,
+        } = self.inner.connect().await?;
+        let index = {
+            let mut wire = self.wire.lock().unwrap();
+            wire.push(Vec::new());
+            wire.len() - 1
+        };
+        let wire = Arc::clone(&self.wire);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(response) = responses.recv().await {
+                wire.lock().unwrap()[index].push(response.clone());
+                if tx.send(response).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(ReplicaConnection {
+            commands,
+            responses: rx,
+        })
+    }
+
+    fn target(&self) -> String {
+        self.inner.target()
+    }
+}
 
 fn open(url: &str) -> Arc<dyn Shards> {
     Arc::new(PersistShards::open(url).unwrap())
 }
 
-/// Checks every merged upper the instance reported so far is at or beyond the last one
-/// of its collection, and records it.
+/// Records the merged uppers the instance reported so far (checking they never regress,
+/// which the instance's join guarantees; the raw reports are checked on the [`Tap`]).
 fn absorb_uppers(
     instance: &mut Instance<Timestamp>,
     last: &mut std::collections::BTreeMap<GlobalId, Antichain<Timestamp>>,
@@ -74,19 +124,22 @@ fn run_with_aborts(url: &str, cmd: &RunIngestionCommand<Timestamp>, limit: u64) 
     let replica = ReplicaId(1);
     let mut rng = Rng(0xc0ffee ^ url.len() as u64);
     let (mut uppers, mut reports, mut midpoints) = (Default::default(), 0, Vec::new());
+    let wire = Wire::default();
     for _ in 0..RESTARTS {
         // Rounds of 1 to 4 ticks, so replays meet bindings of other sizes.
         let mut config = frozen_config(2, limit);
         config.max_ticks_per_round = 1 + rng.below(4);
         let server = ReplicaServer::start(config, open(url)).unwrap();
         let connector = LocalConnector::new(Arc::clone(&server) as _);
-        instance
-            .add_replica(replica, Arc::clone(&connector) as _)
-            .unwrap();
+        let tap = Tap {
+            inner: Arc::clone(&connector) as _,
+            wire: Arc::clone(&wire),
+        };
+        instance.add_replica(replica, Arc::new(tap)).unwrap();
         // A random point: after a random amount of progress, then a random delay, so
         // aborts land during startup, minting, generation and commits alike.
         let start = ingested_offset(watch.as_ref(), cmd);
-        let target = (start + rng.below(limit / RESTARTS / 2)).min(limit);
+        let target = (start + rng.below(15)).min(limit);
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while ingested_offset(watch.as_ref(), cmd) < target {
             assert!(std::time::Instant::now() < deadline, "no progress");
@@ -99,11 +152,18 @@ fn run_with_aborts(url: &str, cmd: &RunIngestionCommand<Timestamp>, limit: u64) 
         server.shutdown();
         reports += absorb_uppers(&mut instance, &mut uppers);
         instance.drop_replica(replica).unwrap();
-        midpoints.push(ingested_offset(watch.as_ref(), cmd));
+        // Offsets only grow: one read after the abort bounds the one at the abort.
+        midpoints.push((start, ingested_offset(watch.as_ref(), cmd)));
     }
-    let server = ReplicaServer::start(frozen_config(2, limit), open(url)).unwrap();
-    let connector = LocalConnector::new(Arc::clone(&server) as _);
-    instance.add_replica(replica, connector as _).unwrap();
+    // The last replica catches up in larger rounds.
+    let mut config = frozen_config(2, limit);
+    config.max_ticks_per_round = 8;
+    let server = ReplicaServer::start(config, open(url)).unwrap();
+    let tap = Tap {
+        inner: LocalConnector::new(Arc::clone(&server) as _),
+        wire: Arc::clone(&wire),
+    };
+    instance.add_replica(replica, Arc::new(tap)).unwrap();
     wait_for("final run", || {
         reports += absorb_uppers(&mut instance, &mut uppers);
         ingested_offset(watch.as_ref(), cmd) >= limit
@@ -111,17 +171,39 @@ fn run_with_aborts(url: &str, cmd: &RunIngestionCommand<Timestamp>, limit: u64) 
     server.shutdown();
     reports += absorb_uppers(&mut instance, &mut uppers);
 
-    eprintln!("{url}: ingested offsets after each abort: {midpoints:?}");
-    let mid_run = midpoints.iter().filter(|o| **o > 0 && **o < limit).count();
-    assert!(
-        mid_run >= RESTARTS as usize / 2,
-        "too few aborts hit a running ingestion: {midpoints:?}"
+    // An abort lands mid-run when the shards are not yet at the final offset.
+    let mid_run = midpoints.iter().filter(|(_, o)| *o < limit).count();
+    let after_progress = midpoints.iter().filter(|(s, o)| s < o).count();
+    eprintln!(
+        "{url}: ingested offsets (at start, after the abort) of each replica: {midpoints:?}; \
+         {mid_run} of {RESTARTS} aborts mid-run, {after_progress} after the replica ingested"
     );
     assert!(
-        midpoints.windows(2).all(|w| w[0] <= w[1]),
+        mid_run >= MID_RUN_ABORTS,
+        "only {mid_run} aborts hit a running ingestion: {midpoints:?}"
+    );
+    assert!(
+        midpoints.windows(2).all(|w| w[0].1 <= w[1].1),
         "ingested offsets went backwards: {midpoints:?}"
     );
     assert!(reports > 0, "the instance reported no upper");
+    // The raw reports, connection by connection (connections to one replica id never
+    // overlap), are monotone per collection, and include every data collection.
+    let raw: Vec<StorageResponse<Timestamp>> = wire.lock().unwrap().concat();
+    let connections = wire.lock().unwrap().len();
+    let raw_reports = assert_monotone(&raw);
+    eprintln!("{url}: {raw_reports} raw upper reports on {connections} connections");
+    assert!(connections > usize::try_from(RESTARTS).unwrap());
+    let reported = |id: &GlobalId| {
+        raw.iter().any(|r| {
+            matches!(r, StorageResponse::FrontierUpper { id: i, upper }
+                if i == id && upper.elements().first().is_some_and(|t| t.as_millis() > 0))
+        })
+    };
+    assert!(
+        cmd.description.source_exports.keys().all(reported),
+        "a data collection's upper was never reported"
+    );
     let data = &cmd.description.source_exports;
     let done = data.keys().all(|id| {
         uppers
@@ -134,7 +216,8 @@ fn run_with_aborts(url: &str, cmd: &RunIngestionCommand<Timestamp>, limit: u64) 
 
 #[test]
 fn exactly_once_over_local_transport_on_persist_memory_and_file() {
-    const LIMIT: u64 = 600;
+    // Long enough that 20 aborts, each after a little progress, end well short of it.
+    const LIMIT: u64 = 1200;
     let cmd = ingestion(4000, LoadGenerator::Auction, 17, 3);
     let clean_factory = || open("mem://replica-transport-clean");
     let clean = run_clean(&clean_factory, &cmd, 1, LIMIT);

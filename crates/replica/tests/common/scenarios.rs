@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_controller_api::{Antichain, GlobalId, Row, Timestamp};
+use strata_controller_api::{Antichain, GlobalId, Row, SourceConnection, Timestamp};
 use strata_instance_client::{
     RunIngestionCommand, RunSinkCommand, StorageCommand, StorageResponse,
 };
@@ -61,9 +61,14 @@ pub fn assert_monotone(responses: &[StorageResponse<Timestamp>]) -> usize {
     reports
 }
 
+/// Aborts [`exactly_once_under_aborts`] must land mid-run: while the shards are short
+/// of the final offset.
+pub const MID_RUN_ABORTS: usize = 20;
+
 /// Runs `cmd` with `restarts` replicas that each start on faulty shards and are
 /// aborted at a random point, then one that finishes. Checks exactly-once against
-/// `clean` and monotone uppers.
+/// `clean`, monotone uppers, and that at least [`MID_RUN_ABORTS`] aborts landed while
+/// the ingestion was short of `limit` (so `limit` must leave room for them).
 pub fn exactly_once_under_aborts(
     make: Factory<'_>,
     cmd: &RunIngestionCommand<Timestamp>,
@@ -84,8 +89,9 @@ pub fn exactly_once_under_aborts(
             &history(epoch, vec![StorageCommand::RunIngestion(cmd.clone())]),
         );
         // Abort at a random point of observed progress (never of wall time): once the
-        // ingestion is past the previous abort point, plus a small random delay.
-        let target = (previous + 1 + rng.below(limit / restarts / 2)).min(limit);
+        // ingestion is past the previous abort point by a few offsets (about a round),
+        // plus a small random delay.
+        let target = (previous + 1 + rng.below(8)).min(limit);
         wait_for("progress past the previous abort", || {
             ingested_offset(watch.as_ref(), cmd) >= target
         });
@@ -111,11 +117,13 @@ pub fn exactly_once_under_aborts(
     replica.shutdown();
     responses.extend(drain(&rx));
 
-    eprintln!("ingested offsets after each abort: {midpoints:?}");
+    // Offsets only grow: one read after an abort bounds the one at the abort.
+    let mid_run = midpoints.iter().filter(|o| **o < limit).count();
+    eprintln!("ingested offsets after each abort: {midpoints:?}; {mid_run} of {restarts} mid-run");
     assert!(injected > 0, "no fault was injected");
     assert!(
-        midpoints.iter().any(|o| *o > 0 && *o < limit),
-        "no abort hit a running ingestion: {midpoints:?}"
+        mid_run >= MID_RUN_ABORTS,
+        "only {mid_run} aborts hit a running ingestion: {midpoints:?}"
     );
     assert_eq!(
         &contents(shards.as_ref(), cmd),
@@ -177,27 +185,44 @@ pub fn file_output(path: &std::path::Path) -> SinkOutput {
     )
 }
 
-/// Whether the source of `sink` ingested `cmd` up to `limit` and the sink's committed
-/// `frontier` reached the upper of the collection it exports (no progress is left).
-fn sink_caught_up(
-    shards: &dyn Shards,
+/// How often the source of [`sink_exactly_once_under_kills`] binds a tick of offsets.
+const SOURCE_TICK_MS: u64 = 5;
+
+/// Starts a source replica that ingests `cmd` with no offset limit, one tick every
+/// [`SOURCE_TICK_MS`], so it keeps advancing until it is shut down.
+fn start_paced_source(
+    shards: &Arc<dyn Shards>,
     cmd: &RunIngestionCommand<Timestamp>,
-    sink: &RunSinkCommand<Timestamp>,
-    limit: u64,
-    frontier: Option<u64>,
-) -> bool {
-    if ingested_offset(shards, cmd) < limit {
-        return false;
-    }
-    let upper = shards
-        .upper(sink.from_metadata.data_shard)
-        .ok()
-        .and_then(|u| frontier_time(&u));
-    upper.is_some_and(|u| frontier >= Some(u.as_millis()))
+) -> (strata_replica::Replica, Responses) {
+    let mut paced = cmd.clone();
+    let SourceConnection::LoadGenerator {
+        tick_interval_ms, ..
+    } = &mut paced.description.connection;
+    *tick_interval_ms = SOURCE_TICK_MS;
+    let mut config = frozen_config(1, 0);
+    config.offset_limit = None;
+    config.retry_backoff = Duration::from_millis(1);
+    let (mut source, rx) = start(config, Arc::clone(shards));
+    send(
+        &mut source,
+        &history(1, vec![StorageCommand::RunIngestion(paced)]),
+    );
+    (source, rx)
 }
 
-/// Runs `cmd` to `limit` while a sink of `from` is killed `kills` times at random
-/// points (and crashes between data and progress at random); then checks the output.
+/// The fewest kills [`sink_exactly_once_under_kills`] must land while the source
+/// advances.
+pub const KILLS_WHILE_THE_SOURCE_ADVANCES: usize = 20;
+
+/// Runs a sink of `from` while its source ingests `cmd`, killing the sink `kills` times
+/// at random points (and crashing it between data and progress at random), until the
+/// source has ingested at least `limit` offsets; then checks the output.
+///
+/// Every kill lands while the source advances: one source replica runs throughout,
+/// with no offset limit and one tick every [`SOURCE_TICK_MS`], and each kill waits
+/// until the sink committed more than at the previous kill and the source moved since
+/// the sink started. The scenario counts, and asserts, the kills at which the source
+/// had advanced during the sink's life and advanced again after the kill.
 pub fn sink_exactly_once_under_kills(
     make: Factory<'_>,
     cmd: &RunIngestionCommand<Timestamp>,
@@ -208,53 +233,55 @@ pub fn sink_exactly_once_under_kills(
 ) {
     let from_shard = sink.from_metadata.data_shard;
     let shards = make();
-    // The source advances in steps, one per kill over the first half of the kills, so
-    // there is always new input for the sink to make progress on between kills.
-    let step = limit.div_ceil((kills / 2).max(1));
-    let mut source: Option<(strata_replica::Replica, Responses)> = None;
+    let source = start_paced_source(&shards, cmd);
     let mut rng = Rng(0xfeed);
-    let mut lens = Vec::new();
+    // Per kill: the source's offset when the sink started, and right after the kill.
+    let (mut lens, mut at_kills) = (Vec::new(), Vec::new());
     let mut previous = 0;
     for epoch in 1..=kills {
-        let source_limit = (step * epoch).min(limit);
-        if ingested_offset(shards.as_ref(), cmd) < source_limit {
-            if let Some((old, _)) = source.take() {
-                old.shutdown();
-            }
-            let mut source_config = frozen_config(1, source_limit);
-            source_config.retry_backoff = Duration::from_millis(1);
-            let (mut next, rx) = start(source_config, Arc::clone(&shards));
-            send(
-                &mut next,
-                &history(epoch, vec![StorageCommand::RunIngestion(cmd.clone())]),
-            );
-            source = Some((next, rx));
-        }
         let mut config = frozen_config(1, limit);
+        config.offset_limit = None;
         config.faults = Some(Arc::new(RandomCrash(Mutex::new(Rng(epoch * 31 + 7)))));
         let faulty = Faulty::new(make(), epoch * 104_729, 20);
+        let before = ingested_offset(shards.as_ref(), cmd);
         let (mut replica, _rx) = start(config, Arc::new(faulty));
         send(
             &mut replica,
             &history(epoch, vec![StorageCommand::RunSink(sink.clone())]),
         );
         // Kill at a random point of observed progress (never of wall time): once the
-        // sink committed more than at the previous kill (or has caught up with the
-        // source's current step), plus a small random delay.
-        wait_for("sink progress past the previous kill", || {
-            let (updates, frontier) = output();
-            updates.len() > previous
-                || sink_caught_up(shards.as_ref(), cmd, sink, source_limit, frontier)
+        // sink committed more than at the previous kill and the source moved, plus a
+        // small random delay.
+        wait_for("sink and source progress", || {
+            output().0.len() > previous && ingested_offset(shards.as_ref(), cmd) > before
         });
         std::thread::sleep(Duration::from_micros(rng.below(500)));
         replica.shutdown(); // kill
+        at_kills.push((before, ingested_offset(shards.as_ref(), cmd)));
         previous = output().0.len();
         lens.push(previous);
     }
-    wait_for("source", || ingested_offset(shards.as_ref(), cmd) >= limit);
-    if let Some((source, _)) = source.take() {
-        source.shutdown();
-    }
+    // The source keeps going after the last kill, up to at least `limit`.
+    let last = at_kills.last().map_or(0, |(_, after)| *after);
+    wait_for("source", || {
+        let offset = ingested_offset(shards.as_ref(), cmd);
+        offset > last && offset >= limit
+    });
+    source.0.shutdown();
+    // A kill landed while the source advanced if the source moved during the sink's
+    // life and moved again after the kill (by the next kill, or the end), with the
+    // same source replica running all along.
+    let afterwards: Vec<u64> = at_kills
+        .iter()
+        .skip(1)
+        .map(|(_, after)| *after)
+        .chain([ingested_offset(shards.as_ref(), cmd)])
+        .collect();
+    let advancing = at_kills
+        .iter()
+        .zip(&afterwards)
+        .filter(|((before, at), later)| before < at && at < *later)
+        .count();
 
     let (mut replica, _rx) = start(frozen_config(1, limit), Arc::clone(&shards));
     send(
@@ -268,9 +295,17 @@ pub fn sink_exactly_once_under_kills(
     replica.shutdown();
 
     eprintln!("committed sink updates after each kill: {lens:?}");
+    eprintln!(
+        "source offsets (at sink start, after the kill): {at_kills:?}; \
+         kills while the source advances: {advancing} of {kills}"
+    );
     assert!(
-        lens.windows(2).any(|w| w[0] != w[1]),
-        "the sink never made progress between kills"
+        advancing >= KILLS_WHILE_THE_SOURCE_ADVANCES,
+        "only {advancing} kills landed while the source advanced: {at_kills:?}"
+    );
+    assert!(
+        lens.windows(2).all(|w| w[0] < w[1]),
+        "the sink did not make progress between every two kills: {lens:?}"
     );
     let (output, _) = output();
     // The output holds exactly the collection's updates, per (row, time), and ignoring
