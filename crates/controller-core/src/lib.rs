@@ -6,7 +6,11 @@
 //! **Owns**: the controller ([`controller`]: one registry of collections, the storage
 //! task with group commit, bootstrap, reads, drops and finalization, read-only mode
 //! and epoch fencing), the frontier and read-hold arithmetic ([`frontiers`]), and the
-//! durable catalog ([`catalog`]).
+//! durable catalog ([`catalog`]). Introspection collections (created with
+//! `DataSource::Introspection(kind)`) are kept written by a `strata-introspection`
+//! `CollectionManager`: shard mapping, frontiers and replica frontiers as differential
+//! collections, status histories from replica statuses, and statistics scraped from
+//! replica reports.
 //!
 //! **Must never depend on**: anything that depends on it. The [`frontiers`] module in
 //! particular does no I/O and uses no async runtime, persist or transport: it is plain

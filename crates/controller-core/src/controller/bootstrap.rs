@@ -158,6 +158,14 @@ impl<T: StorageTimestamp> Controller<T> {
                     step_back: true,
                 }
             }
+            // The manager writes introspection collections on every tick; their since
+            // follows the upper so their shards compact.
+            DataSource::Introspection(_) => Placement {
+                dependencies: Vec::new(),
+                instance: None,
+                hold: false,
+                step_back: true,
+            },
             _ => Placement {
                 dependencies: Vec::new(),
                 instance: None,
@@ -413,7 +421,7 @@ impl<T: StorageTimestamp> Controller<T> {
         for id in to_run {
             self.run_ingestion(id)?;
         }
-        Ok(())
+        self.register_introspection().await
     }
 
     /// Enters one opened collection into the registry.
@@ -464,6 +472,7 @@ impl<T: StorageTimestamp> Controller<T> {
                 txns_registered: txns_registered && is_table,
             },
         );
+        self.introspection_created(id);
         self.execute(effects);
         Ok(())
     }

@@ -55,6 +55,7 @@ impl<T: StorageTimestamp> Controller<T> {
         }
         let effects = self.registry.frontiers.drop_collections(&ids)?;
         self.execute(effects);
+        self.introspection_dropped(&ids);
         Ok(())
     }
 
@@ -96,6 +97,7 @@ impl<T: StorageTimestamp> Controller<T> {
             .collect();
         let effects = self.registry.frontiers.drop_collections(&to_drop)?;
         self.execute(effects);
+        self.introspection_dropped(&to_drop);
         // A surviving ingestion runs on without the subsources just dropped. Replicas
         // confirm drops per ingestion, not per subsource: once the amended ingestion is
         // sent (or, read-only, runs nowhere), nothing writes the subsource any more, so

@@ -86,6 +86,7 @@ impl<T: StorageTimestamp> Instances<T> for Controller<T> {
         let mut instance = instance;
         for replica in replicas {
             let _ = instance.drop_replica(replica);
+            self.introspection_replica_dropped(replica);
         }
         self.pending.retain(|(instance_id, _)| *instance_id != id);
         Ok(())
@@ -126,6 +127,8 @@ impl<T: StorageTimestamp> Instances<T> for Controller<T> {
             .get_mut(&instance_id)
             .ok_or(StorageError::InstanceMissing(instance_id))?
             .drop_replica(replica_id)
-            .map_err(instance_error)
+            .map_err(instance_error)?;
+        self.introspection_replica_dropped(replica_id);
+        Ok(())
     }
 }

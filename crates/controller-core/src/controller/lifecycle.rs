@@ -44,10 +44,14 @@ impl<T: StorageTimestamp> Controller<T> {
                     drained.dropped.insert(id);
                 }
                 InstanceResponse::Status(update) => drained.statuses.push(update),
-                // Replica frontiers and statistics feed introspection, which a later
-                // issue wires up.
-                InstanceResponse::ReplicaFrontierUpper { .. }
-                | InstanceResponse::Statistics { .. } => {}
+                InstanceResponse::ReplicaFrontierUpper { replica, id, upper } => {
+                    drained.replica_uppers.push((id, replica, upper));
+                }
+                InstanceResponse::Statistics {
+                    replica,
+                    sources,
+                    sinks,
+                } => self.record_statistics(replica, &sources, &sinks),
             }
         }
         drained
@@ -80,6 +84,8 @@ impl<T: StorageTimestamp> Controller<T> {
             })
             .map(status_update)
             .collect();
+        self.record_replica_frontiers(drained.replica_uppers);
+        self.record_statuses(&statuses);
         if !uppers.is_empty() {
             self.responses
                 .push_back(StorageResponse::FrontierUpdates(uppers));
@@ -115,7 +121,8 @@ impl<T: StorageTimestamp> Controller<T> {
                 error: None,
                 hints: Vec::new(),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        self.record_statuses(&statuses);
         self.responses
             .push_back(StorageResponse::DroppedIds(dropped));
         self.responses
@@ -126,6 +133,7 @@ impl<T: StorageTimestamp> Controller<T> {
 /// Instance responses taken in one `process` call.
 struct Drained<T> {
     uppers: Vec<(GlobalId, Antichain<T>)>,
+    replica_uppers: Vec<(GlobalId, strata_controller_api::ReplicaId, Antichain<T>)>,
     dropped: BTreeSet<GlobalId>,
     statuses: Vec<strata_instance_client::StatusUpdate>,
 }
@@ -134,6 +142,7 @@ impl<T> Default for Drained<T> {
     fn default() -> Self {
         Drained {
             uppers: Vec::new(),
+            replica_uppers: Vec::new(),
             dropped: BTreeSet::new(),
             statuses: Vec::new(),
         }
@@ -191,7 +200,7 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
             self.read_only = true;
             return Err(error);
         }
-        // Introspection writes start here once a later issue wires them up.
+        self.introspection_allow_writes().await?;
         self.broadcast(StorageCommand::AllowWrites);
         self.run_all()
     }
@@ -204,6 +213,7 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
         self.parameters.update(params);
         let wire = wire_parameters(&self.parameters);
         self.broadcast(StorageCommand::UpdateConfiguration(wire));
+        self.introspection_parameters();
     }
 
     fn parameters(&self) -> &StorageParameters {

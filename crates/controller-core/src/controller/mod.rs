@@ -6,7 +6,8 @@
 //! - `worker`: the storage task that owns the txns shard handle and the critical since
 //!   handles, and runs group commits, since downgrades and finalization in order;
 //! - `tables`, `reads`, `instances`, `lifecycle`, `drops`, `exports`, `introspection`:
-//!   one trait (or one part of one) each;
+//!   one trait (or one part of one) each; `introspection` also owns the collection
+//!   manager that writes the introspection collections;
 //! - `effects`: carrying out what the pure [`frontiers`](crate::frontiers) module asks.
 //!
 //! # Modes
@@ -89,6 +90,11 @@ pub struct ControllerConfig<T> {
     pub backoff: Backoff,
     /// The initial parameters.
     pub parameters: StorageParameters,
+    /// How the introspection collections are written (tick, batching, retries, clock).
+    pub introspection: strata_introspection::ManagerConfig,
+    /// Where the controller records its metrics; clone it before passing it in to serve
+    /// it (see [`strata_introspection::serve_metrics`]).
+    pub metrics: strata_introspection::Metrics,
 }
 
 impl<T> Default for ControllerConfig<T> {
@@ -98,6 +104,8 @@ impl<T> Default for ControllerConfig<T> {
             connector_factory: None,
             backoff: Backoff::default(),
             parameters: StorageParameters::default(),
+            introspection: strata_introspection::ManagerConfig::default(),
+            metrics: strata_introspection::Metrics::default(),
         }
     }
 }
@@ -128,7 +136,11 @@ pub struct Controller<T: StorageTimestamp> {
     holds_tx: mpsc::UnboundedSender<(GlobalId, ChangeBatch<T>)>,
     holds_rx: mpsc::UnboundedReceiver<(GlobalId, ChangeBatch<T>)>,
     worker: WorkerHandle<T>,
+    /// The storage-task event channel, also fed with managed introspection uppers.
+    events_tx: mpsc::UnboundedSender<Event<T>>,
     events_rx: mpsc::UnboundedReceiver<Event<T>>,
+    /// The introspection collections and their manager.
+    introspection: introspection::IntrospectionState<T>,
     reader: SharedReader<T>,
     /// The epoch that fenced this controller, or 0.
     fenced_by: Arc<AtomicU64>,
@@ -191,8 +203,14 @@ impl<T: StorageTimestamp> Controller<T> {
             catalog: Arc::clone(&catalog),
             reader: Arc::clone(&reader),
             fenced_by: Arc::clone(&fenced_by),
-            events: events_tx,
+            events: events_tx.clone(),
         });
+        let manager = strata_introspection::CollectionManager::new(
+            read_only,
+            config.introspection.clone(),
+            config.metrics.controller.clone(),
+        );
+        let introspection = introspection::IntrospectionState::new(manager, config.metrics.clone());
         let (holds_tx, holds_rx) = mpsc::unbounded_channel();
         let mut controller = Controller {
             parameters: config.parameters.clone(),
@@ -207,7 +225,9 @@ impl<T: StorageTimestamp> Controller<T> {
             holds_tx,
             holds_rx,
             worker,
+            events_tx,
             events_rx,
+            introspection,
             reader,
             fenced_by,
             instances: BTreeMap::new(),

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use strata_controller_api::{
-    AppendFuture, GlobalId, IntrospectionType, MonotonicAppender, RelationDesc, Row,
+    Antichain, AppendFuture, GlobalId, IntrospectionType, MonotonicAppender, RelationDesc, Row,
     SnapshotFuture, StatusUpdate, StorageError, StorageParameters, StorageTimestamp, Timestamp,
 };
 use strata_persist_backend::{PersistClient, WriteHandle};
@@ -124,6 +124,7 @@ impl<T: StorageTimestamp> Registration<T> {
 
 struct Entry<T> {
     tx: mpsc::UnboundedSender<Command<T>>,
+    upper: watch::Receiver<Antichain<T>>,
     differential: bool,
     desc: RelationDesc,
     force_writable: bool,
@@ -186,6 +187,29 @@ impl<T: StorageTimestamp> CollectionManager<T> {
     /// shard to the desired state (empty until updated, unless seeded), retracting stale
     /// rows.
     pub fn register(&self, reg: Registration<T>) -> Result<(), StorageError<T>> {
+        self.register_inner(reg, None)
+    }
+
+    /// Like [`CollectionManager::register`] for a differential collection whose desired
+    /// state starts as `desired` rather than empty, so the first write already brings
+    /// the shard to it (no moment where an earlier process's rows are retracted and the
+    /// desired ones not yet written).
+    pub fn register_with_desired(
+        &self,
+        reg: Registration<T>,
+        desired: Vec<(Row, i64)>,
+    ) -> Result<(), StorageError<T>> {
+        if matches!(reg.kind, CollectionKind::AppendOnly { .. }) {
+            return Err(StorageError::IdentifierInvalid(reg.id));
+        }
+        self.register_inner(reg, Some(StateOp::Set(desired)))
+    }
+
+    fn register_inner(
+        &self,
+        reg: Registration<T>,
+        initial: Option<StateOp>,
+    ) -> Result<(), StorageError<T>> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| StorageError::InvalidUsage("register needs a tokio runtime".into()))?;
         let mut collections = self.lock();
@@ -217,7 +241,12 @@ impl<T: StorageTimestamp> CollectionManager<T> {
                 dedup_status,
             ),
         };
+        let mut kind = kind;
+        if let (Kind::Differential(state), Some(op)) = (&mut kind, initial) {
+            state.apply(op);
+        }
         let differential = matches!(kind, Kind::Differential(_));
+        let (upper_tx, upper) = watch::channel(reg.write.upper().clone());
         let task = Task {
             writer: Writer {
                 id: reg.id,
@@ -226,6 +255,7 @@ impl<T: StorageTimestamp> CollectionManager<T> {
                 write: reg.write,
                 cfg: self.inner.cfg.clone(),
                 metrics: self.inner.metrics.clone(),
+                upper_tx,
             },
             kind,
             read_only: self.inner.read_only.subscribe(),
@@ -243,6 +273,7 @@ impl<T: StorageTimestamp> CollectionManager<T> {
             reg.id,
             Entry {
                 tx,
+                upper,
                 differential,
                 desc,
                 force_writable: reg.force_writable,
@@ -269,6 +300,15 @@ impl<T: StorageTimestamp> CollectionManager<T> {
     /// Whether `id` is managed.
     pub fn is_registered(&self, id: GlobalId) -> bool {
         self.lock().contains_key(&id)
+    }
+
+    /// The collection's upper as its task last saw it (after each write and each read
+    /// of the shard); the receiver closes when the collection is unregistered.
+    pub fn watch_upper(&self, id: GlobalId) -> Result<watch::Receiver<Antichain<T>>, StorageError<T>> {
+        self.lock()
+            .get(&id)
+            .map(|e| e.upper.clone())
+            .ok_or(StorageError::IdentifierMissing(id))
     }
 
     /// The managed collections.

@@ -8,6 +8,8 @@ use strata_persist_backend::{
     PersistClient, PersistError, SourceData, Update, WriteHandle, time_code,
 };
 
+use tokio::sync::watch;
+
 use crate::config::ManagerConfig;
 use crate::metrics::ControllerMetrics;
 
@@ -42,6 +44,9 @@ pub(crate) struct Writer<T: StorageTimestamp> {
     pub(crate) write: WriteHandle<T>,
     pub(crate) cfg: ManagerConfig,
     pub(crate) metrics: ControllerMetrics,
+    /// The shard's upper as this handle last saw it, for
+    /// [`CollectionManager::watch_upper`](super::CollectionManager::watch_upper).
+    pub(crate) upper_tx: watch::Sender<Antichain<T>>,
 }
 
 impl<T: StorageTimestamp> Writer<T> {
@@ -88,7 +93,20 @@ impl<T: StorageTimestamp> Writer<T> {
         outcome
     }
 
+    /// Tells watchers the upper this handle last saw, if it moved.
+    fn publish_upper(&self) {
+        let upper = self.write.upper();
+        self.upper_tx.send_if_modified(|seen| {
+            let moved = seen != upper;
+            if moved {
+                seen.clone_from(upper);
+            }
+            moved
+        });
+    }
+
     fn record(&self, outcome: &Outcome) {
+        self.publish_upper();
         let label = &self.label;
         match outcome {
             Outcome::Written => self.metrics.managed_write(label, "ok"),
@@ -117,6 +135,7 @@ impl<T: StorageTimestamp> Writer<T> {
         let desc = self.write.desc().clone();
         for _ in 0..3 {
             let upper = self.write.fetch_recent_upper().await?.clone();
+            self.publish_upper();
             let Some(upper) = upper.as_option().copied() else {
                 let msg = format!("managed collection {} is closed", self.id);
                 return Err(PersistError::InvalidUsage(msg));

@@ -1,0 +1,205 @@
+//! What the controller wants its introspection collections to hold, kept whether or not
+//! they can be written yet, and the [`CollectionManager`] that writes them.
+//!
+//! The controller mirrors the desired contents of the differential kinds it maintains
+//! itself (`ShardMapping`, `Frontiers`, `ReplicaFrontiers`) as one row per key. A
+//! change becomes a retraction of the key's old row plus an insertion of its new one,
+//! sent to every registered collection of that kind. A collection registered later
+//! (created later, or when a read-only controller becomes writable) starts from the
+//! whole mirror, so the manager never writes a partial state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use strata_controller_api::{
+    Antichain, Datum, GlobalId, IntrospectionType, ReplicaId, Row, ShardId, StatusUpdate,
+    StorageTimestamp,
+};
+use strata_introspection::schema::frontier_text;
+use strata_introspection::{
+    CollectionManager, Metrics, SinkStatistics, SourceStatistics, StatisticsScraper,
+};
+
+/// The introspection side of the controller. See the module docs.
+pub(crate) struct IntrospectionState<T: StorageTimestamp> {
+    pub(crate) manager: CollectionManager<T>,
+    pub(crate) metrics: Metrics,
+    /// Live introspection collections and their kinds.
+    pub(crate) collections: BTreeMap<GlobalId, IntrospectionType>,
+    /// The subset of `collections` the manager writes (opened for writing).
+    pub(crate) registered: BTreeSet<GlobalId>,
+    shard_mapping: BTreeMap<GlobalId, Row>,
+    frontiers: BTreeMap<GlobalId, Row>,
+    replica_frontiers: BTreeMap<(GlobalId, ReplicaId), Row>,
+    pub(crate) source_statistics: BTreeMap<GlobalId, StatisticsScraper<SourceStatistics, T>>,
+    pub(crate) sink_statistics: BTreeMap<GlobalId, StatisticsScraper<SinkStatistics, T>>,
+}
+
+fn text(s: String) -> Datum {
+    Datum::String(s)
+}
+
+/// Replaces `key`'s row in `map` with `row` (or removes it); returns the difference.
+fn upsert<K: Ord>(map: &mut BTreeMap<K, Row>, key: K, row: Option<Row>) -> Vec<(Row, i64)> {
+    let old = match &row {
+        Some(row) => map.insert(key, row.clone()),
+        None => map.remove(&key),
+    };
+    if old == row {
+        return Vec::new();
+    }
+    old.map(|r| (r, -1))
+        .into_iter()
+        .chain(row.map(|r| (r, 1)))
+        .collect()
+}
+
+impl<T: StorageTimestamp> IntrospectionState<T> {
+    pub(crate) fn new(manager: CollectionManager<T>, metrics: Metrics) -> Self {
+        IntrospectionState {
+            manager,
+            metrics,
+            collections: BTreeMap::new(),
+            registered: BTreeSet::new(),
+            shard_mapping: BTreeMap::new(),
+            frontiers: BTreeMap::new(),
+            replica_frontiers: BTreeMap::new(),
+            source_statistics: BTreeMap::new(),
+            sink_statistics: BTreeMap::new(),
+        }
+    }
+
+    /// The registered collections of `kind`.
+    pub(crate) fn registered_of(&self, kind: IntrospectionType) -> Vec<GlobalId> {
+        self.collections
+            .iter()
+            .filter(|(id, k)| **k == kind && self.registered.contains(id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The desired contents of a kind the controller mirrors; `None` for the others.
+    pub(crate) fn desired(&self, kind: IntrospectionType) -> Option<Vec<(Row, i64)>> {
+        let rows = |map: &BTreeMap<_, Row>| map.values().map(|r| (r.clone(), 1)).collect();
+        match kind {
+            IntrospectionType::ShardMapping => Some(rows(&self.shard_mapping)),
+            IntrospectionType::Frontiers => Some(rows(&self.frontiers)),
+            IntrospectionType::ReplicaFrontiers => Some(
+                self.replica_frontiers
+                    .values()
+                    .map(|r| (r.clone(), 1))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Sends a change of a mirrored kind to every registered collection of that kind.
+    fn send(&self, kind: IntrospectionType, diffs: Vec<(Row, i64)>) {
+        if diffs.is_empty() {
+            return;
+        }
+        for id in self.registered_of(kind) {
+            if let Err(error) = self.manager.differential_append(id, diffs.clone()) {
+                tracing::warn!(%id, %error, "updating an introspection collection failed");
+            }
+        }
+    }
+
+    /// Records that collection `id` lives in `shard`.
+    pub(crate) fn set_shard(&mut self, id: GlobalId, shard: ShardId) {
+        let row = Row::pack(&[text(id.to_string()), text(shard.to_string())]);
+        let diffs = upsert(&mut self.shard_mapping, id, Some(row));
+        self.send(IntrospectionType::ShardMapping, diffs);
+    }
+
+    /// Records `id`'s since and upper.
+    pub(crate) fn set_frontiers(
+        &mut self,
+        id: GlobalId,
+        since: &Antichain<T>,
+        upper: &Antichain<T>,
+    ) {
+        let row = Row::pack(&[
+            text(id.to_string()),
+            text(frontier_text(since)),
+            text(frontier_text(upper)),
+        ]);
+        let diffs = upsert(&mut self.frontiers, id, Some(row));
+        self.send(IntrospectionType::Frontiers, diffs);
+    }
+
+    /// Retracts `id`'s frontiers.
+    pub(crate) fn remove_frontiers(&mut self, id: GlobalId) {
+        let diffs = upsert(&mut self.frontiers, id, None);
+        self.send(IntrospectionType::Frontiers, diffs);
+    }
+
+    /// Records replica `replica`'s upper of `id`.
+    pub(crate) fn set_replica_frontier(
+        &mut self,
+        id: GlobalId,
+        replica: ReplicaId,
+        upper: &Antichain<T>,
+    ) {
+        let row = Row::pack(&[
+            text(id.to_string()),
+            text(replica.to_string()),
+            text(frontier_text(upper)),
+        ]);
+        let diffs = upsert(&mut self.replica_frontiers, (id, replica), Some(row));
+        self.send(IntrospectionType::ReplicaFrontiers, diffs);
+    }
+
+    /// Retracts the replica frontiers `drop` selects.
+    fn remove_replica_frontiers(&mut self, drop: impl Fn(&(GlobalId, ReplicaId)) -> bool) {
+        let keys: Vec<(GlobalId, ReplicaId)> = self
+            .replica_frontiers
+            .keys()
+            .filter(|k| drop(k))
+            .copied()
+            .collect();
+        let mut diffs = Vec::new();
+        for key in keys {
+            diffs.extend(upsert(&mut self.replica_frontiers, key, None));
+        }
+        self.send(IntrospectionType::ReplicaFrontiers, diffs);
+    }
+
+    /// Retracts everything recorded about collection (or sink) `id`.
+    pub(crate) fn forget_object(&mut self, id: GlobalId) {
+        let diffs = upsert(&mut self.shard_mapping, id, None);
+        self.send(IntrospectionType::ShardMapping, diffs);
+        self.remove_frontiers(id);
+        self.remove_replica_frontiers(|(object, _)| *object == id);
+        for scraper in self.source_statistics.values() {
+            scraper.drop_id(id);
+        }
+        for scraper in self.sink_statistics.values() {
+            scraper.drop_id(id);
+        }
+    }
+
+    /// Retracts everything recorded about `replica`.
+    pub(crate) fn forget_replica(&mut self, replica: ReplicaId) {
+        self.remove_replica_frontiers(|(_, r)| *r == replica);
+        for scraper in self.source_statistics.values() {
+            scraper.drop_replica(replica);
+        }
+        for scraper in self.sink_statistics.values() {
+            scraper.drop_replica(replica);
+        }
+    }
+
+    /// Appends status updates to every registered collection of `kind` (a status
+    /// history), which de-duplicates them per `(id, replica)`.
+    pub(crate) fn append_statuses(&self, kind: IntrospectionType, updates: &[StatusUpdate]) {
+        if updates.is_empty() {
+            return;
+        }
+        for id in self.registered_of(kind) {
+            // The command is queued before the future is returned; durability is not
+            // awaited (a failed write is retried by the manager and logged).
+            drop(self.manager.append_status(id, updates.to_vec()));
+        }
+    }
+}
