@@ -22,12 +22,9 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Show the whole system working on an embedded default (not built yet).
-    Demo {
-        /// Options of the demo, accepted and ignored until it is built.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    /// Show the whole system working on an embedded default: tables, a load-generator
+    /// source with subsources, a sink, introspection, drops and recovery.
+    Demo(crate::demo::DemoArgs),
     /// Serve a replica over gRPC: run the dataflows a controller schedules and write
     /// their output to persist shards.
     Replica(ReplicaArgs),

@@ -7,10 +7,12 @@
 //!
 //! **Must never**: be depended on by another crate; hold logic a library should own.
 //!
-//! `demo` and `top` need the controller, which is still being written: they say so and
-//! exit 2, so nobody mistakes the placeholder for the real thing.
+//! `demo` runs the controller with its replicas (in-process, or `strata replica` child
+//! processes it starts and stops) on the embedded default, `file://./strata-data`.
+//! `top` is not built yet: it says so and exits 2.
 
 mod args;
+mod demo;
 mod inspect;
 mod location;
 mod metered;
@@ -21,16 +23,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command, InspectCommand};
-
-const DEMO_PLAN: &str = "\
-strata demo will, on a local file store at ./strata-data with an in-process replica:
-  1. create an instance and its replicas;
-  2. create two tables and append to both atomically over many timestamps;
-  3. create an auction load-generator source with subsources, and a sink;
-  4. show introspection: shard mapping, frontiers, statuses, statistics;
-  5. snapshot a table and a subsource and print them;
-  6. drop a subsource and the sink, and show their shards finalized and GC at work;
-  7. print a one-screen summary. A second run recovers the first run's state.";
 
 /// Exit code of a command that is not built yet.
 const NOT_BUILT: u8 = 2;
@@ -101,10 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     install_logging();
     let result = match cli.command {
-        Command::Demo { .. } => {
-            eprintln!("{DEMO_PLAN}\n");
-            return not_built("demo");
-        }
+        Command::Demo(args) => demo::run(args),
         Command::Top { .. } => return not_built("top"),
         Command::Replica(args) => replica::run(args),
         Command::Inspect(InspectCommand::Shard {

@@ -186,8 +186,19 @@ fn non_loopback_listen_without_tls() {
 }
 
 #[test]
-fn demo_and_top_are_not_built_yet() {
-    for command in ["demo", "top"] {
+fn demo_refuses_options_it_cannot_honour() {
+    let out = run(strata().args(["demo", "--persist", "mem://demo", "--transport", "grpc"]));
+    assert_one_line_error(
+        &out,
+        &["--transport grpc needs a persist location", "mem://demo"],
+    );
+    let out = run(strata().args(["demo", "--persist", "mem://demo", "--duration", "0"]));
+    assert_one_line_error(&out, &["--duration must be a positive number of seconds"]);
+}
+
+#[test]
+fn top_is_not_built_yet() {
+    for command in ["top"] {
         let out = run(strata().arg(command));
         assert_eq!(out.code, Some(2), "{out:?}");
         let last = out.stderr.lines().last().unwrap();

@@ -1,0 +1,324 @@
+//! `strata demo`: the whole system on an embedded default, in seven steps.
+//!
+//! 1. an instance with N replicas (in-process, or `strata replica` child processes over
+//!    gRPC), and the introspection collections;
+//! 2. two tables, written together atomically at many times;
+//! 3. the auction load-generator source with its subsources and remap collection, and
+//!    a file sink of the `auctions` subsource under `<data dir>/sinks/`; the source runs
+//!    and the tables take writes for `--duration`, with a live line of uppers and lag;
+//! 4. introspection: every collection's shard and frontiers, the introspection
+//!    collections, statuses and statistics;
+//! 5. snapshots of a table and a subsource;
+//! 6. the sink's file checked against a snapshot of its input, then a subsource and
+//!    the sink dropped, and the subsource's shard finalized and its parts collected;
+//! 7. a one-screen summary.
+//!
+//! Everything lives in the durable catalog of the persist location, so a second run
+//! recovers the first run's collections at a higher epoch and continues their
+//! frontiers. See [`plan`] for the ids, and why a dropped subsource stays dropped.
+
+mod driver;
+mod drops;
+mod options;
+mod plan;
+mod progress;
+mod replicas;
+mod report;
+mod steps;
+mod summary;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use strata_controller_api::{Collections, GlobalId, StorageTxn, Timestamp};
+use strata_controller_core::catalog::{CatalogOptions, DurableCatalog};
+use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
+use strata_introspection::{Metrics, serve_metrics};
+
+use self::driver::{Driver, first};
+pub(crate) use self::options::DemoArgs;
+use self::options::{Options, Transport, short_path};
+use self::progress::Display;
+use self::replicas::{ChildReplicas, Servers};
+use crate::location::{self, Access};
+
+/// Ctrl-C and SIGTERM.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch for ctrl-c")?,
+            terminate: signal(SignalKind::terminate()).context("cannot watch for sigterm")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "ctrl-c",
+            _ = self.terminate.recv() => "sigterm",
+        }
+    }
+}
+
+/// Runs `strata demo` to completion. Child replica processes are stopped and reaped
+/// before this returns, whatever happened.
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let options = Options::from_args(args)?;
+    // Declared before the runtime so it is dropped after it: its `Drop` stops the
+    // children even if the demo panics.
+    let mut children = ChildReplicas::default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = rt.block_on(async {
+        let mut signals = Signals::install()?;
+        tokio::select! {
+            result = demo(&options, &mut children) => result,
+            signal = signals.recv() => Err(anyhow!(
+                "interrupted by {signal}: the replicas were stopped; run the demo again to continue"
+            )),
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    children.stop();
+    result
+}
+
+/// The previous run's epoch and collections, read without claiming an epoch.
+async fn previous_run(
+    client: &strata_persist_backend::PersistClient,
+) -> anyhow::Result<(Option<u64>, usize)> {
+    let contents = DurableCatalog::read_latest(client, &CatalogOptions::default())
+        .await
+        .context("cannot read the durable catalog")?;
+    let epoch = (contents.epoch > 0).then_some(contents.epoch);
+    Ok((epoch, contents.unfinalized_shards.len()))
+}
+
+/// The demo proper.
+async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result<()> {
+    let display = Display::new();
+    let url = &options.persist;
+    let client = location::open(url, Access::ReadWrite, options.open_timeout).await?;
+    let (previous_epoch, unfinalized) =
+        location::within(url, options.open_timeout, previous_run(&client)).await?;
+    let catalog = location::within(url, options.open_timeout, async {
+        DurableCatalog::open(&client)
+            .await
+            .context("cannot open the durable catalog")
+    })
+    .await?;
+    let epoch = catalog.epoch();
+    let known: Vec<GlobalId> = catalog
+        .begin::<Timestamp>()
+        .get_collection_metadata()
+        .into_keys()
+        .collect();
+    let ours = |id: &GlobalId| {
+        plan::TABLES.contains(id)
+            || plan::SOURCE.contains(id)
+            || plan::introspection().iter().any(|(i, _)| i == id)
+    };
+    let recovered = known.iter().filter(|id| ours(id)).count();
+
+    let replicas_text = match options.transport {
+        Transport::Local => format!(
+            "{} in-process replica(s) with {} workers each",
+            options.replicas, options.workers
+        ),
+        Transport::Grpc => format!(
+            "{} strata replica process(es) over grpc with {} workers each",
+            options.replicas, options.workers
+        ),
+    };
+    display.line(&format!("strata demo: persist {url}, {replicas_text}"));
+    display.line(&match previous_epoch {
+        Some(previous) => format!(
+            "durable catalog: catalog epoch {epoch} (previous run: epoch {previous}); \
+             recovered {recovered} collections from a previous run"
+        ),
+        None => format!("durable catalog: catalog epoch {epoch}; fresh location, no previous run"),
+    });
+    if unfinalized > 0 {
+        display.line(&format!(
+            "  {unfinalized} dropped shard(s) of a previous run are still to be finalized: the controller finishes them now"
+        ));
+    }
+
+    let metrics = Metrics::new();
+    let _metrics_task = match options.metrics_addr {
+        Some(addr) => {
+            let (local, task) = serve_metrics(addr, metrics.clone())
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            display.line(&format!("metrics at http://{local}/metrics"));
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+
+    let mut grpc = Vec::new();
+    if options.transport == Transport::Grpc {
+        tokio::task::block_in_place(|| children.start(options.replicas, url, options.workers))?;
+        grpc = children.addrs().into_iter().zip(children.pids()).collect();
+    }
+    let servers: Servers = Arc::default();
+    let config = ControllerConfig {
+        connector_factory: Some(replicas::connector_factory(
+            url.clone(),
+            metrics.replica.clone(),
+            Arc::clone(&servers),
+        )),
+        ..ControllerConfig::default()
+    };
+    let begin: CatalogFn<Timestamp> = {
+        let catalog = catalog.clone();
+        Arc::new(move || Box::new(catalog.begin::<Timestamp>()))
+    };
+    let ctl = Controller::new(config, begin, url, epoch, false)
+        .await
+        .with_context(|| format!("cannot start a controller on {url}"))?;
+    let mut driver = Driver {
+        ctl,
+        catalog,
+        client,
+        display,
+        metrics,
+        statuses: BTreeMap::new(),
+        status_updates: 0,
+        dropped: Default::default(),
+        frontier_reports: 0,
+        watched: vec![plan::ORDERS, plan::AUCTIONS_ID, plan::AUCTION_PROGRESS],
+        sink_path: None,
+    };
+    let mut recovery = steps::Recovery {
+        known: known.into_iter().collect(),
+        ..Default::default()
+    };
+
+    driver.display.step(1, "instance and replicas");
+    steps::instance(&mut driver, &mut recovery, options, &grpc).await?;
+    if options.transport == Transport::Grpc {
+        tokio::task::block_in_place(|| children.check_alive())?;
+    }
+
+    driver
+        .display
+        .step(2, "two tables, written together atomically");
+    let mut writer = steps::tables(&mut driver, &mut recovery).await?;
+
+    driver
+        .display
+        .step(3, "auction source with subsources, and a file sink");
+    let sink = steps::source(&mut driver, &mut recovery, options).await?;
+    driver.sink_path = Some(sink.path.clone());
+    driver.display.line(&format!(
+        "  running for {:.1}s: the source ingests, the tables take a write every 200 ms",
+        options.duration.as_secs_f64()
+    ));
+    steps::run(&mut driver, &mut writer, options.duration).await?;
+    driver
+        .display
+        .line(&format!("  after the run: {}", driver.live_message()));
+    if options.transport == Transport::Grpc {
+        tokio::task::block_in_place(|| children.check_alive())?;
+    }
+
+    driver.display.step(4, "introspection");
+    report::introspection(&mut driver).await?;
+
+    driver.display.step(5, "snapshots");
+    let snapshot_counts = report::snapshots(&mut driver).await?;
+
+    driver.display.step(6, "drop a subsource and the sink");
+    let drops = drops::drops(&mut driver, &sink).await?;
+
+    driver.ctl.apply_pending();
+    let mut frontiers = Vec::new();
+    for id in plan::TABLES.iter().chain(plan::SOURCE.iter()) {
+        let Ok(meta) = driver.ctl.collection_frontiers(*id) else {
+            continue;
+        };
+        frontiers.push(summary::FrontierRow {
+            id: *id,
+            kind: kind_of(*id),
+            start: recovery.uppers.get(id).copied(),
+            since: first(&meta.read_capabilities),
+            upper: first(&meta.write_frontier),
+        });
+    }
+    let statuses = driver
+        .statuses
+        .iter()
+        .map(|(id, s)| (*id, s.status.to_string()))
+        .collect();
+    let replica_names: Vec<String> = match options.transport {
+        Transport::Local => (0..options.replicas)
+            .map(|_| "in-process".to_owned())
+            .collect(),
+        Transport::Grpc => grpc.iter().map(|(addr, _)| addr.clone()).collect(),
+    };
+    let Driver { ctl, display, .. } = driver;
+    drop(ctl);
+    replicas::stop_servers(&servers).await;
+    let stopped_cleanly = (options.transport == Transport::Grpc).then(|| {
+        let all = children.pids().len();
+        (tokio::task::block_in_place(|| children.stop()), all)
+    });
+
+    let mut display = display;
+    display.step(7, "summary");
+    let summary = summary::Summary {
+        options,
+        epoch,
+        previous_epoch,
+        recovered,
+        replicas: replica_names,
+        stopped_cleanly,
+        writer: &writer,
+        snapshot_counts,
+        drops: &drops,
+        frontiers,
+        statuses,
+        elapsed: display.elapsed(),
+    };
+    display.line(&summary.render());
+    if options.is_memory() {
+        display
+            .line("  (mem:// keeps nothing: use --persist file://… to see a second run recover)");
+    } else {
+        display.line(&format!(
+            "  run it again to see recovery; sink files are in {}",
+            short_path(&options.sinks_dir)
+        ));
+    }
+    Ok(())
+}
+
+/// The kind of one of the demo's collections.
+fn kind_of(id: GlobalId) -> &'static str {
+    match id {
+        plan::ORDERS | plan::ORDER_LINES => "table",
+        plan::AUCTION => "source",
+        plan::AUCTION_PROGRESS => "remap",
+        _ => "subsource",
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,178 @@
+//! `strata demo`'s options: the clap arguments and their validated form.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, ValueEnum};
+use strata_persist_backend::location::LocationSpec;
+
+use crate::args::OpenTimeout;
+use crate::location;
+
+/// How the controller reaches its replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Transport {
+    /// In-process replicas over local channels.
+    Local,
+    /// `strata replica` child processes on 127.0.0.1, over gRPC.
+    Grpc,
+}
+
+/// `strata demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// The persist location: file:///path (or a plain path), s3://bucket/prefix or
+    /// mem://name. A second run over the same location recovers the first one's state.
+    #[arg(long, default_value = "file://./strata-data", value_name = "URL")]
+    pub(crate) persist: String,
+    /// How many replicas run the instance.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub(crate) replicas: u16,
+    /// Timely worker threads per replica.
+    #[arg(long, default_value_t = 2, value_name = "W", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub(crate) workers: u16,
+    /// How replicas are reached: in-process (local) or child processes over gRPC.
+    #[arg(long, value_enum, default_value_t = Transport::Local)]
+    pub(crate) transport: Transport,
+    /// How long the source ingests and the tables take writes, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub(crate) duration: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the demo runs.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// See [`OpenTimeout`].
+    #[command(flatten)]
+    pub(crate) open_timeout: OpenTimeout,
+}
+
+/// The validated options.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// The persist location URL, with a relative `file://` path made absolute.
+    pub(crate) persist: String,
+    /// Where sink files go.
+    pub(crate) sinks_dir: PathBuf,
+    /// Why the sinks go there, when it is not beside the persist data.
+    pub(crate) sinks_note: Option<String>,
+    pub(crate) replicas: u16,
+    pub(crate) workers: u16,
+    pub(crate) transport: Transport,
+    pub(crate) duration: Duration,
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    pub(crate) open_timeout: OpenTimeout,
+}
+
+/// `file://./x` and `file://x` name a path relative to the current directory, as
+/// people type them; URL parsing would read `.` or `x` as a host.
+fn absolute_file_url(text: &str) -> anyhow::Result<String> {
+    let Some(rest) = text.strip_prefix("file://") else {
+        return location::normalize(text);
+    };
+    if rest.starts_with('/') {
+        return Ok(text.to_owned());
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let relative = rest.strip_prefix("./").unwrap_or(rest);
+    let path = if relative.is_empty() {
+        cwd
+    } else {
+        cwd.join(relative)
+    };
+    url::Url::from_file_path(&path)
+        .map(String::from)
+        .map_err(|()| anyhow!("invalid --persist: {} is not a usable path", path.display()))
+}
+
+/// The directory of a `file://` location.
+fn file_dir(url: &str) -> anyhow::Result<Option<PathBuf>> {
+    match LocationSpec::parse(url).context("invalid --persist")? {
+        LocationSpec::File { path } => Ok(Some(path)),
+        _ => Ok(None),
+    }
+}
+
+impl Options {
+    /// Checks `args` and resolves relative paths against the current directory.
+    pub(crate) fn from_args(args: DemoArgs) -> anyhow::Result<Options> {
+        let persist = absolute_file_url(args.persist.trim())?;
+        let duration = Duration::try_from_secs_f64(args.duration)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(24 * 3600))
+            .ok_or_else(|| anyhow!("--duration must be a positive number of seconds"))?;
+        let (sinks_dir, sinks_note) = match file_dir(&persist)? {
+            Some(dir) => (dir.join("sinks"), None),
+            None => {
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                let dir = cwd.join("strata-data").join("sinks");
+                let note = format!(
+                    "sink files go to {} (a {} location has no local directory)",
+                    dir.display(),
+                    scheme(&persist)
+                );
+                (dir, Some(note))
+            }
+        };
+        if args.transport == Transport::Grpc && persist.starts_with("mem://") {
+            bail!(
+                "--transport grpc needs a persist location the replica processes share \
+                 (file:// or s3://): {persist} lives in this process's memory"
+            );
+        }
+        location::deadline(args.open_timeout)?;
+        Ok(Options {
+            persist,
+            sinks_dir,
+            sinks_note,
+            replicas: args.replicas,
+            workers: args.workers,
+            transport: args.transport,
+            duration,
+            metrics_addr: args.metrics_addr,
+            open_timeout: args.open_timeout,
+        })
+    }
+
+    /// Whether the persist location is this process's memory (nothing survives).
+    pub(crate) fn is_memory(&self) -> bool {
+        self.persist.starts_with("mem://")
+    }
+}
+
+/// The scheme of a URL, such as `mem://`.
+fn scheme(url: &str) -> &str {
+    url.find("://").map_or(url, |i| &url[..i + 3])
+}
+
+/// `path` relative to the current directory when it is below it, for shorter lines.
+pub(crate) fn short_path(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(
+            || path.display().to_string(),
+            |p| format!("./{}", p.display()),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn relative_file_urls_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let want = url::Url::from_file_path(cwd.join("strata-data"))
+            .unwrap()
+            .to_string();
+        assert_eq!(absolute_file_url("file://./strata-data").unwrap(), want);
+        assert_eq!(absolute_file_url("file://strata-data").unwrap(), want);
+        assert_eq!(absolute_file_url("strata-data").unwrap(), want);
+        assert_eq!(absolute_file_url("file:///tmp/x").unwrap(), "file:///tmp/x");
+        assert_eq!(absolute_file_url("mem://demo").unwrap(), "mem://demo");
+        assert_eq!(scheme("s3://bucket/prefix"), "s3://");
+    }
+}
