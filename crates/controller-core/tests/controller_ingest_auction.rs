@@ -1,8 +1,9 @@
 //! An auction source with subsources run by a real controller on an in-process
 //! replica, over the memory and file backends: uppers advance, the contents match the
 //! generator, since follows upper one step behind unless a read hold keeps it, dropping
-//! a subsource keeps the rest running, and dropping the source closes every shard and releases
-//! the controller's since (finalization then waits for replica reader leases).
+//! a subsource keeps the rest running and finalizes only its shard, and dropping the
+//! source finalizes every shard (tombstone, since and upper `[]`) with no part left in
+//! the store after GC.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,9 @@ mod ingest_support;
 
 use controller_support::*;
 use ingest_support::*;
-use strata_controller_api::{Collections, Lifecycle, Reads, StorageResponse, Timestamp};
+use strata_controller_api::{
+    Collections, GlobalId, Lifecycle, Reads, ShardId, StorageResponse, StorageTxn, Timestamp,
+};
 
 /// 60 offsets, 3 per round: rounds bind at times 0..20, so the uppers reach 20.
 const LIMIT: u64 = 60;
@@ -71,6 +74,15 @@ async fn auction_source_runs_matches_the_generator_and_is_finalized_when_dropped
             .iter()
             .map(|id| (*id, ctl.collection_metadata(*id).unwrap().data_shard))
             .collect();
+        let mut stored = 0;
+        for (_, shard) in &shards {
+            stored += client.list_part_keys(*shard).await.unwrap().len();
+            stored += client.inspect(*shard).await.unwrap()["batches"]
+                .as_array()
+                .unwrap()
+                .len();
+        }
+        assert!(stored > 0, "nothing stored on {}", env.url);
         let starts = servers.lock().unwrap()[0].dataflow_starts();
         env.prepare(&ctl, &[], &[source.bids]).await;
         ctl.drop_sources(&env.metadata(), vec![source.bids])
@@ -104,6 +116,20 @@ async fn auction_source_runs_matches_the_generator_and_is_finalized_when_dropped
             ROUNDS - 1,
         )
         .await;
+        // The replica let go of the subsource's shard when the ingestion re-ran without
+        // it, so the shard is finalized while the others stay.
+        let bids_shard = shard_of(&shards, source.bids);
+        wait_finalized(&env, &client, bids_shard).await;
+        for (id, shard) in &shards {
+            if *id != source.bids {
+                let state = client.inspect(*shard).await.unwrap();
+                assert!(
+                    !state["tombstone"].as_bool().unwrap(),
+                    "{id} on {}",
+                    env.url
+                );
+            }
+        }
 
         // Dropping the rest finalizes every shard.
         let rest = [source.ingestion, source.auctions, source.remap];
@@ -113,16 +139,24 @@ async fn auction_source_runs_matches_the_generator_and_is_finalized_when_dropped
             rest.iter().all(|id| dropped(r, *id))
         })
         .await;
-        for (id, shard) in shards {
-            assert!(dropped_status(&responses, id), "{id} on {}", env.url);
-            // The replica's reader leases outlive the drop (a replica-side leak), so
-            // the tombstone is not asserted here; the controller's part is.
-            wait_released(&env, &client, shard).await;
-            assert!(ctl.check_exists(id).is_err());
+        for (id, shard) in &shards {
+            assert!(dropped_status(&responses, *id), "{id} on {}", env.url);
+            assert!(ctl.check_exists(*id).is_err());
+            wait_finalized(&env, &client, *shard).await;
         }
+        assert!(
+            env.catalog
+                .begin::<Timestamp>()
+                .get_unfinalized_shards()
+                .is_empty()
+        );
         // Late reports about the dropped ids are ignored quietly.
         for _ in 0..5 {
             let _ = ctl.process(&env.metadata()).unwrap();
         }
     }
+}
+
+fn shard_of(shards: &[(GlobalId, ShardId)], id: GlobalId) -> ShardId {
+    shards.iter().find(|(i, _)| *i == id).unwrap().1
 }

@@ -10,7 +10,8 @@
 //! - During a replay, `RunIngestion`, `RunSink` and `AllowCompaction` are collected;
 //!   `InitializationComplete` reconciles them against what runs ([`crate::reconcile`]).
 //! - Afterwards commands apply directly; a `Run*` with an unchanged description is a
-//!   no-op, a changed one restarts the object.
+//!   no-op, a changed one restarts the object (an ingestion restarted without some of
+//!   its outputs releases their shards, as a drop does).
 //! - `AllowCompaction(id, [])` of an ingestion or sink stops it; once its dataflow is
 //!   dropped the replica reports `DroppedId` for it (and, for an ingestion, for every
 //!   collection it writes). A non-empty frontier downgrades the since of the shard this
@@ -240,8 +241,7 @@ impl Replica {
         }
         for id in plan.restart.into_iter().chain(plan.start) {
             if let Some(desc) = desired.get(&id) {
-                self.stop(id, false);
-                self.start_object(desc.clone());
+                self.restart(desc.clone());
             }
         }
         for command in replay {
@@ -257,12 +257,28 @@ impl Replica {
         let id = desc.id();
         match self.running.get(&id) {
             Some(running) if running.desc == desc => {}
-            Some(_) => {
-                self.stop(id, false);
-                self.start_object(desc);
-            }
+            Some(_) => self.restart(desc),
             None => self.start_object(desc),
         }
+    }
+
+    /// Stops the running object of `desc`'s id, if any, and starts `desc`. Shards the
+    /// old ingestion wrote and the new one does not (its dropped subsources) are
+    /// released once the old dataflow is gone, so they can be finalized.
+    fn restart(&mut self, desc: ObjectDesc) {
+        let id = desc.id();
+        let orphaned = match (self.running.get(&id).map(|r| &r.desc), &desc) {
+            (Some(ObjectDesc::Ingestion(old)), ObjectDesc::Ingestion(new)) => {
+                let kept = ingestion_shards(new);
+                ingestion_shards(old)
+                    .into_iter()
+                    .filter(|shard| !kept.contains(shard))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        self.stop_releasing(id, false, orphaned);
+        self.start_object(desc);
     }
 
     fn start_object(&mut self, desc: ObjectDesc) {
@@ -319,6 +335,12 @@ impl Replica {
     /// Stops `id` if it runs; with `dropped`, reports it (and its collections) dropped
     /// once its dataflow is gone.
     fn stop(&mut self, id: GlobalId, dropped: bool) {
+        self.stop_releasing(id, dropped, Vec::new());
+    }
+
+    /// As [`Self::stop`], also releasing the shards in `release` once the dataflow is
+    /// gone.
+    fn stop_releasing(&mut self, id: GlobalId, dropped: bool, mut release: Vec<ShardId>) {
         let Some(running) = self.running.remove(&id) else {
             return;
         };
@@ -327,11 +349,10 @@ impl Replica {
             (ObjectDesc::Ingestion(cmd), true) => cmd.collection_ids().into_iter().collect(),
             (ObjectDesc::Sink(_), true) => vec![id],
         };
-        let release = match (&running.desc, dropped) {
-            (ObjectDesc::Ingestion(cmd), true) => ingestion_shards(cmd),
-            // A sink only reads its input, whose owner releases it.
-            _ => Vec::new(),
-        };
+        if let (ObjectDesc::Ingestion(cmd), true) = (&running.desc, dropped) {
+            release.extend(ingestion_shards(cmd));
+        }
+        // A sink only reads its input, whose owner releases it.
         match running.stop {
             Some(stop) => {
                 stop.store(true, Ordering::SeqCst);

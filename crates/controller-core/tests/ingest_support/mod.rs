@@ -167,20 +167,60 @@ pub async fn controller(
     read_only: bool,
     limit: Option<u64>,
 ) -> (Controller<Timestamp>, Servers) {
+    controller_with(env, read_only, move |_| server_config(limit)).await
+}
+
+/// A controller whose `n`-th replica connection (counting from 0) gets a fresh
+/// `ReplicaServer` configured by `config(n)`.
+pub async fn controller_with(
+    env: &Env,
+    read_only: bool,
+    config: impl Fn(usize) -> ServerConfig + Send + Sync + 'static,
+) -> (Controller<Timestamp>, Servers) {
     let servers: Servers = Arc::default();
+    let ctl = controller_over(env, read_only, &servers, config).await;
+    (ctl, servers)
+}
+
+/// A controller (at a new epoch) whose `n`-th replica connection (counting from 0)
+/// reconnects to `servers[n]` if that exists, as a restarted controller reaches the
+/// replicas that kept running; later ones get a fresh server configured by `config(n)`,
+/// appended to `servers`.
+pub async fn controller_over(
+    env: &Env,
+    read_only: bool,
+    servers: &Servers,
+    config: impl Fn(usize) -> ServerConfig + Send + Sync + 'static,
+) -> Controller<Timestamp> {
     let url = env.url.clone();
-    let started = Arc::clone(&servers);
+    let started = Arc::clone(servers);
+    let connects = Arc::new(Mutex::new(0_usize));
+    let config = Arc::new(config);
     let factory: strata_controller_core::ConnectorFactory<Timestamp> =
         Arc::new(move |_: &ReplicaConfig| {
-            let url = url.clone();
-            // PersistShards blocks on its own runtime: start it off this runtime's thread.
-            let server = std::thread::spawn(move || {
-                let shards = PersistShards::open(&url).unwrap();
-                ReplicaServer::start(server_config(limit), Arc::new(shards)).unwrap()
-            })
-            .join()
-            .unwrap();
-            started.lock().unwrap().push(Arc::clone(&server));
+            let index = {
+                let mut connects = connects.lock().unwrap();
+                *connects += 1;
+                *connects - 1
+            };
+            let existing = started.lock().unwrap().get(index).cloned();
+            let server = match existing {
+                Some(server) => server,
+                None => {
+                    let url = url.clone();
+                    let config = config(index);
+                    // PersistShards blocks on its own runtime: start it off this
+                    // runtime's thread.
+                    let server = std::thread::spawn(move || {
+                        let shards = PersistShards::open(&url).unwrap();
+                        ReplicaServer::start(config, Arc::new(shards)).unwrap()
+                    })
+                    .join()
+                    .unwrap();
+                    started.lock().unwrap().push(Arc::clone(&server));
+                    server
+                }
+            };
             Ok(LocalConnector::new(
                 Arc::new(OffRuntime(server)) as Arc<dyn ReplicaHandler<Timestamp>>
             ) as Arc<dyn ReplicaConnector<Timestamp>>)
@@ -190,10 +230,9 @@ pub async fn controller(
         ..ControllerConfig::default()
     };
     let epoch = env.catalog.bump_epoch();
-    let ctl = Controller::new(config, env.catalog_fn(), &env.url, epoch, read_only)
+    Controller::new(config, env.catalog_fn(), &env.url, epoch, read_only)
         .await
-        .unwrap();
-    (ctl, servers)
+        .unwrap()
 }
 
 /// Creates the instance and connects replica `replica` to it.
@@ -338,12 +377,16 @@ pub async fn check_contents(
     offset
 }
 
-/// Whether the shard is finalized and GC left no parts.
+/// Whether the shard is finalized (a tombstone whose since and upper are `[]`) and GC
+/// left no parts in the store.
 pub async fn finalized(client: &PersistClient, shard: ShardId) -> bool {
     let Ok(state) = client.inspect(shard).await else {
         return false;
     };
+    let empty = |key: &str| state[key].as_array().is_some_and(Vec::is_empty);
     state["tombstone"].as_bool().unwrap_or(false)
+        && empty("since")
+        && empty("upper")
         && client.list_part_keys(shard).await.unwrap().is_empty()
         && client.referenced_part_keys(shard).await.unwrap().is_empty()
 }
