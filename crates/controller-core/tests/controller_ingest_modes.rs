@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use controller_support::*;
 use ingest_support::*;
-use strata_controller_api::{Collections, Lifecycle, StorageResponse, Timestamp};
+use strata_controller_api::{Collections, Lifecycle, StorageResponse, StorageTxn, Timestamp};
 
 const LIMIT: u64 = 60;
 const ROUNDS: u64 = 20;
@@ -111,4 +111,90 @@ async fn altering_an_ingestion_reruns_it_only_when_the_connection_changes() {
         server.dataflow_starts() == 2
     })
     .await;
+}
+
+/// Dropping a source that never ran, in read-only mode: the drop succeeds and is
+/// confirmed (nothing runs anywhere, so nothing needs to stop), no shard is written,
+/// and `allow_writes` starts only the source that is still live: the dropped one's
+/// shards are finalized (nothing of them is left) and cleared from the catalog's
+/// unfinalized list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_drop_of_an_ingestion_that_never_ran() {
+    for env in backends() {
+        let (mut ctl, servers) = controller(&env, true, Some(LIMIT)).await;
+        add_replica(&mut ctl, 1);
+        let source = Auction::new(140);
+        let kept = Auction::new(150);
+        let connection = connection(3, 0);
+        create_source(&env, &mut ctl, &source, &connection).await;
+        create_source(&env, &mut ctl, &kept, &connection).await;
+        let shards: Vec<_> = source
+            .all()
+            .iter()
+            .map(|id| ctl.collection_metadata(*id).unwrap().data_shard)
+            .collect();
+
+        let all = source.all();
+        env.prepare(&ctl, &[], &all).await;
+        ctl.drop_sources(&env.metadata(), all.to_vec()).unwrap();
+        let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
+        pump_until(&env, &mut ctl, &mut responses, "the drop", |_, r| {
+            all.iter()
+                .all(|id| dropped(r, *id) && dropped_status(r, *id))
+        })
+        .await;
+        for id in all {
+            assert!(ctl.check_exists(id).is_err());
+        }
+        let client = ctl.persist_client().clone();
+        assert_unwritten(&env, &client, &shards).await;
+        assert_eq!(servers.lock().unwrap()[0].dataflow_starts(), 0);
+
+        ctl.allow_writes(None).await.unwrap();
+        pump_until(
+            &env,
+            &mut ctl,
+            &mut responses,
+            "the kept source",
+            |ctl, _| kept.all().iter().all(|id| upper(ctl, *id) >= ROUNDS),
+        )
+        .await;
+        pump_until(
+            &env,
+            &mut ctl,
+            &mut responses,
+            "the finalization",
+            |_, _| {
+                let unfinalized = env.catalog.begin::<Timestamp>().get_unfinalized_shards();
+                shards.iter().all(|shard| !unfinalized.contains(shard))
+            },
+        )
+        .await;
+        // Nothing of the dropped source is left: a shard is absent, or a tombstone
+        // without parts (the since downgrades deferred in read-only mode run before
+        // the finalization, and open the shard to tombstone it).
+        for shard in &shards {
+            assert!(
+                client.inspect(*shard).await.is_err() || finalized(&client, *shard).await,
+                "{shard} on {}",
+                env.url
+            );
+        }
+        // Only the kept source ever ran.
+        assert_eq!(servers.lock().unwrap()[0].dataflow_starts(), 1);
+    }
+}
+
+async fn assert_unwritten(
+    env: &Env,
+    client: &strata_persist_backend::PersistClient,
+    shards: &[strata_controller_api::ShardId],
+) {
+    for shard in shards {
+        assert!(
+            client.inspect(*shard).await.is_err(),
+            "{shard} was written on {}",
+            env.url
+        );
+    }
 }

@@ -110,12 +110,27 @@ impl<T: StorageTimestamp> Controller<T> {
         for ingestion in &amended {
             self.run_ingestion(*ingestion)?;
         }
-        let confirmed: BTreeSet<GlobalId> = subsources
-            .into_iter()
-            .filter(|(_, ingestion)| amended.contains(ingestion))
-            .map(|(id, _)| id)
-            .collect();
+        let confirmed: BTreeSet<GlobalId> = if self.read_only {
+            // Read-only, nothing ran on an instance (see `run_ingestion`), so there is
+            // nothing to stop and no replica will confirm: every drop on an instance
+            // is final now. (Finalization waits for `allow_writes`.)
+            self.awaiting_replicas(&to_drop)
+        } else {
+            subsources
+                .into_iter()
+                .filter(|(_, ingestion)| amended.contains(ingestion))
+                .map(|(id, _)| id)
+                .collect()
+        };
         self.confirm_drops(confirmed);
         Ok(())
+    }
+
+    /// The ids among `ids` whose drops replicas confirm: those on an instance.
+    pub(super) fn awaiting_replicas(&self, ids: &[GlobalId]) -> BTreeSet<GlobalId> {
+        ids.iter()
+            .copied()
+            .filter(|id| self.registry.frontiers.instance(*id).is_some())
+            .collect()
     }
 }

@@ -160,6 +160,11 @@ impl<T: StorageTimestamp> Exports<T> for Controller<T> {
         }
         let effects = self.registry.frontiers.drop_collections(&ids)?;
         self.execute(effects);
+        if self.read_only {
+            // The sinks never ran (see `run_export`): no replica will confirm.
+            let confirmed = self.awaiting_replicas(&ids);
+            self.confirm_drops(confirmed);
+        }
         Ok(())
     }
 }
