@@ -31,12 +31,23 @@ pub(crate) enum Command {
     /// Read durable state: one shard, or every collection of the catalog.
     #[command(subcommand)]
     Inspect(InspectCommand),
-    /// A live terminal view of collections and their lag (not built yet).
-    Top {
-        /// Options of top, accepted and ignored until it is built.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    /// A live terminal view of every collection: status, since, upper, lag and a
+    /// sparkline of the lag.
+    Top(TopArgs),
+}
+
+/// `strata top`.
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// The persist location: file:///path, s3://bucket/prefix or mem://name.
+    #[arg(long, value_name = "URL")]
+    pub(crate) persist: String,
+    /// How often to re-read the location: 1s, 500ms, 2 (seconds).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = crate::top::parse_interval)]
+    pub(crate) interval: std::time::Duration,
+    /// See [`OpenTimeout`].
+    #[command(flatten)]
+    pub(crate) open_timeout: OpenTimeout,
 }
 
 /// How long to wait for a persist location to answer, shared by every command that

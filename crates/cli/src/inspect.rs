@@ -1,5 +1,6 @@
 //! `strata inspect shard` and `strata inspect collections`: read durable state and
-//! print it, writing nothing but the reader registrations persist needs.
+//! print it, writing nothing but the reader registrations persist needs. `strata top`
+//! reads the catalog and shard states through the same functions.
 
 use std::io::Write;
 use std::str::FromStr;
@@ -9,7 +10,9 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use serde_json::{Value, json};
 use strata_controller_api::ShardId;
-use strata_controller_core::catalog::{CATALOG_SHARD_ID, CatalogOptions, DurableCatalog};
+use strata_controller_core::catalog::{
+    CATALOG_SHARD_ID, CatalogContents, CatalogOptions, DurableCatalog,
+};
 use strata_persist_backend::PersistClient;
 
 use crate::args::OpenTimeout;
@@ -22,7 +25,7 @@ pub(crate) fn parse_shard(text: &str) -> anyhow::Result<ShardId> {
 }
 
 /// Whether any state version of `shard` exists at the client's location.
-async fn shard_exists(client: &PersistClient, shard: ShardId) -> anyhow::Result<bool> {
+pub(crate) async fn shard_exists(client: &PersistClient, shard: ShardId) -> anyhow::Result<bool> {
     let loc = client.location();
     let parts =
         loc.prefix
@@ -74,6 +77,37 @@ fn collection_row(id: String, shard: ShardId, state: Option<&Value>) -> Value {
     })
 }
 
+/// The latest durable catalog at the client's location, with an error that says so
+/// when no controller has run there.
+pub(crate) async fn read_catalog(
+    client: &PersistClient,
+    url: &str,
+) -> anyhow::Result<CatalogContents> {
+    if !shard_exists(client, CATALOG_SHARD_ID).await? {
+        bail!("no durable catalog at {url}: no controller has run on this location");
+    }
+    DurableCatalog::read_latest(client, &CatalogOptions::default())
+        .await
+        .context("cannot read the durable catalog")
+}
+
+/// The state of `shard` (the shard of `of`) as JSON (see `PersistClient::inspect`), or
+/// `None` when the shard was never written.
+pub(crate) async fn shard_state(
+    client: &PersistClient,
+    shard: ShardId,
+    of: &(dyn std::fmt::Display + Sync),
+) -> anyhow::Result<Option<Value>> {
+    if !shard_exists(client, shard).await? {
+        return Ok(None);
+    }
+    let state = client
+        .inspect(shard)
+        .await
+        .with_context(|| format!("cannot read shard {shard} of {of}"))?;
+    Ok(Some(state))
+}
+
 /// `strata inspect collections --persist URL`.
 pub(crate) async fn collections(
     url: &str,
@@ -83,24 +117,10 @@ pub(crate) async fn collections(
     let url = &location::normalize(url)?;
     let client = location::open(url, Access::ReadOnly, timeout).await?;
     let report = location::within(url, timeout, async {
-        if !shard_exists(&client, CATALOG_SHARD_ID).await? {
-            bail!("no durable catalog at {url}: no controller has run on this location");
-        }
-        let contents = DurableCatalog::read_latest(&client, &CatalogOptions::default())
-            .await
-            .context("cannot read the durable catalog")?;
+        let contents = read_catalog(&client, url).await?;
         let mut rows = Vec::new();
         for (id, shard) in &contents.collection_metadata {
-            let state = if shard_exists(&client, *shard).await? {
-                Some(
-                    client
-                        .inspect(*shard)
-                        .await
-                        .with_context(|| format!("cannot read shard {shard} of {id}"))?,
-                )
-            } else {
-                None
-            };
+            let state = shard_state(&client, *shard, id).await?;
             rows.push(collection_row(id.to_string(), *shard, state.as_ref()));
         }
         Ok(json!({

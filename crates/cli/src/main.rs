@@ -2,14 +2,13 @@
 //!
 //! **Owns**: the command line, process concerns (signals, exit codes, logging) and the
 //! wording of every error a person sees. Failures print one line on stderr, prefixed
-//! `error:`, and exit 1; a command that is not built yet exits 2; even a panic prints
-//! one line (a last resort: nothing here should panic).
+//! `error:`, and exit 1; even a panic prints one line (a last resort: nothing here
+//! should panic).
 //!
 //! **Must never**: be depended on by another crate; hold logic a library should own.
 //!
 //! `demo` runs the controller with its replicas (in-process, or `strata replica` child
 //! processes it starts and stops) on the embedded default, `file://./strata-data`.
-//! `top` is not built yet: it says so and exits 2.
 
 mod args;
 mod demo;
@@ -17,15 +16,13 @@ mod inspect;
 mod location;
 mod metered;
 mod replica;
+mod top;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::args::{Cli, Command, InspectCommand};
-
-/// Exit code of a command that is not built yet.
-const NOT_BUILT: u8 = 2;
 
 /// Replaces Rust's multi-line panic report with one line.
 fn install_panic_hook() {
@@ -61,13 +58,6 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn not_built(command: &str) -> ExitCode {
-    eprintln!(
-        "strata {command} is not built yet: it needs the controller, which is still in progress"
-    );
-    ExitCode::from(NOT_BUILT)
-}
-
 /// Runs an async command on a small runtime.
 fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -94,7 +84,7 @@ fn main() -> ExitCode {
     install_logging();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
-        Command::Top { .. } => return not_built("top"),
+        Command::Top(args) => top::run(args),
         Command::Replica(args) => replica::run(args),
         Command::Inspect(InspectCommand::Shard {
             persist,

@@ -197,19 +197,29 @@ fn demo_refuses_options_it_cannot_honour() {
 }
 
 #[test]
-fn top_is_not_built_yet() {
-    for command in ["top"] {
-        let out = run(strata().arg(command));
-        assert_eq!(out.code, Some(2), "{out:?}");
-        let last = out.stderr.lines().last().unwrap();
-        assert_eq!(
-            last,
-            format!(
-                "strata {command} is not built yet: it needs the controller, which is still in progress"
-            )
-        );
-        assert!(!out.stderr.contains("panicked"), "{out:?}");
-    }
+fn top_without_a_terminal_or_a_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    // Not a terminal (the test's pipes): one line that says what to use instead.
+    let out = run(strata().args(["top", "--persist", &url]));
+    assert_one_line_error(
+        &out,
+        &[
+            "strata top needs a terminal",
+            &format!("strata inspect collections --persist {url}"),
+        ],
+    );
+    // A location that does not exist fails before the terminal is touched.
+    let missing = file_url(&dir.path().join("missing"));
+    let out = run(strata().args(["top", "--persist", &missing]));
+    assert_one_line_error(
+        &out,
+        &[&format!("no persist data at {missing}"), "does not exist"],
+    );
+    // A bad interval is a usage error.
+    let out = run(strata().args(["top", "--persist", &url, "--interval", "soon"]));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("not a duration such as 1s"), "{out:?}");
 }
 
 #[test]

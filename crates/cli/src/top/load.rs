@@ -1,0 +1,171 @@
+//! Reading one [`Snapshot`] from a persist location: the durable catalog, each
+//! collection's shard state, and the rows of the introspection collections.
+//!
+//! It writes nothing but reader registrations (which it expires), and it re-reads only
+//! what changed: the catalog when its shard's upper moved, an introspection
+//! collection's rows when its upper moved.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use strata_controller_api::{IntrospectionType, Row, ShardId, Timestamp};
+use strata_controller_core::catalog::{CATALOG_SHARD_ID, CatalogContents};
+use strata_introspection::schema::desc;
+use strata_persist_backend::PersistClient;
+
+use super::decode;
+use super::model::{CollectionState, Frontier, Snapshot};
+use crate::inspect;
+
+/// Reads snapshots of one location, caching what did not change.
+pub(crate) struct Loader {
+    client: PersistClient,
+    url: String,
+    catalog: Option<(Frontier, CatalogContents)>,
+    rows: BTreeMap<ShardId, (Frontier, Vec<Row>)>,
+}
+
+impl Loader {
+    /// A loader over an opened location.
+    pub(crate) fn new(client: PersistClient, url: &str) -> Loader {
+        Loader {
+            client,
+            url: url.to_owned(),
+            catalog: None,
+            rows: BTreeMap::new(),
+        }
+    }
+
+    /// The catalog, re-read only when its shard's upper moved.
+    async fn catalog(&mut self) -> anyhow::Result<CatalogContents> {
+        let upper = match inspect::shard_state(&self.client, CATALOG_SHARD_ID, &"catalog").await? {
+            Some(state) => Frontier::from_state(state.get("upper")),
+            None => Frontier::Unknown,
+        };
+        if let Some((seen, contents)) = &self.catalog
+            && *seen == upper
+            && upper != Frontier::Unknown
+        {
+            return Ok(contents.clone());
+        }
+        let contents = inspect::read_catalog(&self.client, &self.url).await?;
+        self.catalog = Some((upper, contents.clone()));
+        Ok(contents)
+    }
+
+    /// Reads everything (the caller stamps the time).
+    pub(crate) async fn load(&mut self) -> anyhow::Result<Snapshot> {
+        let contents = self.catalog().await?;
+        let mut snapshot = Snapshot {
+            epoch: contents.epoch,
+            ..Snapshot::default()
+        };
+        let mut live = Vec::new();
+        for (id, shard) in &contents.collection_metadata {
+            let state = inspect::shard_state(&self.client, *shard, id).await?;
+            let field = |name: &str| state.as_ref().and_then(|s| s.get(name));
+            let collection = CollectionState {
+                id: id.to_string(),
+                shard: shard.to_string(),
+                since: Frontier::from_state(field("since")),
+                upper: Frontier::from_state(field("upper")),
+                introspection: decode::recognise(field("schema")),
+            };
+            if let Some(typ) = collection.introspection.filter(|t| decode::is_read(*t)) {
+                let rows = self
+                    .rows(*shard, typ, collection.since, collection.upper)
+                    .await
+                    .with_context(|| format!("cannot read {id} (shard {shard})"))?;
+                live.push(*shard);
+                match typ {
+                    IntrospectionType::Frontiers => {
+                        snapshot.frontiers.extend(decode::frontiers(&rows));
+                    }
+                    IntrospectionType::ShardMapping => {
+                        snapshot.shard_mapping.extend(decode::shard_mapping(&rows));
+                    }
+                    _ => decode::statuses(&rows, &mut snapshot.statuses),
+                }
+            }
+            snapshot.collections.push(collection);
+        }
+        self.rows.retain(|shard, _| live.contains(shard));
+        Ok(snapshot)
+    }
+
+    /// The rows of an introspection collection at its latest readable time (the time
+    /// before its upper), from the cache while its upper has not moved. A shard with
+    /// nothing readable yet has no rows.
+    async fn rows(
+        &mut self,
+        shard: ShardId,
+        typ: IntrospectionType,
+        since: Frontier,
+        upper: Frontier,
+    ) -> anyhow::Result<Vec<Row>> {
+        match self.rows.get(&shard) {
+            Some((seen, rows)) if *seen == upper => return Ok(rows.clone()),
+            _ => {}
+        }
+        let read = match (since, upper) {
+            (Frontier::At(since), Frontier::At(upper)) if upper > since => {
+                read_rows(&self.client, shard, typ, upper - 1).await?
+            }
+            _ => Some(Vec::new()),
+        };
+        match read {
+            Some(rows) => {
+                self.rows.insert(shard, (upper, rows.clone()));
+                Ok(rows)
+            }
+            // Not readable at that time any more: keep the last rows, retry next time.
+            None => Ok(self
+                .rows
+                .get(&shard)
+                .map(|(_, rows)| rows.clone())
+                .unwrap_or_default()),
+        }
+    }
+}
+
+/// The rows of `shard` at `as_of`, each repeated by its positive multiplicity, or
+/// `None` when `as_of` is no longer readable. A reader registers for the read and
+/// expires after it.
+async fn read_rows(
+    client: &PersistClient,
+    shard: ShardId,
+    typ: IntrospectionType,
+    as_of: u64,
+) -> anyhow::Result<Option<Vec<Row>>> {
+    let mut reader = client
+        .open_leased_reader::<Timestamp>(shard, desc(typ))
+        .await
+        .context("cannot open a reader")?;
+    let as_of = Timestamp::new(as_of);
+    // The since may have passed the time read a moment ago: then there is nothing to
+    // read at that time, and the caller keeps what it has.
+    let readable = reader
+        .since()
+        .elements()
+        .iter()
+        .all(|since| *since <= as_of);
+    let updates = if readable {
+        Some(reader.snapshot(&as_of).await)
+    } else {
+        None
+    };
+    // Expiring only releases the hold early; if it fails, the lease runs out.
+    let _ = reader.expire().await;
+    let Some(updates) = updates else {
+        return Ok(None);
+    };
+    let mut rows = Vec::new();
+    for (data, _, diff) in updates.context("cannot read a snapshot")? {
+        if let Ok(row) = data {
+            for _ in 0..diff.max(0) {
+                rows.push(row.clone());
+            }
+        }
+    }
+    Ok(Some(rows))
+}
