@@ -20,6 +20,9 @@ use super::worker::{Command, Worker};
 /// a replica's reader lease still holds becomes finalizable once that lease expires.
 const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Failed attempts logged at debug level before failures become warnings (5 s).
+const QUIET_ATTEMPTS: u32 = 10;
+
 /// How often one controller tries to finalize a shard.
 const MAX_ATTEMPTS: u32 = 600;
 
@@ -31,7 +34,14 @@ impl<T: StorageTimestamp> Worker<T> {
         let Err(error) = self.finalize(shard, table).await else {
             return;
         };
-        tracing::warn!(%shard, %error, attempt, "finalizing a dropped shard failed");
+        // A replica gives up its handles on a dropped collection's shard shortly after
+        // the drop, so the first attempts failing is normal: only persistent failure is
+        // worth a warning.
+        if attempt < QUIET_ATTEMPTS {
+            tracing::debug!(%shard, %error, attempt, "finalizing a dropped shard failed, will retry");
+        } else {
+            tracing::warn!(%shard, %error, attempt, "finalizing a dropped shard failed");
+        }
         if attempt + 1 >= MAX_ATTEMPTS {
             return;
         }
