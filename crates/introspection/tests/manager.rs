@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use strata_controller_api::{Antichain, GlobalId, Row, StorageError, Timestamp};
+use strata_controller_api::{Antichain, GlobalId, Row, StorageError, StorageTimestamp, Timestamp};
 use strata_introspection::{CollectionKind, StateOp};
 
 macro_rules! both_backends {
@@ -30,7 +30,70 @@ both_backends!(
     concurrent_upper_moves_neither_lose_nor_duplicate,
     read_only_writes_nothing_until_allowed,
     monotonic_appender_appends_through_the_manager,
+    registering_with_a_desired_state_writes_it_in_one_step,
 );
+
+async fn registering_with_a_desired_state_writes_it_in_one_step(file: bool) {
+    let b = backend(file).await;
+    let (id, s) = (GlobalId::System(1), shard(1));
+    let stale = [(text_row("u1", "old"), 1), (text_row("u2", "keep"), 1)];
+    seed(&b, s, mapping_desc(), &stale).await;
+    let seeded = upper(&b, s).await;
+
+    // Ticks are rare, so the first write after start-up is the reconciliation.
+    let cfg = strata_introspection::ManagerConfig {
+        tick_interval: Duration::from_secs(3600),
+        ..fast_config()
+    };
+    let m = manager(false, cfg);
+    let desired = [(text_row("u2", "keep"), 1), (text_row("u3", "new"), 1)];
+    let write = writer(&b, s, mapping_desc()).await;
+    let reg = strata_introspection::Registration::new(
+        id,
+        b.client.clone(),
+        write,
+        CollectionKind::Differential,
+    );
+    m.register_with_desired(reg, desired.to_vec()).unwrap();
+    let mut watched = m.watch_upper(id).unwrap();
+    // The first write moves the upper past the seed (it may have happened already).
+    let first = watched.wait_for(|u| *u != seeded).await.unwrap().clone();
+    // At the first write's time the shard already holds exactly the desired state:
+    // the stale rows were never retracted without the desired ones being written.
+    let as_of = first.as_option().unwrap().step_back().unwrap();
+    let mut r = b
+        .client
+        .open_leased_reader::<Timestamp>(s, mapping_desc())
+        .await
+        .unwrap();
+    let mut at_first = BTreeMap::new();
+    for (data, _, diff) in r.snapshot(&as_of).await.unwrap() {
+        *at_first.entry(data.unwrap()).or_insert(0) += diff;
+    }
+    at_first.retain(|_, d: &mut i64| *d != 0);
+    assert_eq!(at_first, map(&desired));
+    m.sync(id).await.unwrap();
+    assert_eq!(*watched.borrow(), upper(&b, s).await);
+
+    // Append-only collections have no desired state.
+    let (other, other_shard) = (GlobalId::System(2), shard(2));
+    let write = writer(&b, other_shard, mapping_desc()).await;
+    let kind = CollectionKind::AppendOnly {
+        history: None,
+        dedup_status: false,
+    };
+    let reg = strata_introspection::Registration::new(other, b.client.clone(), write, kind);
+    assert!(matches!(
+        m.register_with_desired(reg, Vec::new()),
+        Err(StorageError::IdentifierInvalid(_))
+    ));
+    // The watch closes with the collection.
+    m.unregister(id).await.unwrap();
+    let closed = async { while watched.changed().await.is_ok() {} };
+    tokio::time::timeout(Duration::from_secs(30), closed)
+        .await
+        .unwrap();
+}
 
 async fn differential_converges_to_desired_state(file: bool) {
     let b = backend(file).await;
