@@ -1,7 +1,8 @@
 //! `strata top` on a real pseudo-terminal: in tmux when it is installed, else (or with
-//! `STRATA_TEST_PTY=script`) under util-linux `script`; with neither the test fails. The screen must show every collection of the catalog, its
-//! status from the status history, and the lag column; `q` must quit with exit code 0
-//! and give the terminal back.
+//! `STRATA_TEST_PTY=script`) under util-linux `script`; with neither the test fails.
+//! The screen must show every collection of the catalog (one written by hand, with a
+//! status history and a frontiers collection; one left by `strata demo`) and the lag
+//! column; `q` or Ctrl-C must quit with exit code 0 and give the terminal back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -348,7 +349,10 @@ fn has_word(screen: &str, word: &str) -> bool {
     screen.split_whitespace().any(|w| w == word)
 }
 
-fn check_top(dir: &Path, ids: &[String], tag: &str) {
+/// Runs `strata top` on `dir` until the screen shows every one of `ids` as a row and
+/// the lag column (and, with `status`, that word), then quits it with `quit` (a tmux
+/// key name and the bytes a terminal sends for it).
+fn check_top(dir: &Path, ids: &[String], tag: &str, status: Option<&str>, quit: (&str, &str)) {
     let url = file_url(dir);
     let mut screen = Screen::start(&url, tag);
     let tmux = matches!(screen, Screen::Tmux { .. });
@@ -360,7 +364,7 @@ fn check_top(dir: &Path, ids: &[String], tag: &str) {
                 has_word(s, id)
             }
         });
-        rows && has_word(s, "lag") && has_word(s, "running")
+        rows && has_word(s, "lag") && status.is_none_or(|w| has_word(s, w))
     });
     if tmux {
         let header = shown
@@ -371,12 +375,14 @@ fn check_top(dir: &Path, ids: &[String], tag: &str) {
         for column in ["status", "since", "upper", "lag", "shard"] {
             assert!(words.contains(&column), "no {column} column:\n{shown}");
         }
-        let u1 = shown.lines().find(|l| l.starts_with("u1 ")).unwrap();
-        assert!(has_word(u1, "running"), "{u1}");
-        let u2 = shown.lines().find(|l| l.starts_with("u2 ")).unwrap();
-        assert!(has_word(u2, "-"), "u2 has no status rows: {u2}");
+        if let Some(status) = status {
+            let u1 = shown.lines().find(|l| l.starts_with("u1 ")).unwrap();
+            assert!(has_word(u1, status), "{u1}");
+            let u2 = shown.lines().find(|l| l.starts_with("u2 ")).unwrap();
+            assert!(has_word(u2, "-"), "u2 has no status rows: {u2}");
+        }
     }
-    screen.press("q");
+    screen.press(if tmux { quit.0 } else { quit.1 });
     let (code, after) = screen.wait_exit();
     assert_eq!(code, 0, "strata top exited with {code}:\n{after}");
     if tmux {
@@ -399,7 +405,32 @@ async fn top_shows_every_collection_and_the_lag_column_under_a_pty() {
     let dir = tempfile::tempdir().unwrap();
     let ids = populate(&file_url(dir.path())).await;
     let path: PathBuf = dir.path().to_path_buf();
-    tokio::task::spawn_blocking(move || check_top(&path, &ids, "populated"))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        check_top(&path, &ids, "populated", Some("running"), ("q", "q"));
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn top_shows_every_demo_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    let demo =
+        run(strata()
+            .current_dir(dir.path())
+            .args(["demo", "--persist", &url, "--duration", "1"]));
+    assert_eq!(demo.code, Some(0), "{demo:?}");
+    let listed = run(strata().args(["inspect", "collections", "--persist", &url, "--json"]));
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let report: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let ids: Vec<String> = report["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.len() > 4, "the demo made too few collections: {report}");
+    // Ctrl-C quits too: in raw mode it is a key, not a signal.
+    check_top(dir.path(), &ids, "demo", None, ("C-c", "\u{3}"));
 }
