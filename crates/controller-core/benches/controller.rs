@@ -1,9 +1,14 @@
 //! `cargo xtask bench controller`: controller-core against bare baselines, as ratios
 //! measured in the same run.
 //!
-//! Comparison so far: 1M read-capability and upper updates over 10k collections with
-//! dependencies, through [`FrontierState`], against applying the same changes to one
-//! bare `MutableAntichain` per collection (no propagation, validation or effects).
+//! Comparisons:
+//! - 1M read-capability and upper updates over 10k collections with dependencies,
+//!   through [`FrontierState`], against applying the same changes to one bare
+//!   `MutableAntichain` per collection (no propagation, validation or effects);
+//! - 1M `FrontierUpper` responses over 10k ingestion collections from a stand-in
+//!   replica through the instance and `process`, against the same uppers applied to
+//!   bare `MutableAntichain`s (`controller_responses`);
+//! - the I/O comparisons of `controller_io`.
 //!
 //! Each metric is appended as one JSON line to the file named by `STRATA_BENCH_OUT`.
 //! `STRATA_BENCH_QUICK=1` shrinks sizes 10x. Run without `--bench` (as `cargo test`
@@ -23,6 +28,7 @@ use strata_controller_api::{
 use strata_controller_core::frontiers::{CollectionConfig, FrontierState};
 
 mod controller_io;
+mod controller_responses;
 
 /// Updates applied per call, like one batch of replica responses or hold changes.
 const BATCH: usize = 100;
@@ -236,4 +242,9 @@ fn main() {
         writes_per_caller: if quick { 5 } else { 20 },
     };
     controller_io::run(io, bench, report);
+    let responses = controller_responses::ResponseSizes {
+        collections: 10_000 / scale,
+        responses: 1_000_000 / scale as usize,
+    };
+    controller_responses::run(responses, bench, report);
 }
