@@ -133,6 +133,10 @@ async fn shard_mapping_and_frontiers_equal_the_live_collections_exactly() {
             "{}",
             env.url
         );
+        // Dropping an introspection collection retracts its own mapping row.
+        ctl.drop_sources(&env.metadata(), vec![FRONTIERS]).unwrap();
+        let mapping = read_introspection(&mut ctl, MAPPING).await;
+        assert_eq!(object_ids(&mapping), ["s1", "u1", "u3"], "{}", env.url);
     }
 }
 
