@@ -86,7 +86,8 @@ impl Lag {
     /// The lag of a collection with `upper` at wall-clock `now_ms`.
     pub(crate) fn of(upper: Frontier, now_ms: u64) -> Lag {
         match upper {
-            Frontier::Unknown => Lag::Unknown,
+            // An upper at the minimum time: nothing written yet, so no lag to speak of.
+            Frontier::Unknown | Frontier::At(0) => Lag::Unknown,
             Frontier::Closed => Lag::Done,
             Frontier::At(t) => Lag::Millis(now_ms.saturating_sub(t)),
         }
@@ -453,6 +454,11 @@ mod tests {
         assert_eq!(Lag::of(Frontier::At(2_000), 1_250), Lag::Millis(0));
         assert_eq!(Lag::of(Frontier::Closed, 1_250), Lag::Done);
         assert_eq!(Lag::of(Frontier::Unknown, 1_250), Lag::Unknown);
+        assert_eq!(
+            Lag::of(Frontier::At(0), 1_250),
+            Lag::Unknown,
+            "nothing written"
+        );
         for (lag, want) in [
             (Lag::Millis(0), "0ms"),
             (Lag::Millis(999), "999ms"),
@@ -592,9 +598,9 @@ mod tests {
         // A collection that comes back starts a new history.
         model.apply(snapshot(
             1_000,
-            vec![collection("u2", Frontier::At(0), Frontier::At(0))],
+            vec![collection("u2", Frontier::At(0), Frontier::At(1))],
         ));
-        assert_eq!(model.history("u2").collect::<Vec<_>>(), vec![Some(1_000)]);
+        assert_eq!(model.history("u2").collect::<Vec<_>>(), vec![Some(999)]);
         assert_eq!(model.history("u1").count(), 0);
     }
 
