@@ -44,10 +44,12 @@ use self::progress::Display;
 use self::replicas::{ChildReplicas, Servers};
 use crate::location::{self, Access};
 
-/// Ctrl-C and SIGTERM.
+/// Ctrl-C, SIGTERM and SIGHUP (a closed terminal): each stops the demo and its
+/// replica processes.
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -56,6 +58,7 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt()).context("cannot watch for ctrl-c")?,
             terminate: signal(SignalKind::terminate()).context("cannot watch for sigterm")?,
+            hangup: signal(SignalKind::hangup()).context("cannot watch for sighup")?,
         })
     }
 
@@ -63,6 +66,7 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => "ctrl-c",
             _ = self.terminate.recv() => "sigterm",
+            _ = self.hangup.recv() => "sighup",
         }
     }
 }

@@ -77,7 +77,7 @@ impl Display {
         match progress {
             Some((done, total)) => {
                 bar.set_style(
-                    ProgressStyle::with_template("  {spinner} {prefix} [{bar:24}] {msg}")
+                    ProgressStyle::with_template("  {spinner} {prefix} [{bar:24}] {wide_msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                 );
@@ -85,7 +85,7 @@ impl Display {
                 bar.set_position(done.min(total));
             }
             None => bar.set_style(
-                ProgressStyle::with_template("  {spinner} {prefix} {msg}")
+                ProgressStyle::with_template("  {spinner} {prefix} {wide_msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             ),
         }
