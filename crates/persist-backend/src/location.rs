@@ -1,7 +1,8 @@
 //! Locations: one URL names one `Arc<dyn ObjectStore>` plus a key prefix.
 //!
 //! - `mem://name`: a process-wide registry of named in-memory stores, so every client
-//!   opened with the same name shares the same data (until the process exits).
+//!   opened with the same name shares the same data (until the process exits). A test
+//!   may register any store under a name instead ([`register_memory_location`]).
 //! - `file:///abs/path` (feature `file`): a local directory, created if missing. Every
 //!   write is fsynced, file and parent directory, before it is acknowledged
 //!   (`LocalFileSystem::with_fsync(true)`), so an acknowledged append survives a crash.
@@ -128,6 +129,57 @@ pub fn memory_store(name: &str) -> Arc<InMemory> {
     )
 }
 
+/// Stores registered with [`register_memory_location`], consulted before the named
+/// in-memory stores.
+fn store_overrides() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
+    static OVERRIDES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    OVERRIDES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Makes every `mem://name` location opened from now on in this process use `store`
+/// instead of the in-memory store of that name, until [`unregister_memory_location`].
+/// This is how a test puts a decorator (fault injection, latency) under code that
+/// opens locations by URL. Returns the store registered before, if any.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use object_store::memory::InMemory;
+/// use strata_persist_backend::location::{register_memory_location, unregister_memory_location};
+/// let name = "location-doc-override";
+/// assert!(register_memory_location(name, Arc::new(InMemory::new())).is_none());
+/// assert!(unregister_memory_location(name).is_some());
+/// ```
+pub fn register_memory_location(
+    name: &str,
+    store: Arc<dyn ObjectStore>,
+) -> Option<Arc<dyn ObjectStore>> {
+    let mut overrides = match store_overrides().lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    overrides.insert(name.to_owned(), store)
+}
+
+/// Removes a store registered with [`register_memory_location`]; `mem://name` opens the
+/// named in-memory store again. Returns the removed store, if any.
+pub fn unregister_memory_location(name: &str) -> Option<Arc<dyn ObjectStore>> {
+    let mut overrides = match store_overrides().lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    overrides.remove(name)
+}
+
+fn memory_location_store(name: &str) -> Arc<dyn ObjectStore> {
+    let registered = match store_overrides().lock() {
+        Ok(guard) => guard.get(name).cloned(),
+        Err(poisoned) => poisoned.into_inner().get(name).cloned(),
+    };
+    registered.unwrap_or_else(|| memory_store(name))
+}
+
 impl Location {
     /// Parses and opens a location URL.
     ///
@@ -139,7 +191,7 @@ impl Location {
         let url = text.to_owned();
         match spec {
             LocationSpec::Memory { name } => Ok(Location {
-                store: memory_store(&name),
+                store: memory_location_store(&name),
                 prefix: Path::default(),
                 url,
             }),

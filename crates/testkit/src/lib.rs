@@ -2,29 +2,35 @@
 //!
 //! Test support for teams building on Strata.
 //!
-//! **Owns** today:
+//! **Owns**:
 //! - [`harness`]: [`harness::Harness`], a builder for a real controller (durable
 //!   catalog) and N in-process replicas of W workers over the `local` transport, on a
 //!   memory, temporary-directory or S3 (feature `s3`) location, with a controllable
-//!   clock and read-only start; helpers `wait_for_upper`, `wait_until`,
-//!   `wait_for_replica`, `snapshot_multiset`, `append`, `restart_controller`,
-//!   `kill_replica`, `restart_replica`, and [`harness::assert_consolidated_eq`];
+//!   clock, read-only start, and optional store and transport faults; helpers
+//!   `wait_for_upper`, `wait_until`, `wait_for_replica`, `snapshot_multiset`, `append`,
+//!   `restart_controller`, `kill_replica`, `restart_replica`, an auction source
+//!   ([`harness::AuctionSource`]) and [`harness::assert_consolidated_eq`];
 //! - [`model`]: reference models of Strata's semantics (frontiers and read holds) for
 //!   property tests;
 //! - [`linearizability`]: a Wing–Gong checker for compare-and-set histories;
 //! - [`faults`]: [`faults::FaultyObjectStore`], a seeded fault-injecting decorator for any
-//!   `ObjectStore` (errors, latency, indeterminate writes, unavailability windows);
+//!   `ObjectStore` (errors, latency, indeterminate writes, unavailability windows), and
+//!   [`faults::FaultyConnector`] for any replica transport (delays, drops, reordering,
+//!   disconnects, refusals);
+//! - [`conformance`]: the persist backend suite (re-exported) and the replica transport
+//!   suite, each a public `async fn` taking a factory;
 //! - [`strategies`]: proptest strategies for timestamps, frontiers, read policies, ids,
-//!   schemas and rows;
+//!   schemas, rows and controller command sequences;
 //! - [`init_test_tracing`].
 //!
-//! Still to come with its issue: the faulty transport, the re-exported conformance
-//! suites and the `sim` feature's simulations.
+//! Not built: the `sim` feature's turmoil simulations (see the README).
 //!
-//! **Must never depend on**: `strata-cli`. Only [`harness`] uses `strata-controller-core`
-//! and `strata-replica`; the models, checkers and strategies must not use the code they
-//! check: they depend on `strata-controller-api` only, so controller-core's tests can
-//! use them as a dev-dependency (cargo allows that cycle through a dev-dependency).
+//! **Must never depend on**: `strata-cli`. Only [`harness`], [`faults::transport`] and
+//! [`conformance`] use the crates they exercise (`strata-controller-core`,
+//! `strata-replica`, `strata-instance-client`, `strata-persist-backend`); the models,
+//! checkers and strategies must not use the code they check: they depend on
+//! `strata-controller-api` only, so controller-core's tests can use them as a
+//! dev-dependency (cargo allows that cycle through a dev-dependency).
 //!
 //! **Invariants**: models and checkers are deterministic, share no code with the
 //! implementation they are compared against, and never panic on any input. The
@@ -33,6 +39,7 @@
 //! its waits always end: they fail after a timeout with what they waited for and what
 //! they last saw.
 
+pub mod conformance;
 pub mod faults;
 pub mod harness;
 pub mod linearizability;

@@ -1,5 +1,7 @@
 //! proptest strategies for Strata's vocabulary: timestamps, frontiers, read policies,
-//! identifiers, scalar and column types, relation descriptions, datums and rows.
+//! identifiers, scalar and column types, relation descriptions, datums and rows; and
+//! sequences of controller operations ([`ControllerCommand`],
+//! [`arb_controller_commands`]).
 //!
 //! The strategies lean towards the values that find bugs: timestamps near zero (so
 //! times collide) and at the maximum, the empty frontier, nested `Multiple` policies,
@@ -7,6 +9,10 @@
 //!
 //! Floats never include NaN, so a generated row's datums compare equal to themselves;
 //! JSON datums are always valid JSON text.
+
+mod commands;
+
+pub use commands::{ControllerCommand, arb_controller_command, arb_controller_commands};
 
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;

@@ -1,4 +1,4 @@
-//! Fault injection for object storage.
+//! Fault injection for object storage and for replica transports.
 //!
 //! [`FaultyObjectStore`] wraps any `Arc<dyn ObjectStore>` and implements the whole
 //! trait, so code under test cannot tell it from a real store until a fault fires. A
@@ -15,7 +15,10 @@
 //! 4. otherwise the inner store runs the call, and a successful mutation is reported as
 //!    an [`InjectedFault::Indeterminate`] at the indeterminate rate.
 //!
-//! The faulty replica transport is not built yet; it will live next to this module.
+//!
+//! [`FaultyConnector`] does the same for a replica transport: a seeded
+//! [`TransportFaultHandle`] delays, drops (cutting the connection), reorders
+//! (responses) and disconnects messages, and refuses connections (see [`transport`]).
 
 mod config;
 mod error;
@@ -23,8 +26,12 @@ mod handle;
 mod plan;
 mod rng;
 mod store;
+pub mod transport;
 
 pub use config::{FaultConfig, FaultCounters, Latency, OpClass, PerClass};
 pub use error::{FAULTY_STORE_NAME, InjectedFault};
 pub use handle::FaultHandle;
 pub use store::FaultyObjectStore;
+pub use transport::{
+    FaultyConnector, TransportFaultConfig, TransportFaultCounters, TransportFaultHandle,
+};

@@ -3,11 +3,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use object_store::ObjectStore;
 use strata_controller_api::InstanceId;
+use strata_persist_backend::location::{
+    Location, register_memory_location, unregister_memory_location,
+};
 
 use super::clock::{NowFn, system_now};
 use super::replicas::ReplicaSlot;
 use super::{Harness, HarnessError, Result, Settings};
+use crate::faults::{FaultHandle, FaultyObjectStore, TransportFaultHandle};
 
 /// Where a harness keeps its shards and catalog.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,6 +64,8 @@ pub struct HarnessBuilder {
     timeout: Duration,
     instance: InstanceId,
     offset_limit: Option<u64>,
+    store_faults: Option<u64>,
+    transport_faults: Option<u64>,
 }
 
 impl Default for HarnessBuilder {
@@ -72,6 +79,8 @@ impl Default for HarnessBuilder {
             timeout: Duration::from_secs(30),
             instance: InstanceId(1),
             offset_limit: None,
+            store_faults: None,
+            transport_faults: None,
         }
     }
 }
@@ -141,6 +150,65 @@ impl HarnessBuilder {
         self
     }
 
+    /// Puts a [`FaultyObjectStore`] seeded with `seed` under the controller and every
+    /// replica (default: none). It starts transparent; turn its knobs through
+    /// [`Harness::store_faults`](super::Harness::store_faults). The harness then opens
+    /// its backend through a unique `mem://` name registered to the faulty store, so
+    /// [`Harness::location`](super::Harness::location) is that name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use strata_testkit::faults::OpClass;
+    /// use strata_testkit::harness::{Backend, Harness};
+    ///
+    /// #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// async fn main() -> Result<(), strata_testkit::harness::HarnessError> {
+    ///     let harness = Harness::builder()
+    ///         .backend(Backend::TempDir)
+    ///         .replicas(0)
+    ///         .store_faults(7)
+    ///         .build()
+    ///         .await?;
+    ///     let faults = harness.store_faults().expect("built with store faults");
+    ///     assert_eq!(faults.seed(), 7);
+    ///     faults.set_error_rate(OpClass::Write, 0.2);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn store_faults(mut self, seed: u64) -> Self {
+        self.store_faults = Some(seed);
+        self
+    }
+
+    /// Puts a [`FaultyConnector`](crate::faults::FaultyConnector) seeded with `seed`
+    /// between the controller and every replica (default: none). It starts
+    /// transparent; turn its knobs through
+    /// [`Harness::transport_faults`](super::Harness::transport_faults). Every replica
+    /// shares the one handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use strata_testkit::harness::Harness;
+    ///
+    /// #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// async fn main() -> Result<(), strata_testkit::harness::HarnessError> {
+    ///     let mut harness = Harness::builder().transport_faults(3).build().await?;
+    ///     harness.wait_for_replica(0).await?;
+    ///     let faults = harness.transport_faults().expect("built with transport faults").clone();
+    ///     faults.disconnect();
+    ///     // The controller reconnects and replays its history.
+    ///     harness.wait_for_replica(0).await?;
+    ///     assert!(faults.counters().connections >= 1);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn transport_faults(mut self, seed: u64) -> Self {
+        self.transport_faults = Some(seed);
+        self
+    }
+
     /// Sets up the backend, starts the replicas and opens the controller.
     ///
     /// # Errors
@@ -150,6 +218,13 @@ impl HarnessBuilder {
     /// [`HarnessError::Storage`] if the controller does not open.
     pub async fn build(self) -> Result<Harness> {
         let (location, dir) = location(&self.backend)?;
+        let (location, faulty) = match self.store_faults {
+            Some(seed) => {
+                let faulty = FaultyLocation::register(&location, seed).await?;
+                (faulty.url(), Some(faulty))
+            }
+            None => (location, None),
+        };
         let settings = Settings {
             location,
             workers: self.workers,
@@ -158,6 +233,7 @@ impl HarnessBuilder {
             timeout: self.timeout,
             instance: self.instance,
             offset_limit: self.offset_limit,
+            transport_faults: self.transport_faults.map(TransportFaultHandle::new),
         };
         let mut replicas = Vec::with_capacity(self.replicas);
         for index in 0..self.replicas {
@@ -173,6 +249,7 @@ impl HarnessBuilder {
             replicas,
             pending,
             collections: Vec::new(),
+            faulty,
             _dir: dir,
         })
     }
@@ -205,5 +282,46 @@ fn location(backend: &Backend) -> Result<(String, Option<tempfile::TempDir>)> {
                 })?;
             Ok((format!("s3://{bucket}/{}", unique_name()), None))
         }
+    }
+}
+
+/// A faulty store registered under a unique `mem://` name for a harness's lifetime.
+pub(crate) struct FaultyLocation {
+    name: String,
+    pub(crate) handle: FaultHandle,
+}
+
+impl FaultyLocation {
+    /// Opens `location`, wraps its store (under its prefix) in a [`FaultyObjectStore`]
+    /// and registers that under a fresh name.
+    async fn register(location: &str, seed: u64) -> Result<FaultyLocation> {
+        let opened = Location::open(location)
+            .await
+            .map_err(|e| HarnessError::Backend {
+                reason: format!("cannot open {location}: {e}"),
+            })?;
+        let inner: Arc<dyn ObjectStore> = if opened.prefix.as_ref().is_empty() {
+            opened.store
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(
+                opened.store,
+                opened.prefix,
+            ))
+        };
+        let store = FaultyObjectStore::new(inner, seed);
+        let handle = store.handle();
+        let name = format!("{}-faulty", unique_name());
+        register_memory_location(&name, Arc::new(store));
+        Ok(FaultyLocation { name, handle })
+    }
+
+    fn url(&self) -> String {
+        format!("mem://{}", self.name)
+    }
+}
+
+impl Drop for FaultyLocation {
+    fn drop(&mut self) {
+        let _ = unregister_memory_location(&self.name);
     }
 }

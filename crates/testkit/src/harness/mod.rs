@@ -35,6 +35,7 @@
 //! }
 //! ```
 
+mod auction;
 mod builder;
 mod clock;
 mod multiset;
@@ -45,19 +46,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_controller_api::{
-    CollectionDescription, Collections, GlobalId, InstanceId, Instances, Lifecycle, Reads,
-    RelationDesc, ReplicaConfig, ReplicaId, ReplicaLocation, Row, StorageError, StorageMetadata,
-    Tables, Timestamp,
+    Certainty, CollectionDescription, Collections, GlobalId, InstanceId, Instances, Lifecycle,
+    Reads, RelationDesc, ReplicaConfig, ReplicaId, ReplicaLocation, Row, StorageError,
+    StorageMetadata, Tables, Timestamp,
 };
 use strata_controller_core::{ConnectorFactory, Controller, ControllerConfig};
 use strata_instance_client::transport::ReplicaConnector;
 
+pub use self::auction::AuctionSource;
 pub use self::builder::{Backend, HarnessBuilder};
 pub use self::clock::{ManualClock, NowFn, system_now};
 pub use self::multiset::{
     RowDifference, assert_consolidated_eq, consolidate, multiset_difference, render_difference,
 };
 use self::replicas::{ReplicaSlot, SlotConnector};
+use crate::faults::{FaultyConnector, TransportFaultHandle};
 
 /// What can go wrong in a harness.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +125,11 @@ fn storage(context: impl Into<String>) -> impl FnOnce(StorageError<Timestamp>) -
     move |source| HarnessError::Storage { context, source }
 }
 
+/// Whether `e` is a failure of the store (which a retry may get past), not a refusal.
+fn is_store_failure(e: &StorageError<Timestamp>) -> bool {
+    matches!(e, StorageError::Persist { .. })
+}
+
 /// Settings a harness keeps to reopen its controller and restart its replicas.
 struct Settings {
     location: String,
@@ -131,6 +139,8 @@ struct Settings {
     timeout: Duration,
     instance: InstanceId,
     offset_limit: Option<u64>,
+    /// Faults between the controller and every replica, if asked for.
+    transport_faults: Option<TransportFaultHandle>,
 }
 
 /// A controller, an instance and in-process replicas over one persist location.
@@ -145,6 +155,9 @@ pub struct Harness {
     pending: Arc<Mutex<Option<Arc<SlotConnector>>>>,
     /// Collections created through the harness, re-created after a controller restart.
     collections: Vec<(GlobalId, CollectionDescription<Timestamp>)>,
+    /// The faulty store under the location, if built with `store_faults`; dropped
+    /// before the directory it may write to.
+    faulty: Option<builder::FaultyLocation>,
     /// Keeps a temporary directory alive for the harness's lifetime.
     _dir: Option<tempfile::TempDir>,
 }
@@ -179,6 +192,18 @@ impl Harness {
     /// The persist location URL (`mem://…`, `file://…` or `s3://…`).
     pub fn location(&self) -> &str {
         &self.settings.location
+    }
+
+    /// The fault knobs of the store under the controller and replicas, if the harness
+    /// was built with [`HarnessBuilder::store_faults`] (see there for an example).
+    pub fn store_faults(&self) -> Option<&crate::faults::FaultHandle> {
+        self.faulty.as_ref().map(|f| &f.handle)
+    }
+
+    /// The fault knobs of the transport between the controller and every replica, if
+    /// the harness was built with [`HarnessBuilder::transport_faults`].
+    pub fn transport_faults(&self) -> Option<&TransportFaultHandle> {
+        self.settings.transport_faults.as_ref()
     }
 
     /// The instance the replicas belong to.
@@ -282,6 +307,8 @@ impl Harness {
 
     /// Appends `updates` to the table `id` at its current upper, waits until the write
     /// is durable, and returns the write's time: a snapshot as of it sees the rows.
+    /// A store failure that wrote nothing (determinate) is retried until the harness
+    /// timeout; any other error is returned.
     ///
     /// # Examples
     ///
@@ -302,8 +329,39 @@ impl Harness {
     /// # }
     /// ```
     pub async fn append(&mut self, id: GlobalId, updates: Vec<(Row, i64)>) -> Result<Timestamp> {
+        let deadline = std::time::Instant::now() + self.settings.timeout;
+        let mut at = None;
+        loop {
+            match self.append_once(id, updates.clone(), at.take()).await {
+                // The store failed before anything was written: try again.
+                Err(HarnessError::Storage { source, .. })
+                    if is_store_failure(&source)
+                        && source.certainty() == Certainty::Determinate
+                        && std::time::Instant::now() < deadline => {}
+                // The upper moved on (a write to another table advanced it) before
+                // the controller told us: write at the upper it reports.
+                Err(HarnessError::Storage {
+                    source: StorageError::UpdateBeforeUpper { upper, .. },
+                    ..
+                }) if std::time::Instant::now() < deadline => {
+                    at = upper.as_option().map(Timestamp::as_millis);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn append_once(
+        &mut self,
+        id: GlobalId,
+        updates: Vec<(Row, i64)>,
+        at: Option<u64>,
+    ) -> Result<Timestamp> {
         self.controller.apply_pending();
-        let at = self.upper_time(id)?;
+        let at = match at {
+            Some(at) => at,
+            None => self.upper_time(id)?,
+        };
         let write = Timestamp::new(at);
         let advance = Timestamp::new(at.saturating_add(1));
         let context = format!("appending to {id} at {write}");
@@ -318,7 +376,8 @@ impl Harness {
 
     /// The contents of `id` as of `as_of`, consolidated: each row with its count, rows
     /// with a zero count left out. Waits (with the harness timeout) until `as_of` is
-    /// readable, that is until the upper passes it.
+    /// readable, that is until the upper passes it; store failures while reading are
+    /// retried until the timeout.
     ///
     /// # Examples
     ///
@@ -345,16 +404,20 @@ impl Harness {
         as_of: Timestamp,
     ) -> Result<std::collections::BTreeMap<Row, i64>> {
         self.wait_for_upper(id, as_of).await?;
-        let rows = self
-            .controller
-            .snapshot(id, as_of)
-            .await
-            .map_err(storage(format!("reading {id} as of {as_of}")))?;
-        Ok(consolidate(rows))
+        let deadline = std::time::Instant::now() + self.settings.timeout;
+        loop {
+            match self.controller.snapshot(id, as_of).await {
+                Ok(rows) => return Ok(consolidate(rows)),
+                // Reads change nothing: a failed store read is retried.
+                Err(e) if is_store_failure(&e) && std::time::Instant::now() < deadline => {}
+                Err(e) => return Err(storage(format!("reading {id} as of {as_of}"))(e)),
+            }
+        }
     }
 
     fn connector_factory(
         pending: &Arc<Mutex<Option<Arc<SlotConnector>>>>,
+        transport_faults: Option<TransportFaultHandle>,
     ) -> ConnectorFactory<Timestamp> {
         let pending = Arc::clone(pending);
         Arc::new(move |_: &ReplicaConfig| {
@@ -362,13 +425,19 @@ impl Harness {
                 Ok(mut next) => next.take(),
                 Err(poisoned) => poisoned.into_inner().take(),
             };
-            next.map(|c| c as Arc<dyn ReplicaConnector<Timestamp>>)
-                .ok_or_else(|| {
-                    StorageError::InvalidUsage(
-                        "connect replicas through the harness (kill_replica/restart_replica)"
-                            .into(),
-                    )
-                })
+            next.map(|c| {
+                let slot = c as Arc<dyn ReplicaConnector<Timestamp>>;
+                match &transport_faults {
+                    Some(faults) => FaultyConnector::new(slot, faults.clone())
+                        as Arc<dyn ReplicaConnector<Timestamp>>,
+                    None => slot,
+                }
+            })
+            .ok_or_else(|| {
+                StorageError::InvalidUsage(
+                    "connect replicas through the harness (kill_replica/restart_replica)".into(),
+                )
+            })
         })
     }
 
@@ -382,7 +451,10 @@ impl Harness {
         collections: &[(GlobalId, CollectionDescription<Timestamp>)],
     ) -> Result<Controller<Timestamp>> {
         let config = ControllerConfig {
-            connector_factory: Some(Self::connector_factory(pending)),
+            connector_factory: Some(Self::connector_factory(
+                pending,
+                settings.transport_faults.clone(),
+            )),
             ..ControllerConfig::default()
         };
         let mut controller =

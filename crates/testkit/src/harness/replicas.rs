@@ -13,8 +13,7 @@ use async_trait::async_trait;
 use strata_controller_api::Timestamp;
 use strata_instance_client::LocalConnector;
 use strata_instance_client::transport::{
-    CommandReceiver, Hello, ReplicaConnection, ReplicaConnector, ReplicaHandler, ResponseSender,
-    TransportError,
+    ReplicaConnection, ReplicaConnector, ReplicaHandler, TransportError,
 };
 use strata_replica::server::ReplicaServer;
 use strata_replica::shard::persist::PersistShards;
@@ -66,38 +65,6 @@ impl ReplicaConnector<Timestamp> for SlotConnector {
 
     fn target(&self) -> String {
         format!("harness replica {}", self.index)
-    }
-}
-
-/// Serves each connection of a [`ReplicaServer`] on a plain thread.
-///
-/// The server handles commands synchronously, and its persist adapter blocks on its own
-/// runtime; on a task of the caller's runtime that blocking would panic. A plain
-/// thread has no runtime context, so the adapter may block there.
-struct ThreadedHandler {
-    server: Arc<ReplicaServer>,
-}
-
-#[async_trait]
-impl ReplicaHandler<Timestamp> for ThreadedHandler {
-    async fn serve(
-        &self,
-        hello: Hello,
-        commands: CommandReceiver<Timestamp>,
-        responses: ResponseSender<Timestamp>,
-    ) {
-        let server = Arc::clone(&self.server);
-        let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new()
-            .name("harness-replica-conn".into())
-            .spawn(move || {
-                futures::executor::block_on(server.serve(hello, commands, responses));
-                let _ = done.send(());
-            });
-        if spawned.is_ok() {
-            // Ends when the connection's commands end (or the thread dies).
-            let _ = finished.await;
-        }
     }
 }
 
@@ -158,10 +125,10 @@ impl ReplicaSlot {
             reason: format!("the start task failed: {e}"),
         })?
         .map_err(|reason| HarnessError::Replica { index, reason })?;
-        let handler = ThreadedHandler {
-            server: Arc::clone(&started),
-        };
-        let local = LocalConnector::new(Arc::new(handler) as Arc<dyn ReplicaHandler<Timestamp>>);
+        // The server applies commands on its own plain thread, so the local transport's
+        // tasks never block on persist's runtime.
+        let handler = Arc::clone(&started) as Arc<dyn ReplicaHandler<Timestamp>>;
+        let local = LocalConnector::new(handler);
         self.connector.replace(Some(local));
         self.server = Some(started);
         self.starts += 1;

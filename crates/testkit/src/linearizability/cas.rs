@@ -28,6 +28,9 @@ pub enum CasResult {
         /// The head's sequence number the caller was told about.
         current: Option<u64>,
     },
+    /// The head was not `expected`, and the caller was not told what it was (as with
+    /// persist's consensus, which answers only "mismatch").
+    Rejected,
     /// The head: its sequence number and value, or `None` for an empty log.
     Head(Option<(u64, u64)>),
 }
@@ -56,6 +59,7 @@ impl SequentialSpec for CasRegister {
             {
                 Some(*state)
             }
+            (CasOp::Cas { expected, .. }, CasResult::Rejected) if *expected != head => Some(*state),
             (CasOp::Head, CasResult::Head(seen)) if seen == state => Some(*state),
             _ => None,
         }

@@ -73,6 +73,30 @@ fn known_histories() {
         false,
     );
     check_case(
+        "a rejection while the head was something else",
+        vec![
+            op(0, Some(1), cas(None, 1), Committed),
+            op(2, Some(3), cas(None, 2), Rejected),
+        ],
+        true,
+    );
+    check_case(
+        "a rejection of the expected head",
+        vec![
+            op(0, Some(1), cas(None, 1), Committed),
+            op(2, Some(3), cas(Some(0), 2), Rejected),
+        ],
+        false,
+    );
+    check_case(
+        "a concurrent rejection may come after the write it lost to",
+        vec![
+            op(0, Some(4), cas(None, 1), Committed),
+            op(1, Some(3), cas(None, 2), Rejected),
+        ],
+        true,
+    );
+    check_case(
         "unknown outcome that took effect",
         vec![
             op(0, None, cas(None, 1), Committed),
