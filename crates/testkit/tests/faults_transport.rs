@@ -194,6 +194,19 @@ async fn the_controller_converges_through_a_faulty_transport() {
     faults.disconnect();
     harness.append(table, vec![(row(2), 1)]).await.unwrap();
     faults.set_refuse_connections(false);
+    // The instance reconnects both replicas (and replays its history to them).
+    let reconnects = faults.clone();
+    harness
+        .wait_until("both replicas to reconnect", move |_| {
+            let counters = reconnects.counters();
+            if counters.connections >= 4 {
+                Ok(())
+            } else {
+                Err(format!("{counters:?}"))
+            }
+        })
+        .await
+        .unwrap();
 
     let at = harness
         .wait_for_source_offset(&source, OFFSETS)
@@ -212,7 +225,7 @@ async fn the_controller_converges_through_a_faulty_transport() {
     );
     let counters = faults.counters();
     assert!(
-        counters.disconnects > 0 && counters.delayed > 0,
+        counters.disconnects + counters.dropped > 0 && counters.delayed > 0,
         "{counters:?}"
     );
     assert!(
