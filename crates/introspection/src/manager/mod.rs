@@ -304,7 +304,10 @@ impl<T: StorageTimestamp> CollectionManager<T> {
 
     /// The collection's upper as its task last saw it (after each write and each read
     /// of the shard); the receiver closes when the collection is unregistered.
-    pub fn watch_upper(&self, id: GlobalId) -> Result<watch::Receiver<Antichain<T>>, StorageError<T>> {
+    pub fn watch_upper(
+        &self,
+        id: GlobalId,
+    ) -> Result<watch::Receiver<Antichain<T>>, StorageError<T>> {
         self.lock()
             .get(&id)
             .map(|e| e.upper.clone())
