@@ -147,6 +147,7 @@ impl PersistClient {
         let writer_id = format!("w{}", uuid::Uuid::new_v4().simple());
         let heartbeat = Heartbeat::start(Arc::clone(&machine), Holder::Writer(writer_id.clone()));
         let mut handle = WriteHandle {
+            fence: None,
             machine,
             desc,
             writer_id,

@@ -199,6 +199,22 @@ fn push_batch(batches: &mut Vec<HollowBatch>, batch: HollowBatch) {
     }
 }
 
+/// Fails with [`CmdError::OpaqueMismatch`] unless critical reader `id` holds `expected`
+/// (a missing reader holds 0). Run inside a write's CAS, it makes the write conditional
+/// on the reader's opaque: an owner that took over by moving the opaque fences every
+/// older writer in the same linearizable step.
+pub fn require_opaque(state: &State, id: &str, expected: u64) -> Result<(), CmdError> {
+    let current = state
+        .critical_readers
+        .iter()
+        .find(|r| r.id == id)
+        .map_or(0, |r| r.opaque);
+    match current == expected {
+        true => Ok(()),
+        false => Err(CmdError::OpaqueMismatch { current }),
+    }
+}
+
 /// Registers a leased reader at the shard's since, holding parts from this version on.
 pub fn register_leased_reader(
     state: &State,
@@ -530,6 +546,28 @@ mod tests {
             "the leased reader expired; the critical one holds 9"
         );
         assert!(heartbeat_reader(&s, "r1", None, None, 100, 1000).is_err());
+    }
+
+    #[test]
+    fn require_opaque_compares_the_critical_readers_opaque() {
+        let s = State::initial("s", 0, String::new());
+        let s = register_critical_reader(&s, "c").unwrap().0.unwrap();
+        let (s, _) = compare_and_downgrade_since(&s, "c", 0, 7, Some(0)).unwrap();
+        let s = s.unwrap();
+        // (reader, expected opaque, outcome)
+        let cases: [(&str, u64, Result<(), CmdError>); 4] = [
+            ("c", 7, Ok(())),
+            ("c", 6, Err(CmdError::OpaqueMismatch { current: 7 })),
+            ("c", 8, Err(CmdError::OpaqueMismatch { current: 7 })),
+            ("missing", 1, Err(CmdError::OpaqueMismatch { current: 0 })),
+        ];
+        for (reader, expected, outcome) in cases {
+            assert_eq!(
+                require_opaque(&s, reader, expected),
+                outcome,
+                "{reader} {expected}"
+            );
+        }
     }
 
     fn prune_then(s: &State, now: u64) -> State {

@@ -195,6 +195,22 @@ pub enum PersistError {
     /// A batch written for one shard linked into another, or otherwise misused.
     #[error("invalid usage: {0}")]
     InvalidUsage(String),
+    /// The writer is fenced: the shard's critical reader `reader` no longer holds the
+    /// opaque this writer was told to expect, so a newer owner has taken over. Nothing
+    /// was written.
+    #[error(
+        "writes to {shard} are fenced: critical reader {reader} holds opaque {current}, this writer expects {expected}"
+    )]
+    Fenced {
+        /// The shard.
+        shard: ShardId,
+        /// The critical reader whose opaque fences writes.
+        reader: String,
+        /// The opaque this writer expects.
+        expected: u64,
+        /// The opaque the critical reader holds (0 if it is not registered).
+        current: u64,
+    },
     /// Too many conflicting writers; the operation did not happen.
     #[error("gave up on {shard} after {attempts} conflicting attempts")]
     Contention {

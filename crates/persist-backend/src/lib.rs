@@ -58,4 +58,4 @@ pub use location::Location;
 pub use maintenance::GcReport;
 pub use part::SourceData;
 pub use read::{Listen, ListenEvent, ReadHandle, SnapshotCursor};
-pub use write::{Update, UpperMismatch, WriteHandle};
+pub use write::{Update, UpperMismatch, WriteFence, WriteHandle};

@@ -24,6 +24,19 @@ pub struct UpperMismatch<T> {
     pub current: Antichain<T>,
 }
 
+/// Makes a writer's appends conditional on a critical reader's opaque: an append
+/// commits only if critical reader `reader` still holds `opaque`, checked in the same
+/// CAS as the append. An owner that fences a shard by moving that opaque (as a
+/// controller does with its epoch) thereby stops every older owner's writes, with no
+/// window between a check and the write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFence {
+    /// The critical reader whose opaque guards the writes.
+    pub reader: String,
+    /// The opaque it must hold.
+    pub opaque: u64,
+}
+
 /// A registered writer of one shard.
 ///
 /// Appends are linearizable: each is one CAS of the shard's consensus log, carrying an
@@ -34,6 +47,7 @@ pub struct WriteHandle<T> {
     pub(crate) desc: RelationDesc,
     pub(crate) writer_id: String,
     pub(crate) upper: Antichain<T>,
+    pub(crate) fence: Option<WriteFence>,
     pub(crate) _heartbeat: Heartbeat,
     pub(crate) _time: PhantomData<T>,
 }
@@ -52,6 +66,13 @@ impl<T: StorageTimestamp> WriteHandle<T> {
     /// The relation description rows are checked against.
     pub fn desc(&self) -> &RelationDesc {
         &self.desc
+    }
+
+    /// Makes every later append conditional on `fence` (or on nothing, with `None`).
+    /// An append refused by the fence fails with [`PersistError::Fenced`] and writes
+    /// nothing; a retry of an append that had already committed still succeeds.
+    pub fn set_fence(&mut self, fence: Option<WriteFence>) {
+        self.fence = fence;
     }
 
     /// The upper as of this handle's last operation, without I/O.
@@ -179,7 +200,18 @@ impl<T: StorageTimestamp> WriteHandle<T> {
         let res = self
             .machine
             .apply(|s: &State| {
-                cmds::compare_and_append(s, &self.writer_id, &token, &batch.hollow, lease, now)
+                let out = cmds::compare_and_append(
+                    s,
+                    &self.writer_id,
+                    &token,
+                    &batch.hollow,
+                    lease,
+                    now,
+                )?;
+                if let (Some(fence), (Some(_), Appended::Applied)) = (&self.fence, &out) {
+                    cmds::require_opaque(s, &fence.reader, fence.opaque)?;
+                }
+                Ok(out)
             })
             .await?;
         match res {
@@ -193,6 +225,18 @@ impl<T: StorageTimestamp> WriteHandle<T> {
                 Ok(Err(UpperMismatch {
                     current: self.upper.clone(),
                 }))
+            }
+            Err(CmdError::OpaqueMismatch { current }) => {
+                let (reader, expected) = self
+                    .fence
+                    .as_ref()
+                    .map_or((String::new(), 0), |f| (f.reader.clone(), f.opaque));
+                Err(PersistError::Fenced {
+                    shard: self.machine.shard,
+                    reader,
+                    expected,
+                    current,
+                })
             }
             Err(e) => Err(self.machine.cmd_error(e)),
         }
@@ -218,7 +262,7 @@ impl<T: StorageTimestamp> WriteHandle<T> {
                 self.compare_and_append_batch(&batch).await
             }
             other => {
-                if matches!(other, Ok(Err(_))) {
+                if matches!(other, Ok(Err(_)) | Err(PersistError::Fenced { .. })) {
                     crate::maintenance::delete_unlinked(&self.machine, &batch.hollow).await;
                 }
                 other

@@ -12,7 +12,7 @@ use crate::batch::{frontier_code, frontier_of, time_code, time_of};
 use crate::client::PersistClient;
 use crate::error::PersistError;
 use crate::read::ReadHandle;
-use crate::write::{Update, UpperMismatch, WriteHandle};
+use crate::write::{Update, UpperMismatch, WriteFence, WriteHandle};
 
 /// A handle to a txns shard: atomic writes across many data shards.
 ///
@@ -91,6 +91,13 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     /// The txns shard's id.
     pub fn txns_id(&self) -> ShardId {
         self.txns_id
+    }
+
+    /// Makes every later CAS of the txns shard (commits, registrations, forgets and
+    /// upper advances) conditional on `fence`; see [`WriteFence`]. A refused CAS fails
+    /// with [`PersistError::Fenced`](crate::PersistError::Fenced) and commits nothing.
+    pub fn set_fence(&mut self, fence: Option<WriteFence>) {
+        self.txns_write.set_fence(fence);
     }
 
     /// The txns upper as of this handle's last operation, without I/O. It is also the
