@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use strata_controller_api::{
     Antichain, GlobalId, RelationDesc, Row, ShardId, StorageError, StorageTimestamp,
 };
-use strata_persist_backend::txns::{Txn, TxnsHandle};
-use strata_persist_backend::{PersistClient, SinceHandle, WriteHandle};
+use strata_persist_backend::txns::{Txn, TxnsError, TxnsHandle};
+use strata_persist_backend::{PersistClient, PersistError, SinceHandle, WriteFence, WriteHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CatalogFn, SharedReader, persist_err, txns_err};
@@ -255,9 +255,15 @@ impl<T: StorageTimestamp> Worker<T> {
     /// Opens the txns shard for writing and runs what read-only mode deferred.
     async fn allow_writes(&mut self, txns_since: SinceHandle<T>) -> Result<(), StorageError<T>> {
         if self.txns.is_none() {
-            let handle = TxnsHandle::open(self.config.client.clone(), self.config.txns_shard)
+            let mut handle = TxnsHandle::open(self.config.client.clone(), self.config.txns_shard)
                 .await
                 .map_err(txns_err)?;
+            // Every txns CAS is conditional on our epoch still being the opaque of the
+            // controller's critical reader: a newer controller fences us atomically.
+            handle.set_fence(Some(WriteFence {
+                reader: CONTROLLER_READER_ID.to_owned(),
+                opaque: self.config.epoch,
+            }));
             let _ = self
                 .config
                 .events
@@ -294,10 +300,15 @@ impl<T: StorageTimestamp> Worker<T> {
         shards: Vec<(ShardId, RelationDesc)>,
     ) -> Result<Antichain<T>, StorageError<T>> {
         self.check_fence().await?;
+        let fencer = self.fencer();
         let txns = self.txns()?;
         let mut at = ts;
         loop {
-            match txns.register(at, shards.clone()).await.map_err(txns_err)? {
+            match txns
+                .register(at, shards.clone())
+                .await
+                .map_err(|e| fencer.txns(e))?
+            {
                 Ok(()) => break,
                 Err(mismatch) => match mismatch.current.as_option() {
                     Some(upper) if *upper > at => at = *upper,
@@ -316,10 +327,15 @@ impl<T: StorageTimestamp> Worker<T> {
 
     async fn forget(&mut self, ts: T, shards: Vec<ShardId>) -> Result<(), StorageError<T>> {
         self.check_fence().await?;
+        let fencer = self.fencer();
         let txns = self.txns()?;
         let mut at = ts;
         loop {
-            match txns.forget(at, shards.clone()).await.map_err(txns_err)? {
+            match txns
+                .forget(at, shards.clone())
+                .await
+                .map_err(|e| fencer.txns(e))?
+            {
                 Ok(()) => break,
                 Err(mismatch) => match mismatch.current.as_option() {
                     Some(upper) if *upper > at => at = *upper,
@@ -366,9 +382,12 @@ impl<T: StorageTimestamp> Worker<T> {
     /// One commit of every write in `group` at `write_ts`, then one advance of the txns
     /// upper to the largest `advance_to` if the commit did not get there.
     async fn commit_group(&mut self, write_ts: T, group: &[AppendRequest<T>]) -> CommitOutcome<T> {
-        if let Err(error) = self.check_fence().await {
+        // The commit's CAS itself is fenced (see `allow_writes`), so the hot path only
+        // checks whether a fence was already seen, without reading the txns shard.
+        if let Err(error) = self.check_seen_fence() {
             return CommitOutcome::Failed(error);
         }
+        let fencer = self.fencer();
         let Some(txns) = self.txns.as_mut() else {
             return CommitOutcome::Failed(StorageError::ReadOnly);
         };
@@ -384,13 +403,13 @@ impl<T: StorageTimestamp> Worker<T> {
         match txn.commit_at(txns, write_ts).await {
             Ok(Ok(_applied)) => {}
             Ok(Err(mismatch)) => return CommitOutcome::Late(mismatch.current),
-            Err(error) => return CommitOutcome::Failed(txns_err(error)),
+            Err(error) => return CommitOutcome::Failed(fencer.txns(error)),
         }
         let advance_to = group.iter().map(|r| r.advance_to).max().unwrap_or(write_ts);
         if advance_to > write_ts.step_forward()
             && let Err(error) = txns.advance_to(advance_to).await
         {
-            return CommitOutcome::Failed(txns_err(error));
+            return CommitOutcome::Failed(fencer.txns(error));
         }
         CommitOutcome::Committed
     }
@@ -498,17 +517,53 @@ impl<T: StorageTimestamp> Worker<T> {
         }
     }
 
+    /// Fails with `Fenced` if this controller already learned of a newer one.
+    fn check_seen_fence(&self) -> Result<(), StorageError<T>> {
+        match self.config.fenced_by.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            seen => Err(self.fence(seen)),
+        }
+    }
+
+    /// What turns a fenced txns CAS into `Fenced`, detached from `self` so it can be
+    /// used while the txns handle is borrowed.
+    fn fencer(&self) -> Fencer {
+        Fencer {
+            epoch: self.config.epoch,
+            fenced_by: Arc::clone(&self.config.fenced_by),
+        }
+    }
+
     /// Fails with `Fenced` if a newer controller holds the txns shard.
     async fn check_fence(&mut self) -> Result<(), StorageError<T>> {
-        let seen = self.config.fenced_by.load(Ordering::SeqCst);
-        if seen != 0 {
-            return Err(self.fence(seen));
-        }
+        self.check_seen_fence()?;
         let current = critical_opaque(&self.config.client, self.config.txns_shard).await?;
         if current > self.config.epoch {
             return Err(self.fence(current));
         }
         Ok(())
+    }
+}
+
+/// Maps a txns failure to `StorageError`, turning a fenced CAS into `Fenced` (and
+/// remembering it, so every later write fails at once).
+struct Fencer {
+    epoch: u64,
+    fenced_by: Arc<AtomicU64>,
+}
+
+impl Fencer {
+    fn txns<T>(&self, error: TxnsError) -> StorageError<T> {
+        match error {
+            TxnsError::Persist(PersistError::Fenced { current, .. }) => {
+                self.fenced_by.fetch_max(current, Ordering::SeqCst);
+                StorageError::Fenced {
+                    ours: self.epoch,
+                    current,
+                }
+            }
+            other => txns_err(other),
+        }
     }
 }
 
