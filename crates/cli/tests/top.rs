@@ -157,7 +157,12 @@ fn strip_escapes(bytes: &[u8]) -> String {
 /// A terminal that `strata top` runs in.
 enum Screen {
     /// A detached tmux session on a private server socket.
-    Tmux { socket: String },
+    /// A tmux server on its own socket; the pane's shell writes strata's exit code
+    /// to `exit_file` (tmux 3.3 does not always report a dead pane's status).
+    Tmux {
+        socket: String,
+        exit_file: tempfile::TempPath,
+    },
     /// `script` giving the child a pty; everything it printed, raw.
     Script {
         child: Child,
@@ -189,6 +194,11 @@ impl Screen {
         let forced_script = std::env::var("STRATA_TEST_PTY").as_deref() == Ok("script");
         if !forced_script && tmux_available() {
             let socket = format!("strata-top-{}-{tag}", std::process::id());
+            let exit_file = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+            let command = format!(
+                "{command}; echo $? > {}.tmp && mv {0}.tmp {0}",
+                shell_quote(&exit_file.to_string_lossy())
+            );
             let status = Command::new("tmux")
                 .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
                 .args(["-x", "160", "-y", "50", "-s", "top"])
@@ -198,7 +208,7 @@ impl Screen {
                 .status()
                 .unwrap();
             assert!(status.success(), "tmux did not start");
-            return Screen::Tmux { socket };
+            return Screen::Tmux { socket, exit_file };
         }
         let mut child = Command::new("script")
             .args(["-q", "-f", "-e", "-c"])
@@ -243,7 +253,9 @@ impl Screen {
     /// What the screen shows now (for `script`, everything printed so far).
     fn text(&self) -> String {
         match self {
-            Screen::Tmux { socket } => Screen::tmux(socket, &["capture-pane", "-p", "-t", "top"]),
+            Screen::Tmux { socket, .. } => {
+                Screen::tmux(socket, &["capture-pane", "-p", "-t", "top"])
+            }
             Screen::Script { output, .. } => strip_escapes(&output.lock().unwrap()),
         }
     }
@@ -266,7 +278,7 @@ impl Screen {
 
     fn press(&mut self, key: &str) {
         match self {
-            Screen::Tmux { socket } => {
+            Screen::Tmux { socket, .. } => {
                 Screen::tmux(socket, &["send-keys", "-t", "top", key]);
             }
             Screen::Script { stdin, .. } => {
@@ -282,20 +294,14 @@ impl Screen {
         let start = Instant::now();
         loop {
             match self {
-                Screen::Tmux { socket } => {
-                    let status = Screen::tmux(
-                        socket,
-                        &[
-                            "display-message",
-                            "-p",
-                            "-t",
-                            "top",
-                            "#{pane_dead} #{pane_dead_status}",
-                        ],
-                    );
-                    let mut parts = status.split_whitespace();
-                    if parts.next() == Some("1") {
-                        let code = parts.next().unwrap().parse().unwrap();
+                Screen::Tmux { exit_file, .. } => {
+                    // The file is renamed into place, so it is whole once it exists.
+                    if let Ok(written) = std::fs::read_to_string(&*exit_file)
+                        && !written.trim().is_empty()
+                    {
+                        let code = written.trim().parse().unwrap_or_else(|_| {
+                            panic!("the pane wrote a non-numeric exit status: {written}")
+                        });
                         return (code, self.text());
                     }
                 }
@@ -324,7 +330,7 @@ impl Screen {
 impl Drop for Screen {
     fn drop(&mut self) {
         match self {
-            Screen::Tmux { socket } => {
+            Screen::Tmux { socket, .. } => {
                 let _ = Command::new("tmux")
                     .args(["-L", socket, "kill-server"])
                     .status();
