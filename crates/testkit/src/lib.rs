@@ -44,6 +44,8 @@ pub mod faults;
 pub mod harness;
 pub mod linearizability;
 pub mod model;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod strategies;
 pub mod tracing;
 
