@@ -8,9 +8,13 @@
 //! - 1M `FrontierUpper` responses over 10k ingestion collections from a stand-in
 //!   replica through the instance and `process`, against the same uppers applied to
 //!   bare `MutableAntichain`s (`controller_responses`);
-//! - the I/O comparisons of `controller_io`.
+//! - the I/O comparisons of `controller_io`;
+//! - the end-to-end lag (p50, p99) from a generator emitting offset `n` to the
+//!   controller seeing the upper pass it, against the same emission to the data
+//!   shard's upper in persist passing it (`controller_lag`).
 //!
-//! Each metric is appended as one JSON line to the file named by `STRATA_BENCH_OUT`.
+//! Each metric is appended as one JSON line to the file named by `STRATA_BENCH_OUT`;
+//! percentile metrics add `samples`, the number of measurements behind them.
 //! `STRATA_BENCH_QUICK=1` shrinks sizes 10x. Run without `--bench` (as `cargo test`
 //! does), the suite only smoke-tests itself at a tiny size and writes nothing.
 
@@ -28,6 +32,7 @@ use strata_controller_api::{
 use strata_controller_core::frontiers::{CollectionConfig, FrontierState};
 
 mod controller_io;
+mod controller_lag;
 mod controller_responses;
 
 /// Updates applied per call, like one batch of replica responses or hold changes.
@@ -184,15 +189,37 @@ fn run_bare(n: u64, batches: Vec<Batch>) -> (Duration, usize) {
 }
 
 fn report(name: &str, value: f64, unit: &str, baseline_name: &str, baseline_value: f64) {
-    let ratio = value / baseline_value;
-    let line = serde_json::json!({
+    emit(serde_json::json!({
         "name": name,
         "value": value,
         "unit": unit,
         "baseline_name": baseline_name,
         "baseline_value": baseline_value,
-        "ratio": ratio,
-    });
+        "ratio": value / baseline_value,
+    }));
+}
+
+/// [`report`] for a percentile: also records how many `samples` it was taken over.
+fn report_samples(
+    name: &str,
+    value: f64,
+    unit: &str,
+    baseline_name: &str,
+    baseline_value: f64,
+    samples: usize,
+) {
+    emit(serde_json::json!({
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "baseline_name": baseline_name,
+        "baseline_value": baseline_value,
+        "ratio": value / baseline_value,
+        "samples": samples,
+    }));
+}
+
+fn emit(line: serde_json::Value) {
     eprintln!("{line}");
     if let Ok(path) = std::env::var("STRATA_BENCH_OUT") {
         let mut file = std::fs::OpenOptions::new()
@@ -247,4 +274,9 @@ fn main() {
         responses: 1_000_000 / scale as usize,
     };
     controller_responses::run(responses, bench, report);
+    let lag = controller_lag::LagSizes {
+        offsets: (2_000 / scale).max(30),
+        tick_interval_ms: 5,
+    };
+    controller_lag::run(lag, bench, report_samples);
 }
