@@ -11,7 +11,10 @@
 //! - [`Instance`]: a set of replicas, with reconnection, replay, sink scheduling and
 //!   response merging;
 //! - transports behind the [`ReplicaConnector`] and [`ReplicaHandler`] traits: `local`
-//!   (tokio channels, the default feature) and `grpc` (tonic, the `grpc` feature).
+//!   (tokio channels, the default feature) and `grpc` (tonic, the `grpc` feature);
+//! - behind the non-default `testing` feature, `testing`: command builders, proptest
+//!   strategies, a connection-counting connector, bounded waits and `soak_factor` for
+//!   tests of this and other crates (this crate's integration tests require it).
 //!
 //! **Must never depend on**: `strata-controller-core`, `strata-replica`, persist or any
 //! other Strata crate except `strata-controller-api`.
@@ -40,8 +43,8 @@ pub mod transport;
 
 #[cfg(all(test, feature = "local"))]
 mod scenarios;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 /// The generated prost messages of the `strata.replica` proto package.
 #[allow(

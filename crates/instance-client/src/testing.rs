@@ -1,9 +1,19 @@
-//! Builders and proptest strategies shared by this crate's tests.
+//! Helpers shared by this crate's tests and by other crates' tests of an instance:
+//! command builders, proptest strategies over the protocol, a connector that counts its
+//! connection attempts, bounded waits and the soak factor.
+//!
+//! Compiled for this crate's own unit tests and, for everyone else, behind the
+//! non-default `testing` feature (which pulls in proptest). Nothing here is for
+//! production use: the helpers panic on a timeout, as a test should.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use proptest::prelude::*;
 use strata_controller_api::{
     Antichain, CollectionMetadata, ExportDescription, GlobalId, IngestionDescription, InstanceId,
@@ -11,13 +21,107 @@ use strata_controller_api::{
     SourceOutput, Timestamp,
 };
 
+use crate::instance::{Backoff, Instance, InstanceResponse};
 use crate::protocol::{
     RunIngestionCommand, RunSinkCommand, SinkStatisticsUpdate, SourceStatisticsUpdate, Status,
     StatusUpdate, StorageCommand, StorageParameters, StorageResponse,
 };
+use crate::transport::{ReplicaConnection, ReplicaConnector, TransportError};
+
+/// How many times longer randomized and concurrency tests run: 10 when the environment
+/// variable `STRATA_SOAK` is set to anything but empty or `0` (`cargo xtask test --soak`
+/// sets it), else 1. Tests multiply their proptest case counts and loop iterations by it.
+pub fn soak_factor() -> u32 {
+    match std::env::var("STRATA_SOAK") {
+        Ok(v) if !v.is_empty() && v != "0" => 10,
+        _ => 1,
+    }
+}
+
+/// A reconnection backoff short enough for tests: 5 ms growing to 50 ms.
+pub fn fast_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(5),
+        max: Duration::from_millis(50),
+    }
+}
+
+/// Waits until `cond` holds, polling every 5 ms; panics naming `what` after 20 s, so
+/// a bug fails the test instead of hanging it.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..4_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out after 20 s waiting until {what}");
+}
+
+/// Receives responses until `pred` matches one and returns everything received; panics
+/// with what it saw if no response arrives for 20 s.
+pub async fn recv_until(
+    instance: &mut Instance<Timestamp>,
+    mut pred: impl FnMut(&InstanceResponse<Timestamp>) -> bool,
+) -> Vec<InstanceResponse<Timestamp>> {
+    let mut seen = Vec::new();
+    loop {
+        let response = tokio::time::timeout(Duration::from_secs(20), instance.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no matching response within 20 s; saw {seen:?}"));
+        let done = pred(&response);
+        seen.push(response);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// A connector that counts how often an [`Instance`] asked it to connect, so a test
+/// can wait for retries instead of sleeping: the instance asks again only after the
+/// previous connection attempt has ended.
+pub struct CountingConnector<T> {
+    inner: Arc<dyn ReplicaConnector<T>>,
+    attempts: AtomicUsize,
+}
+
+impl<T> std::fmt::Debug for CountingConnector<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingConnector")
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> CountingConnector<T> {
+    /// Counts the connection attempts made through `inner`.
+    pub fn new(inner: Arc<dyn ReplicaConnector<T>>) -> Arc<Self> {
+        Arc::new(CountingConnector {
+            inner,
+            attempts: AtomicUsize::new(0),
+        })
+    }
+
+    /// The connection attempts so far.
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl<T: Send + 'static> ReplicaConnector<T> for CountingConnector<T> {
+    async fn connect(&self) -> Result<ReplicaConnection<T>, TransportError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        self.inner.connect().await
+    }
+
+    fn target(&self) -> String {
+        self.inner.target()
+    }
+}
 
 /// A frontier at `t`, or `[]` for `None`.
-pub(crate) fn frontier(t: Option<u64>) -> Antichain<Timestamp> {
+pub fn frontier(t: Option<u64>) -> Antichain<Timestamp> {
     match t {
         Some(t) => Antichain::from_elem(Timestamp::new(t)),
         None => Antichain::new(),
@@ -37,7 +141,7 @@ fn metadata(n: u8) -> CollectionMetadata {
 }
 
 /// An ingestion `u{id}` with remap collection `u{remap}` and the given extra exports.
-pub(crate) fn ingestion(id: u64, remap: u64, exports: &[u64]) -> RunIngestionCommand<Timestamp> {
+pub fn ingestion(id: u64, remap: u64, exports: &[u64]) -> RunIngestionCommand<Timestamp> {
     let mut source_exports = BTreeMap::new();
     source_exports.insert(GlobalId::User(id), SourceOutput::Primary);
     for e in exports {
@@ -63,7 +167,7 @@ pub(crate) fn ingestion(id: u64, remap: u64, exports: &[u64]) -> RunIngestionCom
 }
 
 /// A sink `u{id}` reading `u{from}` from `as_of`.
-pub(crate) fn sink(id: u64, from: u64, as_of: u64) -> RunSinkCommand<Timestamp> {
+pub fn sink(id: u64, from: u64, as_of: u64) -> RunSinkCommand<Timestamp> {
     RunSinkCommand {
         id: GlobalId::User(id),
         description: ExportDescription {
@@ -81,7 +185,7 @@ pub(crate) fn sink(id: u64, from: u64, as_of: u64) -> RunSinkCommand<Timestamp> 
 }
 
 /// `AllowCompaction(u{id}, frontier(t))`.
-pub(crate) fn compact(id: u64, t: Option<u64>) -> StorageCommand<Timestamp> {
+pub fn compact(id: u64, t: Option<u64>) -> StorageCommand<Timestamp> {
     StorageCommand::AllowCompaction {
         id: GlobalId::User(id),
         frontier: frontier(t),
@@ -89,13 +193,14 @@ pub(crate) fn compact(id: u64, t: Option<u64>) -> StorageCommand<Timestamp> {
 }
 
 /// One configuration value.
-pub(crate) fn config(k: &str, v: &str) -> StorageCommand<Timestamp> {
+pub fn config(k: &str, v: &str) -> StorageCommand<Timestamp> {
     StorageCommand::UpdateConfiguration(StorageParameters {
         params: [(k.to_owned(), v.to_owned())].into_iter().collect(),
     })
 }
 
-pub(crate) fn arb_global_id() -> impl Strategy<Value = GlobalId> {
+/// Any global id.
+pub fn arb_global_id() -> impl Strategy<Value = GlobalId> {
     prop_oneof![
         any::<u64>().prop_map(GlobalId::System),
         any::<u64>().prop_map(GlobalId::User),
@@ -237,7 +342,8 @@ fn arb_run_sink() -> impl Strategy<Value = RunSinkCommand<Timestamp>> {
         )
 }
 
-pub(crate) fn arb_command() -> impl Strategy<Value = StorageCommand<Timestamp>> {
+/// Any storage command, including ones a peer would find invalid.
+pub fn arb_command() -> impl Strategy<Value = StorageCommand<Timestamp>> {
     prop_oneof![
         (any::<u64>(), any::<u64>())
             .prop_map(|(nonce, epoch)| StorageCommand::Hello { nonce, epoch }),
@@ -262,7 +368,8 @@ fn arb_status() -> impl Strategy<Value = Status> {
     ])
 }
 
-pub(crate) fn arb_response() -> impl Strategy<Value = StorageResponse<Timestamp>> {
+/// Any storage response.
+pub fn arb_response() -> impl Strategy<Value = StorageResponse<Timestamp>> {
     let source = (
         arb_global_id(),
         any::<[u64; 4]>(),

@@ -4,7 +4,6 @@
 //! while the well-behaved replicas keep receiving commands and their uppers keep
 //! advancing. No thread or task panics: a panic hook records any panic, including one
 //! in a spawned tokio task that would otherwise go unnoticed.
-#![cfg(feature = "grpc")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -20,6 +19,7 @@ use strata_instance_client::proto::{ProtoDroppedId, ProtoStorageResponse, proto_
 use strata_instance_client::proto_grpc::storage_replica_server::{
     StorageReplica, StorageReplicaServer,
 };
+use strata_instance_client::testing::{frontier, ingestion, recv_until, wait_until};
 use strata_instance_client::{InstanceResponse, StorageCommand, StorageResponse};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

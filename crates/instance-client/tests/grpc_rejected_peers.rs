@@ -3,7 +3,6 @@
 //! sleeping and then asserting that nothing arrived, each test waits until the server
 //! has accepted the rejected client's connection several times (so earlier attempts
 //! have finished and been retried) and then checks the handler saw none of them.
-#![cfg(feature = "grpc")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,6 +12,7 @@ use std::sync::atomic::Ordering;
 use common::*;
 use strata_controller_api::{InstanceId, ReplicaId, Timestamp};
 use strata_instance_client::grpc::{ClientTls, GrpcConnector, ServerConfig};
+use strata_instance_client::testing::{fast_backoff, wait_until};
 use strata_instance_client::{Instance, StorageCommand};
 
 /// How many accepted connections of a rejected client the tests wait for.

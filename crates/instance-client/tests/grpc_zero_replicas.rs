@@ -1,13 +1,13 @@
 //! An instance whose last gRPC replica goes away synthesises `Paused` for every object,
 //! as it does over the local transport; a replica added later gets the whole history
 //! replayed over gRPC, and losing it pauses everything again.
-#![cfg(feature = "grpc")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::*;
 use strata_controller_api::{GlobalId, ReplicaId, Timestamp};
+use strata_instance_client::testing::{ingestion, recv_until, sink, wait_until};
 use strata_instance_client::{
     Instance, InstanceResponse, Status, StatusUpdate, StorageCommand, StorageResponse,
 };

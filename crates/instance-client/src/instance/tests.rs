@@ -7,9 +7,15 @@ use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Timestamp};
 use super::{Instance, InstanceResponse};
 use crate::local::LocalConnector;
 use crate::protocol::{Status, StorageCommand};
-use crate::scenarios::{self, Factory, FakeReplica, fast_backoff, recv_until, wait_until};
-use crate::testing::{compact, ingestion, sink};
+use crate::scenarios::{self, Factory, FakeReplica};
+use crate::testing::{
+    CountingConnector, compact, fast_backoff, ingestion, recv_until, sink, wait_until,
+};
 use crate::transport::ReplicaConnector;
+
+/// How many connection attempts of a refused client the tests wait for: after the
+/// second, the first has certainly ended.
+const ATTEMPTS: usize = 3;
 
 fn local() -> Factory {
     Arc::new(
@@ -108,12 +114,16 @@ async fn unavailable_replica_is_retried_until_it_comes_back() {
     let fake = FakeReplica::new();
     let connector = LocalConnector::new(fake.clone());
     connector.set_available(false);
+    let counting = CountingConnector::new(connector.clone());
     let mut instance = Instance::<Timestamp>::new(InstanceId(1), 1, fast_backoff());
     instance
-        .add_replica(ReplicaId(1), connector.clone())
+        .add_replica(ReplicaId(1), counting.clone())
         .unwrap();
     instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
-    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    wait_until("the instance has retried the refused replica", || {
+        counting.attempts() >= ATTEMPTS
+    })
+    .await;
     assert!(fake.connections().is_empty());
     connector.set_available(true);
     wait_until("the replica connects", || {
@@ -130,22 +140,35 @@ async fn unavailable_replica_is_retried_until_it_comes_back() {
 async fn older_epoch_is_fenced() {
     let fake = FakeReplica::new();
     let connector = LocalConnector::new(fake.clone());
+    let newer_connector = CountingConnector::new(connector.clone());
     let mut newer = Instance::<Timestamp>::new(InstanceId(1), 5, fast_backoff());
-    newer.add_replica(ReplicaId(1), connector.clone()).unwrap();
+    newer
+        .add_replica(ReplicaId(1), newer_connector.clone())
+        .unwrap();
     wait_until("epoch 5 connects", || fake.connections().len() == 1).await;
 
+    // An older epoch is refused on every attempt: once it has retried, none of its
+    // attempts reached the handler.
+    let older_connector = CountingConnector::new(connector.clone());
     let mut older = Instance::<Timestamp>::new(InstanceId(1), 4, fast_backoff());
-    older.add_replica(ReplicaId(1), connector.clone()).unwrap();
+    older
+        .add_replica(ReplicaId(1), older_connector.clone())
+        .unwrap();
     older.send(StorageCommand::AllowWrites);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    wait_until("epoch 4 has retried", || {
+        older_connector.attempts() >= ATTEMPTS
+    })
+    .await;
     assert_eq!(
         fake.connections().len(),
         1,
         "an older epoch must never reach the handler"
     );
     assert_eq!(connector.fence().highest(), 5);
+    drop(older);
 
-    // A newer epoch cuts the current connection's commands off.
+    // A newer epoch cuts the current connection's commands off: epoch 5's next command
+    // ends its connection, and its reconnections are refused.
     let mut newest = Instance::<Timestamp>::new(InstanceId(1), 6, fast_backoff());
     newest.add_replica(ReplicaId(1), connector.clone()).unwrap();
     wait_until("epoch 6 connects", || {
@@ -154,13 +177,26 @@ async fn older_epoch_is_fenced() {
             .any(|c| matches!(c[0], StorageCommand::Hello { epoch: 6, .. }))
     })
     .await;
+    let before = newer_connector.attempts();
     newer.send(StorageCommand::AllowWrites);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    wait_until("epoch 5 was cut off and has retried", || {
+        newer_connector.attempts() >= before + ATTEMPTS
+    })
+    .await;
+    assert_eq!(fake.connections().len(), 2);
     assert!(
         fake.connections()
             .iter()
             .all(|c| !c.contains(&StorageCommand::AllowWrites))
     );
+    // Epoch 6 is served.
+    newest.send(StorageCommand::AllowWrites);
+    wait_until("epoch 6 is served", || {
+        fake.connections()
+            .last()
+            .is_some_and(|c| c.contains(&StorageCommand::AllowWrites))
+    })
+    .await;
 }
 
 /// The history keeps a dropped object's final compaction until every replica has
