@@ -109,8 +109,6 @@ impl<T: StorageTimestamp> Controller<T> {
             return;
         }
         let list: Vec<GlobalId> = dropped.iter().copied().collect();
-        let effects = self.registry.frontiers.confirm_dropped(&list);
-        self.execute(effects);
         let statuses = dropped
             .iter()
             .map(|id| StatusUpdate {
@@ -122,7 +120,15 @@ impl<T: StorageTimestamp> Controller<T> {
                 hints: Vec::new(),
             })
             .collect::<Vec<_>>();
-        self.record_statuses(&statuses);
+        // Route the statuses while the registry still knows what each id was: the
+        // confirmation can finalize an id (a sink at once), which forgets it.
+        let routed = statuses
+            .iter()
+            .map(|u| (self.status_history(u.id), u.clone()))
+            .collect();
+        let effects = self.registry.frontiers.confirm_dropped(&list);
+        self.execute(effects);
+        self.record_routed_statuses(routed);
         self.responses
             .push_back(StorageResponse::DroppedIds(dropped));
         self.responses

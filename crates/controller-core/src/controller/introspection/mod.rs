@@ -152,13 +152,47 @@ impl<T: StorageTimestamp> Controller<T> {
         }
     }
 
-    /// Appends statuses to the status histories: sinks to `SinkStatusHistory`, the
-    /// rest to `SourceStatusHistory`.
+    /// The status history that `id`'s statuses belong to: `SinkStatusHistory` for an
+    /// export, `SourceStatusHistory` for a collection, `None` for an id the registry
+    /// does not know (any more). Dropped objects are known until they are finalized.
+    pub(super) fn status_history(&self, id: GlobalId) -> Option<IntrospectionType> {
+        if self.registry.exports.contains_key(&id) {
+            Some(IntrospectionType::SinkStatusHistory)
+        } else if self.registry.collections.contains_key(&id) {
+            Some(IntrospectionType::SourceStatusHistory)
+        } else {
+            None
+        }
+    }
+
+    /// Appends statuses to the status histories their ids belong to (see
+    /// [`Self::status_history`]); statuses of unknown ids are left out.
     pub(super) fn record_statuses(&mut self, updates: &[StatusUpdate]) {
-        let (sinks, sources): (Vec<StatusUpdate>, Vec<StatusUpdate>) = updates
+        let routed = updates
             .iter()
-            .cloned()
-            .partition(|u| self.registry.exports.contains_key(&u.id));
+            .map(|u| (self.status_history(u.id), u.clone()))
+            .collect();
+        self.record_routed_statuses(routed);
+    }
+
+    /// Appends each status to the history it was routed to. A status routed nowhere
+    /// (its id unknown, such as a late report after the object was finalized) is left
+    /// out with a debug log, as it cannot be told whether it is a source or a sink.
+    pub(super) fn record_routed_statuses(
+        &mut self,
+        updates: Vec<(Option<IntrospectionType>, StatusUpdate)>,
+    ) {
+        let mut sources = Vec::new();
+        let mut sinks = Vec::new();
+        for (history, update) in updates {
+            match history {
+                Some(IntrospectionType::SinkStatusHistory) => sinks.push(update),
+                Some(IntrospectionType::SourceStatusHistory) => sources.push(update),
+                _ => {
+                    tracing::debug!(id = %update.id, status = ?update.status, "status of an unknown id left out of the status histories");
+                }
+            }
+        }
         self.introspection
             .append_statuses(IntrospectionType::SourceStatusHistory, &sources);
         self.introspection
