@@ -160,6 +160,7 @@ impl<T: StorageTimestamp> Exports<T> for Controller<T> {
         }
         let effects = self.registry.frontiers.drop_collections(&ids)?;
         self.execute(effects);
+        self.introspection_dropped(&ids);
         if self.read_only {
             // The sinks never ran (see `run_export`): no replica will confirm.
             let confirmed = self.awaiting_replicas(&ids);

@@ -1,10 +1,16 @@
 //! The sink's timely dataflow: one source operator that only worker 0 keeps alive and
-//! that drives a [`FileSink`](super::file::FileSink).
+//! that drives a [`FileSink`](super::file::FileSink) (or an object-store sink).
+//!
+//! After every step the operator reports the sink's upper as `FrontierUpper`: the
+//! frontier its destination durably holds, recovered from the destination or reached
+//! by a committed batch, never a batch still in flight. (The reporter sends it only
+//! when it advances.) The controller derives the sink's hold on its input from it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use strata_controller_api::{Antichain, Timestamp};
 use strata_instance_client::Status;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source;
@@ -51,6 +57,16 @@ impl Destination {
             Destination::Object(sink) => sink.reset(),
         }
     }
+
+    /// The sink's durable upper: every update before it is in the destination, as
+    /// recovered from it or written since. `None` until the destination was read.
+    fn upper(&self) -> Option<Antichain<Timestamp>> {
+        match self {
+            Destination::File(sink) => sink.upper(),
+            #[cfg(feature = "persist")]
+            Destination::Object(sink) => sink.upper(),
+        }
+    }
 }
 
 /// How often an idle sink polls its input.
@@ -82,7 +98,11 @@ pub(crate) fn build(
                     cap = None;
                     return;
                 }
-                match sink.step(&ctx, &plan) {
+                let stepped = sink.step(&ctx, &plan);
+                if let Some(upper) = sink.upper() {
+                    ctx.reporter.upper(plan.id, &upper);
+                }
+                match stepped {
                     Ok(Step::Advanced) => {
                         ctx.reporter
                             .status(plan.id, Status::Running, None, Vec::new());

@@ -130,6 +130,15 @@ impl FileSink {
         self.progress = None;
     }
 
+    /// The frontier the output durably holds (`[]` once the input closed), if known:
+    /// recovered from the marker, or moved by a batch whose marker landed.
+    pub(crate) fn upper(&self) -> Option<Antichain<Timestamp>> {
+        self.progress.map(|p| match p.frontier {
+            Some(f) => Antichain::from_elem(Timestamp::new(f)),
+            None => Antichain::new(),
+        })
+    }
+
     /// Reads the marker and truncates the output to its committed prefix.
     fn recover(&self, path: &Path) -> Result<Option<Progress>, SinkError> {
         let progress = read_progress(path)?;

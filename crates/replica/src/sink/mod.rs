@@ -5,6 +5,10 @@
 //! alive. Destinations: `file::FileSink` (NDJSON of `(row, time, diff)` with a progress
 //! marker) and, with the `persist` feature, `object_store::ObjectStoreSink` (Parquet
 //! files per time range under a prefix).
+//!
+//! A sink reports its upper (`FrontierUpper` for the sink's id) as its destination
+//! durably advances: the controller holds the sink's input one step behind it, so a
+//! sink that reports nothing would pin its input's since.
 
 pub(crate) mod dataflow;
 pub mod file;

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use strata_controller_api::{RelationDesc, Timestamp};
+use strata_controller_api::{Antichain, RelationDesc, Timestamp};
 use strata_persist_backend::location::Location;
 
 use super::file::Step;
@@ -91,6 +91,15 @@ impl ObjectStoreSink {
 
     pub(crate) fn reset(&mut self) {
         self.frontier = None;
+    }
+
+    /// The end of the chain this sink recovered or extended (`[]` once the input
+    /// closed), if known: every update before it is in a chained file.
+    pub(crate) fn upper(&self) -> Option<Antichain<Timestamp>> {
+        self.frontier.map(|f| match f {
+            u64::MAX => Antichain::new(),
+            f => Antichain::from_elem(Timestamp::new(f)),
+        })
     }
 
     fn block_on<F: std::future::Future>(&mut self, f: F) -> Result<F::Output, SinkError> {
@@ -178,11 +187,14 @@ impl ObjectStoreSink {
             }
             (updates, upper)
         };
-        self.write(ctx, plan, target, frontier, upper, &updates)?;
-        self.frontier = Some(upper);
+        if self.write(ctx, plan, target, frontier, upper, &updates)? {
+            self.frontier = Some(upper);
+        }
         Ok(Step::Advanced)
     }
 
+    /// Puts the file of `[lower, upper)`; returns whether this call created it (and
+    /// not another incarnation of the sink).
     fn write(
         &mut self,
         ctx: &Ctx,
@@ -191,7 +203,7 @@ impl ObjectStoreSink {
         lower: u64,
         upper: u64,
         updates: &[Update],
-    ) -> Result<(), SinkError> {
+    ) -> Result<bool, SinkError> {
         let counters = ctx.reporter.sink_counters(plan.id);
         let coded: Vec<_> = updates
             .iter()
@@ -217,9 +229,10 @@ impl ObjectStoreSink {
         match self.block_on(store.put_opts(&path, PutPayload::from(bytes), options))? {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
-                // Another incarnation wrote this range: re-read the chain.
+                // Another incarnation wrote this range: re-read the chain (before
+                // reporting anything beyond what was recovered).
                 self.reset();
-                return Ok(());
+                return Ok(false);
             }
             Err(e) => return Err(io(&key, &e)),
         }
@@ -229,7 +242,7 @@ impl ObjectStoreSink {
         counters
             .bytes_committed
             .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 }
 
