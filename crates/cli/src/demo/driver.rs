@@ -36,8 +36,9 @@ pub(crate) struct Driver {
     pub(crate) frontier_reports: u64,
     /// The collections the live line shows.
     pub(crate) watched: Vec<GlobalId>,
-    /// The sink file the live line shows the progress of. (Replicas do not report a
-    /// sink's frontier to the controller yet, so the demo reads the sink's marker.)
+    /// The sink file the live line shows the progress of, read from the sink's own
+    /// progress marker: what is durable in the file, independent of what the replica
+    /// reports to the controller.
     pub(crate) sink_path: Option<PathBuf>,
 }
 
