@@ -24,7 +24,8 @@
 //! - **Persist** (the baseline): a task waits on the data shard's upper through the
 //!   replica's own `PersistClient` (which shares its shard cache, so a local append
 //!   wakes it without polling) and records the instant the upper first passes each
-//!   time.
+//!   time. It waits through a write handle that never appends (persist's upper waiter
+//!   lives there), so it holds back no since.
 //!
 //! The lag of offset `n` is the first such instant past its time minus `emitted`. The
 //! first [`WARMUP`] offsets are dropped (dataflow start, cold code paths). The ratio of
