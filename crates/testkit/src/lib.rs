@@ -21,12 +21,13 @@
 //!   suite, each a public `async fn` taking a factory;
 //! - [`strategies`]: proptest strategies for timestamps, frontiers, read policies, ids,
 //!   schemas, rows and controller command sequences;
-//! - [`init_test_tracing`].
+//! - [`init_test_tracing`];
+//! - `sim` (feature `sim`): a seeded turmoil simulation of a controller and replicas
+//!   over the gRPC transport, with partitions, stalls, crashes and bounces, and checks
+//!   that every seed converges exactly.
 //!
-//! Not built: the `sim` feature's turmoil simulations (see the README).
-//!
-//! **Must never depend on**: `strata-cli`. Only [`harness`], [`faults::transport`] and
-//! [`conformance`] use the crates they exercise (`strata-controller-core`,
+//! **Must never depend on**: `strata-cli`. Only [`harness`], [`faults::transport`],
+//! [`conformance`] and `sim` use the crates they exercise (`strata-controller-core`,
 //! `strata-replica`, `strata-instance-client`, `strata-persist-backend`); the models,
 //! checkers and strategies must not use the code they check: they depend on
 //! `strata-controller-api` only, so controller-core's tests can use them as a

@@ -19,7 +19,9 @@
 //!   time after the faults, and the table's upper passes its last write; then
 //!   exactness: the table holds exactly the appended rows, and every source output
 //!   holds exactly what the deterministic generator produces for the offsets the
-//!   remap collection binds (a duplicated or lost row fails the seed).
+//!   remap collection binds (a duplicated or lost row fails the seed);
+//! - a [`Workload`] of your own, if given, creates its collections as the faults begin
+//!   and checks them after the built-in checks, through [`SimControl`].
 //!
 //! Storage is not what the simulation partitions: every host shares one in-memory
 //! persist location (as if S3 never failed). Use
@@ -34,11 +36,14 @@
 //! fix the interleaving: the replicas' timely workers, their command threads and their
 //! persist adapters run on real threads in real time (they block, and turmoil's
 //! runtimes are single-threaded and paused), and the controller uses random nonces.
-//! The driver keeps simulated time from running ahead of real time (it sleeps
-//! between steps when it is ahead), so replicas get the time a real deployment would
-//! give them relative to the controller's timers. A seed is therefore a reproducible
-//! *scenario*, not a bit-for-bit replay: a bug that depends on a narrow race may need
-//! a few runs of its seed (or the soak run, `STRATA_SOAK=1`) to show again.
+//! The driver steps turmoil one simulated millisecond at a time and never lets
+//! simulated time run ahead of real time (it sleeps when it is ahead; when steps are
+//! slow it lags, then catches up), so the controller's timers (reconnect backoff,
+//! waits) never fire before the replicas had the real time to act. A seed is therefore
+//! a reproducible *scenario*, not a bit-for-bit replay: which offsets are bound at
+//! which time, and how many, differ from run to run (the checks compare against what
+//! was bound), and a bug that depends on a narrow race may need a few runs of its seed
+//! (or the soak run, `STRATA_SOAK=1`) to show again.
 //!
 //! A partition in turmoil drops segments that are never retransmitted, which would
 //! leave a connection hanging forever after the repair; the simulated network cuts the
@@ -81,6 +86,7 @@
 //! [`Controller`]: strata_controller_core::Controller
 //! [`GrpcConnector::with_dialer`]: strata_instance_client::grpc::GrpcConnector::with_dialer
 
+mod control;
 mod hosts;
 mod net;
 mod plan;
@@ -89,8 +95,10 @@ mod seeds;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use self::control::{SIM_INSTANCE, SimControl, Workload};
 use self::hosts::{ReplicaHost, ReplicaSettings};
 use self::net::Links;
 pub use self::plan::{Fault, FaultPlan};
@@ -167,7 +175,7 @@ pub struct SimReport {
 }
 
 /// Builds a [`Sim`]; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimBuilder {
     seed: u64,
     replicas: usize,
@@ -177,6 +185,23 @@ pub struct SimBuilder {
     table_rows: u64,
     timeout: Duration,
     max_latency: Duration,
+    workload: Option<Arc<dyn Workload>>,
+}
+
+impl std::fmt::Debug for SimBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimBuilder")
+            .field("seed", &self.seed)
+            .field("replicas", &self.replicas)
+            .field("workers", &self.workers)
+            .field("plan", &self.plan)
+            .field("fault_window", &self.fault_window)
+            .field("table_rows", &self.table_rows)
+            .field("timeout", &self.timeout)
+            .field("max_latency", &self.max_latency)
+            .field("workload", &self.workload.is_some())
+            .finish()
+    }
 }
 
 impl Default for SimBuilder {
@@ -190,6 +215,7 @@ impl Default for SimBuilder {
             table_rows: 8,
             timeout: Duration::from_secs(20),
             max_latency: Duration::from_millis(5),
+            workload: None,
         }
     }
 }
@@ -242,6 +268,13 @@ impl SimBuilder {
     /// message's latency from the seed).
     pub fn max_latency(mut self, latency: Duration) -> Self {
         self.max_latency = latency;
+        self
+    }
+
+    /// Runs `workload` too: its `setup` once the built-in collections exist, its
+    /// `check` after the built-in checks passed (see [`Workload`]).
+    pub fn workload(mut self, workload: impl Workload) -> Self {
+        self.workload = Some(Arc::new(workload));
         self
     }
 
@@ -344,6 +377,7 @@ impl Sim {
             healed_at: CLOCK_START + millis(self.plan.end()),
             table_rows: settings.table_rows,
             timeout: settings.timeout,
+            workload: settings.workload.clone(),
         };
         let slot = Rc::clone(&outcome);
         sim.client(CONTROLLER, async move {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use strata_controller_api::{
     Antichain, CollectionDescription, Collections, DataSource, Datum, GlobalId,
-    IngestionDescription, InstanceId, Instances, Lifecycle, LoadGenerator, ReadPolicy, Reads,
-    RelationDesc, ReplicaConfig, ReplicaId, ReplicaLocation, Row, ScalarType, SourceConnection,
-    SourceOutput, StorageError, StorageMetadata, Tables, Timestamp,
+    IngestionDescription, Instances, Lifecycle, LoadGenerator, ReadPolicy, Reads, RelationDesc,
+    ReplicaConfig, ReplicaId, ReplicaLocation, Row, ScalarType, SourceConnection, SourceOutput,
+    StorageError, StorageMetadata, Timestamp,
 };
 use strata_controller_core::{ConnectorFactory, Controller, ControllerConfig};
 use strata_instance_client::Backoff;
@@ -19,19 +19,16 @@ use strata_instance_client::transport::ReplicaConnector;
 use strata_replica::generator::Generator;
 use tokio::time::Instant;
 
+use super::control::{SIM_INSTANCE, SimControl, Workload, storage, upper_time};
 use super::hosts::{FenceProbe, replica_addr};
 use super::net::Links;
 use super::{SimError, SimReport};
 use crate::harness::{ManualClock, consolidate, multiset_difference, render_difference};
 
-/// The instance the replicas belong to.
-const INSTANCE: InstanceId = InstanceId(1);
 /// The table the scenario appends to.
 const TABLE: GlobalId = GlobalId::User(1);
 /// The first of the auction source's four ids (ingestion, remap, auctions, bids).
 const SOURCE: u64 = 10;
-/// How long one round of driving the controller waits for it to have work.
-const ROUND: Duration = Duration::from_millis(5);
 
 /// What the controller's side needs.
 pub(crate) struct Scenario {
@@ -46,12 +43,7 @@ pub(crate) struct Scenario {
     pub(crate) table_rows: u64,
     /// How long the convergence waits may take, in simulated time.
     pub(crate) timeout: Duration,
-}
-
-fn storage(context: &str) -> impl FnOnce(StorageError<Timestamp>) -> SimError + '_ {
-    move |source| SimError::Diverged {
-        what: format!("{context}: {source}"),
-    }
+    pub(crate) workload: Option<std::sync::Arc<dyn Workload>>,
 }
 
 /// The auction load generator of the scenario: one offset every 10 ms (real time),
@@ -108,7 +100,7 @@ impl Source {
         };
         let ingestion = IngestionDescription {
             connection: connection(seed),
-            instance_id: INSTANCE,
+            instance_id: SIM_INSTANCE,
             remap_collection_id: self.remap,
             source_exports: BTreeMap::new(),
             as_of: None,
@@ -164,108 +156,6 @@ fn bound_offset(remap: &BTreeMap<Row, i64>) -> u64 {
         .unwrap_or(0)
 }
 
-fn upper_time(ctl: &Controller<Timestamp>, id: GlobalId) -> Result<Option<u64>, String> {
-    ctl.collection_frontiers(id)
-        .map(|f| f.write_frontier.as_option().map(Timestamp::as_millis))
-        .map_err(|e| format!("{id}: {e}"))
-}
-
-/// The controller's side of the simulation.
-struct Driver {
-    controller: Controller<Timestamp>,
-    timeout: Duration,
-}
-
-impl Driver {
-    /// Drives the controller for at most one round.
-    async fn drive(&mut self, round: Duration) -> Result<(), SimError> {
-        self.controller.apply_pending();
-        if tokio::time::timeout(round, self.controller.ready())
-            .await
-            .is_ok()
-        {
-            while self
-                .controller
-                .process(&StorageMetadata::default())
-                .map_err(storage("processing replica responses"))?
-                .is_some()
-            {}
-        }
-        Ok(())
-    }
-
-    /// Drives the controller until `check` holds, for at most the timeout (in
-    /// simulated time).
-    async fn wait_until<R>(
-        &mut self,
-        description: &str,
-        mut check: impl FnMut(&Controller<Timestamp>) -> Result<R, String>,
-    ) -> Result<R, SimError> {
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            self.controller.apply_pending();
-            let seen = match check(&self.controller) {
-                Ok(value) => return Ok(value),
-                Err(seen) => seen,
-            };
-            if Instant::now() >= deadline {
-                return Err(SimError::Diverged {
-                    what: format!(
-                        "timed out after {:?} of simulated time waiting for {description}; last saw {seen}",
-                        self.timeout
-                    ),
-                });
-            }
-            self.drive(ROUND).await?;
-        }
-    }
-
-    /// Appends `row` to the table at its upper; returns the write's time.
-    async fn append(&mut self, row: Row) -> Result<u64, SimError> {
-        let deadline = Instant::now() + self.timeout;
-        let mut at = None;
-        loop {
-            self.controller.apply_pending();
-            let write = match at.take() {
-                Some(at) => at,
-                None => upper_time(&self.controller, TABLE)
-                    .map_err(|what| SimError::Diverged { what })?
-                    .ok_or_else(|| SimError::Diverged {
-                        what: format!("{TABLE} is closed"),
-                    })?,
-            };
-            let result = match self.controller.append_table(
-                Timestamp::new(write),
-                Timestamp::new(write + 1),
-                vec![(TABLE, vec![(row.clone(), 1)])],
-            ) {
-                Ok(pending) => pending.await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => {
-                    self.controller.apply_pending();
-                    return Ok(write);
-                }
-                // The upper moved on before the controller told us: write at it.
-                Err(StorageError::UpdateBeforeUpper { upper, .. }) if Instant::now() < deadline => {
-                    at = upper.as_option().map(Timestamp::as_millis);
-                }
-                Err(e) => return Err(storage(&format!("appending to {TABLE} at {write}"))(e)),
-            }
-        }
-    }
-
-    async fn snapshot(&mut self, id: GlobalId, as_of: u64) -> Result<BTreeMap<Row, i64>, SimError> {
-        let rows = self
-            .controller
-            .snapshot(id, Timestamp::new(as_of))
-            .await
-            .map_err(storage(&format!("reading {id} as of {as_of}")))?;
-        Ok(consolidate(rows))
-    }
-}
-
 /// Compares `actual` with `expected`, naming duplicated, missing and extra rows.
 fn exact(
     what: &str,
@@ -317,12 +207,9 @@ impl Scenario {
         let controller = Controller::open_durable(config, &self.location, false)
             .await
             .map_err(storage("opening the controller"))?;
-        let mut driver = Driver {
-            controller,
-            timeout: self.timeout,
-        };
-        let ctl = &mut driver.controller;
-        ctl.create_instance(INSTANCE)
+        let mut driver = SimControl::new(controller, self.timeout, self.clock.clone());
+        let ctl = driver.controller_mut();
+        ctl.create_instance(SIM_INSTANCE)
             .map_err(storage("creating the instance"))?;
         for index in 0..self.replicas {
             let config = ReplicaConfig {
@@ -332,7 +219,7 @@ impl Scenario {
                     token: None,
                 },
             };
-            ctl.connect_replica(INSTANCE, ReplicaId(index as u64 + 1), config)
+            ctl.connect_replica(SIM_INSTANCE, ReplicaId(index as u64 + 1), config)
                 .map_err(storage("connecting a replica"))?;
         }
         let desc = RelationDesc::builder()
@@ -362,6 +249,9 @@ impl Scenario {
         ctl.set_read_policy(policies)
             .map_err(storage("holding the sinces"))?;
         ctl.initialization_complete();
+        if let Some(workload) = &self.workload {
+            workload.setup(&mut driver).await?;
+        }
 
         // Appends spread over the fault window.
         let spacing = Duration::from_millis(
@@ -371,11 +261,11 @@ impl Scenario {
         let mut expected_table = BTreeMap::new();
         for k in 0..self.table_rows {
             let row = Row::pack(&[Datum::Int64(k as i64)]);
-            last_write = driver.append(row.clone()).await?;
+            last_write = driver.append(TABLE, vec![(row.clone(), 1)]).await?;
             expected_table.insert(row, 1);
             let next = Instant::now() + spacing;
             while Instant::now() < next {
-                driver.drive(ROUND).await?;
+                driver.drive(Duration::from_millis(5)).await?;
             }
         }
         let clock = self.clock.clone();
@@ -393,7 +283,7 @@ impl Scenario {
 
         // Convergence: every replica serves this controller again, and every upper
         // passes the target.
-        let epoch = driver.controller.epoch();
+        let epoch = driver.controller().epoch();
         for (index, fence) in self.fences.iter().enumerate() {
             driver
                 .wait_until(
@@ -451,6 +341,9 @@ impl Scenario {
                 &rows,
                 &source.expected(output, offsets),
             )?;
+        }
+        if let Some(workload) = &self.workload {
+            workload.check(&mut driver).await?;
         }
         Ok(SimReport {
             seed: self.seed,
