@@ -358,8 +358,9 @@ impl Sim {
         let mut sim = turmoil::Builder::new()
             .rng_seed(settings.seed)
             .tick_duration(TICK)
-            // The scenario's own waits time out first; this only bounds a stuck run.
-            .simulation_duration(self.plan.end() + settings.timeout * 4)
+            // The scenario's own waits (each bounded by the timeout) say what they
+            // waited for; this only bounds a run stuck elsewhere.
+            .simulation_duration(self.plan.end() + settings.timeout * 8 + Duration::from_secs(10))
             .min_message_latency(Duration::ZERO)
             .max_message_latency(settings.max_latency)
             .build();
