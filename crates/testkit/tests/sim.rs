@@ -4,9 +4,11 @@
 //! or a bounce; every seed must converge with exact contents.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use strata_testkit::sim::{Fault, FaultPlan, Sim, rerun_hint, run_seeds, seeds_from_env};
+use strata_testkit::sim::{
+    Fault, FaultPlan, Sim, SimControl, SimError, Workload, rerun_hint, run_seeds, seeds_from_env,
+};
 
 /// Seeds run side by side: each mostly waits (paced simulated time, idle workers).
 const THREADS: usize = 5;
@@ -77,25 +79,37 @@ fn every_seed_converges_exactly_through_partitions_and_crashes() {
     );
 }
 
+/// A workload whose check always fails, so the seed fails for sure.
+struct AlwaysWrong;
+
+#[async_trait::async_trait(?Send)]
+impl Workload for AlwaysWrong {
+    async fn setup(&self, _: &mut SimControl) -> Result<(), SimError> {
+        Ok(())
+    }
+
+    async fn check(&self, _: &mut SimControl) -> Result<(), SimError> {
+        Err(SimError::Diverged {
+            what: "the contents are wrong on purpose".into(),
+        })
+    }
+}
+
 #[test]
 fn a_failing_seed_names_itself_and_how_to_rerun_it() {
     strata_testkit::init_test_tracing();
-    // One simulated millisecond is too short for anything to converge.
     let failure = Sim::builder()
         .seed(5)
         .faults(FaultPlan::new())
         .table_rows(1)
-        .timeout(Duration::from_millis(1))
+        .workload(AlwaysWrong)
         .build()
         .run()
         .unwrap_err();
     assert_eq!(failure.seed, 5);
     let message = failure.to_string();
     assert!(message.contains("simulation seed 5 failed"), "{message}");
-    assert!(
-        message.contains("of simulated time waiting for"),
-        "{message}"
-    );
+    assert!(message.contains("wrong on purpose"), "{message}");
     assert!(
         message
             .contains("STRATA_SIM_SEED=5 cargo test -p strata-testkit --features sim --test sim"),
