@@ -14,9 +14,10 @@
 //!   table while the [`FaultPlan`] runs (by default [`FaultPlan::random`] from the
 //!   seed: partitions with repairs, sometimes stalls, a replica crash with its
 //!   restart, sometimes a bounce);
-//! - once the plan is over it checks convergence: every replica serves the
-//!   controller's epoch again, the uppers of every source collection pass the clock's
-//!   time after the faults, and the table's upper passes its last write; then
+//! - once the plan is over it checks convergence: every replica's running process
+//!   admitted the controller's epoch and is connected to it over a link not cut
+//!   since, the uppers of every source collection pass the clock's time after the
+//!   faults, and the table's upper passes its last write; then
 //!   exactness: the table holds exactly the appended rows, and every source output
 //!   holds exactly what the deterministic generator produces for the offsets the
 //!   remap collection binds (a duplicated or lost row fails the seed);

@@ -33,7 +33,8 @@ struct StreamWakers {
 struct Link {
     /// Bumped by every cut; a stream opened at an older generation is cut.
     generation: u64,
-    streams: Vec<Weak<StreamWakers>>,
+    /// The streams open on the link, with the generation each was opened at.
+    streams: Vec<(u64, Weak<StreamWakers>)>,
 }
 
 /// The links between the controller and each replica host, by replica host name.
@@ -57,7 +58,7 @@ impl Links {
             link.generation += 1;
             std::mem::take(&mut link.streams)
         });
-        for stream in streams.iter().filter_map(Weak::upgrade) {
+        for stream in streams.iter().filter_map(|(_, s)| s.upgrade()) {
             stream.read.wake();
             stream.write.wake();
         }
@@ -65,6 +66,17 @@ impl Links {
 
     fn generation(&self, host: &str) -> u64 {
         self.with(host, |link| link.generation)
+    }
+
+    /// Whether a stream opened since the last cut is open on the link to `host` (the
+    /// controller's end or the replica's).
+    pub(crate) fn is_connected(&self, host: &str) -> bool {
+        self.with(host, |link| {
+            let current = link.generation;
+            link.streams
+                .iter()
+                .any(|(g, s)| *g == current && s.strong_count() > 0)
+        })
     }
 
     fn is_cut(&self, host: &str, generation: u64) -> bool {
@@ -75,8 +87,8 @@ impl Links {
     fn wrap(&self, host: &str, generation: u64, inner: turmoil::net::TcpStream) -> SimStream {
         let wakers = Arc::new(StreamWakers::default());
         self.with(host, |link| {
-            link.streams.retain(|s| s.strong_count() > 0);
-            link.streams.push(Arc::downgrade(&wakers));
+            link.streams.retain(|(_, s)| s.strong_count() > 0);
+            link.streams.push((generation, Arc::downgrade(&wakers)));
         });
         SimStream {
             inner,

@@ -20,7 +20,7 @@ use strata_replica::generator::Generator;
 use tokio::time::Instant;
 
 use super::control::{SIM_INSTANCE, SimControl, Workload, storage, upper_time};
-use super::hosts::{FenceProbe, replica_addr};
+use super::hosts::{FenceProbe, host_name, replica_addr};
 use super::net::Links;
 use super::{SimError, SimReport};
 use crate::harness::{ManualClock, consolidate, multiset_difference, render_difference};
@@ -268,28 +268,23 @@ impl Scenario {
                 driver.drive(Duration::from_millis(5)).await?;
             }
         }
-        let clock = self.clock.clone();
-        let healed_at = self.healed_at;
-        driver
-            .wait_until("the fault plan to end", |_| {
-                let now = clock.now();
-                if now >= healed_at {
-                    Ok(())
-                } else {
-                    Err(format!("clock at {now}, plan ends at {healed_at}"))
-                }
-            })
-            .await?;
+        // The plan may run longer than a wait's timeout; turmoil's duration bounds it.
+        while self.clock.now() < self.healed_at {
+            driver.drive(Duration::from_millis(5)).await?;
+        }
 
-        // Convergence: every replica serves this controller again, and every upper
-        // passes the target.
+        // Convergence: every replica's running process admitted this controller and is
+        // connected to it over a link not cut since, and every upper passes the target.
         let epoch = driver.controller().epoch();
         for (index, fence) in self.fences.iter().enumerate() {
+            let host = host_name(index);
+            let links = &self.links;
             driver
                 .wait_until(
-                    &format!("replica {index} to serve epoch {epoch}"),
+                    &format!("replica {index} to serve epoch {epoch} again"),
                     |_| match fence.admitted() {
-                        Some(e) if e == epoch => Ok(()),
+                        Some(e) if e == epoch && links.is_connected(&host) => Ok(()),
+                        Some(e) if e == epoch => Err("no connection since the last cut".into()),
                         Some(e) => Err(format!("its fence at epoch {e}")),
                         None => Err("it is down".into()),
                     },
