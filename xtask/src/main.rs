@@ -52,7 +52,7 @@ fn print_usage() {
         "usage: cargo xtask <command>\n\n\
          commands:\n  \
          codegen [--check]          regenerate (or check) committed protocol code\n  \
-         test [--soak] [-- ARGS]    run every test, with a local S3 server\n  \
+         test [--soak] [-- ARGS]    run every test, with a local S3 server (--soak: STRATA_SOAK=1, see docs/TESTING.md)\n  \
          lint                       fmt, clippy, codegen --check, docs\n  \
          ci                         lint, then test\n  \
          bench [SUITE] [--quick]    run benchmarks, writing bench-results/SUITE.json\n"

@@ -19,7 +19,7 @@ use strata_instance_client::proto::{ProtoDroppedId, ProtoStorageResponse, proto_
 use strata_instance_client::proto_grpc::storage_replica_server::{
     StorageReplica, StorageReplicaServer,
 };
-use strata_instance_client::testing::{frontier, ingestion, recv_until, wait_until};
+use strata_instance_client::testing::{frontier, ingestion, recv_until, soak_factor, wait_until};
 use strata_instance_client::{InstanceResponse, StorageCommand, StorageResponse};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -255,8 +255,9 @@ async fn garbage_replicas_are_disconnected_without_a_panic_and_others_carry_on()
 
     instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
     let id = GlobalId::User(1);
-    const ROUNDS: usize = 6;
-    for round in 1..=ROUNDS {
+    // Under `--soak`, many more disconnect/reconnect rounds.
+    let rounds = 6 * soak_factor() as usize;
+    for round in 1..=rounds {
         // Every bad peer has been disconnected and reconnected `round` times by now.
         for (name, count) in &counters {
             wait_until(&format!("{name} is reconnected ({round})"), || {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use strata_controller_api::LoadGenerator;
+use strata_instance_client::testing::soak_factor;
 use strata_instance_client::{RunIngestionCommand, StorageCommand};
 use strata_replica::shard::Shards;
 use strata_replica::shard::persist::PersistShards;
@@ -209,6 +210,14 @@ fn two_processes_ingest_correct_contents() {
     if std::env::var_os(PEER_ENV).is_some() {
         return; // the child runs only `cluster_peer`
     }
+    // Under `cargo xtask test --soak`, many clusters in a row.
+    for _ in 0..soak_factor() {
+        one_cluster_run();
+    }
+}
+
+/// Runs the two-process cluster once, on fresh ports and a fresh persist location.
+fn one_cluster_run() {
     let cmd = ingestion_cmd();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().join("persist").display());

@@ -17,6 +17,7 @@ use std::time::Duration;
 use common::scenarios::{Contents, assert_monotone, run_clean};
 use common::*;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, LoadGenerator, ReplicaId, Timestamp};
+use strata_instance_client::testing::soak_factor;
 use strata_instance_client::{
     Backoff, Instance, InstanceResponse, LocalConnector, ReplicaConnection, ReplicaConnector,
     RunIngestionCommand, StorageCommand, StorageResponse, TransportError,
@@ -100,8 +101,13 @@ fn absorb_uppers(
 }
 
 /// Runs `cmd` to `limit` through an instance while the replica is aborted and replaced
-/// `RESTARTS` times; returns the final contents.
-fn run_with_aborts(url: &str, cmd: &RunIngestionCommand<Timestamp>, limit: u64) -> Contents {
+/// `RESTARTS` times, at points drawn from `seed`; returns the final contents.
+fn run_with_aborts(
+    url: &str,
+    cmd: &RunIngestionCommand<Timestamp>,
+    limit: u64,
+    seed: u64,
+) -> Contents {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -122,7 +128,7 @@ fn run_with_aborts(url: &str, cmd: &RunIngestionCommand<Timestamp>, limit: u64) 
     }
     let watch = open(url);
     let replica = ReplicaId(1);
-    let mut rng = Rng(0xc0ffee ^ url.len() as u64);
+    let mut rng = Rng(0xc0ffee ^ url.len() as u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let (mut uppers, mut reports, mut midpoints) = (Default::default(), 0, Vec::new());
     let wire = Wire::default();
     for _ in 0..RESTARTS {
@@ -223,11 +229,22 @@ fn exactly_once_over_local_transport_on_persist_memory_and_file() {
     let clean = run_clean(&clean_factory, &cmd, 1, LIMIT);
     assert_eq!(clean, model(&cmd, LIMIT));
 
-    let on_memory = run_with_aborts("mem://replica-transport-aborts", &cmd, LIMIT);
-    assert_eq!(on_memory, clean, "memory contents differ from a clean run");
+    // Under `cargo xtask test --soak`, many rounds, each with other abort points and
+    // fresh locations.
+    for round in 0..u64::from(soak_factor()) {
+        let memory = format!("mem://replica-transport-aborts-{round}");
+        let on_memory = run_with_aborts(&memory, &cmd, LIMIT, round);
+        assert_eq!(
+            on_memory, clean,
+            "memory contents differ from a clean run (round {round})"
+        );
 
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().display());
-    let on_file = run_with_aborts(&url, &cmd, LIMIT);
-    assert_eq!(on_file, clean, "file contents differ from a clean run");
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let on_file = run_with_aborts(&url, &cmd, LIMIT, round);
+        assert_eq!(
+            on_file, clean,
+            "file contents differ from a clean run (round {round})"
+        );
+    }
 }

@@ -19,7 +19,7 @@ use crate::proto_grpc::storage_replica_client::StorageReplicaClient;
 use crate::proto_grpc::storage_replica_server::{StorageReplica, StorageReplicaServer};
 use crate::protocol::{StorageCommand, StorageResponse};
 use crate::scenarios::{self, Factory, FakeReplica};
-use crate::testing::{fast_backoff, frontier, ingestion, recv_until, wait_until};
+use crate::testing::{fast_backoff, frontier, ingestion, recv_until, soak_factor, wait_until};
 use crate::transport::{EpochFence, ReplicaConnector, ReplicaHandler};
 
 /// Starts a server for `handler` on a loopback port; returns its address.
@@ -85,17 +85,23 @@ async fn dropped_id_completion_three_replicas() {
 
 #[tokio::test]
 async fn reconnect_replays_history_one_replica() {
-    scenarios::reconnect_replays_history(grpc(), 1).await;
+    for _ in 0..soak_factor() {
+        scenarios::reconnect_replays_history(grpc(), 1).await;
+    }
 }
 
 #[tokio::test]
 async fn reconnect_replays_history_three_replicas() {
-    scenarios::reconnect_replays_history(grpc(), 3).await;
+    for _ in 0..soak_factor() {
+        scenarios::reconnect_replays_history(grpc(), 3).await;
+    }
 }
 
 #[tokio::test]
 async fn sink_failover() {
-    scenarios::sink_failover(grpc()).await;
+    for _ in 0..soak_factor() {
+        scenarios::sink_failover(grpc()).await;
+    }
 }
 
 #[tokio::test]
@@ -419,5 +425,7 @@ async fn in_memory_network_upper_merging() {
 
 #[tokio::test]
 async fn in_memory_network_reconnect_replays_history() {
-    scenarios::reconnect_replays_history(in_memory(), 1).await;
+    for _ in 0..soak_factor() {
+        scenarios::reconnect_replays_history(in_memory(), 1).await;
+    }
 }

@@ -665,7 +665,8 @@ fn steps(ops: &[Op]) -> Vec<Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    // 10x the cases under `cargo xtask test --soak`.
+    #![proptest_config(ProptestConfig::with_cases(128 * crate::testing::soak_factor()))]
 
     #[test]
     fn reduced_replay_matches_full_replay(ops in proptest::collection::vec(arb_op(), 0..300)) {

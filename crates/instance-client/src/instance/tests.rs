@@ -9,7 +9,7 @@ use crate::local::LocalConnector;
 use crate::protocol::{Status, StorageCommand};
 use crate::scenarios::{self, Factory, FakeReplica};
 use crate::testing::{
-    CountingConnector, compact, fast_backoff, ingestion, recv_until, sink, wait_until,
+    CountingConnector, compact, fast_backoff, ingestion, recv_until, sink, soak_factor, wait_until,
 };
 use crate::transport::ReplicaConnector;
 
@@ -47,17 +47,23 @@ async fn dropped_id_completion_three_replicas() {
 
 #[tokio::test]
 async fn reconnect_replays_history_one_replica() {
-    scenarios::reconnect_replays_history(local(), 1).await;
+    for _ in 0..soak_factor() {
+        scenarios::reconnect_replays_history(local(), 1).await;
+    }
 }
 
 #[tokio::test]
 async fn reconnect_replays_history_three_replicas() {
-    scenarios::reconnect_replays_history(local(), 3).await;
+    for _ in 0..soak_factor() {
+        scenarios::reconnect_replays_history(local(), 3).await;
+    }
 }
 
 #[tokio::test]
 async fn sink_failover() {
-    scenarios::sink_failover(local()).await;
+    for _ in 0..soak_factor() {
+        scenarios::sink_failover(local()).await;
+    }
 }
 
 #[tokio::test]
