@@ -1,145 +1,24 @@
-//! Instance scenarios that every transport runs: a fake replica handler, and one async
-//! function per behaviour, each taking a factory that connects to a fake replica.
+//! Instance scenarios that every transport runs: one async function per behaviour, each
+//! taking a factory that connects to a [`FakeReplica`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
 use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Timestamp};
 
-use crate::instance::{Backoff, Instance, InstanceResponse};
+use crate::instance::{Instance, InstanceResponse};
 use crate::protocol::{Status, StatusUpdate, StorageCommand, StorageResponse};
-use crate::testing::{compact, config, frontier, ingestion, sink};
-use crate::transport::{CommandReceiver, Hello, ReplicaConnector, ReplicaHandler, ResponseSender};
-
-type Cmd = StorageCommand<Timestamp>;
-
-/// A replica that records every connection's commands and answers only when told to,
-/// except that it confirms drops of what it runs when `auto_drop` is set.
-#[derive(Default)]
-pub(crate) struct FakeReplica {
-    connections: Mutex<Vec<Vec<Cmd>>>,
-    current: Mutex<Option<(usize, ResponseSender<Timestamp>)>>,
-    crash: tokio::sync::Notify,
-    pub(crate) auto_drop: AtomicBool,
-}
-
-impl FakeReplica {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(FakeReplica {
-            auto_drop: AtomicBool::new(true),
-            ..FakeReplica::default()
-        })
-    }
-
-    /// The commands of every connection so far, each starting with its Hello.
-    pub(crate) fn connections(&self) -> Vec<Vec<Cmd>> {
-        self.connections.lock().unwrap().clone()
-    }
-
-    /// Sends a response on the current connection; false if there is none.
-    pub(crate) fn respond(&self, response: StorageResponse<Timestamp>) -> bool {
-        match &*self.current.lock().unwrap() {
-            Some((_, tx)) => tx.send(response).is_ok(),
-            None => false,
-        }
-    }
-
-    /// Ends the current connection, as a crash would.
-    pub(crate) fn crash(&self) {
-        self.crash.notify_one();
-    }
-}
-
-#[async_trait]
-impl ReplicaHandler<Timestamp> for FakeReplica {
-    async fn serve(
-        &self,
-        hello: Hello,
-        mut commands: CommandReceiver<Timestamp>,
-        responses: ResponseSender<Timestamp>,
-    ) {
-        let index = {
-            let mut connections = self.connections.lock().unwrap();
-            connections.push(vec![StorageCommand::Hello {
-                nonce: hello.nonce,
-                epoch: hello.epoch,
-            }]);
-            connections.len() - 1
-        };
-        *self.current.lock().unwrap() = Some((index, responses.clone()));
-        let mut running = BTreeSet::new();
-        loop {
-            let command = tokio::select! {
-                command = commands.recv() => command,
-                () = self.crash.notified() => None,
-            };
-            let Some(command) = command else { break };
-            match &command {
-                StorageCommand::RunIngestion(run) => running.extend(run.collection_ids()),
-                StorageCommand::RunSink(run) => {
-                    running.insert(run.id);
-                }
-                StorageCommand::AllowCompaction { id, frontier } if frontier.is_empty() => {
-                    let confirm = running.remove(id) && self.auto_drop.load(Ordering::SeqCst);
-                    if confirm {
-                        let _ = responses.send(StorageResponse::DroppedId(*id));
-                    }
-                }
-                _ => {}
-            }
-            self.connections.lock().unwrap()[index].push(command);
-        }
-        let mut current = self.current.lock().unwrap();
-        if current.as_ref().is_some_and(|(i, _)| *i == index) {
-            *current = None;
-        }
-    }
-}
+pub(crate) use crate::testing::FakeReplica;
+use crate::testing::{
+    compact, config, fast_backoff, frontier, ingestion, recv_until, sink, wait_until,
+};
+use crate::transport::ReplicaConnector;
 
 /// Connects to a fake replica over some transport.
 pub(crate) type Factory =
     Arc<dyn Fn(Arc<FakeReplica>) -> Arc<dyn ReplicaConnector<Timestamp>> + Send + Sync>;
-
-pub(crate) fn fast_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(50),
-    }
-}
-
-/// Waits (bounded, so a bug fails instead of hanging) until `cond` holds.
-pub(crate) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..2_000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-/// Receives responses until `pred` matches one, returning everything received.
-pub(crate) async fn recv_until(
-    instance: &mut Instance<Timestamp>,
-    mut pred: impl FnMut(&InstanceResponse<Timestamp>) -> bool,
-) -> Vec<InstanceResponse<Timestamp>> {
-    let mut seen = Vec::new();
-    loop {
-        let response = tokio::time::timeout(Duration::from_secs(10), instance.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no matching response; saw {seen:?}"));
-        let done = pred(&response);
-        seen.push(response);
-        if done {
-            return seen;
-        }
-    }
-}
 
 fn marker(id: u64) -> StorageResponse<Timestamp> {
     StorageResponse::StatusUpdate(StatusUpdate {

@@ -1,6 +1,6 @@
 //! Helpers shared by this crate's tests and by other crates' tests of an instance:
-//! command builders, proptest strategies over the protocol, a connector that counts its
-//! connection attempts, bounded waits and the soak factor.
+//! command builders, proptest strategies over the protocol, a recording fake replica, a
+//! connector that counts its connection attempts, bounded waits and the soak factor.
 //!
 //! Compiled for this crate's own unit tests and, for everyone else, behind the
 //! non-default `testing` feature (which pulls in proptest). Nothing here is for
@@ -8,9 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,7 +26,12 @@ use crate::protocol::{
     RunIngestionCommand, RunSinkCommand, SinkStatisticsUpdate, SourceStatisticsUpdate, Status,
     StatusUpdate, StorageCommand, StorageParameters, StorageResponse,
 };
-use crate::transport::{ReplicaConnection, ReplicaConnector, TransportError};
+use crate::transport::{
+    CommandReceiver, Hello, ReplicaConnection, ReplicaConnector, ReplicaHandler, ResponseSender,
+    TransportError,
+};
+
+type Cmd = StorageCommand<Timestamp>;
 
 /// How many times longer randomized and concurrency tests run: 10 when the environment
 /// variable `STRATA_SOAK` is set to anything but empty or `0` (`cargo xtask test --soak`
@@ -118,6 +123,115 @@ impl<T: Send + 'static> ReplicaConnector<T> for CountingConnector<T> {
     fn target(&self) -> String {
         self.inner.target()
     }
+}
+
+/// A replica handler that records every connection's commands and answers only when
+/// told to, except that it confirms the drop of what it runs (a final
+/// `AllowCompaction`) while `auto_drop` is set, as it is from [`FakeReplica::new`].
+#[derive(Default)]
+pub struct FakeReplica {
+    connections: Mutex<Vec<Vec<Cmd>>>,
+    current: Mutex<Option<(usize, ResponseSender<Timestamp>)>>,
+    crash: tokio::sync::Notify,
+    /// Whether it confirms drops by itself.
+    pub auto_drop: AtomicBool,
+}
+
+impl FakeReplica {
+    /// A replica with no connections yet that confirms drops.
+    pub fn new() -> Arc<Self> {
+        Arc::new(FakeReplica {
+            auto_drop: AtomicBool::new(true),
+            ..FakeReplica::default()
+        })
+    }
+
+    /// The commands of every connection so far, each starting with its Hello.
+    pub fn connections(&self) -> Vec<Vec<Cmd>> {
+        self.connections.lock().unwrap().clone()
+    }
+
+    /// Whether the latest connection has received `command`.
+    pub fn latest_has(&self, command: &Cmd) -> bool {
+        self.connections
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|c| c.contains(command))
+    }
+
+    /// Sends a response on the current connection; false if there is none.
+    pub fn respond(&self, response: StorageResponse<Timestamp>) -> bool {
+        match &*self.current.lock().unwrap() {
+            Some((_, tx)) => tx.send(response).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Ends the current connection, as a crash would.
+    pub fn crash(&self) {
+        self.crash.notify_one();
+    }
+}
+
+#[async_trait]
+impl ReplicaHandler<Timestamp> for FakeReplica {
+    async fn serve(
+        &self,
+        hello: Hello,
+        mut commands: CommandReceiver<Timestamp>,
+        responses: ResponseSender<Timestamp>,
+    ) {
+        let index = {
+            let mut connections = self.connections.lock().unwrap();
+            connections.push(vec![StorageCommand::Hello {
+                nonce: hello.nonce,
+                epoch: hello.epoch,
+            }]);
+            connections.len() - 1
+        };
+        *self.current.lock().unwrap() = Some((index, responses.clone()));
+        let mut running = BTreeSet::new();
+        loop {
+            let command = tokio::select! {
+                command = commands.recv() => command,
+                () = self.crash.notified() => None,
+            };
+            let Some(command) = command else { break };
+            match &command {
+                StorageCommand::RunIngestion(run) => running.extend(run.collection_ids()),
+                StorageCommand::RunSink(run) => {
+                    running.insert(run.id);
+                }
+                StorageCommand::AllowCompaction { id, frontier } if frontier.is_empty() => {
+                    let confirm = running.remove(id) && self.auto_drop.load(Ordering::SeqCst);
+                    if confirm {
+                        let _ = responses.send(StorageResponse::DroppedId(*id));
+                    }
+                }
+                _ => {}
+            }
+            self.connections.lock().unwrap()[index].push(command);
+        }
+        let mut current = self.current.lock().unwrap();
+        if current.as_ref().is_some_and(|(i, _)| *i == index) {
+            *current = None;
+        }
+    }
+}
+
+/// The ids of the `Paused` statuses an instance synthesised itself (no replica), in
+/// order.
+pub fn paused_ids(responses: &[InstanceResponse<Timestamp>]) -> Vec<GlobalId> {
+    responses
+        .iter()
+        .filter_map(|r| match r {
+            InstanceResponse::Status(s) if s.status == Status::Paused && s.replica.is_none() => {
+                Some(s.id)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A frontier at `t`, or `[]` for `None`.

@@ -19,7 +19,9 @@ use strata_instance_client::proto::{ProtoDroppedId, ProtoStorageResponse, proto_
 use strata_instance_client::proto_grpc::storage_replica_server::{
     StorageReplica, StorageReplicaServer,
 };
-use strata_instance_client::testing::{frontier, ingestion, recv_until, soak_factor, wait_until};
+use strata_instance_client::testing::{
+    FakeReplica, frontier, ingestion, recv_until, soak_factor, wait_until,
+};
 use strata_instance_client::{InstanceResponse, StorageCommand, StorageResponse};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -226,7 +228,7 @@ async fn malformed_peer() -> (GrpcConnector, Arc<AtomicUsize>) {
 async fn garbage_replicas_are_disconnected_without_a_panic_and_others_carry_on() {
     record_panics();
     let mut instance = instance();
-    let good: Vec<_> = (0..2).map(|_| Recorder::new()).collect();
+    let good: Vec<_> = (0..2).map(|_| FakeReplica::new()).collect();
     // Good replicas first: r1 hosts the sinks.
     for (i, recorder) in good.iter().enumerate() {
         let c = serve_grpc(Arc::clone(recorder) as _).await;

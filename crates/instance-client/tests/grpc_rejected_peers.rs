@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use common::*;
 use strata_controller_api::{InstanceId, ReplicaId, Timestamp};
 use strata_instance_client::grpc::{ClientTls, GrpcConnector, ServerConfig};
-use strata_instance_client::testing::{fast_backoff, wait_until};
+use strata_instance_client::testing::{FakeReplica, fast_backoff, wait_until};
 use strata_instance_client::{Instance, StorageCommand};
 
 /// How many accepted connections of a rejected client the tests wait for.
@@ -29,7 +29,7 @@ async fn a_plaintext_client_never_reaches_a_tls_replica() {
         )),
         token: None,
     };
-    let recorder = Recorder::new();
+    let recorder = FakeReplica::new();
     let (addr, accepted) = serve_grpc_counting(recorder.clone(), config).await;
 
     let plain = GrpcConnector::new(&format!("http://{addr}"), None).unwrap();
@@ -70,7 +70,7 @@ async fn a_wrong_token_never_reaches_the_replica() {
         tls: None,
         token: Some("right".into()),
     };
-    let recorder = Recorder::new();
+    let recorder = FakeReplica::new();
     let (addr, accepted) = serve_grpc_counting(recorder.clone(), config).await;
     for token in [None, Some("wrong"), Some("righ"), Some("right ")] {
         let before = accepted.load(Ordering::SeqCst);
@@ -107,7 +107,7 @@ fn at_epoch(epoch: u64) -> Instance<Timestamp> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_epochs_never_reach_the_replica() {
-    let recorder = Recorder::new();
+    let recorder = FakeReplica::new();
     let (addr, accepted) = serve_grpc_counting(recorder.clone(), ServerConfig::default()).await;
     let uri = format!("http://{addr}");
     let grpc = || connector(GrpcConnector::new(&uri, None).unwrap());

@@ -7,7 +7,9 @@ mod common;
 
 use common::*;
 use strata_controller_api::{GlobalId, ReplicaId, Timestamp};
-use strata_instance_client::testing::{ingestion, recv_until, sink, wait_until};
+use strata_instance_client::testing::{
+    FakeReplica, ingestion, paused_ids, recv_until, sink, wait_until,
+};
 use strata_instance_client::{
     Instance, InstanceResponse, Status, StatusUpdate, StorageCommand, StorageResponse,
 };
@@ -15,19 +17,6 @@ use strata_instance_client::{
 /// Every response ready now (the instance's queue, without waiting).
 fn ready(instance: &mut Instance<Timestamp>) -> Vec<InstanceResponse<Timestamp>> {
     std::iter::from_fn(|| instance.try_recv()).collect()
-}
-
-/// The ids of synthesised `Paused` statuses, in order.
-fn paused_ids(responses: &[InstanceResponse<Timestamp>]) -> Vec<GlobalId> {
-    responses
-        .iter()
-        .filter_map(|r| match r {
-            InstanceResponse::Status(s) if s.status == Status::Paused && s.replica.is_none() => {
-                Some(s.id)
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 fn running(id: GlobalId) -> StorageResponse<Timestamp> {
@@ -44,7 +33,7 @@ fn running(id: GlobalId) -> StorageResponse<Timestamp> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_last_grpc_replica_synthesises_paused() {
     let mut instance = instance();
-    let first = Recorder::new();
+    let first = FakeReplica::new();
     instance
         .add_replica(ReplicaId(1), connector(serve_grpc(first.clone()).await))
         .unwrap();
@@ -77,7 +66,7 @@ async fn losing_the_last_grpc_replica_synthesises_paused() {
     assert_eq!(paused_ids(&ready(&mut instance)), vec![GlobalId::User(7)]);
 
     // A new gRPC replica gets the history replayed, sink included...
-    let second = Recorder::new();
+    let second = FakeReplica::new();
     instance
         .add_replica(ReplicaId(2), connector(serve_grpc(second.clone()).await))
         .unwrap();

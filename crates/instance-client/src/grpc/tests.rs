@@ -18,8 +18,10 @@ use crate::proto::{
 use crate::proto_grpc::storage_replica_client::StorageReplicaClient;
 use crate::proto_grpc::storage_replica_server::{StorageReplica, StorageReplicaServer};
 use crate::protocol::{StorageCommand, StorageResponse};
-use crate::scenarios::{self, Factory, FakeReplica};
-use crate::testing::{fast_backoff, frontier, ingestion, recv_until, soak_factor, wait_until};
+use crate::scenarios::{self, Factory};
+use crate::testing::{
+    FakeReplica, fast_backoff, frontier, ingestion, recv_until, soak_factor, wait_until,
+};
 use crate::transport::{EpochFence, ReplicaConnector, ReplicaHandler};
 
 /// Starts a server for `handler` on a loopback port; returns its address.

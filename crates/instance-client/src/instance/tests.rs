@@ -6,10 +6,11 @@ use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Timestamp};
 
 use super::{Instance, InstanceResponse};
 use crate::local::LocalConnector;
-use crate::protocol::{Status, StorageCommand};
-use crate::scenarios::{self, Factory, FakeReplica};
+use crate::protocol::StorageCommand;
+use crate::scenarios::{self, Factory};
 use crate::testing::{
-    CountingConnector, compact, fast_backoff, ingestion, recv_until, sink, soak_factor, wait_until,
+    CountingConnector, FakeReplica, compact, fast_backoff, ingestion, paused_ids, recv_until, sink,
+    soak_factor, wait_until,
 };
 use crate::transport::ReplicaConnector;
 
@@ -69,18 +70,6 @@ async fn sink_failover() {
 #[tokio::test]
 async fn responses_are_tagged() {
     scenarios::responses_are_tagged(local()).await;
-}
-
-fn paused_ids(responses: &[InstanceResponse<Timestamp>]) -> Vec<GlobalId> {
-    responses
-        .iter()
-        .filter_map(|r| match r {
-            InstanceResponse::Status(s) if s.status == Status::Paused && s.replica.is_none() => {
-                Some(s.id)
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]
