@@ -1,5 +1,6 @@
 //! Batches: writing updates to a part (or inline) and reading them back.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 
 use bytes::Bytes;
@@ -7,7 +8,9 @@ use strata_controller_api::{Antichain, RelationDesc, Row, ShardId, StorageTimest
 
 use crate::error::{CodecError, PersistError, Result};
 use crate::machine::Machine;
-use crate::part::{CodedUpdate, SourceData, consolidate, decode_part, encode_part};
+use crate::part::{
+    CodedUpdate, SourceData, consolidate_in_place, decode_part_into, encode_updates,
+};
 use crate::state::{HollowBatch, InlineUpdate, PartRef, before};
 
 /// A time as its order-preserving `u64` code.
@@ -82,24 +85,30 @@ impl<T: StorageTimestamp> Batch<T> {
     }
 }
 
-fn inline_size(updates: &[CodedUpdate]) -> u64 {
+fn inline_size<D: Borrow<SourceData>>(updates: &[(D, u64, i64)]) -> u64 {
     updates
         .iter()
-        .map(|(d, _, _)| 20 + d.as_ref().map_or_else(|e| e.len(), |r| r.as_bytes().len()) as u64)
+        .map(|(d, _, _)| {
+            20 + d
+                .borrow()
+                .as_ref()
+                .map_or_else(|e| e.len(), |r| r.as_bytes().len()) as u64
+        })
         .sum()
 }
 
-/// Consolidates coded updates and writes them as a batch `[lower, upper)` with `since`.
-pub(crate) async fn write_hollow(
+/// Consolidates updates (owned, or borrowed from the caller) and writes them as a batch
+/// `[lower, upper)` with `since`.
+pub(crate) async fn write_hollow<D: Ord + Borrow<SourceData>>(
     machine: &Machine,
     desc: &RelationDesc,
     writer: &str,
-    mut updates: Vec<CodedUpdate>,
+    mut updates: Vec<(D, u64, i64)>,
     lower: u64,
     upper: Option<u64>,
     since: u64,
 ) -> Result<HollowBatch> {
-    consolidate(&mut updates);
+    consolidate_in_place(&mut updates);
     let bytes = inline_size(&updates);
     let len = updates.len() as u64;
     let mut batch = HollowBatch {
@@ -115,24 +124,25 @@ pub(crate) async fn write_hollow(
         batch.bytes = 0;
     } else if bytes <= machine.cfg.inline_threshold_bytes {
         batch.inline = updates
-            .into_iter()
-            .map(|(data, ts, diff)| match data {
+            .iter()
+            .map(|(data, ts, diff)| match data.borrow() {
                 Ok(row) => InlineUpdate {
-                    row: Bytes::from(row.into_bytes()),
+                    row: Bytes::copy_from_slice(row.as_bytes()),
                     err: None,
-                    ts,
-                    diff,
+                    ts: *ts,
+                    diff: *diff,
                 },
                 Err(e) => InlineUpdate {
                     row: Bytes::new(),
-                    err: Some(e),
-                    ts,
-                    diff,
+                    err: Some(e.clone()),
+                    ts: *ts,
+                    diff: *diff,
                 },
             })
             .collect();
     } else {
-        let encoded = encode_part(desc, &updates)?;
+        let encoded = encode_updates(desc, &updates)?;
+        drop(updates);
         let key = format!(
             "shards/{}/parts/{}/{}",
             machine.shard,
@@ -156,15 +166,37 @@ pub(crate) async fn read_hollow(
     desc: &RelationDesc,
     batch: &HollowBatch,
 ) -> Result<Vec<CodedUpdate>> {
-    let mut out = read_inline(machine, batch)?;
-    for part in &batch.parts {
-        out.extend(read_part(machine, desc, part).await?);
-    }
+    let mut out = Vec::new();
+    read_hollow_into(machine, desc, batch, &mut out).await?;
     Ok(out)
 }
 
+/// [`read_hollow`], appending to `out`.
+pub(crate) async fn read_hollow_into(
+    machine: &Machine,
+    desc: &RelationDesc,
+    batch: &HollowBatch,
+    out: &mut Vec<CodedUpdate>,
+) -> Result<()> {
+    read_inline_into(machine, batch, out)?;
+    for part in &batch.parts {
+        read_part_into(machine, desc, part, out).await?;
+    }
+    Ok(())
+}
+
 pub(crate) fn read_inline(machine: &Machine, batch: &HollowBatch) -> Result<Vec<CodedUpdate>> {
-    let mut out = Vec::with_capacity(batch.inline.len());
+    let mut out = Vec::new();
+    read_inline_into(machine, batch, &mut out)?;
+    Ok(out)
+}
+
+fn read_inline_into(
+    machine: &Machine,
+    batch: &HollowBatch,
+    out: &mut Vec<CodedUpdate>,
+) -> Result<()> {
+    out.reserve(batch.inline.len());
     for u in &batch.inline {
         let data: SourceData = match &u.err {
             Some(e) => Err(e.clone()),
@@ -177,7 +209,7 @@ pub(crate) fn read_inline(machine: &Machine, batch: &HollowBatch) -> Result<Vec<
         };
         out.push((data, u.ts, u.diff));
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(crate) async fn read_part(
@@ -185,18 +217,31 @@ pub(crate) async fn read_part(
     desc: &RelationDesc,
     part: &PartRef,
 ) -> Result<Vec<CodedUpdate>> {
+    let mut out = Vec::new();
+    read_part_into(machine, desc, part, &mut out).await?;
+    Ok(out)
+}
+
+async fn read_part_into(
+    machine: &Machine,
+    desc: &RelationDesc,
+    part: &PartRef,
+    out: &mut Vec<CodedUpdate>,
+) -> Result<()> {
     let Some(bytes) = machine.get_blob(&part.key).await? else {
         return Err(PersistError::Codec(CodecError::Part {
             key: part.key.clone(),
             reason: "part is missing".into(),
         }));
     };
-    Ok(decode_part(&part.key, desc, bytes)?)
+    Ok(decode_part_into(&part.key, desc, bytes, out)?)
 }
 
 /// Keeps the updates at or before `as_of`, advanced to `as_of`.
 pub(crate) fn advance_to(updates: &mut Vec<CodedUpdate>, as_of: u64) {
-    updates.retain(|u| u.1 <= as_of);
+    if updates.iter().any(|u| u.1 > as_of) {
+        updates.retain(|u| u.1 <= as_of);
+    }
     updates.iter_mut().for_each(|u| u.1 = as_of);
 }
 

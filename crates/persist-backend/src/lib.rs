@@ -32,6 +32,7 @@ mod batch;
 mod blob;
 mod client;
 pub mod cmds;
+mod columns;
 pub mod config;
 pub mod conformance;
 pub mod consensus;

@@ -17,21 +17,18 @@
 //! Decoding never panics: a part that is not Parquet, or whose schema does not match
 //! the relation, is a [`CodecError::Part`].
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, UInt64Builder,
-};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    UInt64Array,
-};
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use strata_controller_api::{Datum, RelationDesc, Row, ScalarType};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use strata_controller_api::{RelationDesc, Row, ScalarType};
 
+use crate::columns::{ColumnsBuilder, RowsReader, downcast};
 use crate::error::CodecError;
 
 /// The data of one update: a row, or an error that the source reported in its place.
@@ -64,123 +61,80 @@ pub fn part_schema(desc: &RelationDesc) -> Schema {
     Schema::new(fields)
 }
 
-fn column(scalar: ScalarType, values: &[Option<Datum>]) -> ArrayRef {
-    macro_rules! build {
-        ($builder:ty, $variant:pat => $value:expr) => {{
-            let mut b = <$builder>::new();
-            for v in values {
-                match v {
-                    Some($variant) => b.append_value($value),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish()) as ArrayRef
-        }};
+/// Read access to an update whose data is owned ([`CodedUpdate`]) or borrowed.
+pub(crate) trait UpdateView {
+    fn data(&self) -> &SourceData;
+    fn time(&self) -> u64;
+    fn diff(&self) -> i64;
+}
+
+impl<D: Borrow<SourceData>> UpdateView for (D, u64, i64) {
+    fn data(&self) -> &SourceData {
+        self.0.borrow()
     }
-    match scalar {
-        ScalarType::Bool => build!(BooleanBuilder, Datum::Bool(x) => *x),
-        ScalarType::Int64 => build!(Int64Builder, Datum::Int64(x) => *x),
-        ScalarType::UInt64 => build!(UInt64Builder, Datum::UInt64(x) => *x),
-        ScalarType::TimestampMillis => build!(UInt64Builder, Datum::TimestampMillis(x) => *x),
-        ScalarType::Float64 => build!(Float64Builder, Datum::Float64(x) => *x),
-        ScalarType::String => build!(StringBuilder, Datum::String(x) => x),
-        ScalarType::Jsonb => build!(StringBuilder, Datum::Jsonb(x) => x),
-        ScalarType::Bytes => build!(BinaryBuilder, Datum::Bytes(x) => x),
+    fn time(&self) -> u64 {
+        self.1
+    }
+    fn diff(&self) -> i64 {
+        self.2
     }
 }
 
 /// Encodes updates as one Parquet file. Rows are expected to match `desc` (the write
 /// handle validates them); a datum of the wrong type is stored as NULL.
 pub fn encode_part(desc: &RelationDesc, updates: &[CodedUpdate]) -> Result<Bytes, CodecError> {
+    encode_updates(desc, updates)
+}
+
+/// [`encode_part`] for owned or borrowed updates.
+pub(crate) fn encode_updates<U: UpdateView>(
+    desc: &RelationDesc,
+    updates: &[U],
+) -> Result<Bytes, CodecError> {
     let fail = |e: &dyn std::fmt::Display| CodecError::Part {
         key: "<new>".into(),
         reason: e.to_string(),
     };
     let schema = Arc::new(part_schema(desc));
-    let mut per_column: Vec<Vec<Option<Datum>>> =
-        vec![Vec::with_capacity(updates.len()); desc.arity()];
-    for (data, _, _) in updates {
-        match data {
-            Ok(row) => {
-                let mut datums = row.iter();
-                for col in per_column.iter_mut() {
-                    col.push(datums.next().filter(|d| *d != Datum::Null));
-                }
-            }
-            Err(_) => per_column.iter_mut().for_each(|col| col.push(None)),
+    let row_bytes: usize = updates
+        .iter()
+        .map(|u| u.data().as_ref().map_or(0, |r| r.as_bytes().len()))
+        .sum();
+    let mut columns = ColumnsBuilder::new(desc, updates.len(), row_bytes);
+    for u in updates {
+        match u.data() {
+            Ok(row) => columns.push_row(row),
+            Err(_) => columns.push_nulls(),
         }
     }
-    let mut arrays: Vec<ArrayRef> = desc
-        .types()
-        .zip(&per_column)
-        .map(|(typ, values)| column(typ.scalar_type, values))
-        .collect();
+    let mut arrays = columns.finish();
     arrays.push(Arc::new(UInt64Array::from_iter_values(
-        updates.iter().map(|u| u.1),
+        updates.iter().map(UpdateView::time),
     )));
     arrays.push(Arc::new(Int64Array::from_iter_values(
-        updates.iter().map(|u| u.2),
+        updates.iter().map(UpdateView::diff),
     )));
     arrays.push(Arc::new(
         updates
             .iter()
-            .map(|u| u.0.as_ref().err().map(String::as_str))
+            .map(|u| u.data().as_ref().err().map(String::as_str))
             .collect::<StringArray>(),
     ));
     let batch = RecordBatch::try_new(Arc::clone(&schema), arrays).map_err(|e| fail(&e))?;
-    let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, None).map_err(|e| fail(&e))?;
+    let mut buf = Vec::with_capacity(row_bytes + 20 * updates.len() + 1024);
+    let mut writer =
+        ArrowWriter::try_new(&mut buf, schema, Some(writer_properties())).map_err(|e| fail(&e))?;
     writer.write(&batch).map_err(|e| fail(&e))?;
     writer.close().map_err(|e| fail(&e))?;
     Ok(Bytes::from(buf))
 }
 
-fn downcast<'a, A: 'static>(
-    key: &str,
-    name: &str,
-    array: &'a ArrayRef,
-) -> Result<&'a A, CodecError> {
-    array
-        .as_any()
-        .downcast_ref::<A>()
-        .ok_or_else(|| CodecError::Part {
-            key: key.to_owned(),
-            reason: format!("column {name:?} has arrow type {}", array.data_type()),
-        })
-}
-
-fn datum_at(
-    key: &str,
-    name: &str,
-    scalar: ScalarType,
-    array: &ArrayRef,
-    i: usize,
-) -> Result<Datum, CodecError> {
-    if array.is_null(i) {
-        return Ok(Datum::Null);
-    }
-    Ok(match scalar {
-        ScalarType::Bool => Datum::Bool(downcast::<BooleanArray>(key, name, array)?.value(i)),
-        ScalarType::Int64 => Datum::Int64(downcast::<Int64Array>(key, name, array)?.value(i)),
-        ScalarType::UInt64 => Datum::UInt64(downcast::<UInt64Array>(key, name, array)?.value(i)),
-        ScalarType::TimestampMillis => {
-            Datum::TimestampMillis(downcast::<UInt64Array>(key, name, array)?.value(i))
-        }
-        ScalarType::Float64 => Datum::Float64(downcast::<Float64Array>(key, name, array)?.value(i)),
-        ScalarType::String => Datum::String(
-            downcast::<StringArray>(key, name, array)?
-                .value(i)
-                .to_owned(),
-        ),
-        ScalarType::Jsonb => Datum::Jsonb(
-            downcast::<StringArray>(key, name, array)?
-                .value(i)
-                .to_owned(),
-        ),
-        ScalarType::Bytes => {
-            Datum::Bytes(downcast::<BinaryArray>(key, name, array)?.value(i).to_vec())
-        }
-    })
+/// How parts are written: Parquet's defaults, with page statistics off (nothing reads
+/// them: parts are always read whole).
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_statistics_enabled(EnabledStatistics::None)
+        .build()
 }
 
 fn decode_batch(
@@ -204,22 +158,22 @@ fn decode_batch(
     let ts = downcast::<UInt64Array>(key, "ts", batch.column(arity))?;
     let diff = downcast::<Int64Array>(key, "diff", batch.column(arity + 1))?;
     let err = downcast::<StringArray>(key, "err", batch.column(arity + 2))?;
-    let columns: Vec<(&str, ScalarType)> =
-        desc.columns().map(|(n, t)| (n, t.scalar_type)).collect();
+    if ts.null_count() > 0 || diff.null_count() > 0 {
+        let i = (0..batch.num_rows())
+            .find(|i| ts.is_null(*i) || diff.is_null(*i))
+            .unwrap_or_default();
+        return Err(fail(format!("null ts or diff at row {i}")));
+    }
+    let rows = RowsReader::new(key, desc, &batch.columns()[..arity])?;
+    let (ts, diff) = (ts.values(), diff.values());
+    out.reserve(batch.num_rows());
     for i in 0..batch.num_rows() {
-        if ts.is_null(i) || diff.is_null(i) {
-            return Err(fail(format!("null ts or diff at row {i}")));
-        }
         let data = if err.is_null(i) {
-            let mut datums = Vec::with_capacity(arity);
-            for (c, (name, scalar)) in columns.iter().enumerate() {
-                datums.push(datum_at(key, name, *scalar, batch.column(c), i)?);
-            }
-            Ok(Row::pack(&datums))
+            Ok(rows.row(i)?)
         } else {
             Err(err.value(i).to_owned())
         };
-        out.push((data, ts.value(i), diff.value(i)));
+        out.push((data, ts[i], diff[i]));
     }
     Ok(())
 }
@@ -230,20 +184,37 @@ pub fn decode_part(
     desc: &RelationDesc,
     bytes: Bytes,
 ) -> Result<Vec<CodedUpdate>, CodecError> {
+    let mut out = Vec::new();
+    decode_part_into(key, desc, bytes, &mut out)?;
+    Ok(out)
+}
+
+/// Rows per Arrow batch when decoding: large enough that per-batch costs vanish.
+const DECODE_BATCH_ROWS: usize = 64 * 1024;
+
+/// [`decode_part`], appending to `out`.
+pub(crate) fn decode_part_into(
+    key: &str,
+    desc: &RelationDesc,
+    bytes: Bytes,
+    out: &mut Vec<CodedUpdate>,
+) -> Result<(), CodecError> {
     let fail = |e: &dyn std::fmt::Display| CodecError::Part {
         key: key.to_owned(),
         reason: e.to_string(),
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| fail(&e))?
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fail(&e))?;
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    out.reserve(rows);
+    let reader = builder
+        .with_batch_size(DECODE_BATCH_ROWS)
         .build()
         .map_err(|e| fail(&e))?;
-    let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| fail(&e))?;
-        decode_batch(key, desc, &batch, &mut out)?;
+        decode_batch(key, desc, &batch, out)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Sorts updates by data and time, sums the diffs of equal `(data, time)` pairs and drops
@@ -254,16 +225,22 @@ pub fn consolidate(updates: &mut Vec<CodedUpdate>) {
 
 /// [`consolidate`] for updates with decoded times.
 pub fn consolidate_updates<T: Ord + Copy>(updates: &mut Vec<(SourceData, T, i64)>) {
+    consolidate_in_place(updates);
+}
+
+/// [`consolidate`] for any data, in place. The sort is stable and adaptive, so updates
+/// that arrive as a few sorted runs (parts written consolidated) cost little more than
+/// a merge.
+pub(crate) fn consolidate_in_place<D: Ord, T: Ord + Copy>(updates: &mut Vec<(D, T, i64)>) {
     updates.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let mut out: Vec<(SourceData, T, i64)> = Vec::with_capacity(updates.len());
-    for (data, ts, diff) in updates.drain(..) {
-        match out.last_mut() {
-            Some(last) if last.0 == data && last.1 == ts => last.2 += diff,
-            _ => out.push((data, ts, diff)),
+    updates.dedup_by(|later, kept| {
+        let same = later.1 == kept.1 && later.0 == kept.0;
+        if same {
+            kept.2 += later.2;
         }
-    }
-    out.retain(|u| u.2 != 0);
-    *updates = out;
+        same
+    });
+    updates.retain(|u| u.2 != 0);
 }
 
 #[cfg(test)]
@@ -271,6 +248,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use proptest::prelude::*;
+    use strata_controller_api::Datum;
 
     fn desc() -> RelationDesc {
         RelationDesc::builder()

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 
 use crate::batch::{
-    advance_to, frontier_code, frontier_of, read_hollow, read_inline, read_part, render, restrict,
-    time_code, time_of,
+    advance_to, frontier_code, frontier_of, read_hollow, read_hollow_into, read_inline, read_part,
+    render, restrict, time_code, time_of,
 };
 use crate::cmds;
 use crate::error::{PersistError, Result};
@@ -193,10 +193,9 @@ impl<T: StorageTimestamp> ReadHandle<T> {
         let _pin = self.pins.pin(state.seqno);
         let mut out = Vec::new();
         for b in state.batches.iter().filter(|b| b.lower <= a) {
-            let mut updates = read_hollow(&self.machine, &self.desc, b).await?;
-            advance_to(&mut updates, a);
-            out.extend(updates);
+            read_hollow_into(&self.machine, &self.desc, b, &mut out).await?;
         }
+        advance_to(&mut out, a);
         consolidate(&mut out);
         Ok(decode_times(out))
     }

@@ -7,10 +7,11 @@ use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 
 use crate::batch::{Batch, frontier_code, frontier_of, render, time_code, write_hollow};
 use crate::cmds::{self, Appended, CmdError};
+use crate::columns::{column_types, row_matches};
 use crate::error::{PersistError, Result};
 use crate::lease::Heartbeat;
 use crate::machine::Machine;
-use crate::part::{CodedUpdate, SourceData};
+use crate::part::SourceData;
 use crate::state::{State, before, frontier_le};
 
 /// One update as a caller writes it: the data (a row or an error), a time and a diff.
@@ -108,12 +109,14 @@ impl<T: StorageTimestamp> WriteHandle<T> {
         Ok(())
     }
 
-    fn validate(
+    /// Checks every update against the bounds and the description; returns them in
+    /// the shard's time domain, borrowing their data.
+    fn validate<'u>(
         &self,
-        updates: &[Update<T>],
+        updates: &'u [Update<T>],
         lower: &Antichain<T>,
         upper: &Antichain<T>,
-    ) -> Result<Vec<CodedUpdate>> {
+    ) -> Result<Vec<(&'u SourceData, u64, i64)>> {
         let shard = self.machine.shard;
         let (lo, up) = (frontier_code(lower), frontier_code(upper));
         if !frontier_le(lo, up) {
@@ -133,6 +136,7 @@ impl<T: StorageTimestamp> WriteHandle<T> {
                 )),
             };
         };
+        let types = column_types(&self.desc);
         let mut coded = Vec::with_capacity(updates.len());
         for (data, t, diff) in updates {
             let code = time_code(t);
@@ -145,12 +149,15 @@ impl<T: StorageTimestamp> WriteHandle<T> {
                     upper,
                 });
             }
-            if let Ok(row) = data {
+            if let Ok(row) = data
+                && !row_matches(&types, row)
+            {
+                // The slow check names the mismatch.
                 self.desc
                     .validate_row(row)
                     .map_err(|mismatch| PersistError::InvalidRow { shard, mismatch })?;
             }
-            coded.push((data.clone(), code, *diff));
+            coded.push((data, code, *diff));
         }
         Ok(coded)
     }
