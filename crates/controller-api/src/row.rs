@@ -357,7 +357,7 @@ impl Row {
             offset: 0,
         };
         while decoder.offset < bytes.len() {
-            decoder.next_datum()?;
+            decoder.check_datum()?;
         }
         Ok(Row { bytes })
     }
@@ -507,15 +507,31 @@ impl Decoder<'_> {
         }
     }
 
-    fn string(&mut self) -> Result<String, RowDecodeError> {
+    fn str(&mut self) -> Result<&str, RowDecodeError> {
         let start = self.offset;
         let raw = self.slice()?;
-        match std::str::from_utf8(raw) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(RowDecodeError {
-                offset: start,
-                reason: "invalid utf-8",
-            }),
+        std::str::from_utf8(raw).map_err(|_| RowDecodeError {
+            offset: start,
+            reason: "invalid utf-8",
+        })
+    }
+
+    fn string(&mut self) -> Result<String, RowDecodeError> {
+        self.str().map(str::to_owned)
+    }
+
+    /// Checks one datum as [`Decoder::next_datum`] does, without copying its payload.
+    fn check_datum(&mut self) -> Result<(), RowDecodeError> {
+        match self.bytes.get(self.offset) {
+            Some(&(tag::STRING | tag::JSONB)) => {
+                self.offset += 1;
+                self.str().map(|_| ())
+            }
+            Some(&tag::BYTES) => {
+                self.offset += 1;
+                self.slice().map(|_| ())
+            }
+            _ => self.next_datum().map(|_| ()),
         }
     }
 

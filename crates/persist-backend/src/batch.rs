@@ -99,7 +99,7 @@ fn inline_size<D: Borrow<SourceData>>(updates: &[(D, u64, i64)]) -> u64 {
 
 /// Consolidates updates (owned, or borrowed from the caller) and writes them as a batch
 /// `[lower, upper)` with `since`.
-pub(crate) async fn write_hollow<D: Ord + Borrow<SourceData>>(
+pub(crate) async fn write_hollow<D: Borrow<SourceData>>(
     machine: &Machine,
     desc: &RelationDesc,
     writer: &str,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, UInt64Builder,
+    BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, UInt64Builder,
 };
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt64Array,
@@ -42,9 +42,11 @@ pub(crate) enum DatumRef<'a> {
     Int64(i64),
     UInt64(u64),
     Float64(f64),
-    String(&'a str),
+    /// UTF-8 by the row invariant; checked once per column when a part is built.
+    String(&'a [u8]),
     Bytes(&'a [u8]),
-    Jsonb(&'a str),
+    /// As `String`.
+    Jsonb(&'a [u8]),
     TimestampMillis(u64),
 }
 
@@ -107,10 +109,6 @@ impl<'a> DatumRefs<'a> {
         Some(head)
     }
 
-    fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.slice()?).ok()
-    }
-
     fn datum(&mut self) -> Option<DatumRef<'a>> {
         Some(match self.byte()? {
             tag::NULL => DatumRef::Null,
@@ -126,9 +124,9 @@ impl<'a> DatumRefs<'a> {
                 self.bytes = rest;
                 DatumRef::Float64(f64::from_le_bytes(*head))
             }
-            tag::STRING => DatumRef::String(self.str()?),
+            tag::STRING => DatumRef::String(self.slice()?),
             tag::BYTES => DatumRef::Bytes(self.slice()?),
-            tag::JSONB => DatumRef::Jsonb(self.str()?),
+            tag::JSONB => DatumRef::Jsonb(self.slice()?),
             tag::TIMESTAMP => DatumRef::TimestampMillis(self.varint()?),
             _ => return None,
         })
@@ -180,8 +178,9 @@ enum Builder {
     UInt64(UInt64Builder),
     Timestamp(UInt64Builder),
     Float64(Float64Builder),
-    String(StringBuilder),
-    Jsonb(StringBuilder),
+    /// Strings are gathered as bytes and validated as UTF-8 once, in `finish`.
+    String(BinaryBuilder),
+    Jsonb(BinaryBuilder),
     Bytes(BinaryBuilder),
 }
 
@@ -193,8 +192,8 @@ impl Builder {
             ScalarType::UInt64 => Builder::UInt64(UInt64Builder::with_capacity(rows)),
             ScalarType::TimestampMillis => Builder::Timestamp(UInt64Builder::with_capacity(rows)),
             ScalarType::Float64 => Builder::Float64(Float64Builder::with_capacity(rows)),
-            ScalarType::String => Builder::String(StringBuilder::with_capacity(rows, data_bytes)),
-            ScalarType::Jsonb => Builder::Jsonb(StringBuilder::with_capacity(rows, data_bytes)),
+            ScalarType::String => Builder::String(BinaryBuilder::with_capacity(rows, data_bytes)),
+            ScalarType::Jsonb => Builder::Jsonb(BinaryBuilder::with_capacity(rows, data_bytes)),
             ScalarType::Bytes => Builder::Bytes(BinaryBuilder::with_capacity(rows, data_bytes)),
         }
     }
@@ -220,20 +219,26 @@ impl Builder {
             Builder::Int64(b) => b.append_null(),
             Builder::UInt64(b) | Builder::Timestamp(b) => b.append_null(),
             Builder::Float64(b) => b.append_null(),
-            Builder::String(b) | Builder::Jsonb(b) => b.append_null(),
-            Builder::Bytes(b) => b.append_null(),
+            Builder::String(b) | Builder::Jsonb(b) | Builder::Bytes(b) => b.append_null(),
         }
     }
 
-    fn finish(self) -> ArrayRef {
-        match self {
+    fn finish(self) -> Result<ArrayRef, CodecError> {
+        Ok(match self {
             Builder::Bool(mut b) => Arc::new(b.finish()),
             Builder::Int64(mut b) => Arc::new(b.finish()),
             Builder::UInt64(mut b) | Builder::Timestamp(mut b) => Arc::new(b.finish()),
             Builder::Float64(mut b) => Arc::new(b.finish()),
-            Builder::String(mut b) | Builder::Jsonb(mut b) => Arc::new(b.finish()),
+            Builder::String(mut b) | Builder::Jsonb(mut b) => {
+                Arc::new(StringArray::try_from_binary(b.finish()).map_err(|e| {
+                    CodecError::Part {
+                        key: "<new>".into(),
+                        reason: e.to_string(),
+                    }
+                })?)
+            }
             Builder::Bytes(mut b) => Arc::new(b.finish()),
-        }
+        })
     }
 }
 
@@ -277,7 +282,7 @@ impl ColumnsBuilder {
     }
 
     /// The finished columns.
-    pub(crate) fn finish(self) -> Vec<ArrayRef> {
+    pub(crate) fn finish(self) -> Result<Vec<ArrayRef>, CodecError> {
         self.builders.into_iter().map(Builder::finish).collect()
     }
 }
@@ -439,9 +444,9 @@ fn to_datum(d: DatumRef<'_>) -> Datum {
         DatumRef::Int64(x) => Datum::Int64(x),
         DatumRef::UInt64(x) => Datum::UInt64(x),
         DatumRef::Float64(x) => Datum::Float64(x),
-        DatumRef::String(x) => Datum::String(x.to_owned()),
+        DatumRef::String(x) => Datum::String(String::from_utf8(x.to_vec()).unwrap_or_default()),
         DatumRef::Bytes(x) => Datum::Bytes(x.to_vec()),
-        DatumRef::Jsonb(x) => Datum::Jsonb(x.to_owned()),
+        DatumRef::Jsonb(x) => Datum::Jsonb(String::from_utf8(x.to_vec()).unwrap_or_default()),
         DatumRef::TimestampMillis(x) => Datum::TimestampMillis(x),
     }
 }

@@ -18,6 +18,7 @@
 //! the relation, is a [`CodecError::Part`].
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray, UInt64Array};
@@ -25,7 +26,9 @@ use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Encoding;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use strata_controller_api::{RelationDesc, Row, ScalarType};
 
 use crate::columns::{ColumnsBuilder, RowsReader, downcast};
@@ -107,7 +110,7 @@ pub(crate) fn encode_updates<U: UpdateView>(
             Err(_) => columns.push_nulls(),
         }
     }
-    let mut arrays = columns.finish();
+    let mut arrays = columns.finish()?;
     arrays.push(Arc::new(UInt64Array::from_iter_values(
         updates.iter().map(UpdateView::time),
     )));
@@ -129,12 +132,18 @@ pub(crate) fn encode_updates<U: UpdateView>(
     Ok(Bytes::from(buf))
 }
 
-/// How parts are written: Parquet's defaults, with page statistics off (nothing reads
-/// them: parts are always read whole).
+/// How parts are written: no page statistics (parts are always read whole) and no
+/// dictionaries (a dictionary of mostly distinct values costs a hash per value and is
+/// then abandoned). `ts` and `diff`, nearly constant within a part, are delta-encoded,
+/// which stores a run of equal values in a few bytes.
 fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_statistics_enabled(EnabledStatistics::None)
-        .build()
+        .set_dictionary_enabled(false);
+    for column in ["ts", "diff"] {
+        props = props.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+    }
+    props.build()
 }
 
 fn decode_batch(
@@ -228,19 +237,61 @@ pub fn consolidate_updates<T: Ord + Copy>(updates: &mut Vec<(SourceData, T, i64)
     consolidate_in_place(updates);
 }
 
-/// [`consolidate`] for any data, in place. The sort is stable and adaptive, so updates
-/// that arrive as a few sorted runs (parts written consolidated) cost little more than
-/// a merge.
-pub(crate) fn consolidate_in_place<D: Ord, T: Ord + Copy>(updates: &mut Vec<(D, T, i64)>) {
-    updates.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+/// [`consolidate`] for data owned or borrowed, in place. Input that is already
+/// consolidated (a part read back, which is written consolidated) costs one pass;
+/// otherwise the sort compares an 8-byte prefix of the data first, so most comparisons
+/// never reach the row bytes.
+pub(crate) fn consolidate_in_place<D: Borrow<SourceData>, T: Ord + Copy>(
+    updates: &mut Vec<(D, T, i64)>,
+) {
+    let ordered = |a: &(D, T, i64), b: &(D, T, i64)| {
+        sort_prefix(a.0.borrow())
+            .cmp(&sort_prefix(b.0.borrow()))
+            .then_with(|| (a.0.borrow(), a.1).cmp(&(b.0.borrow(), b.1)))
+    };
+    let (mut sorted, mut strict) = (true, true);
+    for w in updates.windows(2) {
+        match ordered(&w[0], &w[1]) {
+            Ordering::Less => {}
+            Ordering::Equal => strict = false,
+            Ordering::Greater => {
+                sorted = false;
+                break;
+            }
+        }
+    }
+    if sorted && strict && updates.iter().all(|u| u.2 != 0) {
+        return;
+    }
+    if !sorted {
+        let mut keyed: Vec<_> = updates
+            .drain(..)
+            .map(|u| (sort_prefix(u.0.borrow()), u))
+            .collect();
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| ordered(&a.1, &b.1)));
+        updates.extend(keyed.into_iter().map(|(_, u)| u));
+    }
     updates.dedup_by(|later, kept| {
-        let same = later.1 == kept.1 && later.0 == kept.0;
+        let same = later.1 == kept.1 && later.0.borrow() == kept.0.borrow();
         if same {
             kept.2 += later.2;
         }
         same
     });
     updates.retain(|u| u.2 != 0);
+}
+
+/// A key that orders like the data's first 8 bytes (rows before errors, as
+/// `Result`'s order has it); equal keys need the full comparison.
+fn sort_prefix(data: &SourceData) -> (bool, u64) {
+    let (is_err, bytes) = match data {
+        Ok(row) => (false, row.as_bytes()),
+        Err(e) => (true, e.as_bytes()),
+    };
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    (is_err, u64::from_be_bytes(buf))
 }
 
 #[cfg(test)]
@@ -320,8 +371,16 @@ mod tests {
 
     proptest! {
         #[test]
-        fn consolidate_matches_a_model(raw in proptest::collection::vec((0i64..4, 0u64..3, -2i64..3), 0..40)) {
-            let mut updates: Vec<CodedUpdate> = raw.iter().map(|(r, t, d)| (Ok(Row::pack(&[Datum::Int64(*r)])), *t, *d)).collect();
+        fn consolidate_matches_a_model(raw in proptest::collection::vec((0i64..6, 0u64..3, -2i64..3), 0..40)) {
+            // Rows that share and that differ in their first 8 bytes, and errors.
+            let data = |r: i64| -> SourceData {
+                match r {
+                    4 => Err("err-a".to_owned()),
+                    5 => Err("err-abcdefghij".to_owned()),
+                    r => Ok(Row::pack(&[Datum::String("prefix-".repeat(r as usize % 2 + 1)), Datum::Int64(r)])),
+                }
+            };
+            let mut updates: Vec<CodedUpdate> = raw.iter().map(|(r, t, d)| (data(*r), *t, *d)).collect();
             let mut model = std::collections::BTreeMap::new();
             for (data, t, d) in &updates {
                 *model.entry((data.clone(), *t)).or_insert(0i64) += d;
