@@ -347,14 +347,25 @@ impl<'a> ColumnReader<'a> {
         })
     }
 
-    fn array(&self) -> &dyn Array {
+    fn null_count(&self) -> usize {
         match self {
-            ColumnReader::Bool(a) => *a,
-            ColumnReader::Int64(a) => *a,
-            ColumnReader::UInt64(a) | ColumnReader::Timestamp(a) => *a,
-            ColumnReader::Float64(a) => *a,
-            ColumnReader::String(a) | ColumnReader::Jsonb(a) => *a,
-            ColumnReader::Bytes(a) => *a,
+            ColumnReader::Bool(a) => a.null_count(),
+            ColumnReader::Int64(a) => a.null_count(),
+            ColumnReader::UInt64(a) | ColumnReader::Timestamp(a) => a.null_count(),
+            ColumnReader::Float64(a) => a.null_count(),
+            ColumnReader::String(a) | ColumnReader::Jsonb(a) => a.null_count(),
+            ColumnReader::Bytes(a) => a.null_count(),
+        }
+    }
+
+    fn is_null(&self, i: usize) -> bool {
+        match self {
+            ColumnReader::Bool(a) => a.is_null(i),
+            ColumnReader::Int64(a) => a.is_null(i),
+            ColumnReader::UInt64(a) | ColumnReader::Timestamp(a) => a.is_null(i),
+            ColumnReader::Float64(a) => a.is_null(i),
+            ColumnReader::String(a) | ColumnReader::Jsonb(a) => a.is_null(i),
+            ColumnReader::Bytes(a) => a.is_null(i),
         }
     }
 
@@ -367,9 +378,10 @@ impl<'a> ColumnReader<'a> {
         }
     }
 
-    /// Appends the encoding of value `i` to `out`.
-    fn write(&self, i: usize, out: &mut Vec<u8>) {
-        if self.array().is_null(i) {
+    /// Appends the encoding of value `i` to `out`; `may_be_null` is false for a column
+    /// without nulls.
+    fn write(&self, may_be_null: bool, i: usize, out: &mut Vec<u8>) {
+        if may_be_null && self.is_null(i) {
             out.push(tag::NULL);
             return;
         }
@@ -403,7 +415,7 @@ impl<'a> ColumnReader<'a> {
 #[derive(Debug)]
 pub(crate) struct RowsReader<'a> {
     key: &'a str,
-    columns: Vec<ColumnReader<'a>>,
+    columns: Vec<(ColumnReader<'a>, bool)>,
 }
 
 impl<'a> RowsReader<'a> {
@@ -416,17 +428,21 @@ impl<'a> RowsReader<'a> {
         let columns = desc
             .columns()
             .zip(arrays)
-            .map(|((name, typ), array)| ColumnReader::new(key, name, typ.scalar_type, array))
-            .collect::<Result<_, _>>()?;
+            .map(|((name, typ), array)| {
+                let column = ColumnReader::new(key, name, typ.scalar_type, array)?;
+                let may_be_null = column.null_count() > 0;
+                Ok((column, may_be_null))
+            })
+            .collect::<Result<_, CodecError>>()?;
         Ok(RowsReader { key, columns })
     }
 
     /// The row at index `i`.
     pub(crate) fn row(&self, i: usize) -> Result<Row, CodecError> {
-        let len = self.columns.iter().map(|c| c.encoded_len(i)).sum();
+        let len = self.columns.iter().map(|(c, _)| c.encoded_len(i)).sum();
         let mut bytes = Vec::with_capacity(len);
-        for c in &self.columns {
-            c.write(i, &mut bytes);
+        for (c, may_be_null) in &self.columns {
+            c.write(*may_be_null, i, &mut bytes);
         }
         Row::from_bytes(bytes).map_err(|e| CodecError::Part {
             key: self.key.to_owned(),
