@@ -12,7 +12,8 @@
 //! - **Safe truncation**: [`Consensus::truncate`] first creates a fence
 //!   `shards/{s}/fence/{slot:020}` for every slot of [`FENCE_SLOT`] versions it is about
 //!   to delete from, then a boundary marker `shards/{s}/boundary/{b:020}` (create-only,
-//!   so the boundary never regresses), then deletes versions below `b`. A create that
+//!   so the boundary never regresses), waits [`TRUNCATE_PAUSE`], then deletes versions
+//!   below `b`. A create that
 //!   succeeds may be a *ghost*: a stalled writer re-creating a version that was deleted.
 //!   The create is then checked (see "Ghost check" below); a ghost is deleted and
 //!   reported as a mismatch.
@@ -45,9 +46,9 @@
 //!   either way, against S3 too.
 //!
 //!   **Timing assumption**: (a) and (b) rely on the monotonic clocks of the writer and of
-//!   the truncating process each running within a third of real time's rate
-//!   ([`TRUNCATE_PAUSE`] is twice [`WRITER_WINDOW`]); stalls of either process only
-//!   make its measured intervals longer, never shorter. (c) relies on nothing of the
+//!   the truncating process each running at a rate within a third of real time's, also
+//!   across a suspend of the machine ([`TRUNCATE_PAUSE`] is twice [`WRITER_WINDOW`]);
+//!   stalls of either process only make its measured intervals longer, never shorter. (c) relies on nothing of the
 //!   kind, and is what [`Consensus::compare_and_set`] falls back to whenever a window
 //!   is missed. The price of the fences is one empty object per [`FENCE_SLOT`] truncated
 //!   versions; the price of (a) and (b) is a pause of [`TRUNCATE_PAUSE`] in every
