@@ -13,9 +13,7 @@
 //!
 //! **Invariants**:
 //! - every state change is a pure command ([`cmds`]) committed by a CAS of the next
-//!   seqno ([`consensus`]); a shard's history is linearizable (commits with a single
-//!   request additionally assume that process clocks run at roughly real-time rate;
-//!   see "Ghost check" in [`consensus`]);
+//!   seqno ([`consensus`]); a shard's history is linearizable;
 //! - an acknowledged append is durable and appears exactly once, even across
 //!   indeterminate storage errors (idempotency tokens in consensus and in the writer
 //!   state);

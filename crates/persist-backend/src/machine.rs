@@ -26,7 +26,6 @@ use crate::state::State;
 pub(crate) struct ShardCache {
     tx: watch::Sender<Option<Arc<State>>>,
     pub(crate) compacting: AtomicBool,
-    truncating: AtomicBool,
 }
 
 impl ShardCache {
@@ -34,7 +33,6 @@ impl ShardCache {
         ShardCache {
             tx: watch::channel(None).0,
             compacting: AtomicBool::new(false),
-            truncating: AtomicBool::new(false),
         }
     }
 }
@@ -320,14 +318,5 @@ impl Machine {
 
     pub(crate) fn release_compaction(&self) {
         self.cache.compacting.store(false, Ordering::Release);
-    }
-
-    /// Whether a consensus truncation is running in this process; claims it if not.
-    pub(crate) fn try_claim_truncation(&self) -> bool {
-        !self.cache.truncating.swap(true, Ordering::AcqRel)
-    }
-
-    pub(crate) fn release_truncation(&self) {
-        self.cache.truncating.store(false, Ordering::Release);
     }
 }

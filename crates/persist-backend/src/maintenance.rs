@@ -10,9 +10,7 @@
 //! deletes orphan parts (uploaded but never linked) whose writer is no longer
 //! registered and that are older than the grace period, and truncates consensus
 //! versions below the head. It is idempotent and safe to run concurrently: deleting a
-//! deleted key is a no-op, and every state change goes through CAS. Truncation pauses
-//! before it deletes (see [`crate::consensus`]), so background maintenance runs it after
-//! releasing compaction, one truncation per shard and process at a time.
+//! deleted key is a no-op, and every state change goes through CAS.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -152,23 +150,6 @@ fn relative_key(machine: &Machine, path: &object_store::path::Path) -> String {
 
 /// One GC run.
 pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
-    let (mut report, seqno) = gc_parts(machine).await?;
-    report.truncated_versions = truncate_versions(machine, seqno).await?;
-    Ok(report)
-}
-
-/// Truncates the consensus versions below the slot of `seqno`, a head read before.
-/// Takes at least [`TRUNCATE_PAUSE`](crate::consensus::TRUNCATE_PAUSE) when there is
-/// something to delete.
-async fn truncate_versions(machine: &Machine, seqno: u64) -> Result<usize> {
-    machine
-        .consensus
-        .truncate(machine.shard, crate::consensus::truncation_point(seqno))
-        .await
-}
-
-/// The part of a GC run that deletes parts; returns the seqno of the state it read.
-async fn gc_parts(machine: &Machine) -> Result<(GcReport, u64)> {
     let mut report = GcReport::default();
     let state = machine.fetch().await?;
     let min_hold = state
@@ -217,7 +198,14 @@ async fn gc_parts(machine: &Machine) -> Result<(GcReport, u64)> {
         blob::delete(machine.loc.store.as_ref(), &meta.location).await?;
         report.deleted_orphans += 1;
     }
-    Ok((report, fresh.seqno))
+    report.truncated_versions = machine
+        .consensus
+        .truncate(
+            machine.shard,
+            crate::consensus::truncation_point(fresh.seqno),
+        )
+        .await?;
+    Ok(report)
 }
 
 /// Turns a shard with `since = upper = []` into a tombstone and deletes its parts.
@@ -242,23 +230,10 @@ pub(crate) fn maybe_start_background(machine: &Arc<Machine>, state: &State) {
         if compact_due && let Err(e) = compact(&machine, 16).await {
             tracing::debug!(shard = %machine.shard, error = %e, "background compaction failed");
         }
-        let head = match gc_parts(&machine).await {
-            Ok((_, seqno)) => Some(seqno),
-            Err(e) => {
-                tracing::debug!(shard = %machine.shard, error = %e, "background gc failed");
-                None
-            }
-        };
-        // Truncation pauses before it deletes: compaction must not wait for it.
-        machine.release_compaction();
-        if let Some(seqno) = head
-            && machine.try_claim_truncation()
-        {
-            if let Err(e) = truncate_versions(&machine, seqno).await {
-                tracing::debug!(shard = %machine.shard, error = %e, "background truncation failed");
-            }
-            machine.release_truncation();
+        if let Err(e) = gc(&machine).await {
+            tracing::debug!(shard = %machine.shard, error = %e, "background gc failed");
         }
+        machine.release_compaction();
     });
 }
 

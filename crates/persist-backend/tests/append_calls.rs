@@ -1,9 +1,7 @@
 //! Counts the object-store calls of a single-row durable append, with a counting
 //! `ObjectStore` decorator: a lone writer whose state is cached commits with exactly one
-//! conditional create while its last commit is recent, and with one create plus one HEAD
-//! of its slot's truncation fence, sent together, otherwise (see `consensus`); never a
-//! LIST or a state read. The memory tests run on a paused clock, so which case applies
-//! does not depend on the machine's speed.
+//! conditional create plus one HEAD of its slot's truncation fence (see `consensus`),
+//! and no LIST and no state read.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::fmt;
@@ -21,7 +19,6 @@ use object_store::{
 };
 use strata_controller_api::{Antichain, Timestamp};
 use strata_persist_backend::conformance::{new_shard, test_desc, test_row};
-use strata_persist_backend::consensus::WRITER_WINDOW;
 use strata_persist_backend::{Location, PersistClient, PersistConfig};
 
 /// Calls by kind, and the time spent in each.
@@ -158,13 +155,7 @@ fn counted(inner: Arc<dyn ObjectStore>, cfg: PersistConfig) -> (PersistClient, A
     )
 }
 
-/// `n` appends by one writer, `pause` apart (on tokio's clock).
-async fn append_n(
-    client: &PersistClient,
-    counts: &Mutex<Counts>,
-    n: u64,
-    pause: Duration,
-) -> Counts {
+async fn append_n(client: &PersistClient, counts: &Mutex<Counts>, n: u64) -> Counts {
     let mut w = client
         .open_writer::<Timestamp>(new_shard(), test_desc())
         .await
@@ -176,32 +167,19 @@ async fn append_n(
             Antichain::from_elem(Timestamp::new(t)),
             Antichain::from_elem(Timestamp::new(t + 1)),
         );
-        if !pause.is_zero() {
-            tokio::time::advance(pause).await;
-        }
         w.compare_and_append(&up, lo, hi).await.unwrap().unwrap();
     }
     counts.lock().unwrap().clone()
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_lone_cached_writer_appends_with_one_create() {
     let (client, counts) = counted(
         Arc::new(object_store::memory::InMemory::new()),
         PersistConfig::for_tests(),
     );
-    let c = append_n(&client, &counts, 20, Duration::ZERO).await;
+    let c = append_n(&client, &counts, 20).await;
     // [creates, puts, gets (fence HEADs), lists, deletes]
-    assert_eq!(c.calls(), [20, 0, 0, 0, 0], "{c:?}");
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_occasional_writer_sends_its_fence_probe_with_the_create() {
-    let (client, counts) = counted(
-        Arc::new(object_store::memory::InMemory::new()),
-        PersistConfig::for_tests(),
-    );
-    let c = append_n(&client, &counts, 20, WRITER_WINDOW).await;
     assert_eq!(c.calls(), [20, 0, 20, 0, 0], "{c:?}");
 }
 
@@ -213,7 +191,7 @@ async fn calls_per_append_on_file_with_maintenance() {
         .with_fsync(true);
     let (client, counts) = counted(Arc::new(fs), PersistConfig::default());
     let n = 200;
-    let c = append_n(&client, &counts, n, Duration::ZERO).await;
+    let c = append_n(&client, &counts, n).await;
     println!("per {n} appends: {c:?}");
     // Before inline batches merged on append and fences replaced the boundary LIST:
     // about 331 creates and 311 lists per 200 appends (compaction every few appends).
