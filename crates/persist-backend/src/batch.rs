@@ -180,9 +180,42 @@ pub(crate) async fn read_hollow_into(
 ) -> Result<()> {
     read_inline_into(machine, batch, out)?;
     for part in &batch.parts {
-        read_part_into(machine, desc, part, out).await?;
+        read_part_into(machine, desc, part, None, out).await?;
     }
     Ok(())
+}
+
+/// Appends the updates of a batch at or before `as_of`, advanced to `as_of`, to `out`.
+/// Returns whether `out` is still consolidated as is: strictly increasing data (so no
+/// two updates share a time, which is `as_of` for all) and no zero diff.
+pub(crate) async fn read_hollow_at(
+    machine: &Machine,
+    desc: &RelationDesc,
+    batch: &HollowBatch,
+    as_of: u64,
+    out: &mut Vec<CodedUpdate>,
+) -> Result<bool> {
+    let start = out.len();
+    read_inline_into(machine, batch, out)?;
+    let mut consolidated = advance_from(out, start, as_of);
+    for part in &batch.parts {
+        consolidated &= read_part_into(machine, desc, part, Some(as_of), out).await?;
+    }
+    Ok(consolidated)
+}
+
+/// Advances `out[start..]` as [`advance_to`] does; returns whether `out` is still
+/// consolidated (see [`read_hollow_at`]).
+fn advance_from(out: &mut Vec<CodedUpdate>, start: usize, as_of: u64) -> bool {
+    let tail = out.split_off(start);
+    let mut consolidated = true;
+    for (data, t, diff) in tail {
+        if t <= as_of {
+            consolidated = consolidated && diff != 0 && out.last().is_none_or(|p| p.0 < data);
+            out.push((data, as_of, diff));
+        }
+    }
+    consolidated
 }
 
 pub(crate) fn read_inline(machine: &Machine, batch: &HollowBatch) -> Result<Vec<CodedUpdate>> {
@@ -218,23 +251,25 @@ pub(crate) async fn read_part(
     part: &PartRef,
 ) -> Result<Vec<CodedUpdate>> {
     let mut out = Vec::new();
-    read_part_into(machine, desc, part, &mut out).await?;
+    read_part_into(machine, desc, part, None, &mut out).await?;
     Ok(out)
 }
 
+/// Appends a part's updates to `out`; see `decode_part_into` for `as_of` and the answer.
 async fn read_part_into(
     machine: &Machine,
     desc: &RelationDesc,
     part: &PartRef,
+    as_of: Option<u64>,
     out: &mut Vec<CodedUpdate>,
-) -> Result<()> {
+) -> Result<bool> {
     let Some(bytes) = machine.get_blob(&part.key).await? else {
         return Err(PersistError::Codec(CodecError::Part {
             key: part.key.clone(),
             reason: "part is missing".into(),
         }));
     };
-    Ok(decode_part_into(&part.key, desc, bytes, out)?)
+    Ok(decode_part_into(&part.key, desc, bytes, as_of, out)?)
 }
 
 /// Keeps the updates at or before `as_of`, advanced to `as_of`.

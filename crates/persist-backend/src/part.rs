@@ -146,12 +146,17 @@ fn writer_properties() -> WriterProperties {
     props.build()
 }
 
+/// Appends the updates of `batch` to `out`: all of them, or with `as_of` only those
+/// at or before it, their times advanced to `as_of`. With `as_of`, returns whether `out`
+/// (what it held before, then these) still has strictly increasing data and no zero
+/// diff, i.e. is consolidated as is; the check runs while each row is fresh in cache.
 fn decode_batch(
     key: &str,
     desc: &RelationDesc,
     batch: &RecordBatch,
+    as_of: Option<u64>,
     out: &mut Vec<CodedUpdate>,
-) -> Result<(), CodecError> {
+) -> Result<bool, CodecError> {
     let fail = |reason: String| CodecError::Part {
         key: key.to_owned(),
         reason,
@@ -175,13 +180,23 @@ fn decode_batch(
     }
     let rows = RowsReader::new(key, desc, &batch.columns()[..arity])?;
     let (ts, diff) = (ts.values(), diff.values());
-    let update = |i: usize| -> Result<CodedUpdate, CodecError> {
-        let data = if err.is_null(i) {
-            Ok(rows.row(i)?)
-        } else {
-            Err(err.value(i).to_owned())
-        };
-        Ok((data, ts[i], diff[i]))
+    let decode = |range: std::ops::Range<usize>, out: &mut Vec<CodedUpdate>| {
+        let mut strict = as_of.is_some();
+        for i in range {
+            let t = match as_of {
+                Some(a) if ts[i] > a => continue,
+                Some(a) => a,
+                None => ts[i],
+            };
+            let data = if err.is_null(i) {
+                Ok(rows.row(i)?)
+            } else {
+                Err(err.value(i).to_owned())
+            };
+            strict = strict && diff[i] != 0 && out.last().is_none_or(|p| p.0 < data);
+            out.push((data, t, diff[i]));
+        }
+        Ok::<bool, CodecError>(strict)
     };
     let n = batch.num_rows();
     out.reserve(n);
@@ -194,18 +209,26 @@ fn decode_batch(
         n
     };
     std::thread::scope(|scope| {
-        let tail = (split < n)
-            .then(|| scope.spawn(|| (split..n).map(&update).collect::<Result<Vec<_>, _>>()));
-        for i in 0..split {
-            out.push(update(i)?);
-        }
+        let tail = (split < n).then(|| {
+            scope.spawn(|| {
+                let mut rest = Vec::with_capacity(n - split);
+                decode(split..n, &mut rest).map(|strict| (rest, strict))
+            })
+        });
+        let mut strict = decode(0..split, out)?;
         if let Some(tail) = tail {
-            let mut rest = tail
+            let (mut rest, tail_strict) = tail
                 .join()
                 .map_err(|_| fail("a decoding thread panicked".to_owned()))??;
+            strict = strict
+                && tail_strict
+                && match (out.last(), rest.first()) {
+                    (Some(p), Some(f)) => p.0 < f.0,
+                    _ => true,
+                };
             out.append(&mut rest);
         }
-        Ok(())
+        Ok(strict)
     })
 }
 
@@ -219,20 +242,23 @@ pub fn decode_part(
     bytes: Bytes,
 ) -> Result<Vec<CodedUpdate>, CodecError> {
     let mut out = Vec::new();
-    decode_part_into(key, desc, bytes, &mut out)?;
+    decode_part_into(key, desc, bytes, None, &mut out)?;
     Ok(out)
 }
 
 /// Rows per Arrow batch when decoding: large enough that per-batch costs vanish.
 const DECODE_BATCH_ROWS: usize = 64 * 1024;
 
-/// [`decode_part`], appending to `out`.
+/// [`decode_part`], appending to `out`; with `as_of`, only the updates at or before it,
+/// advanced to it, and the answer says whether `out` is still consolidated (see
+/// `decode_batch`).
 pub(crate) fn decode_part_into(
     key: &str,
     desc: &RelationDesc,
     bytes: Bytes,
+    as_of: Option<u64>,
     out: &mut Vec<CodedUpdate>,
-) -> Result<(), CodecError> {
+) -> Result<bool, CodecError> {
     let fail = |e: &dyn std::fmt::Display| CodecError::Part {
         key: key.to_owned(),
         reason: e.to_string(),
@@ -244,11 +270,12 @@ pub(crate) fn decode_part_into(
         .with_batch_size(DECODE_BATCH_ROWS)
         .build()
         .map_err(|e| fail(&e))?;
+    let mut consolidated = as_of.is_some();
     for batch in reader {
         let batch = batch.map_err(|e| fail(&e))?;
-        decode_batch(key, desc, &batch, out)?;
+        consolidated &= decode_batch(key, desc, &batch, as_of, out)?;
     }
-    Ok(())
+    Ok(consolidated)
 }
 
 /// Sorts updates by data and time, sums the diffs of equal `(data, time)` pairs and drops
@@ -378,6 +405,40 @@ mod tests {
             .collect();
         let bytes = encode_part(&desc(), &updates).unwrap();
         assert_eq!(decode_part("k", &desc(), bytes).unwrap(), updates);
+    }
+
+    #[test]
+    fn decoding_at_an_as_of_filters_advances_and_tells_if_consolidated() {
+        // Enough rows for the two-thread path; consolidated, as parts are written.
+        let n = PARALLEL_DECODE_ROWS as i64 + 101;
+        let mut updates: Vec<CodedUpdate> = (0..n)
+            .map(|i| match i % 97 {
+                0 => (Err(format!("e{i}")), (i % 3) as u64, -1),
+                _ => (Ok(row(i)), (i % 3) as u64, 1),
+            })
+            .collect();
+        consolidate(&mut updates);
+        let bytes = encode_part(&desc(), &updates).unwrap();
+        let mut want: Vec<CodedUpdate> = updates.clone();
+        crate::batch::advance_to(&mut want, 1);
+        consolidate(&mut want);
+        let mut out = Vec::new();
+        let consolidated = decode_part_into("k", &desc(), bytes.clone(), Some(1), &mut out);
+        assert!(consolidated.unwrap());
+        assert_eq!(out, want);
+        // The same part again: the data no longer increases, and consolidating sums.
+        let again = decode_part_into("k", &desc(), bytes.clone(), Some(1), &mut out);
+        assert!(!again.unwrap());
+        consolidate(&mut out);
+        let doubled: Vec<CodedUpdate> = want
+            .iter()
+            .map(|(d, t, r)| (d.clone(), *t, 2 * r))
+            .collect();
+        assert_eq!(out, doubled);
+        // Without an as_of every update comes back, and nothing is claimed.
+        let mut all = Vec::new();
+        assert!(!decode_part_into("k", &desc(), bytes, None, &mut all).unwrap());
+        assert_eq!(all, updates);
     }
 
     #[test]
