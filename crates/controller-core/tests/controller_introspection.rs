@@ -377,3 +377,56 @@ async fn a_read_only_controller_writes_no_introspection_until_allow_writes() {
         );
     }
 }
+
+/// A status row `id` reports as running at `ms`.
+fn running_status(id: GlobalId, ms: u64) -> Row {
+    strata_introspection::status::status_row(&strata_controller_api::StatusUpdate {
+        id,
+        replica_id: None,
+        status: strata_controller_api::Status::Running,
+        timestamp_ms: ms,
+        error: None,
+        hints: Vec::new(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_controller_writes_no_more_introspection() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let collections = [(SOURCE_STATUS, IntrospectionType::SourceStatusHistory)];
+    let mut old = Controller::open_durable(ControllerConfig::default(), &url, false)
+        .await
+        .unwrap();
+    create_introspection_durable(&mut old, &collections).await;
+    let before = running_status(id(1), 1);
+    old.append_introspection_updates(IntrospectionType::SourceStatusHistory, vec![(before, 1)])
+        .unwrap();
+    old.sync_introspection().await.unwrap();
+
+    // A newer controller takes over the same location.
+    let mut new = Controller::open_durable(ControllerConfig::default(), &url, false)
+        .await
+        .unwrap();
+    create_introspection_durable(&mut new, &collections).await;
+
+    // The old controller's manager is still running, but its writes are fenced.
+    let stale = running_status(id(2), 2);
+    old.append_introspection_updates(IntrospectionType::SourceStatusHistory, vec![(stale, 1)])
+        .unwrap();
+    assert!(
+        old.sync_introspection().await.is_err(),
+        "a fenced controller's introspection write succeeded"
+    );
+
+    // The new controller writes, and sees its own row but never the old one's.
+    let fresh = running_status(id(3), 3);
+    new.append_introspection_updates(IntrospectionType::SourceStatusHistory, vec![(fresh, 1)])
+        .unwrap();
+    let rows = read_introspection(&mut new, SOURCE_STATUS).await;
+    let ids: Vec<String> = rows
+        .keys()
+        .map(|row| status_from_row(row).unwrap().id.to_string())
+        .collect();
+    assert_eq!(ids, ["u1", "u3"], "{rows:?}");
+}

@@ -41,6 +41,7 @@ use strata_introspection::{
     CollectionKind, Metrics, Registration, SinkStatistics, SourceStatistics, StatisticsConfig,
     StatisticsScraper,
 };
+use strata_persist_backend::WriteFence;
 use tokio::sync::{mpsc, watch};
 
 pub(crate) use state::IntrospectionState;
@@ -261,11 +262,20 @@ impl<T: StorageTimestamp> Controller<T> {
         for (id, kind) in pending {
             let state = self.registry.live(id)?;
             let (shard, desc) = (state.shard, state.description.desc.clone());
-            let write = self
+            let mut write = self
                 .client
                 .open_writer::<T>(shard, desc)
                 .await
                 .map_err(persist_err)?;
+            // Every introspection write is conditional on our epoch still being the
+            // opaque of the shard's controller reader, so a newer controller stops an
+            // old one's manager from writing. Fencing here is idempotent and makes sure
+            // that reader holds our epoch before the first write.
+            drop(super::bootstrap::fence_shard::<T>(&self.client, shard, self.epoch).await?);
+            write.set_fence(Some(WriteFence {
+                reader: super::worker::CONTROLLER_READER_ID.to_owned(),
+                opaque: self.epoch,
+            }));
             let collection_kind = CollectionKind::for_introspection(kind, &self.parameters);
             let registration = Registration::new(id, self.client.clone(), write, collection_kind);
             let manager = self.introspection.manager.clone();
