@@ -28,6 +28,8 @@
 //!
 //! [`Lattice`]: differential_dataflow::lattice::Lattice
 
+#[cfg(any(test, feature = "proptest"))]
+pub mod arbitrary;
 pub mod controller;
 pub mod description;
 pub mod error;

@@ -472,22 +472,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use proptest::prelude::*;
-
-    fn arb_datum() -> impl Strategy<Value = Datum> {
-        prop_oneof![
-            Just(Datum::Null),
-            any::<bool>().prop_map(Datum::Bool),
-            any::<i64>().prop_map(Datum::Int64),
-            any::<u64>().prop_map(Datum::UInt64),
-            any::<f64>()
-                .prop_filter("NaN is not equal to itself", |x| !x.is_nan())
-                .prop_map(Datum::Float64),
-            ".*".prop_map(Datum::String),
-            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Datum::Bytes),
-            ".*".prop_map(Datum::Jsonb),
-            any::<u64>().prop_map(Datum::TimestampMillis),
-        ]
-    }
+    use strata_controller_api::arbitrary::arb_datum;
 
     proptest! {
         #[test]

@@ -7,13 +7,36 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use strata_controller_api::{Antichain, Datum, Timestamp};
+use strata_controller_api::{Antichain, Datum, ShardId, Timestamp};
 use strata_persist_backend::conformance::{new_shard, test_desc, test_row};
 use strata_persist_backend::txns::{Txn, TxnsError, TxnsHandle};
-use strata_persist_backend::{PersistClient, PersistError, WriteFence};
+use strata_persist_backend::{PersistClient, PersistError, SinceHandle, WriteFence};
 
 fn fr(t: u64) -> Antichain<Timestamp> {
     Antichain::from_elem(Timestamp::new(t))
+}
+
+/// The owner's critical reader on `shard`, holding opaque 1.
+async fn owner_at_1(client: &PersistClient, shard: ShardId) -> SinceHandle<Timestamp> {
+    let mut owner = client
+        .open_critical_since::<Timestamp>(shard, "owner")
+        .await
+        .unwrap();
+    owner
+        .compare_and_downgrade_since(0, (1, &fr(0)))
+        .await
+        .unwrap()
+        .unwrap();
+    owner
+}
+
+/// A newer owner takes over by moving the opaque from 1 to 2.
+async fn take_over(owner: &mut SinceHandle<Timestamp>) {
+    owner
+        .compare_and_downgrade_since(1, (2, &fr(0)))
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 fn fence(opaque: u64) -> Option<WriteFence> {
@@ -33,15 +56,7 @@ async fn client() -> PersistClient {
 async fn a_fenced_writer_writes_nothing_once_the_opaque_moves() {
     let client = client().await;
     let shard = new_shard();
-    let mut owner = client
-        .open_critical_since::<Timestamp>(shard, "owner")
-        .await
-        .unwrap();
-    owner
-        .compare_and_downgrade_since(0, (1, &fr(0)))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut owner = owner_at_1(&client, shard).await;
     let mut old = client
         .open_writer::<Timestamp>(shard, test_desc())
         .await
@@ -54,11 +69,7 @@ async fn a_fenced_writer_writes_nothing_once_the_opaque_moves() {
         .unwrap();
 
     // A newer owner takes over by moving the opaque.
-    owner
-        .compare_and_downgrade_since(1, (2, &fr(0)))
-        .await
-        .unwrap()
-        .unwrap();
+    take_over(&mut owner).await;
     let refused = old
         .compare_and_append(&[(Ok(test_row(2)), Timestamp::new(1), 1)], fr(1), fr(2))
         .await;
@@ -111,15 +122,7 @@ async fn a_fenced_writer_writes_nothing_once_the_opaque_moves() {
 async fn no_txns_commit_of_an_old_owner_lands_after_the_fence() {
     let client = client().await;
     let (txns, a) = (new_shard(), new_shard());
-    let mut owner = client
-        .open_critical_since::<Timestamp>(txns, "owner")
-        .await
-        .unwrap();
-    owner
-        .compare_and_downgrade_since(0, (1, &fr(0)))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut owner = owner_at_1(&client, txns).await;
     let mut old = TxnsHandle::<Timestamp>::open(client.clone(), txns)
         .await
         .unwrap();
@@ -167,11 +170,7 @@ async fn no_txns_commit_of_an_old_owner_lands_after_the_fence() {
     {
         tokio::task::yield_now().await;
     }
-    owner
-        .compare_and_downgrade_since(1, (2, &fr(0)))
-        .await
-        .unwrap()
-        .unwrap();
+    take_over(&mut owner).await;
     fenced.store(true, Ordering::SeqCst);
     let upper_at_fence = client
         .fetch_recent_upper::<Timestamp>(txns)
