@@ -37,6 +37,7 @@ pub mod ids;
 pub mod read_hold;
 pub mod read_policy;
 pub mod row;
+pub mod row_ref;
 pub mod timestamp;
 
 pub use controller::{
@@ -59,6 +60,7 @@ pub use row::{
     ColumnType, Datum, RelationDesc, RelationDescBuilder, Row, RowDecodeError, RowMismatch,
     ScalarType,
 };
+pub use row_ref::{DatumRef, DatumRefs, RowPacker, RowsPacker};
 pub use timestamp::{StorageTimestamp, Timestamp};
 
 pub use timely::progress::{

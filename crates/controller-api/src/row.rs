@@ -12,7 +12,10 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use crate::row_ref::RowPacker;
 
 /// One value in a row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,9 +266,27 @@ impl RelationDesc {
 /// assert_eq!(copy, row);
 /// assert!(Row::from_bytes(vec![0xff]).is_err());
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// A row's bytes are reference counted: a clone shares them, and rows built in bulk by
+/// a [`RowsPacker`](crate::RowsPacker) share one buffer (which lives as long as any of
+/// them). Rows serialize as their bytes, a sequence of `u8`, and deserializing one
+/// validates it as [`Row::from_bytes`] does.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Row {
-    bytes: Vec<u8>,
+    bytes: Bytes,
+}
+
+impl Serialize for Row {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.as_bytes().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Row {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Row, D::Error> {
+        let bytes = Vec::<u8>::deserialize(deserializer)?;
+        Row::from_bytes(bytes).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Bytes that are not a valid row encoding.
@@ -278,20 +299,20 @@ pub struct RowDecodeError {
     pub reason: &'static str,
 }
 
-mod tag {
-    pub(super) const NULL: u8 = 0;
-    pub(super) const FALSE: u8 = 1;
-    pub(super) const TRUE: u8 = 2;
-    pub(super) const INT64: u8 = 3;
-    pub(super) const UINT64: u8 = 4;
-    pub(super) const FLOAT64: u8 = 5;
-    pub(super) const STRING: u8 = 6;
-    pub(super) const BYTES: u8 = 7;
-    pub(super) const JSONB: u8 = 8;
-    pub(super) const TIMESTAMP: u8 = 9;
+pub(crate) mod tag {
+    pub(crate) const NULL: u8 = 0;
+    pub(crate) const FALSE: u8 = 1;
+    pub(crate) const TRUE: u8 = 2;
+    pub(crate) const INT64: u8 = 3;
+    pub(crate) const UINT64: u8 = 4;
+    pub(crate) const FLOAT64: u8 = 5;
+    pub(crate) const STRING: u8 = 6;
+    pub(crate) const BYTES: u8 = 7;
+    pub(crate) const JSONB: u8 = 8;
+    pub(crate) const TIMESTAMP: u8 = 9;
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -299,55 +320,27 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-fn zigzag(n: i64) -> u64 {
+pub(crate) fn zigzag(n: i64) -> u64 {
     ((n << 1) ^ (n >> 63)) as u64
 }
 
-fn unzigzag(n: u64) -> i64 {
+pub(crate) fn unzigzag(n: u64) -> i64 {
     ((n >> 1) as i64) ^ -((n & 1) as i64)
 }
 
 impl Row {
     /// Packs datums into a row.
     pub fn pack<'a>(datums: impl IntoIterator<Item = &'a Datum>) -> Row {
-        let mut bytes = Vec::new();
+        let mut packer = RowPacker::default();
         for datum in datums {
-            Self::push_datum(&mut bytes, datum);
+            packer.push(datum);
         }
+        packer.finish()
+    }
+
+    /// Bytes a [`RowPacker`] built, which decode by construction.
+    pub(crate) fn from_packed(bytes: Bytes) -> Row {
         Row { bytes }
-    }
-
-    fn push_datum(out: &mut Vec<u8>, datum: &Datum) {
-        match datum {
-            Datum::Null => out.push(tag::NULL),
-            Datum::Bool(false) => out.push(tag::FALSE),
-            Datum::Bool(true) => out.push(tag::TRUE),
-            Datum::Int64(n) => {
-                out.push(tag::INT64);
-                put_varint(out, zigzag(*n));
-            }
-            Datum::UInt64(n) => {
-                out.push(tag::UINT64);
-                put_varint(out, *n);
-            }
-            Datum::Float64(x) => {
-                out.push(tag::FLOAT64);
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-            Datum::String(s) => Self::push_len_prefixed(out, tag::STRING, s.as_bytes()),
-            Datum::Bytes(b) => Self::push_len_prefixed(out, tag::BYTES, b),
-            Datum::Jsonb(s) => Self::push_len_prefixed(out, tag::JSONB, s.as_bytes()),
-            Datum::TimestampMillis(ms) => {
-                out.push(tag::TIMESTAMP);
-                put_varint(out, *ms);
-            }
-        }
-    }
-
-    fn push_len_prefixed(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
-        out.push(tag);
-        put_varint(out, payload.len() as u64);
-        out.extend_from_slice(payload);
     }
 
     /// Accepts bytes from outside after checking that they decode.
@@ -359,7 +352,9 @@ impl Row {
         while decoder.offset < bytes.len() {
             decoder.check_datum()?;
         }
-        Ok(Row { bytes })
+        Ok(Row {
+            bytes: Bytes::from(bytes),
+        })
     }
 
     /// The encoded bytes.
@@ -369,7 +364,7 @@ impl Row {
 
     /// The encoded bytes, consuming the row.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+        Vec::from(self.bytes)
     }
 
     /// The datums, in order.
@@ -419,11 +414,11 @@ impl fmt::Display for Row {
 
 impl FromIterator<Datum> for Row {
     fn from_iter<I: IntoIterator<Item = Datum>>(iter: I) -> Self {
-        let mut bytes = Vec::new();
+        let mut packer = RowPacker::default();
         for datum in iter {
-            Row::push_datum(&mut bytes, &datum);
+            packer.push(&datum);
         }
-        Row { bytes }
+        packer.finish()
     }
 }
 
@@ -586,6 +581,19 @@ mod tests {
                 prop_assert_eq!(Row::pack(&row.unpack()).into_bytes(), bytes);
             }
         }
+    }
+
+    #[test]
+    fn rows_serialize_as_their_bytes_and_deserialize_only_if_valid() {
+        let row = Row::pack(&[Datum::Int64(-1), Datum::String("é".into())]);
+        let json = serde_json::to_string(&row).unwrap();
+        assert_eq!(
+            json,
+            serde_json::to_string(&row.as_bytes().to_vec()).unwrap()
+        );
+        assert_eq!(serde_json::from_str::<Row>(&json).unwrap(), row);
+        let bad = serde_json::from_str::<Row>("[6,5,97]").unwrap_err();
+        assert!(bad.to_string().contains("length past the end"), "{bad}");
     }
 
     #[test]

@@ -6,11 +6,11 @@ use std::marker::PhantomData;
 use bytes::Bytes;
 use strata_controller_api::{Antichain, RelationDesc, Row, ShardId, StorageTimestamp};
 
+use crate::consolidate::consolidate_in_place;
 use crate::error::{CodecError, PersistError, Result};
 use crate::machine::Machine;
-use crate::part::{
-    CodedUpdate, SourceData, consolidate_in_place, decode_part_into, encode_updates,
-};
+use crate::part::{CodedUpdate, SourceData, decode_part_into, encode_updates};
+use crate::part_fetch::fetch_halves;
 use crate::state::{HollowBatch, InlineUpdate, PartRef, before};
 
 /// A time as its order-preserving `u64` code.
@@ -99,7 +99,7 @@ fn inline_size<D: Borrow<SourceData>>(updates: &[(D, u64, i64)]) -> u64 {
 
 /// Consolidates updates (owned, or borrowed from the caller) and writes them as a batch
 /// `[lower, upper)` with `since`.
-pub(crate) async fn write_hollow<D: Borrow<SourceData>>(
+pub(crate) async fn write_hollow<D: Borrow<SourceData> + Sync>(
     machine: &Machine,
     desc: &RelationDesc,
     writer: &str,
@@ -263,6 +263,11 @@ async fn read_part_into(
     as_of: Option<u64>,
     out: &mut Vec<CodedUpdate>,
 ) -> Result<bool> {
+    if part.bytes >= machine.cfg.split_fetch_bytes
+        && let Some(consolidated) = fetch_halves(machine, desc, part, as_of, out).await?
+    {
+        return Ok(consolidated);
+    }
     let Some(bytes) = machine.get_blob(&part.key).await? else {
         return Err(PersistError::Codec(CodecError::Part {
             key: part.key.clone(),

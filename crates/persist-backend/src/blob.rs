@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::ExternalError;
 
@@ -31,6 +31,19 @@ pub(crate) async fn get(
         },
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(ExternalError::determinate("get", e)),
+    }
+}
+
+/// Bytes `range` of `key`, or `None` if it does not exist.
+pub(crate) async fn get_range(
+    store: &dyn ObjectStore,
+    key: &Path,
+    range: std::ops::Range<u64>,
+) -> Result<Option<Bytes>, ExternalError> {
+    match store.get_range(key, range).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(ExternalError::determinate("get_range", e)),
     }
 }
 

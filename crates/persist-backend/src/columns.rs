@@ -1,11 +1,7 @@
-//! Rows to Arrow columns and back, value by value, without a [`Datum`] (and its heap
-//! copy of every string) per value.
-//!
-//! A [`Row`]'s bytes are the encoding documented in `strata_controller_api::row`: one
-//! tag byte per datum, then integers as LEB128 varints (signed ones zig-zagged), floats
-//! as 8 little-endian bytes, and strings, bytes and JSON as a varint length plus the
-//! bytes. [`DatumRef`] reads that encoding in place and [`RowBuf`] writes it; the tests
-//! check both against `Row::pack` and `Row::unpack` so the two cannot drift apart.
+//! Rows to Arrow columns and back, value by value, without a `Datum` (and its heap
+//! copy of every string) per value: rows are read with
+//! [`Row::datum_refs`](strata_controller_api::Row::datum_refs) and rebuilt with a
+//! [`RowPacker`], both owned by `strata_controller_api`, which keeps the encoding.
 
 use std::sync::Arc;
 
@@ -15,143 +11,14 @@ use arrow_array::builder::{
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt64Array,
 };
-#[cfg(test)]
-use strata_controller_api::Datum;
-use strata_controller_api::{ColumnType, RelationDesc, Row, ScalarType};
+use strata_controller_api::{ColumnType, DatumRef, RelationDesc, Row, RowPacker, ScalarType};
 
 use crate::error::CodecError;
-
-mod tag {
-    pub(super) const NULL: u8 = 0;
-    pub(super) const FALSE: u8 = 1;
-    pub(super) const TRUE: u8 = 2;
-    pub(super) const INT64: u8 = 3;
-    pub(super) const UINT64: u8 = 4;
-    pub(super) const FLOAT64: u8 = 5;
-    pub(super) const STRING: u8 = 6;
-    pub(super) const BYTES: u8 = 7;
-    pub(super) const JSONB: u8 = 8;
-    pub(super) const TIMESTAMP: u8 = 9;
-}
-
-/// A datum borrowed from a row's bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum DatumRef<'a> {
-    Null,
-    Bool(bool),
-    Int64(i64),
-    UInt64(u64),
-    Float64(f64),
-    /// UTF-8 by the row invariant; checked once per column when a part is built.
-    String(&'a [u8]),
-    Bytes(&'a [u8]),
-    /// As `String`.
-    Jsonb(&'a [u8]),
-    TimestampMillis(u64),
-}
-
-impl DatumRef<'_> {
-    fn scalar_type(&self) -> Option<ScalarType> {
-        Some(match self {
-            DatumRef::Null => return None,
-            DatumRef::Bool(_) => ScalarType::Bool,
-            DatumRef::Int64(_) => ScalarType::Int64,
-            DatumRef::UInt64(_) => ScalarType::UInt64,
-            DatumRef::Float64(_) => ScalarType::Float64,
-            DatumRef::String(_) => ScalarType::String,
-            DatumRef::Bytes(_) => ScalarType::Bytes,
-            DatumRef::Jsonb(_) => ScalarType::Jsonb,
-            DatumRef::TimestampMillis(_) => ScalarType::TimestampMillis,
-        })
-    }
-}
-
-/// The datums of a row's bytes, in order. Ends early at bytes that do not decode,
-/// which a [`Row`] never holds.
-#[derive(Debug, Clone)]
-pub(crate) struct DatumRefs<'a> {
-    bytes: &'a [u8],
-}
-
-/// The datums of `row`, borrowed.
-pub(crate) fn datums(row: &Row) -> DatumRefs<'_> {
-    DatumRefs {
-        bytes: row.as_bytes(),
-    }
-}
-
-impl<'a> DatumRefs<'a> {
-    fn byte(&mut self) -> Option<u8> {
-        let (first, rest) = self.bytes.split_first()?;
-        self.bytes = rest;
-        Some(*first)
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn slice(&mut self) -> Option<&'a [u8]> {
-        let len = usize::try_from(self.varint()?).ok()?;
-        if len > self.bytes.len() {
-            return None;
-        }
-        let (head, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Some(head)
-    }
-
-    fn datum(&mut self) -> Option<DatumRef<'a>> {
-        Some(match self.byte()? {
-            tag::NULL => DatumRef::Null,
-            tag::FALSE => DatumRef::Bool(false),
-            tag::TRUE => DatumRef::Bool(true),
-            tag::INT64 => {
-                let n = self.varint()?;
-                DatumRef::Int64(((n >> 1) as i64) ^ -((n & 1) as i64))
-            }
-            tag::UINT64 => DatumRef::UInt64(self.varint()?),
-            tag::FLOAT64 => {
-                let (head, rest) = self.bytes.split_first_chunk::<8>()?;
-                self.bytes = rest;
-                DatumRef::Float64(f64::from_le_bytes(*head))
-            }
-            tag::STRING => DatumRef::String(self.slice()?),
-            tag::BYTES => DatumRef::Bytes(self.slice()?),
-            tag::JSONB => DatumRef::Jsonb(self.slice()?),
-            tag::TIMESTAMP => DatumRef::TimestampMillis(self.varint()?),
-            _ => return None,
-        })
-    }
-}
-
-impl<'a> Iterator for DatumRefs<'a> {
-    type Item = DatumRef<'a>;
-
-    fn next(&mut self) -> Option<DatumRef<'a>> {
-        if self.bytes.is_empty() {
-            return None;
-        }
-        let datum = self.datum();
-        if datum.is_none() {
-            self.bytes = &[];
-        }
-        datum
-    }
-}
 
 /// Whether `row` matches the column types: arity, types and nullability. The same
 /// answer as `RelationDesc::validate_row`, without unpacking the row.
 pub(crate) fn row_matches(types: &[ColumnType], row: &Row) -> bool {
-    let mut datums = datums(row);
+    let mut datums = row.datum_refs();
     for typ in types {
         let ok = match datums.next().map(|d| d.scalar_type()) {
             None => false,
@@ -270,7 +137,7 @@ impl ColumnsBuilder {
 
     /// Appends a row's datums (NULL for a datum of the wrong type or a missing one).
     pub(crate) fn push_row(&mut self, row: &Row) {
-        let mut datums = datums(row);
+        let mut datums = row.datum_refs();
         for b in &mut self.builders {
             b.push(datums.next());
         }
@@ -285,20 +152,6 @@ impl ColumnsBuilder {
     pub(crate) fn finish(self) -> Result<Vec<ArrayRef>, CodecError> {
         self.builders.into_iter().map(Builder::finish).collect()
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn put_len_prefixed(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
-    out.push(tag);
-    put_varint(out, payload.len() as u64);
-    out.extend_from_slice(payload);
 }
 
 /// A typed view of one data column of a decoded part.
@@ -369,44 +222,35 @@ impl<'a> ColumnReader<'a> {
         }
     }
 
-    /// An upper bound of the encoded size of value `i`.
-    fn encoded_len(&self, i: usize) -> usize {
-        match self {
-            ColumnReader::String(a) | ColumnReader::Jsonb(a) => 11 + a.value_length(i) as usize,
-            ColumnReader::Bytes(a) => 11 + a.value_length(i) as usize,
-            _ => 11,
-        }
+    /// An upper bound of the encoded size of every value: a tag and a varint length
+    /// (or a fixed-size value) per value, plus the variable-length payloads.
+    fn bytes_hint(&self) -> usize {
+        let (values, payload) = match self {
+            ColumnReader::String(a) | ColumnReader::Jsonb(a) => (a.len(), a.value_data().len()),
+            ColumnReader::Bytes(a) => (a.len(), a.value_data().len()),
+            ColumnReader::Bool(a) => (a.len(), 0),
+            ColumnReader::Int64(a) => (a.len(), 0),
+            ColumnReader::UInt64(a) | ColumnReader::Timestamp(a) => (a.len(), 0),
+            ColumnReader::Float64(a) => (a.len(), 0),
+        };
+        11 * values + payload
     }
 
-    /// Appends the encoding of value `i` to `out`; `may_be_null` is false for a column
-    /// without nulls.
-    fn write(&self, may_be_null: bool, i: usize, out: &mut Vec<u8>) {
+    /// Appends value `i` to `out`; `may_be_null` is false for a column without nulls.
+    fn write(&self, may_be_null: bool, i: usize, out: &mut RowPacker) {
         if may_be_null && self.is_null(i) {
-            out.push(tag::NULL);
+            out.push_null();
             return;
         }
         match self {
-            ColumnReader::Bool(a) => out.push(if a.value(i) { tag::TRUE } else { tag::FALSE }),
-            ColumnReader::Int64(a) => {
-                let n = a.value(i);
-                out.push(tag::INT64);
-                put_varint(out, ((n << 1) ^ (n >> 63)) as u64);
-            }
-            ColumnReader::UInt64(a) => {
-                out.push(tag::UINT64);
-                put_varint(out, a.value(i));
-            }
-            ColumnReader::Timestamp(a) => {
-                out.push(tag::TIMESTAMP);
-                put_varint(out, a.value(i));
-            }
-            ColumnReader::Float64(a) => {
-                out.push(tag::FLOAT64);
-                out.extend_from_slice(&a.value(i).to_le_bytes());
-            }
-            ColumnReader::String(a) => put_len_prefixed(out, tag::STRING, a.value(i).as_bytes()),
-            ColumnReader::Jsonb(a) => put_len_prefixed(out, tag::JSONB, a.value(i).as_bytes()),
-            ColumnReader::Bytes(a) => put_len_prefixed(out, tag::BYTES, a.value(i)),
+            ColumnReader::Bool(a) => out.push_bool(a.value(i)),
+            ColumnReader::Int64(a) => out.push_int64(a.value(i)),
+            ColumnReader::UInt64(a) => out.push_uint64(a.value(i)),
+            ColumnReader::Timestamp(a) => out.push_timestamp_millis(a.value(i)),
+            ColumnReader::Float64(a) => out.push_float64(a.value(i)),
+            ColumnReader::String(a) => out.push_str(a.value(i)),
+            ColumnReader::Jsonb(a) => out.push_jsonb(a.value(i)),
+            ColumnReader::Bytes(a) => out.push_bytes(a.value(i)),
         }
     }
 }
@@ -414,7 +258,6 @@ impl<'a> ColumnReader<'a> {
 /// Reads the data columns of a decoded part back into rows.
 #[derive(Debug)]
 pub(crate) struct RowsReader<'a> {
-    key: &'a str,
     columns: Vec<(ColumnReader<'a>, bool)>,
 }
 
@@ -434,36 +277,20 @@ impl<'a> RowsReader<'a> {
                 Ok((column, may_be_null))
             })
             .collect::<Result<_, CodecError>>()?;
-        Ok(RowsReader { key, columns })
+        Ok(RowsReader { columns })
     }
 
-    /// The row at index `i`.
-    pub(crate) fn row(&self, i: usize) -> Result<Row, CodecError> {
-        let len = self.columns.iter().map(|(c, _)| c.encoded_len(i)).sum();
-        let mut bytes = Vec::with_capacity(len);
+    /// Packs the row at index `i`. Arrow has checked the strings' UTF-8 and the packer
+    /// writes whole datums, so the row needs no validation of its own.
+    pub(crate) fn pack_row(&self, i: usize, packer: &mut RowPacker) {
         for (c, may_be_null) in &self.columns {
-            c.write(*may_be_null, i, &mut bytes);
+            c.write(*may_be_null, i, packer);
         }
-        Row::from_bytes(bytes).map_err(|e| CodecError::Part {
-            key: self.key.to_owned(),
-            reason: format!("row {i}: {e}"),
-        })
     }
-}
 
-/// The datum a [`DatumRef`] borrows from, owned (for tests and error paths).
-#[cfg(test)]
-fn to_datum(d: DatumRef<'_>) -> Datum {
-    match d {
-        DatumRef::Null => Datum::Null,
-        DatumRef::Bool(x) => Datum::Bool(x),
-        DatumRef::Int64(x) => Datum::Int64(x),
-        DatumRef::UInt64(x) => Datum::UInt64(x),
-        DatumRef::Float64(x) => Datum::Float64(x),
-        DatumRef::String(x) => Datum::String(String::from_utf8(x.to_vec()).unwrap_or_default()),
-        DatumRef::Bytes(x) => Datum::Bytes(x.to_vec()),
-        DatumRef::Jsonb(x) => Datum::Jsonb(String::from_utf8(x.to_vec()).unwrap_or_default()),
-        DatumRef::TimestampMillis(x) => Datum::TimestampMillis(x),
+    /// An upper bound of the encoded size of every row.
+    pub(crate) fn bytes_hint(&self) -> usize {
+        self.columns.iter().map(|(c, _)| c.bytes_hint()).sum()
     }
 }
 
@@ -475,13 +302,6 @@ mod tests {
     use strata_controller_api::arbitrary::arb_datum;
 
     proptest! {
-        #[test]
-        fn borrowed_datums_match_unpack(datums in proptest::collection::vec(arb_datum(), 0..12)) {
-            let row = Row::pack(&datums);
-            let borrowed: Vec<Datum> = super::datums(&row).map(to_datum).collect();
-            prop_assert_eq!(borrowed, datums);
-        }
-
         #[test]
         fn row_matches_agrees_with_validate_row(
             datums in proptest::collection::vec(arb_datum(), 0..5),

@@ -28,6 +28,9 @@ pub struct PersistConfig {
     pub heartbeat_in_background: bool,
     /// Batches whose encoded updates are at most this many bytes live inline in the state.
     pub inline_threshold_bytes: u64,
+    /// Parts at least this many bytes are read as two concurrent range requests, each
+    /// half decoded on its own thread as it arrives.
+    pub split_fetch_bytes: u64,
     /// Compaction starts in the background when a shard has more batches than this.
     pub compaction_trigger_batches: usize,
     /// Whether appends start compaction and GC in the background.
@@ -52,6 +55,7 @@ impl Default for PersistConfig {
             writer_lease: Duration::from_secs(60),
             heartbeat_in_background: true,
             inline_threshold_bytes: 4096,
+            split_fetch_bytes: 4 << 20,
             compaction_trigger_batches: 8,
             background_maintenance: true,
             orphan_grace: Duration::from_secs(60),
@@ -70,6 +74,7 @@ impl fmt::Debug for PersistConfig {
             .field("writer_lease", &self.writer_lease)
             .field("heartbeat_in_background", &self.heartbeat_in_background)
             .field("inline_threshold_bytes", &self.inline_threshold_bytes)
+            .field("split_fetch_bytes", &self.split_fetch_bytes)
             .field(
                 "compaction_trigger_batches",
                 &self.compaction_trigger_batches,

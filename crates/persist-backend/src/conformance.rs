@@ -80,6 +80,8 @@ pub async fn run_all(factory: impl ClientFactory) {
     fencing(&factory).await;
     tracing::info!("conformance: compaction");
     compaction(&factory).await;
+    tracing::info!("conformance: large_parts");
+    large_parts(&factory).await;
     tracing::info!("conformance: gc");
     gc(&factory).await;
     tracing::info!("conformance: finalization");
@@ -461,6 +463,46 @@ fn parts_cfg() -> PersistConfig {
     PersistConfig {
         inline_threshold_bytes: 0,
         ..PersistConfig::for_tests()
+    }
+}
+
+/// A part of several row groups (and an error among its rows) reads back the same
+/// whether it is fetched whole or as two concurrent halves, at an `as_of` or not.
+pub async fn large_parts(factory: &impl ClientFactory) {
+    let whole = factory().await.with_config(parts_cfg());
+    let split = factory().await.with_config(PersistConfig {
+        split_fetch_bytes: 0,
+        ..parts_cfg()
+    });
+    let shard = new_shard();
+    let mut w = ok(
+        whole.open_writer::<Timestamp>(shard, test_desc()).await,
+        "open writer",
+    );
+    let n = crate::part::ROW_GROUP_ROWS as i64 + 1000;
+    let mut ups: Vec<_> = (0..n).map(|k| upd(k, k as u64 % 2, 1)).collect();
+    ups.push((Err("a source error".into()), ts(1), 1));
+    ok(w.compare_and_append(&ups, fr(0), fr(2)).await, "append").unwrap_or_else(|m| panic!("{m}"));
+    let at = |t: u64| {
+        let mut want: Vec<_> = ups
+            .iter()
+            .filter(|u| u.1 <= ts(t))
+            .map(|(d, _, r)| (d.clone(), ts(t), *r))
+            .collect();
+        crate::part::consolidate_updates(&mut want);
+        want
+    };
+    for client in [&whole, &split] {
+        let mut r = ok(
+            client
+                .open_leased_reader::<Timestamp>(shard, test_desc())
+                .await,
+            "open reader",
+        );
+        for t in [0, 1] {
+            let snap = ok(r.snapshot(&ts(t)).await, "snapshot");
+            assert!(snap == at(t), "a large part's snapshot at {t} differs");
+        }
     }
 }
 

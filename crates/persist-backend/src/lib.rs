@@ -36,6 +36,7 @@ mod columns;
 pub mod config;
 pub mod conformance;
 pub mod consensus;
+mod consolidate;
 mod critical;
 pub mod error;
 mod lease;
@@ -43,6 +44,7 @@ pub mod location;
 mod machine;
 pub mod maintenance;
 pub mod part;
+mod part_fetch;
 mod read;
 pub mod state;
 #[cfg(feature = "testing")]

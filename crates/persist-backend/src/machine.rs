@@ -296,6 +296,25 @@ impl Machine {
         }
     }
 
+    /// Bytes `range` of an object of this location by relative key.
+    pub(crate) async fn get_blob_range(
+        &self,
+        rel_key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<Bytes>, ExternalError> {
+        let key = self.loc.key(rel_key);
+        let mut attempt = 0;
+        loop {
+            match crate::blob::get_range(self.loc.store.as_ref(), &key, range.clone()).await {
+                Err(_) if attempt + 1 < self.cfg.io_attempts => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Writes an object of this location by relative key (overwrite; keys are unique).
     pub(crate) async fn put_blob(&self, rel_key: &str, data: Bytes) -> Result<(), ExternalError> {
         let key = self.loc.key(rel_key);

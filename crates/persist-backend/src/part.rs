@@ -18,18 +18,19 @@
 //! the relation, is a [`CodecError::Part`].
 
 use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Encoding;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
-use strata_controller_api::{RelationDesc, Row, ScalarType};
+use strata_controller_api::{RelationDesc, Row, RowsPacker, ScalarType};
 
 use crate::columns::{ColumnsBuilder, RowsReader, downcast};
 use crate::error::CodecError;
@@ -40,6 +41,8 @@ pub type SourceData = Result<Row, String>;
 /// One update in the shard's internal time domain: `(data, time code, diff)`, where the
 /// time code is the timestamp's 8-byte encoding as a big-endian `u64`.
 pub type CodedUpdate = (SourceData, u64, i64);
+
+pub use crate::consolidate::{consolidate, consolidate_updates};
 
 fn arrow_type(scalar: ScalarType) -> DataType {
     match scalar {
@@ -89,8 +92,9 @@ pub fn encode_part(desc: &RelationDesc, updates: &[CodedUpdate]) -> Result<Bytes
     encode_updates(desc, updates)
 }
 
-/// [`encode_part`] for owned or borrowed updates.
-pub(crate) fn encode_updates<U: UpdateView>(
+/// [`encode_part`] for owned or borrowed updates. The updates become row groups of at
+/// most [`ROW_GROUP_ROWS`]; a large part encodes its row groups on two threads.
+pub(crate) fn encode_updates<U: UpdateView + Sync>(
     desc: &RelationDesc,
     updates: &[U],
 ) -> Result<Bytes, CodecError> {
@@ -98,7 +102,59 @@ pub(crate) fn encode_updates<U: UpdateView>(
         key: "<new>".into(),
         reason: e.to_string(),
     };
+    let n = updates.len();
+    let per_group = n.div_ceil(n.div_ceil(ROW_GROUP_ROWS).max(1)).max(1);
     let schema = Arc::new(part_schema(desc));
+    let row_bytes: usize = updates.iter().map(|u| data_len(u.data())).sum();
+    let mut buf = Vec::with_capacity(row_bytes + 20 * n + 1024);
+    let writer = ArrowWriter::try_new(&mut buf, Arc::clone(&schema), Some(writer_properties()))
+        .map_err(|e| fail(&e))?;
+    let (mut file, factory) = writer.into_serialized_writer().map_err(|e| fail(&e))?;
+    let groups: Vec<&[U]> = updates.chunks(per_group).collect();
+    let encode = |range: std::ops::Range<usize>| {
+        groups[range.clone()]
+            .iter()
+            .zip(range)
+            .map(|(group, i)| encode_row_group(desc, &schema, &factory, i, group))
+            .collect::<Result<Vec<_>, CodecError>>()
+    };
+    let half = groups.len() / 2;
+    let (head, tail) = join(
+        groups.len() > 1 && n >= PARALLEL_ROWS,
+        || encode(0..half),
+        || encode(half..groups.len()),
+    )?;
+    for columns in head?.into_iter().chain(tail?) {
+        let mut group = file.next_row_group().map_err(|e| fail(&e))?;
+        for column in columns {
+            column
+                .append_to_row_group(&mut group)
+                .map_err(|e| fail(&e))?;
+        }
+        group.close().map_err(|e| fail(&e))?;
+    }
+    file.close().map_err(|e| fail(&e))?;
+    Ok(Bytes::from(buf))
+}
+
+/// The encoded size of an update's data.
+fn data_len(data: &SourceData) -> usize {
+    data.as_ref()
+        .map_or_else(String::len, |r| r.as_bytes().len())
+}
+
+/// Encodes one row group's column chunks.
+fn encode_row_group<U: UpdateView>(
+    desc: &RelationDesc,
+    schema: &Schema,
+    factory: &ArrowRowGroupWriterFactory,
+    index: usize,
+    updates: &[U],
+) -> Result<Vec<ArrowColumnChunk>, CodecError> {
+    let fail = |e: &dyn std::fmt::Display| CodecError::Part {
+        key: "<new>".into(),
+        reason: e.to_string(),
+    };
     let row_bytes: usize = updates
         .iter()
         .map(|u| u.data().as_ref().map_or(0, |r| r.as_bytes().len()))
@@ -117,20 +173,57 @@ pub(crate) fn encode_updates<U: UpdateView>(
     arrays.push(Arc::new(Int64Array::from_iter_values(
         updates.iter().map(UpdateView::diff),
     )));
-    arrays.push(Arc::new(
-        updates
-            .iter()
-            .map(|u| u.data().as_ref().err().map(String::as_str))
-            .collect::<StringArray>(),
-    ));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), arrays).map_err(|e| fail(&e))?;
-    let mut buf = Vec::with_capacity(row_bytes + 20 * updates.len() + 1024);
-    let mut writer =
-        ArrowWriter::try_new(&mut buf, schema, Some(writer_properties())).map_err(|e| fail(&e))?;
-    writer.write(&batch).map_err(|e| fail(&e))?;
-    writer.close().map_err(|e| fail(&e))?;
-    Ok(Bytes::from(buf))
+    let errors = updates.iter().any(|u| u.data().is_err());
+    arrays.push(match errors {
+        true => Arc::new(
+            updates
+                .iter()
+                .map(|u| u.data().as_ref().err().map(String::as_str))
+                .collect::<StringArray>(),
+        ),
+        false => Arc::new(StringArray::new_null(updates.len())),
+    });
+    let mut writers = factory.create_column_writers(index).map_err(|e| fail(&e))?;
+    for ((writer, field), array) in writers.iter_mut().zip(schema.fields()).zip(&arrays) {
+        for leaf in compute_leaves(field, array).map_err(|e| fail(&e))? {
+            writer.write(&leaf).map_err(|e| fail(&e))?;
+        }
+    }
+    writers
+        .into_iter()
+        .map(|w| w.close().map_err(|e| fail(&e)))
+        .collect()
 }
+
+/// Runs `a` here and `b` on a scoped thread when `parallel` (and the machine has a
+/// second core), else both here, one after the other.
+fn join<A, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A,
+    b: impl FnOnce() -> B + Send,
+) -> Result<(A, B), CodecError> {
+    let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
+    if !parallel || cores < 2 {
+        let first = a();
+        return Ok((first, b()));
+    }
+    std::thread::scope(|scope| {
+        let other = scope.spawn(b);
+        let first = a();
+        let second = other.join().map_err(|_| CodecError::Part {
+            key: "<thread>".into(),
+            reason: "a coding thread panicked".into(),
+        })?;
+        Ok((first, second))
+    })
+}
+
+/// The most rows in one row group. Row groups are the unit of parallel work: a part of
+/// several is encoded and decoded on two threads.
+pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Parts of fewer updates are coded on one thread: a thread costs more than it saves.
+const PARALLEL_ROWS: usize = 16 * 1024;
 
 /// How parts are written: no page statistics (parts are always read whole) and no
 /// dictionaries (a dictionary of mostly distinct values costs a hash per value and is
@@ -180,60 +273,30 @@ fn decode_batch(
     }
     let rows = RowsReader::new(key, desc, &batch.columns()[..arity])?;
     let (ts, diff) = (ts.values(), diff.values());
-    let decode = |range: std::ops::Range<usize>, out: &mut Vec<CodedUpdate>| {
-        let mut strict = as_of.is_some();
-        for i in range {
-            let t = match as_of {
-                Some(a) if ts[i] > a => continue,
-                Some(a) => a,
-                None => ts[i],
-            };
-            let data = if err.is_null(i) {
-                Ok(rows.row(i)?)
-            } else {
-                Err(err.value(i).to_owned())
-            };
-            strict = strict && diff[i] != 0 && out.last().is_none_or(|p| p.0 < data);
-            out.push((data, t, diff[i]));
-        }
-        Ok::<bool, CodecError>(strict)
-    };
-    let n = batch.num_rows();
-    out.reserve(n);
-    // Rebuilding rows dominates a snapshot's CPU time: a large batch is split in two,
-    // the second half built on another thread.
-    let parallel = std::thread::available_parallelism().map_or(1, |p| p.get()) > 1;
-    let split = if parallel && n >= PARALLEL_DECODE_ROWS {
-        n / 2
-    } else {
-        n
-    };
-    std::thread::scope(|scope| {
-        let tail = (split < n).then(|| {
-            scope.spawn(|| {
-                let mut rest = Vec::with_capacity(n - split);
-                decode(split..n, &mut rest).map(|strict| (rest, strict))
-            })
-        });
-        let mut strict = decode(0..split, out)?;
-        if let Some(tail) = tail {
-            let (mut rest, tail_strict) = tail
-                .join()
-                .map_err(|_| fail("a decoding thread panicked".to_owned()))??;
-            strict = strict
-                && tail_strict
-                && match (out.last(), rest.first()) {
-                    (Some(p), Some(f)) => p.0 < f.0,
-                    _ => true,
-                };
-            out.append(&mut rest);
-        }
-        Ok(strict)
-    })
+    // The kept updates' rows are packed into one shared buffer first, then handed out.
+    let kept: Vec<usize> = (0..batch.num_rows())
+        .filter(|i| as_of.is_none_or(|a| ts[*i] <= a))
+        .collect();
+    let mut packer = RowsPacker::with_capacity(kept.len(), rows.bytes_hint());
+    for i in kept.iter().filter(|i| err.is_null(**i)) {
+        rows.pack_row(*i, packer.row());
+        packer.end_row();
+    }
+    let mut packed = packer.finish();
+    out.reserve(kept.len());
+    let mut strict = as_of.is_some();
+    for i in kept {
+        let data = match err.is_null(i) {
+            true => Ok(packed
+                .next()
+                .ok_or_else(|| fail(format!("row {i} was not packed")))?),
+            false => Err(err.value(i).to_owned()),
+        };
+        strict = strict && diff[i] != 0 && out.last().is_none_or(|p| p.0 < data);
+        out.push((data, as_of.unwrap_or(ts[i]), diff[i]));
+    }
+    Ok(strict)
 }
-
-/// Batches of at least this many rows are rebuilt on two threads.
-const PARALLEL_DECODE_ROWS: usize = 16 * 1024;
 
 /// Decodes a part written by [`encode_part`] for the same relation.
 pub fn decode_part(
@@ -251,7 +314,8 @@ const DECODE_BATCH_ROWS: usize = 64 * 1024;
 
 /// [`decode_part`], appending to `out`; with `as_of`, only the updates at or before it,
 /// advanced to it, and the answer says whether `out` is still consolidated (see
-/// `decode_batch`).
+/// `decode_batch`). A part of several row groups is decoded on two threads, each taking
+/// a contiguous half of the row groups.
 pub(crate) fn decode_part_into(
     key: &str,
     desc: &RelationDesc,
@@ -263,94 +327,93 @@ pub(crate) fn decode_part_into(
         key: key.to_owned(),
         reason: e.to_string(),
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fail(&e))?;
-    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let meta = ArrowReaderMetadata::load(&bytes, Default::default()).map_err(|e| fail(&e))?;
+    let groups = meta.metadata().num_row_groups();
+    let half = groups / 2;
+    let rows = rows_in(&meta, 0..groups);
     out.reserve(rows);
-    let reader = builder
+    let (head, tail) = join(
+        groups > 1 && rows >= PARALLEL_ROWS,
+        || decode_row_groups(key, desc, bytes.clone(), &meta, 0..half, as_of, out),
+        || {
+            let mut rest = Vec::new();
+            decode_row_groups(
+                key,
+                desc,
+                bytes.clone(),
+                &meta,
+                half..groups,
+                as_of,
+                &mut rest,
+            )
+            .map(|consolidated| (rest, consolidated))
+        },
+    )?;
+    let (rest, tail) = tail?;
+    Ok(append_checked(out, head?, rest, tail))
+}
+
+/// The number of rows in row groups `range` of a part.
+pub(crate) fn rows_in(meta: &ArrowReaderMetadata, range: std::ops::Range<usize>) -> usize {
+    meta.metadata().row_groups()[range]
+        .iter()
+        .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+        .sum()
+}
+
+/// Decodes row groups `range` of a part (read through `reader`) into `out`, as
+/// [`decode_part_into`] does for a whole part.
+pub(crate) fn decode_row_groups<R: ChunkReader + 'static>(
+    key: &str,
+    desc: &RelationDesc,
+    reader: R,
+    meta: &ArrowReaderMetadata,
+    range: std::ops::Range<usize>,
+    as_of: Option<u64>,
+    out: &mut Vec<CodedUpdate>,
+) -> Result<bool, CodecError> {
+    let fail = |e: &dyn std::fmt::Display| CodecError::Part {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    };
+    out.reserve(rows_in(meta, range.clone()));
+    let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta.clone())
+        .with_row_groups(range.collect())
         .with_batch_size(DECODE_BATCH_ROWS)
         .build()
         .map_err(|e| fail(&e))?;
     let mut consolidated = as_of.is_some();
-    for batch in reader {
+    for batch in batches {
         let batch = batch.map_err(|e| fail(&e))?;
         consolidated &= decode_batch(key, desc, &batch, as_of, out)?;
     }
     Ok(consolidated)
 }
 
-/// Sorts updates by data and time, sums the diffs of equal `(data, time)` pairs and drops
-/// zeros. The result is the canonical form of the multiset.
-pub fn consolidate(updates: &mut Vec<CodedUpdate>) {
-    consolidate_updates(updates);
-}
-
-/// [`consolidate`] for updates with decoded times.
-pub fn consolidate_updates<T: Ord + Copy>(updates: &mut Vec<(SourceData, T, i64)>) {
-    consolidate_in_place(updates);
-}
-
-/// [`consolidate`] for data owned or borrowed, in place. Input that is already
-/// consolidated (a part read back, which is written consolidated) costs one pass;
-/// otherwise the sort compares an 8-byte prefix of the data first, so most comparisons
-/// never reach the row bytes.
-pub(crate) fn consolidate_in_place<D: Borrow<SourceData>, T: Ord + Copy>(
-    updates: &mut Vec<(D, T, i64)>,
-) {
-    let ordered = |a: &(D, T, i64), b: &(D, T, i64)| {
-        sort_prefix(a.0.borrow())
-            .cmp(&sort_prefix(b.0.borrow()))
-            .then_with(|| (a.0.borrow(), a.1).cmp(&(b.0.borrow(), b.1)))
+/// Appends `rest` (decoded after `out`'s last update) to `out`; returns whether `out`
+/// is still consolidated, given whether each side was: only the seam is left to check.
+pub(crate) fn append_checked(
+    out: &mut Vec<CodedUpdate>,
+    head: bool,
+    mut rest: Vec<CodedUpdate>,
+    tail: bool,
+) -> bool {
+    let seam = match (out.last(), rest.first()) {
+        (Some(p), Some(f)) => p.0 < f.0,
+        _ => true,
     };
-    let (mut sorted, mut strict) = (true, true);
-    for w in updates.windows(2) {
-        match ordered(&w[0], &w[1]) {
-            Ordering::Less => {}
-            Ordering::Equal => strict = false,
-            Ordering::Greater => {
-                sorted = false;
-                break;
-            }
-        }
+    if out.is_empty() {
+        *out = rest;
+    } else {
+        out.append(&mut rest);
     }
-    if sorted && strict && updates.iter().all(|u| u.2 != 0) {
-        return;
-    }
-    if !sorted {
-        let mut keyed: Vec<_> = updates
-            .drain(..)
-            .map(|u| (sort_prefix(u.0.borrow()), u))
-            .collect();
-        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| ordered(&a.1, &b.1)));
-        updates.extend(keyed.into_iter().map(|(_, u)| u));
-    }
-    updates.dedup_by(|later, kept| {
-        let same = later.1 == kept.1 && later.0.borrow() == kept.0.borrow();
-        if same {
-            kept.2 += later.2;
-        }
-        same
-    });
-    updates.retain(|u| u.2 != 0);
-}
-
-/// A key that orders like the data's first 8 bytes (rows before errors, as
-/// `Result`'s order has it); equal keys need the full comparison.
-fn sort_prefix(data: &SourceData) -> (bool, u64) {
-    let (is_err, bytes) = match data {
-        Ok(row) => (false, row.as_bytes()),
-        Err(e) => (true, e.as_bytes()),
-    };
-    let mut buf = [0u8; 8];
-    let n = bytes.len().min(8);
-    buf[..n].copy_from_slice(&bytes[..n]);
-    (is_err, u64::from_be_bytes(buf))
+    head && tail && seam
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use proptest::prelude::*;
     use strata_controller_api::Datum;
 
     fn desc() -> RelationDesc {
@@ -396,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_part_decoded_on_two_threads_round_trips() {
-        let n = PARALLEL_DECODE_ROWS as i64 + 101;
+        let n = ROW_GROUP_ROWS as i64 + 101;
         let updates: Vec<CodedUpdate> = (0..n)
             .map(|i| match i % 97 {
                 0 => (Err(format!("e{i}")), i as u64, -1),
@@ -410,7 +473,7 @@ mod tests {
     #[test]
     fn decoding_at_an_as_of_filters_advances_and_tells_if_consolidated() {
         // Enough rows for the two-thread path; consolidated, as parts are written.
-        let n = PARALLEL_DECODE_ROWS as i64 + 101;
+        let n = ROW_GROUP_ROWS as i64 + 101;
         let mut updates: Vec<CodedUpdate> = (0..n)
             .map(|i| match i % 97 {
                 0 => (Err(format!("e{i}")), (i % 3) as u64, -1),
@@ -466,29 +529,5 @@ mod tests {
             .with_column("x", ScalarType::Int64.nullable(true))
             .finish();
         check(other, &int_desc);
-    }
-
-    proptest! {
-        #[test]
-        fn consolidate_matches_a_model(raw in proptest::collection::vec((0i64..6, 0u64..3, -2i64..3), 0..40)) {
-            // Rows that share and that differ in their first 8 bytes, and errors.
-            let data = |r: i64| -> SourceData {
-                match r {
-                    4 => Err("err-a".to_owned()),
-                    5 => Err("err-abcdefghij".to_owned()),
-                    r => Ok(Row::pack(&[Datum::String("prefix-".repeat(r as usize % 2 + 1)), Datum::Int64(r)])),
-                }
-            };
-            let mut updates: Vec<CodedUpdate> = raw.iter().map(|(r, t, d)| (data(*r), *t, *d)).collect();
-            let mut model = std::collections::BTreeMap::new();
-            for (data, t, d) in &updates {
-                *model.entry((data.clone(), *t)).or_insert(0i64) += d;
-            }
-            model.retain(|_, d| *d != 0);
-            consolidate(&mut updates);
-            let got: Vec<_> = updates.into_iter().map(|(data, t, d)| ((data, t), d)).collect();
-            let want: Vec<_> = model.into_iter().collect();
-            prop_assert_eq!(got, want);
-        }
     }
 }

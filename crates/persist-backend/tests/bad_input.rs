@@ -23,6 +23,8 @@ async fn client() -> PersistClient {
         &url,
         PersistConfig {
             inline_threshold_bytes: 0,
+            // Every part takes the two-halves read path first, and falls back from it.
+            split_fetch_bytes: 0,
             ..PersistConfig::for_tests()
         },
     )
