@@ -10,7 +10,10 @@
 //!   against a raw put of the same bytes.
 //! - `snapshot_1m_after_compaction_file`: a consolidated snapshot of 1M rows after
 //!   compaction (rows/s) against fetching the same Parquet parts and decoding them raw
-//!   with the parquet crate's arrow reader.
+//!   with the parquet crate's arrow reader. The snapshot uses what persist does in
+//!   production: a large part is fetched as two concurrent ranges and decoded on two
+//!   threads into rows; the baseline is one GET and one arrow reader on one thread,
+//!   producing Arrow arrays, not rows.
 //!
 //! Backends: `mem://` and `file://` (a temp dir) always; S3 when
 //! `STRATA_S3_TEST_BUCKET` is set along with the AWS variables. To bench against a

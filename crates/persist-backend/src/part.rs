@@ -274,19 +274,21 @@ fn decode_batch(
     let rows = RowsReader::new(key, desc, &batch.columns()[..arity])?;
     let (ts, diff) = (ts.values(), diff.values());
     // The kept updates' rows are packed into one shared buffer first, then handed out.
-    let kept: Vec<usize> = (0..batch.num_rows())
-        .filter(|i| as_of.is_none_or(|a| ts[*i] <= a))
-        .collect();
-    let mut packer = RowsPacker::with_capacity(kept.len(), rows.bytes_hint());
-    for i in kept.iter().filter(|i| err.is_null(**i)) {
-        rows.pack_row(*i, packer.row());
-        packer.end_row();
+    let keep = |i: &usize| as_of.is_none_or(|a| ts[*i] <= a);
+    let n = batch.num_rows();
+    let errors = err.null_count() < n;
+    let mut packer = RowsPacker::with_capacity(n, rows.bytes_hint());
+    for i in (0..n).filter(keep) {
+        if !errors || err.is_null(i) {
+            rows.pack_row(i, packer.row());
+            packer.end_row();
+        }
     }
     let mut packed = packer.finish();
-    out.reserve(kept.len());
+    out.reserve(packed.len());
     let mut strict = as_of.is_some();
-    for i in kept {
-        let data = match err.is_null(i) {
+    for i in (0..n).filter(keep) {
+        let data = match !errors || err.is_null(i) {
             true => Ok(packed
                 .next()
                 .ok_or_else(|| fail(format!("row {i} was not packed")))?),

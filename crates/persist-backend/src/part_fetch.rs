@@ -119,7 +119,8 @@ pub(crate) async fn fetch_halves(
     let (Some(first), Some(second)) = (span(&meta, 0..half), span(&meta, half..groups)) else {
         return Ok(None);
     };
-    let half_of = |groups: Range<usize>, bytes: Range<u64>| {
+    // The first half's vector has room for both, so appending the second copies once.
+    let half_of = |groups: Range<usize>, bytes: Range<u64>, capacity: usize| {
         let (meta, desc, key) = (meta.clone(), desc.clone(), part.key.clone());
         async move {
             let Some(fetched) = machine.get_blob_range(&key, bytes.clone()).await? else {
@@ -134,7 +135,7 @@ pub(crate) async fn fetch_halves(
                 bytes: fetched,
             };
             let decoded = tokio::task::spawn_blocking(move || {
-                let mut rows = Vec::with_capacity(rows_in(&meta, groups.clone()));
+                let mut rows = Vec::with_capacity(capacity);
                 decode_row_groups(&key, &desc, slice, &meta, groups, as_of, &mut rows)
                     .map(|consolidated| (rows, consolidated))
             })
@@ -148,8 +149,11 @@ pub(crate) async fn fetch_halves(
             Ok::<_, PersistError>(decoded?)
         }
     };
-    let ((head, head_ok), (tail, tail_ok)) =
-        futures::try_join!(half_of(0..half, first), half_of(half..groups, second))?;
+    let (all, second_half) = (rows_in(&meta, 0..groups), rows_in(&meta, half..groups));
+    let ((head, head_ok), (tail, tail_ok)) = futures::try_join!(
+        half_of(0..half, first, all),
+        half_of(half..groups, second, second_half)
+    )?;
     let head_ok = append_checked(out, true, head, head_ok);
     Ok(Some(append_checked(out, head_ok, tail, tail_ok)))
 }
