@@ -55,6 +55,7 @@ struct Sizes {
     throughput_reps: usize,
     snapshot_rows: usize,
     snapshot_batches: usize,
+    snapshot_reps: usize,
 }
 
 fn sizes() -> Sizes {
@@ -65,6 +66,7 @@ fn sizes() -> Sizes {
             throughput_reps: 3,
             snapshot_rows: 100_000,
             snapshot_batches: 4,
+            snapshot_reps: 3,
         }
     } else {
         Sizes {
@@ -73,6 +75,7 @@ fn sizes() -> Sizes {
             throughput_reps: 5,
             snapshot_rows: 1_000_000,
             snapshot_batches: 10,
+            snapshot_reps: 7,
         }
     }
 }
@@ -277,7 +280,7 @@ async fn throughput(r: &mut Report, url: &str, rows: usize, reps: usize) {
 }
 
 /// A consolidated snapshot after compaction against a raw arrow decode of its parts.
-async fn snapshot(r: &mut Report, url: &str, rows: usize, batches: usize) {
+async fn snapshot(r: &mut Report, url: &str, rows: usize, batches: usize, reps: usize) {
     let client = PersistClient::open_with_config(url, PersistConfig::for_tests())
         .await
         .expect("open");
@@ -312,34 +315,30 @@ async fn snapshot(r: &mut Report, url: &str, rows: usize, batches: usize) {
     let store = client.location().store.clone();
     let prefix = client.location().prefix.clone();
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        let start = Instant::now();
-        let snap = reader.snapshot(&as_of).await.expect("snapshot");
-        ours.push(snap.len() as f64 / start.elapsed().as_secs_f64());
-        assert_eq!(snap.len(), per * batches);
-        drop(snap);
-        let start = Instant::now();
-        let mut n = 0;
-        for key in &keys {
-            let path = Path::from_iter(prefix.parts().chain(key.split('/').map(Into::into)));
-            let bytes: Bytes = store
-                .get_opts(&path, Default::default())
-                .await
-                .expect("get part")
-                .bytes()
-                .await
-                .expect("part bytes");
-            for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .expect("parquet")
-                .build()
-                .expect("reader")
-            {
-                n += batch.expect("batch").num_rows();
+    // One unrecorded round warms both paths; then the order alternates, so whichever
+    // runs second (and may reuse memory the first freed) is not always the same one.
+    for rep in 0..=reps {
+        let (mut ours_rate, mut raw_rate) = (0.0, 0.0);
+        for step in 0..2 {
+            if (step == 0) == (rep % 2 == 0) {
+                let start = Instant::now();
+                let snap = reader.snapshot(&as_of).await.expect("snapshot");
+                ours_rate = snap.len() as f64 / start.elapsed().as_secs_f64();
+                assert_eq!(snap.len(), per * batches);
+            } else {
+                let start = Instant::now();
+                let n = raw_decode(&store, &prefix, &keys).await;
+                raw_rate = n as f64 / start.elapsed().as_secs_f64();
+                assert_eq!(n, per * batches);
             }
         }
-        raw.push(n as f64 / start.elapsed().as_secs_f64());
-        assert_eq!(n, per * batches);
+        if rep > 0 {
+            ours.push(ours_rate);
+            raw.push(raw_rate);
+        }
     }
+    let ratios: Vec<f64> = ours.iter().zip(&raw).map(|(o, r)| o / r).collect();
+    println!("snapshot ratio per round: {ratios:.2?}");
     r.metric(
         &format!("snapshot_{rows}_rows_after_compaction_file"),
         median(ours),
@@ -347,6 +346,34 @@ async fn snapshot(r: &mut Report, url: &str, rows: usize, batches: usize) {
         "raw_arrow_decode_same_parts_file",
         median(raw),
     );
+}
+
+/// Fetches each part whole and decodes it with the parquet crate's arrow reader on
+/// this thread; returns the number of rows.
+async fn raw_decode(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    prefix: &Path,
+    keys: &[String],
+) -> usize {
+    let mut n = 0;
+    for key in keys {
+        let path = Path::from_iter(prefix.parts().chain(key.split('/').map(Into::into)));
+        let bytes: Bytes = store
+            .get_opts(&path, Default::default())
+            .await
+            .expect("get part")
+            .bytes()
+            .await
+            .expect("part bytes");
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("parquet")
+            .build()
+            .expect("reader")
+        {
+            n += batch.expect("batch").num_rows();
+        }
+    }
+    n
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -388,6 +415,7 @@ async fn main() {
         &file_url("snapshot"),
         s.snapshot_rows,
         s.snapshot_batches,
+        s.snapshot_reps,
     )
     .await;
     r.write();
