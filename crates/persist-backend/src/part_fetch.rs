@@ -1,7 +1,8 @@
-//! Reading a large part in two halves: its footer first, then the byte ranges of the
-//! first and second half of its row groups, fetched concurrently, each decoded on a
-//! blocking thread as soon as it arrives. Fetching (a copy out of the page cache, or a
-//! transfer from S3) then overlaps with decoding, and neither runs on an async worker.
+//! Reading a large part in two halves: its footer first, then the first and the second
+//! half of its row groups concurrently, each half one row group at a time (a ranged GET,
+//! then decoding on a blocking thread). The two halves' fetches (a copy out of the page
+//! cache, or a transfer from S3) overlap with each other's decoding, a fetch buffer is
+//! one row group, and no decoding runs on an async worker.
 //!
 //! Anything unexpected about the part (too short, no footer where its size says,
 //! one row group) makes [`fetch_halves`] answer `None`, and the caller reads the part
@@ -116,44 +117,55 @@ pub(crate) async fn fetch_halves(
     };
     let groups = meta.metadata().num_row_groups();
     let half = groups / 2;
-    let (Some(first), Some(second)) = (span(&meta, 0..half), span(&meta, half..groups)) else {
+    let Some(ranges) = (0..groups)
+        .map(|g| span(&meta, g..g + 1))
+        .collect::<Option<Vec<_>>>()
+    else {
         return Ok(None);
     };
-    // The first half's vector has room for both, so appending the second copies once.
-    let half_of = |groups: Range<usize>, bytes: Range<u64>, capacity: usize| {
+    // Each half fetches and decodes its row groups one at a time, so its fetch buffer
+    // is one row group's bytes, reused, rather than half the part in fresh memory.
+    let half_of = |groups: Range<usize>, capacity: usize| {
         let (meta, desc, key) = (meta.clone(), desc.clone(), part.key.clone());
+        let ranges = &ranges;
         async move {
-            let Some(fetched) = machine.get_blob_range(&key, bytes.clone()).await? else {
-                return Err(PersistError::Codec(CodecError::Part {
-                    key,
-                    reason: "part is missing".into(),
-                }));
-            };
-            let slice = PartSlice {
-                offset: bytes.start,
-                len,
-                bytes: fetched,
-            };
-            let decoded = tokio::task::spawn_blocking(move || {
-                let mut rows = Vec::with_capacity(capacity);
-                decode_row_groups(&key, &desc, slice, &meta, groups, as_of, &mut rows)
-                    .map(|consolidated| (rows, consolidated))
-            })
-            .await
-            .map_err(|e| {
-                PersistError::Codec(CodecError::Part {
-                    key: part.key.clone(),
-                    reason: format!("decoding thread failed: {e}"),
+            let mut rows = Vec::with_capacity(capacity);
+            let mut consolidated = as_of.is_some();
+            for g in groups {
+                let bytes = ranges[g].clone();
+                let Some(fetched) = machine.get_blob_range(&key, bytes.clone()).await? else {
+                    return Err(PersistError::Codec(CodecError::Part {
+                        key,
+                        reason: "part is missing".into(),
+                    }));
+                };
+                let slice = PartSlice {
+                    offset: bytes.start,
+                    len,
+                    bytes: fetched,
+                };
+                let (meta, desc, key) = (meta.clone(), desc.clone(), key.clone());
+                let decoded = tokio::task::spawn_blocking(move || {
+                    decode_row_groups(&key, &desc, slice, &meta, g..g + 1, as_of, &mut rows)
+                        .map(|consolidated| (rows, consolidated))
                 })
-            })?;
-            Ok::<_, PersistError>(decoded?)
+                .await
+                .map_err(|e| {
+                    PersistError::Codec(CodecError::Part {
+                        key: part.key.clone(),
+                        reason: format!("decoding thread failed: {e}"),
+                    })
+                })?;
+                let (decoded, ok) = decoded?;
+                rows = decoded;
+                consolidated &= ok;
+            }
+            Ok::<_, PersistError>((rows, consolidated))
         }
     };
     let (all, second_half) = (rows_in(&meta, 0..groups), rows_in(&meta, half..groups));
-    let ((head, head_ok), (tail, tail_ok)) = futures::try_join!(
-        half_of(0..half, first, all),
-        half_of(half..groups, second, second_half)
-    )?;
+    let ((head, head_ok), (tail, tail_ok)) =
+        futures::try_join!(half_of(0..half, all), half_of(half..groups, second_half))?;
     let head_ok = append_checked(out, true, head, head_ok);
     Ok(Some(append_checked(out, head_ok, tail, tail_ok)))
 }
