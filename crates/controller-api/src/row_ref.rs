@@ -132,6 +132,82 @@ impl<'a> Iterator for DatumRefs<'a> {
     }
 }
 
+/// The `push_*` methods of [`RowPacker`] and [`RowsPacker`], both of which append whole
+/// datums to their `bytes`.
+macro_rules! push_methods {
+    () => {
+        /// Appends a datum.
+        pub fn push(&mut self, datum: &Datum) {
+            match datum {
+                Datum::Null => self.push_null(),
+                Datum::Bool(b) => self.push_bool(*b),
+                Datum::Int64(n) => self.push_int64(*n),
+                Datum::UInt64(n) => self.push_uint64(*n),
+                Datum::Float64(x) => self.push_float64(*x),
+                Datum::String(s) => self.push_str(s),
+                Datum::Bytes(b) => self.push_bytes(b),
+                Datum::Jsonb(s) => self.push_jsonb(s),
+                Datum::TimestampMillis(ms) => self.push_timestamp_millis(*ms),
+            }
+        }
+
+        /// Appends NULL.
+        pub fn push_null(&mut self) {
+            self.bytes.push(tag::NULL);
+        }
+
+        /// Appends a boolean.
+        pub fn push_bool(&mut self, b: bool) {
+            self.bytes.push(if b { tag::TRUE } else { tag::FALSE });
+        }
+
+        /// Appends a signed integer.
+        pub fn push_int64(&mut self, n: i64) {
+            self.bytes.push(tag::INT64);
+            put_varint(&mut self.bytes, zigzag(n));
+        }
+
+        /// Appends an unsigned integer.
+        pub fn push_uint64(&mut self, n: u64) {
+            self.bytes.push(tag::UINT64);
+            put_varint(&mut self.bytes, n);
+        }
+
+        /// Appends a float.
+        pub fn push_float64(&mut self, x: f64) {
+            self.bytes.push(tag::FLOAT64);
+            self.bytes.extend_from_slice(&x.to_le_bytes());
+        }
+
+        /// Appends a string.
+        pub fn push_str(&mut self, s: &str) {
+            self.push_len_prefixed(tag::STRING, s.as_bytes());
+        }
+
+        /// Appends a byte string.
+        pub fn push_bytes(&mut self, b: &[u8]) {
+            self.push_len_prefixed(tag::BYTES, b);
+        }
+
+        /// Appends a JSON document.
+        pub fn push_jsonb(&mut self, json: &str) {
+            self.push_len_prefixed(tag::JSONB, json.as_bytes());
+        }
+
+        /// Appends a timestamp in milliseconds since the Unix epoch.
+        pub fn push_timestamp_millis(&mut self, ms: u64) {
+            self.bytes.push(tag::TIMESTAMP);
+            put_varint(&mut self.bytes, ms);
+        }
+
+        fn push_len_prefixed(&mut self, tag: u8, payload: &[u8]) {
+            self.bytes.push(tag);
+            put_varint(&mut self.bytes, payload.len() as u64);
+            self.bytes.extend_from_slice(payload);
+        }
+    };
+}
+
 /// Builds a [`Row`] datum by datum from borrowed values.
 ///
 /// ```
@@ -157,75 +233,7 @@ impl RowPacker {
         }
     }
 
-    /// Appends a datum.
-    pub fn push(&mut self, datum: &Datum) {
-        match datum {
-            Datum::Null => self.push_null(),
-            Datum::Bool(b) => self.push_bool(*b),
-            Datum::Int64(n) => self.push_int64(*n),
-            Datum::UInt64(n) => self.push_uint64(*n),
-            Datum::Float64(x) => self.push_float64(*x),
-            Datum::String(s) => self.push_str(s),
-            Datum::Bytes(b) => self.push_bytes(b),
-            Datum::Jsonb(s) => self.push_jsonb(s),
-            Datum::TimestampMillis(ms) => self.push_timestamp_millis(*ms),
-        }
-    }
-
-    /// Appends NULL.
-    pub fn push_null(&mut self) {
-        self.bytes.push(tag::NULL);
-    }
-
-    /// Appends a boolean.
-    pub fn push_bool(&mut self, b: bool) {
-        self.bytes.push(if b { tag::TRUE } else { tag::FALSE });
-    }
-
-    /// Appends a signed integer.
-    pub fn push_int64(&mut self, n: i64) {
-        self.bytes.push(tag::INT64);
-        put_varint(&mut self.bytes, zigzag(n));
-    }
-
-    /// Appends an unsigned integer.
-    pub fn push_uint64(&mut self, n: u64) {
-        self.bytes.push(tag::UINT64);
-        put_varint(&mut self.bytes, n);
-    }
-
-    /// Appends a float.
-    pub fn push_float64(&mut self, x: f64) {
-        self.bytes.push(tag::FLOAT64);
-        self.bytes.extend_from_slice(&x.to_le_bytes());
-    }
-
-    /// Appends a string.
-    pub fn push_str(&mut self, s: &str) {
-        self.push_len_prefixed(tag::STRING, s.as_bytes());
-    }
-
-    /// Appends a byte string.
-    pub fn push_bytes(&mut self, b: &[u8]) {
-        self.push_len_prefixed(tag::BYTES, b);
-    }
-
-    /// Appends a JSON document.
-    pub fn push_jsonb(&mut self, json: &str) {
-        self.push_len_prefixed(tag::JSONB, json.as_bytes());
-    }
-
-    /// Appends a timestamp in milliseconds since the Unix epoch.
-    pub fn push_timestamp_millis(&mut self, ms: u64) {
-        self.bytes.push(tag::TIMESTAMP);
-        put_varint(&mut self.bytes, ms);
-    }
-
-    fn push_len_prefixed(&mut self, tag: u8, payload: &[u8]) {
-        self.bytes.push(tag);
-        put_varint(&mut self.bytes, payload.len() as u64);
-        self.bytes.extend_from_slice(payload);
-    }
+    push_methods!();
 
     /// The row packed so far; the packer is left empty, with no capacity.
     pub fn finish(&mut self) -> Row {
@@ -242,7 +250,7 @@ impl RowPacker {
 ///
 /// let mut rows = RowsPacker::with_capacity(2, 16);
 /// for i in 0..2 {
-///     rows.row().push_int64(i);
+///     rows.push_int64(i);
 ///     rows.end_row();
 /// }
 /// let built: Vec<Row> = rows.finish().collect();
@@ -250,7 +258,7 @@ impl RowPacker {
 /// ```
 #[derive(Debug, Default)]
 pub struct RowsPacker {
-    packer: RowPacker,
+    bytes: Vec<u8>,
     ends: Vec<usize>,
 }
 
@@ -258,24 +266,21 @@ impl RowsPacker {
     /// A packer for about `rows` rows of `bytes` encoded bytes in all.
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
         RowsPacker {
-            packer: RowPacker::with_capacity(bytes),
+            bytes: Vec::with_capacity(bytes),
             ends: Vec::with_capacity(rows),
         }
     }
 
-    /// The row being packed: push its datums, then call [`RowsPacker::end_row`].
-    pub fn row(&mut self) -> &mut RowPacker {
-        &mut self.packer
-    }
+    push_methods!();
 
     /// Ends the current row (an empty row if nothing was pushed since the last end).
     pub fn end_row(&mut self) {
-        self.ends.push(self.packer.bytes.len());
+        self.ends.push(self.bytes.len());
     }
 
     /// The rows ended so far, in order; datums pushed after the last end are dropped.
     pub fn finish(self) -> impl ExactSizeIterator<Item = Row> {
-        let buffer = Bytes::from(self.packer.bytes);
+        let buffer = Bytes::from(self.bytes);
         let mut start = 0;
         self.ends.into_iter().map(move |end| {
             let row = Row::from_packed(buffer.slice(start..end));
@@ -354,12 +359,12 @@ mod tests {
             let mut together = RowsPacker::default();
             for datums in &rows {
                 for d in datums {
-                    together.row().push(d);
+                    together.push(d);
                 }
                 together.end_row();
             }
             // Datums after the last end are not a row.
-            together.row().push_null();
+            together.push_null();
             let built: Vec<Row> = together.finish().collect();
             let alone: Vec<Row> = rows.iter().map(Row::pack).collect();
             prop_assert_eq!(&built, &alone);

@@ -1,7 +1,7 @@
 //! Rows to Arrow columns and back, value by value, without a `Datum` (and its heap
 //! copy of every string) per value: rows are read with
 //! [`Row::datum_refs`](strata_controller_api::Row::datum_refs) and rebuilt with a
-//! [`RowPacker`], both owned by `strata_controller_api`, which keeps the encoding.
+//! [`RowsPacker`](strata_controller_api::RowsPacker), both owned by `strata_controller_api`, which keeps the encoding.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use arrow_array::builder::{
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt64Array,
 };
-use strata_controller_api::{ColumnType, DatumRef, RelationDesc, Row, RowPacker, ScalarType};
+use strata_controller_api::{ColumnType, DatumRef, RelationDesc, Row, RowsPacker, ScalarType};
 
 use crate::error::CodecError;
 
@@ -237,7 +237,7 @@ impl<'a> ColumnReader<'a> {
     }
 
     /// Appends value `i` to `out`; `may_be_null` is false for a column without nulls.
-    fn write(&self, may_be_null: bool, i: usize, out: &mut RowPacker) {
+    fn write(&self, may_be_null: bool, i: usize, out: &mut RowsPacker) {
         if may_be_null && self.is_null(i) {
             out.push_null();
             return;
@@ -282,7 +282,7 @@ impl<'a> RowsReader<'a> {
 
     /// Packs the row at index `i`. Arrow has checked the strings' UTF-8 and the packer
     /// writes whole datums, so the row needs no validation of its own.
-    pub(crate) fn pack_row(&self, i: usize, packer: &mut RowPacker) {
+    pub(crate) fn pack_row(&self, i: usize, packer: &mut RowsPacker) {
         for (c, may_be_null) in &self.columns {
             c.write(*may_be_null, i, packer);
         }

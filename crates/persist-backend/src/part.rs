@@ -280,7 +280,7 @@ fn decode_batch(
     let mut packer = RowsPacker::with_capacity(n, rows.bytes_hint());
     for i in (0..n).filter(keep) {
         if !errors || err.is_null(i) {
-            rows.pack_row(i, packer.row());
+            rows.pack_row(i, &mut packer);
             packer.end_row();
         }
     }
