@@ -1,7 +1,8 @@
 //! Rows to Arrow columns and back, value by value, without a `Datum` (and its heap
 //! copy of every string) per value: rows are read with
 //! [`Row::datum_refs`](strata_controller_api::Row::datum_refs) and rebuilt with a
-//! [`RowsPacker`](strata_controller_api::RowsPacker), both owned by `strata_controller_api`, which keeps the encoding.
+//! [`RowsPacker`](strata_controller_api::RowsPacker), both owned by
+//! `strata_controller_api`, which keeps the encoding.
 
 use std::sync::Arc;
 
