@@ -281,12 +281,14 @@ impl Machine {
         self.apply(cmd).await?.map_err(|e| self.cmd_error(e))
     }
 
-    /// Fetches an object of this location by relative key.
-    pub(crate) async fn get_blob(&self, rel_key: &str) -> Result<Option<Bytes>, ExternalError> {
-        let key = self.loc.key(rel_key);
+    /// Runs a storage call, retrying failures up to `io_attempts` times with backoff.
+    async fn with_retries<T, Fut>(&self, mut call: impl FnMut() -> Fut) -> Result<T, ExternalError>
+    where
+        Fut: std::future::Future<Output = Result<T, ExternalError>>,
+    {
         let mut attempt = 0;
         loop {
-            match crate::blob::get(self.loc.store.as_ref(), &key).await {
+            match call().await {
                 Err(_) if attempt + 1 < self.cfg.io_attempts => {
                     attempt += 1;
                     backoff(attempt).await;
@@ -294,6 +296,13 @@ impl Machine {
                 other => return other,
             }
         }
+    }
+
+    /// Fetches an object of this location by relative key.
+    pub(crate) async fn get_blob(&self, rel_key: &str) -> Result<Option<Bytes>, ExternalError> {
+        let key = self.loc.key(rel_key);
+        self.with_retries(|| crate::blob::get(self.loc.store.as_ref(), &key))
+            .await
     }
 
     /// Bytes `range` of an object of this location by relative key.
@@ -303,31 +312,15 @@ impl Machine {
         range: std::ops::Range<u64>,
     ) -> Result<Option<Bytes>, ExternalError> {
         let key = self.loc.key(rel_key);
-        let mut attempt = 0;
-        loop {
-            match crate::blob::get_range(self.loc.store.as_ref(), &key, range.clone()).await {
-                Err(_) if attempt + 1 < self.cfg.io_attempts => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                other => return other,
-            }
-        }
+        self.with_retries(|| crate::blob::get_range(self.loc.store.as_ref(), &key, range.clone()))
+            .await
     }
 
     /// Writes an object of this location by relative key (overwrite; keys are unique).
     pub(crate) async fn put_blob(&self, rel_key: &str, data: Bytes) -> Result<(), ExternalError> {
         let key = self.loc.key(rel_key);
-        let mut attempt = 0;
-        loop {
-            match crate::blob::put(self.loc.store.as_ref(), &key, data.clone()).await {
-                Err(_) if attempt + 1 < self.cfg.io_attempts => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                other => return other,
-            }
-        }
+        self.with_retries(|| crate::blob::put(self.loc.store.as_ref(), &key, data.clone()))
+            .await
     }
 
     /// Whether a compaction is running in this process; claims it if not.

@@ -98,10 +98,7 @@ pub(crate) fn encode_updates<U: UpdateView + Sync>(
     desc: &RelationDesc,
     updates: &[U],
 ) -> Result<Bytes, CodecError> {
-    let fail = |e: &dyn std::fmt::Display| CodecError::Part {
-        key: "<new>".into(),
-        reason: e.to_string(),
-    };
+    let fail = |e: &dyn std::fmt::Display| part_error(NEW_PART, e);
     let n = updates.len();
     let per_group = n.div_ceil(n.div_ceil(ROW_GROUP_ROWS).max(1)).max(1);
     let schema = Arc::new(part_schema(desc));
@@ -137,6 +134,17 @@ pub(crate) fn encode_updates<U: UpdateView + Sync>(
     Ok(Bytes::from(buf))
 }
 
+/// The key errors of a part being written name, before it has a key.
+const NEW_PART: &str = "<new>";
+
+/// A part that cannot be encoded or decoded, and why.
+fn part_error(key: &str, reason: &dyn std::fmt::Display) -> CodecError {
+    CodecError::Part {
+        key: key.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
 /// The encoded size of an update's data.
 fn data_len(data: &SourceData) -> usize {
     data.as_ref()
@@ -151,10 +159,7 @@ fn encode_row_group<U: UpdateView>(
     index: usize,
     updates: &[U],
 ) -> Result<Vec<ArrowColumnChunk>, CodecError> {
-    let fail = |e: &dyn std::fmt::Display| CodecError::Part {
-        key: "<new>".into(),
-        reason: e.to_string(),
-    };
+    let fail = |e: &dyn std::fmt::Display| part_error(NEW_PART, e);
     let row_bytes: usize = updates
         .iter()
         .map(|u| u.data().as_ref().map_or(0, |r| r.as_bytes().len()))
@@ -325,10 +330,7 @@ pub(crate) fn decode_part_into(
     as_of: Option<u64>,
     out: &mut Vec<CodedUpdate>,
 ) -> Result<bool, CodecError> {
-    let fail = |e: &dyn std::fmt::Display| CodecError::Part {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    };
+    let fail = |e: &dyn std::fmt::Display| part_error(key, e);
     let meta = ArrowReaderMetadata::load(&bytes, Default::default()).map_err(|e| fail(&e))?;
     let groups = meta.metadata().num_row_groups();
     let half = groups / 2;
@@ -374,10 +376,7 @@ pub(crate) fn decode_row_groups<R: ChunkReader + 'static>(
     as_of: Option<u64>,
     out: &mut Vec<CodedUpdate>,
 ) -> Result<bool, CodecError> {
-    let fail = |e: &dyn std::fmt::Display| CodecError::Part {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    };
+    let fail = |e: &dyn std::fmt::Display| part_error(key, e);
     out.reserve(rows_in(meta, range.clone()));
     let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta.clone())
         .with_row_groups(range.collect())
