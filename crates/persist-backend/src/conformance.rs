@@ -124,6 +124,12 @@ pub async fn cas_semantics(factory: &impl ClientFactory) {
         "version 2"
     );
     assert_eq!(
+        cas(Some(1), "c", "t3").await,
+        CasOutcome::Committed,
+        "the same create again, as a store client's internal retry sends it after a lost \
+         response, is recognized as ours by its token"
+    );
+    assert_eq!(
         cas(Some(1), "d", "t4").await,
         CasOutcome::Mismatch,
         "version 2 exists"

@@ -7,8 +7,10 @@
 //! # Contract
 //!
 //! - **Idempotency**: every payload carries a token. After an indeterminate failure the
-//!   create is retried; an `AlreadyExists` is resolved by reading the object back and
-//!   comparing tokens, so a write that landed is reported as committed exactly once.
+//!   create is retried; every `AlreadyExists`, on a first attempt too (a store client may
+//!   retry a write internally, and its retry finds the write that landed), is resolved by
+//!   reading the object back and comparing tokens, so a write that landed is reported as
+//!   committed exactly once. A conflict costs that one read.
 //! - **Safe truncation**: [`Consensus::truncate`] first creates a fence
 //!   `shards/{s}/fence/{slot:020}` for every slot of [`FENCE_SLOT`] versions it is about
 //!   to delete from, then a boundary marker `shards/{s}/boundary/{b:020}` (create-only,
@@ -255,14 +257,14 @@ impl Consensus {
         }
         .encode_to_vec();
         let mut last_err = None;
-        let mut maybe_landed = false;
         for _ in 0..CREATE_ATTEMPTS {
             match blob::create(self.loc.store.as_ref(), &key, Bytes::from(payload.clone())).await {
                 Ok(Created::Yes) => return self.check_not_ghost(shard, seqno, &key).await,
-                Ok(Created::AlreadyExists) if !maybe_landed => return Ok(CasOutcome::Mismatch),
+                // Even on our first attempt the object may be ours: a store client that
+                // retries internally (object_store's S3 client does) reports a lost
+                // response to a write that landed as `AlreadyExists` on its retry.
                 Ok(Created::AlreadyExists) => return self.resolve(shard, seqno, token).await,
                 Err(e) => {
-                    maybe_landed = true;
                     last_err = Some(e);
                 }
             }
