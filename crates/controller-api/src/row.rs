@@ -15,7 +15,7 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::row_ref::RowPacker;
+use crate::row_ref::{DatumRefs, RowPacker};
 
 /// One value in a row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -370,10 +370,7 @@ impl Row {
     /// The datums, in order.
     pub fn iter(&self) -> RowIter<'_> {
         RowIter {
-            decoder: Decoder {
-                bytes: &self.bytes,
-                offset: 0,
-            },
+            refs: self.datum_refs(),
         }
     }
 
@@ -384,7 +381,7 @@ impl Row {
 
     /// The number of datums.
     pub fn len(&self) -> usize {
-        self.iter().count()
+        self.datum_refs().count()
     }
 
     /// Whether the row has no datums.
@@ -425,19 +422,14 @@ impl FromIterator<Datum> for Row {
 /// Iterates a row's datums.
 #[derive(Debug)]
 pub struct RowIter<'a> {
-    decoder: Decoder<'a>,
+    refs: DatumRefs<'a>,
 }
 
 impl Iterator for RowIter<'_> {
     type Item = Datum;
 
     fn next(&mut self) -> Option<Datum> {
-        if self.decoder.offset >= self.decoder.bytes.len() {
-            return None;
-        }
-        // A `Row`'s bytes always decode (see the module invariant), so an error here
-        // cannot happen; ending the iteration is the panic-free answer if it did.
-        self.decoder.next_datum().ok()
+        self.refs.next().map(|d| d.to_datum())
     }
 }
 
@@ -511,48 +503,20 @@ impl Decoder<'_> {
         })
     }
 
-    fn string(&mut self) -> Result<String, RowDecodeError> {
-        self.str().map(str::to_owned)
-    }
-
-    /// Checks one datum as [`Decoder::next_datum`] does, without copying its payload.
+    /// Checks one datum: a known tag and a payload that decodes (canonical varints,
+    /// lengths within the bytes, UTF-8 text), without copying anything.
     fn check_datum(&mut self) -> Result<(), RowDecodeError> {
-        match self.bytes.get(self.offset) {
-            Some(&(tag::STRING | tag::JSONB)) => {
-                self.offset += 1;
-                self.str().map(|_| ())
-            }
-            Some(&tag::BYTES) => {
-                self.offset += 1;
-                self.slice().map(|_| ())
-            }
-            _ => self.next_datum().map(|_| ()),
-        }
-    }
-
-    fn next_datum(&mut self) -> Result<Datum, RowDecodeError> {
-        Ok(match self.byte()? {
-            tag::NULL => Datum::Null,
-            tag::FALSE => Datum::Bool(false),
-            tag::TRUE => Datum::Bool(true),
-            tag::INT64 => Datum::Int64(unzigzag(self.varint()?)),
-            tag::UINT64 => Datum::UInt64(self.varint()?),
-            tag::FLOAT64 => {
-                let mut buf = [0u8; 8];
-                for b in &mut buf {
-                    *b = self.byte()?;
-                }
-                Datum::Float64(f64::from_le_bytes(buf))
-            }
-            tag::STRING => Datum::String(self.string()?),
-            tag::BYTES => Datum::Bytes(self.slice()?.to_vec()),
-            tag::JSONB => Datum::Jsonb(self.string()?),
-            tag::TIMESTAMP => Datum::TimestampMillis(self.varint()?),
+        match self.byte()? {
+            tag::NULL | tag::FALSE | tag::TRUE => Ok(()),
+            tag::INT64 | tag::UINT64 | tag::TIMESTAMP => self.varint().map(|_| ()),
+            tag::FLOAT64 => (0..8).try_for_each(|_| self.byte().map(|_| ())),
+            tag::STRING | tag::JSONB => self.str().map(|_| ()),
+            tag::BYTES => self.slice().map(|_| ()),
             _ => {
                 self.offset -= 1;
-                return self.fail("unknown datum tag");
+                self.fail("unknown datum tag")
             }
-        })
+        }
     }
 }
 

@@ -34,6 +34,23 @@ pub enum DatumRef<'a> {
 }
 
 impl DatumRef<'_> {
+    /// The datum, owned. Text is UTF-8 by the row invariant; were it not, the invalid
+    /// sequences would become U+FFFD rather than a panic.
+    pub fn to_datum(&self) -> Datum {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match *self {
+            DatumRef::Null => Datum::Null,
+            DatumRef::Bool(x) => Datum::Bool(x),
+            DatumRef::Int64(x) => Datum::Int64(x),
+            DatumRef::UInt64(x) => Datum::UInt64(x),
+            DatumRef::Float64(x) => Datum::Float64(x),
+            DatumRef::String(x) => Datum::String(text(x)),
+            DatumRef::Bytes(x) => Datum::Bytes(x.to_vec()),
+            DatumRef::Jsonb(x) => Datum::Jsonb(text(x)),
+            DatumRef::TimestampMillis(x) => Datum::TimestampMillis(x),
+        }
+    }
+
     /// The datum's type; `None` for NULL.
     pub fn scalar_type(&self) -> Option<ScalarType> {
         Some(match self {
@@ -298,21 +315,6 @@ mod tests {
     use crate::arbitrary::arb_datum;
     use proptest::prelude::*;
 
-    fn owned(d: DatumRef<'_>) -> Datum {
-        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
-        match d {
-            DatumRef::Null => Datum::Null,
-            DatumRef::Bool(x) => Datum::Bool(x),
-            DatumRef::Int64(x) => Datum::Int64(x),
-            DatumRef::UInt64(x) => Datum::UInt64(x),
-            DatumRef::Float64(x) => Datum::Float64(x),
-            DatumRef::String(x) => Datum::String(text(x)),
-            DatumRef::Bytes(x) => Datum::Bytes(x.to_vec()),
-            DatumRef::Jsonb(x) => Datum::Jsonb(text(x)),
-            DatumRef::TimestampMillis(x) => Datum::TimestampMillis(x),
-        }
-    }
-
     fn pack(packer: &mut RowPacker, d: &Datum) {
         match d {
             Datum::Null => packer.push_null(),
@@ -331,7 +333,7 @@ mod tests {
         #[test]
         fn borrowed_datums_match_unpack(datums in proptest::collection::vec(arb_datum(), 0..12)) {
             let row = Row::pack(&datums);
-            let borrowed: Vec<Datum> = row.datum_refs().map(owned).collect();
+            let borrowed: Vec<Datum> = row.datum_refs().map(|d| d.to_datum()).collect();
             prop_assert_eq!(borrowed, datums.clone());
             let types: Vec<_> = row.datum_refs().map(|d| d.scalar_type()).collect();
             let expected: Vec<_> = datums.iter().map(Datum::scalar_type).collect();
