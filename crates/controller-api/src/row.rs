@@ -217,22 +217,32 @@ impl RelationDesc {
         self.columns.iter().map(|(_, typ)| typ)
     }
 
-    /// Checks that `row` has this description's arity, types and nullability.
+    /// Checks that `row` has this description's arity, types and nullability, reading
+    /// the row in place (no datum is copied).
     pub fn validate_row(&self, row: &Row) -> Result<(), RowMismatch> {
-        let datums = row.unpack();
-        self.validate_datums(&datums)
+        self.validate_types(row.datum_refs().map(|d| d.scalar_type()))
     }
 
     /// Like [`RelationDesc::validate_row`], for datums not yet packed.
     pub fn validate_datums(&self, datums: &[Datum]) -> Result<(), RowMismatch> {
-        if datums.len() != self.columns.len() {
+        self.validate_types(datums.iter().map(Datum::scalar_type))
+    }
+
+    /// The check of both: `types` are the datums' types (`None` for NULL), in order.
+    /// The arity is checked first.
+    fn validate_types(
+        &self,
+        types: impl Iterator<Item = Option<ScalarType>> + Clone,
+    ) -> Result<(), RowMismatch> {
+        let actual = types.clone().count();
+        if actual != self.columns.len() {
             return Err(RowMismatch::Arity {
                 expected: self.columns.len(),
-                actual: datums.len(),
+                actual,
             });
         }
-        for ((name, typ), datum) in self.columns.iter().zip(datums) {
-            match datum.scalar_type() {
+        for ((name, typ), datum) in self.columns.iter().zip(types) {
+            match datum {
                 None if !typ.nullable => {
                     return Err(RowMismatch::Null {
                         column: name.clone(),
@@ -536,6 +546,25 @@ mod tests {
             prop_assert_eq!(row.len(), datums.len());
             let reparsed = Row::from_bytes(row.as_bytes().to_vec());
             prop_assert_eq!(reparsed, Ok(row));
+        }
+
+        #[test]
+        fn validating_a_row_agrees_with_validating_its_datums(
+            datums in proptest::collection::vec(arb_datum(), 0..5),
+            types in proptest::collection::vec((0usize..8, any::<bool>()), 0..5),
+        ) {
+            const SCALARS: [ScalarType; 8] = [
+                ScalarType::Bool, ScalarType::Int64, ScalarType::UInt64, ScalarType::Float64,
+                ScalarType::String, ScalarType::Bytes, ScalarType::Jsonb,
+                ScalarType::TimestampMillis,
+            ];
+            let mut builder = RelationDesc::builder();
+            for (i, (s, nullable)) in types.iter().enumerate() {
+                builder = builder.with_column(format!("c{i}"), SCALARS[*s].nullable(*nullable));
+            }
+            let desc = builder.finish();
+            let row = Row::pack(&datums);
+            prop_assert_eq!(desc.validate_row(&row), desc.validate_datums(&datums));
         }
 
         #[test]

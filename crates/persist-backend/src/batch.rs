@@ -279,9 +279,7 @@ async fn read_part_into(
 
 /// Keeps the updates at or before `as_of`, advanced to `as_of`.
 pub(crate) fn advance_to(updates: &mut Vec<CodedUpdate>, as_of: u64) {
-    if updates.iter().any(|u| u.1 > as_of) {
-        updates.retain(|u| u.1 <= as_of);
-    }
+    updates.retain(|u| u.1 <= as_of);
     updates.iter_mut().for_each(|u| u.1 = as_of);
 }
 

@@ -12,31 +12,9 @@ use arrow_array::builder::{
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray, UInt64Array,
 };
-use strata_controller_api::{ColumnType, DatumRef, RelationDesc, Row, RowsPacker, ScalarType};
+use strata_controller_api::{DatumRef, RelationDesc, Row, RowsPacker, ScalarType};
 
 use crate::error::CodecError;
-
-/// Whether `row` matches the column types: arity, types and nullability. The same
-/// answer as `RelationDesc::validate_row`, without unpacking the row.
-pub(crate) fn row_matches(types: &[ColumnType], row: &Row) -> bool {
-    let mut datums = row.datum_refs();
-    for typ in types {
-        let ok = match datums.next().map(|d| d.scalar_type()) {
-            None => false,
-            Some(None) => typ.nullable,
-            Some(Some(actual)) => actual == typ.scalar_type,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    datums.next().is_none()
-}
-
-/// The column types of a relation, in order.
-pub(crate) fn column_types(desc: &RelationDesc) -> Vec<ColumnType> {
-    desc.types().copied().collect()
-}
 
 /// One Arrow column under construction.
 #[derive(Debug)]
@@ -292,37 +270,5 @@ impl<'a> RowsReader<'a> {
     /// An upper bound of the encoded size of every row.
     pub(crate) fn bytes_hint(&self) -> usize {
         self.columns.iter().map(|(c, _)| c.bytes_hint()).sum()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-    use proptest::prelude::*;
-    use strata_controller_api::arbitrary::arb_datum;
-
-    proptest! {
-        #[test]
-        fn row_matches_agrees_with_validate_row(
-            datums in proptest::collection::vec(arb_datum(), 0..5),
-            types in proptest::collection::vec((0usize..8, any::<bool>()), 0..5),
-        ) {
-            const SCALARS: [ScalarType; 8] = [
-                ScalarType::Bool, ScalarType::Int64, ScalarType::UInt64, ScalarType::Float64,
-                ScalarType::String, ScalarType::Bytes, ScalarType::Jsonb,
-                ScalarType::TimestampMillis,
-            ];
-            let mut builder = RelationDesc::builder();
-            for (i, (s, nullable)) in types.iter().enumerate() {
-                builder = builder.with_column(format!("c{i}"), SCALARS[*s].nullable(*nullable));
-            }
-            let desc = builder.finish();
-            let row = Row::pack(&datums);
-            prop_assert_eq!(
-                row_matches(&column_types(&desc), &row),
-                desc.validate_row(&row).is_ok()
-            );
-        }
     }
 }

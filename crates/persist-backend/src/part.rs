@@ -102,8 +102,7 @@ pub(crate) fn encode_updates<U: UpdateView + Sync>(
     let n = updates.len();
     let per_group = n.div_ceil(n.div_ceil(ROW_GROUP_ROWS).max(1)).max(1);
     let schema = Arc::new(part_schema(desc));
-    let row_bytes: usize = updates.iter().map(|u| data_len(u.data())).sum();
-    let mut buf = Vec::with_capacity(row_bytes + 20 * n + 1024);
+    let mut buf = Vec::with_capacity(data_bytes(updates) + 20 * n + 1024);
     let writer = ArrowWriter::try_new(&mut buf, Arc::clone(&schema), Some(writer_properties()))
         .map_err(|e| fail(&e))?;
     let (mut file, factory) = writer.into_serialized_writer().map_err(|e| fail(&e))?;
@@ -145,10 +144,16 @@ fn part_error(key: &str, reason: &dyn std::fmt::Display) -> CodecError {
     }
 }
 
-/// The encoded size of an update's data.
-fn data_len(data: &SourceData) -> usize {
-    data.as_ref()
-        .map_or_else(String::len, |r| r.as_bytes().len())
+/// The encoded size of the updates' data (rows and error messages).
+fn data_bytes<U: UpdateView>(updates: &[U]) -> usize {
+    updates
+        .iter()
+        .map(|u| {
+            u.data()
+                .as_ref()
+                .map_or_else(String::len, |r| r.as_bytes().len())
+        })
+        .sum()
 }
 
 /// Encodes one row group's column chunks.
@@ -160,11 +165,7 @@ fn encode_row_group<U: UpdateView>(
     updates: &[U],
 ) -> Result<Vec<ArrowColumnChunk>, CodecError> {
     let fail = |e: &dyn std::fmt::Display| part_error(NEW_PART, e);
-    let row_bytes: usize = updates
-        .iter()
-        .map(|u| u.data().as_ref().map_or(0, |r| r.as_bytes().len()))
-        .sum();
-    let mut columns = ColumnsBuilder::new(desc, updates.len(), row_bytes);
+    let mut columns = ColumnsBuilder::new(desc, updates.len(), data_bytes(updates));
     for u in updates {
         match u.data() {
             Ok(row) => columns.push_row(row),
@@ -215,10 +216,9 @@ fn join<A, B: Send>(
     std::thread::scope(|scope| {
         let other = scope.spawn(b);
         let first = a();
-        let second = other.join().map_err(|_| CodecError::Part {
-            key: "<thread>".into(),
-            reason: "a coding thread panicked".into(),
-        })?;
+        let second = other
+            .join()
+            .map_err(|_| part_error("<thread>", &"a coding thread panicked"))?;
         Ok((first, second))
     })
 }
@@ -255,10 +255,7 @@ fn decode_batch(
     as_of: Option<u64>,
     out: &mut Vec<CodedUpdate>,
 ) -> Result<bool, CodecError> {
-    let fail = |reason: String| CodecError::Part {
-        key: key.to_owned(),
-        reason,
-    };
+    let fail = |reason: String| part_error(key, &reason);
     let arity = desc.arity();
     if batch.num_columns() != arity + 3 {
         return Err(fail(format!(
