@@ -6,8 +6,10 @@
 //!   append needs at minimum (one `PutMode::Create` of a state-sized payload; the row is
 //!   inlined, so there is no part put). Append and floor samples alternate, so load on
 //!   the machine hits both alike.
-//! - `append_throughput_100k_file`: one 100k-row append (MB/s of its Parquet part)
-//!   against a raw put of the same bytes.
+//! - `append_throughput_100k_file`: one 100k-row append against a raw put of the
+//!   bytes of those updates encoded as one Parquet part, both in MB/s of that size.
+//!   The append writes them as several parts of about `append_part_bytes` (put while the
+//!   later ones are still being coded), whose sum is a little larger (a footer each).
 //! - `snapshot_1m_after_compaction_file`: a consolidated snapshot of 1M rows after
 //!   compaction (rows/s) against fetching the same Parquet parts and decoding them raw
 //!   with the parquet crate's arrow reader. The snapshot uses what persist does in

@@ -11,6 +11,7 @@ use crate::error::{CodecError, PersistError, Result};
 use crate::machine::Machine;
 use crate::part::{CodedUpdate, SourceData, decode_part_into, encode_updates};
 use crate::part_fetch::fetch_halves;
+use crate::part_write::{check_rows, new_part_key, write_parts};
 use crate::state::{HollowBatch, InlineUpdate, PartRef, before};
 
 /// A time as its order-preserving `u64` code.
@@ -69,7 +70,7 @@ impl<T: StorageTimestamp> Batch<T> {
         frontier_of(self.hollow.upper)
     }
 
-    /// The number of (consolidated) updates.
+    /// The number of updates, consolidated within each part.
     pub fn len(&self) -> u64 {
         self.hollow.len
     }
@@ -97,32 +98,75 @@ fn inline_size<D: Borrow<SourceData>>(updates: &[(D, u64, i64)]) -> u64 {
         .sum()
 }
 
+/// How [`write_hollow`] lays out a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// Batches of more (estimated) bytes are split into parts of about this size.
+    pub(crate) part_bytes: u64,
+    /// Whether every row is checked against the description first (appends; compaction
+    /// rewrites rows that were checked when they were appended).
+    pub(crate) check_rows: bool,
+}
+
+impl Layout {
+    /// Appends: checked rows, large batches split by [`PersistConfig::append_part_bytes`].
+    ///
+    /// [`PersistConfig::append_part_bytes`]: crate::PersistConfig::append_part_bytes
+    pub(crate) fn append(machine: &Machine) -> Self {
+        Layout {
+            part_bytes: machine.cfg.append_part_bytes,
+            check_rows: true,
+        }
+    }
+
+    /// Compaction: one part, whatever its size, since merging exists to cut parts.
+    pub(crate) const COMPACTION: Layout = Layout {
+        part_bytes: u64::MAX,
+        check_rows: false,
+    };
+}
+
 /// Consolidates updates (owned, or borrowed from the caller) and writes them as a batch
-/// `[lower, upper)` with `since`.
+/// with `(lower, upper, since)`: inline in the state if small, else as one part, or as
+/// several (see [`write_parts`]) if larger than the layout's part size.
 pub(crate) async fn write_hollow<D: Borrow<SourceData> + Sync>(
     machine: &Machine,
     desc: &RelationDesc,
     writer: &str,
     mut updates: Vec<(D, u64, i64)>,
-    lower: u64,
-    upper: Option<u64>,
-    since: u64,
+    (lower, upper, since): (u64, Option<u64>, u64),
+    layout: Layout,
 ) -> Result<HollowBatch> {
-    consolidate_in_place(&mut updates);
-    let bytes = inline_size(&updates);
-    let len = updates.len() as u64;
     let mut batch = HollowBatch {
         lower,
         upper,
         since,
         parts: vec![],
         inline: vec![],
-        len,
-        bytes,
+        len: 0,
+        bytes: 0,
     };
+    let size = inline_size(&updates);
+    let part_bytes = layout.part_bytes.max(machine.cfg.inline_threshold_bytes);
+    if size > part_bytes {
+        let parts = usize::try_from(size.div_ceil(part_bytes.max(1))).unwrap_or(usize::MAX);
+        let check = layout.check_rows.then_some(desc);
+        batch.parts = write_parts(machine, desc, writer, &updates, parts, check).await?;
+        batch.len = batch.parts.iter().map(|p| p.len).sum();
+        batch.bytes = batch.parts.iter().map(|p| p.bytes).sum();
+        return Ok(batch);
+    }
+    if layout.check_rows {
+        check_rows(machine.shard, desc, &updates)?;
+    }
+    consolidate_in_place(&mut updates);
+    batch.len = updates.len() as u64;
+    let bytes = inline_size(&updates);
     if updates.is_empty() {
-        batch.bytes = 0;
-    } else if bytes <= machine.cfg.inline_threshold_bytes {
+        return Ok(batch);
+    }
+    if bytes <= machine.cfg.inline_threshold_bytes {
+        batch.bytes = bytes;
         batch.inline = updates
             .iter()
             .map(|(data, ts, diff)| match data.borrow() {
@@ -143,17 +187,12 @@ pub(crate) async fn write_hollow<D: Borrow<SourceData> + Sync>(
     } else {
         let encoded = encode_updates(desc, &updates)?;
         drop(updates);
-        let key = format!(
-            "shards/{}/parts/{}/{}",
-            machine.shard,
-            writer,
-            uuid::Uuid::new_v4()
-        );
+        let key = new_part_key(machine, writer);
         batch.bytes = encoded.len() as u64;
         machine.put_blob(&key, encoded).await?;
         batch.parts.push(PartRef {
             key,
-            len,
+            len: batch.len,
             bytes: batch.bytes,
         });
     }

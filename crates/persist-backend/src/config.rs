@@ -31,6 +31,9 @@ pub struct PersistConfig {
     /// Parts at least this many bytes are read as two concurrent range requests, each
     /// half decoded on its own thread as it arrives.
     pub split_fetch_bytes: u64,
+    /// Appends of more (estimated) bytes than this are written as several parts of about
+    /// this size, each coded while the ones before it upload (compaction writes one part).
+    pub append_part_bytes: u64,
     /// Compaction starts in the background when a shard has more batches than this.
     pub compaction_trigger_batches: usize,
     /// Whether appends start compaction and GC in the background.
@@ -56,6 +59,7 @@ impl Default for PersistConfig {
             heartbeat_in_background: true,
             inline_threshold_bytes: 4096,
             split_fetch_bytes: 4 << 20,
+            append_part_bytes: 512 << 10,
             compaction_trigger_batches: 8,
             background_maintenance: true,
             orphan_grace: Duration::from_secs(60),
@@ -75,6 +79,7 @@ impl fmt::Debug for PersistConfig {
             .field("heartbeat_in_background", &self.heartbeat_in_background)
             .field("inline_threshold_bytes", &self.inline_threshold_bytes)
             .field("split_fetch_bytes", &self.split_fetch_bytes)
+            .field("append_part_bytes", &self.append_part_bytes)
             .field(
                 "compaction_trigger_batches",
                 &self.compaction_trigger_batches,

@@ -18,7 +18,10 @@ use strata_controller_api::{Antichain, Datum, RelationDesc, Row, ScalarType, Sha
 use crate::consensus::{CasOutcome, Consensus};
 use crate::{ListenEvent, PersistClient, PersistConfig, PersistError, Update};
 
+mod split;
 pub mod txns;
+
+pub use split::split_appends;
 
 /// Something that opens clients of one location.
 pub trait ClientFactory: Fn() -> BoxFuture<'static, PersistClient> + Send + Sync {}
@@ -82,6 +85,8 @@ pub async fn run_all(factory: impl ClientFactory) {
     compaction(&factory).await;
     tracing::info!("conformance: large_parts");
     large_parts(&factory).await;
+    tracing::info!("conformance: split_appends");
+    split_appends(&factory).await;
     tracing::info!("conformance: gc");
     gc(&factory).await;
     tracing::info!("conformance: finalization");
@@ -468,6 +473,7 @@ async fn many_batches(
 fn parts_cfg() -> PersistConfig {
     PersistConfig {
         inline_threshold_bytes: 0,
+        append_part_bytes: u64::MAX,
         ..PersistConfig::for_tests()
     }
 }

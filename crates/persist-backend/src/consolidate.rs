@@ -1,7 +1,7 @@
 //! Consolidation: the canonical form of a multiset of updates, sorted by data and time
 //! with the diffs of equal `(data, time)` pairs summed and zeros dropped.
 //!
-//! Every batch is written consolidated, so this sits on the append path. It sorts a
+//! Every part is written consolidated, so this sits on the append path. It sorts a
 //! permutation, not the updates: each update is keyed by an integer made of the first
 //! 8 bytes of its data and its position, and those integers sort without touching the
 //! rows; only updates whose first 8 bytes tie are compared in full.

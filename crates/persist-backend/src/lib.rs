@@ -45,6 +45,7 @@ mod machine;
 pub mod maintenance;
 pub mod part;
 mod part_fetch;
+mod part_write;
 mod read;
 pub mod state;
 #[cfg(feature = "testing")]

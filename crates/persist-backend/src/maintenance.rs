@@ -18,13 +18,13 @@ use std::sync::Arc;
 use serde_json::json;
 use strata_controller_api::RelationDesc;
 
-use crate::batch::{read_hollow, write_hollow};
+use crate::batch::{Layout, read_hollow, write_hollow};
 use crate::blob;
 use crate::cmds;
 use crate::error::{PersistError, Result};
 use crate::machine::Machine;
 use crate::part::CodedUpdate;
-use crate::state::{HollowBatch, State};
+use crate::state::{HollowBatch, PartRef, State};
 
 /// What one GC run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,7 +92,15 @@ pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
     let (lower, upper) = (inputs[0].lower, inputs[1].upper);
     forward_times(&mut updates, state.since, upper);
     let since = state.since.unwrap_or(lower).max(inputs[0].since);
-    let output = write_hollow(machine, &desc, &compactor, updates, lower, upper, since).await?;
+    let output = write_hollow(
+        machine,
+        &desc,
+        &compactor,
+        updates,
+        (lower, upper, since),
+        Layout::COMPACTION,
+    )
+    .await?;
     let res = machine
         .apply_plain(|s: &State| {
             let (next, applied) = cmds::apply_merge(s, &inputs, &output)?;
@@ -131,7 +139,12 @@ pub(crate) async fn compact(machine: &Machine, max_steps: usize) -> Result<usize
 
 /// Best-effort removal of the parts of a batch that was never linked.
 pub(crate) async fn delete_unlinked(machine: &Machine, batch: &HollowBatch) {
-    for part in &batch.parts {
+    delete_parts(machine, &batch.parts).await;
+}
+
+/// Best-effort removal of parts that were never linked.
+pub(crate) async fn delete_parts(machine: &Machine, parts: &[PartRef]) {
+    for part in parts {
         if let Err(e) = blob::delete(machine.loc.store.as_ref(), &machine.loc.key(&part.key)).await
         {
             tracing::debug!(key = %part.key, error = %e, "leaving an unlinked part to GC");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 
-use crate::batch::{Batch, frontier_code, frontier_of, render, time_code, write_hollow};
+use crate::batch::{Batch, Layout, frontier_code, frontier_of, render, time_code, write_hollow};
 use crate::cmds::{self, Appended, CmdError};
 use crate::error::{PersistError, Result};
 use crate::lease::Heartbeat;
@@ -108,8 +108,9 @@ impl<T: StorageTimestamp> WriteHandle<T> {
         Ok(())
     }
 
-    /// Checks every update against the bounds and the description; returns them in
-    /// the shard's time domain, borrowing their data.
+    /// Checks every update's time against the bounds; returns them in the shard's time
+    /// domain, borrowing their data. (Rows are checked against the description as the
+    /// batch is written, on the coding threads when it is large.)
     fn validate<'u>(
         &self,
         updates: &'u [Update<T>],
@@ -147,11 +148,6 @@ impl<T: StorageTimestamp> WriteHandle<T> {
                     upper,
                 });
             }
-            if let Ok(row) = data {
-                self.desc
-                    .validate_row(row)
-                    .map_err(|mismatch| PersistError::InvalidRow { shard, mismatch })?;
-            }
             coded.push((data, code, *diff));
         }
         Ok(coded)
@@ -173,9 +169,8 @@ impl<T: StorageTimestamp> WriteHandle<T> {
             &self.desc,
             &self.writer_id,
             coded,
-            lo,
-            frontier_code(&upper),
-            lo,
+            (lo, frontier_code(&upper), lo),
+            Layout::append(&self.machine),
         )
         .await?;
         Ok(Batch {
