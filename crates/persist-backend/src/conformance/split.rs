@@ -2,7 +2,7 @@
 
 use strata_controller_api::{Datum, Row, Timestamp};
 
-use super::{ClientFactory, fr, new_shard, ok, test_desc, ts, upd};
+use super::{ClientFactory, fr, new_shard, ok, snapshot_of, test_desc, ts, upd};
 use crate::{PersistConfig, PersistError};
 
 /// An append larger than the part size becomes several parts that read back as the
@@ -35,14 +35,11 @@ pub async fn split_appends(factory: &impl ClientFactory) {
         "open reader",
     );
     for t in [0u64, 2] {
-        let mut want: Vec<_> = ups
-            .iter()
-            .filter(|u| u.1 <= ts(t))
-            .map(|(d, _, r)| (d.clone(), ts(t), *r))
-            .collect();
-        crate::part::consolidate_updates(&mut want);
         let snap = ok(r.snapshot(&ts(t)).await, "snapshot");
-        assert!(snap == want, "a split append's snapshot at {t} differs");
+        assert!(
+            snap == snapshot_of(&ups, t),
+            "a split append's snapshot at {t} differs"
+        );
     }
 
     let before = ok(client.list_part_keys(shard).await, "list");
