@@ -4,7 +4,9 @@
 //!   until durable (`WriteHandle::await_durable`; `put` alone returns at the memtable), and
 //!   a Strata single-row `compare_and_append`;
 //! - 32 concurrent writers for a fixed time: SlateDB puts into one database, Strata
-//!   appends each to its own shard.
+//!   appends each to its own shard. Beside them, the ceiling of any design that gives
+//!   each shard its own log of objects (DESIGN.md's consensus): 32 writers doing nothing
+//!   but raw `PutMode::Create`s of a state-sized object each, through the same store.
 //!
 //! SlateDB runs twice: with its default settings and with `flush_interval` = 1 ms. Both
 //! systems write through the same `object_store` `LocalFileSystem` with fsync enabled.
@@ -168,6 +170,35 @@ async fn strata_concurrent(client: &PersistClient, run_for: Duration) -> f64 {
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// 32 writers, each creating the next object of its own log (`PutMode::Create` of a
+/// state-sized payload, fsynced), with nothing else: no reads, no encoding, no GC.
+async fn raw_create_concurrent(store: Arc<dyn ObjectStore>, payload: usize, run_for: Duration) -> f64 {
+    use slatedb::object_store::{PutMode, PutOptions, PutPayload, path::Path};
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + run_for;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (done, store) = (Arc::clone(&done), Arc::clone(&store));
+        tasks.push(tokio::spawn(async move {
+            let mut seqno = 0u64;
+            while Instant::now() < deadline {
+                seqno += 1;
+                let key = Path::from(format!("floor/{w}/state/{seqno:020}"));
+                store
+                    .put_opts(&key, PutPayload::from(vec![7u8; payload]), PutOptions::from(PutMode::Create))
+                    .await
+                    .expect("raw create");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("raw writer task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
 struct Report(Vec<serde_json::Value>);
 
 impl Report {
@@ -222,6 +253,9 @@ async fn main() {
         .expect("open strata");
     let mut strata_lat = strata_latency(&client, s.latency_ops_fast).await;
     let strata_rate = strata_concurrent(&client, s.concurrent_for).await;
+    // A state holding one inlined 1 KiB row is about this large.
+    let state_bytes = VALUE_BYTES + 512;
+    let floor_rate = raw_create_concurrent(fsync_store(&store_for("raw-floor")).await, state_bytes, s.concurrent_for).await;
 
     let (ours_p50, ours_p99) = (percentile(&mut strata_lat, 0.5), percentile(&mut strata_lat, 0.99));
     let (fast_p50, fast_p99) = (percentile(&mut slate_fast_lat, 0.5), percentile(&mut slate_fast_lat, 0.99));
@@ -233,5 +267,7 @@ async fn main() {
     r.metric("strata_durable_append_p50_vs_default", ours_p50, "ms", "slatedb_default_durable_put_p50", default_p50);
     r.metric("strata_32_writers", strata_rate, "appends/s", "slatedb_1ms_flush_32_writers", slate_fast_rate);
     r.metric("strata_32_writers_vs_default", strata_rate, "appends/s", "slatedb_default_32_writers", slate_default_rate);
+    r.metric("strata_32_writers_vs_raw_create_floor", strata_rate, "appends/s", "raw_create_32_writers", floor_rate);
+    r.metric("raw_create_32_writers", floor_rate, "creates/s", "slatedb_1ms_flush_32_writers", slate_fast_rate);
     r.write();
 }
