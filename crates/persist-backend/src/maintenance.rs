@@ -1,10 +1,13 @@
 //! Maintenance: compaction, garbage collection, finalization and inspection.
 //!
-//! **Compaction** keeps the number of batches logarithmic in the data: it merges two
-//! adjacent batches whenever the older is not more than twice the size of the newer
-//! (a size-tiered spine), so each update is rewritten O(log n) times in total and one
-//! step does bounded work (two batches). Times before the since are forwarded to it
-//! (clamped into the batch), then updates are consolidated.
+//! **Compaction** keeps the number of batches logarithmic in the data: it merges
+//! adjacent batches whenever an older one is not more than twice the size of what
+//! follows it (a size-tiered spine), so each update is rewritten O(log n) times in
+//! total. One step merges the newest pair out of shape together with the older batches
+//! its output would put out of shape ([`pick_merge`]), so a cascade is one merge, and
+//! does bounded work: at most [`MAX_MERGE_INPUTS`] batches, and older batches join only
+//! while the inputs are below [`MAX_MERGE_BYTES`]. Times before the since are forwarded
+//! to it (clamped into the batch), then updates are consolidated.
 //!
 //! **GC** deletes garbage parts that no reader's pinned version still references,
 //! deletes orphan parts (uploaded but never linked) whose writer is no longer
@@ -37,16 +40,38 @@ pub struct GcReport {
     pub truncated_versions: usize,
 }
 
-/// The pair of adjacent batches to merge next, as the index of the older one, or `None`
-/// when the spine is in shape: every batch more than twice the size of its successor.
-pub fn pick_merge(state: &State) -> Option<usize> {
+/// The most batches one merge takes.
+pub const MAX_MERGE_INPUTS: usize = 16;
+
+/// A merge takes no more older batches once its inputs reach this many bytes.
+pub const MAX_MERGE_BYTES: u64 = 64 << 20;
+
+/// The run of adjacent batches to merge next, or `None` when the spine is in shape:
+/// every batch more than twice the size of its successor.
+///
+/// The run starts as the newest pair out of shape. Older batches join it while each is
+/// at most twice the run's total so far (they would be out of shape next to its
+/// output), up to [`MAX_MERGE_INPUTS`] batches and [`MAX_MERGE_BYTES`]: a cascade of
+/// pairwise merges becomes one merge, one pair of CASes instead of one per level.
+pub fn pick_merge(state: &State) -> Option<std::ops::Range<usize>> {
     if state.tombstone || state.batches.len() < 2 {
         return None;
     }
-    let size = |b: &HollowBatch| b.bytes.max(b.len);
-    (0..state.batches.len() - 1)
+    let size = |i: usize| state.batches[i].bytes.max(state.batches[i].len);
+    let newest = (0..state.batches.len() - 1)
         .rev()
-        .find(|&i| size(&state.batches[i]) <= 2 * size(&state.batches[i + 1]))
+        .find(|&i| size(i) <= 2 * size(i + 1))?;
+    let end = newest + 2;
+    let (mut start, mut total) = (newest, size(newest) + size(newest + 1));
+    while start > 0
+        && end - start < MAX_MERGE_INPUTS
+        && total < MAX_MERGE_BYTES
+        && size(start - 1) <= 2 * total
+    {
+        start -= 1;
+        total += size(start);
+    }
+    Some(start..end)
 }
 
 /// Forwards times before `since` to it, clamped so they stay below `upper`.
@@ -69,14 +94,18 @@ fn schema_of(machine: &Machine, state: &State) -> Result<RelationDesc> {
     })
 }
 
-/// Merges one pair of batches. Returns whether there was work to do.
+/// Merges one run of batches (see [`pick_merge`]). Returns whether there was work to do.
 pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
     let state = machine.fetch().await?;
-    let Some(i) = pick_merge(&state) else {
+    let Some(run) = pick_merge(&state) else {
         return Ok(false);
     };
     let desc = schema_of(machine, &state)?;
-    let inputs = state.batches[i..i + 2].to_vec();
+    let inputs = state.batches[run].to_vec();
+    let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
+        return Ok(false);
+    };
+    let (lower, upper, first_since) = (first.lower, last.upper, first.since);
     let compactor = format!("compactor-{}", uuid::Uuid::new_v4().simple());
     let (lease, now) = (
         machine.cfg.writer_lease.as_millis() as u64,
@@ -89,9 +118,8 @@ pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
     for b in &inputs {
         updates.extend(read_hollow(machine, &desc, b).await?);
     }
-    let (lower, upper) = (inputs[0].lower, inputs[1].upper);
     forward_times(&mut updates, state.since, upper);
-    let since = state.since.unwrap_or(lower).max(inputs[0].since);
+    let since = state.since.unwrap_or(lower).max(first_since);
     let output = write_hollow(
         machine,
         &desc,
@@ -298,7 +326,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn check(sizes: &[u64], expected: Option<usize>) {
+    fn check(sizes: &[u64], expected: Option<std::ops::Range<usize>>) {
         let mut state = State::initial("s", 0, String::new());
         state.batches = sizes
             .iter()
@@ -318,11 +346,25 @@ mod tests {
     fn spine_policy() {
         check(&[], None);
         check(&[10], None);
-        check(&[10, 10], Some(0));
+        check(&[10, 10], Some(0..2));
         check(&[100, 40, 10], None);
-        check(&[100, 40, 10, 10], Some(2));
-        check(&[100, 60, 10], Some(0));
         check(&[1000, 400, 150, 60, 20, 8], None);
+        // The newest pair out of shape, then every older batch it would put out of shape.
+        check(&[100, 60, 10], Some(0..2));
+        check(&[100, 40, 10, 10], Some(0..4));
+        check(&[1000, 40, 10, 10], Some(1..4));
+        check(&[8, 4, 2, 1, 1], Some(0..5));
+        check(&[500, 100, 30, 1, 1], Some(3..5));
+        // A newer pair out of shape is merged even when an older one is too.
+        check(&[10, 10, 100, 1, 1], Some(3..5));
+        // Bounded by the number of inputs.
+        let ones = vec![1; MAX_MERGE_INPUTS + 4];
+        check(&ones, Some(4..MAX_MERGE_INPUTS + 4));
+        // Bounded by bytes: a batch is not taken once the run holds MAX_MERGE_BYTES.
+        check(
+            &[MAX_MERGE_BYTES, MAX_MERGE_BYTES / 2, MAX_MERGE_BYTES / 2],
+            Some(1..3),
+        );
     }
 
     #[test]
