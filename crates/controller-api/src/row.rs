@@ -229,37 +229,39 @@ impl RelationDesc {
     }
 
     /// The check of both: `types` are the datums' types (`None` for NULL), in order.
-    /// The arity is checked first.
+    /// A wrong arity is reported before any column's mismatch. One pass: a row's
+    /// datums are decoded once.
     fn validate_types(
         &self,
-        types: impl Iterator<Item = Option<ScalarType>> + Clone,
+        types: impl Iterator<Item = Option<ScalarType>>,
     ) -> Result<(), RowMismatch> {
-        let actual = types.clone().count();
+        let mut first = None;
+        let mut actual = 0;
+        for datum in types {
+            let column = self.columns.get(actual);
+            actual += 1;
+            let (Some((name, typ)), None) = (column, &first) else {
+                continue;
+            };
+            first = match datum {
+                None if !typ.nullable => Some(RowMismatch::Null {
+                    column: name.clone(),
+                }),
+                Some(found) if found != typ.scalar_type => Some(RowMismatch::Type {
+                    column: name.clone(),
+                    expected: typ.scalar_type,
+                    actual: found,
+                }),
+                _ => None,
+            };
+        }
         if actual != self.columns.len() {
             return Err(RowMismatch::Arity {
                 expected: self.columns.len(),
                 actual,
             });
         }
-        for ((name, typ), datum) in self.columns.iter().zip(types) {
-            match datum {
-                None if !typ.nullable => {
-                    return Err(RowMismatch::Null {
-                        column: name.clone(),
-                    });
-                }
-                None => {}
-                Some(actual) if actual != typ.scalar_type => {
-                    return Err(RowMismatch::Type {
-                        column: name.clone(),
-                        expected: typ.scalar_type,
-                        actual,
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 }
 
@@ -658,6 +660,32 @@ mod tests {
                 column: "a".into(),
                 expected: ScalarType::Int64,
                 actual: ScalarType::UInt64,
+            }),
+        );
+        // The first mismatch in column order, and a wrong arity before any mismatch.
+        check(
+            vec![Datum::Null, Datum::Bool(true)],
+            Err(RowMismatch::Null { column: "a".into() }),
+        );
+        check(
+            vec![Datum::Bool(true)],
+            Err(RowMismatch::Arity {
+                expected: 2,
+                actual: 1,
+            }),
+        );
+        check(
+            vec![Datum::Null, Datum::Null, Datum::Int64(3)],
+            Err(RowMismatch::Arity {
+                expected: 2,
+                actual: 3,
+            }),
+        );
+        check(
+            vec![],
+            Err(RowMismatch::Arity {
+                expected: 2,
+                actual: 0,
             }),
         );
     }
