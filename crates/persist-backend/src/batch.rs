@@ -11,7 +11,7 @@ use crate::error::{CodecError, PersistError, Result};
 use crate::machine::Machine;
 use crate::part::{CodedUpdate, SourceData, decode_part_into, encode_updates};
 use crate::part_fetch::fetch_halves;
-use crate::part_write::{check_rows, new_part_key, write_parts};
+use crate::part_write::{MAX_PARTS_PER_APPEND, check_rows, new_part_key, write_parts};
 use crate::state::{HollowBatch, InlineUpdate, PartRef, before};
 
 /// A time as its order-preserving `u64` code.
@@ -149,7 +149,11 @@ pub(crate) async fn write_hollow<D: Borrow<SourceData> + Sync>(
     let size = inline_size(&updates);
     let part_bytes = layout.part_bytes.max(machine.cfg.inline_threshold_bytes);
     if size > part_bytes {
-        let parts = usize::try_from(size.div_ceil(part_bytes.max(1))).unwrap_or(usize::MAX);
+        // Every part is a reference in the state until compaction merges the batch, so a
+        // huge append gets larger parts rather than more of them.
+        let parts = usize::try_from(size.div_ceil(part_bytes.max(1)))
+            .unwrap_or(usize::MAX)
+            .min(MAX_PARTS_PER_APPEND);
         let check = layout.check_rows.then_some(desc);
         batch.parts = write_parts(machine, desc, writer, &updates, parts, check).await?;
         batch.len = batch.parts.iter().map(|p| p.len).sum();

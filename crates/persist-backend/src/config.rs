@@ -32,7 +32,8 @@ pub struct PersistConfig {
     /// half decoded on its own thread as it arrives.
     pub split_fetch_bytes: u64,
     /// Appends of more (estimated) bytes than this are written as several parts of about
-    /// this size, each coded while the ones before it upload (compaction writes one part).
+    /// this size (at most `part::MAX_PARTS_PER_APPEND`, larger parts beyond that), each
+    /// coded while the ones before it upload (compaction writes one part).
     pub append_part_bytes: u64,
     /// Compaction starts in the background when a shard has more batches than this.
     pub compaction_trigger_batches: usize,

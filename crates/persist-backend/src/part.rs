@@ -43,6 +43,7 @@ pub type SourceData = Result<Row, String>;
 pub type CodedUpdate = (SourceData, u64, i64);
 
 pub use crate::consolidate::{consolidate, consolidate_updates};
+pub use crate::part_write::MAX_PARTS_PER_APPEND;
 
 fn arrow_type(scalar: ScalarType) -> DataType {
     match scalar {

@@ -24,6 +24,9 @@ use crate::machine::Machine;
 use crate::part::{SourceData, encode_updates};
 use crate::state::PartRef;
 
+/// The most parts one append is split into.
+pub const MAX_PARTS_PER_APPEND: usize = 16;
+
 /// Where a part of `writer`'s goes in `machine`'s shard.
 pub(crate) fn new_part_key(machine: &Machine, writer: &str) -> String {
     format!(

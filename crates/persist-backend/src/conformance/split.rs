@@ -3,11 +3,13 @@
 use strata_controller_api::{Datum, Row, Timestamp};
 
 use super::{ClientFactory, fr, new_shard, ok, snapshot_of, test_desc, ts, upd};
+use crate::part::MAX_PARTS_PER_APPEND;
 use crate::{PersistConfig, PersistError};
 
 /// An append larger than the part size becomes several parts that read back as the
 /// consolidated input, even when the same data cancels across parts; an append with a
-/// bad row in its last part fails with `InvalidRow`, moves no upper and leaves no part.
+/// bad row in its last part fails with `InvalidRow`, moves no upper and leaves no part;
+/// and no append makes more than `MAX_PARTS_PER_APPEND` parts.
 pub async fn split_appends(factory: &impl ClientFactory) {
     let client = factory().await.with_config(PersistConfig {
         append_part_bytes: 16 << 10,
@@ -58,4 +60,32 @@ pub async fn split_appends(factory: &impl ClientFactory) {
     );
     let after = ok(client.list_part_keys(shard).await, "list");
     assert_eq!(before, after, "a failed split append leaves no part behind");
+
+    // However small the part size, one append makes at most MAX_PARTS_PER_APPEND parts.
+    let tiny = factory().await.with_config(PersistConfig {
+        append_part_bytes: 1,
+        ..PersistConfig::for_tests()
+    });
+    let shard = new_shard();
+    let mut w = ok(
+        tiny.open_writer::<Timestamp>(shard, test_desc()).await,
+        "open writer",
+    );
+    let ups: Vec<_> = (0..n).map(|k| upd(k, 0, 1)).collect();
+    ok(w.compare_and_append(&ups, fr(0), fr(1)).await, "append").unwrap_or_else(|m| panic!("{m}"));
+    let parts = ok(tiny.referenced_part_keys(shard).await, "referenced").len();
+    assert_eq!(
+        parts, MAX_PARTS_PER_APPEND,
+        "one append makes at most MAX_PARTS_PER_APPEND parts"
+    );
+    let mut r = ok(
+        tiny.open_leased_reader::<Timestamp>(shard, test_desc())
+            .await,
+        "open reader",
+    );
+    let snap = ok(r.snapshot(&ts(0)).await, "snapshot");
+    assert!(
+        snap == snapshot_of(&ups, 0),
+        "a capped split append reads back"
+    );
 }
