@@ -163,9 +163,14 @@ pub(crate) async fn write_hollow<D: Borrow<SourceData> + Sync>(
     if layout.check_rows {
         check_rows(machine.shard, desc, &updates)?;
     }
+    let before = updates.len();
     consolidate_in_place(&mut updates);
     batch.len = updates.len() as u64;
-    let bytes = inline_size(&updates);
+    // The size counts data only, so it changed only if consolidation merged updates.
+    let bytes = match updates.len() == before {
+        true => size,
+        false => inline_size(&updates),
+    };
     if updates.is_empty() {
         return Ok(batch);
     }

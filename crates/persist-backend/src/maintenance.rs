@@ -27,7 +27,7 @@ use crate::cmds;
 use crate::error::{PersistError, Result};
 use crate::machine::Machine;
 use crate::part::CodedUpdate;
-use crate::state::{HollowBatch, PartRef, State};
+use crate::state::{PartRef, State};
 
 /// What one GC run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -148,7 +148,7 @@ pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
                     || state.garbage.iter().any(|g| g.key == key)
             };
             if !output.parts.iter().any(|p| named(&p.key)) {
-                delete_unlinked(machine, &output).await;
+                delete_parts(machine, &output.parts).await;
             }
             Ok(true)
         }
@@ -165,12 +165,7 @@ pub(crate) async fn compact(machine: &Machine, max_steps: usize) -> Result<usize
     Ok(steps)
 }
 
-/// Best-effort removal of the parts of a batch that was never linked.
-pub(crate) async fn delete_unlinked(machine: &Machine, batch: &HollowBatch) {
-    delete_parts(machine, &batch.parts).await;
-}
-
-/// Best-effort removal of parts that were never linked.
+/// Best-effort removal of parts that were never linked (GC finds any left behind).
 pub(crate) async fn delete_parts(machine: &Machine, parts: &[PartRef]) {
     for part in parts {
         if let Err(e) = blob::delete(machine.loc.store.as_ref(), &machine.loc.key(&part.key)).await
@@ -325,6 +320,7 @@ pub fn state_json(state: &State) -> serde_json::Value {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::state::HollowBatch;
 
     fn check(sizes: &[u64], expected: Option<std::ops::Range<usize>>) {
         let mut state = State::initial("s", 0, String::new());

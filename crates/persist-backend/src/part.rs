@@ -135,10 +135,10 @@ pub(crate) fn encode_updates<U: UpdateView + Sync>(
 }
 
 /// The key errors of a part being written name, before it has a key.
-const NEW_PART: &str = "<new>";
+pub(crate) const NEW_PART: &str = "<new>";
 
 /// A part that cannot be encoded or decoded, and why.
-fn part_error(key: &str, reason: &dyn std::fmt::Display) -> CodecError {
+pub(crate) fn part_error(key: &str, reason: &dyn std::fmt::Display) -> CodecError {
     CodecError::Part {
         key: key.to_owned(),
         reason: reason.to_string(),

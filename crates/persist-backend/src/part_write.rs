@@ -12,16 +12,15 @@
 
 use std::borrow::Borrow;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use strata_controller_api::{RelationDesc, ShardId};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::task::JoinHandle;
 
 use crate::consolidate::consolidate_in_place;
-use crate::error::{CodecError, PersistError, Result};
+use crate::error::{PersistError, Result};
 use crate::machine::Machine;
-use crate::part::{SourceData, encode_updates};
+use crate::part::{NEW_PART, SourceData, encode_updates, part_error};
 use crate::state::PartRef;
 
 /// The most parts one append is split into.
@@ -52,10 +51,8 @@ pub(crate) fn check_rows<D: Borrow<SourceData>>(
     Ok(())
 }
 
-/// A part's put, spawned, or what stopped it before.
+/// A chunk's outcome: its part's put, spawned, or why there is none.
 enum Slot {
-    /// Not coded (a thread failed before reaching it).
-    Empty,
     /// Consolidated to nothing: no part.
     Nothing,
     Put(JoinHandle<Result<PartRef>>),
@@ -77,14 +74,11 @@ pub(crate) async fn write_parts<D: Borrow<SourceData> + Sync>(
 ) -> Result<Vec<PartRef>> {
     let per_part = updates.len().div_ceil(parts.max(1)).max(1);
     let chunks: Vec<_> = updates.chunks(per_part).collect();
-    let slots = Mutex::new(
-        std::iter::repeat_with(|| Slot::Empty)
-            .take(chunks.len())
-            .collect::<Vec<_>>(),
-    );
     let next = AtomicUsize::new(0);
     let handle = Handle::current();
+    // Each coding thread claims chunks in input order and returns what it did with them.
     let code = || {
+        let mut coded = Vec::new();
         loop {
             let index = next.fetch_add(1, Ordering::Relaxed);
             let Some(chunk) = chunks.get(index) else {
@@ -94,41 +88,40 @@ pub(crate) async fn write_parts<D: Borrow<SourceData> + Sync>(
                 Some(Err(e)) => Slot::Failed(e),
                 _ => code_and_spawn_put(&handle, machine, desc, writer, chunk),
             };
-            slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = slot;
+            coded.push((index, slot));
         }
+        coded
     };
     let cores = std::thread::available_parallelism().map_or(1, |p| p.get());
     let threads = cores.min(chunks.len());
     let run = || {
         std::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(code);
+            let others: Vec<_> = (1..threads).map(|_| scope.spawn(code)).collect();
+            let mut all = code();
+            for other in others {
+                // A slot lost to a panic would be a part silently missing: pass it on.
+                all.extend(
+                    other
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                );
             }
-            code();
+            all
         })
     };
     // Coding blocks this thread; on a multi-threaded runtime, other tasks move away.
-    match handle.runtime_flavor() {
+    let mut slots = match handle.runtime_flavor() {
         RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
         _ => run(),
-    }
-    let slots = slots.into_inner().unwrap_or_else(PoisonError::into_inner);
+    };
+    slots.sort_by_key(|(index, _)| *index);
     let mut parts = Vec::with_capacity(slots.len());
     let mut first_err = None;
-    for slot in slots {
+    for (_, slot) in slots {
         let outcome = match slot {
-            Slot::Empty => Err(CodecError::Part {
-                key: "<new>".into(),
-                reason: "a coding thread stopped".into(),
-            }
-            .into()),
             Slot::Nothing => continue,
             Slot::Put(put) => put.await.unwrap_or_else(|e| {
-                Err(CodecError::Part {
-                    key: "<new>".into(),
-                    reason: format!("a part's put failed: {e}"),
-                }
-                .into())
+                Err(part_error(NEW_PART, &format!("a part's put failed: {e}")).into())
             }),
             Slot::Failed(e) => Err(e),
         };

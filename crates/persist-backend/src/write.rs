@@ -260,7 +260,7 @@ impl<T: StorageTimestamp> WriteHandle<T> {
             }
             other => {
                 if matches!(other, Ok(Err(_)) | Err(PersistError::Fenced { .. })) {
-                    crate::maintenance::delete_unlinked(&self.machine, &batch.hollow).await;
+                    crate::maintenance::delete_parts(&self.machine, &batch.hollow.parts).await;
                 }
                 other
             }

@@ -103,7 +103,7 @@ pub(crate) async fn write_batch(
 /// Best-effort deletion of the parts of batches that were never committed.
 pub(crate) async fn delete_uncommitted(client: &PersistClient, batches: &[(ShardId, HollowBatch)]) {
     for (shard, batch) in batches {
-        crate::maintenance::delete_unlinked(&client.machine(*shard), batch).await;
+        crate::maintenance::delete_parts(&client.machine(*shard), &batch.parts).await;
     }
 }
 
