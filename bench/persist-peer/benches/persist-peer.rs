@@ -17,7 +17,6 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use slatedb::config::Settings;
@@ -81,31 +80,40 @@ async fn slatedb_latency(store: Arc<dyn ObjectStore>, settings: Settings, ops: u
     samples
 }
 
+/// Spawns one task per writer, `start(w, deadline)`, each returning how many operations
+/// it completed before the deadline; returns the total per second.
+async fn ops_per_sec<F: Future<Output = u64> + Send + 'static>(
+    run_for: Duration,
+    mut start: impl FnMut(usize, Instant) -> F,
+) -> f64 {
+    let deadline = Instant::now() + run_for;
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..WRITERS).map(|w| tokio::spawn(start(w, deadline))).collect();
+    let mut done = 0;
+    for t in tasks {
+        done += t.await.expect("writer task");
+    }
+    done as f64 / began.elapsed().as_secs_f64()
+}
+
 async fn slatedb_concurrent(store: Arc<dyn ObjectStore>, settings: Settings, run_for: Duration) -> f64 {
     let db = Arc::new(
         slatedb::Db::builder("concurrent", store).with_settings(settings).build().await.expect("open slatedb"),
     );
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + run_for;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let (db, done) = (Arc::clone(&db), Arc::clone(&done));
-        tasks.push(tokio::spawn(async move {
+    let rate = ops_per_sec(run_for, |w, deadline| {
+        let db = Arc::clone(&db);
+        async move {
             let v = value();
             let mut i = 0u64;
             while Instant::now() < deadline {
                 let handle = db.put(format!("w{w:02}-{i:08}").as_bytes(), &v).await.expect("slatedb put");
                 handle.await_durable().await.expect("slatedb durable");
-                done.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("writer task");
-    }
-    let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+            i
+        }
+    })
+    .await;
     db.close().await.expect("close slatedb");
     rate
 }
@@ -139,17 +147,14 @@ async fn strata_latency(client: &PersistClient, ops: usize) -> Vec<Duration> {
 }
 
 async fn strata_concurrent(client: &PersistClient, run_for: Duration) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     for w in 0..WRITERS as u64 {
         writers.push(client.open_writer::<Timestamp>(shard(w), desc()).await.expect("open writer"));
     }
-    let deadline = Instant::now() + run_for;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for mut writer in writers {
-        let done = Arc::clone(&done);
-        tasks.push(tokio::spawn(async move {
+    let mut writers = writers.into_iter();
+    ops_per_sec(run_for, |_, deadline| {
+        let mut writer = writers.next().expect("one writer per task");
+        async move {
             let row = Row::pack(&[Datum::Bytes(value())]);
             let mut t = 0u64;
             while Instant::now() < deadline {
@@ -159,44 +164,34 @@ async fn strata_concurrent(client: &PersistClient, run_for: Duration) -> f64 {
                     .await
                     .expect("append")
                     .expect("one writer per shard");
-                done.fetch_add(1, Ordering::Relaxed);
                 t += 1;
             }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("writer task");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+            t
+        }
+    })
+    .await
 }
 
 /// 32 writers, each creating the next object of its own log (`PutMode::Create` of a
 /// state-sized payload, fsynced), with nothing else: no reads, no encoding, no GC.
 async fn raw_create_concurrent(store: Arc<dyn ObjectStore>, payload: usize, run_for: Duration) -> f64 {
     use slatedb::object_store::{PutMode, PutOptions, PutPayload, path::Path};
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + run_for;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let (done, store) = (Arc::clone(&done), Arc::clone(&store));
-        tasks.push(tokio::spawn(async move {
+    ops_per_sec(run_for, |w, deadline| {
+        let store = Arc::clone(&store);
+        async move {
             let mut seqno = 0u64;
             while Instant::now() < deadline {
-                seqno += 1;
-                let key = Path::from(format!("floor/{w}/state/{seqno:020}"));
+                let key = Path::from(format!("floor/{w}/state/{:020}", seqno + 1));
                 store
                     .put_opts(&key, PutPayload::from(vec![7u8; payload]), PutOptions::from(PutMode::Create))
                     .await
                     .expect("raw create");
-                done.fetch_add(1, Ordering::Relaxed);
+                seqno += 1;
             }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("raw writer task");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+            seqno
+        }
+    })
+    .await
 }
 
 struct Report(Vec<serde_json::Value>);
