@@ -6,8 +6,6 @@ use std::io::Write;
 use std::str::FromStr;
 
 use anyhow::{Context, anyhow, bail};
-use futures::TryStreamExt;
-use object_store::path::Path;
 use serde_json::{Value, json};
 use strata_controller_api::ShardId;
 use strata_controller_core::catalog::{
@@ -24,21 +22,15 @@ pub(crate) fn parse_shard(text: &str) -> anyhow::Result<ShardId> {
         .map_err(|e| anyhow!("{e} (a shard id looks like s2f6c1a9e-0b7d-4c1e-9a3f-5d8e7b6a4c21)"))
 }
 
-/// Whether any state version of `shard` exists at the client's location.
+/// Whether `shard` was ever written at the client's location: its consensus has a
+/// head (a register's head object or file, or a log's versions).
 pub(crate) async fn shard_exists(client: &PersistClient, shard: ShardId) -> anyhow::Result<bool> {
-    let loc = client.location();
-    let parts =
-        loc.prefix
-            .parts()
-            .chain(["shards".into(), shard.to_string().into(), "state".into()]);
-    let prefix = Path::from_iter(parts);
-    let first = loc
-        .store
-        .list(Some(&prefix))
-        .try_next()
+    let consensus = strata_persist_backend::consensus::open(client.location());
+    let head = consensus
+        .head(shard, 0)
         .await
-        .with_context(|| format!("cannot list {}", client.location_url()))?;
-    Ok(first.is_some())
+        .with_context(|| format!("cannot read {}", client.location_url()))?;
+    Ok(head.is_some())
 }
 
 /// `strata inspect shard --persist URL SHARD_ID`.

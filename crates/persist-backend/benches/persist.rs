@@ -47,7 +47,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_controller_api::{
     Antichain, ColumnType, Datum, RelationDesc, Row, ScalarType, ShardId, Timestamp,
 };
-use strata_persist_backend::consensus::Consensus;
 use strata_persist_backend::part::encode_part;
 use strata_persist_backend::{PersistClient, PersistConfig};
 
@@ -172,7 +171,7 @@ async fn latency(r: &mut Report, backend: &str, url: &str, ops: usize) {
         .open_writer::<Timestamp>(s, desc())
         .await
         .expect("open writer");
-    let consensus = Consensus::new(client.location().clone());
+    let consensus = strata_persist_backend::consensus::open(client.location());
     let store = client.location().store.clone();
     let floor_prefix = client.location().prefix.clone();
     let (mut ours, mut floor) = (Vec::with_capacity(ops), Vec::with_capacity(ops));
@@ -393,6 +392,12 @@ async fn main() {
     )
     .await;
     latency(&mut r, "file", &file_url("latency"), s.latency_ops).await;
+    // The design decision of #15: the same appends on the older fenced log, chosen by
+    // the location's format marker.
+    let log_dir = dir.path().join("latency-log");
+    std::fs::create_dir_all(&log_dir).expect("log dir");
+    std::fs::write(log_dir.join("strata-format"), "consensus=log\n").expect("marker");
+    latency(&mut r, "file_log", &file_url("latency-log"), s.latency_ops).await;
     match std::env::var("STRATA_S3_TEST_BUCKET")
         .ok()
         .filter(|b| !b.is_empty())

@@ -174,7 +174,10 @@ pub(crate) async fn write_hollow<D: Borrow<SourceData> + Sync>(
     if updates.is_empty() {
         return Ok(batch);
     }
-    if bytes <= machine.cfg.inline_threshold_bytes {
+    // The state this process saw last tells, without I/O, whether the state has room.
+    let inline_now = machine.cached().map_or(0, |s| s.inline_bytes());
+    let room = inline_now.saturating_add(bytes) <= machine.cfg.max_inline_state_bytes;
+    if bytes <= machine.cfg.inline_threshold_bytes && (room || !layout.check_rows) {
         batch.bytes = bytes;
         batch.inline = updates
             .iter()

@@ -90,8 +90,20 @@ pub(crate) async fn put(
 }
 
 pub(crate) async fn delete(store: &dyn ObjectStore, key: &Path) -> Result<(), ExternalError> {
+    delete_many(store, vec![key.clone()]).await
+}
+
+/// Deletes every key with one `delete_stream` (batched requests where the store has
+/// them, such as S3's DeleteObjects). Absent keys are not errors.
+pub(crate) async fn delete_many(
+    store: &dyn ObjectStore,
+    keys: Vec<Path>,
+) -> Result<(), ExternalError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
     let keys: futures::stream::BoxStream<'static, object_store::Result<Path>> =
-        Box::pin(futures::stream::iter([Ok(key.clone())]));
+        Box::pin(futures::stream::iter(keys.into_iter().map(Ok)));
     let mut out = store.delete_stream(keys);
     while let Some(res) = futures::StreamExt::next(&mut out).await {
         match res {

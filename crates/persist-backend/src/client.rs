@@ -9,7 +9,7 @@ use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 use crate::batch::{frontier_of, time_code};
 use crate::cmds;
 use crate::config::PersistConfig;
-use crate::consensus::Consensus;
+use crate::consensus::{self, Consensus};
 use crate::critical::SinceHandle;
 use crate::error::Result;
 use crate::lease::{Heartbeat, Holder};
@@ -23,7 +23,7 @@ use crate::write::WriteHandle;
 #[derive(Debug)]
 struct Inner {
     loc: Location,
-    consensus: Consensus,
+    consensus: Arc<dyn Consensus>,
     cfg: Arc<PersistConfig>,
     caches: Mutex<HashMap<ShardId, Arc<ShardCache>>>,
 }
@@ -71,7 +71,7 @@ impl PersistClient {
 
     /// A client over an already opened location (for example a fault-injecting store).
     pub fn from_location(loc: Location, cfg: PersistConfig) -> PersistClient {
-        let consensus = Consensus::new(loc.clone());
+        let consensus = consensus::open(&loc);
         PersistClient {
             inner: Arc::new(Inner {
                 loc,

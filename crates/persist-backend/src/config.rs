@@ -28,6 +28,10 @@ pub struct PersistConfig {
     pub heartbeat_in_background: bool,
     /// Batches whose encoded updates are at most this many bytes live inline in the state.
     pub inline_threshold_bytes: u64,
+    /// A batch is inlined only while the state's inline updates stay at or below this
+    /// many bytes with it, and compaction moves inline updates to parts beyond it, so
+    /// every state (and every CAS, which rewrites it) stays small.
+    pub max_inline_state_bytes: u64,
     /// Parts at least this many bytes are read as two concurrent range requests, each
     /// half decoded on its own thread as it arrives.
     pub split_fetch_bytes: u64,
@@ -59,6 +63,7 @@ impl Default for PersistConfig {
             writer_lease: Duration::from_secs(60),
             heartbeat_in_background: true,
             inline_threshold_bytes: 4096,
+            max_inline_state_bytes: 32 << 10,
             split_fetch_bytes: 4 << 20,
             append_part_bytes: 512 << 10,
             compaction_trigger_batches: 8,
@@ -79,6 +84,7 @@ impl fmt::Debug for PersistConfig {
             .field("writer_lease", &self.writer_lease)
             .field("heartbeat_in_background", &self.heartbeat_in_background)
             .field("inline_threshold_bytes", &self.inline_threshold_bytes)
+            .field("max_inline_state_bytes", &self.max_inline_state_bytes)
             .field("split_fetch_bytes", &self.split_fetch_bytes)
             .field("append_part_bytes", &self.append_part_bytes)
             .field(

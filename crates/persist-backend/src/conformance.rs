@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use strata_controller_api::{Antichain, Datum, RelationDesc, Row, ScalarType, ShardId, Timestamp};
 
-use crate::consensus::{CasOutcome, Consensus};
+use crate::consensus::CasOutcome;
 use crate::{ListenEvent, PersistClient, PersistConfig, PersistError, Update};
 
 mod split;
@@ -97,15 +97,15 @@ pub async fn run_all(factory: impl ClientFactory) {
     txns::run_all(&factory).await;
 }
 
-/// Consensus: create-if-absent of the next seqno, idempotent retries, head probing,
-/// and truncation that a stalled writer cannot undo.
+/// Consensus, whichever implementation the location uses: compare-and-set of the next
+/// seqno, idempotent retries, a stale writer refused, every client sees one sequence.
 pub async fn cas_semantics(factory: &impl ClientFactory) {
     let client = factory().await;
-    let c = Consensus::new(client.location().clone());
+    let c = crate::consensus::open(client.location());
     let s = new_shard();
     assert_eq!(ok(c.head(s, 0).await, "head of a new shard"), None);
     let cas = |exp: Option<u64>, data: &'static str, tok: &'static str| {
-        let c = c.clone();
+        let c = Arc::clone(&c);
         async move {
             ok(
                 c.compare_and_set(s, exp, Bytes::from(data), tok).await,
@@ -131,7 +131,7 @@ pub async fn cas_semantics(factory: &impl ClientFactory) {
     assert_eq!(
         cas(Some(1), "c", "t3").await,
         CasOutcome::Committed,
-        "the same create again, as a store client's internal retry sends it after a lost \
+        "the same write again, as a store client's internal retry sends it after a lost \
          response, is recognized as ours by its token"
     );
     assert_eq!(
@@ -143,35 +143,45 @@ pub async fn cas_semantics(factory: &impl ClientFactory) {
         assert_eq!(cas(Some(e), "x", "t").await, CasOutcome::Committed);
     }
     let head = ok(c.head(s, 1).await, "head").map(|h| h.seqno);
-    assert_eq!(head, Some(6), "head found by probing from a stale hint");
+    assert_eq!(head, Some(6), "head from a stale hint");
     assert_eq!(
         ok(c.head(s, 0).await, "head").map(|h| h.seqno),
         Some(6),
-        "head found by listing"
+        "head without a hint"
     );
     ok(c.truncate(s, 5).await, "truncate");
-    assert_eq!(
-        ok(c.get(s, 3).await, "get"),
-        None,
-        "truncated versions are gone"
+    let stale = c
+        .compare_and_set(s, Some(2), Bytes::from("stale"), "g")
+        .await;
+    assert!(
+        !matches!(stale, Ok(CasOutcome::Committed)),
+        "a stalled writer cannot commit behind the head: {stale:?}"
     );
     assert_eq!(
-        cas(Some(2), "ghost", "g").await,
-        CasOutcome::Mismatch,
-        "a stalled writer cannot re-create a truncated version"
-    );
-    assert_eq!(ok(c.get(s, 3).await, "get"), None, "the ghost was removed");
-    assert_eq!(
-        ok(c.head(s, 2).await, "head").map(|h| h.seqno),
-        Some(6),
-        "head after truncation"
+        ok(c.head(s, 2).await, "head").map(|h| (h.seqno, h.data)),
+        Some((6, Bytes::from("x"))),
+        "head after truncation and a stale write"
     );
     let other = factory().await;
-    let c2 = Consensus::new(other.location().clone());
+    let c2 = crate::consensus::open(other.location());
+    assert_eq!(c2.kind(), c.kind(), "one location, one consensus");
     assert_eq!(
         ok(c2.head(s, 0).await, "head").map(|h| h.data),
         Some(Bytes::from("x")),
-        "a second client sees the same log"
+        "a second client sees the same sequence"
+    );
+    assert_eq!(
+        cas(Some(6), "y", "t6").await,
+        CasOutcome::Committed,
+        "the first client commits on top of what the second sees"
+    );
+    assert_eq!(
+        ok(
+            c2.compare_and_set(s, Some(6), Bytes::from("z"), "t7").await,
+            "cas"
+        ),
+        CasOutcome::Mismatch,
+        "the second client, one version behind, is refused"
     );
 }
 

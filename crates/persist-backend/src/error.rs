@@ -87,6 +87,19 @@ pub enum LocationError {
         /// What failed.
         reason: String,
     },
+    /// The location's format marker names a consensus this store does not use.
+    #[error(
+        "location {url:?} holds shards in the {found:?} consensus format, but this store uses \
+         {expected:?}; open it with the store it was written with, or use a new location"
+    )]
+    Format {
+        /// The URL given.
+        url: String,
+        /// The format the marker names.
+        found: String,
+        /// The format this store uses.
+        expected: String,
+    },
 }
 
 /// Bytes read from storage that do not decode: a corrupt state object or part.

@@ -12,21 +12,25 @@
 //! subscriber; a specific async runtime beyond tokio's primitives.
 //!
 //! **Invariants**:
-//! - every state change is a pure command ([`cmds`]) committed by a CAS of the next
-//!   seqno ([`consensus`]); a shard's history is linearizable;
+//! - every state change is a pure command ([`cmds`]) committed by a compare-and-set of
+//!   the next seqno ([`consensus`]); a shard's history is linearizable;
 //! - an acknowledged append is durable and appears exactly once, even across
-//!   indeterminate storage errors (idempotency tokens in consensus and in the writer
-//!   state);
+//!   indeterminate storage errors; a commit whose outcome is unknown stays in doubt
+//!   until a later state's ring of commit tokens settles it, and is never reported as
+//!   a conflict;
 //! - a shard's upper and since never regress;
 //! - a part is deleted only when no state a live reader may still read references it;
 //! - the cost of an append is bounded by the state size, which compaction, lease
-//!   pruning and GC keep independent of the shard's history;
+//!   pruning, the inline cap and GC keep independent of the shard's history;
 //! - input from callers or storage never panics: every failure is a [`PersistError`].
 //!
-//! Layout: `shards/{shard}/state/{seqno:020}` (versions),
-//! `shards/{shard}/boundary/{seqno:020}` (truncation markers),
-//! `shards/{shard}/fence/{slot:020}` (truncated slots, see [`consensus`]),
-//! `shards/{shard}/parts/{writer}/{uuid}` (Parquet parts).
+//! Layout: `strata-format` (the consensus format marker), `shards/{shard}/head` (the
+//! register's head: an object on memory and S3, a file under `head.lock` on local
+//! files), `shards/{shard}/parts/{writer}/{uuid}` (Parquet parts),
+//! `txns/{txns}/parts/{shard}/{uuid}` (txns batches not yet applied). Locations written
+//! in the older log format keep `shards/{shard}/state/{seqno:020}` (versions),
+//! `shards/{shard}/boundary/{seqno:020}` and `shards/{shard}/fence/{slot:020}` (see
+//! [`consensus::log`]).
 
 mod batch;
 mod blob;

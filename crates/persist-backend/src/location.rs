@@ -18,6 +18,7 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 
+use crate::consensus::ConsensusKind;
 use crate::error::LocationError;
 
 /// An opened location: the store and the prefix under which every key lives.
@@ -29,6 +30,8 @@ pub struct Location {
     pub prefix: Path,
     /// The URL this location was opened from.
     pub url: String,
+    /// The consensus its shards use (see [`crate::consensus`]).
+    pub consensus: ConsensusKind,
 }
 
 /// The parsed form of a location URL, before anything is opened.
@@ -131,8 +134,10 @@ pub fn memory_store(name: &str) -> Arc<InMemory> {
 
 /// Stores registered with [`register_memory_location`], consulted before the named
 /// in-memory stores.
-fn store_overrides() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
-    static OVERRIDES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+type Overrides = HashMap<String, (Arc<dyn ObjectStore>, ConsensusKind)>;
+
+fn store_overrides() -> &'static Mutex<Overrides> {
+    static OVERRIDES: OnceLock<Mutex<Overrides>> = OnceLock::new();
     OVERRIDES.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -151,15 +156,31 @@ fn store_overrides() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
 /// assert!(register_memory_location(name, Arc::new(InMemory::new())).is_none());
 /// assert!(unregister_memory_location(name).is_some());
 /// ```
+///
+/// The location's consensus is the register, so `store` must support
+/// `PutMode::Update`; for a store that does not (a local file system under a
+/// decorator), use [`register_memory_location_as`].
 pub fn register_memory_location(
     name: &str,
     store: Arc<dyn ObjectStore>,
+) -> Option<Arc<dyn ObjectStore>> {
+    register_memory_location_as(name, store, ConsensusKind::Register)
+}
+
+/// [`register_memory_location`] with the consensus the location must use: the one of
+/// the location `store` decorates (for example `FileRegister` at its directory).
+pub fn register_memory_location_as(
+    name: &str,
+    store: Arc<dyn ObjectStore>,
+    consensus: ConsensusKind,
 ) -> Option<Arc<dyn ObjectStore>> {
     let mut overrides = match store_overrides().lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     };
-    overrides.insert(name.to_owned(), store)
+    overrides
+        .insert(name.to_owned(), (store, consensus))
+        .map(|(store, _)| store)
 }
 
 /// Removes a store registered with [`register_memory_location`]; `mem://name` opens the
@@ -169,15 +190,15 @@ pub fn unregister_memory_location(name: &str) -> Option<Arc<dyn ObjectStore>> {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     };
-    overrides.remove(name)
+    overrides.remove(name).map(|(store, _)| store)
 }
 
-fn memory_location_store(name: &str) -> Arc<dyn ObjectStore> {
+fn memory_location_store(name: &str) -> (Arc<dyn ObjectStore>, ConsensusKind) {
     let registered = match store_overrides().lock() {
         Ok(guard) => guard.get(name).cloned(),
         Err(poisoned) => poisoned.into_inner().get(name).cloned(),
     };
-    registered.unwrap_or_else(|| memory_store(name))
+    registered.unwrap_or_else(|| (memory_store(name), ConsensusKind::Register))
 }
 
 impl Location {
@@ -186,27 +207,48 @@ impl Location {
     /// Errors: [`LocationError::Malformed`], [`LocationError::UnknownScheme`],
     /// [`LocationError::FeatureDisabled`], or [`LocationError::Unreachable`] for a
     /// bucket or directory that cannot be used.
+    ///
+    /// Opening settles the consensus format with the location's marker
+    /// ([`crate::consensus::format`]), writing it for a new location.
     pub async fn open(text: &str) -> Result<Location, LocationError> {
         let spec = LocationSpec::parse(text)?;
         let url = text.to_owned();
-        match spec {
-            LocationSpec::Memory { name } => Ok(Location {
-                store: memory_location_store(&name),
-                prefix: Path::default(),
-                url,
-            }),
-            LocationSpec::File { path } => open_file(path, url).await,
-            LocationSpec::S3 { bucket, prefix } => open_s3(bucket, prefix, url).await,
-        }
+        let mut loc = match spec {
+            LocationSpec::Memory { name } => {
+                let (store, consensus) = memory_location_store(&name);
+                Location::from_store(store, "", &url).with_consensus(consensus)
+            }
+            LocationSpec::File { path } => open_file(path, url).await?,
+            LocationSpec::S3 { bucket, prefix } => open_s3(bucket, prefix, url).await?,
+        };
+        loc.consensus = crate::consensus::format::settle(&loc).await?;
+        Ok(loc)
     }
 
     /// A location over any store, for tests and decorators such as fault injection.
+    /// Its consensus is the default for the URL's scheme: the file register for
+    /// `file:///path` (at that directory), the register otherwise (the store must
+    /// support `PutMode::Update`; for a decorated local file system, pass the
+    /// decorated location's consensus with [`Location::with_consensus`]). No format
+    /// marker is read or written.
     pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Location {
+        let consensus = match LocationSpec::parse(url) {
+            Ok(LocationSpec::File { path }) => ConsensusKind::FileRegister { root: path },
+            _ => ConsensusKind::Register,
+        };
         Location {
             store,
             prefix: Path::from(prefix),
             url: url.to_owned(),
+            consensus,
         }
+    }
+
+    /// The same location with another consensus (for tests and benchmarks that
+    /// compare them; a location's shards must always be read with one).
+    pub fn with_consensus(mut self, consensus: ConsensusKind) -> Location {
+        self.consensus = consensus;
+        self
     }
 
     /// The full key of `suffix` (a `/`-separated relative path) in this location.
@@ -241,6 +283,7 @@ async fn open_file(path: std::path::PathBuf, url: String) -> Result<Location, Lo
         store: Arc::new(fs),
         prefix: Path::default(),
         url,
+        consensus: ConsensusKind::FileRegister { root: path },
     })
 }
 
@@ -276,6 +319,7 @@ async fn open_s3(bucket: String, prefix: String, url: String) -> Result<Location
         store,
         prefix: prefix_path,
         url,
+        consensus: ConsensusKind::Register,
     })
 }
 

@@ -37,11 +37,121 @@ impl ShardCache {
     }
 }
 
+/// A fresh commit token: 16 random bytes.
+pub(crate) fn new_token() -> Bytes {
+    Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes())
+}
+
+fn token_text(token: &Bytes) -> String {
+    token.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a later state says of a commit attempt that was in doubt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The state remembers the attempt's token: it landed.
+    Committed,
+    /// The state remembers every version from the attempt's on, and not its token.
+    NotCommitted,
+    /// The state is older than the attempt's version: it may still land.
+    Open,
+    /// More versions were committed since than the state remembers.
+    Unknown,
+}
+
+/// Settles an attempt to commit `token` as version `seqno`, from a later `state`.
+///
+/// # Examples
+///
+/// The table is in `machine::tests::verdicts`.
+pub(crate) fn verdict(state: &State, token: &[u8], seqno: u64) -> Verdict {
+    if state.recent_tokens.iter().any(|t| t.as_ref() == token) {
+        return Verdict::Committed;
+    }
+    if state.seqno < seqno {
+        return Verdict::Open;
+    }
+    // The tokens are those of versions `state.seqno + 1 - len ..= state.seqno`.
+    let oldest_known = (state.seqno + 1).saturating_sub(state.recent_tokens.len() as u64);
+    match seqno >= oldest_known && !state.recent_tokens.is_empty() {
+        true => Verdict::NotCommitted,
+        false => Verdict::Unknown,
+    }
+}
+
+/// The commit attempts of one `apply` whose outcome is not known yet, with the output
+/// each would have had.
+#[derive(Debug)]
+pub(crate) struct InDoubt<O> {
+    attempts: Vec<(Bytes, u64, O)>,
+}
+
+impl<O> Default for InDoubt<O> {
+    fn default() -> Self {
+        InDoubt {
+            attempts: Vec::new(),
+        }
+    }
+}
+
+impl<O> InDoubt<O> {
+    fn push(&mut self, token: Bytes, seqno: u64, out: O) {
+        self.attempts.push((token, seqno, out));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.attempts.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.attempts.clear();
+    }
+
+    /// Settles what `state` can settle: the output of an attempt that landed, or `None`
+    /// with the attempts proven not to have landed forgotten. An attempt that nothing
+    /// can settle any more is an indeterminate error.
+    fn settle(&mut self, state: &State) -> Result<Option<O>> {
+        let mut i = 0;
+        while i < self.attempts.len() {
+            let (token, seqno, _) = &self.attempts[i];
+            match verdict(state, token, *seqno) {
+                Verdict::Committed => {
+                    let (_, _, out) = self.attempts.swap_remove(i);
+                    self.attempts.clear();
+                    return Ok(Some(out));
+                }
+                Verdict::NotCommitted => {
+                    self.attempts.swap_remove(i);
+                }
+                Verdict::Open => i += 1,
+                Verdict::Unknown => {
+                    return Err(ExternalError::indeterminate(
+                        "apply",
+                        format!(
+                            "a commit as version {seqno} may have landed, and {} versions were \
+                             committed since, more than a state remembers",
+                            state.seqno.saturating_sub(*seqno)
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+enum Settled<O> {
+    Committed(Arc<State>, O),
+    NotCommitted,
+    Moved(Arc<State>),
+}
+
 /// The state machine of one shard.
 #[derive(Debug, Clone)]
 pub(crate) struct Machine {
     pub(crate) shard: ShardId,
-    pub(crate) consensus: Consensus,
+    pub(crate) consensus: Arc<dyn Consensus>,
     pub(crate) loc: Location,
     pub(crate) cfg: Arc<PersistConfig>,
     pub(crate) cache: Arc<ShardCache>,
@@ -89,6 +199,10 @@ impl Machine {
         let Some(head) = self.consensus.head(self.shard, hint).await? else {
             return Ok(None);
         };
+        if let Some(cached) = self.cached().filter(|c| c.seqno == head.seqno) {
+            // Nothing new (an idle poll): no decode.
+            return Ok(Some(cached));
+        }
         let key = format!("shards/{}/state/{:020}", self.shard, head.seqno);
         let state = Arc::new(State::decode_checked(
             &key,
@@ -133,11 +247,12 @@ impl Machine {
                 }
                 let mut init = State::initial(&self.shard_str(), lower, schema_json.clone());
                 init.seqno = 1;
-                let token = uuid::Uuid::new_v4().to_string();
+                let token = new_token();
+                init.push_token(token.clone());
                 let data = Bytes::from(init.encode_to_vec());
                 match self
                     .consensus
-                    .compare_and_set(self.shard, None, data, &token)
+                    .compare_and_set(self.shard, None, data, &token_text(&token))
                     .await?
                 {
                     CasOutcome::Committed => {
@@ -163,15 +278,23 @@ impl Machine {
     /// Applies `cmd` to the head and commits its result. A command error is returned
     /// only after it was seen on a freshly read state. Returns the committed (or, for a
     /// no-op, the current) state and the command's output.
+    ///
+    /// A commit whose outcome is unknown (a storage error after the request was sent)
+    /// stays *in doubt* until a later state settles it by its token (see [`InDoubt`]):
+    /// if it landed, its output is returned; while it cannot be settled, the answer is
+    /// [`ExternalError::Indeterminate`], never a determinate error such as a command
+    /// error or a conflict that the landed write would contradict.
     pub(crate) async fn apply<O>(
         &self,
         mut cmd: impl FnMut(&State) -> CmdResult<O>,
     ) -> Result<std::result::Result<(Arc<State>, O), CmdError>> {
-        let mut in_doubt = false;
-        let res = self.apply_inner(&mut cmd, &mut in_doubt).await;
+        let mut doubts = InDoubt::default();
+        let res = self.apply_inner(&mut cmd, &mut doubts).await;
         match res {
             // A write of ours may have landed: the caller must not assume it did not.
-            Err(e @ (PersistError::External(_) | PersistError::Contention { .. })) if in_doubt => {
+            Err(e @ (PersistError::External(_) | PersistError::Contention { .. }))
+                if !doubts.is_empty() =>
+            {
                 Err(ExternalError::indeterminate("apply", e).into())
             }
             other => other,
@@ -181,7 +304,7 @@ impl Machine {
     async fn apply_inner<O>(
         &self,
         cmd: &mut impl FnMut(&State) -> CmdResult<O>,
-        in_doubt: &mut bool,
+        doubts: &mut InDoubt<O>,
     ) -> Result<std::result::Result<(Arc<State>, O), CmdError>> {
         let (mut state, mut fresh) = match self.cached() {
             Some(s) => (s, false),
@@ -194,13 +317,37 @@ impl Machine {
                 Err(_) | Ok((None, _)) if !fresh => {
                     state = self.fetch().await?;
                     fresh = true;
+                    if let Some(out) = doubts.settle(&state)? {
+                        return Ok(Ok((state, out)));
+                    }
                     continue;
+                }
+                Err(e) if !doubts.is_empty() => {
+                    // An earlier attempt may still land on top of this state; take its
+                    // slot first, so the error is known to be the whole story.
+                    match self.close_slot(&state, doubts).await? {
+                        Settled::Committed(committed, out) => return Ok(Ok((committed, out))),
+                        Settled::NotCommitted => return Ok(Err(e)),
+                        Settled::Moved(s) => {
+                            failures += 1;
+                            if failures >= self.cfg.io_attempts {
+                                return Err(ExternalError::indeterminate(
+                                    "apply",
+                                    "an earlier attempt stayed in doubt",
+                                )
+                                .into());
+                            }
+                            state = s;
+                            continue;
+                        }
+                    }
                 }
                 Err(e) => return Ok(Err(e)),
                 Ok((None, out)) => return Ok(Ok((state, out))),
                 Ok((Some(next), out)) => (next, out),
             };
-            match self.commit(&state, next).await {
+            let token = new_token();
+            match self.commit(&state, next, &token).await {
                 Ok(Some(committed)) => return Ok(Ok((committed, out))),
                 Ok(None) => {
                     conflicts += 1;
@@ -213,29 +360,82 @@ impl Machine {
                     backoff(conflicts.min(4)).await;
                 }
                 Err(PersistError::External(e)) => {
-                    *in_doubt = true;
-                    failures += 1;
-                    if failures >= self.cfg.io_attempts {
-                        return Err(e.into());
+                    doubts.push(token, state.seqno + 1, out);
+                    state = self.fetch().await?;
+                    fresh = true;
+                    if let Some(out) = doubts.settle(&state)? {
+                        return Ok(Ok((state, out)));
                     }
-                    tracing::debug!(shard = %self.shard, error = %e, "retrying a state write");
-                    backoff(failures).await;
+                    if doubts.is_empty() {
+                        // Settled as not ours: another writer won that version.
+                        conflicts += 1;
+                        if conflicts >= self.cfg.cas_attempts {
+                            return Err(PersistError::Contention {
+                                shard: self.shard,
+                                attempts: conflicts,
+                            });
+                        }
+                        backoff(conflicts.min(4)).await;
+                    } else {
+                        failures += 1;
+                        if failures >= self.cfg.io_attempts {
+                            return Err(e.into());
+                        }
+                        tracing::debug!(shard = %self.shard, error = %e, "retrying a state write");
+                        backoff(failures).await;
+                    }
+                    continue;
                 }
                 Err(e) => return Err(e),
             }
             state = self.fetch().await?;
             fresh = true;
+            if let Some(out) = doubts.settle(&state)? {
+                return Ok(Ok((state, out)));
+            }
         }
     }
 
-    /// CASes `next` as the version after `state`; `None` on a conflict.
-    async fn commit(&self, state: &State, mut next: State) -> Result<Option<Arc<State>>> {
+    /// Commits `state` unchanged as its next version, so that no in-doubt attempt can
+    /// land there any more, and settles the doubts from what is then known.
+    async fn close_slot<O>(
+        &self,
+        state: &Arc<State>,
+        doubts: &mut InDoubt<O>,
+    ) -> Result<Settled<O>> {
+        let token = new_token();
+        match self.commit(state, State::clone(state), &token).await {
+            // The slot is ours: every doubt at or below it is settled as not committed
+            // (the one at the slot lost it; earlier ones were already settled).
+            Ok(Some(_)) => {
+                doubts.clear();
+                Ok(Settled::NotCommitted)
+            }
+            Ok(None) | Err(PersistError::External(_)) => {
+                let fresh = self.fetch().await?;
+                match doubts.settle(&fresh)? {
+                    Some(out) => Ok(Settled::Committed(fresh, out)),
+                    None => Ok(Settled::Moved(fresh)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// CASes `next` as the version after `state`, recording `token` in it; `None` on a
+    /// conflict.
+    async fn commit(
+        &self,
+        state: &State,
+        mut next: State,
+        token: &Bytes,
+    ) -> Result<Option<Arc<State>>> {
         next.seqno = state.seqno + 1;
-        let token = uuid::Uuid::new_v4().to_string();
+        next.push_token(token.clone());
         let data = Bytes::from(next.encode_to_vec());
         match self
             .consensus
-            .compare_and_set(self.shard, Some(state.seqno), data, &token)
+            .compare_and_set(self.shard, Some(state.seqno), data, &token_text(token))
             .await?
         {
             CasOutcome::Committed => {
@@ -330,5 +530,77 @@ impl Machine {
 
     pub(crate) fn release_compaction(&self) {
         self.cache.compacting.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(seqno: u64, tokens: &[u8]) -> State {
+        State {
+            seqno,
+            recent_tokens: tokens.iter().map(|t| Bytes::from(vec![*t])).collect(),
+            ..State::default()
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        use Verdict::*;
+        // (state seqno, remembered tokens, attempt token, attempt seqno, verdict)
+        let table: &[(u64, &[u8], u8, u64, Verdict)] = &[
+            (5, &[3, 4, 5], 4, 4, Committed),
+            // A token is recognised wherever it is in the ring.
+            (5, &[3, 4, 5], 3, 9, Committed),
+            (5, &[3, 4, 5], 9, 5, NotCommitted),
+            (5, &[3, 4, 5], 9, 3, NotCommitted),
+            // Version 2 is older than anything remembered.
+            (5, &[3, 4, 5], 9, 2, Unknown),
+            (5, &[3, 4, 5], 9, 6, Open),
+            (5, &[], 9, 5, Unknown),
+            (5, &[], 9, 6, Open),
+            (1, &[1], 9, 1, NotCommitted),
+        ];
+        for (seqno, tokens, token, at, expected) in table {
+            assert_eq!(
+                verdict(&state(*seqno, tokens), &[*token], *at),
+                *expected,
+                "state {seqno} {tokens:?}, attempt {token} at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn settle_returns_the_landed_output_and_forgets_the_rest() {
+        let mut doubts = InDoubt::default();
+        doubts.push(Bytes::from_static(&[7]), 3, "first");
+        doubts.push(Bytes::from_static(&[8]), 4, "second");
+        assert_eq!(doubts.settle(&state(3, &[1, 2, 9])).ok(), Some(None));
+        assert_eq!(doubts.attempts.len(), 1, "version 3 is settled as not ours");
+        assert_eq!(
+            doubts.settle(&state(5, &[9, 8, 5])).ok(),
+            Some(Some("second"))
+        );
+        assert!(doubts.is_empty());
+        doubts.push(Bytes::from_static(&[7]), 3, "lost");
+        assert!(matches!(
+            doubts.settle(&state(500, &[1])),
+            Err(PersistError::External(ExternalError::Indeterminate { .. }))
+        ));
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_tokens() {
+        let mut s = State::default();
+        for i in 0..(crate::state::RECENT_TOKENS as u64 + 10) {
+            s.push_token(Bytes::from(i.to_be_bytes().to_vec()));
+        }
+        assert_eq!(s.recent_tokens.len(), crate::state::RECENT_TOKENS);
+        let last = crate::state::RECENT_TOKENS as u64 + 9;
+        assert_eq!(
+            s.recent_tokens.last().map(|t| t.to_vec()),
+            Some(last.to_be_bytes().to_vec())
+        );
     }
 }

@@ -167,11 +167,9 @@ pub(crate) async fn compact(machine: &Machine, max_steps: usize) -> Result<usize
 
 /// Best-effort removal of parts that were never linked (GC finds any left behind).
 pub(crate) async fn delete_parts(machine: &Machine, parts: &[PartRef]) {
-    for part in parts {
-        if let Err(e) = blob::delete(machine.loc.store.as_ref(), &machine.loc.key(&part.key)).await
-        {
-            tracing::debug!(key = %part.key, error = %e, "leaving an unlinked part to GC");
-        }
+    let keys = parts.iter().map(|p| machine.loc.key(&p.key)).collect();
+    if let Err(e) = blob::delete_many(machine.loc.store.as_ref(), keys).await {
+        tracing::debug!(error = %e, "leaving unlinked parts to GC");
     }
 }
 
@@ -201,9 +199,8 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
         .filter(|g| g.removed_at <= min_hold)
         .map(|g| g.key.clone())
         .collect();
-    for key in &deletable {
-        blob::delete(machine.loc.store.as_ref(), &machine.loc.key(key)).await?;
-    }
+    let keys = deletable.iter().map(|k| machine.loc.key(k)).collect();
+    blob::delete_many(machine.loc.store.as_ref(), keys).await?;
     report.deleted_parts = deletable.len();
     if !deletable.is_empty() {
         machine
@@ -224,6 +221,7 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
     let writers: BTreeSet<&str> = fresh.writers.iter().map(|w| w.id.as_str()).collect();
     let now = crate::config::system_now()();
     let grace = machine.cfg.orphan_grace.as_millis() as i64;
+    let mut orphans = Vec::new();
     for meta in listed {
         let key = relative_key(machine, &meta.location);
         let writer = key.split('/').nth(3).unwrap_or_default();
@@ -231,9 +229,10 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
         if referenced.contains(key.as_str()) || writers.contains(writer) || age < grace {
             continue;
         }
-        blob::delete(machine.loc.store.as_ref(), &meta.location).await?;
-        report.deleted_orphans += 1;
+        orphans.push(meta.location);
     }
+    report.deleted_orphans = orphans.len();
+    blob::delete_many(machine.loc.store.as_ref(), orphans).await?;
     report.truncated_versions = machine
         .consensus
         .truncate(
@@ -252,12 +251,23 @@ pub(crate) async fn finalize(machine: &Machine) -> Result<()> {
 }
 
 /// Starts compaction and GC in the background when the shard needs it.
+/// On a register, GC sweeps for orphan parts once per this many versions.
+pub const REGISTER_SWEEP_EVERY: u64 = 1024;
+
 pub(crate) fn maybe_start_background(machine: &Arc<Machine>, state: &State) {
     if !machine.cfg.background_maintenance {
         return;
     }
-    let compact_due = state.batches.len() > machine.cfg.compaction_trigger_batches;
-    let gc_due = state.seqno.is_multiple_of(64) || (compact_due && !state.garbage.is_empty());
+    let compact_due = state.batches.len() > machine.cfg.compaction_trigger_batches
+        || state.inline_bytes() > machine.cfg.max_inline_state_bytes;
+    // A log needs GC to truncate old versions; a register keeps none, so its GC only
+    // sweeps for orphan parts now and then, besides deleting compaction's garbage.
+    let sweep_every = match machine.consensus.kind() {
+        crate::consensus::ConsensusKind::Log => crate::consensus::FENCE_SLOT,
+        _ => REGISTER_SWEEP_EVERY,
+    };
+    let gc_due =
+        state.seqno.is_multiple_of(sweep_every) || (compact_due && !state.garbage.is_empty());
     if !(compact_due || gc_due) || !machine.try_claim_compaction() {
         return;
     }

@@ -64,7 +64,17 @@ pub struct State {
     /// The relation description as JSON, for inspection.
     #[prost(string, tag = "12")]
     pub schema_json: String,
+    /// The commit tokens of the most recent versions, oldest first, one per version up
+    /// to and including this one (at most [`RECENT_TOKENS`]). A writer whose commit was
+    /// in doubt finds out from any later state whether it landed: see
+    /// `machine::InDoubt`.
+    #[prost(bytes = "bytes", repeated, tag = "13")]
+    pub recent_tokens: Vec<Bytes>,
 }
+
+/// How many versions' commit tokens a state remembers: an in-doubt commit is resolved
+/// exactly while fewer versions than this were committed on top of it.
+pub const RECENT_TOKENS: usize = 64;
 
 /// A batch: updates at times in `[lower, upper)`, held in parts or inline.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -231,6 +241,16 @@ impl State {
     /// The number of parts the batches reference.
     pub fn part_count(&self) -> usize {
         self.batches.iter().map(|b| b.parts.len()).sum()
+    }
+
+    /// Records `token` as the commit token of this version, forgetting the oldest
+    /// beyond [`RECENT_TOKENS`].
+    pub fn push_token(&mut self, token: Bytes) {
+        if self.recent_tokens.len() >= RECENT_TOKENS {
+            let excess = self.recent_tokens.len() + 1 - RECENT_TOKENS;
+            self.recent_tokens.drain(..excess);
+        }
+        self.recent_tokens.push(token);
     }
 
     /// Total bytes held inline.

@@ -41,9 +41,12 @@ async fn persist_backend_suite_on_a_faulty_store_over_files() {
         .await
         .unwrap();
     // Transparent: a team's own store goes here the same way.
-    let store = Arc::new(FaultyObjectStore::new(files.store, 11));
+    let store = Arc::new(FaultyObjectStore::new(files.store.clone(), 11));
     let factory = move || {
-        let location = Location::from_store(store.clone(), "", "faulty://files");
+        // The file register keeps its head files beside the store, so the faults reach
+        // parts and the format marker; consensus is the files' own.
+        let location = Location::from_store(store.clone(), "", "faulty://files")
+            .with_consensus(files.consensus.clone());
         async move { PersistClient::from_location(location, PersistConfig::for_tests()) }.boxed()
     };
     persist_backend::run_all(factory).await;

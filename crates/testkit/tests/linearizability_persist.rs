@@ -13,7 +13,7 @@ use object_store::ObjectStore;
 use strata_controller_api::{
     Antichain, Certainty, Datum, RelationDesc, Row, ScalarType, ShardId, Timestamp,
 };
-use strata_persist_backend::consensus::{CasOutcome, Consensus};
+use strata_persist_backend::consensus::{self, CasOutcome, Consensus};
 use strata_persist_backend::{Location, PersistClient, PersistConfig, conformance};
 use strata_testkit::faults::FaultyObjectStore;
 use strata_testkit::linearizability::{CasOp, CasRegister, CasResult, Operation, check};
@@ -61,7 +61,12 @@ fn decode(data: &Bytes) -> u64 {
 }
 
 /// One task: reads the head, then tries to append after it; values are unique.
-async fn cas_task(consensus: Consensus, shard: ShardId, task: u64, clock: Arc<Clock>) -> History {
+async fn cas_task(
+    consensus: Arc<dyn Consensus>,
+    shard: ShardId,
+    task: u64,
+    clock: Arc<Clock>,
+) -> History {
     let mut history = History::new();
     let mut expected: Option<u64> = None;
     for i in 0..OPS {
@@ -164,11 +169,18 @@ fn check_history(what: &str, history: &History) {
 
 async fn consensus_race(backend: &str, faulty: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let consensus = Consensus::new(location(backend, faulty, &dir).await);
+    let consensus = consensus::open(&location(backend, faulty, &dir).await);
     let shard = conformance::new_shard();
     let clock = Arc::new(Clock::default());
     let tasks: Vec<_> = (0..TASKS)
-        .map(|t| tokio::spawn(cas_task(consensus.clone(), shard, t, Arc::clone(&clock))))
+        .map(|t| {
+            tokio::spawn(cas_task(
+                Arc::clone(&consensus),
+                shard,
+                t,
+                Arc::clone(&clock),
+            ))
+        })
         .collect();
     let mut history = History::new();
     for task in tasks {

@@ -24,6 +24,7 @@
 //! there; the older one then fails its next since downgrade or table write with
 //! [`StorageError::Fenced`]. Replicas are fenced by the epoch in `Hello`.
 
+mod applier;
 mod bootstrap;
 mod collections;
 mod drops;

@@ -20,6 +20,7 @@ use strata_persist_backend::txns::{Txn, TxnsError, TxnsHandle};
 use strata_persist_backend::{PersistClient, PersistError, SinceHandle, WriteFence, WriteHandle};
 use tokio::sync::{mpsc, oneshot};
 
+use super::applier::{self, Applied, ApplierHandle};
 use super::{CatalogFn, SharedReader, persist_err, txns_err};
 
 /// The critical reader id under which a controller holds every shard's since; its
@@ -85,6 +86,8 @@ pub(crate) enum Command<T: StorageTimestamp> {
     /// Close, release and finalize a dropped collection's shard, then mark it
     /// finalized in the catalog.
     Finalize { shard: ShardId, table: bool },
+    /// The background applier applied these shards' commits up to a time.
+    Applied(Applied<T>),
     /// Retry finalizing `shard` after an earlier attempt failed (for example while a
     /// replica's expiring reader lease still holds its since back).
     RetryFinalize {
@@ -149,6 +152,7 @@ pub(crate) fn spawn<T: StorageTimestamp>(config: WorkerConfig<T>) -> WorkerHandl
         pending_downgrades: BTreeMap::new(),
         pending_finalize: Vec::new(),
         retry: tx.downgrade(),
+        applier: None,
     };
     tokio::spawn(worker.run(rx));
     WorkerHandle { tx }
@@ -165,6 +169,8 @@ pub(super) struct Worker<T: StorageTimestamp> {
     pending_finalize: Vec<(ShardId, bool)>,
     /// Re-queues failed finalizations; weak, so the task still ends with the controller.
     pub(super) retry: mpsc::WeakUnboundedSender<Command<T>>,
+    /// Applies committed table writes in the background (writable only).
+    applier: Option<ApplierHandle<T>>,
 }
 
 /// How a group commit ended.
@@ -190,6 +196,8 @@ impl<T: StorageTimestamp> Worker<T> {
             for command in batch {
                 match command {
                     Command::Append(request) => appends.push(request),
+                    // Bookkeeping only: it must not split a group of appends.
+                    Command::Applied(applied) => self.note_applied(applied),
                     other => {
                         self.commit_appends(std::mem::take(&mut appends)).await;
                         self.handle(other).await;
@@ -249,6 +257,7 @@ impl<T: StorageTimestamp> Worker<T> {
                 table,
                 attempt,
             } => self.finalize_logged(shard, table, attempt).await,
+            Command::Applied(applied) => self.note_applied(applied),
         }
     }
 
@@ -269,6 +278,17 @@ impl<T: StorageTimestamp> Worker<T> {
                 .events
                 .send(Event::TablesUpper(handle.txns_upper()));
             self.txns = Some(handle);
+            let applier_txns = TxnsHandle::open(self.config.client.clone(), self.config.txns_shard)
+                .await
+                .map_err(txns_err)?;
+            let back = self.retry.clone();
+            self.applier = Some(applier::spawn(
+                applier_txns,
+                Box::new(move |applied| match back.upgrade() {
+                    Some(tx) => tx.send(Command::Applied(applied)).is_ok(),
+                    None => false,
+                }),
+            ));
         }
         self.since_handles.insert(txns_since.shard_id(), txns_since);
         self.writable = true;
@@ -279,6 +299,15 @@ impl<T: StorageTimestamp> Worker<T> {
             self.finalize_logged(shard, table, 0).await;
         }
         Ok(())
+    }
+
+    /// Lets the next commit retract the txns rows the applier applied.
+    fn note_applied(&mut self, Applied { ts, shards }: Applied<T>) {
+        if let Some(txns) = self.txns.as_mut() {
+            for shard in shards {
+                txns.note_applied(shard, ts);
+            }
+        }
     }
 
     fn txns(&mut self) -> Result<&mut TxnsHandle<T>, StorageError<T>> {
@@ -401,7 +430,12 @@ impl<T: StorageTimestamp> Worker<T> {
             }
         }
         match txn.commit_at(txns, write_ts).await {
-            Ok(Ok(_applied)) => {}
+            // Applied in the background, off the acknowledgement path.
+            Ok(Ok(_left_to_the_applier)) => {
+                if let Some(applier) = &self.applier {
+                    applier.notify(write_ts);
+                }
+            }
             Ok(Err(mismatch)) => return CommitOutcome::Late(mismatch.current),
             Err(error) => return CommitOutcome::Failed(fencer.txns(error)),
         }

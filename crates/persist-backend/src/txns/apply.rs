@@ -111,23 +111,50 @@ fn upper_code<T: StorageTimestamp>(w: &WriteHandle<T>) -> Option<u64> {
     frontier_code(w.upper())
 }
 
-/// Links the batch committed at `ts` unless the shard's upper is already past `ts`.
+/// The batches of `links` (commit time, batch; ascending) not yet linked at upper `p`,
+/// as one batch `[p, last + 1)`: their parts and inline updates together. `None` when
+/// every commit is already applied.
+pub(crate) fn merge_links(links: &[(u64, HollowBatch)], p: u64) -> Option<HollowBatch> {
+    let pending: Vec<&HollowBatch> = links
+        .iter()
+        .filter(|(ts, _)| *ts >= p)
+        .map(|(_, b)| b)
+        .collect();
+    let last = pending.last()?;
+    let mut merged = HollowBatch {
+        lower: p,
+        upper: last.upper,
+        since: p,
+        parts: Vec::new(),
+        inline: Vec::new(),
+        len: 0,
+        bytes: 0,
+    };
+    for b in pending {
+        merged.parts.extend(b.parts.iter().cloned());
+        merged.inline.extend(b.inline.iter().cloned());
+        merged.len += b.len;
+        merged.bytes += b.bytes;
+    }
+    Some(merged)
+}
+
+/// Links every commit of `links` (ascending commit times) that the shard's upper is
+/// not past yet, with one compare-and-append: one CAS per data shard per apply,
+/// however many commits it carries.
 pub(crate) async fn link<T: StorageTimestamp>(
     w: &mut WriteHandle<T>,
-    ts: u64,
-    batch: &HollowBatch,
+    links: &[(u64, HollowBatch)],
 ) -> TxnsResult<()> {
     let attempts = w.machine.cfg.cas_attempts;
     for _ in 0..attempts {
         let p = match upper_code(w) {
+            None if links.is_empty() => return Ok(()),
             None => return Err(closed(w.shard_id())),
-            Some(p) if p > ts => return Ok(()),
             Some(p) => p,
         };
-        let hollow = HollowBatch {
-            lower: p,
-            since: p,
-            ..batch.clone()
+        let Some(hollow) = merge_links(links, p) else {
+            return Ok(());
         };
         let linked = Batch {
             shard: w.shard_id(),
@@ -178,4 +205,50 @@ fn closed(shard: ShardId) -> TxnsError {
     TxnsError::InvalidUsage(format!(
         "data shard {shard} was closed outside txns; its commits cannot be applied"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(ts: u64, part: &str, len: u64) -> (u64, HollowBatch) {
+        let b = HollowBatch {
+            lower: ts,
+            upper: Some(ts + 1),
+            since: ts,
+            parts: vec![PartRef {
+                key: part.into(),
+                len,
+                bytes: 10 * len,
+            }],
+            inline: vec![],
+            len,
+            bytes: 10 * len,
+        };
+        (ts, b)
+    }
+
+    #[test]
+    fn merged_links_cover_what_the_upper_has_not_passed() {
+        let links = [batch(3, "a", 1), batch(6, "b", 2), batch(9, "c", 4)];
+        // (upper, expected parts, lower, upper, len)
+        let table: &[(u64, &[&str], u64, Option<u64>, u64)] = &[
+            (0, &["a", "b", "c"], 0, Some(10), 7),
+            (3, &["a", "b", "c"], 3, Some(10), 7),
+            (4, &["b", "c"], 4, Some(10), 6),
+            (9, &["c"], 9, Some(10), 4),
+        ];
+        for (p, parts, lower, upper, len) in table {
+            let m = merge_links(&links, *p).unwrap_or_else(|| panic!("upper {p}"));
+            let keys: Vec<&str> = m.parts.iter().map(|p| p.key.as_str()).collect();
+            assert_eq!(
+                (keys.as_slice(), m.lower, m.upper, m.len),
+                (*parts, *lower, *upper, *len),
+                "upper {p}"
+            );
+            assert_eq!(m.bytes, 10 * len);
+        }
+        assert_eq!(merge_links(&links, 10), None, "everything applied");
+        assert_eq!(merge_links(&[], 0), None);
+    }
 }

@@ -72,15 +72,15 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             referenced.extend(state.live_parts().map(|p| p.key.clone()));
             referenced.extend(state.garbage.iter().map(|g| g.key.clone()));
         }
-        let mut deleted = 0;
-        for (key, path) in candidates {
-            if !referenced.contains(&key) {
-                crate::blob::delete(machine.loc.store.as_ref(), &path)
-                    .await
-                    .map_err(PersistError::from)?;
-                deleted += 1;
-            }
-        }
+        let orphans: Vec<_> = candidates
+            .into_iter()
+            .filter(|(key, _)| !referenced.contains(key))
+            .map(|(_, path)| path)
+            .collect();
+        let deleted = orphans.len();
+        crate::blob::delete_many(machine.loc.store.as_ref(), orphans)
+            .await
+            .map_err(PersistError::from)?;
         Ok(deleted)
     }
 }

@@ -475,14 +475,37 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     /// or before `ts`). Idempotent and safe to run concurrently with other appliers.
     /// Waits until the txns upper is past `ts`. Data shards with nothing to apply are not
     /// touched.
-    pub async fn apply_le(&mut self, ts: T) -> TxnsResult<()> {
+    ///
+    /// Each data shard gets one compare-and-append, however many commits it applies.
+    /// Returns the data shards it applied.
+    pub async fn apply_le(&mut self, ts: T) -> TxnsResult<Vec<ShardId>> {
         let bound = time_code(&ts);
         self.ensure_past(bound, self.txns_id, true).await?;
         let pending: Vec<ShardId> = self.view.pending_shards(bound).map(|(s, _)| *s).collect();
-        for shard in pending {
-            self.apply_shard(shard, bound, false).await?;
+        for shard in &pending {
+            self.apply_shard(*shard, bound, false).await?;
         }
-        Ok(())
+        Ok(pending)
+    }
+
+    /// Records that another handle of this client (a background applier) applied every
+    /// commit of `shard` at or before `ts`, so that this handle's next commit retracts
+    /// their rows from the txns shard for free. The claim is checked against the data
+    /// shard's upper as this client last saw it; one it cannot confirm is ignored
+    /// (returns false).
+    pub fn note_applied(&mut self, shard: ShardId, ts: T) -> bool {
+        let bound = time_code(&ts);
+        let upper = self.client.machine(shard).cached().map(|s| s.upper);
+        if !upper.is_some_and(|u| u.is_none_or(|u| u > bound)) {
+            return false;
+        }
+        let Some(entry) = self.view.shards.get(&shard) else {
+            return false;
+        };
+        let tidy = entry.plan(bound, false).tidy;
+        self.tidy
+            .extend(tidy.into_iter().filter(|r| self.live.contains(r)));
+        true
     }
 
     /// Applies one data shard's commits up to `bound` (see [`DataEntry::plan`]).
@@ -497,9 +520,7 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         };
         let plan = entry.plan(bound, for_read);
         let w = self.data_writer(shard).await?;
-        for (ts, batch) in &plan.links {
-            apply::link(w, *ts, batch).await?;
-        }
+        apply::link(w, &plan.links).await?;
         if let Some(target) = plan.advance_to {
             apply::advance(w, target).await?;
         }

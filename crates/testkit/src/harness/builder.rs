@@ -6,7 +6,7 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use strata_controller_api::InstanceId;
 use strata_persist_backend::location::{
-    Location, register_memory_location, unregister_memory_location,
+    Location, register_memory_location_as, unregister_memory_location,
 };
 
 use super::clock::{NowFn, system_now};
@@ -300,6 +300,7 @@ impl FaultyLocation {
             .map_err(|e| HarnessError::Backend {
                 reason: format!("cannot open {location}: {e}"),
             })?;
+        let consensus = opened.consensus.clone();
         let inner: Arc<dyn ObjectStore> = if opened.prefix.as_ref().is_empty() {
             opened.store
         } else {
@@ -311,7 +312,9 @@ impl FaultyLocation {
         let store = FaultyObjectStore::new(inner, seed);
         let handle = store.handle();
         let name = format!("{}-faulty", unique_name());
-        register_memory_location(&name, Arc::new(store));
+        // The decorated location's consensus: on files the head files live beside the
+        // store (outside the faults), which is where the file register keeps them.
+        register_memory_location_as(&name, Arc::new(store), consensus);
         Ok(FaultyLocation { name, handle })
     }
 

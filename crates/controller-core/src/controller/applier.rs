@@ -1,0 +1,95 @@
+//! The background applier: links committed table writes into their data shards off the
+//! acknowledgement path.
+//!
+//! A table commit is one CAS of the txns shard; its batches still have to be linked
+//! into each data shard before a reader of that shard (a sink, a replica, an
+//! inspection) sees them without going through the txns shard. The storage task tells
+//! the applier the latest commit time after every commit (a `watch`, so a burst of
+//! commits wakes it once), and the applier applies everything at or before it with its
+//! own txns handle: one compare-and-append per data shard per round, however many
+//! commits the round carries. It then tells the storage task which shards it applied,
+//! so the next commit retracts their rows from the txns shard for free and the txns
+//! shard's live rows stay bounded.
+//!
+//! Applying is idempotent and safe beside readers that apply on demand; a failed round
+//! is retried on the next wake, and a later round covers it.
+
+use std::time::Duration;
+
+use strata_controller_api::{ShardId, StorageTimestamp};
+use strata_persist_backend::txns::TxnsHandle;
+use tokio::sync::watch;
+
+/// Where the applier reports a round; returns false once nobody listens.
+pub(crate) type Report<T> = Box<dyn Fn(Applied<T>) -> bool + Send>;
+
+/// What the applier reports: every commit of these shards at or before `ts` is applied.
+#[derive(Debug)]
+pub(crate) struct Applied<T> {
+    pub(crate) ts: T,
+    pub(crate) shards: Vec<ShardId>,
+}
+
+/// The storage task's end: `notify` after each commit.
+#[derive(Debug)]
+pub(crate) struct ApplierHandle<T> {
+    latest: watch::Sender<Option<T>>,
+}
+
+impl<T: StorageTimestamp> ApplierHandle<T> {
+    /// Asks for every commit at or before `ts` to be applied.
+    pub(crate) fn notify(&self, ts: T) {
+        self.latest.send_if_modified(|cur| match cur {
+            Some(c) if *c >= ts => false,
+            _ => {
+                *cur = Some(ts);
+                true
+            }
+        });
+    }
+}
+
+/// Starts the applier with its own handle of the txns shard (opened by the caller, so
+/// that its registration is done before the first commit); it ends when the returned
+/// handle is dropped.
+pub(crate) fn spawn<T: StorageTimestamp>(
+    handle: TxnsHandle<T>,
+    applied: Report<T>,
+) -> ApplierHandle<T> {
+    let (latest, rx) = watch::channel(None);
+    tokio::spawn(run(handle, rx, applied));
+    ApplierHandle { latest }
+}
+
+async fn run<T: StorageTimestamp>(
+    mut handle: TxnsHandle<T>,
+    mut rx: watch::Receiver<Option<T>>,
+    applied: Report<T>,
+) {
+    let mut failures: u32 = 0;
+    while rx.changed().await.is_ok() {
+        let Some(ts) = *rx.borrow_and_update() else {
+            continue;
+        };
+        match handle.apply_le(ts).await {
+            Ok(shards) => {
+                failures = 0;
+                if !shards.is_empty() && !applied(Applied { ts, shards }) {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(txns = %handle.txns_id(), error = %e, "an apply round failed; retrying");
+                failures += 1;
+                backoff(failures).await;
+                // Try again even if no commit comes: what is committed must be applied.
+                rx.mark_changed();
+            }
+        }
+    }
+}
+
+async fn backoff(failures: u32) {
+    let ms = 10u64 << failures.min(8);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}

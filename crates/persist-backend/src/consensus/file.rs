@@ -1,0 +1,242 @@
+//! The file register: the register consensus on a local file system, whose
+//! `object_store` backend has no conditional update.
+//!
+//! Each shard has one file `shards/{s}/head` (an [`Envelope`] with the seqno and the
+//! writer's token). A commit takes an exclusive advisory lock on `shards/{s}/head.lock`,
+//! reads the head, compares its seqno with the expected one, writes `head.tmp`, fsyncs
+//! it, renames it over `head` and fsyncs the directory, then unlocks. A reader reads
+//! `head` without the lock: a rename is atomic, so it sees one whole version.
+//!
+//! So a commit is one locked read-modify-write: no ghosts, no truncation, one file per
+//! shard for ever. The lock is the kernel's (`flock`): it holds between processes of
+//! one machine and is released when a process dies, which is what a local directory
+//! needs. (A directory shared over a network file system is not supported.)
+//!
+//! An error before the rename changed nothing; an error from the rename on is
+//! indeterminate (the new head may be durable).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use prost::Message;
+use strata_controller_api::ShardId;
+
+use super::{CasOutcome, Consensus, ConsensusKind, Envelope, SeqNo, VersionedData};
+use crate::error::{CodecError, ExternalError, PersistError};
+
+/// The file register of one location directory.
+#[derive(Debug, Clone)]
+pub struct FileRegister {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl FileRegister {
+    /// The register of the location at directory `root` with key prefix `prefix`.
+    pub fn new(root: PathBuf, prefix: object_store::path::Path) -> Self {
+        let mut dir = root.clone();
+        dir.extend(prefix.parts().map(|p| p.as_ref().to_owned()));
+        FileRegister { root, dir }
+    }
+
+    fn shard_dir(&self, shard: ShardId) -> PathBuf {
+        self.dir.join("shards").join(shard.to_string())
+    }
+
+    /// The location directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn read_head(dir: &Path) -> Result<Option<Envelope>, PersistError> {
+    let path = dir.join("head");
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ExternalError::determinate("head", e).into()),
+    };
+    let env = Envelope::decode(Bytes::from(bytes)).map_err(|e| CodecError::State {
+        key: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if env.seqno == 0 {
+        return Err(CodecError::State {
+            key: path.display().to_string(),
+            reason: "a head without a version number".into(),
+        }
+        .into());
+    }
+    Ok(Some(env))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and makes its entry durable in its parent (and the parent's, for a
+/// new `shards/`).
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut up = dir.parent();
+    for _ in 0..2 {
+        if let Some(parent) = up {
+            sync_dir(parent)?;
+            up = parent.parent();
+        }
+    }
+    Ok(())
+}
+
+fn cas_blocking(
+    dir: &Path,
+    expected: Option<SeqNo>,
+    token: &str,
+    data: Bytes,
+) -> Result<CasOutcome, PersistError> {
+    let failed =
+        |e: io::Error| PersistError::from(ExternalError::determinate("compare_and_set", e));
+    ensure_dir(dir).map_err(failed)?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("head.lock"))
+        .map_err(failed)?;
+    lock.lock().map_err(failed)?;
+    let current = read_head(dir)?;
+    let (have, want) = (
+        current.as_ref().map_or(0, |e| e.seqno),
+        expected.unwrap_or(0),
+    );
+    if have != want {
+        return Ok(match current {
+            // A retry of a commit that landed.
+            Some(env) if env.seqno == want + 1 && env.token == token => CasOutcome::Committed,
+            _ => CasOutcome::Mismatch,
+        });
+    }
+    let env = Envelope {
+        token: token.to_owned(),
+        data,
+        seqno: want + 1,
+    };
+    let tmp = dir.join("head.tmp");
+    let mut file = File::create(&tmp).map_err(failed)?;
+    file.write_all(&env.encode_to_vec()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    drop(file);
+    let in_doubt =
+        |e: io::Error| PersistError::from(ExternalError::indeterminate("compare_and_set", e));
+    std::fs::rename(&tmp, dir.join("head")).map_err(in_doubt)?;
+    sync_dir(dir).map_err(in_doubt)?;
+    drop(lock);
+    Ok(CasOutcome::Committed)
+}
+
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    f: impl FnOnce() -> Result<T, PersistError> + Send + 'static,
+) -> Result<T, PersistError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(res) => res,
+        Err(e) => Err(ExternalError::indeterminate(op, e).into()),
+    }
+}
+
+#[async_trait]
+impl Consensus for FileRegister {
+    async fn head(
+        &self,
+        shard: ShardId,
+        _hint: SeqNo,
+    ) -> Result<Option<VersionedData>, PersistError> {
+        let dir = self.shard_dir(shard);
+        let env = blocking("head", move || read_head(&dir)).await?;
+        Ok(env.map(|env| VersionedData {
+            seqno: env.seqno,
+            data: env.data,
+        }))
+    }
+
+    async fn compare_and_set(
+        &self,
+        shard: ShardId,
+        expected: Option<SeqNo>,
+        data: Bytes,
+        token: &str,
+    ) -> Result<CasOutcome, PersistError> {
+        let dir = self.shard_dir(shard);
+        let token = token.to_owned();
+        blocking("compare_and_set", move || {
+            cas_blocking(&dir, expected, &token, data)
+        })
+        .await
+    }
+
+    async fn truncate(&self, _shard: ShardId, _below: SeqNo) -> Result<usize, PersistError> {
+        Ok(0)
+    }
+
+    fn kind(&self) -> ConsensusKind {
+        ConsensusKind::FileRegister {
+            root: self.root.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_register_of_one_file_per_shard() -> Result<(), PersistError> {
+        let dir = tempfile::tempdir().map_err(|e| ExternalError::determinate("tempdir", e))?;
+        let c = FileRegister::new(dir.path().to_owned(), Default::default());
+        let s = ShardId::from_bytes([4; 16]);
+        assert_eq!(c.head(s, 0).await?, None);
+        assert_eq!(
+            c.compare_and_set(s, None, Bytes::from("a"), "t1").await?,
+            CasOutcome::Committed
+        );
+        assert_eq!(
+            c.compare_and_set(s, None, Bytes::from("b"), "t2").await?,
+            CasOutcome::Mismatch
+        );
+        for e in 1..100 {
+            let out = c
+                .compare_and_set(s, Some(e), Bytes::from("x"), &format!("t{e}"))
+                .await?;
+            assert_eq!(out, CasOutcome::Committed);
+        }
+        assert_eq!(
+            c.compare_and_set(s, Some(99), Bytes::from("x"), "t99")
+                .await?,
+            CasOutcome::Committed,
+            "a retry of the last commit"
+        );
+        assert_eq!(
+            c.compare_and_set(s, Some(50), Bytes::from("stale"), "t")
+                .await?,
+            CasOutcome::Mismatch
+        );
+        assert_eq!(c.head(s, 0).await?.map(|h| h.seqno), Some(100));
+        let mut files: Vec<String> = std::fs::read_dir(c.shard_dir(s))
+            .map_err(|e| ExternalError::determinate("list", e))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            ["head", "head.lock"],
+            "one head file per shard, however many commits"
+        );
+        Ok(())
+    }
+}
