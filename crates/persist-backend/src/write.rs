@@ -197,18 +197,19 @@ impl<T: StorageTimestamp> WriteHandle<T> {
         let res = self
             .machine
             .apply(|s: &State| {
-                let out = cmds::compare_and_append(
-                    s,
-                    &self.writer_id,
-                    &token,
-                    &batch.hollow,
-                    lease,
-                    now,
-                )?;
-                if let (Some(fence), (Some(_), Appended::Applied)) = (&self.fence, &out) {
-                    cmds::require_opaque(s, &fence.reader, fence.opaque)?;
+                // The fence is checked before the upper, in the same transition, so a
+                // fenced writer hears `Fenced` first, never a retryable-looking upper
+                // mismatch. Only a retry of an append that already landed passes.
+                if let Some(fence) = &self.fence {
+                    let retry = s
+                        .writers
+                        .iter()
+                        .any(|w| w.id == self.writer_id && w.last_token == token);
+                    if !retry {
+                        cmds::require_opaque(s, &fence.reader, fence.opaque)?;
+                    }
                 }
-                Ok(out)
+                cmds::compare_and_append(s, &self.writer_id, &token, &batch.hollow, lease, now)
             })
             .await?;
         match res {

@@ -266,6 +266,36 @@ async fn requests_per_append_on_the_memory_register() {
     assert!(per <= 1.05, "{per} requests per append: {c:?}");
 }
 
+/// The same on a real S3 server (moto, started by `cargo xtask test`); without
+/// `STRATA_S3_TEST_BUCKET` there is no server and the test returns early.
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_append_on_s3() {
+    let Some(bucket) = std::env::var("STRATA_S3_TEST_BUCKET")
+        .ok()
+        .filter(|b| !b.is_empty())
+    else {
+        eprintln!("requests_per_append_on_s3: STRATA_S3_TEST_BUCKET is unset");
+        return;
+    };
+    let url = format!("s3://{bucket}/calls-{}", uuid::Uuid::new_v4().simple());
+    let opened = Location::open(&url).await.unwrap();
+    assert_eq!(opened.consensus, ConsensusKind::Register);
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let store: Arc<dyn ObjectStore> = Arc::new(CountingStore {
+        inner: opened.store,
+        counts: Arc::clone(&counts),
+    });
+    let loc = Location::from_store(store, opened.prefix.as_ref(), &url)
+        .with_consensus(ConsensusKind::Register);
+    let client = PersistClient::from_location(loc, PersistConfig::default());
+    let n = 1000;
+    let c = append_n(&client, &counts, n, Some(1)).await;
+    let per = total(&c) as f64 / n as f64;
+    println!("s3 register (moto), {n} appends: {per:.3} requests per append in all; {c:?}");
+    assert!(per <= 1.05, "{per} requests per append: {c:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_append_on_file() {
     let n = 1000;

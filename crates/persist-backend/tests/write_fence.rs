@@ -114,6 +114,38 @@ async fn a_fenced_writer_writes_nothing_once_the_opaque_moves() {
     ));
 }
 
+/// A fenced writer that appends at its own, now stale, upper hears `Fenced`, not an
+/// upper mismatch that looks determinate and retryable: the fence is checked first.
+#[tokio::test]
+async fn a_fenced_writer_at_a_stale_upper_hears_fenced_first() {
+    let client = client().await;
+    let shard = new_shard();
+    let mut owner = owner_at_1(&client, shard).await;
+    let mut old = client
+        .open_writer::<Timestamp>(shard, test_desc())
+        .await
+        .unwrap();
+    old.set_fence(fence(1));
+    take_over(&mut owner).await;
+    let mut new = client
+        .open_writer::<Timestamp>(shard, test_desc())
+        .await
+        .unwrap();
+    new.set_fence(fence(2));
+    new.compare_and_append(&[(Ok(test_row(1)), Timestamp::new(0), 1)], fr(0), fr(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // `old` still believes the upper is 0.
+    let res = old
+        .compare_and_append(&[(Ok(test_row(2)), Timestamp::new(0), 1)], fr(0), fr(1))
+        .await;
+    assert!(
+        matches!(res, Err(PersistError::Fenced { expected: 1, current: 2, .. })),
+        "a fenced writer is told so first: {res:?}"
+    );
+}
+
 /// An old owner commits as fast as it can while a new owner fences the txns shard at
 /// some point in the middle. Whatever the interleaving, every commit the old owner got
 /// acknowledged is below the txns upper at the moment of the fence, and every commit it
