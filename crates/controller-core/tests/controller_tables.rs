@@ -265,3 +265,41 @@ async fn bad_inputs_get_typed_errors_and_change_nothing() {
 }
 
 type Controller = strata_controller_core::Controller<strata_controller_api::Timestamp>;
+
+/// Committed table writes reach the data shard without any read: the background
+/// applier links them (before it, nothing applied a commit until a snapshot did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_reach_the_data_shard_without_a_read() {
+    for env in backends() {
+        let mut ctl = env.controller(false).await;
+        let a = id(1);
+        create_tables(&env, &mut ctl, &[a], t(0)).await;
+        let shard = ctl.collection_metadata(a).unwrap().data_shard;
+        for ts in 1..=5u64 {
+            append(&mut ctl, ts, vec![(a, vec![(row(ts as i64), 1)])]).await;
+        }
+        let client = ctl.persist_client().clone();
+        let mut watcher = client
+            .open_writer::<strata_controller_api::Timestamp>(shard, desc())
+            .await
+            .unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            watcher.wait_for_upper_past(&Antichain::from_elem(t(5))),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{}: the applier did not apply the commits", env.url))
+        .unwrap();
+        let mut reader = client
+            .open_leased_reader::<strata_controller_api::Timestamp>(shard, desc())
+            .await
+            .unwrap();
+        let rows = reader.snapshot(&t(5)).await.unwrap();
+        assert_eq!(
+            rows.len(),
+            5,
+            "{}: every committed row is in the data shard",
+            env.url
+        );
+    }
+}

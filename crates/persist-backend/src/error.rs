@@ -208,6 +208,13 @@ pub enum PersistError {
     /// A batch written for one shard linked into another, or otherwise misused.
     #[error("invalid usage: {0}")]
     InvalidUsage(String),
+    /// The shard was never written: an operation that needs its state found none
+    /// (opening a handle creates it; inspecting does not).
+    #[error("shard {shard} is not initialized")]
+    NotInitialized {
+        /// The shard.
+        shard: ShardId,
+    },
     /// The writer is fenced: the shard's critical reader `reader` no longer holds the
     /// opaque this writer was told to expect, so a newer owner has taken over. Nothing
     /// was written.

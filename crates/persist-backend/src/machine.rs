@@ -220,12 +220,7 @@ impl Machine {
         loop {
             match self.fetch_opt().await {
                 Ok(Some(s)) => return Ok(s),
-                Ok(None) => {
-                    return Err(PersistError::InvalidUsage(format!(
-                        "shard {} is not initialized",
-                        self.shard
-                    )));
-                }
+                Ok(None) => return Err(PersistError::NotInitialized { shard: self.shard }),
                 Err(PersistError::External(e)) if attempt + 1 < self.cfg.io_attempts => {
                     tracing::debug!(shard = %self.shard, error = %e, "retrying a state read");
                     attempt += 1;

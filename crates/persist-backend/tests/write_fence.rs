@@ -141,7 +141,14 @@ async fn a_fenced_writer_at_a_stale_upper_hears_fenced_first() {
         .compare_and_append(&[(Ok(test_row(2)), Timestamp::new(0), 1)], fr(0), fr(1))
         .await;
     assert!(
-        matches!(res, Err(PersistError::Fenced { expected: 1, current: 2, .. })),
+        matches!(
+            res,
+            Err(PersistError::Fenced {
+                expected: 1,
+                current: 2,
+                ..
+            })
+        ),
         "a fenced writer is told so first: {res:?}"
     );
 }

@@ -78,7 +78,7 @@ pub(super) async fn peek_frontiers<T: StorageTimestamp>(
                 _ => frontier_of(state["upper"][0].as_u64()),
             },
         ))),
-        Err(PersistError::InvalidUsage(_)) => Ok(None),
+        Err(PersistError::NotInitialized { .. }) => Ok(None),
         Err(error) => Err(persist_err(error)),
     }
 }

@@ -70,7 +70,7 @@ impl<T: StorageTimestamp> Worker<T> {
         }
         let exists = match self.config.client.inspect(shard).await {
             Ok(state) => !state["tombstone"].as_bool().unwrap_or(false),
-            Err(PersistError::InvalidUsage(_)) => false,
+            Err(PersistError::NotInitialized { .. }) => false,
             Err(error) => return Err(persist_err(error)),
         };
         if exists {

@@ -1,7 +1,7 @@
 //! The file register: the register consensus on a local file system, whose
 //! `object_store` backend has no conditional update.
 //!
-//! Each shard has one file `shards/{s}/head` (an [`Envelope`] with the seqno and the
+//! Each shard has one file `shards/{s}/head` (an envelope with the seqno and the
 //! writer's token). A commit takes an exclusive advisory lock on `shards/{s}/head.lock`,
 //! reads the head, compares its seqno with the expected one, writes `head.tmp`, fsyncs
 //! it, renames it over `head` and fsyncs the directory, then unlocks. A reader reads
@@ -15,9 +15,11 @@
 //! An error before the rename changed nothing; an error from the rename on is
 //! indeterminate (the new head may be durable).
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,10 +30,24 @@ use super::{CasOutcome, Consensus, ConsensusKind, Envelope, SeqNo, VersionedData
 use crate::error::{CodecError, ExternalError, PersistError};
 
 /// The file register of one location directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FileRegister {
     root: PathBuf,
     dir: PathBuf,
+    /// Open handles per shard: a commit then costs no open of the lock file or the
+    /// directory.
+    shards: Mutex<HashMap<ShardId, Arc<ShardFiles>>>,
+}
+
+/// One shard's open files.
+#[derive(Debug)]
+struct ShardFiles {
+    path: PathBuf,
+    /// Serializes this process's commits: an advisory lock belongs to the open file, so
+    /// it does not exclude two threads sharing one.
+    local: Mutex<()>,
+    lock: File,
+    dir: File,
 }
 
 impl FileRegister {
@@ -39,7 +55,11 @@ impl FileRegister {
     pub fn new(root: PathBuf, prefix: object_store::path::Path) -> Self {
         let mut dir = root.clone();
         dir.extend(prefix.parts().map(|p| p.as_ref().to_owned()));
-        FileRegister { root, dir }
+        FileRegister {
+            root,
+            dir,
+            shards: Mutex::new(HashMap::new()),
+        }
     }
 
     fn shard_dir(&self, shard: ShardId) -> PathBuf {
@@ -49,6 +69,95 @@ impl FileRegister {
     /// The location directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn cached(&self, shard: ShardId) -> Option<Arc<ShardFiles>> {
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        shards.get(&shard).cloned()
+    }
+
+    fn remember(&self, shard: ShardId, files: Arc<ShardFiles>) {
+        let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        shards.entry(shard).or_insert(files);
+    }
+}
+
+impl ShardFiles {
+    /// Opens (creating) the shard's directory and lock file.
+    fn open(path: PathBuf) -> io::Result<ShardFiles> {
+        ensure_dir(&path)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join("head.lock"))?;
+        let dir = File::open(&path)?;
+        Ok(ShardFiles {
+            path,
+            local: Mutex::new(()),
+            lock,
+            dir,
+        })
+    }
+
+    /// The head. It is read every time: an inode number cannot tell an unchanged
+    /// head from a new one, as a rename frees it for the next file to reuse.
+    fn head(&self) -> Result<Option<Envelope>, PersistError> {
+        read_head(&self.path)
+    }
+
+    fn compare_and_set(
+        &self,
+        expected: Option<SeqNo>,
+        token: &str,
+        data: Bytes,
+    ) -> Result<CasOutcome, PersistError> {
+        let failed =
+            |e: io::Error| PersistError::from(ExternalError::determinate("compare_and_set", e));
+        let _local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        self.lock.lock().map_err(failed)?;
+        let res = self.locked_cas(expected, token, data);
+        if let Err(e) = self.lock.unlock() {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot unlock a head");
+        }
+        res
+    }
+
+    fn locked_cas(
+        &self,
+        expected: Option<SeqNo>,
+        token: &str,
+        data: Bytes,
+    ) -> Result<CasOutcome, PersistError> {
+        let failed =
+            |e: io::Error| PersistError::from(ExternalError::determinate("compare_and_set", e));
+        let current = self.head()?;
+        let (have, want) = (
+            current.as_ref().map_or(0, |e| e.seqno),
+            expected.unwrap_or(0),
+        );
+        if have != want {
+            return Ok(match current {
+                // A retry of a commit that landed.
+                Some(env) if env.seqno == want + 1 && env.token == token => CasOutcome::Committed,
+                _ => CasOutcome::Mismatch,
+            });
+        }
+        let env = Envelope {
+            token: token.to_owned(),
+            data,
+            seqno: want + 1,
+        };
+        let tmp = self.path.join("head.tmp");
+        let mut file = File::create(&tmp).map_err(failed)?;
+        file.write_all(&env.encode_to_vec()).map_err(failed)?;
+        file.sync_all().map_err(failed)?;
+        drop(file);
+        let in_doubt =
+            |e: io::Error| PersistError::from(ExternalError::indeterminate("compare_and_set", e));
+        std::fs::rename(&tmp, self.path.join("head")).map_err(in_doubt)?;
+        self.dir.sync_all().map_err(in_doubt)?;
+        Ok(CasOutcome::Committed)
     }
 }
 
@@ -94,52 +203,6 @@ fn ensure_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn cas_blocking(
-    dir: &Path,
-    expected: Option<SeqNo>,
-    token: &str,
-    data: Bytes,
-) -> Result<CasOutcome, PersistError> {
-    let failed =
-        |e: io::Error| PersistError::from(ExternalError::determinate("compare_and_set", e));
-    ensure_dir(dir).map_err(failed)?;
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("head.lock"))
-        .map_err(failed)?;
-    lock.lock().map_err(failed)?;
-    let current = read_head(dir)?;
-    let (have, want) = (
-        current.as_ref().map_or(0, |e| e.seqno),
-        expected.unwrap_or(0),
-    );
-    if have != want {
-        return Ok(match current {
-            // A retry of a commit that landed.
-            Some(env) if env.seqno == want + 1 && env.token == token => CasOutcome::Committed,
-            _ => CasOutcome::Mismatch,
-        });
-    }
-    let env = Envelope {
-        token: token.to_owned(),
-        data,
-        seqno: want + 1,
-    };
-    let tmp = dir.join("head.tmp");
-    let mut file = File::create(&tmp).map_err(failed)?;
-    file.write_all(&env.encode_to_vec()).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    drop(file);
-    let in_doubt =
-        |e: io::Error| PersistError::from(ExternalError::indeterminate("compare_and_set", e));
-    std::fs::rename(&tmp, dir.join("head")).map_err(in_doubt)?;
-    sync_dir(dir).map_err(in_doubt)?;
-    drop(lock);
-    Ok(CasOutcome::Committed)
-}
-
 async fn blocking<T: Send + 'static>(
     op: &'static str,
     f: impl FnOnce() -> Result<T, PersistError> + Send + 'static,
@@ -157,8 +220,13 @@ impl Consensus for FileRegister {
         shard: ShardId,
         _hint: SeqNo,
     ) -> Result<Option<VersionedData>, PersistError> {
-        let dir = self.shard_dir(shard);
-        let env = blocking("head", move || read_head(&dir)).await?;
+        let env = match self.cached(shard) {
+            Some(files) => blocking("head", move || files.head()).await?,
+            None => {
+                let dir = self.shard_dir(shard);
+                blocking("head", move || read_head(&dir)).await?
+            }
+        };
         Ok(env.map(|env| VersionedData {
             seqno: env.seqno,
             data: env.data,
@@ -172,10 +240,24 @@ impl Consensus for FileRegister {
         data: Bytes,
         token: &str,
     ) -> Result<CasOutcome, PersistError> {
-        let dir = self.shard_dir(shard);
+        let files = match self.cached(shard) {
+            Some(files) => files,
+            None => {
+                let path = self.shard_dir(shard);
+                let files = blocking("compare_and_set", move || {
+                    ShardFiles::open(path).map_err(|e| {
+                        PersistError::from(ExternalError::determinate("compare_and_set", e))
+                    })
+                })
+                .await?;
+                let files = Arc::new(files);
+                self.remember(shard, Arc::clone(&files));
+                self.cached(shard).unwrap_or(files)
+            }
+        };
         let token = token.to_owned();
         blocking("compare_and_set", move || {
-            cas_blocking(&dir, expected, &token, data)
+            files.compare_and_set(expected, &token, data)
         })
         .await
     }

@@ -97,7 +97,7 @@ async fn has_log_versions(loc: &Location) -> Result<bool, object_store::Error> {
     };
     let inside = loc.store.list_with_delimiter(Some(first)).await?;
     let state: Path = Path::from_iter(first.parts().chain(std::iter::once("state".into())));
-    Ok(inside.common_prefixes.iter().any(|p| *p == state))
+    Ok(inside.common_prefixes.contains(&state))
 }
 
 #[cfg(test)]

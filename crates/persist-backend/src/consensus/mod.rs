@@ -15,7 +15,7 @@
 //!   keeps one fence object per 64 truncated versions, so it is not the default of any
 //!   location; it is read for locations written before the registers existed.
 //!
-//! The choice is recorded in a format marker at the location's root ([`format`]), so a
+//! The choice is recorded in a format marker at the location's root ([`mod@format`]), so a
 //! location is never read with the other format.
 //!
 //! # Contract (every implementation)

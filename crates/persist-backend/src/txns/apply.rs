@@ -232,7 +232,8 @@ mod tests {
     fn merged_links_cover_what_the_upper_has_not_passed() {
         let links = [batch(3, "a", 1), batch(6, "b", 2), batch(9, "c", 4)];
         // (upper, expected parts, lower, upper, len)
-        let table: &[(u64, &[&str], u64, Option<u64>, u64)] = &[
+        type Case = (u64, &'static [&'static str], u64, Option<u64>, u64);
+        let table: &[Case] = &[
             (0, &["a", "b", "c"], 0, Some(10), 7),
             (3, &["a", "b", "c"], 3, Some(10), 7),
             (4, &["b", "c"], 4, Some(10), 6),

@@ -66,7 +66,7 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             let state = match self.client.machine(shard).fetch().await {
                 Ok(state) => state,
                 // A data shard that was never initialized references nothing.
-                Err(PersistError::InvalidUsage(_)) => continue,
+                Err(PersistError::NotInitialized { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
             referenced.extend(state.live_parts().map(|p| p.key.clone()));

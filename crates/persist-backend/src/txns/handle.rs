@@ -496,7 +496,7 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     pub fn note_applied(&mut self, shard: ShardId, ts: T) -> bool {
         let bound = time_code(&ts);
         let upper = self.client.machine(shard).cached().map(|s| s.upper);
-        if !upper.is_some_and(|u| u.is_none_or(|u| u > bound)) {
+        if upper.is_none_or(|u| u.is_some_and(|u| u <= bound)) {
             return false;
         }
         let Some(entry) = self.view.shards.get(&shard) else {
