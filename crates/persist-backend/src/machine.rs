@@ -344,16 +344,7 @@ impl Machine {
             let token = new_token();
             match self.commit(&state, next, &token).await {
                 Ok(Some(committed)) => return Ok(Ok((committed, out))),
-                Ok(None) => {
-                    conflicts += 1;
-                    if conflicts >= self.cfg.cas_attempts {
-                        return Err(PersistError::Contention {
-                            shard: self.shard,
-                            attempts: conflicts,
-                        });
-                    }
-                    backoff(conflicts.min(4)).await;
-                }
+                Ok(None) => self.conflict(&mut conflicts).await?,
                 Err(PersistError::External(e)) => {
                     doubts.push(token, state.seqno + 1, out);
                     state = self.fetch().await?;
@@ -363,14 +354,7 @@ impl Machine {
                     }
                     if doubts.is_empty() {
                         // Settled as not ours: another writer won that version.
-                        conflicts += 1;
-                        if conflicts >= self.cfg.cas_attempts {
-                            return Err(PersistError::Contention {
-                                shard: self.shard,
-                                attempts: conflicts,
-                            });
-                        }
-                        backoff(conflicts.min(4)).await;
+                        self.conflict(&mut conflicts).await?;
                     } else {
                         failures += 1;
                         if failures >= self.cfg.io_attempts {
@@ -389,6 +373,19 @@ impl Machine {
                 return Ok(Ok((state, out)));
             }
         }
+    }
+
+    /// Counts a lost race for a version; backs off, or gives up with `Contention`.
+    async fn conflict(&self, conflicts: &mut usize) -> Result<()> {
+        *conflicts += 1;
+        if *conflicts >= self.cfg.cas_attempts {
+            return Err(PersistError::Contention {
+                shard: self.shard,
+                attempts: *conflicts,
+            });
+        }
+        backoff((*conflicts).min(4)).await;
+        Ok(())
     }
 
     /// Commits `state` unchanged as its next version, so that no in-doubt attempt can

@@ -4,6 +4,8 @@
 //! - A **determinate** fault fails the call before it reaches the inner store.
 //! - An **indeterminate** fault (writes only) lets the call reach the inner store and
 //!   then reports a failure anyway, as a timeout after the request was sent would.
+//! - A **hook** ([`FaultyStore::arm`]) pauses one chosen put after it landed, runs the
+//!   test's code there, and then answers it or replaces the answer with an error.
 
 use std::fmt;
 use std::ops::Range;
@@ -72,17 +74,56 @@ fn injected(kind: &str) -> object_store::Error {
     }
 }
 
-/// An `ObjectStore` decorator that injects [`Faults`].
-#[derive(Debug)]
+/// An `ObjectStore` decorator that injects [`Faults`], and can pause one put of a
+/// chosen key after it landed to run a test's hook there ([`FaultyStore::arm`]).
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     faults: Arc<Faults>,
+    armed: std::sync::Mutex<Option<(KeyMatch, PutHook)>>,
+}
+
+impl fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultyStore")
+            .field("inner", &self.inner)
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FaultyStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn ObjectStore>, faults: Arc<Faults>) -> Self {
-        FaultyStore { inner, faults }
+        FaultyStore {
+            inner,
+            faults,
+            armed: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `hook` after the next successful put of a key that `key` accepts, before
+    /// that put answers. This injects the two races of a stalled writer exactly: a
+    /// pause between a write and what the writer does next, and an acknowledgement
+    /// lost after the write landed ([`AfterPut`]).
+    pub fn arm(&self, key: impl Fn(&Path) -> bool + Send + Sync + 'static, hook: PutHook) {
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        *armed = Some((Box::new(key), hook));
+    }
+
+    /// Whether the armed hook has not run yet.
+    pub fn is_armed(&self) -> bool {
+        self.armed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    fn take_hook(&self, location: &Path) -> Option<PutHook> {
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        match armed.as_ref() {
+            Some((key, _)) if key(location) => armed.take().map(|(_, hook)| hook),
+            _ => None,
+        }
     }
 }
 
@@ -107,7 +148,17 @@ impl ObjectStore for FaultyStore {
         if self.faults.indeterminate() {
             return Err(injected("indeterminate"));
         }
-        res
+        let landed = res?;
+        match self.take_hook(location) {
+            Some(hook) => match hook().await {
+                AfterPut::Answer => Ok(landed),
+                AfterPut::Fail => Err(object_store::Error::Generic {
+                    store: "faulty",
+                    source: "injected: 500 Internal Server Error after the write landed".into(),
+                }),
+            },
+            None => Ok(landed),
+        }
     }
 
     async fn put_multipart_opts(
@@ -206,136 +257,3 @@ pub enum AfterPut {
 pub type PutHook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, AfterPut> + Send>;
 
 type KeyMatch = Box<dyn Fn(&Path) -> bool + Send + Sync>;
-
-/// An `ObjectStore` decorator that pauses one put of a chosen key after it landed,
-/// runs a test's hook there, and then answers or fails it ([`AfterPut`]). This injects
-/// the two races of a stalled writer exactly: a pause between a write and what the
-/// writer does next, and an acknowledgement lost after the write landed.
-pub struct HookStore {
-    inner: Arc<dyn ObjectStore>,
-    armed: std::sync::Mutex<Option<(KeyMatch, PutHook)>>,
-}
-
-impl fmt::Debug for HookStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HookStore")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Display for HookStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HookStore({})", self.inner)
-    }
-}
-
-impl HookStore {
-    /// Wraps `inner`, unarmed.
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        HookStore {
-            inner,
-            armed: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// Runs `hook` after the next successful put of a key that `key` accepts.
-    pub fn arm(&self, key: impl Fn(&Path) -> bool + Send + Sync + 'static, hook: PutHook) {
-        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
-        *armed = Some((Box::new(key), hook));
-    }
-
-    /// Whether the armed hook has not run yet.
-    pub fn is_armed(&self) -> bool {
-        self.armed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
-    }
-
-    fn take_hook(&self, location: &Path) -> Option<PutHook> {
-        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
-        match armed.as_ref() {
-            Some((key, _)) if key(location) => armed.take().map(|(_, hook)| hook),
-            _ => None,
-        }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for HookStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        let res = self.inner.put_opts(location, payload, opts).await?;
-        match self.take_hook(location) {
-            Some(hook) => match hook().await {
-                AfterPut::Answer => Ok(res),
-                AfterPut::Fail => Err(object_store::Error::Generic {
-                    store: "hook",
-                    source: "injected: 500 Internal Server Error after the write landed".into(),
-                }),
-            },
-            None => Ok(res),
-        }
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}

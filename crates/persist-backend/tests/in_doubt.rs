@@ -1,7 +1,7 @@
 //! A committed write is never reported as a conflict.
 //!
 //! Each test stalls one writer at the exact moment that makes the race (a
-//! [`HookStore`] pauses one put after it landed), lets other writers commit and GC run
+//! [`FaultyStore`] pauses one put after it landed), lets other writers commit and GC run
 //! meanwhile, and then checks the stalled writer's answer: committed, or in doubt,
 //! but never a mismatch that would make its caller write again or delete what it wrote.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,7 +16,7 @@ use strata_controller_api::{
     Antichain, Certainty, Datum, RelationDesc, Row, ScalarType, ShardId, Timestamp,
 };
 use strata_persist_backend::consensus::{self, CasOutcome, Consensus, ConsensusKind, SeqNo};
-use strata_persist_backend::testing::{AfterPut, HookStore};
+use strata_persist_backend::testing::{AfterPut, Faults, FaultyStore};
 use strata_persist_backend::txns::{Txn, TxnsHandle};
 use strata_persist_backend::{
     ExternalError, Location, PersistClient, PersistConfig, PersistError, conformance,
@@ -25,10 +25,10 @@ use strata_persist_backend::{
 /// Commits on top of a stalled write: enough that GC truncates the stalled version.
 const ON_TOP: u64 = 70;
 
-fn memory(name: &str) -> (Arc<dyn ObjectStore>, Arc<HookStore>, String) {
+fn memory(name: &str) -> (Arc<dyn ObjectStore>, Arc<FaultyStore>, String) {
     let name = format!("{name}-{}", uuid::Uuid::new_v4().simple());
     let inner: Arc<dyn ObjectStore> = strata_persist_backend::location::memory_store(&name);
-    let hooked = Arc::new(HookStore::new(Arc::clone(&inner)));
+    let hooked = Arc::new(FaultyStore::new(Arc::clone(&inner), Faults::new(0, 0)));
     (inner, hooked, format!("mem://{name}"))
 }
 
@@ -309,7 +309,13 @@ async fn txns_commit_keeps_its_parts(kind: &ConsensusKind) {
         location(Arc::clone(&hooked) as Arc<dyn ObjectStore>, &url, kind),
         cfg.clone(),
     );
-    let theirs = PersistClient::from_location(location(Arc::clone(&inner), &url, kind), cfg);
+    // The other committer's clock is ahead: its commits prune our txns writer's lease,
+    // so our re-run meets `LeaseExpired`, as in the append test above.
+    let later = PersistConfig {
+        inline_threshold_bytes: 0,
+        ..later_clock()
+    };
+    let theirs = PersistClient::from_location(location(Arc::clone(&inner), &url, kind), later);
     let (txns_id, data) = (conformance::new_shard(), conformance::new_shard());
     let mut txns = TxnsHandle::<Timestamp>::open(ours.clone(), txns_id)
         .await

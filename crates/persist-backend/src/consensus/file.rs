@@ -112,8 +112,6 @@ impl ShardFiles {
         token: &str,
         data: Bytes,
     ) -> Result<CasOutcome, PersistError> {
-        let failed =
-            |e: io::Error| PersistError::from(ExternalError::determinate("compare_and_set", e));
         let _local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         self.lock.lock().map_err(failed)?;
         let res = self.locked_cas(expected, token, data);
@@ -129,8 +127,6 @@ impl ShardFiles {
         token: &str,
         data: Bytes,
     ) -> Result<CasOutcome, PersistError> {
-        let failed =
-            |e: io::Error| PersistError::from(ExternalError::determinate("compare_and_set", e));
         let current = self.head()?;
         let (have, want) = (
             current.as_ref().map_or(0, |e| e.seqno),
@@ -153,12 +149,20 @@ impl ShardFiles {
         file.write_all(&env.encode_to_vec()).map_err(failed)?;
         file.sync_all().map_err(failed)?;
         drop(file);
-        let in_doubt =
-            |e: io::Error| PersistError::from(ExternalError::indeterminate("compare_and_set", e));
         std::fs::rename(&tmp, self.path.join("head")).map_err(in_doubt)?;
         self.dir.sync_all().map_err(in_doubt)?;
         Ok(CasOutcome::Committed)
     }
+}
+
+/// A failure before the new head was renamed into place: nothing changed.
+fn failed(e: io::Error) -> PersistError {
+    ExternalError::determinate("compare_and_set", e).into()
+}
+
+/// A failure from the rename on: the new head may be durable.
+fn in_doubt(e: io::Error) -> PersistError {
+    ExternalError::indeterminate("compare_and_set", e).into()
 }
 
 fn read_head(dir: &Path) -> Result<Option<Envelope>, PersistError> {
@@ -245,9 +249,7 @@ impl Consensus for FileRegister {
             None => {
                 let path = self.shard_dir(shard);
                 let files = blocking("compare_and_set", move || {
-                    ShardFiles::open(path).map_err(|e| {
-                        PersistError::from(ExternalError::determinate("compare_and_set", e))
-                    })
+                    ShardFiles::open(path).map_err(failed)
                 })
                 .await?;
                 let files = Arc::new(files);
