@@ -2,7 +2,9 @@
 //! - bootstrap of N tables on the file backend against creating the same number of
 //!   shards directly with persist-backend (both opening at most 32 at once);
 //! - `append_table` from 32 concurrent callers, each awaiting its write (acknowledged
-//!   writes/s), against single-shard `compare_and_append` from one caller.
+//!   writes/s), against single-shard `compare_and_append` from one caller; beside it
+//!   the background applier's lag (acknowledgement to the data shard's persist upper
+//!   passing the write, p50/p99) and the txns shard's live rows at the end.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -103,33 +105,91 @@ async fn bare_shards(n: u64) -> Duration {
     start.elapsed()
 }
 
+/// What the concurrent-append run measured.
+struct AppendRun {
+    /// Acknowledged writes per second.
+    writes_per_sec: f64,
+    /// From each write's acknowledgement to its data shard's persist upper passing it
+    /// (the background applier's lag), in ms: p50 and p99.
+    applied_p50_ms: f64,
+    applied_p99_ms: f64,
+    /// Live rows in the txns shard at the end, as a second handle reads it.
+    txns_live_rows: usize,
+}
+
 /// `callers` tasks each append and await `writes` single-row writes to one of 4
-/// tables at the time the table's upper shows; returns acknowledged writes per second.
-async fn concurrent_appends(callers: usize, writes: usize) -> f64 {
+/// tables at the time the table's upper shows. A watcher meanwhile notes when each
+/// table's data shard's persist upper passes each acknowledged write.
+async fn concurrent_appends(callers: usize, writes: usize) -> AppendRun {
     let dir = tempfile::tempdir().unwrap();
     let (mut ctl, catalog) = controller(&file_url(&dir)).await;
     create_tables(&mut ctl, &catalog, 4).await;
+    let client = ctl.persist_client().clone();
+    let shards: Vec<ShardId> = (1..=4)
+        .map(|t| ctl.collection_metadata(GlobalId::User(t)).unwrap().data_shard)
+        .collect();
+    let txns_shard = ctl.txns_shard();
     let ctl = Arc::new(tokio::sync::Mutex::new(ctl));
+    // Per table: (commit time, acknowledged at, lag once applied).
+    type Acks = Vec<Vec<(u64, Instant, Option<f64>)>>;
+    let acks: Arc<std::sync::Mutex<Acks>> = Arc::new(std::sync::Mutex::new(vec![Vec::new(); 4]));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (acks, done, client, shards) = (
+            Arc::clone(&acks),
+            Arc::clone(&done),
+            client.clone(),
+            shards.clone(),
+        );
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                for (i, shard) in shards.iter().enumerate() {
+                    let upper = client.fetch_recent_upper::<Timestamp>(*shard).await.unwrap();
+                    let now = Instant::now();
+                    let mut acks = acks.lock().unwrap();
+                    for (ts, at, lag) in acks[i].iter_mut().filter(|a| a.2.is_none()) {
+                        if !upper.less_equal(&Timestamp::new(*ts)) {
+                            *lag = Some(now.saturating_duration_since(*at).as_secs_f64() * 1e3);
+                        }
+                    }
+                }
+                let all_applied = acks.lock().unwrap().iter().flatten().all(|a| a.2.is_some());
+                if (finished && all_applied) || Instant::now() > deadline {
+                    let acks = acks.lock().unwrap();
+                    return acks.iter().flatten().filter_map(|a| a.2).collect::<Vec<f64>>();
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
     let start = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|caller| {
-            let ctl = Arc::clone(&ctl);
+            let (ctl, acks) = (Arc::clone(&ctl), Arc::clone(&acks));
             tokio::spawn(async move {
-                let table = GlobalId::User(caller as u64 % 4 + 1);
+                let slot = caller % 4;
+                let table = GlobalId::User(slot as u64 + 1);
                 for i in 0..writes {
                     let row = Row::pack(&[Datum::Int64((caller * writes + i) as i64)]);
                     loop {
-                        let write = {
+                        let (write, ts) = {
                             let mut ctl = ctl.lock().await;
                             ctl.apply_pending();
                             let upper = ctl.collection_frontiers(table).unwrap().write_frontier;
                             let ts = *upper.as_option().unwrap();
                             let next = Timestamp::new(ts.as_millis() + 1);
-                            ctl.append_table(ts, next, vec![(table, vec![(row.clone(), 1)])])
-                                .unwrap()
+                            let write = ctl
+                                .append_table(ts, next, vec![(table, vec![(row.clone(), 1)])])
+                                .unwrap();
+                            (write, ts.as_millis())
                         };
                         match write.await {
-                            Ok(()) => break,
+                            Ok(()) => {
+                                acks.lock().unwrap()[slot].push((ts, Instant::now(), None));
+                                break;
+                            }
                             Err(StorageError::UpdateBeforeUpper { .. }) => continue,
                             Err(error) => panic!("{error}"),
                         }
@@ -141,7 +201,21 @@ async fn concurrent_appends(callers: usize, writes: usize) -> f64 {
     for task in tasks {
         task.await.unwrap();
     }
-    (callers * writes) as f64 / start.elapsed().as_secs_f64()
+    let writes_per_sec = (callers * writes) as f64 / start.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let mut lags = watcher.await.unwrap();
+    lags.sort_by(f64::total_cmp);
+    let pick = |q: f64| lags[((lags.len() as f64 - 1.0) * q).round() as usize];
+    let mut txns = strata_persist_backend::txns::TxnsHandle::<Timestamp>::open(client, txns_shard)
+        .await
+        .unwrap();
+    txns.fetch_txns_upper().await.unwrap();
+    AppendRun {
+        writes_per_sec,
+        applied_p50_ms: pick(0.5),
+        applied_p99_ms: pick(0.99),
+        txns_live_rows: txns.live_rows(),
+    }
 }
 
 /// One caller doing `n` single-row `compare_and_append`s to one shard; writes/s.
@@ -190,10 +264,33 @@ pub(crate) fn run(sizes: IoSizes, bench: bool, report: impl Fn(&str, f64, &str, 
             );
             report(
                 "append_table_32_concurrent_callers",
-                appends,
+                appends.writes_per_sec,
                 "writes/s",
                 "single_shard_compare_and_append",
                 single,
+            );
+            // No baseline: the targets are absolute (applied within 1 s p99; live rows
+            // bounded, not growing with the number of writes).
+            report(
+                "applier_lag_p50_32_callers",
+                appends.applied_p50_ms,
+                "ms",
+                "target_p99_bound",
+                1000.0,
+            );
+            report(
+                "applier_lag_p99_32_callers",
+                appends.applied_p99_ms,
+                "ms",
+                "target_p99_bound",
+                1000.0,
+            );
+            report(
+                "txns_live_rows_after_32_callers",
+                appends.txns_live_rows as f64,
+                "rows",
+                "writes_committed",
+                (sizes.callers * sizes.writes_per_caller) as f64,
             );
         }
     });
