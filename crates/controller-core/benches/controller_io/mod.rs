@@ -126,7 +126,11 @@ async fn concurrent_appends(callers: usize, writes: usize) -> AppendRun {
     create_tables(&mut ctl, &catalog, 4).await;
     let client = ctl.persist_client().clone();
     let shards: Vec<ShardId> = (1..=4)
-        .map(|t| ctl.collection_metadata(GlobalId::User(t)).unwrap().data_shard)
+        .map(|t| {
+            ctl.collection_metadata(GlobalId::User(t))
+                .unwrap()
+                .data_shard
+        })
         .collect();
     let txns_shard = ctl.txns_shard();
     let ctl = Arc::new(tokio::sync::Mutex::new(ctl));
@@ -146,7 +150,10 @@ async fn concurrent_appends(callers: usize, writes: usize) -> AppendRun {
             loop {
                 let finished = done.load(std::sync::atomic::Ordering::Acquire);
                 for (i, shard) in shards.iter().enumerate() {
-                    let upper = client.fetch_recent_upper::<Timestamp>(*shard).await.unwrap();
+                    let upper = client
+                        .fetch_recent_upper::<Timestamp>(*shard)
+                        .await
+                        .unwrap();
                     let now = Instant::now();
                     let mut acks = acks.lock().unwrap();
                     for (ts, at, lag) in acks[i].iter_mut().filter(|a| a.2.is_none()) {
@@ -158,7 +165,11 @@ async fn concurrent_appends(callers: usize, writes: usize) -> AppendRun {
                 let all_applied = acks.lock().unwrap().iter().flatten().all(|a| a.2.is_some());
                 if (finished && all_applied) || Instant::now() > deadline {
                     let acks = acks.lock().unwrap();
-                    return acks.iter().flatten().filter_map(|a| a.2).collect::<Vec<f64>>();
+                    return acks
+                        .iter()
+                        .flatten()
+                        .filter_map(|a| a.2)
+                        .collect::<Vec<f64>>();
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }

@@ -92,6 +92,17 @@ impl ShardFiles {
             .write(true)
             .open(path.join("head.lock"))?;
         let dir = File::open(&path)?;
+        // A commit interrupted between writing `head.tmp` and renaming it (a process
+        // that died there) leaves the file behind; under the lock nobody is writing
+        // it, so it goes.
+        lock.lock()?;
+        let removed = match std::fs::remove_file(path.join("head.tmp")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        lock.unlock()?;
+        removed?;
         Ok(ShardFiles {
             path,
             local: Mutex::new(()),
@@ -321,6 +332,31 @@ mod tests {
             ["head", "head.lock"],
             "one head file per shard, however many commits"
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_commit_interrupted_before_its_rename_leaves_nothing_behind()
+    -> Result<(), PersistError> {
+        let dir = tempfile::tempdir().map_err(|e| ExternalError::determinate("tempdir", e))?;
+        let s = ShardId::from_bytes([5; 16]);
+        let first = FileRegister::new(dir.path().to_owned(), Default::default());
+        first
+            .compare_and_set(s, None, Bytes::from("a"), "t1")
+            .await?;
+        // A process died after writing its next head but before renaming it.
+        let tmp = first.shard_dir(s).join("head.tmp");
+        std::fs::write(&tmp, b"half a commit")
+            .map_err(|e| ExternalError::determinate("write", e))?;
+        let next = FileRegister::new(dir.path().to_owned(), Default::default());
+        assert_eq!(
+            next.head(s, 0).await?.map(|h| h.seqno),
+            Some(1),
+            "the head is untouched"
+        );
+        next.compare_and_set(s, Some(1), Bytes::from("b"), "t2")
+            .await?;
+        assert!(!tmp.exists(), "the leftover went when the shard was opened");
         Ok(())
     }
 }
