@@ -29,12 +29,16 @@ use strata_controller_api::ShardId;
 use super::{CasOutcome, Consensus, ConsensusKind, Envelope, SeqNo, VersionedData};
 use crate::error::{CodecError, ExternalError, PersistError};
 
+/// How many shards keep their lock file and directory open (two descriptors each).
+pub const MAX_OPEN_SHARDS: usize = 256;
+
 /// The file register of one location directory.
 #[derive(Debug)]
 pub struct FileRegister {
     root: PathBuf,
     dir: PathBuf,
-    /// Open handles per shard: a commit then costs no open of the lock file or the
+    /// Open handles of the most recently committed shards (at most
+    /// [`MAX_OPEN_SHARDS`]): a commit then costs no open of the lock file or the
     /// directory.
     shards: Mutex<HashMap<ShardId, Arc<ShardFiles>>>,
 }
@@ -78,6 +82,14 @@ impl FileRegister {
 
     fn remember(&self, shard: ShardId, files: Arc<ShardFiles>) {
         let mut shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        if shards.len() >= MAX_OPEN_SHARDS && !shards.contains_key(&shard) {
+            // Two descriptors per shard must not grow with the number of shards. An
+            // evicted shard's commit in flight keeps its own handles; a new one opens
+            // others, and the advisory lock (per open file) still excludes the two.
+            if let Some(evict) = shards.keys().next().copied() {
+                shards.remove(&evict);
+            }
+        }
         shards.entry(shard).or_insert(files);
     }
 }
@@ -331,6 +343,31 @@ mod tests {
             files,
             ["head", "head.lock"],
             "one head file per shard, however many commits"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn open_handles_stay_bounded_with_many_shards() -> Result<(), PersistError> {
+        let dir = tempfile::tempdir().map_err(|e| ExternalError::determinate("tempdir", e))?;
+        let c = FileRegister::new(dir.path().to_owned(), Default::default());
+        let shard = |i: usize| {
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            ShardId::from_bytes(bytes)
+        };
+        for i in 0..MAX_OPEN_SHARDS + 10 {
+            c.compare_and_set(shard(i), None, Bytes::from("a"), "t")
+                .await?;
+        }
+        let open = c.shards.lock().unwrap_or_else(|p| p.into_inner()).len();
+        assert_eq!(open, MAX_OPEN_SHARDS);
+        // An evicted shard commits again with fresh handles.
+        let s0 = ShardId::from_bytes([0; 16]);
+        assert_eq!(
+            c.compare_and_set(s0, Some(1), Bytes::from("b"), "t2")
+                .await?,
+            CasOutcome::Committed
         );
         Ok(())
     }
