@@ -219,6 +219,12 @@ impl PersistClient {
         maintenance::compact(&self.machine(shard), max_steps).await
     }
 
+    /// Waits until background maintenance (compaction and GC) that appends of this
+    /// client started on `shard` has finished. Returns at once when none runs.
+    pub async fn maintenance_idle(&self, shard: ShardId) {
+        self.machine(shard).maintenance_idle().await;
+    }
+
     /// Runs one garbage collection of `shard`.
     pub async fn gc(&self, shard: ShardId) -> Result<GcReport> {
         maintenance::gc(&self.machine(shard)).await

@@ -6,7 +6,6 @@
 //! an error on a cached (possibly stale) state triggers a fresh read and a re-run.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,14 +24,16 @@ use crate::state::State;
 #[derive(Debug)]
 pub(crate) struct ShardCache {
     tx: watch::Sender<Option<Arc<State>>>,
-    pub(crate) compacting: AtomicBool,
+    /// Whether background maintenance of the shard runs in this process; a watch, so
+    /// a caller can wait for it to finish.
+    compacting: watch::Sender<bool>,
 }
 
 impl ShardCache {
     pub(crate) fn new() -> Self {
         ShardCache {
             tx: watch::channel(None).0,
-            compacting: AtomicBool::new(false),
+            compacting: watch::channel(false).0,
         }
     }
 }
@@ -517,11 +518,22 @@ impl Machine {
 
     /// Whether a compaction is running in this process; claims it if not.
     pub(crate) fn try_claim_compaction(&self) -> bool {
-        !self.cache.compacting.swap(true, Ordering::AcqRel)
+        self.cache.compacting.send_if_modified(|running| {
+            let claimed = !*running;
+            *running = true;
+            claimed
+        })
     }
 
     pub(crate) fn release_compaction(&self) {
-        self.cache.compacting.store(false, Ordering::Release);
+        self.cache.compacting.send_replace(false);
+    }
+
+    /// Waits until no background maintenance of this shard runs in this process.
+    pub(crate) async fn maintenance_idle(&self) {
+        let mut rx = self.cache.compacting.subscribe();
+        // The sender lives in the shard cache, as long as this machine.
+        let _ = rx.wait_for(|running| !*running).await;
     }
 }
 
