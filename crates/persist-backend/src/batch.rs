@@ -12,35 +12,8 @@ use crate::machine::Machine;
 use crate::part::{CodedUpdate, SourceData, decode_part_into, encode_updates};
 use crate::part_fetch::fetch_halves;
 use crate::part_write::{MAX_PARTS_PER_APPEND, check_rows, new_part_key, write_parts};
-use crate::state::{HollowBatch, InlineUpdate, PartRef, before};
-
-/// A time as its order-preserving `u64` code.
-pub fn time_code<T: StorageTimestamp>(t: &T) -> u64 {
-    u64::from_be_bytes(t.encode())
-}
-
-/// The time of a code.
-pub fn time_of<T: StorageTimestamp>(code: u64) -> T {
-    T::decode(code.to_be_bytes())
-}
-
-/// A frontier of a totally ordered time as a code (`None` = `[]`).
-pub fn frontier_code<T: StorageTimestamp>(f: &Antichain<T>) -> Option<u64> {
-    f.elements().iter().map(time_code).min()
-}
-
-/// The frontier of a code.
-pub fn frontier_of<T: StorageTimestamp>(code: Option<u64>) -> Antichain<T> {
-    match code {
-        Some(c) => Antichain::from_elem(time_of(c)),
-        None => Antichain::new(),
-    }
-}
-
-/// Renders a frontier for error messages.
-pub(crate) fn render<T: StorageTimestamp>(f: &Antichain<T>) -> String {
-    format!("{:?}", f.elements())
-}
+use crate::state::{HollowBatch, InlineUpdate, PartRef};
+use crate::update::{before, frontier_of};
 
 /// Updates written to blob (or inlined) but not yet linked into the shard. Link it with
 /// [`WriteHandle::compare_and_append_batch`](crate::WriteHandle::compare_and_append_batch).

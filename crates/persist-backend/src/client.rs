@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 
-use crate::batch::{frontier_of, time_code};
 use crate::cmds;
 use crate::config::PersistConfig;
 use crate::consensus::{self, Consensus};
@@ -18,6 +17,7 @@ use crate::machine::{Machine, ShardCache};
 use crate::maintenance::{self, GcReport};
 use crate::read::{Pins, ReadHandle};
 use crate::state::State;
+use crate::update::{frontier_of, time_code};
 use crate::write::WriteHandle;
 
 #[derive(Debug)]
@@ -237,7 +237,7 @@ impl PersistClient {
         maintenance::finalize(&self.machine(shard)).await
     }
 
-    /// The shard's state as JSON (see [`maintenance::state_json`](crate::maintenance::state_json)).
+    /// The shard's state as JSON: its frontiers, batches, readers, writers and garbage.
     pub async fn inspect(&self, shard: ShardId) -> Result<serde_json::Value> {
         let state = self.machine(shard).fetch().await?;
         Ok(maintenance::state_json(&state))
@@ -247,19 +247,11 @@ impl PersistClient {
     /// and operators).
     pub async fn list_part_keys(&self, shard: ShardId) -> Result<Vec<String>> {
         let machine = self.machine(shard);
-        let prefix = machine.loc.key(&format!("shards/{shard}/parts"));
-        let skip = machine.loc.prefix.parts().count();
+        let prefix = machine.loc.prefix_of(crate::paths::Prefix::Parts(shard));
         let metas = crate::blob::list(machine.loc.store.as_ref(), &prefix).await?;
         let mut keys: Vec<String> = metas
             .iter()
-            .map(|m| {
-                m.location
-                    .parts()
-                    .skip(skip)
-                    .map(|p| p.as_ref().to_owned())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
+            .filter_map(|m| machine.loc.relative(&m.location))
             .collect();
         keys.sort();
         Ok(keys)

@@ -8,14 +8,12 @@
 //! Every command that writes also prunes expired leases, so a crashed reader or writer
 //! stops holding the since or its parts once its lease ends.
 
-use crate::state::{
-    CriticalReader, GarbagePart, HollowBatch, LeasedReader, State, WriterState, frontier_le, join,
-    meet,
-};
+use crate::state::{CriticalReader, GarbagePart, HollowBatch, LeasedReader, State, WriterState};
+use crate::update::{frontier_le, join, meet};
 
 /// Why a command refused to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CmdError {
+pub(crate) enum CmdError {
     /// The shard is finalized.
     Tombstoned,
     /// The handle's registration is gone (its lease expired).
@@ -47,7 +45,7 @@ pub enum CmdError {
 }
 
 /// A command's result: the next state (or `None` for no change) and an output.
-pub type CmdResult<O> = Result<(Option<State>, O), CmdError>;
+pub(crate) type CmdResult<O> = Result<(Option<State>, O), CmdError>;
 
 fn live(state: &State) -> Result<State, CmdError> {
     if state.tombstone {
@@ -57,14 +55,14 @@ fn live(state: &State) -> Result<State, CmdError> {
 }
 
 /// Drops expired leases and recomputes the since.
-pub fn prune_expired(state: &mut State, now_ms: u64) {
+pub(crate) fn prune_expired(state: &mut State, now_ms: u64) {
     state.leased_readers.retain(|r| r.lease_expiry_ms >= now_ms);
     state.writers.retain(|w| w.lease_expiry_ms >= now_ms);
     recompute_since(state);
 }
 
 /// The since follows the meet of every reader's since, and never regresses.
-pub fn recompute_since(state: &mut State) {
+pub(crate) fn recompute_since(state: &mut State) {
     let leased = state.leased_readers.iter().map(|r| r.since);
     let critical = state.critical_readers.iter().map(|r| r.since);
     let mut readers = leased.chain(critical).peekable();
@@ -76,7 +74,12 @@ pub fn recompute_since(state: &mut State) {
 }
 
 /// Registers a writer, or renews its lease.
-pub fn register_writer(state: &State, id: &str, lease_ms: u64, now_ms: u64) -> CmdResult<()> {
+pub(crate) fn register_writer(
+    state: &State,
+    id: &str,
+    lease_ms: u64,
+    now_ms: u64,
+) -> CmdResult<()> {
     let mut next = live(state)?;
     prune_expired(&mut next, now_ms);
     let expiry = now_ms.saturating_add(lease_ms);
@@ -92,7 +95,12 @@ pub fn register_writer(state: &State, id: &str, lease_ms: u64, now_ms: u64) -> C
 }
 
 /// Renews a writer's lease; fails if it already expired.
-pub fn heartbeat_writer(state: &State, id: &str, lease_ms: u64, now_ms: u64) -> CmdResult<()> {
+pub(crate) fn heartbeat_writer(
+    state: &State,
+    id: &str,
+    lease_ms: u64,
+    now_ms: u64,
+) -> CmdResult<()> {
     let mut next = live(state)?;
     prune_expired(&mut next, now_ms);
     let w = next
@@ -112,7 +120,7 @@ fn expired(kind: &'static str, id: &str) -> CmdError {
 }
 
 /// Removes a writer.
-pub fn expire_writer(state: &State, id: &str) -> CmdResult<()> {
+pub(crate) fn expire_writer(state: &State, id: &str) -> CmdResult<()> {
     if state.tombstone || !state.writers.iter().any(|w| w.id == id) {
         return Ok((None, ()));
     }
@@ -123,7 +131,7 @@ pub fn expire_writer(state: &State, id: &str) -> CmdResult<()> {
 
 /// What a successful `compare_and_append` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Appended {
+pub(crate) enum Appended {
     /// The batch is now part of the shard.
     Applied,
     /// A retry of an append that had already committed (same idempotency token).
@@ -131,7 +139,7 @@ pub enum Appended {
 }
 
 /// Appends `batch` if the shard's upper is `batch.lower`; the new upper is `batch.upper`.
-pub fn compare_and_append(
+pub(crate) fn compare_and_append(
     state: &State,
     writer: &str,
     token: &str,
@@ -172,7 +180,7 @@ pub fn compare_and_append(
 /// spine costs about one compaction merge (two CAS) later, so 1 KiB rows merged four
 /// times as far need a quarter of the merges; compaction then moves the merged batch to
 /// a part, so the state's inline bytes stay bounded by this plus the newest batches.
-pub const INLINE_MERGE_BYTES: u64 = 16 * 1024;
+pub(crate) const INLINE_MERGE_BYTES: u64 = 16 * 1024;
 
 /// Appends a batch, merging it into the last one when either holds no updates, or when
 /// both are inline and small together: a stream of single-row appends then keeps few
@@ -203,7 +211,7 @@ fn push_batch(batches: &mut Vec<HollowBatch>, batch: HollowBatch) {
 /// (a missing reader holds 0). Run inside a write's CAS, it makes the write conditional
 /// on the reader's opaque: an owner that took over by moving the opaque fences every
 /// older writer in the same linearizable step.
-pub fn require_opaque(state: &State, id: &str, expected: u64) -> Result<(), CmdError> {
+pub(crate) fn require_opaque(state: &State, id: &str, expected: u64) -> Result<(), CmdError> {
     let current = state
         .critical_readers
         .iter()
@@ -216,7 +224,7 @@ pub fn require_opaque(state: &State, id: &str, expected: u64) -> Result<(), CmdE
 }
 
 /// Registers a leased reader at the shard's since, holding parts from this version on.
-pub fn register_leased_reader(
+pub(crate) fn register_leased_reader(
     state: &State,
     id: &str,
     lease_ms: u64,
@@ -238,7 +246,7 @@ pub fn register_leased_reader(
 
 /// Renews a reader's lease, moves its since forward to `new_since` (if given) and its
 /// version hold forward to `seqno_hold` (if given). Returns the reader's since.
-pub fn heartbeat_reader(
+pub(crate) fn heartbeat_reader(
     state: &State,
     id: &str,
     new_since: Option<Option<u64>>,
@@ -266,7 +274,7 @@ pub fn heartbeat_reader(
 }
 
 /// Removes a leased reader, releasing its hold.
-pub fn expire_reader(state: &State, id: &str) -> CmdResult<()> {
+pub(crate) fn expire_reader(state: &State, id: &str) -> CmdResult<()> {
     if state.tombstone || !state.leased_readers.iter().any(|r| r.id == id) {
         return Ok((None, ()));
     }
@@ -278,7 +286,7 @@ pub fn expire_reader(state: &State, id: &str) -> CmdResult<()> {
 
 /// Registers a critical reader at the shard's since with opaque 0, unless it exists.
 /// Returns its `(opaque, since)`.
-pub fn register_critical_reader(state: &State, id: &str) -> CmdResult<(u64, Option<u64>)> {
+pub(crate) fn register_critical_reader(state: &State, id: &str) -> CmdResult<(u64, Option<u64>)> {
     let mut next = live(state)?;
     if let Some(r) = next.critical_readers.iter().find(|r| r.id == id) {
         return Ok((None, (r.opaque, r.since)));
@@ -294,7 +302,7 @@ pub fn register_critical_reader(state: &State, id: &str) -> CmdResult<(u64, Opti
 
 /// Moves a critical reader's since forward and sets its opaque, if its opaque is
 /// `expected`. A since that would regress is left where it is. Returns the new since.
-pub fn compare_and_downgrade_since(
+pub(crate) fn compare_and_downgrade_since(
     state: &State,
     id: &str,
     expected: u64,
@@ -319,7 +327,11 @@ pub fn compare_and_downgrade_since(
 
 /// Replaces the contiguous run of batches equal to `inputs` with `output`, moving the
 /// inputs' parts to garbage. Returns whether the run was still there.
-pub fn apply_merge(state: &State, inputs: &[HollowBatch], output: &HollowBatch) -> CmdResult<bool> {
+pub(crate) fn apply_merge(
+    state: &State,
+    inputs: &[HollowBatch],
+    output: &HollowBatch,
+) -> CmdResult<bool> {
     let mut next = live(state)?;
     if next.batches.iter().any(|b| b == output) {
         // A retry of a merge that already committed.
@@ -354,7 +366,7 @@ pub fn apply_merge(state: &State, inputs: &[HollowBatch], output: &HollowBatch) 
 }
 
 /// Forgets garbage entries whose parts have been deleted.
-pub fn remove_garbage(state: &State, deleted: &[String]) -> CmdResult<()> {
+pub(crate) fn remove_garbage(state: &State, deleted: &[String]) -> CmdResult<()> {
     let mut next = state.clone();
     let before = next.garbage.len();
     next.garbage.retain(|g| !deleted.contains(&g.key));
@@ -366,7 +378,7 @@ pub fn remove_garbage(state: &State, deleted: &[String]) -> CmdResult<()> {
 
 /// Turns a shard with `since = upper = []` into a tombstone whose parts are garbage.
 /// Finalizing a tombstone is a no-op.
-pub fn finalize(state: &State) -> CmdResult<()> {
+pub(crate) fn finalize(state: &State) -> CmdResult<()> {
     if state.tombstone {
         return Ok((None, ()));
     }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use strata_controller_api::{Antichain, ShardId, StorageTimestamp};
 
-use crate::batch::{frontier_code, frontier_of};
 use crate::cmds::{self, CmdError};
 use crate::error::Result;
 use crate::machine::Machine;
 use crate::state::State;
+use crate::update::{frontier_code, frontier_of};
 
 /// The critical reader's opaque value was not the expected one: a newer holder (for
 /// example a controller with a higher epoch) has taken over. Nothing changed.

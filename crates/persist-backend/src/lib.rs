@@ -12,8 +12,9 @@
 //! subscriber; a specific async runtime beyond tokio's primitives.
 //!
 //! **Invariants**:
-//! - every state change is a pure command ([`cmds`]) committed by a compare-and-set of
-//!   the next seqno ([`consensus`]); a shard's history is linearizable;
+//! - every state change is a pure command (the private `cmds` module) committed by a
+//!   compare-and-set of the next seqno ([`consensus`]); a shard's history is
+//!   linearizable;
 //! - an acknowledged append is durable and appears exactly once, even across
 //!   indeterminate storage errors; a commit whose outcome is unknown stays in doubt
 //!   until a later state's ring of commit tokens settles it, and is never reported as
@@ -24,7 +25,8 @@
 //!   pruning, the inline cap and GC keep independent of the shard's history;
 //! - input from callers or storage never panics: every failure is a [`PersistError`].
 //!
-//! Layout: `strata-format` (the consensus format marker), `shards/{shard}/head` (the
+//! Layout (every key is built and parsed by the private `paths` module):
+//! `strata-format` (the consensus format marker), `shards/{shard}/head` (the
 //! register's head: an object on memory and S3, a file under `head.lock` on local
 //! files), `shards/{shard}/parts/{writer}/{uuid}` (Parquet parts),
 //! `txns/{txns}/parts/{shard}/{uuid}` (txns batches not yet applied). Locations written
@@ -35,7 +37,7 @@
 mod batch;
 mod blob;
 mod client;
-pub mod cmds;
+mod cmds;
 mod columns;
 pub mod config;
 pub mod conformance;
@@ -50,20 +52,23 @@ pub mod maintenance;
 pub mod part;
 mod part_fetch;
 mod part_write;
+mod paths;
 mod read;
-pub mod state;
+pub mod retry;
+mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod txns;
+mod update;
 mod write;
 
-pub use batch::{Batch, frontier_code, frontier_of, time_code, time_of};
+pub use batch::Batch;
 pub use client::PersistClient;
 pub use config::PersistConfig;
 pub use critical::{OpaqueMismatch, SinceHandle};
 pub use error::{CodecError, ExternalError, LocationError, PersistError, Result};
 pub use location::Location;
 pub use maintenance::GcReport;
-pub use part::SourceData;
 pub use read::{Listen, ListenEvent, ReadHandle, SnapshotCursor};
-pub use write::{Update, UpperMismatch, WriteFence, WriteHandle};
+pub use update::{CodedUpdate, SourceData, Update, frontier_code, frontier_of, time_code, time_of};
+pub use write::{UpperMismatch, WriteFence, WriteHandle};

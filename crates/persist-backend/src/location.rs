@@ -20,6 +20,7 @@ use object_store::path::Path;
 
 use crate::consensus::ConsensusKind;
 use crate::error::LocationError;
+use crate::paths::{KeyError, ObjectKey, Prefix};
 
 /// An opened location: the store and the prefix under which every key lives.
 #[derive(Debug, Clone)]
@@ -262,6 +263,67 @@ impl Location {
         );
         Path::from_iter(parts)
     }
+
+    /// The full key of `object`.
+    pub(crate) fn object(&self, object: &ObjectKey) -> Path {
+        self.key(&object.to_string())
+    }
+
+    /// The full key of the listing prefix `prefix`.
+    pub(crate) fn prefix_of(&self, prefix: Prefix) -> Path {
+        self.key(&prefix.to_string())
+    }
+
+    /// `path` relative to this location's prefix, or `None` if it is not under it.
+    pub(crate) fn relative(&self, path: &Path) -> Option<String> {
+        let mut parts = path.parts();
+        for expected in self.prefix.parts() {
+            if parts.next()? != expected {
+                return None;
+            }
+        }
+        Some(
+            parts
+                .map(|p| p.as_ref().to_owned())
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
+    }
+
+    /// What `path`, a key listed from this location, names. A key outside the prefix or
+    /// of no known form is an error, and is not ours to touch.
+    pub(crate) fn parse_key(&self, path: &Path) -> Result<ObjectKey, KeyError> {
+        let relative = self.relative(path).ok_or_else(|| KeyError {
+            key: path.to_string(),
+            reason: "outside the location's prefix",
+        })?;
+        relative.parse()
+    }
+
+    /// The listed objects (from a listing of `listing`) whose keys parse and are
+    /// `expected` there. Any other object is not ours to touch: it is left out, and
+    /// logged.
+    pub(crate) fn expected_keys(
+        &self,
+        listed: Vec<object_store::ObjectMeta>,
+        listing: &str,
+        expected: impl Fn(&ObjectKey) -> bool,
+    ) -> Vec<(ObjectKey, object_store::ObjectMeta)> {
+        listed
+            .into_iter()
+            .filter_map(|meta| match self.parse_key(&meta.location) {
+                Ok(key) if expected(&key) => Some((key, meta)),
+                Ok(key) => {
+                    tracing::warn!(%key, listing, "unexpected object in a listing; left alone");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%error, listing, "unknown object in a listing; left alone");
+                    None
+                }
+            })
+            .collect()
+    }
 }
 
 #[cfg(feature = "file")]
@@ -388,5 +450,20 @@ mod tests {
         assert_eq!(loc.key("shards/x/state").as_ref(), "a/b/shards/x/state");
         let loc = Location::from_store(memory_store("keys"), "", "mem://keys");
         assert_eq!(loc.key("shards/x").as_ref(), "shards/x");
+    }
+
+    #[test]
+    fn listed_keys_parse_relative_to_the_prefix() {
+        let loc = Location::from_store(memory_store("rel"), "a/b", "mem://rel");
+        let key = ObjectKey::Head {
+            shard: strata_controller_api::ShardId::from_bytes([3; 16]),
+        };
+        assert_eq!(loc.parse_key(&loc.object(&key)).unwrap(), key);
+        let outside = Path::from("a/c/strata-format");
+        assert_eq!(
+            loc.parse_key(&outside).unwrap_err().reason,
+            "outside the location's prefix"
+        );
+        assert_eq!(loc.relative(&Path::from("a/b")).as_deref(), Some(""));
     }
 }

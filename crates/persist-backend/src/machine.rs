@@ -6,7 +6,6 @@
 //! an error on a cached (possibly stale) state triggers a fresh read and a re-run.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
@@ -18,6 +17,7 @@ use crate::config::PersistConfig;
 use crate::consensus::{CasOutcome, Consensus};
 use crate::error::{ExternalError, PersistError, Result};
 use crate::location::Location;
+use crate::retry::{Backoff, BackoffConfig, random_fraction};
 use crate::state::State;
 
 /// The latest state seen of one shard, shared by every handle of one client.
@@ -163,13 +163,13 @@ pub(crate) fn random_u64() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0
 }
 
-pub(crate) async fn backoff(attempt: usize) {
-    let cap_ms = 1u64 << attempt.min(7);
-    let jitter = random_u64() % (cap_ms * 1000).max(1);
-    tokio::time::sleep(Duration::from_micros(jitter)).await;
-}
-
 impl Machine {
+    /// Whether an operation that has retried `backoff.retries()` times may try again
+    /// (every operation makes at most `io_attempts` attempts).
+    fn may_retry(&self, backoff: &Backoff) -> bool {
+        (backoff.retries() as usize) + 1 < self.cfg.io_attempts
+    }
+
     pub(crate) fn shard_str(&self) -> String {
         self.shard.to_string()
     }
@@ -204,7 +204,11 @@ impl Machine {
             // Nothing new (an idle poll): no decode.
             return Ok(Some(cached));
         }
-        let key = format!("shards/{}/state/{:020}", self.shard, head.seqno);
+        let key = crate::paths::ObjectKey::Version {
+            shard: self.shard,
+            seqno: head.seqno,
+        }
+        .to_string();
         let state = Arc::new(State::decode_checked(
             &key,
             &self.shard_str(),
@@ -217,15 +221,14 @@ impl Machine {
 
     /// Reads the head state, retrying transient storage errors.
     pub(crate) async fn fetch(&self) -> Result<Arc<State>> {
-        let mut attempt = 0;
+        let mut backoff = Backoff::new(BackoffConfig::STORE);
         loop {
             match self.fetch_opt().await {
                 Ok(Some(s)) => return Ok(s),
                 Ok(None) => return Err(PersistError::NotInitialized { shard: self.shard }),
-                Err(PersistError::External(e)) if attempt + 1 < self.cfg.io_attempts => {
+                Err(PersistError::External(e)) if self.may_retry(&backoff) => {
                     tracing::debug!(shard = %self.shard, error = %e, "retrying a state read");
-                    attempt += 1;
-                    backoff(attempt).await;
+                    backoff.wait().await;
                 }
                 Err(e) => return Err(e),
             }
@@ -234,9 +237,8 @@ impl Machine {
 
     /// Creates the first version of the shard if there is none; returns the head.
     pub(crate) async fn init(&self, lower: u64, schema_json: String) -> Result<Arc<State>> {
-        let mut attempt = 0;
+        let mut backoff = Backoff::new(BackoffConfig::STORE);
         loop {
-            attempt += 1;
             let res = async {
                 if let Some(s) = self.fetch_opt().await? {
                     return Ok(Some(s));
@@ -263,9 +265,7 @@ impl Machine {
             match res {
                 Ok(Some(s)) => return Ok(s),
                 Ok(None) => {}
-                Err(PersistError::External(_)) if attempt < self.cfg.io_attempts => {
-                    backoff(attempt).await
-                }
+                Err(PersistError::External(_)) if self.may_retry(&backoff) => backoff.wait().await,
                 Err(e) => return Err(e),
             }
         }
@@ -308,6 +308,7 @@ impl Machine {
         };
         let mut conflicts = 0;
         let mut failures = 0;
+        let mut store_backoff = Backoff::new(BackoffConfig::STORE);
         loop {
             let (next, out) = match cmd(&state) {
                 Err(_) | Ok((None, _)) if !fresh => {
@@ -362,7 +363,7 @@ impl Machine {
                             return Err(e.into());
                         }
                         tracing::debug!(shard = %self.shard, error = %e, "retrying a state write");
-                        backoff(failures).await;
+                        store_backoff.wait().await;
                     }
                     continue;
                 }
@@ -385,7 +386,8 @@ impl Machine {
                 attempts: *conflicts,
             });
         }
-        backoff((*conflicts).min(4)).await;
+        let delay = BackoffConfig::CONTENTION.delay(*conflicts as u32, random_fraction());
+        tokio::time::sleep(delay).await;
         Ok(())
     }
 
@@ -479,13 +481,10 @@ impl Machine {
     where
         Fut: std::future::Future<Output = Result<T, ExternalError>>,
     {
-        let mut attempt = 0;
+        let mut backoff = Backoff::new(BackoffConfig::STORE);
         loop {
             match call().await {
-                Err(_) if attempt + 1 < self.cfg.io_attempts => {
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
+                Err(_) if self.may_retry(&backoff) => backoff.wait().await,
                 other => return other,
             }
         }

@@ -27,7 +27,8 @@ use crate::cmds;
 use crate::error::{PersistError, Result};
 use crate::machine::Machine;
 use crate::part::CodedUpdate;
-use crate::state::{PartRef, State};
+use crate::paths::{ObjectKey, Prefix};
+use crate::state::State;
 
 /// What one GC run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub const MAX_MERGE_BYTES: u64 = 64 << 20;
 /// at most twice the run's total so far (they would be out of shape next to its
 /// output), up to [`MAX_MERGE_INPUTS`] batches and [`MAX_MERGE_BYTES`]: a cascade of
 /// pairwise merges becomes one merge, one pair of CASes instead of one per level.
-pub fn pick_merge(state: &State) -> Option<std::ops::Range<usize>> {
+pub(crate) fn pick_merge(state: &State) -> Option<std::ops::Range<usize>> {
     if state.tombstone || state.batches.len() < 2 {
         return None;
     }
@@ -148,7 +149,7 @@ pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
                     || state.garbage.iter().any(|g| g.key == key)
             };
             if !output.parts.iter().any(|p| named(&p.key)) {
-                delete_parts(machine, &output.parts).await;
+                crate::part_write::delete_parts(machine, &output.parts).await;
             }
             Ok(true)
         }
@@ -163,23 +164,6 @@ pub(crate) async fn compact(machine: &Machine, max_steps: usize) -> Result<usize
         steps += 1;
     }
     Ok(steps)
-}
-
-/// Best-effort removal of parts that were never linked (GC finds any left behind).
-pub(crate) async fn delete_parts(machine: &Machine, parts: &[PartRef]) {
-    let keys = parts.iter().map(|p| machine.loc.key(&p.key)).collect();
-    if let Err(e) = blob::delete_many(machine.loc.store.as_ref(), keys).await {
-        tracing::debug!(error = %e, "leaving unlinked parts to GC");
-    }
-}
-
-fn relative_key(machine: &Machine, path: &object_store::path::Path) -> String {
-    let skip = machine.loc.prefix.parts().count();
-    path.parts()
-        .skip(skip)
-        .map(|p| p.as_ref().to_owned())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// One GC run.
@@ -209,7 +193,7 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
     }
     let listed = blob::list(
         machine.loc.store.as_ref(),
-        &machine.loc.key(&format!("shards/{}/parts", machine.shard)),
+        &machine.loc.prefix_of(Prefix::Parts(machine.shard)),
     )
     .await?;
     let fresh = machine.fetch().await?;
@@ -222,11 +206,15 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
     let now = crate::config::system_now()();
     let grace = machine.cfg.orphan_grace.as_millis() as i64;
     let mut orphans = Vec::new();
-    for meta in listed {
-        let key = relative_key(machine, &meta.location);
-        let writer = key.split('/').nth(3).unwrap_or_default();
+    let ours =
+        |key: &ObjectKey| matches!(key, ObjectKey::Part { shard, .. } if *shard == machine.shard);
+    for (key, meta) in machine.loc.expected_keys(listed, "shard parts", ours) {
+        let ObjectKey::Part { writer, .. } = &key else {
+            continue;
+        };
         let age = now as i64 - meta.last_modified.timestamp_millis();
-        if referenced.contains(key.as_str()) || writers.contains(writer) || age < grace {
+        let referenced = referenced.contains(key.to_string().as_str());
+        if referenced || writers.contains(writer.as_str()) || age < grace {
             continue;
         }
         orphans.push(meta.location);
@@ -292,7 +280,7 @@ fn render(f: Option<u64>) -> serde_json::Value {
 
 /// The state as JSON, for operators and tests. Times are codes (the timestamp's
 /// 8-byte encoding as a big-endian `u64`; for the default `Timestamp`, milliseconds).
-pub fn state_json(state: &State) -> serde_json::Value {
+pub(crate) fn state_json(state: &State) -> serde_json::Value {
     let batches: Vec<_> = state
         .batches
         .iter()

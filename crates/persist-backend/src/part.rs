@@ -30,17 +30,12 @@ use parquet::basic::Encoding;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
-use strata_controller_api::{RelationDesc, Row, RowsPacker, ScalarType};
+use strata_controller_api::{RelationDesc, RowsPacker, ScalarType};
 
 use crate::columns::{ColumnsBuilder, RowsReader, downcast};
 use crate::error::CodecError;
 
-/// The data of one update: a row, or an error that the source reported in its place.
-pub type SourceData = Result<Row, String>;
-
-/// One update in the shard's internal time domain: `(data, time code, diff)`, where the
-/// time code is the timestamp's 8-byte encoding as a big-endian `u64`.
-pub type CodedUpdate = (SourceData, u64, i64);
+pub use crate::update::{CodedUpdate, SourceData};
 
 pub use crate::consolidate::{consolidate, consolidate_updates};
 pub use crate::part_write::MAX_PARTS_PER_APPEND;
@@ -413,7 +408,7 @@ pub(crate) fn append_checked(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use strata_controller_api::Datum;
+    use strata_controller_api::{Datum, Row};
 
     fn desc() -> RelationDesc {
         RelationDesc::builder()

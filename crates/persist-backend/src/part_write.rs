@@ -28,12 +28,7 @@ pub const MAX_PARTS_PER_APPEND: usize = 16;
 
 /// Where a part of `writer`'s goes in `machine`'s shard.
 pub(crate) fn new_part_key(machine: &Machine, writer: &str) -> String {
-    format!(
-        "shards/{}/parts/{}/{}",
-        machine.shard,
-        writer,
-        uuid::Uuid::new_v4()
-    )
+    crate::paths::ObjectKey::new_part(machine.shard, writer).to_string()
 }
 
 /// Checks every row against `desc`; the first that does not match is the error.
@@ -133,7 +128,7 @@ pub(crate) async fn write_parts<D: Borrow<SourceData> + Sync>(
         }
     }
     if let Some(e) = first_err {
-        crate::maintenance::delete_parts(machine, &parts).await;
+        delete_parts(machine, &parts).await;
         return Err(e);
     }
     Ok(parts)
@@ -172,4 +167,12 @@ fn code_and_spawn_put<D: Borrow<SourceData>>(
             bytes: size,
         })
     }))
+}
+
+/// Best-effort removal of parts that were never linked (GC finds any left behind).
+pub(crate) async fn delete_parts(machine: &Machine, parts: &[PartRef]) {
+    let keys = parts.iter().map(|p| machine.loc.key(&p.key)).collect();
+    if let Err(e) = crate::blob::delete_many(machine.loc.store.as_ref(), keys).await {
+        tracing::debug!(error = %e, "leaving unlinked parts to GC");
+    }
 }

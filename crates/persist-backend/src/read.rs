@@ -11,17 +11,16 @@ use std::sync::{Arc, Mutex};
 
 use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 
-use crate::batch::{
-    advance_to, frontier_code, frontier_of, read_hollow, read_hollow_at, read_inline, read_part,
-    render, restrict, time_code, time_of,
-};
+use crate::batch::{advance_to, read_hollow, read_hollow_at, read_inline, read_part, restrict};
 use crate::cmds;
 use crate::error::{PersistError, Result};
 use crate::lease::Heartbeat;
 use crate::machine::Machine;
 use crate::part::{CodedUpdate, consolidate};
-use crate::state::{HollowBatch, PartRef, State, before, frontier_le};
-use crate::write::Update;
+use crate::state::{HollowBatch, PartRef, State};
+use crate::update::{
+    Update, before, frontier_code, frontier_le, frontier_of, render, time_code, time_of,
+};
 
 /// Waits until the shard's upper is beyond `frontier` and returns that state.
 pub(crate) async fn wait_for_upper_past(

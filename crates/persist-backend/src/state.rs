@@ -27,171 +27,171 @@ use crate::error::CodecError;
 
 /// The durable state of one shard at one version.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct State {
+pub(crate) struct State {
     /// The consensus version this state is stored at.
     #[prost(uint64, tag = "1")]
-    pub seqno: u64,
+    pub(crate) seqno: u64,
     /// The shard id, as text.
     #[prost(string, tag = "2")]
-    pub shard: String,
+    pub(crate) shard: String,
     /// The read frontier (`None` = `[]`).
     #[prost(uint64, optional, tag = "3")]
-    pub since: Option<u64>,
+    pub(crate) since: Option<u64>,
     /// The write frontier (`None` = `[]`).
     #[prost(uint64, optional, tag = "4")]
-    pub upper: Option<u64>,
+    pub(crate) upper: Option<u64>,
     /// The batches, in time order.
     #[prost(message, repeated, tag = "5")]
-    pub batches: Vec<HollowBatch>,
+    pub(crate) batches: Vec<HollowBatch>,
     /// Readers that hold the since while their lease lasts.
     #[prost(message, repeated, tag = "6")]
-    pub leased_readers: Vec<LeasedReader>,
+    pub(crate) leased_readers: Vec<LeasedReader>,
     /// Readers that hold the since until they release it, fenced by an opaque epoch.
     #[prost(message, repeated, tag = "7")]
-    pub critical_readers: Vec<CriticalReader>,
+    pub(crate) critical_readers: Vec<CriticalReader>,
     /// Registered writers.
     #[prost(message, repeated, tag = "8")]
-    pub writers: Vec<WriterState>,
+    pub(crate) writers: Vec<WriterState>,
     /// Set once the shard is finalized; no operation succeeds afterwards.
     #[prost(bool, tag = "9")]
-    pub tombstone: bool,
+    pub(crate) tombstone: bool,
     /// Parts no longer referenced by `batches`, awaiting deletion.
     #[prost(message, repeated, tag = "10")]
-    pub garbage: Vec<GarbagePart>,
+    pub(crate) garbage: Vec<GarbagePart>,
     /// The lower of the first batch: the shard's initial frontier.
     #[prost(uint64, tag = "11")]
-    pub lower: u64,
+    pub(crate) lower: u64,
     /// The relation description as JSON, for inspection.
     #[prost(string, tag = "12")]
-    pub schema_json: String,
+    pub(crate) schema_json: String,
     /// The commit tokens of the most recent versions, oldest first, one per version up
     /// to and including this one (at most [`RECENT_TOKENS`]). A writer whose commit was
     /// in doubt finds out from any later state whether it landed: see
     /// `machine::InDoubt`.
     #[prost(bytes = "bytes", repeated, tag = "13")]
-    pub recent_tokens: Vec<Bytes>,
+    pub(crate) recent_tokens: Vec<Bytes>,
 }
 
 /// How many versions' commit tokens a state remembers: an in-doubt commit is resolved
 /// exactly while fewer versions than this were committed on top of it.
-pub const RECENT_TOKENS: usize = 64;
+pub(crate) const RECENT_TOKENS: usize = 64;
 
 /// A batch: updates at times in `[lower, upper)`, held in parts or inline.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct HollowBatch {
+pub(crate) struct HollowBatch {
     /// The inclusive lower bound of its times.
     #[prost(uint64, tag = "1")]
-    pub lower: u64,
+    pub(crate) lower: u64,
     /// The exclusive upper bound (`None` = `[]`).
     #[prost(uint64, optional, tag = "2")]
-    pub upper: Option<u64>,
+    pub(crate) upper: Option<u64>,
     /// Times before this were forwarded to it by compaction.
     #[prost(uint64, tag = "3")]
-    pub since: u64,
+    pub(crate) since: u64,
     /// The blob parts.
     #[prost(message, repeated, tag = "4")]
-    pub parts: Vec<PartRef>,
+    pub(crate) parts: Vec<PartRef>,
     /// Updates small enough to live in the state itself.
     #[prost(message, repeated, tag = "5")]
-    pub inline: Vec<InlineUpdate>,
+    pub(crate) inline: Vec<InlineUpdate>,
     /// The number of updates.
     #[prost(uint64, tag = "6")]
-    pub len: u64,
+    pub(crate) len: u64,
     /// The encoded size of the updates.
     #[prost(uint64, tag = "7")]
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 /// A reference to an immutable Parquet part.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Message)]
-pub struct PartRef {
+pub(crate) struct PartRef {
     /// The key relative to the location: `shards/{shard}/parts/{writer}/{uuid}`.
     #[prost(string, tag = "1")]
-    pub key: String,
+    pub(crate) key: String,
     /// The number of updates.
     #[prost(uint64, tag = "2")]
-    pub len: u64,
+    pub(crate) len: u64,
     /// The encoded size.
     #[prost(uint64, tag = "3")]
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 /// One update stored inline.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct InlineUpdate {
+pub(crate) struct InlineUpdate {
     /// The row's encoded bytes (empty for an error).
     #[prost(bytes = "bytes", tag = "1")]
-    pub row: Bytes,
+    pub(crate) row: Bytes,
     /// The error, if this update is one.
     #[prost(string, optional, tag = "2")]
-    pub err: Option<String>,
+    pub(crate) err: Option<String>,
     /// The time code.
     #[prost(uint64, tag = "3")]
-    pub ts: u64,
+    pub(crate) ts: u64,
     /// The multiplicity change.
     #[prost(sint64, tag = "4")]
-    pub diff: i64,
+    pub(crate) diff: i64,
 }
 
 /// A reader whose hold lasts while its lease is renewed.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct LeasedReader {
+pub(crate) struct LeasedReader {
     /// The reader id.
     #[prost(string, tag = "1")]
-    pub id: String,
+    pub(crate) id: String,
     /// Its since (`None` = `[]`).
     #[prost(uint64, optional, tag = "2")]
-    pub since: Option<u64>,
+    pub(crate) since: Option<u64>,
     /// The oldest version it may still be reading: parts removed after it are kept.
     #[prost(uint64, tag = "3")]
-    pub seqno: u64,
+    pub(crate) seqno: u64,
     /// Wall-clock milliseconds after which the lease is void.
     #[prost(uint64, tag = "4")]
-    pub lease_expiry_ms: u64,
+    pub(crate) lease_expiry_ms: u64,
 }
 
 /// A reader that holds the since until it releases it, fenced by an opaque epoch.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct CriticalReader {
+pub(crate) struct CriticalReader {
     /// The reader id.
     #[prost(string, tag = "1")]
-    pub id: String,
+    pub(crate) id: String,
     /// Its since (`None` = `[]`).
     #[prost(uint64, optional, tag = "2")]
-    pub since: Option<u64>,
+    pub(crate) since: Option<u64>,
     /// The opaque value a caller must present to move the since.
     #[prost(uint64, tag = "3")]
-    pub opaque: u64,
+    pub(crate) opaque: u64,
 }
 
 /// A registered writer.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct WriterState {
+pub(crate) struct WriterState {
     /// The writer id.
     #[prost(string, tag = "1")]
-    pub id: String,
+    pub(crate) id: String,
     /// Wall-clock milliseconds after which the lease is void.
     #[prost(uint64, tag = "2")]
-    pub lease_expiry_ms: u64,
+    pub(crate) lease_expiry_ms: u64,
     /// The idempotency token of its last committed append.
     #[prost(string, tag = "3")]
-    pub last_token: String,
+    pub(crate) last_token: String,
 }
 
 /// A part that waits for deletion.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct GarbagePart {
+pub(crate) struct GarbagePart {
     /// The part key.
     #[prost(string, tag = "1")]
-    pub key: String,
+    pub(crate) key: String,
     /// The first version whose batches no longer reference it.
     #[prost(uint64, tag = "2")]
-    pub removed_at: u64,
+    pub(crate) removed_at: u64,
 }
 
 impl State {
     /// The first state of a shard whose times start at `lower`.
-    pub fn initial(shard: &str, lower: u64, schema_json: String) -> State {
+    pub(crate) fn initial(shard: &str, lower: u64, schema_json: String) -> State {
         State {
             shard: shard.to_owned(),
             since: Some(lower),
@@ -203,7 +203,7 @@ impl State {
     }
 
     /// Decodes a state read from version `seqno` of `key`, checking it belongs there.
-    pub fn decode_checked(
+    pub(crate) fn decode_checked(
         key: &str,
         shard: &str,
         seqno: u64,
@@ -234,18 +234,18 @@ impl State {
     }
 
     /// Every part key the batches reference.
-    pub fn live_parts(&self) -> impl Iterator<Item = &PartRef> {
+    pub(crate) fn live_parts(&self) -> impl Iterator<Item = &PartRef> {
         self.batches.iter().flat_map(|b| b.parts.iter())
     }
 
     /// The number of parts the batches reference.
-    pub fn part_count(&self) -> usize {
+    pub(crate) fn part_count(&self) -> usize {
         self.batches.iter().map(|b| b.parts.len()).sum()
     }
 
     /// Records `token` as the commit token of this version, forgetting the oldest
     /// beyond [`RECENT_TOKENS`].
-    pub fn push_token(&mut self, token: Bytes) {
+    pub(crate) fn push_token(&mut self, token: Bytes) {
         if self.recent_tokens.len() >= RECENT_TOKENS {
             let excess = self.recent_tokens.len() + 1 - RECENT_TOKENS;
             self.recent_tokens.drain(..excess);
@@ -254,7 +254,7 @@ impl State {
     }
 
     /// Total bytes held inline.
-    pub fn inline_bytes(&self) -> u64 {
+    pub(crate) fn inline_bytes(&self) -> u64 {
         self.batches
             .iter()
             .filter(|b| !b.inline.is_empty())
@@ -265,38 +265,8 @@ impl State {
 
 impl HollowBatch {
     /// Whether the batch holds no updates.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.parts.is_empty() && self.inline.is_empty()
-    }
-}
-
-/// Whether time code `t` is before the frontier `f` (`None` = `[]`, beyond everything).
-pub fn before(t: u64, f: Option<u64>) -> bool {
-    f.is_none_or(|f| t < f)
-}
-
-/// The lesser of two frontiers (`None` = `[]` is the greatest).
-pub fn meet(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (x, None) | (None, x) => x,
-    }
-}
-
-/// The greater of two frontiers.
-pub fn join(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        _ => None,
-    }
-}
-
-/// Whether frontier `a` is not beyond frontier `b`.
-pub fn frontier_le(a: Option<u64>, b: Option<u64>) -> bool {
-    match (a, b) {
-        (_, None) => true,
-        (None, Some(_)) => false,
-        (Some(a), Some(b)) => a <= b,
     }
 }
 
@@ -304,22 +274,6 @@ pub fn frontier_le(a: Option<u64>, b: Option<u64>) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-
-    #[test]
-    fn frontier_arithmetic() {
-        let check = |a, b, m, j, le| {
-            assert_eq!(meet(a, b), m, "meet {a:?} {b:?}");
-            assert_eq!(join(a, b), j, "join {a:?} {b:?}");
-            assert_eq!(frontier_le(a, b), le, "le {a:?} {b:?}");
-        };
-        check(Some(1), Some(2), Some(1), Some(2), true);
-        check(Some(2), Some(1), Some(1), Some(2), false);
-        check(None, Some(2), Some(2), None, false);
-        check(Some(2), None, Some(2), None, true);
-        check(None, None, None, None, true);
-        assert!(before(3, None));
-        assert!(!before(3, Some(3)));
-    }
 
     #[test]
     fn decode_rejects_garbage_and_misplaced_states() {

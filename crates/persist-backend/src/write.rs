@@ -5,16 +5,15 @@ use std::sync::Arc;
 
 use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 
-use crate::batch::{Batch, Layout, frontier_code, frontier_of, render, time_code, write_hollow};
+use crate::batch::{Batch, Layout, write_hollow};
 use crate::cmds::{self, Appended, CmdError};
 use crate::error::{PersistError, Result};
 use crate::lease::Heartbeat;
 use crate::machine::Machine;
-use crate::part::SourceData;
-use crate::state::{State, before, frontier_le};
-
-/// One update as a caller writes it: the data (a row or an error), a time and a diff.
-pub type Update<T> = (SourceData, T, i64);
+use crate::state::State;
+use crate::update::{
+    SourceData, Update, before, frontier_code, frontier_le, frontier_of, render, time_code,
+};
 
 /// The shard's upper was not the expected one; nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -261,7 +260,7 @@ impl<T: StorageTimestamp> WriteHandle<T> {
             }
             other => {
                 if matches!(other, Ok(Err(_)) | Err(PersistError::Fenced { .. })) {
-                    crate::maintenance::delete_parts(&self.machine, &batch.hollow.parts).await;
+                    crate::part_write::delete_parts(&self.machine, &batch.hollow.parts).await;
                 }
                 other
             }

@@ -53,6 +53,8 @@ use super::{CasOutcome, Consensus, ConsensusKind, Envelope, SeqNo, VersionedData
 use crate::blob::{self, Created};
 use crate::error::{CodecError, ExternalError, PersistError};
 use crate::location::Location;
+use crate::paths::{ObjectKey, Prefix};
+use crate::retry::{Backoff, BackoffConfig};
 
 /// A failed read while a write of ours may have landed leaves the outcome unknown.
 fn in_doubt(e: PersistError) -> PersistError {
@@ -130,25 +132,41 @@ impl LogConsensus {
     }
 
     fn state_prefix(&self, shard: ShardId) -> Path {
-        self.loc.key(&format!("shards/{shard}/state"))
+        self.loc.prefix_of(Prefix::Versions(shard))
     }
 
     fn state_key(&self, shard: ShardId, seqno: SeqNo) -> Path {
-        self.loc.key(&format!("shards/{shard}/state/{seqno:020}"))
+        self.loc.object(&ObjectKey::Version { shard, seqno })
     }
 
     fn boundary_prefix(&self, shard: ShardId) -> Path {
-        self.loc.key(&format!("shards/{shard}/boundary"))
+        self.loc.prefix_of(Prefix::Boundary(shard))
     }
 
     fn fence_key(&self, shard: ShardId, seqno: SeqNo) -> Path {
         let slot = seqno / FENCE_SLOT;
-        self.loc.key(&format!("shards/{shard}/fence/{slot:020}"))
+        self.loc.object(&ObjectKey::Fence { shard, slot })
     }
 
     fn boundary_key(&self, shard: ShardId, seqno: SeqNo) -> Path {
+        self.loc.object(&ObjectKey::Boundary { shard, seqno })
+    }
+
+    /// The seqnos named by listed version or boundary keys of `shard`; any other key is
+    /// left out and logged.
+    fn seqnos(
+        &self,
+        shard: ShardId,
+        metas: Vec<object_store::ObjectMeta>,
+    ) -> impl Iterator<Item = SeqNo> {
+        let expected = |key: &ObjectKey| matches!(key, ObjectKey::Version { shard: s, .. } | ObjectKey::Boundary { shard: s, .. } if *s == shard);
         self.loc
-            .key(&format!("shards/{shard}/boundary/{seqno:020}"))
+            .expected_keys(metas, "log versions", expected)
+            .into_iter()
+            .filter_map(|(key, _)| match key {
+                ObjectKey::Version { seqno, .. } | ObjectKey::Boundary { seqno, .. } => Some(seqno),
+                _ => None,
+            })
     }
 
     async fn get_envelope(
@@ -229,20 +247,13 @@ impl LogConsensus {
 
     async fn list_max(&self, shard: ShardId) -> Result<Option<SeqNo>, PersistError> {
         let metas = blob::list(self.loc.store.as_ref(), &self.state_prefix(shard)).await?;
-        Ok(metas
-            .iter()
-            .filter_map(|m| m.location.filename()?.parse::<SeqNo>().ok())
-            .max())
+        Ok(self.seqnos(shard, metas).max())
     }
 
     /// The truncation boundary: versions below it are deleted or about to be.
     pub async fn boundary(&self, shard: ShardId) -> Result<SeqNo, PersistError> {
         let metas = blob::list(self.loc.store.as_ref(), &self.boundary_prefix(shard)).await?;
-        Ok(metas
-            .iter()
-            .filter_map(|m| m.location.filename()?.parse::<SeqNo>().ok())
-            .max()
-            .unwrap_or(0))
+        Ok(self.seqnos(shard, metas).max().unwrap_or(0))
     }
 
     async fn beyond_boundary(&self, shard: ShardId, seqno: SeqNo) -> Result<bool, PersistError> {
@@ -275,7 +286,11 @@ impl LogConsensus {
         }
         .encode_to_vec();
         let mut last_err = None;
-        for _ in 0..CREATE_ATTEMPTS {
+        let mut backoff = Backoff::new(BackoffConfig::STORE);
+        for attempt in 0..CREATE_ATTEMPTS {
+            if attempt > 0 {
+                backoff.wait().await;
+            }
             match blob::create(self.loc.store.as_ref(), &key, Bytes::from(payload.clone())).await {
                 Ok(Created::Yes) => return self.check_not_ghost(shard, seqno, &key).await,
                 // Even on our first attempt the object may be ours: a store client that

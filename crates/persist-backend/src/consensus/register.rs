@@ -26,6 +26,7 @@ use strata_controller_api::ShardId;
 use super::{CasOutcome, Consensus, ConsensusKind, Envelope, SeqNo, VersionedData};
 use crate::error::{CodecError, ExternalError, PersistError};
 use crate::location::Location;
+use crate::retry::{Backoff, BackoffConfig};
 
 /// Attempts of one put whose answer was lost before the outcome is reported in doubt.
 const PUT_ATTEMPTS: usize = 3;
@@ -58,7 +59,7 @@ impl RegisterConsensus {
     }
 
     fn key(&self, shard: ShardId) -> Path {
-        self.loc.key(&format!("shards/{shard}/head"))
+        self.loc.object(&crate::paths::ObjectKey::Head { shard })
     }
 
     fn cached(&self, shard: ShardId) -> Option<Seen> {
@@ -220,7 +221,11 @@ impl Consensus for RegisterConsensus {
         let key = self.key(shard);
         let mut sent = false;
         let mut last_err = None;
-        for _ in 0..PUT_ATTEMPTS {
+        let mut backoff = Backoff::new(BackoffConfig::STORE);
+        for attempt in 0..PUT_ATTEMPTS {
+            if attempt > 0 {
+                backoff.wait().await;
+            }
             let opts = PutOptions::from(mode.clone());
             let res = self
                 .loc

@@ -17,11 +17,12 @@ use std::marker::PhantomData;
 use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageTimestamp};
 
 use super::error::{TxnsError, TxnsResult};
-use crate::batch::{Batch, frontier_code, frontier_of};
+use crate::batch::Batch;
 use crate::client::PersistClient;
 use crate::error::PersistError;
 use crate::part::{CodedUpdate, SourceData, consolidate};
 use crate::state::{HollowBatch, InlineUpdate, PartRef};
+use crate::update::{frontier_code, frontier_of};
 use crate::write::WriteHandle;
 
 /// Writes `updates` of `shard` at time code `ts` as a batch `[ts, ts + 1)`, inline
@@ -84,7 +85,7 @@ pub(crate) async fn write_batch(
             .collect();
     } else {
         let encoded = crate::part::encode_part(desc, &coded).map_err(PersistError::from)?;
-        let key = format!("txns/{txns}/parts/{shard}/{}", uuid::Uuid::new_v4());
+        let key = crate::paths::ObjectKey::new_txns_part(txns, shard).to_string();
         batch.bytes = encoded.len() as u64;
         client
             .machine(shard)
@@ -103,7 +104,7 @@ pub(crate) async fn write_batch(
 /// Best-effort deletion of the parts of batches that were never committed.
 pub(crate) async fn delete_uncommitted(client: &PersistClient, batches: &[(ShardId, HollowBatch)]) {
     for (shard, batch) in batches {
-        crate::maintenance::delete_parts(&client.machine(*shard), &batch.parts).await;
+        crate::part_write::delete_parts(&client.machine(*shard), &batch.parts).await;
     }
 }
 

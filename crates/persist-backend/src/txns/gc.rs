@@ -14,6 +14,7 @@ use strata_controller_api::{ShardId, StorageTimestamp};
 use super::error::TxnsResult;
 use super::handle::TxnsHandle;
 use crate::error::PersistError;
+use crate::paths::{ObjectKey, Prefix};
 
 impl<T: StorageTimestamp> TxnsHandle<T> {
     /// Deletes the batch parts of commits that never happened (their committer failed
@@ -23,25 +24,25 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     /// `orphan_grace` of writing its parts.
     pub async fn gc_orphans(&mut self) -> TxnsResult<usize> {
         let machine = self.client.machine(self.txns_id);
-        let prefix = machine.loc.key(&format!("txns/{}/parts", self.txns_id));
-        let skip = machine.loc.prefix.parts().count();
+        let prefix = machine.loc.prefix_of(Prefix::TxnsParts(self.txns_id));
         let listed = crate::blob::list(machine.loc.store.as_ref(), &prefix)
             .await
             .map_err(PersistError::from)?;
         let now = crate::config::system_now()() as i64;
         let grace = self.client.config().orphan_grace.as_millis() as i64;
-        let candidates: Vec<(String, object_store::path::Path)> = listed
+        // (data shard, key relative to the location, full key) of each old enough part.
+        let old_enough: Vec<_> = listed
             .into_iter()
             .filter(|m| now - m.last_modified.timestamp_millis() >= grace)
-            .map(|m| {
-                let key = m
-                    .location
-                    .parts()
-                    .skip(skip)
-                    .map(|p| p.as_ref().to_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                (key, m.location)
+            .collect();
+        let ours = |key: &ObjectKey| matches!(key, ObjectKey::TxnsPart { txns, .. } if *txns == self.txns_id);
+        let candidates: Vec<(ShardId, String, object_store::path::Path)> = machine
+            .loc
+            .expected_keys(old_enough, "txns parts", ours)
+            .into_iter()
+            .filter_map(|(key, meta)| match key {
+                ObjectKey::TxnsPart { data, .. } => Some((data, key.to_string(), meta.location)),
+                _ => None,
             })
             .collect();
         if candidates.is_empty() {
@@ -58,10 +59,7 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                     .flat_map(|(_, b)| b.parts.iter().map(|p| p.key.clone()))
             })
             .collect();
-        let shards: BTreeSet<ShardId> = candidates
-            .iter()
-            .filter_map(|(key, _)| key.split('/').nth(3).and_then(|s| s.parse().ok()))
-            .collect();
+        let shards: BTreeSet<ShardId> = candidates.iter().map(|(data, _, _)| *data).collect();
         for shard in shards {
             let state = match self.client.machine(shard).fetch().await {
                 Ok(state) => state,
@@ -74,8 +72,8 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         }
         let orphans: Vec<_> = candidates
             .into_iter()
-            .filter(|(key, _)| !referenced.contains(key))
-            .map(|(_, path)| path)
+            .filter(|(_, key, _)| !referenced.contains(key))
+            .map(|(_, _, path)| path)
             .collect();
         let deleted = orphans.len();
         crate::blob::delete_many(machine.loc.store.as_ref(), orphans)

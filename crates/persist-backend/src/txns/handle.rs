@@ -8,11 +8,12 @@ use super::apply;
 use super::error::{TxnsError, TxnsResult};
 use super::rows::{TxnsRow, txns_desc};
 use super::view::{DataEntry, TxnsView};
-use crate::batch::{frontier_code, frontier_of, time_code, time_of};
 use crate::client::PersistClient;
 use crate::error::PersistError;
 use crate::read::ReadHandle;
-use crate::write::{Update, UpperMismatch, WriteFence, WriteHandle};
+use crate::update::Update;
+use crate::update::{frontier_code, frontier_of, time_code, time_of};
+use crate::write::{UpperMismatch, WriteFence, WriteHandle};
 
 /// A handle to a txns shard: atomic writes across many data shards.
 ///
@@ -367,7 +368,7 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             });
         }
         let registered = self.view.writable(&shard).is_some();
-        if !registered && !crate::state::frontier_le(state.upper, Some(ts)) {
+        if !registered && !crate::update::frontier_le(state.upper, Some(ts)) {
             let upper = format!("{:?}", frontier_of::<T>(state.upper).elements());
             return Err(TxnsError::DataUpperBeyondRegister {
                 shard,

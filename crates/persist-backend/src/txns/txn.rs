@@ -9,9 +9,8 @@ use super::apply;
 use super::error::{TxnsError, TxnsResult};
 use super::handle::{TxnsHandle, mismatch};
 use super::rows::TxnsRow;
-use crate::batch::{time_code, time_of};
-use crate::part::SourceData;
 use crate::state::HollowBatch;
+use crate::update::{SourceData, time_code, time_of};
 use crate::write::UpperMismatch;
 
 /// Writes to registered data shards, to be committed together.
