@@ -71,7 +71,7 @@ async fn dropped_tables_are_finalized_and_leave_no_parts() {
                 .get_unfinalized_shards()
                 .contains(&shard_a)
         );
-        ctl.drop_tables(&env.metadata(), vec![a], t(4)).unwrap();
+        ctl.drop_tables(vec![a], t(4)).await.unwrap();
         assert!(ctl.check_exists(a).is_err());
         assert!(
             ctl.append_table(t(5), t(6), vec![(a, vec![(row(1), 1)])])
@@ -95,7 +95,7 @@ async fn a_read_hold_delays_finalization() {
     let client = ctl.persist_client().clone();
     let hold = ctl.acquire_read_holds(vec![a]).unwrap();
     env.prepare(&ctl, &[], &[a]).await;
-    ctl.drop_tables(&env.metadata(), vec![a], t(2)).unwrap();
+    ctl.drop_tables(vec![a], t(2)).await.unwrap();
     for _ in 0..20 {
         ctl.apply_pending();
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -85,8 +85,7 @@ async fn auction_source_runs_matches_the_generator_and_is_finalized_when_dropped
         assert!(stored > 0, "nothing stored on {}", env.url);
         let starts = servers.lock().unwrap()[0].dataflow_starts();
         env.prepare(&ctl, &[], &[source.bids]).await;
-        ctl.drop_sources(&env.metadata(), vec![source.bids])
-            .unwrap();
+        ctl.drop_sources(vec![source.bids]).await.unwrap();
         pump_until(
             &env,
             &mut ctl,
@@ -134,7 +133,7 @@ async fn auction_source_runs_matches_the_generator_and_is_finalized_when_dropped
         // Dropping the rest finalizes every shard.
         let rest = [source.ingestion, source.auctions, source.remap];
         env.prepare(&ctl, &[], &rest).await;
-        ctl.drop_sources(&env.metadata(), rest.to_vec()).unwrap();
+        ctl.drop_sources(rest.to_vec()).await.unwrap();
         pump_until(&env, &mut ctl, &mut responses, "the source drop", |_, r| {
             rest.iter().all(|id| dropped(r, *id))
         })
@@ -152,7 +151,7 @@ async fn auction_source_runs_matches_the_generator_and_is_finalized_when_dropped
         );
         // Late reports about the dropped ids are ignored quietly.
         for _ in 0..5 {
-            let _ = ctl.process(&env.metadata()).unwrap();
+            let _ = ctl.process().unwrap();
         }
     }
 }

@@ -30,11 +30,10 @@ async fn read_only_runs_nothing_until_allow_writes() {
             .collect();
 
         // The replica connects and is told everything but gets nothing to run.
-        let metadata = env.metadata();
         let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
         for _ in 0..25 {
             let _ = tokio::time::timeout(Duration::from_millis(20), ctl.ready()).await;
-            while let Some(response) = ctl.process(&metadata).unwrap() {
+            while let Some(response) = ctl.process().unwrap() {
                 responses.push(response);
             }
         }
@@ -136,7 +135,7 @@ async fn read_only_drop_of_an_ingestion_that_never_ran() {
 
         let all = source.all();
         env.prepare(&ctl, &[], &all).await;
-        ctl.drop_sources(&env.metadata(), all.to_vec()).unwrap();
+        ctl.drop_sources(all.to_vec()).await.unwrap();
         let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
         pump_until(&env, &mut ctl, &mut responses, "the drop", |_, r| {
             all.iter()

@@ -109,7 +109,7 @@ async fn a_restarted_controller_continues_the_ingestion_from_its_upper() {
         drop(holds);
         let all = source.all();
         env.prepare(&ctl, &[], &all).await;
-        ctl.drop_sources(&env.metadata(), all.to_vec()).unwrap();
+        ctl.drop_sources(all.to_vec()).await.unwrap();
         pump_until(&env, &mut ctl, &mut responses, "the source drop", |_, r| {
             all.iter().all(|id| dropped(r, *id))
         })

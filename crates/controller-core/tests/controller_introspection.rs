@@ -94,9 +94,8 @@ async fn shard_mapping_and_frontiers_equal_the_live_collections_exactly() {
             "{u1:?}"
         );
 
-        ctl.drop_tables(&env.metadata(), vec![id(2)], t(3)).unwrap();
-        ctl.drop_sources(&env.metadata(), vec![source.bids])
-            .unwrap();
+        ctl.drop_tables(vec![id(2)], t(3)).await.unwrap();
+        ctl.drop_sources(vec![source.bids]).await.unwrap();
         // A later write waits behind the forget, so the tables' upper has settled.
         append(&mut ctl, 5, vec![(id(3), vec![(row(3), 1)])]).await;
         let live = [
@@ -114,11 +113,9 @@ async fn shard_mapping_and_frontiers_equal_the_live_collections_exactly() {
         )
         .await;
 
-        ctl.drop_sources(
-            &env.metadata(),
-            vec![source.ingestion, source.auctions, source.remap],
-        )
-        .unwrap();
+        ctl.drop_sources(vec![source.ingestion, source.auctions, source.remap])
+            .await
+            .unwrap();
         check_mapping_and_frontiers(
             &mut ctl,
             &[MAPPING, FRONTIERS],
@@ -134,7 +131,7 @@ async fn shard_mapping_and_frontiers_equal_the_live_collections_exactly() {
             env.url
         );
         // Dropping an introspection collection retracts its own mapping row.
-        ctl.drop_sources(&env.metadata(), vec![FRONTIERS]).unwrap();
+        ctl.drop_sources(vec![FRONTIERS]).await.unwrap();
         let mapping = read_introspection(&mut ctl, MAPPING).await;
         assert_eq!(object_ids(&mapping), ["s1", "u1", "u3"], "{}", env.url);
     }

@@ -75,7 +75,7 @@ async fn read_only_writes_nothing_until_allow_writes() {
     ctl.set_read_policy(vec![(a, strata_controller_api::ReadPolicy::step_back())])
         .unwrap();
     ctl.initialization_complete();
-    ctl.process(&env.metadata()).unwrap();
+    ctl.process().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
         tree(&dir),

@@ -111,8 +111,7 @@ async fn instances_feed_the_process_loop_and_hello_fences_old_controllers() {
         tokio::time::timeout(std::time::Duration::from_secs(5), ctl.ready())
             .await
             .unwrap();
-        if let Some(StorageResponse::FrontierUpdates(updates)) =
-            ctl.process(&env.metadata()).unwrap()
+        if let Some(StorageResponse::FrontierUpdates(updates)) = ctl.process().unwrap()
             && let Some((_, upper)) = updates.into_iter().find(|(id, _)| *id == source)
         {
             reported = Some(upper);

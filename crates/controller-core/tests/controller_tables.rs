@@ -148,6 +148,59 @@ async fn concurrent_appends_at_one_time_commit_together() {
     assert_eq!(total, 32);
 }
 
+/// `table_write_ts` gives every caller that asks before the next commit starts the same
+/// time, after the last commit started, so they all share the next commit.
+#[tokio::test(flavor = "current_thread")]
+async fn table_write_ts_joins_the_next_group_commit() {
+    let env = mem_env();
+    let mut ctl = env.controller(false).await;
+    let ids: Vec<_> = (1..=4).map(id).collect();
+    create_tables(&env, &mut ctl, &ids, t(0)).await;
+    let upper = ctl.collection_frontiers(ids[0]).unwrap().write_frontier;
+    let start = ctl.table_write_ts().unwrap();
+    assert_eq!(
+        Some(&start),
+        upper.as_option(),
+        "nothing committed yet: the upper"
+    );
+    let (s1, s2) = (start.as_millis() + 1, start.as_millis() + 2);
+    ctl.append_table(start, t(s1), vec![(ids[0], vec![(row(0), 1)])])
+        .unwrap()
+        .await
+        .unwrap();
+    let txns = ctl.txns_shard();
+    let before = ctl.persist_client().inspect(txns).await.unwrap()["seqno"]
+        .as_u64()
+        .unwrap();
+    let mut next = Vec::new();
+    for caller in 1..=31i64 {
+        let ts = ctl.table_write_ts().unwrap();
+        assert_eq!(
+            ts,
+            t(s1),
+            "every caller before the next commit gets one time"
+        );
+        let table = ids[(caller % 4) as usize];
+        next.push(
+            ctl.append_table(ts, t(s2), vec![(table, vec![(row(caller), 1)])])
+                .unwrap(),
+        );
+    }
+    for result in futures::future::join_all(next).await {
+        result.unwrap();
+    }
+    let after = ctl.persist_client().inspect(txns).await.unwrap()["seqno"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after - before, 1, "the 31 callers share one commit");
+    assert_eq!(ctl.table_write_ts(), Some(t(s2)));
+    let mut total = 0;
+    for table in &ids {
+        total += ctl.snapshot(*table, t(s1)).await.unwrap().len();
+    }
+    assert_eq!(total, 32);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_get_typed_errors_and_change_nothing() {
     for env in backends() {
@@ -250,7 +303,7 @@ async fn bad_inputs_get_typed_errors_and_change_nothing() {
             Err(StorageError::IdentifierMissing(_))
         ));
         assert!(matches!(
-            ctl.drop_tables(&env.metadata(), vec![hook], t(5)),
+            ctl.drop_tables(vec![hook], t(5)).await,
             Err(StorageError::IdentifierInvalid(_))
         ));
 

@@ -7,8 +7,12 @@
 mod frontiers_support;
 
 use frontiers_support::*;
-use strata_controller_api::{GlobalId, ReadPolicy, StorageError, Timestamp};
-use strata_controller_core::frontiers::{CollectionConfig, CollectionFrontiers, FrontierState};
+use std::collections::BTreeMap;
+
+use strata_controller_api::{ChangeBatch, GlobalId, ReadPolicy, StorageError, Timestamp};
+use strata_controller_core::frontiers::{
+    CollectionConfig, CollectionFrontiers, Effect, FrontierState,
+};
 
 #[test]
 fn registration() {
@@ -229,6 +233,51 @@ fn queries() {
     assert_eq!(state.read_holds(id(1)), Some(vec![(Timestamp::new(9), 2)]));
     state.drop_collections(&[id(2)]).unwrap();
     assert!(state.is_dropped(id(2)) && state.contains(id(2)) && state.len() == 2);
+}
+
+/// A dropped collection is readable only under the holds it already had: new holds and
+/// live-only checks refuse it, snapshots under a hold do not, and once the last hold is
+/// released it is finalized and unknown to both.
+#[test]
+fn a_dropped_collection_is_readable_only_under_existing_holds() {
+    let mut state = FrontierState::<Timestamp>::new();
+    state
+        .register(id(1), coll(3, 10).with_read_policy(step_back()))
+        .unwrap();
+    let held = state.acquire_read_holds(&[id(1)]).unwrap();
+    assert_eq!(held, vec![(id(1), f(&[9]))]);
+    state.drop_collections(&[id(1)]).unwrap();
+    let table: [(u64, bool, bool); 3] = [
+        // (as_of, check_readable ok, check_held_readable ok)
+        (9, false, true),
+        (12, false, true),
+        (8, false, false),
+    ];
+    for (as_of, live, held_ok) in table {
+        assert_eq!(
+            state.check_readable(id(1), &f(&[as_of])).is_ok(),
+            live,
+            "{as_of}"
+        );
+        assert_eq!(
+            state.check_held_readable(id(1), &f(&[as_of])).is_ok(),
+            held_ok,
+            "{as_of}"
+        );
+    }
+    assert!(state.acquire_read_holds(&[id(1)]).is_err(), "no new holds");
+    let release = BTreeMap::from([(id(1), ChangeBatch::new_from(Timestamp::new(9), -1))]);
+    let effects = state.update_read_capabilities(release).unwrap();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Finalize { id: i } if *i == id(1))),
+        "{effects:?}"
+    );
+    assert!(matches!(
+        state.check_held_readable(id(1), &f(&[9])),
+        Err(StorageError::IdentifierMissing(_))
+    ));
 }
 
 #[test]

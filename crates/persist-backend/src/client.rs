@@ -243,6 +243,16 @@ impl PersistClient {
         Ok(maintenance::state_json(&state))
     }
 
+    /// Whether `shard` is finalized: tombstoned, so it can never be written or read
+    /// again. A shard that was never written is not finalized.
+    pub async fn is_finalized(&self, shard: ShardId) -> Result<bool> {
+        match self.machine(shard).fetch().await {
+            Ok(state) => Ok(state.tombstone),
+            Err(crate::PersistError::NotInitialized { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The keys of every part object stored for `shard`, referenced or not (for tests
     /// and operators).
     pub async fn list_part_keys(&self, shard: ShardId) -> Result<Vec<String>> {

@@ -158,11 +158,6 @@ pub(crate) struct Machine {
     pub(crate) cache: Arc<ShardCache>,
 }
 
-/// A random number for jitter and ids, without a dependency on an RNG crate.
-pub(crate) fn random_u64() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0
-}
-
 impl Machine {
     /// Whether an operation that has retried `backoff.retries()` times may try again
     /// (every operation makes at most `io_attempts` attempts).

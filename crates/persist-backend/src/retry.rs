@@ -77,9 +77,14 @@ impl BackoffConfig {
     }
 }
 
-/// A uniformly random fraction in `[0, 1)`, without an RNG dependency.
+/// A random number for jitter, without a dependency on an RNG crate.
+pub(crate) fn random_u64() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
+/// A uniformly random fraction in `[0, 1)`.
 pub(crate) fn random_fraction() -> f64 {
-    let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
+    let bits = random_u64() >> 11;
     bits as f64 / (1u64 << 53) as f64
 }
 

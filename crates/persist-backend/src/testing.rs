@@ -51,7 +51,7 @@ impl Faults {
 
     fn roll(&self, permille: &AtomicU32) -> bool {
         let p = permille.load(Ordering::Relaxed);
-        let hit = p > 0 && (crate::machine::random_u64() % 1000) < u64::from(p);
+        let hit = p > 0 && (crate::retry::random_u64() % 1000) < u64::from(p);
         if hit {
             self.injected.fetch_add(1, Ordering::Relaxed);
         }

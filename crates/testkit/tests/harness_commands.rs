@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use strata_controller_api::{
-    Antichain, Collections, ReadHold, Reads, RelationDesc, Row, ScalarType, StorageMetadata,
-    Tables, Timestamp,
+    Antichain, Collections, ReadHold, Reads, RelationDesc, Row, ScalarType, Tables, Timestamp,
 };
 use strata_testkit::harness::{Harness, assert_consolidated_eq, consolidate};
 use strata_testkit::strategies::{ControllerCommand, arb_controller_commands};
@@ -87,7 +86,8 @@ async fn run(commands: Vec<ControllerCommand>) {
                 let ts = Timestamp::new(harness.upper_time(id).expect(&context));
                 harness
                     .controller_mut()
-                    .drop_tables(&StorageMetadata::default(), vec![id], ts)
+                    .drop_tables(vec![id], ts)
+                    .await
                     .expect(&context);
                 model.tables.remove(&table);
                 model.holds.retain(|(t, _, _)| *t != table);

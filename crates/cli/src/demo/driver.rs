@@ -100,10 +100,9 @@ impl Driver {
     /// Waits up to `max_wait` for the controller to have work, then processes it.
     pub(crate) async fn pump(&mut self, max_wait: Duration) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(max_wait, self.ctl.ready()).await;
-        let metadata = self.metadata();
         while let Some(response) = self
             .ctl
-            .process(&metadata)
+            .process()
             .context("the controller failed to process replica responses")?
         {
             self.absorb(response);

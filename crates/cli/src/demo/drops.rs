@@ -166,10 +166,10 @@ pub(crate) async fn drops(driver: &mut Driver, sink: &Sink) -> anyhow::Result<Dr
             .await
             .context("cannot record the drop of bids")?;
         txn.commit().await.context("cannot commit the catalog")?;
-        let metadata = driver.metadata();
         driver
             .ctl
-            .drop_sources(&metadata, vec![BIDS_ID])
+            .drop_sources(vec![BIDS_ID])
+            .await
             .context("cannot drop bids")?;
         expect_dropped.insert(BIDS_ID);
         driver.display.line(&format!(

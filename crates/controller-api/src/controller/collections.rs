@@ -22,19 +22,25 @@ use crate::timestamp::StorageTimestamp;
 ///   [`StorageError::DuplicateId`]. A failed call changes nothing.
 /// - A collection's shard comes from the [`StorageMetadata`] the caller passes, which the
 ///   caller wrote through [`Collections::prepare_state`] and committed first.
+/// - Dropping is durable when the call returns: the catalog no longer maps the ids and
+///   lists their shards as unfinalized (a host that already did so through
+///   [`Collections::prepare_state`] loses nothing by the second write, which is then
+///   skipped). A read-only controller records its drops when writes are allowed.
 /// - Dropping releases the collection's implied capability; the shard is finalized once
 ///   no read hold and no dependent collection keeps it. Dropping an unknown id fails with
 ///   [`StorageError::IdentifierMissing`] (the `_unvalidated` variant ignores it).
-/// - Lookups of an unknown id fail with [`StorageError::IdentifierMissing`]; dropped
-///   collections are unknown.
+/// - A dropped collection is unknown to lookups, writes and new holds, which fail with
+///   [`StorageError::IdentifierMissing`]; snapshots at times that existing read holds
+///   still cover keep working until the last hold is released. Re-creating a dropped id
+///   after that gets a fresh, empty shard.
 /// - No method panics on caller input.
 #[async_trait]
 pub trait Collections<T: StorageTimestamp>: Send + Sync {
     /// Writes the durable side of creating `ids_to_add` and dropping `ids_to_drop` into
     /// the caller's catalog transaction: fresh shards for new ids, and unfinalized shards
     /// for dropped ones. The caller commits `txn`, then calls
-    /// [`Collections::create_collections_for_bootstrap`] or
-    /// [`Collections::drop_sources`] with the resulting [`StorageMetadata`].
+    /// [`Collections::create_collections_for_bootstrap`] with the resulting
+    /// [`StorageMetadata`], or the drop methods.
     async fn prepare_state(
         &self,
         txn: &mut (dyn StorageTxn<T> + Send),
@@ -82,20 +88,13 @@ pub trait Collections<T: StorageTimestamp>: Send + Sync {
         source_connections: BTreeMap<GlobalId, SourceConnection>,
     ) -> Result<(), StorageError<T>>;
 
-    /// Drops sources, subsources and other non-table collections. `storage_metadata` must
-    /// no longer contain them.
-    fn drop_sources(
-        &mut self,
-        storage_metadata: &StorageMetadata,
-        ids: Vec<GlobalId>,
-    ) -> Result<(), StorageError<T>>;
+    /// Drops sources, subsources and other non-table collections; returns once the drop
+    /// is recorded durably. On any error nothing was dropped.
+    async fn drop_sources(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>>;
 
     /// Like [`Collections::drop_sources`], but unknown ids are skipped instead of failing.
-    fn drop_sources_unvalidated(
-        &mut self,
-        storage_metadata: &StorageMetadata,
-        ids: Vec<GlobalId>,
-    ) -> Result<(), StorageError<T>>;
+    async fn drop_sources_unvalidated(&mut self, ids: Vec<GlobalId>)
+    -> Result<(), StorageError<T>>;
 
     /// Where the collection's data lives.
     fn collection_metadata(&self, id: GlobalId) -> Result<CollectionMetadata, StorageError<T>>;

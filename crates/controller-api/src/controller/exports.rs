@@ -45,6 +45,8 @@ pub trait Exports<T: StorageTimestamp>: Send + Sync {
     ) -> Result<(), StorageError<T>>;
 
     /// Drops exports. Fails with [`StorageError::IdentifierMissing`] if any is unknown,
-    /// and then drops none.
+    /// and then drops none. An export keeps no durable state of its own in the
+    /// controller (its progress lives in the sink's target), so the drop is complete
+    /// when the call returns.
     fn drop_sinks(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>>;
 }

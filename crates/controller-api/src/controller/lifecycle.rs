@@ -3,7 +3,6 @@
 use async_trait::async_trait;
 
 use crate::controller::parameters::StorageParameters;
-use crate::controller::storage_txn::StorageMetadata;
 use crate::controller::values::StorageResponse;
 use crate::error::StorageError;
 use crate::timestamp::StorageTimestamp;
@@ -47,8 +46,5 @@ pub trait Lifecycle<T: StorageTimestamp>: Send + Sync {
 
     /// Handles what [`Lifecycle::ready`] found: frontier reports, dropped ids, status,
     /// statistics, pending compaction. Returns what the caller may want to know.
-    fn process(
-        &mut self,
-        storage_metadata: &StorageMetadata,
-    ) -> Result<Option<StorageResponse<T>>, StorageError<T>>;
+    fn process(&mut self) -> Result<Option<StorageResponse<T>>, StorageError<T>>;
 }

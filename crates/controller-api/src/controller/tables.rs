@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 
-use crate::controller::storage_txn::StorageMetadata;
 use crate::controller::values::{AppendFuture, MonotonicAppender, TableWrite};
 use crate::error::StorageError;
 use crate::ids::GlobalId;
@@ -22,8 +21,14 @@ use crate::timestamp::StorageTimestamp;
 ///   errors come through the returned [`AppendFuture`].
 /// - In read-only mode every write fails with [`StorageError::ReadOnly`], except writes
 ///   to migrated system collections.
+/// - [`Tables::drop_tables`] is durable when it returns: the catalog no longer maps the
+///   ids and lists their shards as unfinalized, so a controller that starts after a
+///   crash finalizes them and the ids stay gone. Re-creating a dropped id later gets a
+///   fresh, empty shard.
 /// - A dropped table accepts no further writes; reads at times before the drop's `ts`
-///   stay valid while read holds allow them.
+///   stay valid while read holds allow them. Its shard is finalized once the last hold
+///   is released; until then, creating the id again fails with
+///   [`StorageError::CollectionIdReused`].
 #[async_trait]
 pub trait Tables<T: StorageTimestamp>: Send + Sync {
     /// Writes rows to tables at `write_ts` and advances their uppers to `advance_to`.
@@ -50,12 +55,10 @@ pub trait Tables<T: StorageTimestamp>: Send + Sync {
         register_ts: T,
     ) -> Result<(), StorageError<T>>;
 
-    /// Drops tables at `ts`: their uppers close after `ts`. Fails with
-    /// [`StorageError::IdentifierInvalid`] if an id is not a table.
-    fn drop_tables(
-        &mut self,
-        storage_metadata: &StorageMetadata,
-        ids: Vec<GlobalId>,
-        ts: T,
-    ) -> Result<(), StorageError<T>>;
+    /// Drops tables at `ts`: their uppers close after `ts`. Returns once the drop is
+    /// recorded durably (see the contract). Fails with
+    /// [`StorageError::IdentifierInvalid`] if an id is not a table, and with the
+    /// catalog's error if the drop could not be recorded; on any error nothing was
+    /// dropped.
+    async fn drop_tables(&mut self, ids: Vec<GlobalId>, ts: T) -> Result<(), StorageError<T>>;
 }

@@ -93,12 +93,12 @@ impl Collections<T> for Recorder {
     ) -> R<()> {
         Ok(())
     }
-    fn drop_sources(&mut self, _: &StorageMetadata, ids: Vec<GlobalId>) -> R<()> {
+    async fn drop_sources(&mut self, ids: Vec<GlobalId>) -> R<()> {
         ids.iter().try_for_each(|id| self.missing(*id))?;
         ids.iter().for_each(|id| drop(self.collections.remove(id)));
         Ok(())
     }
-    fn drop_sources_unvalidated(&mut self, _: &StorageMetadata, ids: Vec<GlobalId>) -> R<()> {
+    async fn drop_sources_unvalidated(&mut self, ids: Vec<GlobalId>) -> R<()> {
         ids.iter().for_each(|id| drop(self.collections.remove(id)));
         Ok(())
     }
@@ -153,8 +153,8 @@ impl Tables<T> for Recorder {
     async fn alter_table_desc(&mut self, id: GlobalId, _: RelationDesc, _: T, _: T) -> R<()> {
         self.missing(id)
     }
-    fn drop_tables(&mut self, meta: &StorageMetadata, ids: Vec<GlobalId>, _: T) -> R<()> {
-        self.drop_sources(meta, ids)
+    async fn drop_tables(&mut self, ids: Vec<GlobalId>, _: T) -> R<()> {
+        self.drop_sources(ids).await
     }
 }
 
@@ -255,7 +255,7 @@ impl Lifecycle<T> for Recorder {
         &self.params
     }
     async fn ready(&mut self) {}
-    fn process(&mut self, _: &StorageMetadata) -> R<Option<StorageResponse<T>>> {
+    fn process(&mut self) -> R<Option<StorageResponse<T>>> {
         Ok(Some(StorageResponse::FrontierUpdates(vec![(
             GlobalId::User(1),
             Antichain::new(),
@@ -363,7 +363,7 @@ fn a_whole_controller_is_usable_as_a_trait_object() {
     });
     assert_eq!(controller.parameters().sink_batch_max_updates(), 3);
     assert!(matches!(
-        controller.process(&meta).unwrap(),
+        controller.process().unwrap(),
         Some(StorageResponse::FrontierUpdates(_))
     ));
     assert!(

@@ -187,14 +187,14 @@ async fn concurrent_appends(callers: usize, writes: usize) -> AppendRun {
                     loop {
                         let (write, ts) = {
                             let mut ctl = ctl.lock().await;
-                            ctl.apply_pending();
-                            let upper = ctl.collection_frontiers(table).unwrap().write_frontier;
-                            let ts = *upper.as_option().unwrap();
+                            let ts = ctl.table_write_ts().unwrap();
                             let next = Timestamp::new(ts.as_millis() + 1);
-                            let write = ctl
-                                .append_table(ts, next, vec![(table, vec![(row.clone(), 1)])])
-                                .unwrap();
-                            (write, ts.as_millis())
+                            match ctl.append_table(ts, next, vec![(table, vec![(row.clone(), 1)])])
+                            {
+                                Ok(write) => (write, ts.as_millis()),
+                                Err(StorageError::UpdateBeforeUpper { .. }) => continue,
+                                Err(error) => panic!("{error}"),
+                            }
                         };
                         match write.await {
                             Ok(()) => {

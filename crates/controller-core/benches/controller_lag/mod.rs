@@ -263,7 +263,7 @@ async fn run_source(sizes: &LagSizes) -> Run {
             "the source's upper stopped at {upper}"
         );
         let _ = tokio::time::timeout(Duration::from_millis(100), ctl.ready()).await;
-        while ctl.process(&metadata).unwrap().is_some() {}
+        while ctl.process().unwrap().is_some() {}
         let now = frontier_ms(&ctl.collection_frontiers(SOURCE).unwrap().write_frontier);
         if now > upper {
             upper = now;

@@ -164,7 +164,7 @@ async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> 
             break sender;
         }
         let _ = tokio::time::timeout(Duration::from_millis(10), ctl.ready()).await;
-        while ctl.process(&metadata).unwrap().is_some() {}
+        while ctl.process().unwrap().is_some() {}
     };
     let (last, last_upper) = *updates.last().unwrap();
     let reached = |ctl: &Controller<Timestamp>| {
@@ -180,7 +180,7 @@ async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> 
     }
     while !reached(&ctl) {
         ctl.ready().await;
-        while ctl.process(&metadata).unwrap().is_some() {}
+        while ctl.process().unwrap().is_some() {}
     }
     let elapsed = start.elapsed();
     for id in ids {

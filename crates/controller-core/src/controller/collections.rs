@@ -80,20 +80,15 @@ impl<T: StorageTimestamp> Collections<T> for Controller<T> {
         self.set_ingestion_connections(source_connections)
     }
 
-    fn drop_sources(
-        &mut self,
-        _storage_metadata: &StorageMetadata,
-        ids: Vec<GlobalId>,
-    ) -> Result<(), StorageError<T>> {
-        self.drop_sources_inner(ids, true)
+    async fn drop_sources(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>> {
+        self.drop_sources_inner(ids, true).await
     }
 
-    fn drop_sources_unvalidated(
+    async fn drop_sources_unvalidated(
         &mut self,
-        _storage_metadata: &StorageMetadata,
         ids: Vec<GlobalId>,
     ) -> Result<(), StorageError<T>> {
-        self.drop_sources_inner(ids, false)
+        self.drop_sources_inner(ids, false).await
     }
 
     fn collection_metadata(&self, id: GlobalId) -> Result<CollectionMetadata, StorageError<T>> {

@@ -1,14 +1,18 @@
-//! Dropping tables and sources: validation, forgetting tables at the txns shard, and
-//! releasing the collections' capabilities through the empty frontier. The frontier
-//! state machine emits `Finalize` once no hold or dependent keeps a shard, and the
-//! storage task then finalizes it (see `finalize`). The catalog lists the shard as
-//! unfinalized from `prepare_state` until that is done, so a restart finishes the job.
+//! Dropping tables and sources: validation, then the durable record of the drop, then
+//! forgetting tables at the txns shard and releasing the collections' capabilities
+//! through the empty frontier. The frontier state machine emits `Finalize` once no
+//! hold or dependent keeps a shard, and the storage task then finalizes it (see
+//! `finalize`).
+//!
+//! The record comes first and is committed before the call returns: the catalog stops
+//! mapping the ids and lists their shards as unfinalized until finalization is done.
+//! A controller that starts after a crash therefore finalizes them, and the ids stay
+//! gone; re-creating one later gets a fresh shard. A host that wrote the same through
+//! its own `prepare_state` finds nothing left to write.
 
 use std::collections::BTreeSet;
 
-use strata_controller_api::{
-    DataSource, GlobalId, ShardId, StorageError, StorageMetadata, StorageTimestamp,
-};
+use strata_controller_api::{DataSource, GlobalId, ShardId, StorageError, StorageTimestamp};
 use tokio::sync::oneshot;
 
 use super::Controller;
@@ -16,9 +20,8 @@ use super::worker::Command;
 
 impl<T: StorageTimestamp> Controller<T> {
     /// Drops tables at `ts`. See [`Tables::drop_tables`](strata_controller_api::Tables::drop_tables).
-    pub(super) fn drop_tables_inner(
+    pub(super) async fn drop_tables_inner(
         &mut self,
-        _storage_metadata: &StorageMetadata,
         ids: Vec<GlobalId>,
         ts: T,
     ) -> Result<(), StorageError<T>> {
@@ -38,6 +41,7 @@ impl<T: StorageTimestamp> Controller<T> {
         if self.read_only {
             return Err(StorageError::ReadOnly);
         }
+        self.record_drops(&ids).await?;
         if !forget.is_empty() {
             // Nobody waits for the reply: a failed forget leaves the shard registered
             // and unfinalized, and the storage task logs it.
@@ -61,7 +65,7 @@ impl<T: StorageTimestamp> Controller<T> {
 
     /// Drops non-table collections; with `validate`, an unknown id or a table fails
     /// the whole call, otherwise such ids are skipped.
-    pub(super) fn drop_sources_inner(
+    pub(super) async fn drop_sources_inner(
         &mut self,
         ids: Vec<GlobalId>,
         validate: bool,
@@ -86,6 +90,7 @@ impl<T: StorageTimestamp> Controller<T> {
         }
         to_drop.sort_unstable();
         to_drop.dedup();
+        self.record_drops(&to_drop).await?;
         let subsources: Vec<(GlobalId, GlobalId)> = to_drop
             .iter()
             .filter_map(
@@ -123,6 +128,23 @@ impl<T: StorageTimestamp> Controller<T> {
                 .collect()
         };
         self.confirm_drops(confirmed);
+        Ok(())
+    }
+
+    /// Commits the drop of `ids` to the catalog: their mappings go and their shards are
+    /// listed as unfinalized. Nothing is committed when no id is mapped any more (the
+    /// host dropped them in its own transaction, or they were never mapped).
+    async fn record_drops(&self, ids: &[GlobalId]) -> Result<(), StorageError<T>> {
+        let mut txn = (self.catalog)();
+        let prepared = crate::catalog::prepare_state(
+            txn.as_mut(),
+            BTreeSet::new(),
+            ids.iter().copied().collect(),
+            &mut super::random_shard,
+        )?;
+        if !prepared.dropped.is_empty() {
+            txn.commit().await?;
+        }
         Ok(())
     }
 

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use futures::FutureExt;
 use strata_controller_api::{
-    Antichain, GlobalId, Lifecycle, Status, StatusUpdate, StorageError, StorageMetadata,
-    StorageParameters, StorageResponse, StorageTimestamp,
+    Antichain, GlobalId, Lifecycle, Status, StatusUpdate, StorageError, StorageParameters,
+    StorageResponse, StorageTimestamp,
 };
 use strata_instance_client::{InstanceResponse, StorageCommand};
 
@@ -262,10 +262,7 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
         }
     }
 
-    fn process(
-        &mut self,
-        _storage_metadata: &StorageMetadata,
-    ) -> Result<Option<StorageResponse<T>>, StorageError<T>> {
+    fn process(&mut self) -> Result<Option<StorageResponse<T>>, StorageError<T>> {
         self.internal_ready = false;
         let uppers = self.drain_internal();
         self.apply_instance_responses(uppers);

@@ -156,6 +156,10 @@ pub struct Controller<T: StorageTimestamp> {
     stashed_events: Vec<Event<T>>,
     /// Responses `process` produced but has not returned yet (it returns one per call).
     responses: VecDeque<StorageResponse<T>>,
+    /// The tables' shared upper (the txns shard's), as the storage task last reported.
+    tables_upper: Antichain<T>,
+    /// The latest time at which the storage task started a group commit of table writes.
+    committing_ts: Option<T>,
 }
 
 impl<T: StorageTimestamp> fmt::Debug for Controller<T> {
@@ -237,6 +241,8 @@ impl<T: StorageTimestamp> Controller<T> {
             stashed_holds: Vec::new(),
             stashed_events: Vec::new(),
             responses: VecDeque::new(),
+            tables_upper: Antichain::from_elem(T::minimum()),
+            committing_ts: None,
         };
         if !read_only {
             controller.enter_writable().await?;
@@ -292,6 +298,21 @@ impl<T: StorageTimestamp> Controller<T> {
         self.txns_shard
     }
 
+    /// What the controller's catalog records now: which shard backs each collection,
+    /// which shards of dropped collections still await finalization, the txns shard
+    /// and the epoch. A dropped collection's id is absent from
+    /// `collection_metadata` once its drop call returned; its shard leaves
+    /// `unfinalized_shards` once [`PersistClient::is_finalized`] says so.
+    pub fn catalog_contents(&self) -> crate::catalog::CatalogContents {
+        let txn = (self.catalog)();
+        crate::catalog::CatalogContents {
+            collection_metadata: txn.get_collection_metadata(),
+            unfinalized_shards: txn.get_unfinalized_shards(),
+            txns_shard: Some(self.txns_shard),
+            epoch: self.epoch,
+        }
+    }
+
     /// The persist client the controller uses (for tests and operators).
     pub fn persist_client(&self) -> &PersistClient {
         &self.client
@@ -330,9 +351,11 @@ impl<T: StorageTimestamp> Controller<T> {
         for event in events {
             match event {
                 Event::TablesUpper(upper) => {
+                    self.tables_upper.clone_from(&upper);
                     uppers.extend(self.registry.txns_tables().map(|id| (id, upper.clone())));
                 }
                 Event::Upper(id, upper) => uppers.push((id, upper)),
+                Event::Committing(ts) => self.committing_ts = self.committing_ts.max(Some(ts)),
             }
         }
         if !uppers.is_empty() {

@@ -96,11 +96,14 @@ impl<T: StorageTimestamp> Controller<T> {
         id: GlobalId,
         as_of: T,
     ) -> Result<(ShardId, Source<T>), StorageError<T>> {
-        let state = self.registry.live(id)?;
+        let state = self.registry.readable(id)?;
         self.registry
             .frontiers
-            .check_readable(id, &Antichain::from_elem(as_of))?;
-        let source = if state.txns_registered {
+            .check_held_readable(id, &Antichain::from_elem(as_of))?;
+        // A dropped table was forgotten by the txns shard at its drop; its earlier
+        // commits are still read through the txns shard, which knows what is applied.
+        let dropped_table = state.description.is_table() && self.registry.frontiers.is_dropped(id);
+        let source = if state.txns_registered || dropped_table {
             Source::Txns {
                 reader: std::sync::Arc::clone(&self.reader),
                 txns_shard: self.txns_shard,

@@ -62,6 +62,14 @@ impl<T: StorageTimestamp> Registry<T> {
         }
     }
 
+    /// Collection `id`, live or dropped and not yet finalized: what a snapshot under a
+    /// read hold may still read.
+    pub(crate) fn readable(&self, id: GlobalId) -> Result<&CollectionState<T>, StorageError<T>> {
+        self.collections
+            .get(&id)
+            .ok_or(StorageError::IdentifierMissing(id))
+    }
+
     /// The live table `id`: `IdentifierMissing` if unknown, `IdentifierInvalid` if not a
     /// table.
     pub(crate) fn live_table(&self, id: GlobalId) -> Result<&CollectionState<T>, StorageError<T>> {

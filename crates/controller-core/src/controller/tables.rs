@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::FutureExt;
 use strata_controller_api::{
-    AppendFuture, GlobalId, MonotonicAppender, RelationDesc, Row, StorageError, StorageMetadata,
-    StorageTimestamp, TableWrite, Tables,
+    AppendFuture, GlobalId, MonotonicAppender, RelationDesc, Row, StorageError, StorageTimestamp,
+    TableWrite, Tables,
 };
 use tokio::sync::oneshot;
 
@@ -28,6 +28,22 @@ type ValidatedWrite = (
 );
 
 impl<T: StorageTimestamp> Controller<T> {
+    /// A `write_ts` for [`Tables::append_table`] that joins the next group commit, for a
+    /// host without a timestamp oracle of its own: the tables' shared upper, or the time
+    /// after the group commit in flight if that is later. Every caller that asks while a
+    /// commit is in flight gets the same time, so their writes commit together as one
+    /// compare-and-append on the txns shard, right after the one in flight. (Writing at
+    /// the upper instead races the commit in flight, and a write that loses fails with
+    /// [`StorageError::UpdateBeforeUpper`].) A write can still lose when a commit
+    /// started after this call; retry it at a new `table_write_ts`. `None` once the
+    /// tables' upper is closed.
+    pub fn table_write_ts(&mut self) -> Option<T> {
+        self.drain_internal();
+        let upper = self.tables_upper.as_option().copied()?;
+        let after_committing = self.committing_ts.map(|ts| ts.step_forward());
+        Some(after_committing.map_or(upper, |next| next.max(upper)))
+    }
+
     /// Validates an `append_table` call and returns its writes by shard. Changes nothing.
     fn validate_append(
         &self,
@@ -189,13 +205,8 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
         Ok(())
     }
 
-    fn drop_tables(
-        &mut self,
-        storage_metadata: &StorageMetadata,
-        ids: Vec<GlobalId>,
-        ts: T,
-    ) -> Result<(), StorageError<T>> {
+    async fn drop_tables(&mut self, ids: Vec<GlobalId>, ts: T) -> Result<(), StorageError<T>> {
         self.drain_internal();
-        self.drop_tables_inner(storage_metadata, ids, ts)
+        self.drop_tables_inner(ids, ts).await
     }
 }

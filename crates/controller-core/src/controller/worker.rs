@@ -104,6 +104,9 @@ pub(crate) enum Event<T> {
     TablesUpper(Antichain<T>),
     /// The upper of a directly written collection.
     Upper(GlobalId, Antichain<T>),
+    /// A group commit of table writes at this time has started: writes sent from now
+    /// on at this time are late (see `Controller::table_write_ts`).
+    Committing(T),
 }
 
 /// The controller's end of the storage task.
@@ -390,6 +393,7 @@ impl<T: StorageTimestamp> Worker<T> {
             groups.entry(request.write_ts).or_default().push(request);
         }
         for (write_ts, group) in groups {
+            let _ = self.config.events.send(Event::Committing(write_ts));
             let outcome = self.commit_group(write_ts, &group).await;
             // Publish the upper first, so a caller that sees its reply sees the upper.
             self.publish_tables_upper();

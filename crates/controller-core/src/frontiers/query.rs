@@ -111,6 +111,36 @@ impl<T: StorageTimestamp> FrontierState<T> {
         as_of: &Antichain<T>,
     ) -> Result<(), StorageError<T>> {
         let entry = self.live(id)?;
+        Self::check_since(id, entry, as_of)
+    }
+
+    /// Like [`FrontierState::check_readable`], but a dropped collection stays readable
+    /// at the times its remaining read holds cover, until the last is released and it
+    /// is finalized. For snapshots under a hold taken before a drop; new holds on a
+    /// dropped collection use `check_readable` and are refused.
+    ///
+    /// # Errors
+    ///
+    /// - [`StorageError::IdentifierMissing`] if `id` is unknown (or dropped and
+    ///   finalized);
+    /// - [`StorageError::ReadBeforeSince`] if `as_of` is before the since.
+    pub fn check_held_readable(
+        &self,
+        id: GlobalId,
+        as_of: &Antichain<T>,
+    ) -> Result<(), StorageError<T>> {
+        let entry = self
+            .collections
+            .get(&id)
+            .ok_or(StorageError::IdentifierMissing(id))?;
+        Self::check_since(id, entry, as_of)
+    }
+
+    fn check_since(
+        id: GlobalId,
+        entry: &super::collection::CollectionFrontierState<T>,
+        as_of: &Antichain<T>,
+    ) -> Result<(), StorageError<T>> {
         if PartialOrder::less_equal(&entry.since(), &as_of.borrow()) {
             Ok(())
         } else {

@@ -273,7 +273,6 @@ pub async fn pump_until(
     what: &str,
     mut done: impl FnMut(&mut Controller<Timestamp>, &[StorageResponse<Timestamp>]) -> bool,
 ) {
-    let metadata = env.metadata();
     for _ in 0..PUMP_ROUNDS {
         ctl.apply_pending();
         if done(ctl, responses) {
@@ -281,7 +280,7 @@ pub async fn pump_until(
         }
         let _ = tokio::time::timeout(Duration::from_millis(20), ctl.ready()).await;
         let mut idle = true;
-        while let Some(response) = ctl.process(&metadata).unwrap() {
+        while let Some(response) = ctl.process().unwrap() {
             responses.push(response);
             idle = false;
         }

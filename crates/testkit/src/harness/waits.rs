@@ -2,9 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use strata_controller_api::{
-    Antichain, Collections, GlobalId, Lifecycle, StorageMetadata, Timestamp,
-};
+use strata_controller_api::{Antichain, Collections, GlobalId, Lifecycle, Timestamp};
 use strata_controller_core::Controller;
 
 use super::{Harness, HarnessError, Result, storage};
@@ -83,7 +81,7 @@ impl Harness {
                 // Responses are applied by `process`; the harness drops what it returns.
                 while self
                     .controller
-                    .process(&StorageMetadata::default())
+                    .process()
                     .map_err(storage("processing controller responses"))?
                     .is_some()
                 {}

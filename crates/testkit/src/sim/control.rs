@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use strata_controller_api::{
-    Collections, GlobalId, InstanceId, Lifecycle, Reads, Row, StorageError, StorageMetadata,
-    Tables, Timestamp,
+    Collections, GlobalId, InstanceId, Lifecycle, Reads, Row, StorageError, Tables, Timestamp,
 };
 use strata_controller_core::Controller;
 use tokio::time::Instant;
@@ -163,7 +162,7 @@ impl SimControl {
         {
             while self
                 .controller
-                .process(&StorageMetadata::default())
+                .process()
                 .map_err(storage("processing replica responses"))?
                 .is_some()
             {}
