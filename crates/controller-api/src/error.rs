@@ -40,9 +40,20 @@ pub enum StorageError<T = Timestamp> {
     /// The same id appears more than once in one call.
     #[error("collection identifier appears more than once: {0}")]
     DuplicateId(GlobalId),
-    /// A write at or beyond the collection's upper, or an upper that does not advance.
+    /// A write at or beyond the collection's upper.
     #[error("append at or beyond the upper of {0}")]
     UpdateBeyondUpper(GlobalId),
+    /// A table write whose `advance_to` is not after its `write_ts`: the upper would not
+    /// move past the write.
+    #[error(
+        "append_table needs write_ts < advance_to, got write_ts {write_ts:?} and advance_to {advance_to:?}"
+    )]
+    InvalidAdvance {
+        /// The time of the write.
+        write_ts: T,
+        /// The upper the write asked for.
+        advance_to: T,
+    },
     /// A write whose time is before the collection's upper: it can never be applied.
     #[error("append to {id} at {write_ts:?} is before its upper {upper:?}")]
     UpdateBeforeUpper {

@@ -26,6 +26,7 @@ pub mod frontiers;
 
 pub use controller::{
     CONTROLLER_READER_ID, CatalogFn, ConnectorFactory, Controller, ControllerConfig,
+    WAITING_FOR_INITIALIZATION,
 };
 
 pub use catalog::{DurableCatalog, DurableStorageTxn};

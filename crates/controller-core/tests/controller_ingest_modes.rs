@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use controller_support::*;
 use ingest_support::*;
-use strata_controller_api::{Collections, Lifecycle, StorageResponse, StorageTxn, Timestamp};
+use strata_controller_api::{
+    Collections, Lifecycle, Status, StorageResponse, StorageTxn, Timestamp,
+};
+use strata_controller_core::WAITING_FOR_INITIALIZATION;
 
 const LIMIT: u64 = 60;
 const ROUNDS: u64 = 20;
@@ -196,4 +199,42 @@ async fn assert_unwritten(
             env.url
         );
     }
+}
+
+/// Before `initialization_complete` a created source runs nowhere, and its status says
+/// why; after the call it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_created_before_initialization_complete_says_it_waits() {
+    let env = mem_env();
+    let (mut ctl, _servers) = controller(&env, false, Some(LIMIT)).await;
+    add_replica(&mut ctl, 1);
+    let source = Auction::new(40);
+    let connection = connection(3, 0);
+    env.prepare(&ctl, &source.all(), &[]).await;
+    ctl.create_collections(&env.metadata(), None, descriptions(&source, &connection))
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    while let Some(response) = ctl.process().unwrap() {
+        if let StorageResponse::StatusUpdates(updates) = response {
+            statuses.extend(updates);
+        }
+    }
+    let waiting = statuses
+        .iter()
+        .find(|u| u.id == source.ingestion)
+        .expect("a status for the waiting source");
+    assert_eq!(waiting.status, Status::Starting);
+    assert_eq!(waiting.hints, vec![WAITING_FOR_INITIALIZATION.to_owned()]);
+
+    ctl.initialization_complete();
+    let mut responses = Vec::new();
+    pump_until(
+        &env,
+        &mut ctl,
+        &mut responses,
+        "the source's upper",
+        |ctl, _| upper(ctl, source.ingestion) >= 1,
+    )
+    .await;
 }

@@ -261,7 +261,7 @@ async fn bad_inputs_get_typed_errors_and_change_nothing() {
         let expect = |name: &str, error: &StorageError<_>| match name {
             "unknown id" => matches!(error, StorageError::IdentifierMissing(i) if *i == id(99)),
             "write_ts == advance_to" | "write_ts > advance_to" => {
-                matches!(error, StorageError::UpdateBeyondUpper(_))
+                matches!(error, StorageError::InvalidAdvance { .. })
             }
             "wrong row" | "one bad table of two" => {
                 matches!(error, StorageError::InvalidRow { id: i, .. } if *i == a)

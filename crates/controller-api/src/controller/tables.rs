@@ -15,7 +15,7 @@ use crate::timestamp::StorageTimestamp;
 /// - [`Tables::append_table`] commits all its writes atomically at `write_ts`, with one
 ///   compare-and-append on the txns shard, and advances every table's upper to
 ///   `advance_to`. `write_ts < advance_to` is required whenever a write is non-empty,
-///   otherwise it fails with [`StorageError::UpdateBeyondUpper`]. Rows must match the
+///   otherwise it fails with [`StorageError::InvalidAdvance`]. Rows must match the
 ///   table's description ([`StorageError::InvalidRow`]).
 /// - Validation errors are returned immediately and nothing is written; durability
 ///   errors come through the returned [`AppendFuture`].

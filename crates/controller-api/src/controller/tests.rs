@@ -136,11 +136,14 @@ impl Tables<T> for Recorder {
         advance_to: T,
         commands: TableWrite,
     ) -> R<AppendFuture<T>> {
-        if let Some((id, _)) = commands
+        if commands
             .iter()
-            .find(|(_, rows)| !rows.is_empty() && write_ts >= advance_to)
+            .any(|(_, rows)| !rows.is_empty() && write_ts >= advance_to)
         {
-            return Err(StorageError::UpdateBeyondUpper(*id));
+            return Err(StorageError::InvalidAdvance {
+                write_ts,
+                advance_to,
+            });
         }
         Ok(async { Ok(()) }.boxed())
     }
@@ -329,7 +332,7 @@ fn a_whole_controller_is_usable_as_a_trait_object() {
     let write = vec![(a, vec![(Row::pack(&[]), 1)])];
     assert!(matches!(
         controller.append_table(Timestamp::new(5), Timestamp::new(5), write.clone()),
-        Err(StorageError::UpdateBeyondUpper(_))
+        Err(StorageError::InvalidAdvance { .. })
     ));
     block_on(
         controller

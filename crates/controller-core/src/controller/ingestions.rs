@@ -12,11 +12,15 @@ use std::collections::BTreeMap;
 
 use strata_controller_api::{
     CollectionMetadata, DataSource, GlobalId, IngestionDescription, InstanceId, ShardId,
-    SourceOutput, StorageError, StorageTimestamp,
+    SourceOutput, Status, StatusUpdate, StorageError, StorageResponse, StorageTimestamp,
 };
 use strata_instance_client::{RunIngestionCommand, RunSinkCommand, StorageCommand};
 
 use super::Controller;
+
+/// The hint of a source or sink that waits for the host's `initialization_complete`.
+pub const WAITING_FOR_INITIALIZATION: &str = "waiting for the host to call initialization_complete(): \
+     replicas start sources and sinks only after it";
 
 impl<T: StorageTimestamp> Controller<T> {
     /// The outputs ingestion `id` (described by `description`) writes now.
@@ -114,7 +118,28 @@ impl<T: StorageTimestamp> Controller<T> {
         }
         let command = self.ingestion_command(id)?;
         let instance = command.description.instance_id;
-        self.send_run(instance, StorageCommand::RunIngestion(command))
+        self.send_run(instance, StorageCommand::RunIngestion(command))?;
+        self.report_waiting_for_initialization(id);
+        Ok(())
+    }
+
+    /// Before `initialization_complete`, replicas hold what they are told to run: says
+    /// so in `id`'s status, so that a source whose upper does not move explains why.
+    fn report_waiting_for_initialization(&mut self, id: GlobalId) {
+        if self.initialized {
+            return;
+        }
+        let update = StatusUpdate {
+            id,
+            replica_id: None,
+            status: Status::Starting,
+            timestamp_ms: super::lifecycle::now_ms(),
+            error: None,
+            hints: vec![WAITING_FOR_INITIALIZATION.to_owned()],
+        };
+        self.record_statuses(std::slice::from_ref(&update));
+        self.responses
+            .push_back(StorageResponse::StatusUpdates(vec![update]));
     }
 
     /// The command that runs export `id`, with the metadata of the collection it reads.
@@ -141,7 +166,9 @@ impl<T: StorageTimestamp> Controller<T> {
         }
         let command = self.export_command(id)?;
         let instance = command.description.instance_id;
-        self.send_run(instance, StorageCommand::RunSink(command))
+        self.send_run(instance, StorageCommand::RunSink(command))?;
+        self.report_waiting_for_initialization(id);
+        Ok(())
     }
 
     /// Starts every live ingestion and export: what waited while read-only.

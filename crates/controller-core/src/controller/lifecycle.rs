@@ -156,7 +156,7 @@ impl<T> Default for Drained<T> {
 }
 
 /// Wall-clock milliseconds since the Unix epoch; 0 if the clock is before it.
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

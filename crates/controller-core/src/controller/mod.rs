@@ -57,6 +57,7 @@ use strata_persist_backend::txns::{TxnsError, TxnsHandle};
 use strata_persist_backend::{PersistClient, PersistError};
 use tokio::sync::mpsc;
 
+pub use ingestions::WAITING_FOR_INITIALIZATION;
 use registry::Registry;
 pub use worker::CONTROLLER_READER_ID;
 use worker::{Command, Event, WorkerHandle};

@@ -60,7 +60,10 @@ impl<T: StorageTimestamp> Controller<T> {
                 return Err(StorageError::ReadOnly);
             }
             if write_ts >= advance_to {
-                return Err(StorageError::UpdateBeyondUpper(id));
+                return Err(StorageError::InvalidAdvance {
+                    write_ts,
+                    advance_to,
+                });
             }
             if let Some(upper) = self.registry.frontiers.upper(id)
                 && !upper.less_equal(&write_ts)
@@ -89,9 +92,10 @@ impl<T: StorageTimestamp> Controller<T> {
         match first_id {
             Some(id) => Ok((id, writes)),
             None if write_ts < advance_to => Ok((GlobalId::Transient(0), writes)),
-            None => Err(StorageError::InvalidUsage(
-                "append_table needs write_ts < advance_to".into(),
-            )),
+            None => Err(StorageError::InvalidAdvance {
+                write_ts,
+                advance_to,
+            }),
         }
     }
 }
