@@ -356,3 +356,27 @@ async fn commits_reach_the_data_shard_without_a_read() {
         );
     }
 }
+
+/// `close` finishes what the controller accepted: a write sent but not yet awaited is
+/// committed before `close` returns, and the next controller reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_finishes_accepted_writes() {
+    let env = file_env();
+    let mut ctl = env.controller(false).await;
+    let a = id(1);
+    create_tables(&env, &mut ctl, &[a], t(0)).await;
+    let ts = ctl.table_write_ts().unwrap();
+    let next_ts = t(ts.as_millis() + 1);
+    let write = ctl
+        .append_table(ts, next_ts, vec![(a, vec![(row(7), 1)])])
+        .unwrap();
+    ctl.close().await;
+    write.await.unwrap();
+
+    let mut next = env.controller(false).await;
+    create_tables(&env, &mut next, &[a], t(0)).await;
+    assert_eq!(
+        as_map(next.snapshot(a, ts).await.unwrap()),
+        as_map(vec![(row(7), 1)])
+    );
+}

@@ -299,6 +299,25 @@ impl<T: StorageTimestamp> Controller<T> {
         self.txns_shard
     }
 
+    /// Closes the controller: waits for every table write, drop and since change it has
+    /// accepted to finish, stops its storage task and background applier, gives up its
+    /// writer leases and disconnects its replicas. Call it before the host exits (or
+    /// before dropping the controller) so that nothing accepted is left half done and no
+    /// lease lingers until it times out. Dropping a controller without closing it loses
+    /// nothing durable either: what was acknowledged is durable, and the next controller
+    /// finishes any recorded drop.
+    ///
+    /// In-process `ReplicaServer`s belong to the host; stop them with their own
+    /// `shutdown()` after this.
+    pub async fn close(mut self) {
+        self.drain_internal();
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.worker.send(worker::Command::Close { reply });
+        // An error means the storage task had already stopped.
+        let _ = done.await;
+        self.instances.clear();
+    }
+
     /// What the controller's catalog records now: which shard backs each collection,
     /// which shards of dropped collections still await finalization, the txns shard
     /// and the epoch. A dropped collection's id is absent from

@@ -95,6 +95,8 @@ pub(crate) enum Command<T: StorageTimestamp> {
         table: bool,
         attempt: u32,
     },
+    /// Finish everything sent before, release the storage task's leases and stop.
+    Close { reply: oneshot::Sender<()> },
 }
 
 /// What the storage task tells the controller.
@@ -201,6 +203,12 @@ impl<T: StorageTimestamp> Worker<T> {
                     Command::Append(request) => appends.push(request),
                     // Bookkeeping only: it must not split a group of appends.
                     Command::Applied(applied) => self.note_applied(applied),
+                    Command::Close { reply } => {
+                        self.commit_appends(std::mem::take(&mut appends)).await;
+                        self.close().await;
+                        let _ = reply.send(());
+                        return;
+                    }
                     other => {
                         self.commit_appends(std::mem::take(&mut appends)).await;
                         self.handle(other).await;
@@ -261,6 +269,24 @@ impl<T: StorageTimestamp> Worker<T> {
                 attempt,
             } => self.finalize_logged(shard, table, attempt).await,
             Command::Applied(applied) => self.note_applied(applied),
+            // Taken by `run` before it gets here.
+            Command::Close { reply } => {
+                self.close().await;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Stops the applier (after the round it is in) and gives up the leases of the
+    /// direct writers, so that nothing of this controller lingers in the shards' states
+    /// until a lease times out. Finalizations still pending are left to the next
+    /// controller, which finds them in the catalog.
+    async fn close(&mut self) {
+        self.applier = None;
+        for (shard, writer) in std::mem::take(&mut self.writers) {
+            if let Err(error) = writer.expire().await {
+                tracing::debug!(%shard, %error, "a writer lease is left to expire");
+            }
         }
     }
 
