@@ -99,9 +99,9 @@ impl<T> DataSource<T> {
 pub enum IntrospectionType {
     /// `(object_id, shard_id)` for every collection.
     ShardMapping,
-    /// `(object_id, read_frontier, write_frontier)` for every collection.
+    /// `(object_id, read_frontier, upper)` for every collection.
     Frontiers,
-    /// `(object_id, replica_id, write_frontier)` for every collection on every replica.
+    /// `(object_id, replica_id, upper)` for every collection on every replica.
     ReplicaFrontiers,
     /// Per-replica source statistics.
     SourceStatistics,

@@ -97,7 +97,7 @@ async fn main() -> Result<(), StorageError> {
     for (id, text) in [(1, "hello"), (2, "world")] {
         // The controller learns of finished writes as it runs; apply what it learned.
         ctl.apply_pending();
-        let upper = ctl.collection_frontiers(greetings)?.write_frontier;
+        let upper = ctl.collection_frontiers(greetings)?.upper;
         let at = upper.elements().first().copied().unwrap_or_default();
         let row = Row::pack(&[Datum::Int64(id), Datum::String(text.into())]);
         let advance = Timestamp::new(at.as_millis() + 1);

@@ -73,7 +73,7 @@ async fn main() -> Result<(), StorageError> {
     let frontiers = ctl.collection_frontiers(orders)?;
     println!(
         "orders: upper {:?}, since {:?} (held)",
-        frontiers.write_frontier, frontiers.read_capabilities
+        frontiers.upper, frontiers.since
     );
     println!(
         "orders at 2: {} rows",
@@ -82,7 +82,7 @@ async fn main() -> Result<(), StorageError> {
     drop(hold);
     ctl.apply_pending();
     let frontiers = ctl.collection_frontiers(orders)?;
-    println!("after release: since {:?}", frontiers.read_capabilities);
+    println!("after release: since {:?}", frontiers.since);
     println!(
         "items now: {} rows",
         ctl.snapshot_latest(items).await?.len()

@@ -14,7 +14,7 @@ fn since_of(
     ctl: &strata_controller_core::Controller<Timestamp>,
     table: strata_controller_api::GlobalId,
 ) -> Antichain<Timestamp> {
-    ctl.collection_frontiers(table).unwrap().read_capabilities
+    ctl.collection_frontiers(table).unwrap().since
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,7 @@ async fn read_only_writes_nothing_until_allow_writes() {
     ctl.apply_pending();
     // The read-only controller sees the table's frontiers from the shard.
     assert_eq!(
-        ctl.collection_frontiers(a).unwrap().write_frontier,
+        ctl.collection_frontiers(a).unwrap().upper,
         Antichain::from_elem(t(2))
     );
     let denied = ctl.append_table(t(2), t(3), vec![(a, vec![(row(2), 1)])]);
@@ -116,7 +116,7 @@ async fn workload(
             let upper = *ctl
                 .collection_frontiers(table)
                 .unwrap()
-                .write_frontier
+                .upper
                 .as_option()
                 .unwrap();
             let write = vec![(table, vec![(r.clone(), 1)])];
@@ -136,7 +136,7 @@ async fn workload(
     let upper = *ctl
         .collection_frontiers(table)
         .unwrap()
-        .write_frontier
+        .upper
         .as_option()
         .unwrap();
     let fired = row(*next);
@@ -165,7 +165,7 @@ async fn restarts_keep_every_acknowledged_write() {
             let upper = *ctl
                 .collection_frontiers(table)
                 .unwrap()
-                .write_frontier
+                .upper
                 .as_option()
                 .unwrap();
             assert!(
@@ -199,7 +199,7 @@ async fn restarts_keep_every_acknowledged_write() {
             last_upper = *ctl
                 .collection_frontiers(table)
                 .unwrap()
-                .write_frontier
+                .upper
                 .as_option()
                 .unwrap();
         }
@@ -281,7 +281,7 @@ async fn restarts_over_the_durable_catalog() {
         let upper = *ctl
             .collection_frontiers(table)
             .unwrap()
-            .write_frontier
+            .upper
             .as_option()
             .unwrap();
         ctl.append_table(

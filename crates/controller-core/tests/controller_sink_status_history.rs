@@ -52,7 +52,7 @@ async fn run_and_drop_sink(
         connection: SinkConnection::File {
             path: path.to_str().unwrap().to_owned(),
         },
-        as_of: ctl.collection_frontiers(from).unwrap().read_capabilities,
+        as_of: ctl.collection_frontiers(from).unwrap().since,
         with_snapshot: true,
         instance_id: INSTANCE,
     };

@@ -120,7 +120,7 @@ async fn instances_feed_the_process_loop_and_hello_fences_old_controllers() {
     }
     assert_eq!(reported, Some(Antichain::from_elem(t(7))));
     assert_eq!(
-        ctl.collection_frontiers(source).unwrap().write_frontier,
+        ctl.collection_frontiers(source).unwrap().upper,
         Antichain::from_elem(t(7))
     );
     assert_eq!(recorder.hellos.lock().unwrap().clone(), vec![ctl.epoch()]);
@@ -175,7 +175,7 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
         ));
         ctl.apply_pending();
         assert_eq!(
-            ctl.collection_frontiers(hook).unwrap().write_frontier,
+            ctl.collection_frontiers(hook).unwrap().upper,
             Antichain::from_elem(t(2))
         );
         assert_eq!(
@@ -242,7 +242,7 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
             strata_controller_api::ReadPolicy::step_back(),
         )])
         .unwrap();
-        let since = ctl.collection_frontiers(table).unwrap().read_capabilities;
+        let since = ctl.collection_frontiers(table).unwrap().since;
         ctl.create_instance(InstanceId(1)).unwrap();
         let export = ExportDescription {
             from: table,
@@ -268,14 +268,11 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
         ));
         append(&mut ctl, 6, vec![(table, vec![(row(6), 1)])]).await;
         ctl.apply_pending();
-        assert_eq!(
-            ctl.collection_frontiers(table).unwrap().read_capabilities,
-            since
-        );
+        assert_eq!(ctl.collection_frontiers(table).unwrap().since, since);
         ctl.drop_sinks(vec![sink]).unwrap();
         ctl.apply_pending();
         assert_eq!(
-            ctl.collection_frontiers(table).unwrap().read_capabilities,
+            ctl.collection_frontiers(table).unwrap().since,
             Antichain::from_elem(t(6))
         );
         assert!(matches!(

@@ -42,12 +42,7 @@ async fn snapshots_at_every_time_are_the_accumulated_contents() {
         }
         ctl.apply_pending();
         let frontiers = ctl.collection_frontiers(a).unwrap();
-        assert_eq!(
-            frontiers.write_frontier,
-            Antichain::from_elem(t(9)),
-            "{}",
-            env.url
-        );
+        assert_eq!(frontiers.upper, Antichain::from_elem(t(9)), "{}", env.url);
         for (ts, expected) in model.iter().enumerate() {
             let got = as_map(ctl.snapshot(a, t(ts as u64)).await.unwrap());
             assert_eq!(&got, expected, "{} at {ts}", env.url);
@@ -88,7 +83,7 @@ async fn a_reader_never_sees_half_of_a_two_table_commit() {
         let (fa, fb) = {
             let mut ctl = ctl.lock().await;
             ctl.apply_pending();
-            let upper = ctl.collection_frontiers(a).unwrap().write_frontier;
+            let upper = ctl.collection_frontiers(a).unwrap().upper;
             let as_of = upper.as_option().unwrap().step_back_or_zero();
             (ctl.snapshot(a, as_of), ctl.snapshot(b, as_of))
         };
@@ -156,7 +151,7 @@ async fn table_write_ts_joins_the_next_group_commit() {
     let mut ctl = env.controller(false).await;
     let ids: Vec<_> = (1..=4).map(id).collect();
     create_tables(&env, &mut ctl, &ids, t(0)).await;
-    let upper = ctl.collection_frontiers(ids[0]).unwrap().write_frontier;
+    let upper = ctl.collection_frontiers(ids[0]).unwrap().upper;
     let start = ctl.table_write_ts().unwrap();
     assert_eq!(
         Some(&start),

@@ -33,11 +33,11 @@ pub fn desc(typ: IntrospectionType) -> RelationDesc {
         IntrospectionType::Frontiers => builder
             .with_column("object_id", text(false))
             .with_column("read_frontier", text(true))
-            .with_column("write_frontier", text(true)),
+            .with_column("upper", text(true)),
         IntrospectionType::ReplicaFrontiers => builder
             .with_column("object_id", text(false))
             .with_column("replica_id", text(false))
-            .with_column("write_frontier", text(true)),
+            .with_column("upper", text(true)),
         IntrospectionType::SourceStatistics => builder
             .with_column("id", text(false))
             .with_column("replica_id", text(false))

@@ -63,7 +63,7 @@ async fn wait_until_returns_the_value_and_reports_the_last_observation() {
     let upper = harness
         .wait_until("the table to exist", |ctl| {
             ctl.collection_frontiers(table)
-                .map(|f| f.write_frontier)
+                .map(|f| f.upper)
                 .map_err(|e| e.to_string())
         })
         .await

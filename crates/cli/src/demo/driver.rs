@@ -114,7 +114,7 @@ impl Driver {
     /// The `(since, upper)` of `id` in milliseconds, if the controller knows it.
     pub(crate) fn frontiers(&self, id: GlobalId) -> Option<(Option<u64>, Option<u64>)> {
         let f = self.ctl.collection_frontiers(id).ok()?;
-        Some((first(&f.read_capabilities), first(&f.write_frontier)))
+        Some((first(&f.since), first(&f.upper)))
     }
 
     /// The upper of `id` in milliseconds (0 if unknown, `u64::MAX` if closed).

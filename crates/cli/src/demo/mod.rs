@@ -256,8 +256,8 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
             id: *id,
             kind: kind_of(*id),
             start: recovery.uppers.get(id).copied(),
-            since: first(&meta.read_capabilities),
-            upper: first(&meta.write_frontier),
+            since: first(&meta.since),
+            upper: first(&meta.upper),
         });
     }
     let statuses = driver

@@ -351,10 +351,7 @@ pub(crate) async fn source(
         }
     }
     let metadata = driver.ctl.collection_metadata(AUCTIONS_ID)?;
-    let since = driver
-        .ctl
-        .collection_frontiers(AUCTIONS_ID)?
-        .read_capabilities;
+    let since = driver.ctl.collection_frontiers(AUCTIONS_ID)?.since;
     let export = ExportDescription {
         from: AUCTIONS_ID,
         from_desc: metadata.relation_desc,

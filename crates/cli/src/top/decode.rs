@@ -83,7 +83,7 @@ pub(crate) fn frontiers<'a>(
             let cols = columns(IntrospectionType::Frontiers, row)?;
             let report = ReportedFrontiers {
                 read: Frontier::from_text(text(&cols, "read_frontier").as_deref()),
-                write: Frontier::from_text(text(&cols, "write_frontier").as_deref()),
+                write: Frontier::from_text(text(&cols, "upper").as_deref()),
             };
             Some((text(&cols, "object_id")?, report))
         })

@@ -48,9 +48,9 @@ impl Recorder {
         let f = Antichain::from_elem(Timestamp::new(1));
         CollectionFrontiers {
             id,
-            write_frontier: f.clone(),
+            upper: f.clone(),
             implied_capability: f.clone(),
-            read_capabilities: f,
+            since: f,
         }
     }
 }

@@ -42,20 +42,20 @@ pub type RtrFuture<T = Timestamp> = BoxFuture<'static, Result<T, StorageError<T>
 ///
 /// # Invariant
 ///
-/// `read_capabilities` is the lower bound of `implied_capability` and every outstanding
+/// `since` is the lower bound of `implied_capability` and every outstanding
 /// [`ReadHold`](crate::ReadHold), so it is never beyond `implied_capability`; it is the
-/// collection's effective since. `implied_capability` follows `write_frontier` according
+/// collection's effective since. `implied_capability` follows `upper` according
 /// to the collection's [`ReadPolicy`](crate::ReadPolicy), and only moves forward.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionFrontiers<T = Timestamp> {
     /// The collection.
     pub id: GlobalId,
     /// The upper: every update at a time not beyond it is final.
-    pub write_frontier: Antichain<T>,
+    pub upper: Antichain<T>,
     /// The since the collection's read policy allows.
     pub implied_capability: Antichain<T>,
     /// The frontier of all read capabilities: the since actually in force.
-    pub read_capabilities: Antichain<T>,
+    pub since: Antichain<T>,
 }
 
 /// Statistics about a snapshot, cheap to compute from shard metadata.

@@ -20,7 +20,7 @@
 //!   The run checks the mapping held (the final upper is exactly `offsets + 1`, so no
 //!   clock read went unbound and no binding was pushed past its read).
 //! - **Controller**: the host loop (`ready`, then `process` until empty) records the
-//!   instant `collection_frontiers(source).write_frontier` first passes each time.
+//!   instant `collection_frontiers(source).upper` first passes each time.
 //! - **Persist** (the baseline): a task waits on the data shard's upper through the
 //!   replica's own `PersistClient` (which shares its shard cache, so a local append
 //!   wakes it without polling) and records the instant the upper first passes each
@@ -264,7 +264,7 @@ async fn run_source(sizes: &LagSizes) -> Run {
         );
         let _ = tokio::time::timeout(Duration::from_millis(100), ctl.ready()).await;
         while ctl.process().unwrap().is_some() {}
-        let now = frontier_ms(&ctl.collection_frontiers(SOURCE).unwrap().write_frontier);
+        let now = frontier_ms(&ctl.collection_frontiers(SOURCE).unwrap().upper);
         if now > upper {
             upper = now;
             controller.push((upper, Instant::now()));

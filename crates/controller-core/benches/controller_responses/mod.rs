@@ -168,7 +168,7 @@ async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> 
     };
     let (last, last_upper) = *updates.last().unwrap();
     let reached = |ctl: &Controller<Timestamp>| {
-        ctl.collection_frontiers(last).unwrap().write_frontier
+        ctl.collection_frontiers(last).unwrap().upper
             == Antichain::from_elem(Timestamp::new(last_upper))
     };
     let start = Instant::now();
@@ -185,7 +185,7 @@ async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> 
     let elapsed = start.elapsed();
     for id in ids {
         assert_eq!(
-            ctl.collection_frontiers(id).unwrap().write_frontier,
+            ctl.collection_frontiers(id).unwrap().upper,
             Antichain::from_elem(Timestamp::new(last_upper)),
             "{id}"
         );

@@ -20,9 +20,9 @@ impl<T: StorageTimestamp> Controller<T> {
         let f = self.registry.frontiers.frontiers(id)?;
         Ok(CollectionFrontiers {
             id,
-            write_frontier: f.upper,
+            upper: f.upper,
             implied_capability: f.implied_capability,
-            read_capabilities: f.since,
+            since: f.since,
         })
     }
 }

@@ -301,12 +301,12 @@ pub async fn pump_until(
 
 /// The upper of `id` as a time in milliseconds (`u64::MAX` for `[]`).
 pub fn upper(ctl: &Controller<Timestamp>, id: GlobalId) -> u64 {
-    frontier_ms(&ctl.collection_frontiers(id).unwrap().write_frontier)
+    frontier_ms(&ctl.collection_frontiers(id).unwrap().upper)
 }
 
 /// The since of `id` as a time in milliseconds (`u64::MAX` for `[]`).
 pub fn since(ctl: &Controller<Timestamp>, id: GlobalId) -> u64 {
-    frontier_ms(&ctl.collection_frontiers(id).unwrap().read_capabilities)
+    frontier_ms(&ctl.collection_frontiers(id).unwrap().since)
 }
 
 pub fn frontier_ms(frontier: &Antichain<Timestamp>) -> u64 {

@@ -60,7 +60,7 @@ pub async fn read_introspection(
     id: GlobalId,
 ) -> BTreeMap<Row, i64> {
     ctl.sync_introspection().await.unwrap();
-    let upper = ctl.collection_frontiers(id).unwrap().write_frontier;
+    let upper = ctl.collection_frontiers(id).unwrap().upper;
     let as_of = upper.as_option().copied().unwrap().step_back().unwrap();
     consolidate(ctl.snapshot(id, as_of).await.unwrap())
 }
@@ -89,8 +89,8 @@ pub fn expected_frontiers(ctl: &Controller<Timestamp>, ids: &[GlobalId]) -> BTre
             let f = ctl.collection_frontiers(*id).unwrap();
             let row = Row::pack(&[
                 text(id.to_string()),
-                text(frontier_text(&f.read_capabilities)),
-                text(frontier_text(&f.write_frontier)),
+                text(frontier_text(&f.since)),
+                text(frontier_text(&f.upper)),
             ]);
             (row, 1)
         })

@@ -296,7 +296,7 @@ impl Harness {
             .collection_frontiers(id)
             .map_err(storage(format!("reading the frontiers of {id}")))?;
         frontiers
-            .write_frontier
+            .upper
             .as_option()
             .map(Timestamp::as_millis)
             .ok_or_else(|| HarnessError::Storage {

@@ -127,10 +127,8 @@ impl Harness {
     ) -> Result<Antichain<Timestamp>> {
         let description = format!("the upper of {id} to pass {t}");
         self.wait_until(&description, |ctl| match ctl.collection_frontiers(id) {
-            Ok(frontiers) if !frontiers.write_frontier.less_equal(&t) => {
-                Ok(frontiers.write_frontier)
-            }
-            Ok(frontiers) => Err(format!("upper {}", render(&frontiers.write_frontier))),
+            Ok(frontiers) if !frontiers.upper.less_equal(&t) => Ok(frontiers.upper),
+            Ok(frontiers) => Err(format!("upper {}", render(&frontiers.upper))),
             Err(e) => Err(format!("error {e}")),
         })
         .await

@@ -28,7 +28,7 @@ pub(crate) fn storage(context: &str) -> impl FnOnce(StorageError<Timestamp>) -> 
 /// The first time of `id`'s upper (`None` once it is closed), or what went wrong.
 pub(crate) fn upper_time(ctl: &Controller<Timestamp>, id: GlobalId) -> Result<Option<u64>, String> {
     ctl.collection_frontiers(id)
-        .map(|f| f.write_frontier.as_option().map(Timestamp::as_millis))
+        .map(|f| f.upper.as_option().map(Timestamp::as_millis))
         .map_err(|e| format!("{id}: {e}"))
 }
 

@@ -7,12 +7,12 @@
 //!
 //! - `ShardMapping` holds `(object_id, shard_id)` for every live collection, itself
 //!   included: inserted on create, retracted on drop;
-//! - `Frontiers` holds `(object_id, read_frontier, write_frontier)` for every live
+//! - `Frontiers` holds `(object_id, read_frontier, upper)` for every live
 //!   collection and sink, updated on every recorded frontier change and retracted on
 //!   drop. Introspection collections are left out: their uppers tick forward on every
 //!   manager tick, and recording them would rewrite `Frontiers` on each tick (its own
 //!   upper included, without end). Their frontiers are in `collection_frontiers`;
-//! - `ReplicaFrontiers` holds `(object_id, replica_id, write_frontier)` per replica,
+//! - `ReplicaFrontiers` holds `(object_id, replica_id, upper)` per replica,
 //!   retracted when the object or the replica goes;
 //! - `SourceStatusHistory` and `SinkStatusHistory` receive every status the replicas
 //!   report (with their `replica_id`) and the controller's own `Dropped` statuses,
