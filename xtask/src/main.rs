@@ -100,7 +100,25 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     if soak {
         cmd.env("STRATA_SOAK", "1");
     }
-    shell::run(&mut cmd, "cargo test")
+    let tests = shell::run(&mut cmd, "cargo test");
+    // Always run the downstream example too, so one run reports both.
+    let example = run_embed_example(root);
+    tests.and(example)
+}
+
+/// Builds and runs `examples/embed`, a crate outside the workspace that uses only what
+/// `docs/QUICKSTART.md` shows, as a downstream crate would. It shares the target
+/// directory, so only Strata's own crates build again (with the example's features).
+fn run_embed_example(root: &Path) -> anyhow::Result<()> {
+    shell::run(
+        shell::cargo(root).args([
+            "run",
+            "--manifest-path",
+            "examples/embed/Cargo.toml",
+            "--locked",
+        ]),
+        "the downstream example (examples/embed)",
+    )
 }
 
 fn lint(root: &Path) -> anyhow::Result<()> {

@@ -22,6 +22,8 @@
 
 pub mod catalog;
 pub mod controller;
+#[cfg(feature = "replica")]
+pub mod embed;
 pub mod frontiers;
 
 pub use controller::{
@@ -30,3 +32,14 @@ pub use controller::{
 };
 
 pub use catalog::{DurableCatalog, DurableStorageTxn};
+
+/// The controller-api vocabulary (traits, ids, rows, descriptions, errors), so that an
+/// embedding crate depends on `strata-controller-core` alone.
+pub use strata_controller_api as api;
+/// The replica transport (connectors, handlers, wire types).
+pub use strata_instance_client as instance;
+/// Persist: locations, shards and their handles (for inspection and tests).
+pub use strata_persist_backend as persist;
+/// The replica runtime, with the `replica` feature.
+#[cfg(feature = "replica")]
+pub use strata_replica as replica;
