@@ -171,9 +171,12 @@ pub struct IngestionDescription<T> {
 /// A load generator's kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LoadGenerator {
-    /// One row per tick: the tick count.
+    /// One row per offset: offset `n` inserts the row `(n + 1)`, so a tick of
+    /// `offsets_per_tick` offsets inserts that many rows.
     Counter {
-        /// Stop after this many ticks, if set.
+        /// Stop after this many ticks (`max_ticks × offsets_per_tick` offsets), if set.
+        /// A finished counter's upper stays at the time of its last round: the source
+        /// has no more data, but it is not closed, so reads at later times wait.
         max_ticks: Option<u64>,
     },
     /// Auctions with bids: a primary output plus `auctions` and `bids` subsources.

@@ -1,4 +1,4 @@
-//! A [`Row`]'s encoding datum by datum, without an owned [`Datum`](crate::Datum) (and
+//! A [`Row`]'s encoding datum by datum, without an owned [`Datum`] (and
 //! its heap copy of every string) per value: [`DatumRef`] reads a row's bytes in place
 //! and [`RowPacker`] writes them.
 //!

@@ -4,7 +4,7 @@
 //! adjacent batches whenever an older one is not more than twice the size of what
 //! follows it (a size-tiered spine), so each update is rewritten O(log n) times in
 //! total. One step merges the newest pair out of shape together with the older batches
-//! its output would put out of shape ([`pick_merge`]), so a cascade is one merge, and
+//! its output would put out of shape (`pick_merge`), so a cascade is one merge, and
 //! does bounded work: at most [`MAX_MERGE_INPUTS`] batches, and older batches join only
 //! while the inputs are below [`MAX_MERGE_BYTES`]. Times before the since are forwarded
 //! to it (clamped into the batch), then updates are consolidated.

@@ -42,6 +42,7 @@ pub enum GeneratorError {
 pub struct Generator {
     kind: LoadGenerator,
     seed: u64,
+    offsets_per_tick: u64,
 }
 
 impl Generator {
@@ -66,6 +67,7 @@ impl Generator {
         Ok(Generator {
             kind: generator.clone(),
             seed: *seed,
+            offsets_per_tick: *offsets_per_tick,
         })
     }
 
@@ -99,10 +101,13 @@ impl Generator {
             })
     }
 
-    /// The number of offsets the generator ever produces, if it is finite.
+    /// The number of offsets the generator ever produces, if it is finite: a counter
+    /// with `max_ticks` stops after that many ticks of `offsets_per_tick` offsets.
     pub fn offset_limit(&self) -> Option<u64> {
         match self.kind {
-            LoadGenerator::Counter { max_ticks } => max_ticks,
+            LoadGenerator::Counter { max_ticks } => {
+                max_ticks.map(|ticks| ticks.saturating_mul(self.offsets_per_tick))
+            }
             LoadGenerator::Auction | LoadGenerator::KeyValue { .. } => None,
         }
     }

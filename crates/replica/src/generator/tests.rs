@@ -43,6 +43,29 @@ fn counter_counts_and_stops_at_its_limit() {
     assert_eq!(g.offset_limit(), Some(3));
 }
 
+/// `max_ticks` counts ticks, whatever their size: table of (max_ticks, offsets_per_tick,
+/// rows ever produced).
+#[test]
+fn a_counter_stops_after_max_ticks_ticks() {
+    for (ticks, per_tick, rows) in [(3, 1, 3), (3, 4, 12), (0, 5, 0), (1, 10, 10)] {
+        let g = Generator::new(&SourceConnection::LoadGenerator {
+            generator: LoadGenerator::Counter {
+                max_ticks: Some(ticks),
+            },
+            tick_interval_ms: 10,
+            offsets_per_tick: per_tick,
+            seed: 0,
+        })
+        .unwrap();
+        assert_eq!(g.offset_limit(), Some(rows), "{ticks} x {per_tick}");
+        assert_eq!(
+            g.updates_in(0..100).len() as u64,
+            rows,
+            "{ticks} x {per_tick}"
+        );
+    }
+}
+
 #[test]
 fn invalid_configurations_are_typed_errors() {
     let zero_keys = Generator::new(&connection(LoadGenerator::KeyValue { keys: 0 }, 1));
