@@ -207,6 +207,40 @@ async fn restarts_keep_every_acknowledged_write() {
     }
 }
 
+/// The old controller writes at its own upper after the new one has written past it:
+/// it hears `Fenced`, not `UpdateBeforeUpper` (which would read as retryable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_controller_behind_the_upper_hears_fenced_first() {
+    for env in backends() {
+        let table = id(1);
+        let mut old = env.controller(false).await;
+        create_tables(&env, &mut old, &[table], t(0)).await;
+        append(&mut old, 1, vec![(table, vec![(row(1), 1)])]).await;
+
+        let mut new = env.controller(false).await;
+        create_tables(&env, &mut new, &[table], t(0)).await;
+        append(&mut new, 2, vec![(table, vec![(row(2), 1)])]).await;
+
+        old.apply_pending();
+        let stale = *old
+            .collection_frontiers(table)
+            .unwrap()
+            .upper
+            .as_option()
+            .unwrap();
+        assert_eq!(stale, t(2), "the old controller has not seen the new write");
+        let write = old
+            .append_table(stale, t(3), vec![(table, vec![(row(3), 1)])])
+            .unwrap()
+            .await;
+        assert!(
+            matches!(write, Err(StorageError::Fenced { ours, current }) if ours == old.epoch() && current == new.epoch()),
+            "{}: {write:?}",
+            env.url
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_controller_is_fenced_on_its_next_write() {
     for env in backends() {
