@@ -20,8 +20,10 @@ use crate::timestamp::StorageTimestamp;
 ///   no-op; with a different description it fails with
 ///   [`StorageError::CollectionIdReused`]. An id twice in one call fails with
 ///   [`StorageError::DuplicateId`]. A failed call changes nothing.
-/// - A collection's shard comes from the [`StorageMetadata`] the caller passes, which the
-///   caller wrote through [`Collections::prepare_state`] and committed first.
+/// - A collection's shard comes from the [`StorageMetadata`] the caller passes (written
+///   through [`Collections::prepare_state`] into the caller's catalog and committed
+///   first); failing that, from the controller's own catalog; failing that, a fresh
+///   shard is recorded there. An `open_durable` host passes `StorageMetadata::default()`.
 /// - Dropping is durable when the call returns: the catalog no longer maps the ids and
 ///   lists their shards as unfinalized (a host that already did so through
 ///   [`Collections::prepare_state`] loses nothing by the second write, which is then
