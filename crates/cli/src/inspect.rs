@@ -1,6 +1,7 @@
 //! `strata inspect shard` and `strata inspect collections`: read durable state and
-//! print it, writing nothing but the reader registrations persist needs. `strata top`
-//! reads the catalog and shard states through the same functions.
+//! print it, writing nothing at all (the location is opened read-only and the catalog
+//! is read without a reader registration). `strata top` reads the catalog and shard
+//! states through the same functions.
 
 use std::io::Write;
 use std::str::FromStr;

@@ -87,7 +87,14 @@ pub(crate) async fn open(
         }
     }
     let limit = deadline(timeout)?;
-    match tokio::time::timeout(limit, PersistClient::open(url)).await {
+    let opening = async {
+        match access {
+            // Inspection writes nothing: not even the format marker.
+            Access::ReadOnly => PersistClient::open_read_only(url).await,
+            Access::ReadWrite => PersistClient::open(url).await,
+        }
+    };
+    match tokio::time::timeout(limit, opening).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => Err(anyhow!(e).context(format!("cannot open persist location {url}"))),
         Err(_) => bail!(

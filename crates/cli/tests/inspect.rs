@@ -105,3 +105,66 @@ async fn inspect_collections_reads_the_durable_catalog() {
     );
     assert!(lines[3].contains("shard not written yet"), "{}", out.stdout);
 }
+
+/// Every file under `root` with its bytes, in order.
+fn tree(root: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path.strip_prefix(root).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Inspection writes nothing: the location's files (names and bytes) are the same
+/// after `inspect collections` and `inspect shard` as before. (A read-only copy cannot
+/// be simulated with file modes here, where tests may run as root, so the files
+/// themselves are compared; `persist-backend`'s `read_only` and `controller-core`'s
+/// `catalog_read_only` tests refuse every write with a store wrapper.)
+#[test]
+fn inspection_leaves_every_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    // The state is written on a runtime of its own, dropped before the inspection, so
+    // no lease work of its handles can still be writing.
+    let setup = tokio::runtime::Runtime::new().unwrap();
+    let written = setup.block_on(async {
+        let client = PersistClient::open(&url).await.unwrap();
+        let written = written_shard(&client).await;
+        let catalog = DurableCatalog::open(&client).await.unwrap();
+        let mut txn = catalog.begin::<Timestamp>();
+        txn.insert_collection_metadata(BTreeMap::from([(GlobalId::User(1), written)]))
+            .unwrap();
+        txn.commit().await.unwrap();
+        written
+    });
+    drop(setup);
+    let before = tree(dir.path());
+
+    let shard = written.to_string();
+    for args in [
+        vec!["inspect", "collections", "--persist", &url],
+        vec!["inspect", "collections", "--persist", &url, "--json"],
+        vec!["inspect", "shard", "--persist", &url, &shard],
+    ] {
+        let out = run(strata().args(&args));
+        assert_eq!(out.code, Some(0), "{args:?}: {out:?}");
+        let after = tree(dir.path());
+        let changed: Vec<_> = after
+            .iter()
+            .filter(|f| !before.contains(f))
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        assert!(changed.is_empty(), "{args:?} wrote {changed:?}");
+        assert_eq!(after.len(), before.len(), "{args:?} removed files");
+    }
+}

@@ -69,6 +69,20 @@ impl PersistClient {
         Ok(Self::from_location(Location::open(url).await?, cfg))
     }
 
+    /// A client for inspection: the location is opened with
+    /// [`Location::open_read_only`], and a client that only calls [`Self::inspect`],
+    /// [`Self::peek_latest`] and [`Self::is_finalized`] writes nothing anywhere.
+    pub async fn open_read_only(url: &str) -> Result<PersistClient> {
+        let cfg = PersistConfig {
+            background_maintenance: false,
+            ..PersistConfig::default()
+        };
+        Ok(Self::from_location(
+            Location::open_read_only(url).await?,
+            cfg,
+        ))
+    }
+
     /// A client over an already opened location (for example a fault-injecting store).
     pub fn from_location(loc: Location, cfg: PersistConfig) -> PersistClient {
         let consensus = consensus::open(&loc);
@@ -241,6 +255,27 @@ impl PersistClient {
     pub async fn inspect(&self, shard: ShardId) -> Result<serde_json::Value> {
         let state = self.machine(shard).fetch().await?;
         Ok(maintenance::state_json(&state))
+    }
+
+    /// The shard's contents at the latest time they are complete for (its upper minus
+    /// one), and that upper, read without registering a reader or writing anything:
+    /// for inspecting locations that are read-only or whose writers must not be
+    /// disturbed. Nothing holds the since meanwhile, so a part that GC deletes during
+    /// the read makes it start over from a fresh state, at most `io_attempts` times.
+    /// A shard whose upper is still at its lower has no complete time: its contents
+    /// are empty.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::NotInitialized`] if the shard was never written; a closed shard
+    /// (upper `[]`) is [`PersistError::InvalidUsage`].
+    pub async fn peek_latest<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        desc: &RelationDesc,
+    ) -> Result<(Vec<crate::Update<T>>, Antichain<T>)> {
+        let machine = self.machine(shard);
+        crate::read::peek_latest(&machine, desc).await
     }
 
     /// Whether `shard` is finalized: tombstoned, so it can never be written or read

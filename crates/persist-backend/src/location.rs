@@ -212,17 +212,31 @@ impl Location {
     /// Opening settles the consensus format with the location's marker
     /// ([`crate::consensus::format`]), writing it for a new location.
     pub async fn open(text: &str) -> Result<Location, LocationError> {
+        let mut loc = Self::open_store(text, true).await?;
+        loc.consensus = crate::consensus::format::settle(&loc).await?;
+        Ok(loc)
+    }
+
+    /// Opens the location named by `text` for reading only: nothing is written, not even
+    /// the format marker (it is read if present) or a missing local directory (which is
+    /// [`LocationError::Unreachable`]).
+    pub async fn open_read_only(text: &str) -> Result<Location, LocationError> {
+        let mut loc = Self::open_store(text, false).await?;
+        loc.consensus = crate::consensus::format::settle_read_only(&loc).await?;
+        Ok(loc)
+    }
+
+    async fn open_store(text: &str, create: bool) -> Result<Location, LocationError> {
         let spec = LocationSpec::parse(text)?;
         let url = text.to_owned();
-        let mut loc = match spec {
+        let loc = match spec {
             LocationSpec::Memory { name } => {
                 let (store, consensus) = memory_location_store(&name);
                 Location::from_store(store, "", &url).with_consensus(consensus)
             }
-            LocationSpec::File { path } => open_file(path, url).await?,
+            LocationSpec::File { path } => open_file(path, url, create).await?,
             LocationSpec::S3 { bucket, prefix } => open_s3(bucket, prefix, url).await?,
         };
-        loc.consensus = crate::consensus::format::settle(&loc).await?;
         Ok(loc)
     }
 
@@ -327,16 +341,27 @@ impl Location {
 }
 
 #[cfg(feature = "file")]
-async fn open_file(path: std::path::PathBuf, url: String) -> Result<Location, LocationError> {
+async fn open_file(
+    path: std::path::PathBuf,
+    url: String,
+    create: bool,
+) -> Result<Location, LocationError> {
     let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable {
         url: url.clone(),
         reason: e.to_string(),
     };
     let dir = path.clone();
-    tokio::task::spawn_blocking(move || std::fs::create_dir_all(dir))
-        .await
-        .map_err(|e| unreachable(&e))?
-        .map_err(|e| unreachable(&e))?;
+    tokio::task::spawn_blocking(move || match create {
+        true => std::fs::create_dir_all(dir),
+        false if dir.is_dir() => Ok(()),
+        false => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is not a directory", dir.display()),
+        )),
+    })
+    .await
+    .map_err(|e| unreachable(&e))?
+    .map_err(|e| unreachable(&e))?;
     let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
         .map_err(|e| unreachable(&e))?
         .with_fsync(true)
@@ -350,7 +375,11 @@ async fn open_file(path: std::path::PathBuf, url: String) -> Result<Location, Lo
 }
 
 #[cfg(not(feature = "file"))]
-async fn open_file(_path: std::path::PathBuf, _url: String) -> Result<Location, LocationError> {
+async fn open_file(
+    _path: std::path::PathBuf,
+    _url: String,
+    _create: bool,
+) -> Result<Location, LocationError> {
     Err(LocationError::FeatureDisabled {
         scheme: "file".into(),
         feature: "file",

@@ -355,3 +355,58 @@ impl<T: StorageTimestamp> Listen<T> {
         Ok(events)
     }
 }
+
+/// See [`PersistClient::peek_latest`](crate::PersistClient::peek_latest).
+pub(crate) async fn peek_latest<T: StorageTimestamp>(
+    machine: &Machine,
+    desc: &RelationDesc,
+) -> Result<(Vec<Update<T>>, Antichain<T>)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let state = machine.fetch().await?;
+        let Some(upper) = state.upper else {
+            return Err(PersistError::InvalidUsage(format!(
+                "{} is closed: it has no latest time to read",
+                machine.shard
+            )));
+        };
+        let frontier = frontier_of(Some(upper));
+        if upper <= state.lower {
+            return Ok((Vec::new(), frontier));
+        }
+        let as_of = upper - 1;
+        if !frontier_le(state.since, Some(as_of)) {
+            return Err(PersistError::ReadBeforeSince {
+                shard: machine.shard,
+                as_of: time_of::<T>(as_of).to_string(),
+                since: render(&frontier_of::<T>(state.since)),
+            });
+        }
+        let mut out = Vec::new();
+        let mut consolidated = true;
+        let mut read = Ok(());
+        for batch in state.batches.iter().filter(|b| b.lower <= as_of) {
+            match read_hollow_at(machine, desc, batch, as_of, &mut out).await {
+                Ok(in_order) => consolidated &= in_order,
+                Err(error) => {
+                    read = Err(error);
+                    break;
+                }
+            }
+        }
+        match read {
+            Ok(()) => {
+                if !consolidated {
+                    consolidate(&mut out);
+                }
+                return Ok((decode_times(out), frontier));
+            }
+            // Unpinned, a part may have been compacted away and deleted meanwhile.
+            Err(error) if attempt < machine.cfg.io_attempts => {
+                tracing::debug!(shard = %machine.shard, %error, "a peek lost a part; reading again");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

@@ -6,11 +6,14 @@
 //!   then reports a failure anyway, as a timeout after the request was sent would.
 //! - A **hook** ([`FaultyStore::arm`]) pauses one chosen put after it landed, runs the
 //!   test's code there, and then answers it or replaces the answer with an error.
+//!
+//! [`DenyWrites`] serves every read and refuses every write, as read-only credentials
+//! do, so that a path that must write nothing fails loudly at the write.
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -257,3 +260,121 @@ pub enum AfterPut {
 pub type PutHook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, AfterPut> + Send>;
 
 type KeyMatch = Box<dyn Fn(&Path) -> bool + Send + Sync>;
+
+/// A store that serves every read and refuses every write (put, multipart upload,
+/// delete, copy) with an error, recording the key of each write it refused.
+#[derive(Debug)]
+pub struct DenyWrites {
+    inner: Arc<dyn ObjectStore>,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+impl DenyWrites {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<DenyWrites> {
+        Arc::new(DenyWrites {
+            inner,
+            refused: Arc::default(),
+        })
+    }
+
+    /// The keys of every write refused so far, in order.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn refuse(&self, what: &str, location: &Path) -> object_store::Error {
+        refuse(&self.refused, what, location)
+    }
+}
+
+fn refuse(refused: &Mutex<Vec<String>>, what: &str, location: &Path) -> object_store::Error {
+    refused
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(location.to_string());
+    object_store::Error::Generic {
+        store: "deny-writes",
+        source: format!("{what} {location} refused: this store is read-only").into(),
+    }
+}
+
+impl fmt::Display for DenyWrites {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DenyWrites({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for DenyWrites {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        _payload: PutPayload,
+        _opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        Err(self.refuse("put", location))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        _opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(self.refuse("multipart upload", location))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let refused = Arc::clone(&self.refused);
+        locations
+            .map(move |location| Err(refuse(&refused, "delete", &location?)))
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        _from: &Path,
+        to: &Path,
+        _options: CopyOptions,
+    ) -> object_store::Result<()> {
+        Err(self.refuse("copy", to))
+    }
+}

@@ -11,7 +11,7 @@ use anyhow::Context;
 use strata_controller_api::{IntrospectionType, Row, ShardId, Timestamp};
 use strata_controller_core::catalog::{CATALOG_SHARD_ID, CatalogContents};
 use strata_introspection::schema::desc;
-use strata_persist_backend::PersistClient;
+use strata_persist_backend::{PersistClient, PersistError};
 
 use super::decode;
 use super::model::{CollectionState, Frontier, Snapshot};
@@ -109,7 +109,7 @@ impl Loader {
         }
         let read = match (since, upper) {
             (Frontier::At(since), Frontier::At(upper)) if upper > since => {
-                read_rows(&self.client, shard, typ, upper - 1).await?
+                read_rows(&self.client, shard, typ).await?
             }
             _ => Some(Vec::new()),
         };
@@ -128,39 +128,21 @@ impl Loader {
     }
 }
 
-/// The rows of `shard` at `as_of`, each repeated by its positive multiplicity, or
-/// `None` when `as_of` is no longer readable. A reader registers for the read and
-/// expires after it.
+/// The rows of `shard` at its latest readable time, each repeated by its positive
+/// multiplicity, or `None` when that time is no longer readable (compacted past).
+/// Nothing is written: no reader is registered (`PersistClient::peek_latest`).
 async fn read_rows(
     client: &PersistClient,
     shard: ShardId,
     typ: IntrospectionType,
-    as_of: u64,
 ) -> anyhow::Result<Option<Vec<Row>>> {
-    let mut reader = client
-        .open_leased_reader::<Timestamp>(shard, desc(typ))
-        .await
-        .context("cannot open a reader")?;
-    let as_of = Timestamp::new(as_of);
-    // The since may have passed the time read a moment ago: then there is nothing to
-    // read at that time, and the caller keeps what it has.
-    let readable = reader
-        .since()
-        .elements()
-        .iter()
-        .all(|since| *since <= as_of);
-    let updates = if readable {
-        Some(reader.snapshot(&as_of).await)
-    } else {
-        None
-    };
-    // Expiring only releases the hold early; if it fails, the lease runs out.
-    let _ = reader.expire().await;
-    let Some(updates) = updates else {
-        return Ok(None);
+    let updates = match client.peek_latest::<Timestamp>(shard, &desc(typ)).await {
+        Ok((updates, _upper)) => updates,
+        Err(PersistError::ReadBeforeSince { .. }) => return Ok(None),
+        Err(error) => return Err(anyhow::Error::new(error).context("cannot read a snapshot")),
     };
     let mut rows = Vec::new();
-    for (data, _, diff) in updates.context("cannot read a snapshot")? {
+    for (data, _, diff) in updates {
         if let Ok(row) = data {
             for _ in 0..diff.max(0) {
                 rows.push(row.clone());

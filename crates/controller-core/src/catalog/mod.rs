@@ -211,14 +211,19 @@ impl DurableCatalog {
     }
 
     /// Reads the latest version of the catalog at `options.shard` without claiming an
-    /// epoch (it registers a reader, and writes no catalog row). For inspection and
-    /// read-only controllers.
+    /// epoch and without writing anything: no reader is registered and no catalog row is
+    /// written ([`PersistClient::peek_latest`]), so it works on read-only locations and
+    /// never disturbs the controller that owns the catalog. For inspection.
     pub async fn read_latest(
         client: &PersistClient,
         options: &CatalogOptions,
     ) -> Result<CatalogContents> {
-        let mut meta = MetadataShard::open(client, options.shard, CATALOG_READER_ID).await?;
-        Ok(meta.read().await?.0)
+        let shard = options.shard;
+        let (updates, _upper) = client
+            .peek_latest::<strata_controller_api::Timestamp>(shard, &rows::catalog_desc())
+            .await
+            .map_err(CatalogError::persist(shard, "read the latest version"))?;
+        rows::decode(shard, updates.into_iter().map(|(d, _, diff)| (d, diff)))
     }
 
     fn set_cache(&self, contents: &CatalogContents) {

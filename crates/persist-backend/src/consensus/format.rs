@@ -64,6 +64,27 @@ pub async fn settle(loc: &Location) -> Result<ConsensusKind, LocationError> {
     Err(unreachable(&"the marker kept changing"))
 }
 
+/// Like [`settle`], but never writes: a location without a marker is read as the log if
+/// it has log versions, and with its default consensus otherwise. For clients that only
+/// inspect (a read-only copy, read-only credentials, or a location whose writers must
+/// not be disturbed).
+pub async fn settle_read_only(loc: &Location) -> Result<ConsensusKind, LocationError> {
+    let key = loc.key(MARKER);
+    let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable {
+        url: loc.url.clone(),
+        reason: format!("reading the format marker {MARKER}: {e}"),
+    };
+    let default = loc.consensus.clone();
+    match crate::blob::get(loc.store.as_ref(), &key).await {
+        Ok(Some(bytes)) => accept(loc, &default, &bytes),
+        Ok(None) => match has_log_versions(loc).await.map_err(|e| unreachable(&e))? {
+            true => Ok(ConsensusKind::Log),
+            false => Ok(default),
+        },
+        Err(e) => Err(unreachable(&e)),
+    }
+}
+
 fn accept(
     loc: &Location,
     default: &ConsensusKind,
