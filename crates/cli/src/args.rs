@@ -68,10 +68,10 @@ pub(crate) struct OpenTimeout {
 /// `strata replica`.
 #[derive(Debug, Args)]
 pub(crate) struct ReplicaArgs {
-    /// The address to serve gRPC on, such as 127.0.0.1:6876.
-    #[arg(long, value_name = "ADDR")]
+    /// The address to serve gRPC on, such as 127.0.0.1:6876 or localhost:6876.
+    #[arg(long, value_name = "ADDR", value_parser = crate::replica::parse_listen)]
     pub(crate) listen: SocketAddr,
-    /// The persist location: file:///path, s3://bucket/prefix or mem://name.
+    /// The persist location: file:///path or s3://bucket/prefix.
     #[arg(long, value_name = "URL")]
     pub(crate) persist: String,
     /// Timely worker threads.

@@ -21,13 +21,28 @@ pub(crate) enum Access {
     ReadWrite,
 }
 
-/// A `--persist` value as a location URL: URLs pass through, and a plain path (which
-/// is what people type first) becomes the `file://` URL of its absolute form.
+/// A `--persist` value as a location URL: URLs pass through; a plain path (which is
+/// what people type first) and a relative `file://` URL (`file://./x`, `file://x`,
+/// which URL parsing would read as a host) become the `file://` URL of the absolute
+/// path. Every command takes `--persist` through here, so all accept the same forms.
 pub(crate) fn normalize(text: &str) -> anyhow::Result<String> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix("file://") {
+        if rest.starts_with('/') {
+            return Ok(text.to_owned());
+        }
+        return file_url_of(std::path::Path::new(
+            rest.strip_prefix("./").unwrap_or(rest),
+        ));
+    }
     if text.contains("://") || text.is_empty() {
         return Ok(text.to_owned());
     }
-    let path = std::path::Path::new(text);
+    file_url_of(std::path::Path::new(text))
+}
+
+/// The `file://` URL of `path`, resolved against the current directory.
+fn file_url_of(path: &std::path::Path) -> anyhow::Result<String> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -63,6 +78,14 @@ fn unreachable_hint(spec: &LocationSpec) -> &'static str {
     }
 }
 
+/// Why a `mem://` location cannot be used by a command that runs in its own process.
+pub(crate) fn memory_elsewhere(url: &str) -> String {
+    format!(
+        "{url} is memory inside one process, and this command runs in a process of its own \
+         that cannot see it: use a directory (file:///path) or s3://bucket/prefix"
+    )
+}
+
 /// Opens `url` within `timeout`.
 pub(crate) async fn open(
     url: &str,
@@ -70,6 +93,9 @@ pub(crate) async fn open(
     timeout: OpenTimeout,
 ) -> anyhow::Result<PersistClient> {
     let spec = LocationSpec::parse(url).context("invalid --persist")?;
+    if let (Access::ReadOnly, LocationSpec::Memory { .. }) = (access, &spec) {
+        bail!("{}", memory_elsewhere(url));
+    }
     if let (Access::ReadOnly, LocationSpec::File { path }) = (access, &spec) {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => {}

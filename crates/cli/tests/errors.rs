@@ -193,7 +193,10 @@ fn demo_refuses_options_it_cannot_honour() {
         &["--transport grpc needs a persist location", "mem://demo"],
     );
     let out = run(strata().args(["demo", "--persist", "mem://demo", "--duration", "0"]));
-    assert_one_line_error(&out, &["--duration must be a positive number of seconds"]);
+    assert_one_line_error(
+        &out,
+        &["--duration must be more than 0 and at most 86400 seconds (24 hours), got 0"],
+    );
 }
 
 #[test]
@@ -254,4 +257,128 @@ fn tls_files_that_are_not_a_certificate_and_key() {
         ]));
         assert_one_line_error(&out, &[needle]);
     }
+}
+
+/// The S3 set-up mistakes an operator makes first, each named with its fix, against
+/// the local S3 server `cargo xtask test` starts (the test returns early without it).
+#[test]
+fn s3_setup_mistakes_name_their_fix() {
+    let (Ok(endpoint), Ok(bucket)) = (
+        std::env::var("AWS_ENDPOINT_URL"),
+        std::env::var("STRATA_S3_TEST_BUCKET"),
+    ) else {
+        eprintln!("s3_setup_mistakes_name_their_fix: no local S3 server");
+        return;
+    };
+    let inspect = |url: &str| {
+        let mut command = strata();
+        command
+            .args(["inspect", "collections", "--persist", url])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("STRATA_OPEN_TIMEOUT_SECS", "20");
+        command
+    };
+    let url = format!("s3://{bucket}/errors");
+
+    let no_http = run(inspect(&url)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing"));
+    assert_one_line_error(
+        &no_http,
+        &[&format!(
+            "the endpoint {endpoint} is plain http, which the S3 client refuses: set AWS_ALLOW_HTTP=true (or use https)"
+        )],
+    );
+
+    let no_credentials = run(inspect(&url).env("AWS_ALLOW_HTTP", "true"));
+    assert_one_line_error(
+        &no_credentials,
+        &["no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"],
+    );
+
+    let missing = format!("strata-missing-{}", std::process::id());
+    let no_bucket = run(inspect(&format!("s3://{missing}/x"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing"));
+    assert_one_line_error(
+        &no_bucket,
+        &[&format!(
+            "bucket \"{missing}\" does not exist: create it, or name an existing bucket in the URL"
+        )],
+    );
+    assert!(!no_bucket.stderr.contains("<?xml"), "{no_bucket:?}");
+}
+
+/// `mem://` is memory inside one process: commands that run in their own process say
+/// so instead of reporting an empty location.
+#[test]
+fn memory_locations_are_refused_where_no_one_can_see_them() {
+    let why = "mem://x is memory inside one process, and this command runs in a process of its own that cannot see it: use a directory (file:///path) or s3://bucket/prefix";
+    for args in [
+        vec!["inspect", "collections", "--persist", "mem://x"],
+        vec![
+            "inspect",
+            "shard",
+            "--persist",
+            "mem://x",
+            "s07070707-0707-0707-0707-070707070707",
+        ],
+        vec!["replica", "--listen", "127.0.0.1:0", "--persist", "mem://x"],
+    ] {
+        let out = run(strata().args(&args));
+        assert_one_line_error(&out, &[why]);
+    }
+}
+
+/// `file://./dir` and `file://dir` name a directory relative to the working directory
+/// for every command, as a plain path does.
+#[test]
+fn relative_file_urls_work_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().file_name().unwrap().to_str().unwrap().to_owned();
+    let parent = dir.path().parent().unwrap();
+    for form in [
+        format!("file://./{name}"),
+        format!("file://{name}"),
+        name.clone(),
+    ] {
+        let out =
+            run(strata()
+                .current_dir(parent)
+                .args(["inspect", "collections", "--persist", &form]));
+        // The directory exists but holds no catalog: the error names the absolute URL.
+        assert_one_line_error(
+            &out,
+            &[&format!("no durable catalog at {}", file_url(dir.path()))],
+        );
+    }
+}
+
+/// A failed metrics bind prints its cause once, with the fix.
+#[test]
+fn a_taken_metrics_port_is_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(strata().args([
+        "demo",
+        "--persist",
+        "mem://metrics-taken",
+        "--metrics-addr",
+        &addr,
+        "--duration",
+        "1",
+    ]));
+    assert_one_line_error(
+        &out,
+        &[
+            &format!("binding the metrics listener to {addr} failed"),
+            "pass a free --metrics-addr, or leave it out",
+        ],
+    );
+    let cause = "Address already in use";
+    assert_eq!(out.stderr.matches(cause).count(), 1, "{out:?}");
 }

@@ -14,6 +14,11 @@ use strata_persist_backend::{Location, PersistClient, PersistConfig};
 async fn read_latest_writes_nothing() {
     let url = format!("mem://catalog-read-only-{}", uuid::Uuid::new_v4().simple());
     let owner = PersistClient::open(&url).await.unwrap();
+    // Before any controller ran here, the catalog reads as empty.
+    let none = DurableCatalog::read_latest(&owner, &CatalogOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(none, Default::default());
     let catalog = DurableCatalog::open(&owner).await.unwrap();
     let mut txn = catalog.begin::<Timestamp>();
     let mapping = BTreeMap::from([(GlobalId::User(1), ShardId::from_bytes([1; 16]))]);

@@ -55,6 +55,8 @@ mod part_write;
 mod paths;
 mod read;
 pub mod retry;
+#[cfg(feature = "s3")]
+mod s3_errors;
 mod state;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -389,9 +389,13 @@ async fn open_file(
 #[cfg(feature = "s3")]
 async fn open_s3(bucket: String, prefix: String, url: String) -> Result<Location, LocationError> {
     use futures::TryStreamExt;
-    let unreachable = |e: &dyn std::fmt::Display| LocationError::Unreachable {
-        url: url.clone(),
-        reason: e.to_string(),
+    let s3_env = crate::s3_errors::S3Env::current();
+    let unreachable = |e: &dyn std::fmt::Display| {
+        let raw = e.to_string();
+        LocationError::Unreachable {
+            url: url.clone(),
+            reason: crate::s3_errors::diagnose(&bucket, &raw, &s3_env).unwrap_or(raw),
+        }
     };
     let s3 = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name(&bucket)

@@ -163,7 +163,7 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
         Some(addr) => {
             let (local, task) = serve_metrics(addr, metrics.clone())
                 .await
-                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+                .map_err(|e| anyhow::anyhow!("{e}; pass a free --metrics-addr, or leave it out"))?;
             display.line(&format!("metrics at http://{local}/metrics"));
             Some(AbortOnDrop(task))
         }

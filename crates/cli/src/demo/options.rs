@@ -64,25 +64,9 @@ pub(crate) struct Options {
     pub(crate) open_timeout: OpenTimeout,
 }
 
-/// `file://./x` and `file://x` name a path relative to the current directory, as
-/// people type them; URL parsing would read `.` or `x` as a host.
+/// `--persist` as a URL (see `location::normalize`).
 fn absolute_file_url(text: &str) -> anyhow::Result<String> {
-    let Some(rest) = text.strip_prefix("file://") else {
-        return location::normalize(text);
-    };
-    if rest.starts_with('/') {
-        return Ok(text.to_owned());
-    }
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let relative = rest.strip_prefix("./").unwrap_or(rest);
-    let path = if relative.is_empty() {
-        cwd
-    } else {
-        cwd.join(relative)
-    };
-    url::Url::from_file_path(&path)
-        .map(String::from)
-        .map_err(|()| anyhow!("invalid --persist: {} is not a usable path", path.display()))
+    location::normalize(text)
 }
 
 /// The directory of a `file://` location.
@@ -100,7 +84,12 @@ impl Options {
         let duration = Duration::try_from_secs_f64(args.duration)
             .ok()
             .filter(|d| !d.is_zero() && *d <= Duration::from_secs(24 * 3600))
-            .ok_or_else(|| anyhow!("--duration must be a positive number of seconds"))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "--duration must be more than 0 and at most 86400 seconds (24 hours), got {}",
+                    args.duration
+                )
+            })?;
         let (sinks_dir, sinks_note) = match file_dir(&persist)? {
             Some(dir) => (dir.join("sinks"), None),
             None => {

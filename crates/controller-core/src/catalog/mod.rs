@@ -219,10 +219,19 @@ impl DurableCatalog {
         options: &CatalogOptions,
     ) -> Result<CatalogContents> {
         let shard = options.shard;
-        let (updates, _upper) = client
+        let read = client
             .peek_latest::<strata_controller_api::Timestamp>(shard, &rows::catalog_desc())
-            .await
-            .map_err(CatalogError::persist(shard, "read the latest version"))?;
+            .await;
+        let updates = match read {
+            Ok((updates, _upper)) => updates,
+            // No controller has written a catalog here yet: it is empty.
+            Err(strata_persist_backend::PersistError::NotInitialized { .. }) => {
+                return Ok(CatalogContents::default());
+            }
+            Err(error) => {
+                return Err(CatalogError::persist(shard, "read the latest version")(error));
+            }
+        };
         rows::decode(shard, updates.into_iter().map(|(d, _, diff)| (d, diff)))
     }
 
