@@ -229,7 +229,9 @@ impl DurableCatalog {
                 return Ok(CatalogContents::default());
             }
             Err(error) => {
-                return Err(CatalogError::persist(shard, "read the latest version")(error));
+                return Err(CatalogError::persist(shard, "read the latest version")(
+                    error,
+                ));
             }
         };
         rows::decode(shard, updates.into_iter().map(|(d, _, diff)| (d, diff)))
