@@ -267,8 +267,8 @@ impl PersistClient {
     ///
     /// # Errors
     ///
-    /// [`PersistError::NotInitialized`] if the shard was never written; a closed shard
-    /// (upper `[]`) is [`PersistError::InvalidUsage`].
+    /// [`PersistError::NotInitialized`](crate::PersistError::NotInitialized) if the shard was never written; a closed shard
+    /// (upper `[]`) is [`PersistError::InvalidUsage`](crate::PersistError::InvalidUsage).
     pub async fn peek_latest<T: StorageTimestamp>(
         &self,
         shard: ShardId,
