@@ -18,6 +18,7 @@ use object_store::path::Path;
 use super::ConsensusKind;
 use crate::error::LocationError;
 use crate::location::Location;
+use crate::retry::{Backoff, BackoffConfig};
 
 /// The marker's key, relative to the location.
 pub const MARKER: &str = "strata-format";
@@ -41,12 +42,12 @@ pub async fn settle(loc: &Location) -> Result<ConsensusKind, LocationError> {
     };
     let default = loc.consensus.clone();
     for _ in 0..3 {
-        match crate::blob::get(loc.store.as_ref(), &key).await {
+        match read_marker(loc, &key).await {
             Ok(Some(bytes)) => return accept(loc, &default, &bytes),
             Ok(None) => {}
             Err(e) => return Err(unreachable(&e)),
         }
-        let kind = match has_log_versions(loc).await.map_err(|e| unreachable(&e))? {
+        let kind = match retried_log_check(loc).await.map_err(|e| unreachable(&e))? {
             true => ConsensusKind::Log,
             false => default.clone(),
         };
@@ -75,13 +76,42 @@ pub async fn settle_read_only(loc: &Location) -> Result<ConsensusKind, LocationE
         reason: format!("reading the format marker {MARKER}: {e}"),
     };
     let default = loc.consensus.clone();
-    match crate::blob::get(loc.store.as_ref(), &key).await {
+    match read_marker(loc, &key).await {
         Ok(Some(bytes)) => accept(loc, &default, &bytes),
-        Ok(None) => match has_log_versions(loc).await.map_err(|e| unreachable(&e))? {
+        Ok(None) => match retried_log_check(loc).await.map_err(|e| unreachable(&e))? {
             true => Ok(ConsensusKind::Log),
             false => Ok(default),
         },
         Err(e) => Err(unreachable(&e)),
+    }
+}
+
+/// How many times a read of the marker (or the log check) is tried: reads change
+/// nothing, so a store that failed one transiently is asked again, with backoff.
+const READ_ATTEMPTS: u32 = 5;
+
+/// The marker's bytes, or `None` if there is none; transient failures are retried.
+async fn read_marker(
+    loc: &Location,
+    key: &Path,
+) -> Result<Option<Bytes>, crate::error::ExternalError> {
+    let mut backoff = Backoff::new(BackoffConfig::STORE);
+    loop {
+        match crate::blob::get(loc.store.as_ref(), key).await {
+            Err(_) if backoff.retries() + 1 < READ_ATTEMPTS => backoff.wait().await,
+            other => return other,
+        }
+    }
+}
+
+/// [`has_log_versions`], with transient failures retried.
+async fn retried_log_check(loc: &Location) -> Result<bool, object_store::Error> {
+    let mut backoff = Backoff::new(BackoffConfig::STORE);
+    loop {
+        match has_log_versions(loc).await {
+            Err(_) if backoff.retries() + 1 < READ_ATTEMPTS => backoff.wait().await,
+            other => return other,
+        }
     }
 }
 
