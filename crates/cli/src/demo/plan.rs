@@ -13,11 +13,11 @@
 //! first run, is not added back to the running source in later runs.
 
 use strata_controller_api::{
-    CollectionDescription, DataSource, GlobalId, IngestionDescription, InstanceId,
-    IntrospectionType, LoadGenerator, RelationDesc, ScalarType, SourceConnection, SourceOutput,
-    Timestamp,
+    CollectionDescription, DataSource, GlobalId, InstanceId, IntrospectionType, LoadGenerator,
+    RelationDesc, ScalarType, SourceConnection, SourceOutput, Timestamp,
 };
-use strata_replica::generator::{AUCTIONS, BIDS, Generator};
+use strata_controller_core::embed::LoadGeneratorSource;
+use strata_replica::generator::{AUCTIONS, BIDS};
 
 /// The demo's instance.
 pub(crate) const INSTANCE: InstanceId = InstanceId(1);
@@ -134,51 +134,14 @@ pub(crate) fn connection() -> SourceConnection {
 pub(crate) fn source(
     with_bids: bool,
 ) -> anyhow::Result<Vec<(GlobalId, CollectionDescription<Timestamp>)>> {
-    let connection = connection();
-    let generator = Generator::new(&connection)
-        .map_err(|e| anyhow::anyhow!("the auction generator refused its connection: {e}"))?;
-    let desc_of = |output: &SourceOutput| {
-        generator
-            .output_desc(output)
-            .map_err(|e| anyhow::anyhow!("the auction generator has no output {output:?}: {e}"))
-    };
-    let ingestion = IngestionDescription {
-        connection: connection.clone(),
-        instance_id: INSTANCE,
-        remap_collection_id: AUCTION_PROGRESS,
-        source_exports: Default::default(),
-        as_of: None,
-    };
-    let export = |output: SourceOutput| -> anyhow::Result<CollectionDescription<Timestamp>> {
-        Ok(CollectionDescription::for_source(
-            desc_of(&output)?,
-            DataSource::IngestionExport {
-                ingestion_id: AUCTION,
-                output,
-            },
-        ))
-    };
-    let mut out = vec![
-        (
-            AUCTION_PROGRESS,
-            CollectionDescription::for_source(
-                strata_replica::remap::remap_desc(),
-                DataSource::Progress,
-            ),
-        ),
-        (
-            AUCTION,
-            CollectionDescription::for_source(
-                desc_of(&SourceOutput::Primary)?,
-                DataSource::Ingestion(ingestion),
-            ),
-        ),
-        (AUCTIONS_ID, export(SourceOutput::Named(AUCTIONS.into()))?),
-    ];
+    let mut source = LoadGeneratorSource::new(AUCTION, AUCTION_PROGRESS, INSTANCE, connection())
+        .subsource(AUCTIONS_ID, SourceOutput::Named(AUCTIONS.into()));
     if with_bids {
-        out.push((BIDS_ID, export(SourceOutput::Named(BIDS.into()))?));
+        source = source.subsource(BIDS_ID, SourceOutput::Named(BIDS.into()));
     }
-    Ok(out)
+    source
+        .descriptions()
+        .map_err(|e| anyhow::anyhow!("the auction source's descriptions: {e}"))
 }
 
 /// The introspection collections' descriptions.

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use strata_controller_api::{
-    CollectionDescription, DataSource, Datum, GlobalId, IngestionDescription, InstanceId,
-    LoadGenerator, Row, SourceConnection, SourceOutput, Timestamp,
+    CollectionDescription, Datum, GlobalId, InstanceId, LoadGenerator, Row, SourceConnection,
+    SourceOutput, Timestamp,
 };
 use strata_replica::generator::{AUCTIONS, BIDS, Generator};
+
+use strata_controller_core::embed::LoadGeneratorSource;
 
 use super::{Harness, HarnessError, Result, consolidate};
 
@@ -100,51 +102,18 @@ impl AuctionSource {
         &self,
         instance: InstanceId,
     ) -> Result<Vec<(GlobalId, CollectionDescription<Timestamp>)>> {
-        let generator = self.generator()?;
-        let desc_of = |output: &SourceOutput| {
-            generator
-                .output_desc(output)
-                .map_err(|e| HarnessError::Backend {
-                    reason: format!("the auction generator's {output:?} schema: {e}"),
-                })
-        };
-        let ingestion = IngestionDescription {
-            connection: self.connection.clone(),
-            instance_id: instance,
-            remap_collection_id: self.remap,
-            source_exports: BTreeMap::new(),
-            as_of: None,
-        };
-        let mut descriptions = vec![
-            (
-                self.remap,
-                CollectionDescription::for_source(
-                    strata_replica::remap::remap_desc(),
-                    DataSource::Progress,
-                ),
-            ),
-            (
+        let source = self.outputs().into_iter().skip(1).fold(
+            LoadGeneratorSource::new(
                 self.ingestion,
-                CollectionDescription::for_source(
-                    desc_of(&SourceOutput::Primary)?,
-                    DataSource::Ingestion(ingestion),
-                ),
+                self.remap,
+                instance,
+                self.connection.clone(),
             ),
-        ];
-        for (id, output) in self.outputs().into_iter().skip(1) {
-            let desc = desc_of(&output)?;
-            descriptions.push((
-                id,
-                CollectionDescription::for_source(
-                    desc,
-                    DataSource::IngestionExport {
-                        ingestion_id: self.ingestion,
-                        output,
-                    },
-                ),
-            ));
-        }
-        Ok(descriptions)
+            |source, (id, output)| source.subsource(id, output),
+        );
+        source.descriptions().map_err(|e| HarnessError::Backend {
+            reason: format!("the auction source's descriptions: {e}"),
+        })
     }
 
     /// What `output` holds once offsets `0..offsets` are bound, consolidated.
