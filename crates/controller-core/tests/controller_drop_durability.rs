@@ -8,15 +8,12 @@
 
 mod controller_support;
 
-use std::time::{Duration, Instant};
-
 use controller_support::*;
 use strata_controller_api::{
-    CollectionDescription, Collections, Reads, ShardId, StorageError, StorageMetadata, Tables,
-    Timestamp,
+    CollectionDescription, Collections, Reads, StorageError, StorageMetadata, Tables, Timestamp,
 };
+use strata_controller_core::catalog::{CatalogOptions, DurableCatalog};
 use strata_controller_core::{Controller, ControllerConfig};
-use strata_persist_backend::PersistClient;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -41,18 +38,6 @@ async fn create_table(ctl: &mut Controller<Timestamp>, id: strata_controller_api
     )
     .await
     .unwrap();
-}
-
-/// Waits (bounded) until `shard` is finalized; panics with what was seen otherwise.
-async fn wait_finalized(client: &PersistClient, shard: ShardId, bound: Duration) {
-    let deadline = Instant::now() + bound;
-    while !client.is_finalized(shard).await.unwrap() {
-        assert!(
-            Instant::now() < deadline,
-            "{shard} was not finalized within {bound:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[test]
@@ -82,15 +67,9 @@ fn a_drop_survives_a_crash_right_after_it_returns() {
             !catalog.collection_metadata.contains_key(&a),
             "the catalog still maps the dropped id: {catalog:?}"
         );
-        let client = ctl.persist_client().clone();
-        wait_finalized(&client, shard, Duration::from_secs(30)).await;
         assert!(
-            eventually(&mut ctl, |ctl| !ctl
-                .catalog_contents()
-                .unfinalized_shards
-                .contains(&shard))
-            .await,
-            "the finalized shard stays listed as unfinalized"
+            catalog.unfinalized_shards.contains(&shard),
+            "the dropped shard is not listed for finalization: {catalog:?}"
         );
 
         // Re-creating the id gets a fresh shard, and none of the dropped rows.
@@ -102,6 +81,22 @@ fn a_drop_survives_a_crash_right_after_it_returns() {
         assert_eq!(
             as_map(ctl.snapshot(a, ts).await.unwrap()),
             as_map(vec![(row(-1), 1)])
+        );
+
+        // The storage task finalizes the listed shard at start-up, before anything
+        // sent later: once `close` has finished the queued work, it is done.
+        let client = ctl.persist_client().clone();
+        ctl.close().await;
+        let catalog = DurableCatalog::read_latest(&client, &CatalogOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            client.is_finalized(shard).await.unwrap(),
+            "{shard} not finalized"
+        );
+        assert!(
+            !catalog.unfinalized_shards.contains(&shard),
+            "the finalized shard stays listed as unfinalized: {catalog:?}"
         );
     });
 }
@@ -154,11 +149,13 @@ async fn a_dropped_table_stays_readable_under_a_hold() {
 
         drop(hold);
         ctl.apply_pending();
-        let client = ctl.persist_client().clone();
-        wait_finalized(&client, shard, Duration::from_secs(30)).await;
         assert!(matches!(
             ctl.snapshot(a, t(2)).await,
             Err(StorageError::IdentifierMissing(_))
         ));
+        // Releasing the last hold queued the finalization; `close` waits for it.
+        let client = ctl.persist_client().clone();
+        ctl.close().await;
+        assert!(client.is_finalized(shard).await.unwrap(), "{}", env.url);
     }
 }

@@ -13,6 +13,7 @@ use strata_instance_client::{InstanceResponse, StorageCommand};
 
 use super::Controller;
 use super::instances::wire_parameters;
+use super::worker::Event;
 
 impl<T: StorageTimestamp> Controller<T> {
     /// Sends `command` to every instance.
@@ -240,25 +241,37 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
             stashed_events,
             ..
         } = self;
-        let from_instances = async {
-            if instances.is_empty() {
-                return futures::future::pending().await;
+        loop {
+            let from_instances = async {
+                if instances.is_empty() {
+                    return futures::future::pending().await;
+                }
+                let receivers = instances
+                    .iter_mut()
+                    .map(|(id, instance)| async move { (*id, instance.recv().await) }.boxed());
+                futures::future::select_all(receivers).await.0
+            };
+            tokio::select! {
+                Some(change) = holds_rx.recv() => {
+                    stashed_holds.push(change);
+                    *internal_ready = true;
+                    return;
+                }
+                Some(event) = events_rx.recv() => {
+                    // A group commit starting is bookkeeping for `table_write_ts`, not
+                    // news for the host: keep it and wait on.
+                    let news = !matches!(event, Event::Committing(_));
+                    stashed_events.push(event);
+                    if news {
+                        *internal_ready = true;
+                        return;
+                    }
+                }
+                response = from_instances => {
+                    pending.push_back(response);
+                    return;
+                }
             }
-            let receivers = instances
-                .iter_mut()
-                .map(|(id, instance)| async move { (*id, instance.recv().await) }.boxed());
-            futures::future::select_all(receivers).await.0
-        };
-        tokio::select! {
-            Some(change) = holds_rx.recv() => {
-                stashed_holds.push(change);
-                *internal_ready = true;
-            }
-            Some(event) = events_rx.recv() => {
-                stashed_events.push(event);
-                *internal_ready = true;
-            }
-            response = from_instances => pending.push_back(response),
         }
     }
 
