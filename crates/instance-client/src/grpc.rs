@@ -272,15 +272,14 @@ impl<T: StorageTimestamp> StorageReplica for Service<T> {
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (response_tx, mut response_rx) = mpsc::unbounded_channel::<StorageResponse<T>>();
-        // The first malformed command, which ends the connection with an error status.
-        let malformed = Arc::new(std::sync::Mutex::new(None));
-        let reader_malformed = Arc::clone(&malformed);
         let reader = async move {
             loop {
                 let item = match stream.message().await {
                     Ok(Some(proto)) => {
                         StorageCommand::<T>::try_from(proto).map_err(TransportError::from)
                     }
+                    // The client half-closed: the commands end, and so does the
+                    // connection once the handler has seen that.
                     Ok(None) => return,
                     Err(status) => Err(TransportError::Protocol {
                         source: crate::ProtoError::Decode {
@@ -288,9 +287,6 @@ impl<T: StorageTimestamp> StorageReplica for Service<T> {
                         },
                     }),
                 };
-                if let (Err(error), Ok(mut slot)) = (&item, reader_malformed.lock()) {
-                    *slot = Some(error.clone());
-                }
                 let failed = item.is_err();
                 if inbound_tx.send(item).is_err() || failed {
                     return;
@@ -303,22 +299,28 @@ impl<T: StorageTimestamp> StorageReplica for Service<T> {
             inbound_rx,
             response_tx,
         );
-        let writer_tx = out_tx.clone();
-        let writer = async move {
-            while let Some(response) = response_rx.recv().await {
-                if writer_tx
-                    .send(Ok(ProtoStorageResponse::from(&response)))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        };
         tokio::spawn(async move {
             tokio::spawn(reader);
-            let (result, ()) = tokio::join!(serve, writer);
-            let malformed = malformed.lock().ok().and_then(|mut slot| slot.take());
-            if let Some(error) = malformed.map(Err).unwrap_or(result).err() {
+            // Responses flow while the handler serves this connection. The stream ends
+            // when serving ends, even if the handler keeps a sender for later.
+            tokio::pin!(serve);
+            let send = |response: &StorageResponse<T>| {
+                let _ = out_tx.send(Ok(ProtoStorageResponse::from(response)));
+            };
+            let result = loop {
+                tokio::select! {
+                    result = &mut serve => break result,
+                    response = response_rx.recv() => match response {
+                        Some(response) => send(&response),
+                        None => break serve.await,
+                    },
+                }
+            };
+            // What the handler sent before it returned still goes out.
+            while let Ok(response) = response_rx.try_recv() {
+                send(&response);
+            }
+            if let Err(error) = result {
                 tracing::info!(%error, "closing replica connection");
                 let status = match error {
                     TransportError::Fenced { .. } => Status::failed_precondition(error.to_string()),

@@ -130,9 +130,13 @@ pub type ResponseSender<T> = mpsc::UnboundedSender<StorageResponse<T>>;
 
 /// The highest controller epoch a replica has seen. Shared by every connection to one
 /// replica, whatever the transport.
+///
+/// Raising the highest epoch wakes every [`CommandReceiver`] of an older connection, so
+/// a superseded connection ends at once rather than at its next command.
 #[derive(Debug, Default)]
 pub struct EpochFence {
     highest: AtomicU64,
+    raised: tokio::sync::Notify,
 }
 
 impl EpochFence {
@@ -149,6 +153,9 @@ impl EpochFence {
                 epoch,
                 current: previous,
             });
+        }
+        if epoch > previous {
+            self.raised.notify_waiters();
         }
         Ok(())
     }
@@ -175,6 +182,9 @@ pub struct CommandReceiver<T> {
     fence: Arc<EpochFence>,
     epoch: u64,
     error: Option<TransportError>,
+    /// Why the stream ended, shared with [`serve_connection`], which outlives the
+    /// receiver it hands to the handler.
+    ended: Arc<std::sync::Mutex<Option<TransportError>>>,
 }
 
 impl<T> CommandReceiver<T> {
@@ -189,36 +199,49 @@ impl<T> CommandReceiver<T> {
             fence,
             epoch,
             error: None,
+            ended: Arc::default(),
         }
     }
 
-    /// The next command, or `None` once the connection is closed or fenced.
+    fn end(&mut self, error: TransportError) -> Option<StorageCommand<T>> {
+        if let Ok(mut ended) = self.ended.lock() {
+            *ended = Some(error.clone());
+        }
+        self.error = Some(error);
+        None
+    }
+
+    /// The next command, or `None` once the connection is closed or fenced. A fence
+    /// raised by another connection ends a pending `recv` at once.
     pub async fn recv(&mut self) -> Option<StorageCommand<T>> {
         loop {
             if self.error.is_some() {
                 return None;
             }
+            // Registered before the check, so a raise between the two is not missed.
+            let fence = Arc::clone(&self.fence);
+            let raised = fence.raised.notified();
+            tokio::pin!(raised);
+            raised.as_mut().enable();
             if !self.fence.is_current(self.epoch) {
-                self.error = Some(TransportError::Fenced {
-                    epoch: self.epoch,
-                    current: self.fence.highest(),
-                });
-                return None;
+                let current = self.fence.highest();
+                let epoch = self.epoch;
+                return self.end(TransportError::Fenced { epoch, current });
             }
-            match self.inner.recv().await {
-                None => {
-                    self.error = Some(TransportError::Closed);
-                    return None;
-                }
+            let next = tokio::select! {
+                biased;
+                next = self.inner.recv() => next,
+                () = raised => continue,
+            };
+            match next {
+                None => return self.end(TransportError::Closed),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "closing replica connection");
-                    self.error = Some(e);
-                    return None;
+                    return self.end(e);
                 }
                 Some(Ok(StorageCommand::Hello { epoch, .. })) => {
                     if let Err(e) = self.fence.admit(epoch) {
-                        self.error = Some(e);
-                        return None;
+                        return self.end(e);
                     }
                     self.epoch = epoch;
                 }
@@ -241,6 +264,11 @@ impl<T> CommandReceiver<T> {
 
 /// Runs one connection on the replica's side: waits for `Hello`, applies the fence and
 /// hands the rest to `handler`. Transports call this for each accepted connection.
+///
+/// It returns once the handler has returned. The result says why the connection ends:
+/// `Ok` when the peer closed its side or the handler chose to stop, the error when a
+/// command was malformed or the connection was fenced. A transport ends the
+/// connection's response stream then, even if the handler still holds the sender.
 pub async fn serve_connection<T: Send + 'static>(
     handler: Arc<dyn ReplicaHandler<T>>,
     fence: Arc<EpochFence>,
@@ -255,6 +283,63 @@ pub async fn serve_connection<T: Send + 'static>(
     };
     fence.admit(hello.epoch)?;
     let commands = CommandReceiver::new(inbound, fence, hello.epoch);
+    let ended = Arc::clone(&commands.ended);
     handler.serve(hello, commands, responses).await;
-    Ok(())
+    let ended = ended.lock().ok().and_then(|mut e| e.take());
+    match ended {
+        None | Some(TransportError::Closed) => Ok(()),
+        Some(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use strata_controller_api::Timestamp;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn raising_the_fence_ends_a_pending_recv() {
+        let fence = EpochFence::new();
+        fence.admit(1).unwrap();
+        let (_open, rx) = mpsc::unbounded_channel::<Result<StorageCommand<Timestamp>, _>>();
+        let mut commands = CommandReceiver::new(rx, Arc::clone(&fence), 1);
+        let pending = tokio::spawn(async move {
+            let next = commands.recv().await;
+            (next, commands.error().cloned())
+        });
+        tokio::task::yield_now().await;
+        fence.admit(2).unwrap();
+        // The command channel stays open: only the fence can end this recv.
+        let (next, error) = tokio::time::timeout(Duration::from_secs(10), pending)
+            .await
+            .expect("the fence did not wake the receiver")
+            .unwrap();
+        assert!(next.is_none());
+        assert!(
+            matches!(
+                error,
+                Some(TransportError::Fenced {
+                    epoch: 1,
+                    current: 2
+                })
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_equal_epoch_does_not_fence() {
+        let fence = EpochFence::new();
+        fence.admit(3).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut commands = CommandReceiver::<Timestamp>::new(rx, Arc::clone(&fence), 3);
+        fence.admit(3).unwrap();
+        tx.send(Ok(StorageCommand::AllowWrites)).unwrap();
+        assert_eq!(commands.recv().await, Some(StorageCommand::AllowWrites));
+    }
 }

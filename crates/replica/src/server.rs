@@ -140,8 +140,14 @@ impl ReplicaHandler<Timestamp> for ReplicaServer {
         }
         while let Some(command) = commands.recv().await {
             if !self.enqueue(generation, command) {
-                return;
+                break;
             }
+        }
+        // The connection is over: stop sending on it, unless a newer one took over.
+        if self.generation.load(Ordering::SeqCst) == generation
+            && let Ok(mut sender) = self.connection.sender.lock()
+        {
+            *sender = None;
         }
     }
 }
