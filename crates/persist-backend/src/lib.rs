@@ -57,6 +57,7 @@ mod read;
 pub mod retry;
 #[cfg(feature = "s3")]
 mod s3_errors;
+mod staging;
 mod state;
 #[cfg(feature = "testing")]
 pub mod testing;

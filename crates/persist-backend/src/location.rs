@@ -240,6 +240,19 @@ impl Location {
         Ok(loc)
     }
 
+    /// The directory that holds `prefix`'s objects, when this location is a local
+    /// directory (`file:///path`): for what only the file system shows, such as the
+    /// staging files of interrupted puts.
+    pub(crate) fn local_dir(&self, prefix: &crate::paths::Prefix) -> Option<std::path::PathBuf> {
+        let LocationSpec::File { path } = LocationSpec::parse(&self.url).ok()? else {
+            return None;
+        };
+        let mut dir = path;
+        dir.extend(self.prefix.parts().map(|p| p.as_ref().to_owned()));
+        dir.extend(prefix.to_string().split('/').map(str::to_owned));
+        Some(dir)
+    }
+
     /// A location over any store, for tests and decorators such as fault injection.
     /// Its consensus is the default for the URL's scheme: the file register for
     /// `file:///path` (at that directory), the register otherwise (the store must

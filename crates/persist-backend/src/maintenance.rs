@@ -11,9 +11,12 @@
 //!
 //! **GC** deletes garbage parts that no reader's pinned version still references,
 //! deletes orphan parts (uploaded but never linked) whose writer is no longer
-//! registered and that are older than the grace period, and truncates consensus
-//! versions below the head. It is idempotent and safe to run concurrently: deleting a
-//! deleted key is a no-op, and every state change goes through CAS.
+//! registered and that are older than the grace period, deletes the staging files that
+//! puts interrupted as long ago left in a local directory (the private `staging`
+//! module), and truncates consensus versions below the head. What a crash interrupted
+//! (a merge, an upload, a truncation) is finished or removed by the next run. It is
+//! idempotent and safe to run concurrently: deleting a deleted key is a no-op, and
+//! every state change goes through CAS.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,6 +42,8 @@ pub struct GcReport {
     pub deleted_orphans: usize,
     /// Consensus versions deleted.
     pub truncated_versions: usize,
+    /// Staging files of interrupted puts deleted (local file locations only).
+    pub deleted_staging: usize,
 }
 
 /// The most batches one merge takes.
@@ -115,21 +120,37 @@ pub(crate) async fn compact_step(machine: &Machine) -> Result<bool> {
     machine
         .apply_plain(|s: &State| cmds::register_writer(s, &compactor, lease, now))
         .await?;
-    let mut updates = Vec::new();
-    for b in &inputs {
-        updates.extend(read_hollow(machine, &desc, b).await?);
-    }
-    forward_times(&mut updates, state.since, upper);
-    let since = state.since.unwrap_or(lower).max(first_since);
-    let output = write_hollow(
-        machine,
-        &desc,
-        &compactor,
-        updates,
-        (lower, upper, since),
-        Layout::COMPACTION,
-    )
-    .await?;
+    let merged = async {
+        let mut updates = Vec::new();
+        for b in &inputs {
+            updates.extend(read_hollow(machine, &desc, b).await?);
+        }
+        forward_times(&mut updates, state.since, upper);
+        let since = state.since.unwrap_or(lower).max(first_since);
+        write_hollow(
+            machine,
+            &desc,
+            &compactor,
+            updates,
+            (lower, upper, since),
+            Layout::COMPACTION,
+        )
+        .await
+    };
+    let output = match merged.await {
+        Ok(output) => output,
+        Err(error) => {
+            // The compactor holds nothing: its inputs may have been merged by another
+            // compactor and their parts collected while it read them. Then its merge
+            // could never apply, and the step is moot; otherwise the error stands.
+            let _ = machine
+                .apply_plain(|s: &State| cmds::expire_writer(s, &compactor))
+                .await;
+            let fresh = machine.fetch().await?;
+            let still_there = fresh.batches.windows(inputs.len()).any(|w| w == inputs);
+            return if still_there { Err(error) } else { Ok(true) };
+        }
+    };
     let res = machine
         .apply_plain(|s: &State| {
             let (next, applied) = cmds::apply_merge(s, &inputs, &output)?;
@@ -221,6 +242,7 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
     }
     report.deleted_orphans = orphans.len();
     blob::delete_many(machine.loc.store.as_ref(), orphans).await?;
+    report.deleted_staging = sweep_staging(machine, Prefix::Shard(machine.shard)).await?;
     report.truncated_versions = machine
         .consensus
         .truncate(
@@ -229,6 +251,26 @@ pub(crate) async fn gc(machine: &Machine) -> Result<GcReport> {
         )
         .await?;
     Ok(report)
+}
+
+/// Deletes the staging files of interrupted puts under `prefix`, if the location is a
+/// local directory: the same grace as orphan parts protects puts in flight.
+pub(crate) async fn sweep_staging(machine: &Machine, prefix: Prefix) -> Result<usize> {
+    let Some(dir) = machine.loc.local_dir(&prefix) else {
+        return Ok(0);
+    };
+    let grace = machine.cfg.orphan_grace;
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_millis(machine.cfg.now_ms());
+    let swept = tokio::task::spawn_blocking(move || crate::staging::sweep(&dir, grace, now))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    swept.map_err(|e| {
+        PersistError::from(crate::error::ExternalError::determinate(
+            "sweeping staging files",
+            e,
+        ))
+    })
 }
 
 /// Turns a shard with `since = upper = []` into a tombstone and deletes its parts.

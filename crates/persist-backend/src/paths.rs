@@ -41,6 +41,8 @@ pub(crate) enum ObjectKey {
 /// The prefixes under which a listing finds one kind of object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Prefix {
+    /// Everything of a shard: `shards/{shard}`.
+    Shard(ShardId),
     /// Every part of a shard: `shards/{shard}/parts`.
     Parts(ShardId),
     /// Every log version of a shard: `shards/{shard}/state`.
@@ -96,6 +98,7 @@ impl fmt::Display for ObjectKey {
 impl fmt::Display for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Prefix::Shard(shard) => write!(f, "shards/{shard}"),
             Prefix::Parts(shard) => write!(f, "shards/{shard}/parts"),
             Prefix::Versions(shard) => write!(f, "shards/{shard}/state"),
             Prefix::Boundary(shard) => write!(f, "shards/{shard}/boundary"),

@@ -379,27 +379,40 @@ impl LogConsensus {
 
     /// Deletes every version below `below`, which must not be beyond the head. Creates
     /// the boundary marker first. Idempotent and safe to run concurrently.
+    ///
+    /// It deletes what the listing shows below the boundary, not a range from the
+    /// previous boundary: a truncation interrupted after its boundary was created (a
+    /// crash, a failed delete) left versions and older boundary markers behind, and the
+    /// next truncation removes them too.
     pub async fn truncate(&self, shard: ShardId, below: SeqNo) -> Result<usize, PersistError> {
-        let prev = self.boundary(shard).await?;
+        let store = self.loc.store.as_ref();
+        let boundaries: Vec<SeqNo> = {
+            let metas = blob::list(store, &self.boundary_prefix(shard)).await?;
+            self.seqnos(shard, metas).collect()
+        };
+        let prev = boundaries.iter().copied().max().unwrap_or(0);
         if below <= prev {
             return Ok(0);
         }
-        let store = self.loc.store.as_ref();
-        // Every slot we delete from is fenced first, so a ghost check sees the fence.
+        let stale: Vec<SeqNo> = {
+            let metas = blob::list(store, &self.state_prefix(shard)).await?;
+            self.seqnos(shard, metas).filter(|s| *s < below).collect()
+        };
+        // Every slot we delete from is fenced first, so a ghost check sees the fence
+        // (slots below `prev` were fenced by the truncation that created `prev`).
         let mut fence = prev.max(1);
         while fence < below {
             blob::create(store, &self.fence_key(shard, fence), Bytes::new()).await?;
             fence = (fence / FENCE_SLOT + 1) * FENCE_SLOT;
         }
         blob::create(store, &self.boundary_key(shard, below), Bytes::new()).await?;
-        let keys: Vec<Path> = (prev.max(1)..below)
-            .map(|seqno| self.state_key(shard, seqno))
-            .collect();
-        let deleted = keys.len();
-        blob::delete_many(store, keys).await?;
-        if prev > 0 {
-            blob::delete(store, &self.boundary_key(shard, prev)).await?;
-        }
+        let deleted = stale.len();
+        let keys = stale.iter().map(|seqno| self.state_key(shard, *seqno));
+        blob::delete_many(store, keys.collect()).await?;
+        let old_boundaries = boundaries
+            .iter()
+            .map(|seqno| self.boundary_key(shard, *seqno));
+        blob::delete_many(store, old_boundaries.collect()).await?;
         Ok(deleted)
     }
 }
@@ -474,6 +487,34 @@ mod tests {
         assert!(is_indeterminate(&ghost), "{ghost:?}");
         assert_eq!(c.get(s, 2).await.unwrap(), None);
         assert_eq!(c.head(s, 1).await.unwrap().unwrap().seqno, 5);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_truncation_is_finished_by_the_next() {
+        let c = consensus("consensus-interrupted");
+        let s = ShardId::from_bytes([4; 16]);
+        for e in 0..10u64 {
+            let out = c
+                .compare_and_set(s, (e > 0).then_some(e), Bytes::from("v"), "t")
+                .await
+                .unwrap();
+            assert_eq!(out, CasOutcome::Committed);
+        }
+        assert_eq!(c.truncate(s, 3).await.unwrap(), 2);
+        // A truncation to 6 that died right after creating its boundary marker: the
+        // versions 3..6 and the marker at 3 are still there.
+        let store = c.loc.store.as_ref();
+        blob::create(store, &c.boundary_key(s, 6), Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(c.truncate(s, 8).await.unwrap(), 5);
+        let versions = blob::list(store, &c.state_prefix(s)).await.unwrap();
+        let versions: Vec<_> = c.seqnos(s, versions).collect();
+        assert_eq!(versions, vec![8, 9, 10]);
+        let boundaries = blob::list(store, &c.boundary_prefix(s)).await.unwrap();
+        let boundaries: Vec<_> = c.seqnos(s, boundaries).collect();
+        assert_eq!(boundaries, vec![8]);
+        assert_eq!(c.head(s, 0).await.unwrap().unwrap().seqno, 10);
     }
 
     #[tokio::test]

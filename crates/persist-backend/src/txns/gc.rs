@@ -19,11 +19,14 @@ use crate::paths::{ObjectKey, Prefix};
 impl<T: StorageTimestamp> TxnsHandle<T> {
     /// Deletes the batch parts of commits that never happened (their committer failed
     /// or crashed between writing them and the CAS), once they are older than the
-    /// client's `orphan_grace`; returns how many were deleted. Idempotent and safe to run
-    /// concurrently with commits, applies and reads, provided a commit completes within
-    /// `orphan_grace` of writing its parts.
+    /// client's `orphan_grace`, and on a local directory the staging files of puts that
+    /// were interrupted as long ago; returns how many objects were deleted. Idempotent
+    /// and safe to run concurrently with commits, applies and reads, provided a commit
+    /// completes within `orphan_grace` of writing its parts.
     pub async fn gc_orphans(&mut self) -> TxnsResult<usize> {
         let machine = self.client.machine(self.txns_id);
+        let staging =
+            crate::maintenance::sweep_staging(&machine, Prefix::TxnsParts(self.txns_id)).await?;
         let prefix = machine.loc.prefix_of(Prefix::TxnsParts(self.txns_id));
         let listed = crate::blob::list(machine.loc.store.as_ref(), &prefix)
             .await
@@ -46,7 +49,7 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             })
             .collect();
         if candidates.is_empty() {
-            return Ok(0);
+            return Ok(staging);
         }
         self.refresh().await?;
         let mut referenced: BTreeSet<String> = self
@@ -79,6 +82,6 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         crate::blob::delete_many(machine.loc.store.as_ref(), orphans)
             .await
             .map_err(PersistError::from)?;
-        Ok(deleted)
+        Ok(deleted + staging)
     }
 }
