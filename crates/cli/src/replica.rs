@@ -227,6 +227,8 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
     // Connections' tasks hold clones of the server; drop them before the server, on
     // this thread, so the replica's workers and runtimes stop outside any async context.
     rt.shutdown_timeout(Duration::from_secs(1));
+    // Stops the dataflows and lets the shards' maintenance finish before the exit.
+    server.shutdown();
     drop(server);
     drop(shards);
     if result.is_ok() {

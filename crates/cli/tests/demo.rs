@@ -1,7 +1,8 @@
 //! `strata demo` end to end: two runs over one directory (the second recovers the
 //! first's collections at a higher epoch and continues their frontiers; each run's sink
 //! file holds exactly what the source held at the sink's frontier), and a gRPC run
-//! whose replica processes are all gone once the demo exits.
+//! whose replica processes are all gone once the demo exits. No run leaves a half
+//! written file behind: the demo, its controller and its replicas shut down in order.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,6 +26,28 @@ fn demo(dir: &Path, extra: &[&str]) -> Run {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(!out.stderr.contains("panicked"), "{out:?}");
     out
+}
+
+/// Fails on any file an interrupted write leaves: a put's staging file (`key#N`) or a
+/// register's `head.tmp`.
+fn assert_nothing_half_written(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            assert_nothing_half_written(&path);
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let staging = name
+            .rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        assert!(
+            !staging && name != "head.tmp",
+            "the demo exited with {} half written",
+            path.display()
+        );
+    }
 }
 
 /// The number after `prefix` in the output.
@@ -148,6 +171,7 @@ fn a_second_run_recovers_the_first_and_each_sink_matches_its_input() {
         first.stdout
     );
     check_sink(&data, epoch1);
+    assert_nothing_half_written(&data);
 
     let second = demo(dir.path(), &[]);
     let epoch2 = number_after(&second.stdout, "catalog epoch ");
@@ -185,6 +209,7 @@ fn a_second_run_recovers_the_first_and_each_sink_matches_its_input() {
         }
     }
     check_sink(&data, epoch2);
+    assert_nothing_half_written(&data);
 }
 
 /// Every process whose command line mentions `needle`.
@@ -227,4 +252,5 @@ fn a_grpc_run_leaves_no_replica_process_behind() {
         &dir.path().join("data"),
         number_after(&out.stdout, "catalog epoch "),
     );
+    assert_nothing_half_written(&dir.path().join("data"));
 }

@@ -239,6 +239,20 @@ impl PersistClient {
         self.machine(shard).maintenance_idle().await;
     }
 
+    /// Waits until no background maintenance that this client (or a clone of it)
+    /// started runs on any shard: what a host calls before it exits, so that no
+    /// compaction or GC is cut off half way. Bound it with a timeout if the store may
+    /// hang.
+    pub async fn all_maintenance_idle(&self) {
+        let shards: Vec<ShardId> = {
+            let caches = self.inner.caches.lock().unwrap_or_else(|p| p.into_inner());
+            caches.keys().copied().collect()
+        };
+        for shard in shards {
+            self.machine(shard).maintenance_idle().await;
+        }
+    }
+
     /// Runs one garbage collection of `shard`.
     pub async fn gc(&self, shard: ShardId) -> Result<GcReport> {
         maintenance::gc(&self.machine(shard)).await

@@ -415,6 +415,7 @@ impl Replica {
             }
         }
         self.runtime.shutdown();
+        self.ctx.shards.close();
     }
 }
 

@@ -271,9 +271,18 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
             .collect(),
         Transport::Grpc => grpc.iter().map(|(addr, _)| addr.clone()).collect(),
     };
-    let Driver { ctl, display, .. } = driver;
-    drop(ctl);
+    let Driver {
+        ctl,
+        display,
+        client,
+        ..
+    } = driver;
+    // In order, so that nothing is cut off half way at exit: the controller finishes
+    // what it accepted, the replicas stop their dataflows and let their shards'
+    // maintenance finish, then the demo's own client does.
+    ctl.close().await;
     replicas::stop_servers(&servers).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.all_maintenance_idle()).await;
     let stopped_cleanly = (options.transport == Transport::Grpc).then(|| {
         let all = children.pids().len();
         (tokio::task::block_in_place(|| children.stop()), all)

@@ -47,6 +47,7 @@ pub(crate) struct Applied<T> {
 #[derive(Debug)]
 pub(crate) struct ApplierHandle<T> {
     latest: watch::Sender<Option<T>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl<T: StorageTimestamp> ApplierHandle<T> {
@@ -60,6 +61,19 @@ impl<T: StorageTimestamp> ApplierHandle<T> {
             }
         });
     }
+
+    /// Stops the applier once it has applied what it was told about, waiting up to
+    /// `bound` for the round in flight.
+    pub(crate) async fn stop(self, bound: Duration) {
+        let ApplierHandle { latest, task } = self;
+        drop(latest);
+        if tokio::time::timeout(bound, task).await.is_err() {
+            tracing::warn!(
+                ?bound,
+                "the applier's round outlasts close; the next controller applies it"
+            );
+        }
+    }
 }
 
 /// Starts the applier with its own handle of the txns shard (opened by the caller, so
@@ -70,8 +84,8 @@ pub(crate) fn spawn<T: StorageTimestamp>(
     applied: Report<T>,
 ) -> ApplierHandle<T> {
     let (latest, rx) = watch::channel(None);
-    tokio::spawn(run(handle, rx, applied));
-    ApplierHandle { latest }
+    let task = tokio::spawn(run(handle, rx, applied));
+    ApplierHandle { latest, task }
 }
 
 async fn run<T: StorageTimestamp>(

@@ -30,6 +30,9 @@ pub const CONTROLLER_READER_ID: &str = "strata-controller";
 /// How many queued commands one wake-up takes at most.
 const MAX_BATCH: usize = 4096;
 
+/// How long `close` waits for the applier's round and for background maintenance.
+const CLOSE_MAINTENANCE_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A reply channel for a command's result.
 pub(crate) type Reply<T, R = ()> = oneshot::Sender<Result<R, StorageError<T>>>;
 
@@ -277,12 +280,26 @@ impl<T: StorageTimestamp> Worker<T> {
         }
     }
 
-    /// Stops the applier (after the round it is in) and gives up the leases of the
+    /// Stops the applier (after the round it is in), waits for the compaction and GC
+    /// our writes started (each within [`CLOSE_MAINTENANCE_BOUND`]) and gives up the leases of the
     /// direct writers, so that nothing of this controller lingers in the shards' states
     /// until a lease times out. Finalizations still pending are left to the next
     /// controller, which finds them in the catalog.
     async fn close(&mut self) {
-        self.applier = None;
+        if let Some(applier) = self.applier.take() {
+            applier.stop(CLOSE_MAINTENANCE_BOUND).await;
+        }
+        // Compaction and GC that our appends started finish before we let go.
+        let idle = self.config.client.all_maintenance_idle();
+        if tokio::time::timeout(CLOSE_MAINTENANCE_BOUND, idle)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                bound = ?CLOSE_MAINTENANCE_BOUND,
+                "background maintenance still runs at close; leaving it to the next GC"
+            );
+        }
         for (shard, writer) in std::mem::take(&mut self.writers) {
             if let Err(error) = writer.expire().await {
                 tracing::debug!(%shard, %error, "a writer lease is left to expire");

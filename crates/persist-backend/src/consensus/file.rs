@@ -104,23 +104,29 @@ impl ShardFiles {
             .write(true)
             .open(path.join("head.lock"))?;
         let dir = File::open(&path)?;
-        // A commit interrupted between writing `head.tmp` and renaming it (a process
-        // that died there) leaves the file behind; under the lock nobody is writing
-        // it, so it goes.
-        lock.lock()?;
-        let removed = match std::fs::remove_file(path.join("head.tmp")) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        };
-        lock.unlock()?;
-        removed?;
-        Ok(ShardFiles {
+        let files = ShardFiles {
             path,
             local: Mutex::new(()),
             lock,
             dir,
-        })
+        };
+        files.remove_stale_tmp()?;
+        Ok(files)
+    }
+
+    /// Removes `head.tmp`, which a commit interrupted between writing it and renaming
+    /// it (a process that died there) leaves behind; under the lock nobody is writing
+    /// it. Returns how many files went (0 or 1).
+    fn remove_stale_tmp(&self) -> io::Result<usize> {
+        let _local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        self.lock.lock()?;
+        let removed = match std::fs::remove_file(self.path.join("head.tmp")) {
+            Ok(()) => Ok(1),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        };
+        self.lock.unlock()?;
+        removed
     }
 
     /// The head. It is read every time: an inode number cannot tell an unchanged
@@ -240,6 +246,23 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+impl FileRegister {
+    /// The shard's open files, opening (and caching) them on first use.
+    async fn files(&self, shard: ShardId) -> Result<Arc<ShardFiles>, PersistError> {
+        if let Some(files) = self.cached(shard) {
+            return Ok(files);
+        }
+        let path = self.shard_dir(shard);
+        let files = blocking("compare_and_set", move || {
+            ShardFiles::open(path).map_err(failed)
+        })
+        .await?;
+        let files = Arc::new(files);
+        self.remember(shard, Arc::clone(&files));
+        Ok(self.cached(shard).unwrap_or(files))
+    }
+}
+
 #[async_trait]
 impl Consensus for FileRegister {
     async fn head(
@@ -267,19 +290,7 @@ impl Consensus for FileRegister {
         data: Bytes,
         token: &str,
     ) -> Result<CasOutcome, PersistError> {
-        let files = match self.cached(shard) {
-            Some(files) => files,
-            None => {
-                let path = self.shard_dir(shard);
-                let files = blocking("compare_and_set", move || {
-                    ShardFiles::open(path).map_err(failed)
-                })
-                .await?;
-                let files = Arc::new(files);
-                self.remember(shard, Arc::clone(&files));
-                self.cached(shard).unwrap_or(files)
-            }
-        };
+        let files = self.files(shard).await?;
         let token = token.to_owned();
         blocking("compare_and_set", move || {
             files.compare_and_set(expected, &token, data)
@@ -287,8 +298,15 @@ impl Consensus for FileRegister {
         .await
     }
 
-    async fn truncate(&self, _shard: ShardId, _below: SeqNo) -> Result<usize, PersistError> {
-        Ok(0)
+    /// A register keeps no old versions. What a commit killed between writing
+    /// `head.tmp` and renaming it left behind goes here (GC calls this), under the
+    /// lock, so a shard that is never written again does not keep it.
+    async fn truncate(&self, shard: ShardId, _below: SeqNo) -> Result<usize, PersistError> {
+        if self.cached(shard).is_none() && !self.shard_dir(shard).join("head.tmp").exists() {
+            return Ok(0);
+        }
+        let files = self.files(shard).await?;
+        blocking("truncate", move || files.remove_stale_tmp().map_err(failed)).await
     }
 
     fn kind(&self) -> ConsensusKind {
@@ -394,6 +412,29 @@ mod tests {
         next.compare_and_set(s, Some(1), Bytes::from("b"), "t2")
             .await?;
         assert!(!tmp.exists(), "the leftover went when the shard was opened");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn gc_removes_what_an_interrupted_commit_left_on_a_shard_never_written_again()
+    -> Result<(), PersistError> {
+        let dir = tempfile::tempdir().map_err(|e| ExternalError::determinate("tempdir", e))?;
+        let s = ShardId::from_bytes([6; 16]);
+        let c = FileRegister::new(dir.path().to_owned(), Default::default());
+        assert_eq!(c.truncate(s, 1).await?, 0, "a shard never written");
+        c.compare_and_set(s, None, Bytes::from("a"), "t1").await?;
+        let tmp = c.shard_dir(s).join("head.tmp");
+        std::fs::write(&tmp, b"half a commit")
+            .map_err(|e| ExternalError::determinate("write", e))?;
+        // Both while this process has the shard open and from a fresh process.
+        assert_eq!(c.truncate(s, 1).await?, 1);
+        assert!(!tmp.exists());
+        std::fs::write(&tmp, b"half a commit")
+            .map_err(|e| ExternalError::determinate("write", e))?;
+        let fresh = FileRegister::new(dir.path().to_owned(), Default::default());
+        fresh.truncate(s, 1).await?;
+        assert!(!tmp.exists());
+        assert_eq!(c.head(s, 0).await?.map(|h| h.seqno), Some(1));
         Ok(())
     }
 }

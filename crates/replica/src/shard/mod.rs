@@ -100,6 +100,12 @@ pub trait ShardWriter: Send + Sync {
     /// The shard's current upper.
     fn upper(&self, shard: ShardId) -> Result<Antichain<Timestamp>, ShardError>;
 
+    /// Lets background work that writes started (compaction, GC) finish, within a
+    /// bound, and gives up every lease. The replica calls it once its workers have
+    /// stopped, so that an exit leaves nothing half written. Backends without
+    /// background work ignore it.
+    fn close(&self) {}
+
     /// Appends `updates` if the shard's upper is `expected_upper`, and advances it to
     /// `new_upper`.
     fn compare_and_append(

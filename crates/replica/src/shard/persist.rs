@@ -189,6 +189,26 @@ impl PersistShards {
     }
 }
 
+impl PersistShards {
+    /// Waits (up to [`EXPIRE_TIMEOUT`]) for the background maintenance of every shard
+    /// this adapter writes, then expires every handle.
+    async fn finish(
+        client: PersistClient,
+        writers: Vec<WriteHandle<Timestamp>>,
+        readers: Vec<ReadHandle<Timestamp>>,
+    ) {
+        if tokio::time::timeout(EXPIRE_TIMEOUT, client.all_maintenance_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "background maintenance still runs after {EXPIRE_TIMEOUT:?}; leaving it"
+            );
+        }
+        expire_all(writers, readers).await;
+    }
+}
+
 fn take_all<V>(map: &Mutex<BTreeMap<ShardId, V>>) -> Vec<V> {
     match map.lock() {
         Ok(mut map) => std::mem::take(&mut *map).into_values().collect(),
@@ -240,6 +260,20 @@ fn expire_then_shut_down(
 }
 
 impl ShardWriter for PersistShards {
+    fn close(&self) {
+        let (writers, readers) = (take_all(&self.writers), take_all(&self.readers));
+        let finish = Self::finish(self.client.clone(), writers, readers);
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.block_on(finish);
+            return;
+        }
+        // Inside another runtime, blocking on ours must happen on a thread of its own;
+        // waiting for that thread is bounded by the timeouts in `finish`.
+        std::thread::scope(|scope| {
+            let _ = scope.spawn(|| self.block_on(finish)).join();
+        });
+    }
+
     fn register_schema(&self, shard: ShardId, desc: &RelationDesc) {
         if let Ok(mut schemas) = self.schemas.lock() {
             schemas.insert(shard, desc.clone());
