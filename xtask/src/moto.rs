@@ -1,5 +1,7 @@
 //! A local S3 server for the S3 tests: `moto_server` from PyPI, installed on first use
-//! into a venv kept beside the cargo target directory, and bound to 127.0.0.1.
+//! into a venv kept beside the cargo target directory, and bound to 127.0.0.1. The same
+//! venv holds pyarrow, the outside Parquet reader the part-format tests use
+//! (`STRATA_PYTHON`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +18,8 @@ const BUCKET: &str = "strata-test";
 pub(crate) struct MotoServer {
     child: Child,
     port: u16,
+    /// The venv's interpreter, which can import pyarrow.
+    python: PathBuf,
 }
 
 impl MotoServer {
@@ -23,7 +27,7 @@ impl MotoServer {
     pub(crate) fn start(root: &Path) -> anyhow::Result<MotoServer> {
         let venv = venv_dir(root);
         let server = venv.join("bin/moto_server");
-        if !server.exists() {
+        if !server.exists() || !has_packages(&venv) {
             install(&venv)?;
         }
         let port = free_port()?;
@@ -39,7 +43,12 @@ impl MotoServer {
             .stderr(log)
             .spawn()
             .with_context(|| format!("spawning {}", server.display()))?;
-        let mut moto = MotoServer { child, port };
+        let python = venv.join("bin/python");
+        let mut moto = MotoServer {
+            child,
+            port,
+            python,
+        };
         moto.wait_ready()
             .with_context(|| format!("moto_server did not come up; see {}", log_path.display()))?;
         moto.create_bucket()?;
@@ -58,6 +67,7 @@ impl MotoServer {
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", "us-east-1".into()),
+            ("STRATA_PYTHON", self.python.to_string_lossy().into_owned()),
             ("AWS_DEFAULT_REGION", "us-east-1".into()),
             ("STRATA_S3_TEST_BUCKET", BUCKET.into()),
         ]
@@ -118,21 +128,34 @@ fn venv_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| crate::target_dir(root).join("moto-venv"))
 }
 
+/// The packages the venv must hold.
+const PACKAGES: [&str; 2] = ["moto[server]>=5.1", "pyarrow>=15"];
+
+/// Whether the venv's interpreter can import every package (a venv made before a
+/// package joined [`PACKAGES`] gets it installed).
+fn has_packages(venv: &Path) -> bool {
+    Command::new(venv.join("bin/python"))
+        .args(["-c", "import moto, pyarrow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn install(venv: &Path) -> anyhow::Result<()> {
-    eprintln!("xtask: installing moto[server] into {}", venv.display());
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    eprintln!("xtask: installing {PACKAGES:?} into {}", venv.display());
+    if !venv.join("bin/pip").exists() {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        crate::shell::run(
+            Command::new(&python).args(["-m", "venv"]).arg(venv),
+            "python3 -m venv",
+        )?;
+    }
     crate::shell::run(
-        Command::new(&python).args(["-m", "venv"]).arg(venv),
-        "python3 -m venv",
-    )?;
-    crate::shell::run(
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "moto[server]>=5.1",
-        ]),
-        "pip install moto[server]",
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PACKAGES),
+        "pip install moto[server] pyarrow",
     )
 }
 

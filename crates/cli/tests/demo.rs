@@ -50,6 +50,43 @@ fn assert_nothing_half_written(dir: &Path) {
     }
 }
 
+/// The demo writes Parquet parts, says how many, and prints a pyarrow command that
+/// opens one; that command works as printed (with the interpreter `cargo xtask test`
+/// provides in `STRATA_PYTHON`, which has pyarrow).
+fn check_parts(dir: &Path, stdout: &str) {
+    let parts = number_after(stdout, "parts       ");
+    assert!(
+        parts >= 2,
+        "the bulk load gives each table a part: {stdout}"
+    );
+    let command = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("python3 -c \"import pyarrow.parquet"))
+        .unwrap_or_else(|| panic!("no command to read a part: {stdout}"));
+    let script = command
+        .strip_prefix("python3 -c \"")
+        .and_then(|c| c.strip_suffix('"'))
+        .unwrap();
+    let Ok(python) = std::env::var("STRATA_PYTHON") else {
+        eprintln!("check_parts: STRATA_PYTHON is unset; not running {command}");
+        return;
+    };
+    let out = std::process::Command::new(python)
+        .current_dir(dir)
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("order_id: int64"), "{printed}");
+    assert!(printed.contains("diff: int64"), "{printed}");
+}
+
 /// The number after `prefix` in the output.
 fn number_after(text: &str, prefix: &str) -> u64 {
     let rest = text
@@ -172,6 +209,7 @@ fn a_second_run_recovers_the_first_and_each_sink_matches_its_input() {
     );
     check_sink(&data, epoch1);
     assert_nothing_half_written(&data);
+    check_parts(dir.path(), &first.stdout);
 
     let second = demo(dir.path(), &[]);
     let epoch2 = number_after(&second.stdout, "catalog epoch ");

@@ -8,7 +8,8 @@
 //!    and the tables take writes for `--duration`, with a live line of uppers and lag;
 //! 4. introspection: every collection's shard and frontiers, the introspection
 //!    collections, statuses and statistics;
-//! 5. snapshots of a table and a subsource;
+//! 5. snapshots of a table and a subsource, and where each collection's data lives:
+//!    its Parquet parts and inline batches, with the command that opens a part;
 //! 6. the sink's file checked against a snapshot of its input, then a subsource and
 //!    the sink dropped, and the subsource's shard finalized and its parts collected;
 //! 7. a one-screen summary.
@@ -20,6 +21,7 @@
 mod driver;
 mod drops;
 mod options;
+mod parts;
 mod plan;
 mod progress;
 mod replicas;
@@ -240,8 +242,9 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
     driver.display.step(4, "introspection");
     report::introspection(&mut driver).await?;
 
-    driver.display.step(5, "snapshots");
+    driver.display.step(5, "snapshots and parts");
     let snapshot_counts = report::snapshots(&mut driver).await?;
+    let parts = parts::parts(&mut driver, url).await?;
 
     driver.display.step(6, "drop a subsource and the sink");
     let drops = drops::drops(&mut driver, &sink).await?;
@@ -299,6 +302,7 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
         stopped_cleanly,
         writer: &writer,
         snapshot_counts,
+        parts,
         drops: &drops,
         frontiers,
         statuses,

@@ -20,6 +20,11 @@ use super::plan::{self, AUCTIONS_ID, BIDS_ID, INSTANCE, ORDER_LINES, ORDERS};
 /// How many atomic appends step 2 makes before the source starts.
 const FIRST_APPENDS: u64 = 20;
 
+/// The orders of the bulk load that opens step 2: their batches (about 12 KiB of
+/// orders and 24 KiB of lines) are well above the 4 KiB below which a batch stays
+/// inline, so each table gets a Parquet part.
+const BULK_ORDERS: i64 = 500;
+
 /// How often the tables are written while the source runs.
 const APPEND_EVERY: Duration = Duration::from_millis(200);
 
@@ -73,10 +78,8 @@ impl TableWriter {
         })
     }
 
-    /// One order and its lines, written to both tables at one time, atomically.
-    pub(crate) async fn append(&mut self, driver: &mut Driver) -> anyhow::Result<u64> {
-        driver.ctl.apply_pending();
-        let id = self.next_order;
+    /// Order `id` and its lines.
+    fn order(id: i64) -> (Row, Vec<(Row, i64)>) {
         let pick = |n: i64, of: usize| (n.unsigned_abs() as usize * 7 + 3) % of;
         let lines: Vec<(Row, i64)> = (0..1 + id % 3)
             .map(|line| {
@@ -103,23 +106,44 @@ impl TableWriter {
             Datum::String(CUSTOMERS[pick(id, CUSTOMERS.len())].into()),
             Datum::Int64(total),
         ]);
+        (order, lines)
+    }
+
+    /// One order and its lines, written to both tables at one time, atomically.
+    pub(crate) async fn append(&mut self, driver: &mut Driver) -> anyhow::Result<u64> {
+        self.append_orders(driver, 1).await
+    }
+
+    /// `count` orders and their lines, written to both tables at one time, atomically.
+    pub(crate) async fn append_orders(
+        &mut self,
+        driver: &mut Driver,
+        count: i64,
+    ) -> anyhow::Result<u64> {
+        driver.ctl.apply_pending();
+        let (mut orders, mut lines) = (Vec::new(), Vec::new());
+        for id in self.next_order..self.next_order + count {
+            let (order, order_lines) = Self::order(id);
+            orders.push((order, 1));
+            lines.extend(order_lines);
+        }
         let at = driver
             .upper(ORDERS)
             .max(driver.upper(ORDER_LINES))
             .max(now_ms());
-        let added = (1, lines.len() as u64);
+        let added = (orders.len() as u64, lines.len() as u64);
         driver
             .ctl
             .append_table(
                 Timestamp::new(at),
                 Timestamp::new(at + 1),
-                vec![(ORDERS, vec![(order, 1)]), (ORDER_LINES, lines)],
+                vec![(ORDERS, orders), (ORDER_LINES, lines)],
             )
             .with_context(|| format!("cannot append to the tables at {at}"))?
             .await
             .with_context(|| format!("the table write at {at} failed"))?;
         driver.ctl.apply_pending();
-        self.next_order += 1;
+        self.next_order += count;
         self.appends += 1;
         self.rows_added.0 += added.0;
         self.rows_added.1 += added.1;
@@ -276,6 +300,13 @@ pub(crate) async fn tables(
             origin(recovery, id)
         ));
     }
+    // A bulk load first: one atomic write large enough that its batches become
+    // Parquet parts (smaller batches stay inline in the shards' state).
+    let at = writer.append_orders(driver, BULK_ORDERS).await?;
+    driver.display.line(&format!(
+        "  bulk load: {} orders and {} order lines in one atomic write at {at}",
+        writer.rows_added.0, writer.rows_added.1
+    ));
     for n in 0..FIRST_APPENDS {
         writer.append(driver).await?;
         let message = driver.live_message();
@@ -285,7 +316,7 @@ pub(crate) async fn tables(
     }
     driver.display.done();
     driver.display.line(&format!(
-        "  {FIRST_APPENDS} atomic appends to orders and order_lines at times {}..={}; upper now {}",
+        "  then {FIRST_APPENDS} atomic appends of one order each, at times {}..={}; upper now {}",
         writer.first_write.unwrap_or(0),
         writer.last_write.unwrap_or(0),
         driver.upper(ORDERS)

@@ -35,6 +35,8 @@ pub(crate) struct Summary<'a> {
     pub(crate) stopped_cleanly: Option<(usize, usize)>,
     pub(crate) writer: &'a TableWriter,
     pub(crate) snapshot_counts: (usize, usize),
+    /// The Parquet parts of the live collections after step 5.
+    pub(crate) parts: super::parts::PartsTotal,
     pub(crate) drops: &'a Drops,
     /// The user collections' frontiers.
     pub(crate) frontiers: Vec<FrontierRow>,
@@ -92,6 +94,11 @@ impl Summary<'_> {
         out.push(format!(
             "  snapshots   orders {} rows, auctions {} rows",
             self.snapshot_counts.0, self.snapshot_counts.1
+        ));
+        out.push(format!(
+            "  parts       {} Parquet parts, {} (any Parquet reader opens them: see step 5)",
+            self.parts.parts,
+            super::parts::human_bytes(self.parts.bytes)
         ));
         let sink = &self.drops.sink;
         out.push(format!(
