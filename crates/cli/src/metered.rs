@@ -1,10 +1,12 @@
-//! [`Metered`]: a [`ReplicaHandler`] decorator that counts the commands a replica
-//! receives in [`ReplicaMetrics`], so `--metrics-addr` shows the replica's traffic.
+//! A replica's metrics: [`Metered`], a [`ReplicaHandler`] decorator that counts the
+//! commands a replica receives, and [`Observed`], the replica's observer that counts
+//! its commits and messages and sets its dataflow gauge, all in [`ReplicaMetrics`], so
+//! `--metrics-addr` shows the replica's work.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use strata_controller_api::Timestamp;
+use strata_controller_api::{GlobalId, Timestamp};
 use strata_instance_client::StorageCommand;
 use strata_instance_client::transport::{
     CommandReceiver, EpochFence, Hello, ReplicaHandler, ResponseSender,
@@ -51,5 +53,22 @@ impl ReplicaHandler<Timestamp> for Metered {
             }
         };
         tokio::join!(forward, self.inner.serve(hello, inner, responses));
+    }
+}
+
+/// Puts what a replica reports of its work into [`ReplicaMetrics`].
+pub(crate) struct Observed(pub(crate) ReplicaMetrics);
+
+impl strata_replica::ReplicaObserver for Observed {
+    fn batch_committed(&self, collection: GlobalId, updates: u64) {
+        self.0.batch_committed(&collection.to_string(), updates);
+    }
+
+    fn messages_received(&self, source: GlobalId, messages: u64) {
+        self.0.messages_received(&source.to_string(), messages);
+    }
+
+    fn dataflows_running(&self, count: usize) {
+        self.0.set_dataflows(count);
     }
 }

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::args::ReplicaArgs;
 use crate::location::{self, Access};
-use crate::metered::Metered;
+use crate::metered::{Metered, Observed};
 
 /// A `--listen` value: an address, or a host name with a port (such as
 /// `localhost:6876`), resolved now. Of a name's addresses an IPv4 one is preferred, so
@@ -191,13 +191,14 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
         PersistShards::open(&persist)
             .with_context(|| format!("cannot open persist location {persist}"))?,
     );
+    let metrics = Metrics::new();
     let replica_config = ReplicaConfig {
         workers: usize::from(args.workers),
+        observer: Some(Arc::new(Observed(metrics.replica.clone()))),
         ..ReplicaConfig::default()
     };
     let server = ReplicaServer::start(replica_config, Arc::clone(&shards) as _)
         .context("cannot start the replica")?;
-    let metrics = Metrics::new();
     let handler: Arc<dyn ReplicaHandler<Timestamp>> = Arc::new(Metered {
         inner: Arc::clone(&server) as _,
         metrics: metrics.replica.clone(),

@@ -139,6 +139,18 @@ pub enum StorageResponse<T> {
     StatusUpdate(StatusUpdate),
 }
 
+impl<T> StorageResponse<T> {
+    /// A short name of the variant, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageResponse::FrontierUpper { .. } => "frontier-upper",
+            StorageResponse::DroppedId(_) => "dropped-id",
+            StorageResponse::StatisticsUpdates { .. } => "statistics-updates",
+            StorageResponse::StatusUpdate(_) => "status-update",
+        }
+    }
+}
+
 /// The health of a source or sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Status {

@@ -192,6 +192,13 @@ impl ControllerMetrics {
             .set(lag);
     }
 
+    /// Starts serving the per-collection counters of `collection` at zero, so that a
+    /// scrape shows them before their first event.
+    pub fn track_collection(&self, collection: &str) {
+        self.cas_retries
+            .get_or_create(&collection_labels(collection));
+    }
+
     /// Forgets the per-collection series of a dropped collection.
     pub fn remove_collection(&self, collection: &str) {
         let labels = collection_labels(collection);
@@ -262,6 +269,18 @@ impl ReplicaMetrics {
                 kind: kind.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts `messages` more messages that `source` read from upstream.
+    pub fn messages_received(&self, source: &str, messages: u64) {
+        self.messages_received
+            .get_or_create(&collection_labels(source))
+            .inc_by(messages);
+    }
+
+    /// Sets how many dataflows run on the replica.
+    pub fn set_dataflows(&self, count: usize) {
+        self.dataflows.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Counts a committed batch of `updates` updates to `collection`.

@@ -61,6 +61,25 @@ pub trait FaultHook: Send + Sync {
     fn fail_at(&self, point: FaultPoint) -> bool;
 }
 
+/// Watches what a replica does, for metrics. Every method has a default that ignores
+/// it; calls come from worker threads and must not block.
+pub trait ReplicaObserver: Send + Sync {
+    /// A batch of `updates` updates was committed to `collection`'s shard.
+    fn batch_committed(&self, collection: GlobalId, updates: u64) {
+        let _ = (collection, updates);
+    }
+
+    /// Source `source` read `messages` messages from upstream.
+    fn messages_received(&self, source: GlobalId, messages: u64) {
+        let _ = (source, messages);
+    }
+
+    /// The replica now runs `count` dataflows (ingestions and sinks).
+    fn dataflows_running(&self, count: usize) {
+        let _ = count;
+    }
+}
+
 /// Counters of one source, shared by the workers of a process.
 #[derive(Debug, Default)]
 pub(crate) struct SourceCounters {
@@ -258,6 +277,7 @@ pub(crate) struct Ctx {
     pub(crate) statistics_interval: Duration,
     pub(crate) dataflow_starts: AtomicU64,
     pub(crate) faults: Option<Arc<dyn FaultHook>>,
+    pub(crate) observer: Option<Arc<dyn ReplicaObserver>>,
     /// At least 1.
     pub(crate) max_ticks_per_round: u64,
 }

@@ -44,6 +44,6 @@ pub mod server;
 pub mod shard;
 pub mod sink;
 
-pub use context::{Clock, FaultHook, FaultPoint, ResponseSink, system_clock};
+pub use context::{Clock, FaultHook, FaultPoint, ReplicaObserver, ResponseSink, system_clock};
 pub use replica::{DEFAULT_MAX_TICKS_PER_ROUND, Replica, ReplicaConfig, ReplicaError};
 pub use runtime::ClusterConfig;

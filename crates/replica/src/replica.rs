@@ -27,7 +27,9 @@ use std::time::Duration;
 use strata_controller_api::{Antichain, GlobalId, ShardId, Timestamp};
 use strata_instance_client::{RunIngestionCommand, Status, StorageCommand, StorageParameters};
 
-use crate::context::{Clock, Ctx, FaultHook, Reporter, ResponseSink, system_clock};
+use crate::context::{
+    Clock, Ctx, FaultHook, ReplicaObserver, Reporter, ResponseSink, system_clock,
+};
 use crate::ingest::plan_ingestion;
 use crate::reconcile::{ObjectDesc, desired_objects, reconcile};
 use crate::runtime::{ClusterConfig, Runtime, WorkerCommand};
@@ -54,6 +56,8 @@ pub struct ReplicaConfig {
     pub retry_backoff: Duration,
     /// Crash injection for tests.
     pub faults: Option<Arc<dyn FaultHook>>,
+    /// Told of commits, messages and dataflows, for metrics.
+    pub observer: Option<Arc<dyn ReplicaObserver>>,
     /// Under load, one round binds up to this many ticks' worth of offsets: a source
     /// with no tick interval, or one behind its schedule, catches up in larger rounds,
     /// so the round's two `compare_and_append`s (remap, then data) cover more rows.
@@ -71,6 +75,7 @@ impl Default for ReplicaConfig {
             statistics_interval: Duration::from_secs(1),
             retry_backoff: Duration::from_millis(100),
             faults: None,
+            observer: None,
             max_ticks_per_round: DEFAULT_MAX_TICKS_PER_ROUND,
         }
     }
@@ -161,6 +166,7 @@ impl Replica {
             statistics_interval: config.statistics_interval,
             dataflow_starts: AtomicU64::new(0),
             faults: config.faults,
+            observer: config.observer,
             max_ticks_per_round: config.max_ticks_per_round.max(1),
         });
         let runtime = Runtime::start(config.workers, config.cluster.as_ref(), Arc::clone(&ctx))
@@ -188,6 +194,13 @@ impl Replica {
 
     /// Handles one command from the controller.
     pub fn handle(&mut self, command: StorageCommand<Timestamp>) {
+        self.apply(command);
+        if let Some(observer) = &self.ctx.observer {
+            observer.dataflows_running(self.running.len());
+        }
+    }
+
+    fn apply(&mut self, command: StorageCommand<Timestamp>) {
         if let StorageCommand::Hello { epoch, .. } = command {
             if self.max_epoch.is_some_and(|seen| epoch < seen) {
                 self.session = Session::AwaitingHello;

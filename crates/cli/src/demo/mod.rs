@@ -184,6 +184,8 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
             metrics.replica.clone(),
             Arc::clone(&servers),
         )),
+        // The controller's series go to the registry that --metrics-addr serves.
+        metrics: metrics.clone(),
         ..ControllerConfig::default()
     };
     let begin: CatalogFn<Timestamp> = {

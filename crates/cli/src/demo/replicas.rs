@@ -24,7 +24,7 @@ use strata_introspection::ReplicaMetrics;
 use strata_replica::server::ReplicaServer;
 use strata_replica::shard::persist::PersistShards;
 
-use crate::metered::Metered;
+use crate::metered::{Metered, Observed};
 
 /// How long a child may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,11 +79,13 @@ pub(crate) fn connector_factory(
             match &config.location {
                 ReplicaLocation::InProcess { workers } => {
                     let (url, workers) = (persist.clone(), *workers);
+                    let observer = Arc::new(Observed(metrics.clone()));
                     // Opening persist shards blocks on their own runtime: do it off this one.
                     let started = std::thread::spawn(move || {
                         let shards = PersistShards::open(&url).map_err(|e| e.to_string())?;
                         let config = strata_replica::ReplicaConfig {
                             workers,
+                            observer: Some(observer),
                             ..strata_replica::ReplicaConfig::default()
                         };
                         ReplicaServer::start(config, Arc::new(shards)).map_err(|e| e.to_string())

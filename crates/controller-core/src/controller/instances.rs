@@ -3,6 +3,7 @@
 //! newer controller fences this one on the replicas too.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use strata_controller_api::{
     InstanceId, Instances, ReplicaConfig, ReplicaId, StorageError, StorageParameters,
@@ -112,7 +113,12 @@ impl<T: StorageTimestamp> Instances<T> for Controller<T> {
         let factory = factory.ok_or_else(|| {
             StorageError::InvalidUsage("the controller has no replica connector factory".into())
         })?;
-        let connector = factory(&config)?;
+        let connector = Arc::new(super::metered::MeteredConnector::wrap(
+            factory(&config)?,
+            self.config.metrics.controller.clone(),
+            instance_id,
+            replica_id,
+        ));
         instance
             .add_replica(replica_id, connector)
             .map_err(instance_error)

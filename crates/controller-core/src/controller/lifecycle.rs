@@ -279,6 +279,10 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
         self.internal_ready = false;
         let uppers = self.drain_internal();
         self.apply_instance_responses(uppers);
+        for (id, instance) in &self.instances {
+            let metrics = &self.config.metrics.controller;
+            metrics.set_history_size(&id.to_string(), instance.history_len());
+        }
         self.check_fenced()?;
         Ok(self.responses.pop_front())
     }

@@ -35,6 +35,7 @@ mod ingestions;
 mod instances;
 mod introspection;
 mod lifecycle;
+mod metered;
 mod reads;
 mod registry;
 mod rtr;

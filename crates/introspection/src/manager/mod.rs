@@ -247,6 +247,8 @@ impl<T: StorageTimestamp> CollectionManager<T> {
         }
         let differential = matches!(kind, Kind::Differential(_));
         let (upper_tx, upper) = watch::channel(reg.write.upper().clone());
+        // Served from registration on, at zero until a retry happens.
+        self.inner.metrics.track_collection(&reg.id.to_string());
         let task = Task {
             writer: Writer {
                 id: reg.id,

@@ -58,6 +58,9 @@ pub(crate) fn commit_round(
             {
                 Ok(()) => {
                     committed += updates.len() as u64;
+                    if let Some(observer) = &ctx.observer {
+                        observer.batch_committed(export.id, updates.len() as u64);
+                    }
                     upper = new_upper.clone();
                     break;
                 }

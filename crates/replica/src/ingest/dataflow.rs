@@ -180,6 +180,9 @@ fn generate(
     counters
         .messages_received
         .fetch_add(messages, Ordering::Relaxed);
+    if let Some(observer) = &ctx.observer {
+        observer.messages_received(plan.id, messages);
+    }
     counters.bytes_received.fetch_add(bytes, Ordering::Relaxed);
     counters.updates_staged.fetch_add(staged, Ordering::Relaxed);
 }
