@@ -115,7 +115,8 @@ pub(crate) enum InspectCommand {
         #[command(flatten)]
         open_timeout: OpenTimeout,
     },
-    /// List every collection of the durable catalog with its shard, since and upper.
+    /// List every collection of the durable catalog: name, status, since, upper, lag
+    /// and parts (80 columns; --raw adds raw timestamps and shard ids).
     Collections {
         /// The persist location: file:///path, s3://bucket/prefix or mem://name.
         #[arg(long, value_name = "URL")]
@@ -123,6 +124,9 @@ pub(crate) enum InspectCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Show raw timestamps instead of UTC times of day, and each shard id.
+        #[arg(long)]
+        raw: bool,
         /// See [`OpenTimeout`].
         #[command(flatten)]
         open_timeout: OpenTimeout,

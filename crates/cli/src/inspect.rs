@@ -62,6 +62,7 @@ fn collection_row(id: String, shard: ShardId, state: Option<&Value>) -> Value {
     };
     json!({
         "id": id,
+        "name": field("name"),
         "shard": shard.to_string(),
         "since": field("since"),
         "upper": field("upper"),
@@ -105,10 +106,21 @@ pub(crate) async fn shard_state(
 pub(crate) async fn collections(
     url: &str,
     as_json: bool,
+    raw: bool,
     timeout: OpenTimeout,
 ) -> anyhow::Result<()> {
     let url = &location::normalize(url)?;
     let client = location::open(url, Access::ReadOnly, timeout).await?;
+    if !as_json {
+        // The same reading as `strata top`: shard states, then the controller's
+        // introspection, for names, statuses and tables' logical uppers.
+        let mut loader = crate::top::Loader::new(client, url);
+        let mut snapshot = location::within(url, timeout, loader.load()).await?;
+        snapshot.taken_at_ms = crate::top::now_ms();
+        let mut model = crate::top::TopModel::new(url, 0, 1);
+        model.apply(snapshot);
+        return write_stdout(&collections_table(&model, raw));
+    }
     let report = location::within(url, timeout, async {
         let contents = read_catalog(&client, url).await?;
         let mut rows = Vec::new();
@@ -124,69 +136,78 @@ pub(crate) async fn collections(
         }))
     })
     .await?;
-    if as_json {
-        print_json(&report)
-    } else {
-        print_table(&report)
-    }
+    print_json(&report)
 }
 
-/// A frontier as `[t]`, `[]` (closed) or `-` (unknown).
-fn frontier_text(v: &Value) -> String {
-    match v.as_array() {
-        Some(items) if items.is_empty() => "[] (closed)".to_owned(),
-        Some(items) => items
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-        None => "-".to_owned(),
-    }
-}
-
-fn print_table(report: &Value) -> anyhow::Result<()> {
-    let mut out = String::new();
-    let epoch = report.get("epoch").cloned().unwrap_or(Value::Null);
-    out.push_str(&format!("catalog epoch {epoch}\n"));
-    out.push_str(&format!(
-        "{:<8} {:<40} {:>15} {:>15} {:>6}\n",
-        "ID", "SHARD", "SINCE", "UPPER", "PARTS"
-    ));
-    let empty = Vec::new();
-    let rows = report
-        .get("collections")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    for row in rows {
-        let text = |name: &str| {
-            row.get(name)
-                .and_then(Value::as_str)
-                .unwrap_or("-")
-                .to_owned()
-        };
-        let parts = row.get("part_count").map_or("-".to_owned(), |v| match v {
-            Value::Null => "-".to_owned(),
-            other => other.to_string(),
-        });
-        let missing = row.get("since").is_none_or(Value::is_null);
+/// The table of `inspect collections`: 80 columns, or wider with `raw`.
+pub(crate) fn collections_table(model: &crate::top::TopModel, raw: bool) -> String {
+    use crate::top::{Frontier, time_text};
+    let mut out = format!(
+        "catalog epoch {} · as of {} UTC · times are UTC{}\n",
+        model.epoch.unwrap_or(0),
+        model
+            .refreshed_at_ms
+            .map_or_else(|| "-".to_owned(), |t| time_text(t)),
+        if raw { " (raw)" } else { "" },
+    );
+    if let Some(ago) = model.stale_for_ms {
         out.push_str(&format!(
-            "{:<8} {:<40} {:>15} {:>15} {:>6}{}\n",
-            text("id"),
-            text("shard"),
-            frontier_text(row.get("since").unwrap_or(&Value::Null)),
-            frontier_text(row.get("upper").unwrap_or(&Value::Null)),
-            parts,
-            if missing {
-                "  (shard not written yet)"
+            "statuses marked * are stale: no controller has written introspection for {}\n",
+            crate::top::Lag::Millis(ago).text()
+        ));
+    }
+    let time = |f: Frontier| if raw { f.text() } else { f.time_text() };
+    let name_width = model
+        .rows
+        .iter()
+        .map(|r| r.name.chars().count().min(20))
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let cut = |name: &str| {
+        if name.chars().count() <= 20 {
+            name.to_owned()
+        } else {
+            format!("{}…", name.chars().take(19).collect::<String>())
+        }
+    };
+    let tw = if raw { 14 } else { 12 };
+    out.push_str(&format!(
+        "{:<5} {:<name_width$} {:<9} {:>tw$} {:>tw$} {:>6} {:>5}{}\n",
+        "ID",
+        "NAME",
+        "STATUS",
+        "SINCE",
+        "UPPER",
+        "LAG",
+        "PARTS",
+        if raw { "  SHARD" } else { "" },
+    ));
+    for row in &model.rows {
+        // A shard never written has no frontiers and no status yet.
+        let unwritten = matches!(row.since, Frontier::Unknown)
+            && matches!(row.upper, Frontier::Unknown)
+            && row.status == "-";
+        out.push_str(&format!(
+            "{:<5} {:<name_width$} {:<9} {:>tw$} {:>tw$} {:>6} {:>5}{}\n",
+            row.id,
+            cut(&row.name),
+            if unwritten { "unwritten" } else { &row.status },
+            time(row.since),
+            time(row.upper),
+            row.lag.text(),
+            row.parts.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            if raw {
+                format!("  {}", row.shard)
             } else {
-                ""
+                String::new()
             },
         ));
     }
-    if rows.is_empty() {
+    if model.rows.is_empty() {
         out.push_str("(no collections)\n");
     }
-    write_stdout(&out)
+    out
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
@@ -229,16 +250,5 @@ mod tests {
         check("nope", Err("expected s prefix"));
         check("s1234", Err("invalid shard id"));
         check(&id.replace('s', "u"), Err("invalid shard id"));
-    }
-
-    fn check_frontier(v: Value, expected: &str) {
-        assert_eq!(frontier_text(&v), expected);
-    }
-
-    #[test]
-    fn frontier_text_table() {
-        check_frontier(json!([5]), "5");
-        check_frontier(json!([]), "[] (closed)");
-        check_frontier(Value::Null, "-");
     }
 }

@@ -111,8 +111,9 @@ fn main() -> ExitCode {
         Command::Inspect(InspectCommand::Collections {
             persist,
             json,
+            raw,
             open_timeout,
-        }) => block_on(inspect::collections(&persist, json, open_timeout)),
+        }) => block_on(inspect::collections(&persist, json, raw, open_timeout)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

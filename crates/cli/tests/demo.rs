@@ -210,6 +210,24 @@ fn a_second_run_recovers_the_first_and_each_sink_matches_its_input() {
     check_sink(&data, epoch1);
     assert_nothing_half_written(&data);
     check_parts(dir.path(), &first.stdout);
+    // inspect shows the collections by the names the demo gave them, in 80 columns.
+    let inspect = run(strata().args(["inspect", "collections", "--persist", &file_url(&data)]));
+    assert_eq!(inspect.code, Some(0), "{inspect:?}");
+    for name in ["orders", "order_lines", "auction", "auctions", "frontiers"] {
+        assert!(
+            inspect
+                .stdout
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(name)),
+            "{name}: {}",
+            inspect.stdout
+        );
+    }
+    assert!(
+        inspect.stdout.lines().all(|l| l.chars().count() <= 80),
+        "{}",
+        inspect.stdout
+    );
 
     let second = demo(dir.path(), &[]);
     let epoch2 = number_after(&second.stdout, "catalog epoch ");

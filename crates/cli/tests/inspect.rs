@@ -93,17 +93,30 @@ async fn inspect_collections_reads_the_durable_catalog() {
         "never written: unknown"
     );
 
+    // The table fits 80 columns; --raw adds raw timestamps and the shard ids.
     let out = run(strata().args(["inspect", "collections", "--persist", &url]));
     assert_eq!(out.code, Some(0), "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], format!("catalog epoch {}", catalog.epoch()));
-    assert!(lines[1].starts_with("ID"), "{}", out.stdout);
     assert!(
-        lines[2].starts_with("u1") && lines[2].contains(&written.to_string()),
+        lines[0].starts_with(&format!("catalog epoch {} · as of ", catalog.epoch())),
         "{}",
         out.stdout
     );
-    assert!(lines[3].contains("shard not written yet"), "{}", out.stdout);
+    let header: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "NAME", "STATUS", "SINCE", "UPPER", "LAG", "PARTS"]
+    );
+    // Logical times (not wall-clock milliseconds) stay numbers.
+    let u1: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(u1[..5], ["u1", "-", "-", "0", "3"], "{}", out.stdout);
+    assert!(lines[3].contains("unwritten"), "{}", out.stdout);
+    for line in &lines {
+        assert!(line.chars().count() <= 80, "{line}");
+    }
+    let raw = run(strata().args(["inspect", "collections", "--persist", &url, "--raw"]));
+    assert_eq!(raw.code, Some(0), "{raw:?}");
+    assert!(raw.stdout.contains(&written.to_string()), "{}", raw.stdout);
 }
 
 /// Every file under `root` with its bytes, in order.

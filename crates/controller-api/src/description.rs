@@ -24,6 +24,11 @@ pub struct CollectionDescription<T> {
     pub since: Option<Antichain<T>>,
     /// The collection that records this one's status history, if any.
     pub status_collection_id: Option<GlobalId>,
+    /// A name for people, such as the host's name of the table. The controller writes
+    /// it into the collection's shard, where `strata inspect` and `strata top` show it;
+    /// nothing else reads it.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 impl<T> CollectionDescription<T> {
@@ -34,6 +39,7 @@ impl<T> CollectionDescription<T> {
             data_source: DataSource::Table,
             since: None,
             status_collection_id: None,
+            name: None,
         }
     }
 
@@ -44,6 +50,23 @@ impl<T> CollectionDescription<T> {
             data_source,
             since: None,
             status_collection_id: None,
+            name: None,
+        }
+    }
+
+    /// The same description, named `name` for people (see [`Self::name`]).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The name the controller writes into the collection's shard: the description's,
+    /// else an introspection collection's conventional name.
+    pub fn display_name(&self) -> Option<String> {
+        match (&self.name, &self.data_source) {
+            (Some(name), _) => Some(name.clone()),
+            (None, DataSource::Introspection(kind)) => Some(kind.name().to_owned()),
+            (None, _) => None,
         }
     }
 
@@ -116,6 +139,21 @@ pub enum IntrospectionType {
 }
 
 impl IntrospectionType {
+    /// The collection's conventional name, such as `shard_mapping`: the name the
+    /// controller gives its shard when the description names none.
+    pub fn name(self) -> &'static str {
+        match self {
+            IntrospectionType::ShardMapping => "shard_mapping",
+            IntrospectionType::Frontiers => "frontiers",
+            IntrospectionType::ReplicaFrontiers => "replica_frontiers",
+            IntrospectionType::SourceStatistics => "source_statistics",
+            IntrospectionType::SinkStatistics => "sink_statistics",
+            IntrospectionType::SourceStatusHistory => "source_status_history",
+            IntrospectionType::SinkStatusHistory => "sink_status_history",
+            IntrospectionType::ReplicaMetricsHistory => "replica_metrics_history",
+        }
+    }
+
     /// Every introspection type, in a fixed order.
     pub const ALL: [IntrospectionType; 8] = [
         IntrospectionType::ShardMapping,

@@ -195,7 +195,8 @@ impl ControllerMetrics {
     /// Starts serving the per-collection counters of `collection` at zero, so that a
     /// scrape shows them before their first event.
     pub fn track_collection(&self, collection: &str) {
-        self.cas_retries
+        let _created = self
+            .cas_retries
             .get_or_create(&collection_labels(collection));
     }
 

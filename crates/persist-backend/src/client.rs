@@ -219,6 +219,15 @@ impl PersistClient {
         })
     }
 
+    /// Names `shard` for people (inspection shows the name; nothing else reads it).
+    /// Costs a compare-and-set only when the name changes; the shard must exist.
+    pub async fn set_shard_name(&self, shard: ShardId, name: &str) -> Result<()> {
+        self.machine(shard)
+            .apply_plain(|s: &State| cmds::set_name(s, name))
+            .await?;
+        Ok(())
+    }
+
     /// The shard's current upper, read from storage.
     pub async fn fetch_recent_upper<T: StorageTimestamp>(
         &self,

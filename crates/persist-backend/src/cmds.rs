@@ -284,6 +284,16 @@ pub(crate) fn expire_reader(state: &State, id: &str) -> CmdResult<()> {
     Ok((Some(next), ()))
 }
 
+/// Names the shard for people; a no-op when it already has that name.
+pub(crate) fn set_name(state: &State, name: &str) -> CmdResult<()> {
+    let mut next = live(state)?;
+    if next.name == name {
+        return Ok((None, ()));
+    }
+    next.name = name.to_owned();
+    Ok((Some(next), ()))
+}
+
 /// Registers a critical reader at the shard's since with opaque 0, unless it exists.
 /// Returns its `(opaque, since)`.
 pub(crate) fn register_critical_reader(state: &State, id: &str) -> CmdResult<(u64, Option<u64>)> {
@@ -514,6 +524,18 @@ mod tests {
             "t7",
             Err(CmdError::UpperMismatch { current: None }),
         );
+    }
+
+    #[test]
+    fn naming_a_shard_writes_only_a_change() {
+        let s = State::initial("s", 0, String::new());
+        let (next, ()) = set_name(&s, "orders").unwrap();
+        let named = next.expect("a new name is a new state");
+        assert_eq!(named.name, "orders");
+        assert_eq!(set_name(&named, "orders").unwrap().0, None, "the same name");
+        let mut gone = named.clone();
+        gone.tombstone = true;
+        assert!(set_name(&gone, "x").is_err());
     }
 
     #[test]

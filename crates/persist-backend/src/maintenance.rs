@@ -336,6 +336,7 @@ pub(crate) fn state_json(state: &State) -> serde_json::Value {
         .collect();
     json!({
         "shard": state.shard,
+        "name": state.name,
         "seqno": state.seqno,
         "since": render(state.since),
         "upper": render(state.upper),

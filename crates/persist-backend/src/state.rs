@@ -70,6 +70,10 @@ pub(crate) struct State {
     /// `machine::InDoubt`.
     #[prost(bytes = "bytes", repeated, tag = "13")]
     pub(crate) recent_tokens: Vec<Bytes>,
+    /// What the shard holds, in words for people (a collection's name), or empty. Only
+    /// inspection reads it; readers that predate it skip the field.
+    #[prost(string, tag = "14")]
+    pub(crate) name: String,
 }
 
 /// How many versions' commit tokens a state remembers: an in-doubt commit is resolved

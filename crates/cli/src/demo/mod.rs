@@ -229,6 +229,7 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
         .step(3, "auction source with subsources, and a file sink");
     let sink = steps::source(&mut driver, &mut recovery, options).await?;
     driver.sink_path = Some(sink.path.clone());
+    steps::bulk_load(&mut driver, &mut writer).await?;
     driver.display.line(&format!(
         "  running for {:.1}s: the source ingests, the tables take a write every 200 ms",
         options.duration.as_secs_f64()

@@ -79,16 +79,7 @@ pub(crate) fn name(id: GlobalId) -> String {
 
 /// The name of an introspection collection, after Materialize's.
 pub(crate) fn introspection_name(kind: IntrospectionType) -> &'static str {
-    match kind {
-        IntrospectionType::ShardMapping => "shard_mapping",
-        IntrospectionType::Frontiers => "frontiers",
-        IntrospectionType::ReplicaFrontiers => "replica_frontiers",
-        IntrospectionType::SourceStatistics => "source_statistics",
-        IntrospectionType::SinkStatistics => "sink_statistics",
-        IntrospectionType::SourceStatusHistory => "source_status_history",
-        IntrospectionType::SinkStatusHistory => "sink_status_history",
-        IntrospectionType::ReplicaMetricsHistory => "replica_metrics_history",
-    }
+    kind.name()
 }
 
 fn orders_desc() -> RelationDesc {
@@ -111,10 +102,13 @@ fn order_lines_desc() -> RelationDesc {
 /// The tables' descriptions.
 pub(crate) fn tables() -> Vec<(GlobalId, CollectionDescription<Timestamp>)> {
     vec![
-        (ORDERS, CollectionDescription::table(orders_desc())),
+        (
+            ORDERS,
+            CollectionDescription::table(orders_desc()).with_name(name(ORDERS)),
+        ),
         (
             ORDER_LINES,
-            CollectionDescription::table(order_lines_desc()),
+            CollectionDescription::table(order_lines_desc()).with_name(name(ORDER_LINES)),
         ),
     ]
 }
@@ -139,9 +133,13 @@ pub(crate) fn source(
     if with_bids {
         source = source.subsource(BIDS_ID, SourceOutput::Named(BIDS.into()));
     }
-    source
+    let descriptions = source
         .descriptions()
-        .map_err(|e| anyhow::anyhow!("the auction source's descriptions: {e}"))
+        .map_err(|e| anyhow::anyhow!("the auction source's descriptions: {e}"))?;
+    Ok(descriptions
+        .into_iter()
+        .map(|(id, d)| (id, d.with_name(name(id))))
+        .collect())
 }
 
 /// The introspection collections' descriptions.

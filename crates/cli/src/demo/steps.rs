@@ -20,10 +20,10 @@ use super::plan::{self, AUCTIONS_ID, BIDS_ID, INSTANCE, ORDER_LINES, ORDERS};
 /// How many atomic appends step 2 makes before the source starts.
 const FIRST_APPENDS: u64 = 20;
 
-/// The orders of the bulk load that opens step 2: their batches (about 12 KiB of
+/// The orders of the bulk load that opens the run of step 3: their batches (about 12 KiB of
 /// orders and 24 KiB of lines) are well above the 4 KiB below which a batch stays
 /// inline, so each table gets a Parquet part.
-const BULK_ORDERS: i64 = 500;
+pub(crate) const BULK_ORDERS: i64 = 500;
 
 /// How often the tables are written while the source runs.
 const APPEND_EVERY: Duration = Duration::from_millis(200);
@@ -151,6 +151,19 @@ impl TableWriter {
         self.last_write = Some(at);
         Ok(at)
     }
+}
+
+/// One atomic write large enough that its batches become Parquet parts (smaller
+/// batches stay inline in the shards' state).
+pub(crate) async fn bulk_load(driver: &mut Driver, writer: &mut TableWriter) -> anyhow::Result<()> {
+    let before = writer.rows_added;
+    let at = writer.append_orders(driver, BULK_ORDERS).await?;
+    driver.display.line(&format!(
+        "  bulk load: {} orders and {} order lines in one atomic write at {at}",
+        writer.rows_added.0 - before.0,
+        writer.rows_added.1 - before.1
+    ));
+    Ok(())
 }
 
 /// The ids the catalog knew when the demo started, and which of them the demo
@@ -300,13 +313,6 @@ pub(crate) async fn tables(
             origin(recovery, id)
         ));
     }
-    // A bulk load first: one atomic write large enough that its batches become
-    // Parquet parts (smaller batches stay inline in the shards' state).
-    let at = writer.append_orders(driver, BULK_ORDERS).await?;
-    driver.display.line(&format!(
-        "  bulk load: {} orders and {} order lines in one atomic write at {at}",
-        writer.rows_added.0, writer.rows_added.1
-    ));
     for n in 0..FIRST_APPENDS {
         writer.append(driver).await?;
         let message = driver.live_message();
@@ -316,7 +322,7 @@ pub(crate) async fn tables(
     }
     driver.display.done();
     driver.display.line(&format!(
-        "  then {FIRST_APPENDS} atomic appends of one order each, at times {}..={}; upper now {}",
+        "  {FIRST_APPENDS} atomic appends to orders and order_lines at times {}..={}; upper now {}",
         writer.first_write.unwrap_or(0),
         writer.last_write.unwrap_or(0),
         driver.upper(ORDERS)

@@ -70,6 +70,8 @@ impl Loader {
                 since: Frontier::from_state(field("since")),
                 upper: Frontier::from_state(field("upper")),
                 introspection: decode::recognise(field("schema")),
+                name: field("name").and_then(|v| v.as_str()).map(str::to_owned),
+                parts: field("part_count").and_then(serde_json::Value::as_u64),
             };
             if let Some(typ) = collection.introspection.filter(|t| decode::is_read(*t)) {
                 let rows = self

@@ -24,8 +24,8 @@ use anyhow::{Context, bail};
 
 use crate::args::{OpenTimeout, TopArgs};
 use crate::location::{self, Access};
-use load::Loader;
-use model::TopModel;
+pub(crate) use load::Loader;
+pub(crate) use model::{Frontier, Lag, TopModel, time_text};
 use term::{Refresh, TerminalGuard};
 
 /// The shortest refresh interval: faster would only load the location.
@@ -56,7 +56,7 @@ pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(secs)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

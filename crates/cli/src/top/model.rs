@@ -61,7 +61,7 @@ impl Frontier {
         }
     }
 
-    /// The frontier as a table cell.
+    /// The frontier as a table cell, its time as a raw number.
     pub(crate) fn text(self) -> String {
         match self {
             Frontier::Unknown => "-".to_owned(),
@@ -69,7 +69,40 @@ impl Frontier {
             Frontier::At(t) => t.to_string(),
         }
     }
+
+    /// The frontier as a table cell, its time as a UTC time of day when it reads as
+    /// wall-clock milliseconds (see [`time_text`]).
+    pub(crate) fn time_text(self) -> String {
+        match self {
+            Frontier::At(t) => time_text(t),
+            other => other.text(),
+        }
+    }
 }
+
+/// The earliest time read as wall-clock milliseconds (2000-01-01): smaller times are
+/// logical counters, shown as numbers.
+const WALL_CLOCK_FROM_MS: u64 = 946_684_800_000;
+
+/// `ms` as `HH:MM:SS.mmm` (UTC) when it reads as wall-clock milliseconds, else the
+/// number itself.
+pub(crate) fn time_text(ms: u64) -> String {
+    if ms < WALL_CLOCK_FROM_MS {
+        return ms.to_string();
+    }
+    let secs = (ms / 1000) % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+/// How long the controller may go without writing introspection before the statuses
+/// read from it are marked stale: ten of its default one-second intervals.
+pub(crate) const STALE_AFTER_MS: u64 = 10_000;
 
 /// How far a collection's upper trails the wall clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +164,10 @@ pub(crate) struct CollectionState {
     pub(crate) upper: Frontier,
     /// Which introspection collection this is, recognised by its shard's schema.
     pub(crate) introspection: Option<IntrospectionType>,
+    /// The name the controller wrote into the shard, if any.
+    pub(crate) name: Option<String>,
+    /// How many Parquet parts the shard's state references.
+    pub(crate) parts: Option<u64>,
 }
 
 /// The newest status row of one object.
@@ -175,8 +212,11 @@ pub(crate) struct Snapshot {
 pub(crate) struct TopRow {
     /// The collection's id.
     pub(crate) id: String,
-    /// What it is, when known (`frontiers`, `status history`, …), else empty.
-    pub(crate) kind: String,
+    /// Its name: the one in its shard, else an introspection collection's kind, else
+    /// `-`.
+    pub(crate) name: String,
+    /// How many Parquet parts its shard references, when known.
+    pub(crate) parts: Option<u64>,
     /// Its data shard.
     pub(crate) shard: String,
     /// Its newest status, `-` when no status row names it.
@@ -209,8 +249,13 @@ pub(crate) struct TopModel {
     pub(crate) problem: Option<String>,
     /// Which introspection collections the last refresh found, by type.
     pub(crate) introspection: Vec<IntrospectionType>,
+    /// When the statuses are stale: how long ago the controller last moved an
+    /// introspection collection's upper, if that is more than [`STALE_AFTER_MS`].
+    pub(crate) stale_for_ms: Option<u64>,
     /// The first row shown (scrolling).
     pub(crate) offset: usize,
+    /// Whether times are shown as raw timestamps rather than times of day.
+    pub(crate) raw: bool,
     history_len: usize,
     history: BTreeMap<String, VecDeque<Option<u64>>>,
 }
@@ -226,7 +271,9 @@ impl TopModel {
             refreshed_at_ms: None,
             problem: None,
             introspection: Vec::new(),
+            stale_for_ms: None,
             offset: 0,
+            raw: false,
             history_len: history_len.max(1),
             history: BTreeMap::new(),
         }
@@ -241,6 +288,26 @@ impl TopModel {
             .iter()
             .filter_map(|c| c.introspection)
             .collect();
+        // The controller writes its introspection collections on a short interval; if
+        // none moved for long, no controller runs and the statuses are old news.
+        let newest = snapshot
+            .collections
+            .iter()
+            .filter(|c| c.introspection.is_some())
+            .filter_map(|c| match c.upper {
+                Frontier::At(t) => Some(t),
+                _ => None,
+            })
+            .max();
+        self.stale_for_ms = newest
+            .map(|t| now.saturating_sub(t))
+            .filter(|ago| *ago > STALE_AFTER_MS);
+        let stale = self.stale_for_ms.is_some();
+        let status_text = |status: Option<&StatusEntry>| match status {
+            None => "-".to_owned(),
+            Some(s) if stale && s.status != "dropped" => format!("{}*", s.status),
+            Some(s) => s.status.clone(),
+        };
         let mut rows = Vec::with_capacity(snapshot.collections.len());
         for c in snapshot.collections {
             let reported = snapshot.frontiers.get(&c.id);
@@ -255,12 +322,14 @@ impl TopModel {
             let upper = reported.map_or(c.upper, |r| c.upper.later(r.write));
             let status = snapshot.statuses.get(&c.id);
             rows.push(TopRow {
-                kind: c
-                    .introspection
-                    .map(kind_name)
-                    .unwrap_or_default()
-                    .to_owned(),
-                status: status.map_or_else(|| "-".to_owned(), |s| s.status.clone()),
+                name: c
+                    .name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .or_else(|| c.introspection.map(|t| t.name().to_owned()))
+                    .unwrap_or_else(|| "-".to_owned()),
+                parts: c.parts,
+                status: status_text(status),
                 error: status.and_then(|s| s.error.clone()),
                 since,
                 upper,
@@ -283,13 +352,14 @@ impl TopModel {
             let status = snapshot.statuses.get(id);
             rows.push(TopRow {
                 id: id.clone(),
-                kind: String::new(),
+                name: "-".to_owned(),
+                parts: None,
                 shard: snapshot
                     .shard_mapping
                     .get(id)
                     .cloned()
                     .unwrap_or_else(|| "-".to_owned()),
-                status: status.map_or_else(|| "-".to_owned(), |s| s.status.clone()),
+                status: status_text(status),
                 error: status.and_then(|s| s.error.clone()),
                 since: reported.map_or(Frontier::Unknown, |r| r.read),
                 upper,
@@ -340,22 +410,6 @@ fn lag_of(upper: Frontier, status: Option<&StatusEntry>, now_ms: u64) -> Lag {
     }
 }
 
-/// The short name of an introspection collection, for the kind column.
-pub(crate) fn kind_name(typ: IntrospectionType) -> &'static str {
-    match typ {
-        IntrospectionType::ShardMapping => "shard mapping",
-        IntrospectionType::Frontiers => "frontiers",
-        IntrospectionType::ReplicaFrontiers => "replica frontiers",
-        IntrospectionType::SourceStatistics => "source statistics",
-        IntrospectionType::SinkStatistics => "sink statistics",
-        // Both histories share one schema, so a shard cannot tell which it is.
-        IntrospectionType::SourceStatusHistory | IntrospectionType::SinkStatusHistory => {
-            "status history"
-        }
-        IntrospectionType::ReplicaMetricsHistory => "replica metrics",
-    }
-}
-
 /// The block characters of a sparkline, lowest first.
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
@@ -401,6 +455,8 @@ mod tests {
             since,
             upper,
             introspection: None,
+            name: None,
+            parts: None,
         }
     }
 
@@ -410,6 +466,63 @@ mod tests {
             epoch: 3,
             collections,
             ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn times_read_as_wall_clock_or_as_numbers() {
+        for (ms, want) in [
+            (0, "0"),
+            (9_000, "9000"),
+            (WALL_CLOCK_FROM_MS - 1, "946684799999"),
+            (WALL_CLOCK_FROM_MS, "00:00:00.000"),
+            (1_796_620_461_630, "05:14:21.630"),
+        ] {
+            assert_eq!(time_text(ms), want, "{ms}");
+        }
+        assert_eq!(Frontier::At(1_796_620_461_630).time_text(), "05:14:21.630");
+        assert_eq!(Frontier::Closed.time_text(), "[]");
+        assert_eq!(Frontier::Unknown.time_text(), "-");
+    }
+
+    #[test]
+    fn names_come_from_the_shard_else_the_introspection_kind() {
+        let mut named = collection("u1", Frontier::At(1), Frontier::At(2));
+        named.name = Some("orders".into());
+        let mut system = collection("s2", Frontier::At(1), Frontier::At(2));
+        system.introspection = Some(IntrospectionType::Frontiers);
+        let plain = collection("u3", Frontier::At(1), Frontier::At(2));
+        let mut model = TopModel::new("mem://x", 1000, 4);
+        model.apply(snapshot(10, vec![named, system, plain]));
+        let names: Vec<&str> = model.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["orders", "frontiers", "-"]);
+    }
+
+    #[test]
+    fn statuses_are_stale_once_introspection_stops_moving() {
+        let status = StatusEntry {
+            occurred_at: 1,
+            status: "running".into(),
+            error: None,
+        };
+        let mut frontiers = collection("s2", Frontier::At(1), Frontier::At(100_000));
+        frontiers.introspection = Some(IntrospectionType::Frontiers);
+        let sink = collection("u9", Frontier::At(1), Frontier::At(99_000));
+        let mut model = TopModel::new("mem://x", 1000, 4);
+        for (now, stale) in [
+            (100_000 + STALE_AFTER_MS, None),
+            (100_001 + STALE_AFTER_MS, Some(STALE_AFTER_MS + 1)),
+        ] {
+            let mut s = snapshot(now, vec![frontiers.clone(), sink.clone()]);
+            s.statuses.insert("u9".into(), status.clone());
+            model.apply(s);
+            assert_eq!(model.stale_for_ms, stale, "at {now}");
+            let want = if stale.is_some() {
+                "running*"
+            } else {
+                "running"
+            };
+            assert_eq!(model.rows[1].status, want);
         }
     }
 
@@ -568,8 +681,8 @@ mod tests {
         );
         let s1 = by_id("s1");
         assert_eq!(
-            (s1.kind.as_str(), s1.lag),
-            ("status history", Lag::Millis(0))
+            (s1.name.as_str(), s1.lag),
+            ("sink_status_history", Lag::Millis(0))
         );
         assert_eq!(
             model.introspection,

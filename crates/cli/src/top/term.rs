@@ -79,11 +79,14 @@ pub(crate) enum Action {
     Quit,
     /// Scroll the table by this many rows.
     Scroll(isize),
+    /// Switch between times of day and raw timestamps.
+    ToggleRaw,
     /// Nothing.
     None,
 }
 
-/// The action of a key: `q`, Esc and Ctrl-C quit; arrows, `j`/`k` and page keys scroll.
+/// The action of a key: `q`, Esc and Ctrl-C quit; arrows, `j`/`k` and page keys scroll;
+/// `r` switches between times of day and raw timestamps.
 pub(crate) fn action(key: KeyEvent) -> Action {
     if key.kind == KeyEventKind::Release {
         return Action::None;
@@ -95,6 +98,7 @@ pub(crate) fn action(key: KeyEvent) -> Action {
         KeyCode::Up | KeyCode::Char('k') => Action::Scroll(-1),
         KeyCode::PageDown => Action::Scroll(10),
         KeyCode::PageUp => Action::Scroll(-10),
+        KeyCode::Char('r') => Action::ToggleRaw,
         _ => Action::None,
     }
 }
@@ -117,6 +121,10 @@ pub(crate) fn run(
                     Action::Quit => return Ok(()),
                     Action::Scroll(delta) => {
                         model.scroll(delta);
+                        dirty = true;
+                    }
+                    Action::ToggleRaw => {
+                        model.raw = !model.raw;
                         dirty = true;
                     }
                     Action::None => {}
@@ -162,6 +170,7 @@ mod tests {
             (key(KeyCode::Down, none), Action::Scroll(1)),
             (key(KeyCode::Char('k'), none), Action::Scroll(-1)),
             (key(KeyCode::PageDown, none), Action::Scroll(10)),
+            (key(KeyCode::Char('r'), none), Action::ToggleRaw),
             (key(KeyCode::Char('x'), none), Action::None),
         ] {
             assert_eq!(action(k), want, "{k:?}");

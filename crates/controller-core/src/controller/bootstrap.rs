@@ -268,13 +268,13 @@ impl<T: StorageTimestamp> Controller<T> {
     /// once.
     pub(super) async fn open_shards(
         &self,
-        shards: Vec<(GlobalId, ShardId, RelationDesc)>,
+        shards: Vec<(GlobalId, ShardId, RelationDesc, Option<String>)>,
     ) -> Result<Vec<Opened<T>>, StorageError<T>> {
         let client = self.client.clone();
         let (epoch, read_only) = (self.epoch, self.read_only);
         let bound = self.config.open_concurrency.max(1);
         stream::iter(shards)
-            .map(|(id, shard, desc)| {
+            .map(|(id, shard, desc, name)| {
                 let client = client.clone();
                 async move {
                     if read_only {
@@ -298,6 +298,16 @@ impl<T: StorageTimestamp> Controller<T> {
                     let upper = writer.upper().clone();
                     drop(writer);
                     let handle = fence_shard(&client, shard, epoch).await?;
+                    if let Some(name) = name {
+                        // Off the create path: a name is for people, and a create must
+                        // not wait on it (a failure is logged, and the next open retries).
+                        let client = client.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = client.set_shard_name(shard, &name).await {
+                                tracing::debug!(%shard, %error, "cannot name a shard");
+                            }
+                        });
+                    }
                     let since = handle.since().clone();
                     Ok(Opened {
                         id,
@@ -373,7 +383,11 @@ impl<T: StorageTimestamp> Controller<T> {
         let shards = self.assign_shards(storage_metadata, &ids).await?;
         let to_open = new
             .iter()
-            .filter_map(|(id, d)| shards.get(id).map(|s| (*id, *s, d.desc.clone())))
+            .filter_map(|(id, d)| {
+                shards
+                    .get(id)
+                    .map(|s| (*id, *s, d.desc.clone(), d.display_name()))
+            })
             .collect();
         let mut opened: BTreeMap<GlobalId, Opened<T>> = self
             .open_shards(to_open)
@@ -483,7 +497,7 @@ impl<T: StorageTimestamp> Controller<T> {
         &mut self,
         register_ts: Option<T>,
     ) -> Result<(), StorageError<T>> {
-        let live: Vec<(GlobalId, ShardId, RelationDesc, bool)> = self
+        let live: Vec<(GlobalId, ShardId, RelationDesc, bool, Option<String>)> = self
             .registry
             .collections
             .iter()
@@ -494,6 +508,7 @@ impl<T: StorageTimestamp> Controller<T> {
                     c.shard,
                     c.description.desc.clone(),
                     c.description.is_table(),
+                    c.description.display_name(),
                 )
             })
             .collect();
@@ -503,7 +518,11 @@ impl<T: StorageTimestamp> Controller<T> {
             .map(|c| (c.1, c.2.clone()))
             .collect();
         let opened = self
-            .open_shards(live.iter().map(|c| (c.0, c.1, c.2.clone())).collect())
+            .open_shards(
+                live.iter()
+                    .map(|c| (c.0, c.1, c.2.clone(), c.4.clone()))
+                    .collect(),
+            )
             .await?;
         let handles = opened.into_iter().filter_map(|o| o.handle).collect();
         self.worker.send(Command::Adopt { handles });
