@@ -210,6 +210,12 @@ fn a_second_run_recovers_the_first_and_each_sink_matches_its_input() {
     check_sink(&data, epoch1);
     assert_nothing_half_written(&data);
     check_parts(dir.path(), &first.stdout);
+    // The live line shows throughput while the source runs.
+    assert!(
+        first.stdout.contains(" rows/s") && first.stdout.contains(" commits/s"),
+        "{}",
+        first.stdout
+    );
     // inspect shows the collections by the names the demo gave them, in 80 columns.
     let inspect = run(strata().args(["inspect", "collections", "--persist", &file_url(&data)]));
     assert_eq!(inspect.code, Some(0), "{inspect:?}");

@@ -284,6 +284,13 @@ impl ReplicaMetrics {
         self.dataflows.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
+    /// How many updates were committed to `collection` so far.
+    pub fn updates_written(&self, collection: &str) -> u64 {
+        self.updates_written
+            .get(&collection_labels(collection))
+            .map_or(0, |c| c.get())
+    }
+
     /// Counts a committed batch of `updates` updates to `collection`.
     pub fn batch_committed(&self, collection: &str, updates: u64) {
         let labels = collection_labels(collection);

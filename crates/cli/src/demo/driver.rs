@@ -40,6 +40,25 @@ pub(crate) struct Driver {
     /// progress marker: what is durable in the file, independent of what the replica
     /// reports to the controller.
     pub(crate) sink_path: Option<PathBuf>,
+    /// Atomic table writes so far (each commits to both tables at once).
+    pub(crate) table_commits: u64,
+    /// Where the throughput of the live line is measured from: the time, rows the
+    /// source had committed and table writes made then.
+    pub(crate) rates_from: std::sync::Mutex<Option<(Instant, u64, u64)>>,
+}
+
+/// Per-second throughput over `elapsed`, with one decimal below 10.
+pub(crate) fn per_second(count: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return "-".to_owned();
+    }
+    let rate = count as f64 / secs;
+    if rate < 10.0 {
+        format!("{rate:.1}")
+    } else {
+        format!("{rate:.0}")
+    }
 }
 
 /// Wall-clock milliseconds since the Unix epoch, the demo's timeline.
@@ -146,6 +165,27 @@ impl Driver {
                 None => parts.push(format!("{name} closed")),
             }
         }
+        // Rows the in-process replicas committed for the source's collections (a
+        // `strata replica` process counts its own: see its --metrics-addr).
+        let rows: u64 = plan::SOURCE
+            .iter()
+            .map(|id| self.metrics.replica.updates_written(&id.to_string()))
+            .sum();
+        if let Ok(mut from) = self.rates_from.lock() {
+            let (at, rows0, commits0) =
+                *from.get_or_insert((Instant::now(), rows, self.table_commits));
+            let elapsed = at.elapsed();
+            if rows > rows0 {
+                parts.push(format!(
+                    "auction {} rows/s",
+                    per_second(rows - rows0, elapsed)
+                ));
+            }
+            parts.push(format!(
+                "tables {} commits/s",
+                per_second(self.table_commits - commits0, elapsed)
+            ));
+        }
         if let Some(path) = &self.sink_path {
             match sink_frontier(path) {
                 0 => parts.push("sink starting".to_owned()),
@@ -179,6 +219,28 @@ impl Driver {
             let message = self.live_message();
             self.display.live(label, None, &message);
             self.pump(Duration::from_millis(50)).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throughput_per_second() {
+        for (count, ms, want) in [
+            (0, 1000, "0.0"),
+            (5, 2000, "2.5"),
+            (95, 1000, "95"),
+            (1234, 500, "2468"),
+            (7, 0, "-"),
+        ] {
+            assert_eq!(
+                per_second(count, Duration::from_millis(ms)),
+                want,
+                "{count}/{ms}"
+            );
         }
     }
 }

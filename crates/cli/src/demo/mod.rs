@@ -207,6 +207,8 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
         frontier_reports: 0,
         watched: vec![plan::ORDERS, plan::AUCTIONS_ID, plan::AUCTION_PROGRESS],
         sink_path: None,
+        table_commits: 0,
+        rates_from: std::sync::Mutex::new(None),
     };
     let mut recovery = steps::Recovery {
         known: known.into_iter().collect(),

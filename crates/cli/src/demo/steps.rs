@@ -143,6 +143,7 @@ impl TableWriter {
             .await
             .with_context(|| format!("the table write at {at} failed"))?;
         driver.ctl.apply_pending();
+        driver.table_commits += 1;
         self.next_order += count;
         self.appends += 1;
         self.rows_added.0 += added.0;
@@ -426,6 +427,10 @@ pub(crate) async fn run(
     duration: Duration,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
+    // Throughput is measured over the run itself.
+    if let Ok(mut from) = driver.rates_from.lock() {
+        *from = None;
+    }
     let mut next_append = Instant::now();
     let total = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     while start.elapsed() < duration {
