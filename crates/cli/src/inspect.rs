@@ -147,7 +147,7 @@ pub(crate) fn collections_table(model: &crate::top::TopModel, raw: bool) -> Stri
         model.epoch.unwrap_or(0),
         model
             .refreshed_at_ms
-            .map_or_else(|| "-".to_owned(), |t| time_text(t)),
+            .map_or_else(|| "-".to_owned(), time_text),
         if raw { " (raw)" } else { "" },
     );
     if let Some(ago) = model.stale_for_ms {

@@ -102,7 +102,7 @@ fn sigkill_during_writes_and_maintenance_leaves_nothing_after_gc() {
         .unwrap()
         .as_nanos() as u64
         | 1;
-    println!("seed {seed}");
+    eprintln!("seed {seed}");
     let mut kill_points = Vec::new();
     for _ in 0..KILLS {
         // xorshift: a random point to kill at, 150..650 ms into the child's life.
@@ -177,7 +177,7 @@ fn sigkill_during_writes_and_maintenance_leaves_nothing_after_gc() {
             !bookkeeping && !referenced.contains(f.as_str())
         })
         .collect();
-    println!(
+    eprintln!(
         "kills {KILLS} at {kill_points:?} ms; files before GC {}, after {}; \
          deleted garbage parts {}, orphan parts {}, staging files {}; \
          referenced parts {}; unreferenced left {}",
