@@ -138,7 +138,8 @@ fn a_running_demo_serves_every_documented_metric_and_each_moves() {
                 .collect();
             panic!("never served: {missing:?}; served but never moved: {still:?}");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // Scrape again once the demo reports progress (a live line or a step).
+        let _ = lines.recv_timeout(Duration::from_secs(5));
     }
     let _ = child.kill();
     let _ = child.wait();

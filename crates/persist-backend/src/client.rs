@@ -220,9 +220,16 @@ impl PersistClient {
     }
 
     /// Names `shard` for people (inspection shows the name; nothing else reads it).
-    /// Costs a compare-and-set only when the name changes; the shard must exist.
+    /// Costs a compare-and-set only when the name changes, and no I/O when this
+    /// process's latest read of the shard already has it; the shard must exist.
     pub async fn set_shard_name(&self, shard: ShardId, name: &str) -> Result<()> {
-        self.machine(shard)
+        let machine = self.machine(shard);
+        // A state this process just read already carrying the name needs no I/O: the
+        // common case of a controller re-opening its shards at every start.
+        if machine.cached().is_some_and(|s| s.name == name) {
+            return Ok(());
+        }
+        machine
             .apply_plain(|s: &State| cmds::set_name(s, name))
             .await?;
         Ok(())

@@ -1,12 +1,14 @@
 //! Nothing is left behind by crashes. A child process writes to two shards of a local
 //! file location and runs compaction and GC in a loop; it is killed with SIGKILL at a
-//! random point, 20 times over. Afterwards, once the dead processes' leases are over,
+//! random point (after a random one of its progress events, in the write or the
+//! maintenance that follows), 20 times over. Afterwards, once the dead processes' leases are over,
 //! one GC pass per shard leaves no object that no state references: no orphan part,
 //! no unreferenced garbage, no staging file of an interrupted put.
 #![cfg(all(unix, feature = "file"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -60,14 +62,21 @@ async fn write_until_killed(url: &str) {
             let upper = Antichain::from_elem(Timestamp::new(t + 1));
             w.append(&updates, upper).await.unwrap().unwrap();
         }
+        // Each line is an event the parent may kill on: the kill then lands in the
+        // next step, a write or maintenance.
+        eprintln!("{EVENT} appended {round}");
         if round % 3 == 0 {
             for shard in shards() {
                 client.compact(shard, 2).await.unwrap();
                 client.gc(shard).await.unwrap();
             }
+            eprintln!("{EVENT} maintained {round}");
         }
     }
 }
+
+/// The prefix of the child's progress lines.
+const EVENT: &str = "kill_gc event:";
 
 /// Every file under `dir`, relative to it.
 fn files(dir: &Path, under: &Path, out: &mut BTreeSet<String>) {
@@ -95,7 +104,6 @@ fn sigkill_during_writes_and_maintenance_leaves_nothing_after_gc() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -105,30 +113,48 @@ fn sigkill_during_writes_and_maintenance_leaves_nothing_after_gc() {
     eprintln!("seed {seed}");
     let mut kill_points = Vec::new();
     for _ in 0..KILLS {
-        // xorshift: a random point to kill at, 150..650 ms into the child's life.
+        // xorshift: kill on a random one of the child's first 12 progress events, so
+        // the kill lands in a write or in maintenance that follows it.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let after = Duration::from_millis(150 + seed % 500);
-        let log = logs.path().join(format!("child-{}.log", kill_points.len()));
-        let out = std::fs::File::create(&log).unwrap();
+        let kill_on = 1 + seed % 12;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST_NAME, "--test-threads=1", "--nocapture"])
             .env(CHILD_ENV, &url)
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(after);
+        let stderr = child.stderr.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                if lines_tx.send(line.unwrap_or_default()).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let mut events = 0;
+        while events < kill_on {
+            let line = lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+                panic!("the child stopped reporting progress:\n{}", seen.join("\n"))
+            });
+            if line.starts_with(EVENT) {
+                events += 1;
+            }
+            seen.push(line);
+        }
         // `kill` sends SIGKILL.
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert!(
             status.code().is_none(),
             "the child ended by itself ({status}) before it was killed:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            seen.join("\n")
         );
-        kill_points.push(after.as_millis());
+        kill_points.push(seen.last().cloned().unwrap_or_default());
     }
 
     let mut before = BTreeSet::new();
@@ -178,7 +204,7 @@ fn sigkill_during_writes_and_maintenance_leaves_nothing_after_gc() {
         })
         .collect();
     eprintln!(
-        "kills {KILLS} at {kill_points:?} ms; files before GC {}, after {}; \
+        "kills {KILLS} after {kill_points:?}; files before GC {}, after {}; \
          deleted garbage parts {}, orphan parts {}, staging files {}; \
          referenced parts {}; unreferenced left {}",
         before.len(),
