@@ -127,6 +127,15 @@ struct PendingDrop {
     waiting: BTreeSet<ReplicaId>,
 }
 
+/// Watches the traffic of an instance's replica connections, for metrics. Calls come
+/// from the connections' tasks and must not block.
+pub trait ConnectionObserver: Send + Sync {
+    /// `command` (its kind) was sent to `replica`, replays included.
+    fn command_sent(&self, replica: ReplicaId, kind: &'static str);
+    /// A response of `kind` arrived from `replica`.
+    fn response_received(&self, replica: ReplicaId, kind: &'static str);
+}
+
 /// A set of replicas that run the same objects. See the module docs.
 ///
 /// All methods must be called within a tokio runtime: replicas run on spawned tasks.
@@ -135,6 +144,7 @@ pub struct Instance<T> {
     id: InstanceId,
     epoch: u64,
     backoff: Backoff,
+    observer: Option<Arc<dyn ConnectionObserver>>,
     shared: Arc<Mutex<Shared<T>>>,
     replicas: BTreeMap<ReplicaId, ReplicaHandle<T>>,
     events_tx: mpsc::UnboundedSender<(ReplicaId, ReplicaEvent<T>)>,
@@ -168,6 +178,7 @@ impl<T: StorageTimestamp> Instance<T> {
             id,
             epoch,
             backoff,
+            observer: None,
             shared: Arc::new(Mutex::new(Shared {
                 history: CommandHistory::new(),
                 seq: 0,
@@ -184,6 +195,13 @@ impl<T: StorageTimestamp> Instance<T> {
             replica_uppers: BTreeMap::new(),
             ready: VecDeque::new(),
         }
+    }
+
+    /// Tells `observer` of every command sent and every response received on each
+    /// replica connection added from now on (for metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn ConnectionObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The instance's id.
@@ -246,6 +264,7 @@ impl<T: StorageTimestamp> Instance<T> {
             inbox: inbox_rx,
             events: self.events_tx.clone(),
             backoff: self.backoff,
+            observer: self.observer.clone(),
         };
         let task = tokio::spawn(task.run());
         self.replicas.insert(

@@ -138,9 +138,11 @@ fn sigkill_during_writes_and_maintenance_leaves_nothing_after_gc() {
         let mut seen = Vec::new();
         let mut events = 0;
         while events < kill_on {
-            let line = lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-                panic!("the child stopped reporting progress:\n{}", seen.join("\n"))
-            });
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!("the child stopped reporting progress:\n{}", seen.join("\n"))
+                });
             if line.starts_with(EVENT) {
                 events += 1;
             }

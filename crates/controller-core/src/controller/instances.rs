@@ -63,7 +63,9 @@ impl<T: StorageTimestamp> Instances<T> for Controller<T> {
         if self.instances.contains_key(&id) {
             return Err(StorageError::InstanceExists(id));
         }
-        let mut instance = Instance::new(id, self.epoch, self.config.backoff);
+        let metered = super::metered::Metered::new(self.config.metrics.controller.clone(), id);
+        let mut instance =
+            Instance::new(id, self.epoch, self.config.backoff).with_observer(Arc::new(metered));
         let params = wire_parameters(&self.parameters);
         if !params.is_empty() {
             instance.send(StorageCommand::UpdateConfiguration(params));
@@ -113,12 +115,7 @@ impl<T: StorageTimestamp> Instances<T> for Controller<T> {
         let factory = factory.ok_or_else(|| {
             StorageError::InvalidUsage("the controller has no replica connector factory".into())
         })?;
-        let connector = Arc::new(super::metered::MeteredConnector::wrap(
-            factory(&config)?,
-            self.config.metrics.controller.clone(),
-            instance_id,
-            replica_id,
-        ));
+        let connector = factory(&config)?;
         instance
             .add_replica(replica_id, connector)
             .map_err(instance_error)

@@ -57,6 +57,7 @@ pub(crate) struct ReplicaTask<T> {
     pub(crate) inbox: mpsc::UnboundedReceiver<(u64, StorageCommand<T>)>,
     pub(crate) events: mpsc::UnboundedSender<(ReplicaId, ReplicaEvent<T>)>,
     pub(crate) backoff: Backoff,
+    pub(crate) observer: Option<Arc<dyn super::ConnectionObserver>>,
 }
 
 impl<T: StorageTimestamp> ReplicaTask<T> {
@@ -102,7 +103,7 @@ impl<T: StorageTimestamp> ReplicaTask<T> {
             epoch: self.epoch,
         };
         for command in std::iter::once(hello).chain(replay) {
-            if connection.commands.send(command).is_err() {
+            if !self.send(&connection, command) {
                 return false;
             }
         }
@@ -119,7 +120,7 @@ impl<T: StorageTimestamp> ReplicaTask<T> {
                 item = self.inbox.recv() => match item {
                     Some((s, _)) if s <= seq => {}
                     Some((_, command)) => {
-                        if connection.commands.send(command).is_err() {
+                        if !self.send(&connection, command) {
                             return delivered;
                         }
                     }
@@ -128,6 +129,9 @@ impl<T: StorageTimestamp> ReplicaTask<T> {
                 response = connection.responses.recv() => match response {
                     Some(response) => {
                         delivered = true;
+                        if let Some(observer) = &self.observer {
+                            observer.response_received(self.id, response.kind());
+                        }
                         if self.events.send((self.id, ReplicaEvent::Response(response))).is_err() {
                             return delivered;
                         }
@@ -136,6 +140,16 @@ impl<T: StorageTimestamp> ReplicaTask<T> {
                 },
             }
         }
+    }
+
+    /// Sends `command` on `connection`, telling the observer; false once it is gone.
+    fn send(&self, connection: &ReplicaConnection<T>, command: StorageCommand<T>) -> bool {
+        let kind = command.kind();
+        let sent = connection.commands.send(command).is_ok();
+        if sent && let Some(observer) = &self.observer {
+            observer.command_sent(self.id, kind);
+        }
+        sent
     }
 
     /// The reduced history as this replica should see it, and the sequence number of
