@@ -410,11 +410,23 @@ impl<T: StorageTimestamp> Controller<T> {
             .collect();
         self.worker.send(Command::Adopt { handles });
         let batch = new.clone();
+        // A remap collection created with its ingestion follows its upper only once the
+        // ingestion's collections hold it: after a restart its upper is ahead of theirs
+        // (a binding is minted before its data is written), and entered first with its
+        // policy it would drag their sinces past their uppers.
+        let mut deferred = Vec::new();
         for (id, description) in new {
             let (Some(shard), Some(o)) = (shards.get(&id), opened.remove(&id)) else {
                 continue;
             };
-            let placement = self.placement(id, &description, &batch)?;
+            let mut placement = self.placement(id, &description, &batch)?;
+            if matches!(description.data_source, DataSource::Progress)
+                && placement.instance.is_some()
+                && placement.step_back
+            {
+                placement.step_back = false;
+                deferred.push((id, ReadPolicy::step_back()));
+            }
             let mut upper = o.upper;
             if description.is_table() {
                 upper = match &txns_upper {
@@ -432,6 +444,8 @@ impl<T: StorageTimestamp> Controller<T> {
                 txns_upper.is_some(),
             )?;
         }
+        let effects = self.registry.frontiers.set_read_policies(deferred)?;
+        self.execute(effects);
         for id in to_run {
             self.run_ingestion(id)?;
         }
