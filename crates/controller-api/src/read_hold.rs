@@ -35,7 +35,9 @@ pub struct IssuerGone;
 ///
 /// The function delivers the batch to the issuer, which adds it to the read capabilities
 /// of collection `id`. It returns [`IssuerGone`] when the issuer no longer listens. It
-/// must not block for long and must not call back into the hold.
+/// must not block for long and must not call back into the hold. An issuer gives every
+/// hold it issues a clone of one `ChangeTx`: [`ReadHold::merge_assign`] tells issuers
+/// apart by the channel's identity.
 pub type ChangeTx<T = Timestamp> =
     Arc<dyn Fn(GlobalId, ChangeBatch<T>) -> Result<(), IssuerGone> + Send + Sync>;
 
@@ -67,6 +69,13 @@ pub enum ReadHoldError<T = Timestamp> {
         /// The collection of the hold that was passed in.
         other: GlobalId,
     },
+    /// Two holds issued by different issuers (for example two controllers) cannot be
+    /// merged: the merged hold could report its changes to only one of them.
+    #[error("cannot merge read holds on {id} issued by different issuers")]
+    IssuerMismatch {
+        /// The collection.
+        id: GlobalId,
+    },
     /// The issuer has gone away, so the hold cannot be cloned.
     #[error("the read hold issuer for {id} is gone")]
     IssuerGone {
@@ -84,6 +93,9 @@ impl<T> From<ReadHoldError<T>> for StorageError<T> {
             }
             ReadHoldError::IdMismatch { held, other } => StorageError::InvalidUsage(format!(
                 "cannot merge a read hold on {other} into one on {held}"
+            )),
+            ReadHoldError::IssuerMismatch { id } => StorageError::InvalidUsage(format!(
+                "cannot merge read holds on {id} issued by different issuers"
             )),
             ReadHoldError::IssuerGone { .. } => StorageError::ShuttingDown,
         }
@@ -195,16 +207,22 @@ impl<T: StorageTimestamp> ReadHold<T> {
     ///
     /// Afterwards `self` holds the meet of both sinces, which keeps everything either
     /// hold kept readable, and `other` is consumed. The issuer receives
-    /// `+meet -self.since -other.since`. Both holds must come from the same issuer.
+    /// `+meet -self.since -other.since`.
     ///
-    /// If the ids differ this returns [`ReadHoldError::IdMismatch`], `self` is unchanged,
-    /// and `other` is released as if dropped.
+    /// If the ids differ this returns [`ReadHoldError::IdMismatch`]; if the holds come
+    /// from different issuers, [`ReadHoldError::IssuerMismatch`]. Either way `self` is
+    /// unchanged, and `other` is released to its own issuer as if dropped.
     pub fn merge_assign(&mut self, mut other: ReadHold<T>) -> Result<(), ReadHoldError<T>> {
         if self.id != other.id {
             return Err(ReadHoldError::IdMismatch {
                 held: self.id,
                 other: other.id,
             });
+        }
+        // An issuer hands every hold it issues a clone of one channel, so the channel's
+        // identity is the issuer's.
+        if !Arc::ptr_eq(&self.tx, &other.tx) {
+            return Err(ReadHoldError::IssuerMismatch { id: self.id });
         }
         // Taking `other`'s since leaves it empty, so dropping it sends nothing.
         let other_since = std::mem::take(&mut other.since);
@@ -456,6 +474,24 @@ mod tests {
         );
         assert_eq!(x.since(), &f(&[5]));
         assert_eq!(issuer.take(), vec![(B, vec![(7, -1)])]);
+    }
+
+    #[test]
+    fn merge_of_holds_from_different_issuers_is_an_error_and_releases_other() {
+        let (first, second) = (Issuer::new(), Issuer::new());
+        let mut x = first.issue(A, &[5]);
+        let y = second.issue(A, &[3]);
+        first.take();
+        second.take();
+        assert_eq!(
+            x.merge_assign(y).unwrap_err(),
+            ReadHoldError::IssuerMismatch { id: A }
+        );
+        // Each issuer hears only about its own hold: `x` is unchanged, `y` is released
+        // to the issuer that handed it out.
+        assert_eq!(x.since(), &f(&[5]));
+        assert_eq!(first.take(), vec![]);
+        assert_eq!(second.take(), vec![(A, vec![(3, -1)])]);
     }
 
     #[test]

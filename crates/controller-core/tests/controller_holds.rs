@@ -7,7 +7,9 @@
 mod controller_support;
 
 use controller_support::*;
-use strata_controller_api::{Antichain, Collections, ReadPolicy, Reads, StorageError, Timestamp};
+use strata_controller_api::{
+    Antichain, Collections, ReadHoldError, ReadPolicy, Reads, StorageError, Timestamp,
+};
 use strata_controller_core::CONTROLLER_READER_ID;
 
 fn since_of(
@@ -110,4 +112,40 @@ async fn a_lag_policy_keeps_the_since_within_the_lag() {
         ctl.set_read_policy(vec![(id(9), ReadPolicy::step_back())]),
         Err(StorageError::IdentifierMissing(_))
     ));
+}
+
+/// Holds from two controllers on collections with the same id do not merge: the merged
+/// hold would report to one controller only, and the other's hold would leak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_from_two_controllers_do_not_merge() {
+    let (first_env, second_env) = (mem_env(), mem_env());
+    let mut first = first_env.controller(false).await;
+    let mut second = second_env.controller(false).await;
+    let table = id(1);
+    create_tables(&first_env, &mut first, &[table], t(0)).await;
+    create_tables(&second_env, &mut second, &[table], t(0)).await;
+    for ctl in [&mut first, &mut second] {
+        ctl.set_read_policy(vec![(table, ReadPolicy::step_back())])
+            .unwrap();
+    }
+    let mut ours = first
+        .acquire_read_holds(vec![table])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let theirs = second
+        .acquire_read_holds(vec![table])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let err = ours.merge_assign(theirs).unwrap_err();
+    assert_eq!(err, ReadHoldError::IssuerMismatch { id: table });
+    // The second controller's hold went back to it: its since follows its policy again.
+    append(&mut second, 1, vec![(table, vec![(row(1), 1)])]).await;
+    second.apply_pending();
+    assert_eq!(since_of(&second, table), Antichain::from_elem(t(1)));
+    // The first controller's hold is unchanged and still holds.
+    append(&mut first, 1, vec![(table, vec![(row(1), 1)])]).await;
+    first.apply_pending();
+    assert_eq!(since_of(&first, table), ours.since().clone());
 }
