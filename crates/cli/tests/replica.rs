@@ -14,7 +14,7 @@ use strata_controller_api::{
 };
 use strata_instance_client::grpc::{ClientTls, GrpcConnector};
 use strata_instance_client::transport::{ReplicaConnection, ReplicaConnector};
-use strata_instance_client::{RunIngestionCommand, StorageCommand, StorageResponse};
+use strata_instance_client::{ReplicaResponse, RunIngestionCommand, StorageCommand};
 use strata_persist_backend::conformance::new_shard;
 use strata_replica::generator::Generator;
 use strata_replica::remap::remap_desc;
@@ -76,7 +76,7 @@ fn history(
 /// Waits until the replica reports an upper beyond 0 for `id`.
 async fn upper_advances(connection: &mut ReplicaConnection<Timestamp>, id: GlobalId) -> u64 {
     while let Some(response) = connection.responses.recv().await {
-        if let StorageResponse::FrontierUpper { id: got, upper } = response
+        if let ReplicaResponse::FrontierUpper { id: got, upper } = response
             && got == id
             && let Some(t) = upper.elements().first()
             && t.as_millis() > 0

@@ -1,4 +1,5 @@
-//! [`StorageError`]: every failure a controller caller can act on, typed.
+//! [`StorageError`]: every failure a controller caller can act on, typed; and
+//! [`UpperMismatch`], the expected outcome of a compare-and-append that lost a race.
 
 use std::sync::Arc;
 
@@ -19,6 +20,16 @@ pub enum Certainty {
     Determinate,
     /// It may have happened; a retry must be idempotent or check first.
     Indeterminate,
+}
+
+/// A compare-and-append whose expected upper was not the shard's upper; nothing was
+/// written. Not a failure of the store: the caller lost a race and may retry from
+/// `current`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("upper mismatch: the shard's upper is {current:?}")]
+pub struct UpperMismatch<T = Timestamp> {
+    /// The shard's upper when the append was refused.
+    pub current: Antichain<T>,
 }
 
 /// The controller's error type.

@@ -6,7 +6,8 @@
 //!
 //! **Owns**: value types and trait definitions that every other Strata crate shares:
 //! - identifiers ([`ids`]), timestamps ([`timestamp`]), rows ([`row`]), descriptions
-//!   ([`description`]) and errors ([`error`]);
+//!   ([`description`]), errors ([`error`], with the [`UpperMismatch`] of a
+//!   compare-and-append) and replica counters ([`statistics`]);
 //! - [`ReadPolicy`] ([`read_policy`]) and [`ReadHold`] ([`read_hold`]);
 //! - the controller surface ([`controller`]): [`Collections`], [`Tables`], [`Exports`],
 //!   [`Instances`], [`Reads`], [`Lifecycle`] and [`Introspection`], joined by
@@ -38,6 +39,7 @@ pub mod read_hold;
 pub mod read_policy;
 pub mod row;
 pub mod row_ref;
+pub mod statistics;
 pub mod timestamp;
 
 pub use controller::{
@@ -52,7 +54,7 @@ pub use description::{
     CollectionDescription, CollectionMetadata, DataSource, ExportDescription, IngestionDescription,
     IntrospectionType, LoadGenerator, SinkConnection, SourceConnection, SourceOutput,
 };
-pub use error::{Certainty, Result, SharedError, StorageError};
+pub use error::{Certainty, Result, SharedError, StorageError, UpperMismatch};
 pub use ids::{GlobalId, IdParseError, InstanceId, ReplicaId, ShardId};
 pub use read_hold::{ChangeTx, IssuerGone, ReadHold, ReadHoldError};
 pub use read_policy::ReadPolicy;
@@ -61,6 +63,7 @@ pub use row::{
     ScalarType,
 };
 pub use row_ref::{DatumRef, DatumRefs, RowPacker, RowsPacker};
+pub use statistics::{SinkStatistics, SourceStatistics};
 pub use timestamp::{StorageTimestamp, Timestamp};
 
 pub use timely::progress::{

@@ -19,8 +19,8 @@ use strata_controller_api::{
 };
 use strata_controller_core::{Controller, ControllerConfig};
 use strata_instance_client::{
-    CommandReceiver, Hello, LocalConnector, ReplicaConnector, ReplicaHandler, ResponseSender,
-    StorageCommand, StorageResponse as ReplicaResponse,
+    CommandReceiver, Hello, LocalConnector, ReplicaConnector, ReplicaHandler, ReplicaResponse,
+    ResponseSender, StorageCommand,
 };
 
 /// A replica that records its commands and reports an upper for `report` at connect.

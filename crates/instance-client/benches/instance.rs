@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, ReplicaId, Timestamp};
 use strata_instance_client::{
     Backoff, CommandHistory, CommandReceiver, Hello, Instance, InstanceResponse, ReplicaConnector,
-    ReplicaHandler, ResponseSender, StorageCommand, StorageResponse,
+    ReplicaHandler, ReplicaResponse, ResponseSender, StorageCommand,
 };
 use tokio::sync::mpsc;
 
@@ -52,7 +52,7 @@ impl ReplicaHandler<Timestamp> for Echo {
         while let Some(command) = commands.recv().await {
             if let StorageCommand::AllowCompaction { id, frontier } = command {
                 let t = frontier.as_option().map_or(0, |t| t.as_millis() + 1);
-                let _ = responses.send(StorageResponse::FrontierUpper {
+                let _ = responses.send(ReplicaResponse::FrontierUpper {
                     id,
                     upper: self::frontier(t),
                 });
@@ -103,11 +103,11 @@ async fn wait_for_upper(instance: &mut Instance<Timestamp>, t: u64) {
 /// The same traffic over a bare pair of channels and an echo task.
 async fn bare_channel_round_trips(n: u64) -> Duration {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<StorageCommand<Timestamp>>();
-    let (resp_tx, mut resp_rx) = mpsc::unbounded_channel::<StorageResponse<Timestamp>>();
+    let (resp_tx, mut resp_rx) = mpsc::unbounded_channel::<ReplicaResponse<Timestamp>>();
     tokio::spawn(async move {
         while let Some(StorageCommand::AllowCompaction { id, frontier }) = cmd_rx.recv().await {
             let t = frontier.as_option().map_or(0, |t| t.as_millis() + 1);
-            let _ = resp_tx.send(StorageResponse::FrontierUpper {
+            let _ = resp_tx.send(ReplicaResponse::FrontierUpper {
                 id,
                 upper: self::frontier(t),
             });
@@ -126,7 +126,7 @@ async fn bare_channel_round_trips(n: u64) -> Duration {
                 })
                 .unwrap();
         }
-        while let Some(StorageResponse::FrontierUpper { upper, .. }) = resp_rx.recv().await {
+        while let Some(ReplicaResponse::FrontierUpper { upper, .. }) = resp_rx.recv().await {
             if upper == frontier(end) {
                 break;
             }

@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::proto::{ProtoStorageCommand, ProtoStorageResponse};
 use crate::proto_grpc::storage_replica_client::StorageReplicaClient;
 use crate::proto_grpc::storage_replica_server::{StorageReplica, StorageReplicaServer};
-use crate::protocol::{StorageCommand, StorageResponse};
+use crate::protocol::{ReplicaResponse, StorageCommand};
 use crate::transport::{
     EpochFence, ReplicaConnection, ReplicaConnector, ReplicaHandler, TransportError,
     serve_connection,
@@ -173,7 +173,7 @@ impl<T: StorageTimestamp> ReplicaConnector<T> for GrpcConnector {
             };
             loop {
                 let response = match inbound.message().await {
-                    Ok(Some(proto)) => StorageResponse::<T>::try_from(proto),
+                    Ok(Some(proto)) => ReplicaResponse::<T>::try_from(proto),
                     Ok(None) => return,
                     Err(status) => {
                         tracing::warn!(%target, %status, "replica stream failed");
@@ -271,7 +271,7 @@ impl<T: StorageTimestamp> StorageReplica for Service<T> {
         let mut stream = request.into_inner();
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (response_tx, mut response_rx) = mpsc::unbounded_channel::<StorageResponse<T>>();
+        let (response_tx, mut response_rx) = mpsc::unbounded_channel::<ReplicaResponse<T>>();
         let reader = async move {
             loop {
                 let item = match stream.message().await {
@@ -304,7 +304,7 @@ impl<T: StorageTimestamp> StorageReplica for Service<T> {
             // Responses flow while the handler serves this connection. The stream ends
             // when serving ends, even if the handler keeps a sender for later.
             tokio::pin!(serve);
-            let send = |response: &StorageResponse<T>| {
+            let send = |response: &ReplicaResponse<T>| {
                 let _ = out_tx.send(Ok(ProtoStorageResponse::from(response)));
             };
             let result = loop {

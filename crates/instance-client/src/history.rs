@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use strata_controller_api::{Antichain, GlobalId, StorageTimestamp};
 
-use crate::protocol::{RunIngestionCommand, RunSinkCommand, StorageCommand, StorageParameters};
+use crate::protocol::{ReplicaParameters, RunIngestionCommand, RunSinkCommand, StorageCommand};
 
 mod live;
 
@@ -175,7 +175,7 @@ pub fn join_frontiers<T: StorageTimestamp>(a: &Antichain<T>, b: &Antichain<T>) -
 /// Everything a history says, folded: the state that [`reduce`] writes back out.
 struct Folded<T> {
     hello: Option<StorageCommand<T>>,
-    config: Option<StorageParameters>,
+    config: Option<ReplicaParameters>,
     ingestions: BTreeMap<GlobalId, RunIngestionCommand<T>>,
     sinks: BTreeMap<GlobalId, RunSinkCommand<T>>,
     compactions: BTreeMap<GlobalId, Antichain<T>>,
@@ -200,7 +200,7 @@ fn fold<T: StorageTimestamp>(commands: Vec<StorageCommand<T>>) -> Folded<T> {
             StorageCommand::AllowWrites => f.allow_writes = true,
             StorageCommand::UpdateConfiguration(params) => f
                 .config
-                .get_or_insert_with(StorageParameters::default)
+                .get_or_insert_with(ReplicaParameters::default)
                 .update(params),
             StorageCommand::RunIngestion(run) => {
                 f.ingestions.insert(run.id, run);

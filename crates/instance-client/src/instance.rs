@@ -19,15 +19,15 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use strata_controller_api::{Antichain, GlobalId, InstanceId, ReplicaId, StorageTimestamp};
+use strata_controller_api::{
+    Antichain, GlobalId, InstanceId, ReplicaId, SinkStatistics, SourceStatistics, Status,
+    StatusUpdate, StorageError, StorageTimestamp,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::history::{CommandHistory, join_frontiers};
-use crate::protocol::{
-    SinkStatisticsUpdate, SourceStatisticsUpdate, Status, StatusUpdate, StorageCommand,
-    StorageResponse,
-};
+use crate::protocol::{ReplicaResponse, StorageCommand};
 use crate::transport::ReplicaConnector;
 
 mod replica;
@@ -64,34 +64,12 @@ pub enum InstanceResponse<T> {
         /// The replica.
         replica: ReplicaId,
         /// Per-source values.
-        sources: Vec<SourceStatisticsUpdate>,
+        sources: Vec<(GlobalId, SourceStatistics)>,
         /// Per-sink values.
-        sinks: Vec<SinkStatisticsUpdate>,
+        sinks: Vec<(GlobalId, SinkStatistics)>,
     },
-    /// A status change; `replica` is `None` for statuses the instance synthesises.
+    /// A status change; `replica_id` is `None` for statuses the instance synthesises.
     Status(StatusUpdate),
-}
-
-/// An error from an instance operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum InstanceError {
-    /// The replica id is already in the instance.
-    #[error("replica {replica} already exists on instance {instance}")]
-    ReplicaExists {
-        /// The instance.
-        instance: InstanceId,
-        /// The replica.
-        replica: ReplicaId,
-    },
-    /// The replica id is not in the instance.
-    #[error("replica {replica} does not exist on instance {instance}")]
-    ReplicaMissing {
-        /// The instance.
-        instance: InstanceId,
-        /// The replica.
-        replica: ReplicaId,
-    },
 }
 
 /// State shared between the instance and its replica tasks.
@@ -238,13 +216,14 @@ impl<T: StorageTimestamp> Instance<T> {
     }
 
     /// Adds a replica: its task connects, says Hello and replays the reduced history.
+    /// Fails with [`StorageError::ReplicaExists`] if the id is already in the instance.
     pub fn add_replica(
         &mut self,
         replica: ReplicaId,
         connector: Arc<dyn ReplicaConnector<T>>,
-    ) -> Result<(), InstanceError> {
+    ) -> Result<(), StorageError<T>> {
         if self.replicas.contains_key(&replica) {
-            return Err(InstanceError::ReplicaExists {
+            return Err(StorageError::ReplicaExists {
                 instance: self.id,
                 replica,
             });
@@ -282,12 +261,13 @@ impl<T: StorageTimestamp> Instance<T> {
         Ok(())
     }
 
-    /// Drops a replica: aborts its task, and moves the sinks if it hosted them.
-    pub fn drop_replica(&mut self, replica: ReplicaId) -> Result<(), InstanceError> {
+    /// Drops a replica: aborts its task, and moves the sinks if it hosted them. Fails
+    /// with [`StorageError::ReplicaMissing`] if the id is not in the instance.
+    pub fn drop_replica(&mut self, replica: ReplicaId) -> Result<(), StorageError<T>> {
         let handle = self
             .replicas
             .remove(&replica)
-            .ok_or(InstanceError::ReplicaMissing {
+            .ok_or(StorageError::ReplicaMissing {
                 instance: self.id,
                 replica,
             })?;
@@ -493,7 +473,7 @@ impl<T: StorageTimestamp> Instance<T> {
             timestamp_ms,
             error: None,
             hints: vec!["there are no replicas running this object".to_owned()],
-            replica: None,
+            replica_id: None,
         }));
     }
 
@@ -538,9 +518,9 @@ impl<T: StorageTimestamp> Instance<T> {
         }
     }
 
-    fn absorb_response(&mut self, replica: ReplicaId, response: StorageResponse<T>) {
+    fn absorb_response(&mut self, replica: ReplicaId, response: ReplicaResponse<T>) {
         match response {
-            StorageResponse::FrontierUpper { id, upper } => {
+            ReplicaResponse::FrontierUpper { id, upper } => {
                 let previous = self.replica_uppers.get(&(replica, id));
                 let replica_upper = previous.map_or(upper.clone(), |p| join_frontiers(p, &upper));
                 if previous != Some(&replica_upper) {
@@ -561,21 +541,21 @@ impl<T: StorageTimestamp> Instance<T> {
                         .push_back(InstanceResponse::FrontierUpper { id, upper: merged });
                 }
             }
-            StorageResponse::DroppedId(id) => {
+            ReplicaResponse::DroppedId(id) => {
                 if let Some(pending) = self.pending_drops.get_mut(&id) {
                     pending.waiting.remove(&replica);
                     self.complete_drops();
                 }
             }
-            StorageResponse::StatisticsUpdates { sources, sinks } => {
+            ReplicaResponse::StatisticsUpdates { sources, sinks } => {
                 self.ready.push_back(InstanceResponse::Statistics {
                     replica,
                     sources,
                     sinks,
                 });
             }
-            StorageResponse::StatusUpdate(mut status) => {
-                status.replica = Some(replica);
+            ReplicaResponse::StatusUpdate(mut status) => {
+                status.replica_id = Some(replica);
                 self.ready.push_back(InstanceResponse::Status(status));
             }
         }

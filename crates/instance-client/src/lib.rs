@@ -6,7 +6,11 @@
 //! **Owns**:
 //! - the replica protocol: `proto/strata/replica.proto`, the generated code under
 //!   `src/generated/` (committed, written by `cargo xtask codegen`), the Rust types in
-//!   [`protocol`] and the validating conversions in [`convert`];
+//!   [`protocol`] and the validating conversions in [`convert`]. Wire-only types are
+//!   named for the replica ([`ReplicaResponse`], [`ReplicaParameters`]); values the
+//!   controller's callers see too ([`StatusUpdate`], [`Status`], [`SourceStatistics`],
+//!   [`SinkStatistics`]) are `strata-controller-api`'s, re-exported here, and instance
+//!   operations fail with its `StorageError`;
 //! - [`CommandHistory`]: the reducible log replayed to every new or reconnecting replica;
 //! - [`Instance`]: a set of replicas, with reconnection, replay, sink scheduling and
 //!   response merging;
@@ -73,13 +77,14 @@ pub mod proto_grpc {
 
 pub use convert::ProtoError;
 pub use history::CommandHistory;
-pub use instance::{Backoff, ConnectionObserver, Instance, InstanceError, InstanceResponse};
+pub use instance::{Backoff, ConnectionObserver, Instance, InstanceResponse};
 #[cfg(feature = "local")]
 pub use local::LocalConnector;
 pub use protocol::{
-    RunIngestionCommand, RunSinkCommand, SinkStatisticsUpdate, SourceStatisticsUpdate, Status,
-    StatusUpdate, StorageCommand, StorageParameters, StorageResponse,
+    ReplicaParameters, ReplicaResponse, RunIngestionCommand, RunSinkCommand, StorageCommand,
 };
+/// The caller-facing values the protocol carries as they are.
+pub use strata_controller_api::{SinkStatistics, SourceStatistics, Status, StatusUpdate};
 pub use transport::{
     CommandReceiver, EpochFence, Hello, ReplicaConnection, ReplicaConnector, ReplicaHandler,
     ResponseSender, TransportError,

@@ -1,14 +1,24 @@
 //! The Rust side of the replica protocol: [`StorageCommand`]s the controller sends and
-//! [`StorageResponse`]s a replica sends back.
+//! [`ReplicaResponse`]s a replica sends back.
 //!
 //! These are the types every other module and crate uses. The wire form lives in
 //! [`crate::proto`]; [`crate::convert`] maps between the two and validates every field
 //! that comes from the wire.
+//!
+//! Values that mean the same to the controller's callers are `strata-controller-api`'s
+//! types, used as they are: [`StatusUpdate`] (with its
+//! [`Status`](strata_controller_api::Status)), [`SourceStatistics`] and
+//! [`SinkStatistics`]. Only what has a shape of its own on the wire has a type here,
+//! named for the replica: [`ReplicaResponse`] (one report of one replica; the
+//! controller's callers see merged [`strata_controller_api::StorageResponse`]s) and
+//! [`ReplicaParameters`] (string key/value pairs, the wire form of
+//! [`StorageParameters`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use strata_controller_api::{
-    Antichain, CollectionMetadata, ExportDescription, GlobalId, IngestionDescription, ReplicaId,
+    Antichain, CollectionMetadata, ExportDescription, GlobalId, IngestionDescription,
+    SinkStatistics, SourceStatistics, StatusUpdate, StorageParameters,
 };
 
 /// A command from the controller to a replica.
@@ -31,7 +41,7 @@ pub enum StorageCommand<T> {
     /// The controller left read-only mode: replicas may write to shards.
     AllowWrites,
     /// New configuration values, merged into those already sent.
-    UpdateConfiguration(StorageParameters),
+    UpdateConfiguration(ReplicaParameters),
     /// Run (or update) an ingestion.
     RunIngestion(RunIngestionCommand<T>),
     /// Run (or update) a sink.
@@ -60,25 +70,52 @@ impl<T> StorageCommand<T> {
     }
 }
 
-/// Configuration values for replicas, as string key/value pairs.
+/// Configuration values for replicas, as string key/value pairs: the wire form of
+/// [`StorageParameters`].
 ///
-/// Merging is last-writer-wins per key: [`StorageParameters::update`] overwrites the
+/// Merging is last-writer-wins per key: [`ReplicaParameters::update`] overwrites the
 /// keys it is given and keeps the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StorageParameters {
+pub struct ReplicaParameters {
     /// The values, by key.
     pub params: BTreeMap<String, String>,
 }
 
-impl StorageParameters {
+impl ReplicaParameters {
     /// Merges `other` into `self`; `other`'s values win.
-    pub fn update(&mut self, other: StorageParameters) {
+    pub fn update(&mut self, other: ReplicaParameters) {
         self.params.extend(other.params);
     }
 
     /// Whether no value is set.
     pub fn is_empty(&self) -> bool {
         self.params.is_empty()
+    }
+}
+
+impl From<&StorageParameters> for ReplicaParameters {
+    /// The values replicas use, under their wire keys; durations in milliseconds. Unset
+    /// values and the controller's own (status-history retention, metrics-history
+    /// retention) are left out.
+    fn from(params: &StorageParameters) -> Self {
+        let mut out = BTreeMap::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                out.insert(key.to_owned(), value);
+            }
+        };
+        let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis().to_string());
+        put("statistics_interval_ms", ms(params.statistics_interval));
+        put("user_batch_duration_ms", ms(params.user_batch_duration));
+        put(
+            "ingestion_batch_max_updates",
+            params.ingestion_batch_max_updates.map(|n| n.to_string()),
+        );
+        put(
+            "sink_batch_max_updates",
+            params.sink_batch_max_updates.map(|n| n.to_string()),
+        );
+        ReplicaParameters { params: out }
     }
 }
 
@@ -118,7 +155,7 @@ pub struct RunSinkCommand<T> {
 
 /// A response from a replica to the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageResponse<T> {
+pub enum ReplicaResponse<T> {
     /// The replica's write frontier of a collection advanced.
     FrontierUpper {
         /// The collection.
@@ -131,104 +168,50 @@ pub enum StorageResponse<T> {
     /// Current statistics values (not deltas) of sources and sinks.
     StatisticsUpdates {
         /// Per-source statistics.
-        sources: Vec<SourceStatisticsUpdate>,
+        sources: Vec<(GlobalId, SourceStatistics)>,
         /// Per-sink statistics.
-        sinks: Vec<SinkStatisticsUpdate>,
+        sinks: Vec<(GlobalId, SinkStatistics)>,
     },
-    /// A source or sink changed status.
+    /// A source or sink changed status. A replica leaves `replica_id` unset; an
+    /// [`crate::Instance`] sets it on every update it forwards.
     StatusUpdate(StatusUpdate),
 }
 
-impl<T> StorageResponse<T> {
+impl<T> ReplicaResponse<T> {
     /// A short name of the variant, for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            StorageResponse::FrontierUpper { .. } => "frontier-upper",
-            StorageResponse::DroppedId(_) => "dropped-id",
-            StorageResponse::StatisticsUpdates { .. } => "statistics-updates",
-            StorageResponse::StatusUpdate(_) => "status-update",
+            ReplicaResponse::FrontierUpper { .. } => "frontier-upper",
+            ReplicaResponse::DroppedId(_) => "dropped-id",
+            ReplicaResponse::StatisticsUpdates { .. } => "statistics-updates",
+            ReplicaResponse::StatusUpdate(_) => "status-update",
         }
     }
 }
 
-/// The health of a source or sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
-    /// Starting up; no data yet.
-    Starting,
-    /// Running normally.
-    Running,
-    /// Not running because no replica runs it.
-    Paused,
-    /// Running but unable to make progress; `error` says why.
-    Stalled,
-    /// Dropped for good.
-    Dropped,
-}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-impl Status {
-    /// The status as lower-case text, as introspection records it.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Status::Starting => "starting",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Stalled => "stalled",
-            Status::Dropped => "dropped",
-        }
+    use super::*;
+
+    #[test]
+    fn replica_parameters_carry_what_replicas_use() {
+        let params = StorageParameters {
+            statistics_interval: Some(Duration::from_millis(250)),
+            sink_batch_max_updates: Some(3),
+            status_history_retain_per_id: Some(7),
+            ..Default::default()
+        };
+        let wire = ReplicaParameters::from(&params);
+        let expected: BTreeMap<String, String> = [
+            ("sink_batch_max_updates", "3"),
+            ("statistics_interval_ms", "250"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(wire.params, expected);
+        assert!(ReplicaParameters::from(&StorageParameters::default()).is_empty());
     }
-}
-
-/// A status change of a source or sink.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusUpdate {
-    /// The source or sink.
-    pub id: GlobalId,
-    /// The new status.
-    pub status: Status,
-    /// Wall-clock milliseconds since the Unix epoch when the status changed.
-    pub timestamp_ms: u64,
-    /// The error that caused a stall, if any.
-    pub error: Option<String>,
-    /// Hints for the operator.
-    pub hints: Vec<String>,
-    /// The replica that reported it. An [`crate::Instance`] sets this on every update it
-    /// forwards; `None` for statuses it synthesises.
-    pub replica: Option<ReplicaId>,
-}
-
-/// Current values of a source's counters on one replica.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceStatisticsUpdate {
-    /// The source collection.
-    pub id: GlobalId,
-    /// Messages read from upstream.
-    pub messages_received: u64,
-    /// Bytes read from upstream.
-    pub bytes_received: u64,
-    /// Updates staged for a write.
-    pub updates_staged: u64,
-    /// Updates committed to the shard.
-    pub updates_committed: u64,
-    /// Whether the initial snapshot is committed.
-    pub snapshot_committed: bool,
-    /// The latest upstream offset known, if the source knows one.
-    pub offset_known: Option<u64>,
-    /// The latest upstream offset committed, if any.
-    pub offset_committed: Option<u64>,
-}
-
-/// Current values of a sink's counters on one replica.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkStatisticsUpdate {
-    /// The sink.
-    pub id: GlobalId,
-    /// Messages staged for a write.
-    pub messages_staged: u64,
-    /// Messages committed to the sink's destination.
-    pub messages_committed: u64,
-    /// Bytes staged for a write.
-    pub bytes_staged: u64,
-    /// Bytes committed to the sink's destination.
-    pub bytes_committed: u64,
 }

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Timestamp};
+use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Status, StatusUpdate, Timestamp};
 
 use crate::instance::{Instance, InstanceResponse};
-use crate::protocol::{Status, StatusUpdate, StorageCommand, StorageResponse};
+use crate::protocol::{ReplicaResponse, StorageCommand};
 pub(crate) use crate::testing::FakeReplica;
 use crate::testing::{
     compact, config, fast_backoff, frontier, ingestion, recv_until, sink, wait_until,
@@ -20,19 +20,19 @@ use crate::transport::ReplicaConnector;
 pub(crate) type Factory =
     Arc<dyn Fn(Arc<FakeReplica>) -> Arc<dyn ReplicaConnector<Timestamp>> + Send + Sync>;
 
-fn marker(id: u64) -> StorageResponse<Timestamp> {
-    StorageResponse::StatusUpdate(StatusUpdate {
+fn marker(id: u64) -> ReplicaResponse<Timestamp> {
+    ReplicaResponse::StatusUpdate(StatusUpdate {
         id: GlobalId::System(id),
         status: Status::Running,
         timestamp_ms: 0,
         error: None,
         hints: vec![],
-        replica: None,
+        replica_id: None,
     })
 }
 
 fn is_marker(r: &InstanceResponse<Timestamp>, id: u64, replica: ReplicaId) -> bool {
-    matches!(r, InstanceResponse::Status(s) if s.id == GlobalId::System(id) && s.replica == Some(replica))
+    matches!(r, InstanceResponse::Status(s) if s.id == GlobalId::System(id) && s.replica_id == Some(replica))
 }
 
 /// An instance with `n` connected fake replicas r1..=rn.
@@ -71,7 +71,7 @@ pub(crate) async fn upper_merging(factory: Factory, n: u64) {
     let (mut instance, fakes) = setup(&factory, n, 1).await;
     instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
     wait_for_commands(&fakes, 2).await;
-    let upper = |t| StorageResponse::FrontierUpper {
+    let upper = |t| ReplicaResponse::FrontierUpper {
         id: GlobalId::User(1),
         upper: frontier(Some(t)),
     };
@@ -122,7 +122,7 @@ pub(crate) async fn dropped_id_completion(factory: Factory, n: u64) {
     instance.send(compact(7, None));
     // Only the sink host ran the sink, so only its confirmation counts.
     wait_for_commands(&fakes[..1], 3).await;
-    assert!(fakes[0].respond(StorageResponse::DroppedId(GlobalId::User(7))));
+    assert!(fakes[0].respond(ReplicaResponse::DroppedId(GlobalId::User(7))));
     recv_until(&mut instance, |r| {
         *r == InstanceResponse::DroppedId(GlobalId::User(7))
     })
@@ -135,7 +135,7 @@ pub(crate) async fn dropped_id_completion(factory: Factory, n: u64) {
     for (i, fake) in fakes.iter().enumerate() {
         let replica = ReplicaId(i as u64 + 1);
         if i + 1 < fakes.len() {
-            assert!(fake.respond(StorageResponse::DroppedId(GlobalId::User(1))));
+            assert!(fake.respond(ReplicaResponse::DroppedId(GlobalId::User(1))));
             assert!(fake.respond(marker(i as u64)));
             let seen = recv_until(&mut instance, |r| is_marker(r, i as u64, replica)).await;
             assert!(
@@ -145,7 +145,7 @@ pub(crate) async fn dropped_id_completion(factory: Factory, n: u64) {
                 "{seen:?}"
             );
         } else {
-            assert!(fake.respond(StorageResponse::DroppedId(GlobalId::User(1))));
+            assert!(fake.respond(ReplicaResponse::DroppedId(GlobalId::User(1))));
             recv_until(&mut instance, |r| {
                 *r == InstanceResponse::DroppedId(GlobalId::User(1))
             })
@@ -154,7 +154,7 @@ pub(crate) async fn dropped_id_completion(factory: Factory, n: u64) {
     }
     // Nobody confirms the remap collection but the first replica; dropping the rest
     // of the replicas completes it.
-    assert!(fakes[0].respond(StorageResponse::DroppedId(GlobalId::User(2))));
+    assert!(fakes[0].respond(ReplicaResponse::DroppedId(GlobalId::User(2))));
     for r in 2..=n {
         instance.drop_replica(ReplicaId(r)).unwrap();
     }
@@ -268,7 +268,7 @@ pub(crate) async fn sink_failover(factory: Factory) {
 /// Responses carry the replica id.
 pub(crate) async fn responses_are_tagged(factory: Factory) {
     let (mut instance, fakes) = setup(&factory, 2, 1).await;
-    assert!(fakes[1].respond(StorageResponse::StatisticsUpdates {
+    assert!(fakes[1].respond(ReplicaResponse::StatisticsUpdates {
         sources: vec![],
         sinks: vec![]
     }));

@@ -17,14 +17,13 @@ use async_trait::async_trait;
 use proptest::prelude::*;
 use strata_controller_api::{
     Antichain, CollectionMetadata, ExportDescription, GlobalId, IngestionDescription, InstanceId,
-    LoadGenerator, RelationDesc, ReplicaId, ScalarType, ShardId, SinkConnection, SourceConnection,
-    SourceOutput, Timestamp,
+    LoadGenerator, RelationDesc, ReplicaId, ScalarType, ShardId, SinkConnection, SinkStatistics,
+    SourceConnection, SourceOutput, SourceStatistics, Status, StatusUpdate, Timestamp,
 };
 
 use crate::instance::{Backoff, Instance, InstanceResponse};
 use crate::protocol::{
-    RunIngestionCommand, RunSinkCommand, SinkStatisticsUpdate, SourceStatisticsUpdate, Status,
-    StatusUpdate, StorageCommand, StorageParameters, StorageResponse,
+    ReplicaParameters, ReplicaResponse, RunIngestionCommand, RunSinkCommand, StorageCommand,
 };
 use crate::transport::{
     CommandReceiver, Hello, ReplicaConnection, ReplicaConnector, ReplicaHandler, ResponseSender,
@@ -161,7 +160,7 @@ impl FakeReplica {
     }
 
     /// Sends a response on the current connection; false if there is none.
-    pub fn respond(&self, response: StorageResponse<Timestamp>) -> bool {
+    pub fn respond(&self, response: ReplicaResponse<Timestamp>) -> bool {
         match &*self.current.lock().unwrap() {
             Some((_, tx)) => tx.send(response).is_ok(),
             None => false,
@@ -206,7 +205,7 @@ impl ReplicaHandler<Timestamp> for FakeReplica {
                 StorageCommand::AllowCompaction { id, frontier } if frontier.is_empty() => {
                     let confirm = running.remove(id) && self.auto_drop.load(Ordering::SeqCst);
                     if confirm {
-                        let _ = responses.send(StorageResponse::DroppedId(*id));
+                        let _ = responses.send(ReplicaResponse::DroppedId(*id));
                     }
                 }
                 _ => {}
@@ -226,7 +225,7 @@ pub fn paused_ids(responses: &[InstanceResponse<Timestamp>]) -> Vec<GlobalId> {
     responses
         .iter()
         .filter_map(|r| match r {
-            InstanceResponse::Status(s) if s.status == Status::Paused && s.replica.is_none() => {
+            InstanceResponse::Status(s) if s.status == Status::Paused && s.replica_id.is_none() => {
                 Some(s.id)
             }
             _ => None,
@@ -308,7 +307,7 @@ pub fn compact(id: u64, t: Option<u64>) -> StorageCommand<Timestamp> {
 
 /// One configuration value.
 pub fn config(k: &str, v: &str) -> StorageCommand<Timestamp> {
-    StorageCommand::UpdateConfiguration(StorageParameters {
+    StorageCommand::UpdateConfiguration(ReplicaParameters {
         params: [(k.to_owned(), v.to_owned())].into_iter().collect(),
     })
 }
@@ -464,7 +463,7 @@ pub fn arb_command() -> impl Strategy<Value = StorageCommand<Timestamp>> {
         Just(StorageCommand::InitializationComplete),
         Just(StorageCommand::AllowWrites),
         proptest::collection::btree_map(".{0,5}", ".{0,5}", 0..4)
-            .prop_map(|params| StorageCommand::UpdateConfiguration(StorageParameters { params })),
+            .prop_map(|params| StorageCommand::UpdateConfiguration(ReplicaParameters { params })),
         arb_run_ingestion().prop_map(StorageCommand::RunIngestion),
         arb_run_sink().prop_map(StorageCommand::RunSink),
         (arb_global_id(), arb_frontier())
@@ -483,7 +482,7 @@ fn arb_status() -> impl Strategy<Value = Status> {
 }
 
 /// Any storage response.
-pub fn arb_response() -> impl Strategy<Value = StorageResponse<Timestamp>> {
+pub fn arb_response() -> impl Strategy<Value = ReplicaResponse<Timestamp>> {
     let source = (
         arb_global_id(),
         any::<[u64; 4]>(),
@@ -492,33 +491,37 @@ pub fn arb_response() -> impl Strategy<Value = StorageResponse<Timestamp>> {
         any::<Option<u64>>(),
     )
         .prop_map(
-            |(id, c, snapshot_committed, offset_known, offset_committed)| SourceStatisticsUpdate {
-                id,
-                messages_received: c[0],
-                bytes_received: c[1],
-                updates_staged: c[2],
-                updates_committed: c[3],
-                snapshot_committed,
-                offset_known,
-                offset_committed,
+            |(id, c, snapshot_committed, offset_known, offset_committed)| {
+                let statistics = SourceStatistics {
+                    messages_received: c[0],
+                    bytes_received: c[1],
+                    updates_staged: c[2],
+                    updates_committed: c[3],
+                    snapshot_committed,
+                    offset_known,
+                    offset_committed,
+                };
+                (id, statistics)
             },
         );
-    let sink = (arb_global_id(), any::<[u64; 4]>()).prop_map(|(id, c)| SinkStatisticsUpdate {
-        id,
-        messages_staged: c[0],
-        messages_committed: c[1],
-        bytes_staged: c[2],
-        bytes_committed: c[3],
+    let sink = (arb_global_id(), any::<[u64; 4]>()).prop_map(|(id, c)| {
+        let statistics = SinkStatistics {
+            messages_staged: c[0],
+            messages_committed: c[1],
+            bytes_staged: c[2],
+            bytes_committed: c[3],
+        };
+        (id, statistics)
     });
     prop_oneof![
         (arb_global_id(), arb_frontier())
-            .prop_map(|(id, upper)| StorageResponse::FrontierUpper { id, upper }),
-        arb_global_id().prop_map(StorageResponse::DroppedId),
+            .prop_map(|(id, upper)| ReplicaResponse::FrontierUpper { id, upper }),
+        arb_global_id().prop_map(ReplicaResponse::DroppedId),
         (
             proptest::collection::vec(source, 0..3),
             proptest::collection::vec(sink, 0..3)
         )
-            .prop_map(|(sources, sinks)| StorageResponse::StatisticsUpdates { sources, sinks }),
+            .prop_map(|(sources, sinks)| ReplicaResponse::StatisticsUpdates { sources, sinks }),
         (
             arb_global_id(),
             arb_status(),
@@ -527,14 +530,14 @@ pub fn arb_response() -> impl Strategy<Value = StorageResponse<Timestamp>> {
             proptest::collection::vec(".{0,8}", 0..3),
             proptest::option::of(any::<u64>().prop_map(ReplicaId)),
         )
-            .prop_map(|(id, status, timestamp_ms, error, hints, replica)| {
-                StorageResponse::StatusUpdate(StatusUpdate {
+            .prop_map(|(id, status, timestamp_ms, error, hints, replica_id)| {
+                ReplicaResponse::StatusUpdate(StatusUpdate {
                     id,
+                    replica_id,
                     status,
                     timestamp_ms,
                     error,
                     hints,
-                    replica,
                 })
             }),
     ]

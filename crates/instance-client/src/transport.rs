@@ -2,7 +2,7 @@
 //! controller's side, [`ReplicaHandler`] on the replica's side, and the epoch fence
 //! between them.
 //!
-//! A transport moves [`StorageCommand`]s one way and [`StorageResponse`]s the other, in
+//! A transport moves [`StorageCommand`]s one way and [`ReplicaResponse`]s the other, in
 //! order, over one connection at a time. Transports are features: `local` (tokio
 //! channels) and `grpc` (tonic).
 
@@ -14,7 +14,7 @@ use strata_controller_api::{Certainty, SharedError};
 use tokio::sync::mpsc;
 
 use crate::convert::ProtoError;
-use crate::protocol::{StorageCommand, StorageResponse};
+use crate::protocol::{ReplicaResponse, StorageCommand};
 
 /// A transport failure.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -76,7 +76,7 @@ pub struct ReplicaConnection<T> {
     /// Commands to the replica, delivered in order.
     pub commands: mpsc::UnboundedSender<StorageCommand<T>>,
     /// Responses from the replica, in order.
-    pub responses: mpsc::UnboundedReceiver<StorageResponse<T>>,
+    pub responses: mpsc::UnboundedReceiver<ReplicaResponse<T>>,
 }
 
 /// Opens connections to one replica.
@@ -126,7 +126,7 @@ pub trait ReplicaHandler<T>: Send + Sync + 'static {
 }
 
 /// Where a handler sends responses. Sending fails once the connection is gone.
-pub type ResponseSender<T> = mpsc::UnboundedSender<StorageResponse<T>>;
+pub type ResponseSender<T> = mpsc::UnboundedSender<ReplicaResponse<T>>;
 
 /// The highest controller epoch a replica has seen. Shared by every connection to one
 /// replica, whatever the transport.

@@ -22,7 +22,7 @@ use strata_instance_client::proto_grpc::storage_replica_server::{
 use strata_instance_client::testing::{
     FakeReplica, frontier, ingestion, recv_until, soak_factor, wait_until,
 };
-use strata_instance_client::{InstanceResponse, StorageCommand, StorageResponse};
+use strata_instance_client::{InstanceResponse, ReplicaResponse, StorageCommand};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -282,7 +282,7 @@ async fn garbage_replicas_are_disconnected_without_a_panic_and_others_carry_on()
         // ... and their uppers keep reaching the instance, which still answers.
         for (i, recorder) in good.iter().enumerate() {
             let reported = frontier(Some(10 * round as u64 + i as u64));
-            assert!(recorder.respond(StorageResponse::FrontierUpper {
+            assert!(recorder.respond(ReplicaResponse::FrontierUpper {
                 id,
                 upper: reported.clone(),
             }));

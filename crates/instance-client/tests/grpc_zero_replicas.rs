@@ -11,7 +11,7 @@ use strata_instance_client::testing::{
     FakeReplica, ingestion, paused_ids, recv_until, sink, wait_until,
 };
 use strata_instance_client::{
-    Instance, InstanceResponse, Status, StatusUpdate, StorageCommand, StorageResponse,
+    Instance, InstanceResponse, ReplicaResponse, Status, StatusUpdate, StorageCommand,
 };
 
 /// Every response ready now (the instance's queue, without waiting).
@@ -19,14 +19,14 @@ fn ready(instance: &mut Instance<Timestamp>) -> Vec<InstanceResponse<Timestamp>>
     std::iter::from_fn(|| instance.try_recv()).collect()
 }
 
-fn running(id: GlobalId) -> StorageResponse<Timestamp> {
-    StorageResponse::StatusUpdate(StatusUpdate {
+fn running(id: GlobalId) -> ReplicaResponse<Timestamp> {
+    ReplicaResponse::StatusUpdate(StatusUpdate {
         id,
         status: Status::Running,
         timestamp_ms: 0,
         error: None,
         hints: vec![],
-        replica: None,
+        replica_id: None,
     })
 }
 
@@ -51,7 +51,7 @@ async fn losing_the_last_grpc_replica_synthesises_paused() {
     assert!(paused_ids(&seen).is_empty(), "{seen:?}");
     assert!(seen.iter().any(|r| matches!(
         r,
-        InstanceResponse::Status(s) if s.status == Status::Running && s.replica == Some(ReplicaId(1))
+        InstanceResponse::Status(s) if s.status == Status::Running && s.replica_id == Some(ReplicaId(1))
     )));
 
     // Losing the last replica pauses every ingestion, export and sink.

@@ -1,5 +1,6 @@
-//! Source and sink statistics: plain counter structs, their consolidation per
-//! `(id, replica)`, and rows of the statistics collections.
+//! Source and sink statistics: the counter structs of `strata-controller-api`
+//! ([`SourceStatistics`], [`SinkStatistics`]), their consolidation per `(id, replica)`,
+//! and rows of the statistics collections.
 //!
 //! Replicas report the current value of their counters. A counter only grows while a
 //! replica runs; when a report is lower than the last one, the replica restarted, and
@@ -14,38 +15,7 @@ use std::fmt::Debug;
 use strata_controller_api::{Datum, GlobalId, IntrospectionType, ReplicaId, Row};
 
 pub use scraper::{StatisticsConfig, StatisticsScraper};
-
-/// A source's counters on one replica.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SourceStatistics {
-    /// Messages read from upstream (counter).
-    pub messages_received: u64,
-    /// Bytes read from upstream (counter).
-    pub bytes_received: u64,
-    /// Updates staged for a write (counter).
-    pub updates_staged: u64,
-    /// Updates committed to the shard (counter).
-    pub updates_committed: u64,
-    /// Whether the initial snapshot is committed (gauge).
-    pub snapshot_committed: bool,
-    /// The latest upstream offset known (gauge).
-    pub offset_known: Option<u64>,
-    /// The latest upstream offset committed (gauge).
-    pub offset_committed: Option<u64>,
-}
-
-/// A sink's counters on one replica.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SinkStatistics {
-    /// Messages staged for a write (counter).
-    pub messages_staged: u64,
-    /// Messages committed to the destination (counter).
-    pub messages_committed: u64,
-    /// Bytes staged for a write (counter).
-    pub bytes_staged: u64,
-    /// Bytes committed to the destination (counter).
-    pub bytes_committed: u64,
-}
+pub use strata_controller_api::{SinkStatistics, SourceStatistics};
 
 /// What a statistics struct needs to be scraped into its collection.
 pub trait StatisticsKind: Debug + Clone + Default + PartialEq + Send + Sync + 'static {

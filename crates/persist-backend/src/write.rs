@@ -15,13 +15,9 @@ use crate::update::{
     SourceData, Update, before, frontier_code, frontier_le, frontier_of, render, time_code,
 };
 
-/// The shard's upper was not the expected one; nothing was written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("upper mismatch: the shard's upper is {current:?}")]
-pub struct UpperMismatch<T> {
-    /// The shard's upper when the append was refused.
-    pub current: Antichain<T>,
-}
+/// The shard's upper was not the expected one; nothing was written. The one type of
+/// `strata-controller-api`, which the replica's shard seam returns too.
+pub use strata_controller_api::UpperMismatch;
 
 /// Makes a writer's appends conditional on a critical reader's opaque: an append
 /// commits only if critical reader `reader` still holds `opaque`, checked in the same

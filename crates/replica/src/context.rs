@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use strata_controller_api::{Antichain, GlobalId, Timestamp};
 use strata_instance_client::{
-    SinkStatisticsUpdate, SourceStatisticsUpdate, Status, StatusUpdate, StorageResponse,
+    ReplicaResponse, SinkStatistics, SourceStatistics, Status, StatusUpdate,
 };
 use timely::PartialOrder;
 
@@ -21,11 +21,11 @@ use crate::shard::Shards;
 /// `send` never blocks for long and never panics; a closed connection drops responses.
 pub trait ResponseSink: Send + Sync {
     /// Sends one response to the controller.
-    fn send(&self, response: StorageResponse<Timestamp>);
+    fn send(&self, response: ReplicaResponse<Timestamp>);
 }
 
-impl ResponseSink for Mutex<std::sync::mpsc::Sender<StorageResponse<Timestamp>>> {
-    fn send(&self, response: StorageResponse<Timestamp>) {
+impl ResponseSink for Mutex<std::sync::mpsc::Sender<ReplicaResponse<Timestamp>>> {
+    fn send(&self, response: ReplicaResponse<Timestamp>) {
         if let Ok(tx) = self.lock() {
             // A closed receiver means the controller went away; dropping is correct.
             let _ = tx.send(response);
@@ -131,7 +131,7 @@ impl Reporter {
             .is_none_or(|last| PartialOrder::less_than(last, upper));
         if advanced {
             uppers.insert(id, upper.clone());
-            self.sink.send(StorageResponse::FrontierUpper {
+            self.sink.send(ReplicaResponse::FrontierUpper {
                 id,
                 upper: upper.clone(),
             });
@@ -154,13 +154,13 @@ impl Reporter {
             return;
         }
         statuses.insert(id, key);
-        self.sink.send(StorageResponse::StatusUpdate(StatusUpdate {
+        self.sink.send(ReplicaResponse::StatusUpdate(StatusUpdate {
             id,
             status,
             timestamp_ms: now_millis(),
             error,
             hints,
-            replica: None,
+            replica_id: None,
         }));
     }
 
@@ -168,7 +168,7 @@ impl Reporter {
     pub(crate) fn resend(&self) {
         if let Ok(uppers) = self.uppers.lock() {
             for (id, upper) in uppers.iter() {
-                self.sink.send(StorageResponse::FrontierUpper {
+                self.sink.send(ReplicaResponse::FrontierUpper {
                     id: *id,
                     upper: upper.clone(),
                 });
@@ -176,13 +176,13 @@ impl Reporter {
         }
         if let Ok(statuses) = self.statuses.lock() {
             for (id, (status, error)) in statuses.iter() {
-                self.sink.send(StorageResponse::StatusUpdate(StatusUpdate {
+                self.sink.send(ReplicaResponse::StatusUpdate(StatusUpdate {
                     id: *id,
                     status: *status,
                     timestamp_ms: now_millis(),
                     error: error.clone(),
                     hints: Vec::new(),
-                    replica: None,
+                    replica_id: None,
                 }));
             }
         }
@@ -190,7 +190,7 @@ impl Reporter {
 
     pub(crate) fn dropped(&self, id: GlobalId) {
         self.status(id, Status::Dropped, None, Vec::new());
-        self.sink.send(StorageResponse::DroppedId(id));
+        self.sink.send(ReplicaResponse::DroppedId(id));
         for map in [&self.uppers] {
             if let Ok(mut map) = map.lock() {
                 map.remove(&id);
@@ -224,44 +224,48 @@ impl Reporter {
     /// Sends the current value of every counter.
     pub(crate) fn statistics(&self) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let sources: Vec<SourceStatisticsUpdate> = self
+        let sources: Vec<(GlobalId, SourceStatistics)> = self
             .sources
             .lock()
             .map(|sources| {
                 sources
                     .iter()
-                    .map(|(id, c)| SourceStatisticsUpdate {
-                        id: *id,
-                        messages_received: load(&c.messages_received),
-                        bytes_received: load(&c.bytes_received),
-                        updates_staged: load(&c.updates_staged),
-                        updates_committed: load(&c.updates_committed),
-                        snapshot_committed: c.snapshot_committed.load(Ordering::Relaxed),
-                        offset_known: Some(load(&c.offset_known)),
-                        offset_committed: Some(load(&c.offset_committed)),
+                    .map(|(id, c)| {
+                        let statistics = SourceStatistics {
+                            messages_received: load(&c.messages_received),
+                            bytes_received: load(&c.bytes_received),
+                            updates_staged: load(&c.updates_staged),
+                            updates_committed: load(&c.updates_committed),
+                            snapshot_committed: c.snapshot_committed.load(Ordering::Relaxed),
+                            offset_known: Some(load(&c.offset_known)),
+                            offset_committed: Some(load(&c.offset_committed)),
+                        };
+                        (*id, statistics)
                     })
                     .collect()
             })
             .unwrap_or_default();
-        let sinks: Vec<SinkStatisticsUpdate> = self
+        let sinks: Vec<(GlobalId, SinkStatistics)> = self
             .sinks
             .lock()
             .map(|sinks| {
                 sinks
                     .iter()
-                    .map(|(id, c)| SinkStatisticsUpdate {
-                        id: *id,
-                        messages_staged: load(&c.messages_staged),
-                        messages_committed: load(&c.messages_committed),
-                        bytes_staged: load(&c.bytes_staged),
-                        bytes_committed: load(&c.bytes_committed),
+                    .map(|(id, c)| {
+                        let statistics = SinkStatistics {
+                            messages_staged: load(&c.messages_staged),
+                            messages_committed: load(&c.messages_committed),
+                            bytes_staged: load(&c.bytes_staged),
+                            bytes_committed: load(&c.bytes_committed),
+                        };
+                        (*id, statistics)
                     })
                     .collect()
             })
             .unwrap_or_default();
         if !sources.is_empty() || !sinks.is_empty() {
             self.sink
-                .send(StorageResponse::StatisticsUpdates { sources, sinks });
+                .send(ReplicaResponse::StatisticsUpdates { sources, sinks });
         }
     }
 }

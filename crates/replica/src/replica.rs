@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use strata_controller_api::{Antichain, GlobalId, ShardId, Timestamp};
-use strata_instance_client::{RunIngestionCommand, Status, StorageCommand, StorageParameters};
+use strata_instance_client::{ReplicaParameters, RunIngestionCommand, Status, StorageCommand};
 
 use crate::context::{
     Clock, Ctx, FaultHook, ReplicaObserver, Reporter, ResponseSink, system_clock,
@@ -136,7 +136,7 @@ pub struct Replica {
     max_epoch: Option<u64>,
     running: BTreeMap<GlobalId, Running>,
     compaction: BTreeMap<GlobalId, Antichain<Timestamp>>,
-    parameters: StorageParameters,
+    parameters: ReplicaParameters,
 }
 
 impl std::fmt::Debug for Replica {
@@ -178,7 +178,7 @@ impl Replica {
             max_epoch: None,
             running: BTreeMap::new(),
             compaction: BTreeMap::new(),
-            parameters: StorageParameters::default(),
+            parameters: ReplicaParameters::default(),
         })
     }
 
@@ -188,7 +188,7 @@ impl Replica {
     }
 
     /// The merged configuration the controller sent.
-    pub fn parameters(&self) -> &StorageParameters {
+    pub fn parameters(&self) -> &ReplicaParameters {
         &self.parameters
     }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use strata_controller_api::Timestamp;
 use strata_instance_client::transport::{CommandReceiver, Hello, ReplicaHandler, ResponseSender};
-use strata_instance_client::{StorageCommand, StorageResponse};
+use strata_instance_client::{ReplicaResponse, StorageCommand};
 
 use crate::context::ResponseSink;
 use crate::replica::{Replica, ReplicaConfig, ReplicaError};
@@ -30,7 +30,7 @@ struct CurrentConnection {
 }
 
 impl ResponseSink for CurrentConnection {
-    fn send(&self, response: StorageResponse<Timestamp>) {
+    fn send(&self, response: ReplicaResponse<Timestamp>) {
         if let Ok(sender) = self.sender.lock()
             && let Some(sender) = sender.as_ref()
         {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::scenarios::*;
 use common::*;
 use strata_controller_api::{Antichain, GlobalId, LoadGenerator, Timestamp};
-use strata_instance_client::{Status, StorageCommand, StorageResponse};
+use strata_instance_client::{ReplicaResponse, Status, StorageCommand};
 use strata_replica::shard::Shards;
 use strata_replica::shard::memory::MemShards;
 
@@ -95,8 +95,8 @@ fn nothing_is_written_before_allow_writes_and_reports_flow() {
     wait_for("statistics", || {
         responses.extend(drain(&rx));
         responses.iter().any(|r| match r {
-            StorageResponse::StatisticsUpdates { sources, .. } => sources.iter().any(|s| {
-                s.id == GlobalId::User(400)
+            ReplicaResponse::StatisticsUpdates { sources, .. } => sources.iter().any(|(id, s)| {
+                *id == GlobalId::User(400)
                     && s.updates_committed == 30
                     && s.offset_committed == Some(30)
             }),
@@ -112,7 +112,7 @@ fn nothing_is_written_before_allow_writes_and_reports_flow() {
         responses.extend(drain(&rx));
         responses
             .iter()
-            .filter(|r| matches!(r, StorageResponse::DroppedId(_)))
+            .filter(|r| matches!(r, ReplicaResponse::DroppedId(_)))
             .count()
             == 2
     });
@@ -120,7 +120,7 @@ fn nothing_is_written_before_allow_writes_and_reports_flow() {
     let statuses: Vec<Status> = responses
         .iter()
         .filter_map(|r| match r {
-            StorageResponse::StatusUpdate(u) if u.id == GlobalId::User(400) => Some(u.status),
+            ReplicaResponse::StatusUpdate(u) if u.id == GlobalId::User(400) => Some(u.status),
             _ => None,
         })
         .collect();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::scenarios::*;
 use common::*;
 use strata_controller_api::{Antichain, GlobalId, LoadGenerator, ShardId, Timestamp};
-use strata_instance_client::{StorageCommand, StorageResponse};
+use strata_instance_client::{ReplicaResponse, StorageCommand};
 use strata_replica::shard::persist::PersistShards;
 use strata_replica::shard::{ShardReader, ShardWriter, Shards};
 
@@ -193,7 +193,7 @@ fn dropping_an_ingestion_releases_its_persist_handles() {
     let mut dropped = Vec::new();
     wait_for("dropped ids", || {
         dropped.extend(drain(&rx).into_iter().filter_map(|r| match r {
-            StorageResponse::DroppedId(id) => Some(id),
+            ReplicaResponse::DroppedId(id) => Some(id),
             _ => None,
         }));
         dropped.len() == 2

@@ -11,16 +11,16 @@ use strata_controller_api::{
     SourceOutput, Timestamp,
 };
 use strata_instance_client::{
-    RunIngestionCommand, RunSinkCommand, Status, StorageCommand, StorageResponse,
+    ReplicaResponse, RunIngestionCommand, RunSinkCommand, Status, StorageCommand,
 };
 use strata_replica::shard::ShardWriter;
 use strata_replica::shard::memory::MemShards;
 
-fn stalled_errors(responses: &[StorageResponse<Timestamp>]) -> Vec<(GlobalId, String)> {
+fn stalled_errors(responses: &[ReplicaResponse<Timestamp>]) -> Vec<(GlobalId, String)> {
     responses
         .iter()
         .filter_map(|r| match r {
-            StorageResponse::StatusUpdate(u) if u.status == Status::Stalled => {
+            ReplicaResponse::StatusUpdate(u) if u.status == Status::Stalled => {
                 Some((u.id, u.error.clone().unwrap_or_default()))
             }
             _ => None,
@@ -99,9 +99,9 @@ fn replaying_an_unchanged_history_restarts_nothing() {
     wait_for("ingestion", || ingested_offset(&shards, &cmd) >= 50);
     replica.shutdown();
     let responses = drain(&rx);
-    assert!(responses.contains(&StorageResponse::DroppedId(GlobalId::User(711))));
+    assert!(responses.contains(&ReplicaResponse::DroppedId(GlobalId::User(711))));
     assert!(
-        !responses.contains(&StorageResponse::DroppedId(GlobalId::User(700))),
+        !responses.contains(&ReplicaResponse::DroppedId(GlobalId::User(700))),
         "the ingestion was dropped"
     );
 }

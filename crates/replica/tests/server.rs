@@ -9,17 +9,17 @@ use std::sync::Arc;
 use common::*;
 use strata_controller_api::{GlobalId, LoadGenerator, Timestamp};
 use strata_instance_client::transport::ReplicaConnector;
-use strata_instance_client::{LocalConnector, Status, StorageCommand, StorageResponse};
+use strata_instance_client::{LocalConnector, ReplicaResponse, Status, StorageCommand};
 use strata_replica::server::ReplicaServer;
 use strata_replica::shard::memory::MemShards;
 
 async fn upper_of(
-    responses: &mut tokio::sync::mpsc::UnboundedReceiver<StorageResponse<Timestamp>>,
+    responses: &mut tokio::sync::mpsc::UnboundedReceiver<ReplicaResponse<Timestamp>>,
     id: GlobalId,
     at_least: u64,
 ) {
     while let Some(response) = responses.recv().await {
-        if let StorageResponse::FrontierUpper { id: got, upper } = response
+        if let ReplicaResponse::FrontierUpper { id: got, upper } = response
             && got == id
             && upper
                 .elements()
@@ -69,7 +69,7 @@ fn local_transport_reconnect_replays_without_restarts() {
         // Commands apply in order: once a new sink runs, the replay has been handled.
         second.commands.send(StorageCommand::RunSink(sink)).unwrap();
         while let Some(response) = second.responses.recv().await {
-            if matches!(&response, StorageResponse::StatusUpdate(u) if u.id == GlobalId::User(3100) && u.status == Status::Running) {
+            if matches!(&response, ReplicaResponse::StatusUpdate(u) if u.id == GlobalId::User(3100) && u.status == Status::Running) {
                 break;
             }
         }

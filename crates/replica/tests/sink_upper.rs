@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use strata_controller_api::{GlobalId, LoadGenerator, Timestamp};
-use strata_instance_client::{StorageCommand, StorageResponse};
+use strata_instance_client::{ReplicaResponse, StorageCommand};
 use strata_replica::shard::memory::MemShards;
 use strata_replica::shard::{ShardWriter, frontier_time};
 use strata_replica::sink::file::{Progress, progress_path};
@@ -44,11 +44,11 @@ fn durable_frontier(path: &Path) -> u64 {
 }
 
 /// The uppers reported for `id` among `responses`, in order (`u64::MAX` for `[]`).
-fn uppers_of(responses: &[StorageResponse<Timestamp>], id: GlobalId) -> Vec<u64> {
+fn uppers_of(responses: &[ReplicaResponse<Timestamp>], id: GlobalId) -> Vec<u64> {
     responses
         .iter()
         .filter_map(|r| match r {
-            StorageResponse::FrontierUpper { id: of, upper } if *of == id => {
+            ReplicaResponse::FrontierUpper { id: of, upper } if *of == id => {
                 Some(frontier_time(upper).map_or(u64::MAX, |t| t.as_millis()))
             }
             _ => None,

@@ -20,7 +20,7 @@ use strata_controller_api::{Antichain, GlobalId, InstanceId, LoadGenerator, Repl
 use strata_instance_client::testing::soak_factor;
 use strata_instance_client::{
     Backoff, Instance, InstanceResponse, LocalConnector, ReplicaConnection, ReplicaConnector,
-    RunIngestionCommand, StorageCommand, StorageResponse, TransportError,
+    ReplicaResponse, RunIngestionCommand, StorageCommand, TransportError,
 };
 use strata_replica::server::ReplicaServer;
 use strata_replica::shard::Shards;
@@ -32,7 +32,7 @@ const RESTARTS: u64 = 20;
 const MID_RUN_ABORTS: usize = 20;
 
 /// Every connection's responses, in the order the connections were opened.
-type Wire = Arc<Mutex<Vec<Vec<StorageResponse<Timestamp>>>>>;
+type Wire = Arc<Mutex<Vec<Vec<ReplicaResponse<Timestamp>>>>>;
 
 /// A connector that records every response a replica sends on each connection before
 /// passing it on to the instance.
@@ -195,7 +195,7 @@ fn run_with_aborts(
     assert!(reports > 0, "the instance reported no upper");
     // The raw reports, connection by connection (connections to one replica id never
     // overlap), are monotone per collection, and include every data collection.
-    let raw: Vec<StorageResponse<Timestamp>> = wire.lock().unwrap().concat();
+    let raw: Vec<ReplicaResponse<Timestamp>> = wire.lock().unwrap().concat();
     let connections = wire.lock().unwrap().len();
     let raw_reports = assert_monotone(&raw);
     eprintln!("{url}: {raw_reports} raw upper reports on {connections} connections");
@@ -207,7 +207,7 @@ fn run_with_aborts(
     );
     let reported = |id: &GlobalId| {
         raw.iter().any(|r| {
-            matches!(r, StorageResponse::FrontierUpper { id: i, upper }
+            matches!(r, ReplicaResponse::FrontierUpper { id: i, upper }
                 if i == id && upper.elements().first().is_some_and(|t| t.as_millis() > 0))
         })
     };

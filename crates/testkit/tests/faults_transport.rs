@@ -10,7 +10,7 @@ use strata_controller_api::{Antichain, Datum, GlobalId, RelationDesc, Row, Scala
 use strata_instance_client::transport::{
     CommandReceiver, Hello, ReplicaConnection, ReplicaConnector, ReplicaHandler, ResponseSender,
 };
-use strata_instance_client::{LocalConnector, StorageCommand, StorageResponse};
+use strata_instance_client::{LocalConnector, ReplicaResponse, StorageCommand};
 use strata_testkit::faults::{FaultyConnector, TransportFaultConfig, TransportFaultHandle};
 use strata_testkit::harness::{AuctionSource, Harness, ManualClock, assert_consolidated_eq};
 
@@ -27,7 +27,7 @@ impl ReplicaHandler<Timestamp> for Echo {
     ) {
         while let Some(command) = commands.recv().await {
             if let StorageCommand::AllowCompaction { id, .. } = command {
-                let _ = responses.send(StorageResponse::DroppedId(id));
+                let _ = responses.send(ReplicaResponse::DroppedId(id));
             }
         }
     }
@@ -64,7 +64,7 @@ async fn echo_ids(connection: &mut ReplicaConnection<Timestamp>, n: u64) -> Vec<
     let mut ids = Vec::new();
     while (ids.len() as u64) < n {
         match tokio::time::timeout(Duration::from_secs(10), connection.responses.recv()).await {
-            Ok(Some(StorageResponse::DroppedId(GlobalId::User(i)))) => ids.push(i),
+            Ok(Some(ReplicaResponse::DroppedId(GlobalId::User(i)))) => ids.push(i),
             Ok(Some(other)) => panic!("unexpected {other:?}"),
             Ok(None) => break,
             Err(_) => panic!("no response within 10 s after {ids:?}"),

@@ -20,8 +20,8 @@ use strata_controller_api::{
 };
 use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
 use strata_instance_client::{
-    CommandReceiver, Hello, LocalConnector, ReplicaConnector, ReplicaHandler, ResponseSender,
-    StorageResponse,
+    CommandReceiver, Hello, LocalConnector, ReplicaConnector, ReplicaHandler, ReplicaResponse,
+    ResponseSender,
 };
 use strata_replica::generator::{AUCTIONS, Generator};
 
@@ -175,7 +175,7 @@ async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> 
     for (id, upper) in updates {
         let upper = Antichain::from_elem(Timestamp::new(*upper));
         sender
-            .send(StorageResponse::FrontierUpper { id: *id, upper })
+            .send(ReplicaResponse::FrontierUpper { id: *id, upper })
             .unwrap();
     }
     while !reached(&ctl) {

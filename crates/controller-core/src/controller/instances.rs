@@ -2,61 +2,14 @@
 //! instance carries the controller's epoch, which its replicas see in `Hello`, so a
 //! newer controller fences this one on the replicas too.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use strata_controller_api::{
-    InstanceId, Instances, ReplicaConfig, ReplicaId, StorageError, StorageParameters,
-    StorageTimestamp,
+    InstanceId, Instances, ReplicaConfig, ReplicaId, StorageError, StorageTimestamp,
 };
-use strata_instance_client::{Instance, InstanceError, StorageCommand};
+use strata_instance_client::{Instance, ReplicaParameters, StorageCommand};
 
 use super::Controller;
-
-/// The replica protocol's string parameters for the controller's typed ones.
-pub(super) fn wire_parameters(
-    params: &StorageParameters,
-) -> strata_instance_client::StorageParameters {
-    let mut out = BTreeMap::new();
-    let mut put = |key: &str, value: Option<String>| {
-        if let Some(value) = value {
-            out.insert(key.to_owned(), value);
-        }
-    };
-    put(
-        "statistics_interval_ms",
-        params
-            .statistics_interval
-            .map(|d| d.as_millis().to_string()),
-    );
-    put(
-        "user_batch_duration_ms",
-        params
-            .user_batch_duration
-            .map(|d| d.as_millis().to_string()),
-    );
-    put(
-        "ingestion_batch_max_updates",
-        params.ingestion_batch_max_updates.map(|n| n.to_string()),
-    );
-    put(
-        "sink_batch_max_updates",
-        params.sink_batch_max_updates.map(|n| n.to_string()),
-    );
-    strata_instance_client::StorageParameters { params: out }
-}
-
-fn instance_error<T>(error: InstanceError) -> StorageError<T> {
-    match error {
-        InstanceError::ReplicaExists { instance, replica } => {
-            StorageError::ReplicaExists { instance, replica }
-        }
-        InstanceError::ReplicaMissing { instance, replica } => {
-            StorageError::ReplicaMissing { instance, replica }
-        }
-        other => StorageError::InvalidUsage(other.to_string()),
-    }
-}
 
 impl<T: StorageTimestamp> Instances<T> for Controller<T> {
     fn create_instance(&mut self, id: InstanceId) -> Result<(), StorageError<T>> {
@@ -66,7 +19,7 @@ impl<T: StorageTimestamp> Instances<T> for Controller<T> {
         let metered = super::metered::Metered::new(self.config.metrics.controller.clone(), id);
         let mut instance =
             Instance::new(id, self.epoch, self.config.backoff).with_observer(Arc::new(metered));
-        let params = wire_parameters(&self.parameters);
+        let params = ReplicaParameters::from(&self.parameters);
         if !params.is_empty() {
             instance.send(StorageCommand::UpdateConfiguration(params));
         }
@@ -116,9 +69,7 @@ impl<T: StorageTimestamp> Instances<T> for Controller<T> {
             StorageError::InvalidUsage("the controller has no replica connector factory".into())
         })?;
         let connector = factory(&config)?;
-        instance
-            .add_replica(replica_id, connector)
-            .map_err(instance_error)
+        instance.add_replica(replica_id, connector)
     }
 
     fn drop_replica(
@@ -129,8 +80,7 @@ impl<T: StorageTimestamp> Instances<T> for Controller<T> {
         self.instances
             .get_mut(&instance_id)
             .ok_or(StorageError::InstanceMissing(instance_id))?
-            .drop_replica(replica_id)
-            .map_err(instance_error)?;
+            .drop_replica(replica_id)?;
         self.introspection_replica_dropped(replica_id);
         Ok(())
     }

@@ -9,10 +9,9 @@ use strata_controller_api::{
     Antichain, GlobalId, Lifecycle, Status, StatusUpdate, StorageError, StorageParameters,
     StorageResponse, StorageTimestamp,
 };
-use strata_instance_client::{InstanceResponse, StorageCommand};
+use strata_instance_client::{InstanceResponse, ReplicaParameters, StorageCommand};
 
 use super::Controller;
-use super::instances::wire_parameters;
 use super::worker::Event;
 
 impl<T: StorageTimestamp> Controller<T> {
@@ -83,7 +82,6 @@ impl<T: StorageTimestamp> Controller<T> {
             .filter(|u| {
                 self.registry.frontiers.contains(u.id) && !self.registry.frontiers.is_dropped(u.id)
             })
-            .map(status_update)
             .collect();
         self.record_replica_frontiers(drained.replica_uppers);
         self.record_statuses(&statuses);
@@ -142,7 +140,7 @@ struct Drained<T> {
     uppers: Vec<(GlobalId, Antichain<T>)>,
     replica_uppers: Vec<(GlobalId, strata_controller_api::ReplicaId, Antichain<T>)>,
     dropped: BTreeSet<GlobalId>,
-    statuses: Vec<strata_instance_client::StatusUpdate>,
+    statuses: Vec<StatusUpdate>,
 }
 
 impl<T> Default for Drained<T> {
@@ -162,25 +160,6 @@ pub(super) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// A replica's status change in the controller's vocabulary.
-fn status_update(update: strata_instance_client::StatusUpdate) -> StatusUpdate {
-    let status = match update.status {
-        strata_instance_client::Status::Starting => Status::Starting,
-        strata_instance_client::Status::Running => Status::Running,
-        strata_instance_client::Status::Paused => Status::Paused,
-        strata_instance_client::Status::Stalled => Status::Stalled,
-        strata_instance_client::Status::Dropped => Status::Dropped,
-    };
-    StatusUpdate {
-        id: update.id,
-        replica_id: update.replica,
-        status,
-        timestamp_ms: update.timestamp_ms,
-        error: update.error,
-        hints: update.hints,
-    }
 }
 
 #[async_trait]
@@ -218,7 +197,7 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
 
     fn update_parameters(&mut self, params: StorageParameters) {
         self.parameters.update(params);
-        let wire = wire_parameters(&self.parameters);
+        let wire = ReplicaParameters::from(&self.parameters);
         self.broadcast(StorageCommand::UpdateConfiguration(wire));
         self.introspection_parameters();
     }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use strata_controller_api::{GlobalId, StorageTimestamp};
+use strata_controller_api::{
+    GlobalId, SinkStatistics, SourceStatistics, Status, StatusUpdate, StorageTimestamp,
+};
 
 use super::{
     ProtoError, export_from_proto, export_to_proto, frontier_from_proto, frontier_to_proto,
@@ -14,8 +16,7 @@ use crate::proto::{
     proto_storage_response as resp,
 };
 use crate::protocol::{
-    RunIngestionCommand, RunSinkCommand, SinkStatisticsUpdate, SourceStatisticsUpdate, Status,
-    StatusUpdate, StorageCommand, StorageParameters, StorageResponse,
+    ReplicaParameters, ReplicaResponse, RunIngestionCommand, RunSinkCommand, StorageCommand,
 };
 
 impl<T: StorageTimestamp> From<&StorageCommand<T>> for ProtoStorageCommand {
@@ -131,7 +132,7 @@ impl<T: StorageTimestamp> TryFrom<ProtoStorageCommand> for StorageCommand<T> {
             cmd::Kind::InitializationComplete(_) => StorageCommand::InitializationComplete,
             cmd::Kind::AllowWrites(_) => StorageCommand::AllowWrites,
             cmd::Kind::UpdateConfiguration(c) => {
-                StorageCommand::UpdateConfiguration(StorageParameters {
+                StorageCommand::UpdateConfiguration(ReplicaParameters {
                     params: c.params.into_iter().collect(),
                 })
             }
@@ -184,32 +185,32 @@ fn status_from_proto(value: i32) -> Result<Status, ProtoError> {
     )
 }
 
-impl<T: StorageTimestamp> From<&StorageResponse<T>> for ProtoStorageResponse {
-    fn from(response: &StorageResponse<T>) -> Self {
+impl<T: StorageTimestamp> From<&ReplicaResponse<T>> for ProtoStorageResponse {
+    fn from(response: &ReplicaResponse<T>) -> Self {
         let kind = match response {
-            StorageResponse::FrontierUpper { id, upper } => {
+            ReplicaResponse::FrontierUpper { id, upper } => {
                 resp::Kind::FrontierUpper(proto::ProtoFrontierUpper {
                     id: id.to_string(),
                     upper: Some(frontier_to_proto(upper)),
                 })
             }
-            StorageResponse::DroppedId(id) => {
+            ReplicaResponse::DroppedId(id) => {
                 resp::Kind::DroppedId(proto::ProtoDroppedId { id: id.to_string() })
             }
-            StorageResponse::StatisticsUpdates { sources, sinks } => {
+            ReplicaResponse::StatisticsUpdates { sources, sinks } => {
                 resp::Kind::StatisticsUpdates(proto::ProtoStatisticsUpdates {
                     sources: sources.iter().map(source_stats_to_proto).collect(),
                     sinks: sinks.iter().map(sink_stats_to_proto).collect(),
                 })
             }
-            StorageResponse::StatusUpdate(s) => {
+            ReplicaResponse::StatusUpdate(s) => {
                 resp::Kind::StatusUpdate(proto::ProtoStatusUpdate {
                     id: s.id.to_string(),
                     status: status_to_proto(s.status) as i32,
                     timestamp_ms: s.timestamp_ms,
                     error: s.error.clone(),
                     hints: s.hints.clone(),
-                    replica: s.replica.map(|r| r.to_string()),
+                    replica: s.replica_id.map(|r| r.to_string()),
                 })
             }
         };
@@ -217,15 +218,15 @@ impl<T: StorageTimestamp> From<&StorageResponse<T>> for ProtoStorageResponse {
     }
 }
 
-impl<T: StorageTimestamp> From<StorageResponse<T>> for ProtoStorageResponse {
-    fn from(response: StorageResponse<T>) -> Self {
+impl<T: StorageTimestamp> From<ReplicaResponse<T>> for ProtoStorageResponse {
+    fn from(response: ReplicaResponse<T>) -> Self {
         ProtoStorageResponse::from(&response)
     }
 }
 
-fn source_stats_to_proto(s: &SourceStatisticsUpdate) -> proto::ProtoSourceStatistics {
+fn source_stats_to_proto((id, s): &(GlobalId, SourceStatistics)) -> proto::ProtoSourceStatistics {
     proto::ProtoSourceStatistics {
-        id: s.id.to_string(),
+        id: id.to_string(),
         messages_received: s.messages_received,
         bytes_received: s.bytes_received,
         updates_staged: s.updates_staged,
@@ -236,9 +237,9 @@ fn source_stats_to_proto(s: &SourceStatisticsUpdate) -> proto::ProtoSourceStatis
     }
 }
 
-fn sink_stats_to_proto(s: &SinkStatisticsUpdate) -> proto::ProtoSinkStatistics {
+fn sink_stats_to_proto((id, s): &(GlobalId, SinkStatistics)) -> proto::ProtoSinkStatistics {
     proto::ProtoSinkStatistics {
-        id: s.id.to_string(),
+        id: id.to_string(),
         messages_staged: s.messages_staged,
         messages_committed: s.messages_committed,
         bytes_staged: s.bytes_staged,
@@ -246,12 +247,12 @@ fn sink_stats_to_proto(s: &SinkStatisticsUpdate) -> proto::ProtoSinkStatistics {
     }
 }
 
-impl<T: StorageTimestamp> TryFrom<ProtoStorageResponse> for StorageResponse<T> {
+impl<T: StorageTimestamp> TryFrom<ProtoStorageResponse> for ReplicaResponse<T> {
     type Error = ProtoError;
 
     fn try_from(proto: ProtoStorageResponse) -> Result<Self, ProtoError> {
         Ok(match required("response.kind", proto.kind)? {
-            resp::Kind::FrontierUpper(f) => StorageResponse::FrontierUpper {
+            resp::Kind::FrontierUpper(f) => ReplicaResponse::FrontierUpper {
                 id: parse_id("frontier_upper.id", &f.id)?,
                 upper: frontier_from_proto(
                     "frontier_upper.upper",
@@ -259,46 +260,52 @@ impl<T: StorageTimestamp> TryFrom<ProtoStorageResponse> for StorageResponse<T> {
                 )?,
             },
             resp::Kind::DroppedId(d) => {
-                StorageResponse::DroppedId(parse_id("dropped_id.id", &d.id)?)
+                ReplicaResponse::DroppedId(parse_id("dropped_id.id", &d.id)?)
             }
-            resp::Kind::StatisticsUpdates(s) => StorageResponse::StatisticsUpdates {
+            resp::Kind::StatisticsUpdates(s) => ReplicaResponse::StatisticsUpdates {
                 sources: s
                     .sources
                     .into_iter()
                     .map(|s| {
-                        Ok(SourceStatisticsUpdate {
-                            id: parse_id("statistics.sources.id", &s.id)?,
-                            messages_received: s.messages_received,
-                            bytes_received: s.bytes_received,
-                            updates_staged: s.updates_staged,
-                            updates_committed: s.updates_committed,
-                            snapshot_committed: s.snapshot_committed,
-                            offset_known: s.offset_known,
-                            offset_committed: s.offset_committed,
-                        })
+                        let id = parse_id("statistics.sources.id", &s.id)?;
+                        Ok((
+                            id,
+                            SourceStatistics {
+                                messages_received: s.messages_received,
+                                bytes_received: s.bytes_received,
+                                updates_staged: s.updates_staged,
+                                updates_committed: s.updates_committed,
+                                snapshot_committed: s.snapshot_committed,
+                                offset_known: s.offset_known,
+                                offset_committed: s.offset_committed,
+                            },
+                        ))
                     })
                     .collect::<Result<_, ProtoError>>()?,
                 sinks: s
                     .sinks
                     .into_iter()
                     .map(|s| {
-                        Ok(SinkStatisticsUpdate {
-                            id: parse_id("statistics.sinks.id", &s.id)?,
-                            messages_staged: s.messages_staged,
-                            messages_committed: s.messages_committed,
-                            bytes_staged: s.bytes_staged,
-                            bytes_committed: s.bytes_committed,
-                        })
+                        let id = parse_id("statistics.sinks.id", &s.id)?;
+                        Ok((
+                            id,
+                            SinkStatistics {
+                                messages_staged: s.messages_staged,
+                                messages_committed: s.messages_committed,
+                                bytes_staged: s.bytes_staged,
+                                bytes_committed: s.bytes_committed,
+                            },
+                        ))
                     })
                     .collect::<Result<_, ProtoError>>()?,
             },
-            resp::Kind::StatusUpdate(s) => StorageResponse::StatusUpdate(StatusUpdate {
+            resp::Kind::StatusUpdate(s) => ReplicaResponse::StatusUpdate(StatusUpdate {
                 id: parse_id("status_update.id", &s.id)?,
                 status: status_from_proto(s.status)?,
                 timestamp_ms: s.timestamp_ms,
                 error: s.error,
                 hints: s.hints,
-                replica: replica_from_proto(s.replica)?,
+                replica_id: replica_from_proto(s.replica)?,
             }),
         })
     }

@@ -6,7 +6,7 @@ use strata_controller_api::Timestamp;
 
 use super::ProtoError;
 use crate::proto::{self, ProtoStorageCommand, ProtoStorageResponse, proto_storage_command as cmd};
-use crate::protocol::{StorageCommand, StorageResponse};
+use crate::protocol::{ReplicaResponse, StorageCommand};
 use crate::testing::{arb_command, arb_response, ingestion, sink};
 
 proptest! {
@@ -21,7 +21,7 @@ proptest! {
     fn responses_round_trip(response in arb_response()) {
         let bytes = ProtoStorageResponse::from(&response).encode_to_vec();
         let decoded = ProtoStorageResponse::decode(bytes.as_slice()).unwrap();
-        prop_assert_eq!(StorageResponse::<Timestamp>::try_from(decoded).unwrap(), response);
+        prop_assert_eq!(ReplicaResponse::<Timestamp>::try_from(decoded).unwrap(), response);
     }
 
     #[test]
@@ -30,7 +30,7 @@ proptest! {
             let _ = StorageCommand::<Timestamp>::try_from(p);
         }
         if let Ok(p) = ProtoStorageResponse::decode(bytes.as_slice()) {
-            let _ = StorageResponse::<Timestamp>::try_from(p);
+            let _ = ReplicaResponse::<Timestamp>::try_from(p);
         }
     }
 }
@@ -137,21 +137,21 @@ fn malformed_commands_are_typed_errors() {
 
 #[test]
 fn malformed_responses_are_typed_errors() {
-    let mut p = ProtoStorageResponse::from(&StorageResponse::<Timestamp>::StatusUpdate(
+    let mut p = ProtoStorageResponse::from(&ReplicaResponse::<Timestamp>::StatusUpdate(
         crate::StatusUpdate {
             id: strata_controller_api::GlobalId::User(1),
             status: crate::Status::Running,
             timestamp_ms: 0,
             error: None,
             hints: vec![],
-            replica: None,
+            replica_id: None,
         },
     ));
     if let Some(proto::proto_storage_response::Kind::StatusUpdate(s)) = p.kind.as_mut() {
         s.status = 0;
     }
     assert_eq!(
-        StorageResponse::<Timestamp>::try_from(p).unwrap_err(),
+        ReplicaResponse::<Timestamp>::try_from(p).unwrap_err(),
         ProtoError::UnknownEnum {
             field: "status_update.status",
             value: 0
@@ -166,7 +166,7 @@ fn malformed_responses_are_typed_errors() {
         )),
     };
     assert_eq!(
-        StorageResponse::<Timestamp>::try_from(missing_upper).unwrap_err(),
+        ReplicaResponse::<Timestamp>::try_from(missing_upper).unwrap_err(),
         ProtoError::MissingField {
             field: "frontier_upper.upper"
         }

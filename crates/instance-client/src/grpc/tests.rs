@@ -17,7 +17,7 @@ use crate::proto::{
 };
 use crate::proto_grpc::storage_replica_client::StorageReplicaClient;
 use crate::proto_grpc::storage_replica_server::{StorageReplica, StorageReplicaServer};
-use crate::protocol::{StorageCommand, StorageResponse};
+use crate::protocol::{ReplicaResponse, StorageCommand};
 use crate::scenarios::{self, Factory};
 use crate::testing::{
     FakeReplica, fast_backoff, frontier, ingestion, recv_until, soak_factor, wait_until,
@@ -139,7 +139,7 @@ async fn tls_with_a_self_signed_certificate() {
         fake.connections().first().is_some_and(|c| c.len() == 2)
     })
     .await;
-    assert!(fake.respond(StorageResponse::FrontierUpper {
+    assert!(fake.respond(ReplicaResponse::FrontierUpper {
         id: GlobalId::User(1),
         upper: frontier(Some(9))
     }));
@@ -359,7 +359,7 @@ async fn a_malformed_replica_is_disconnected_and_others_carry_on() {
         good.connections().first().is_some_and(|c| c.len() == 2)
     })
     .await;
-    assert!(good.respond(StorageResponse::FrontierUpper {
+    assert!(good.respond(ReplicaResponse::FrontierUpper {
         id: GlobalId::User(1),
         upper: frontier(Some(4))
     }));

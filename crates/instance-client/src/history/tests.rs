@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use strata_controller_api::{Antichain, GlobalId, Timestamp};
 
 use super::{CommandHistory, REDUCE_SLACK, join_frontiers, reduce};
-use crate::protocol::{RunIngestionCommand, RunSinkCommand, StorageCommand, StorageParameters};
+use crate::protocol::{ReplicaParameters, RunIngestionCommand, RunSinkCommand, StorageCommand};
 use crate::testing::{compact, config, frontier, ingestion, sink};
 
 type Cmd = StorageCommand<Timestamp>;
@@ -29,7 +29,7 @@ fn keeps_the_last_hello() {
 
 #[test]
 fn merges_configuration() {
-    let merged = StorageParameters {
+    let merged = ReplicaParameters {
         params: [
             ("a".to_owned(), "3".to_owned()),
             ("b".to_owned(), "2".to_owned()),

@@ -9,7 +9,7 @@ use strata_controller_api::{ReplicaId, StorageTimestamp};
 use tokio::sync::mpsc;
 
 use super::Shared;
-use crate::protocol::{StorageCommand, StorageResponse};
+use crate::protocol::{ReplicaResponse, StorageCommand};
 use crate::transport::{ReplicaConnection, ReplicaConnector};
 
 /// How long to wait between connection attempts.
@@ -43,7 +43,7 @@ pub(crate) enum ReplicaEvent<T> {
     /// A connection is up and the history up to command `seq` has been replayed.
     Connected { seq: u64 },
     /// A response on the current connection.
-    Response(StorageResponse<T>),
+    Response(ReplicaResponse<T>),
     /// The connection is gone; the task reconnects.
     Disconnected,
 }

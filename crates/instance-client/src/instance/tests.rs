@@ -221,7 +221,7 @@ async fn confirmed_drops_leave_the_history() {
     })
     .await;
     assert!(
-        fake.respond(crate::protocol::StorageResponse::DroppedId(GlobalId::User(
+        fake.respond(crate::protocol::ReplicaResponse::DroppedId(GlobalId::User(
             7
         )))
     );

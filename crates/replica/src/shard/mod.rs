@@ -20,16 +20,9 @@ use strata_controller_api::{Antichain, Certainty, RelationDesc, Row, ShardId, Ti
 /// One update of a collection: `(row, time, diff)`.
 pub type Update = (Row, Timestamp, i64);
 
-/// A `compare_and_append` whose expected upper did not match the shard's upper.
-///
-/// Nothing was written. `current` is the shard's upper at the time of the attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpperMismatch {
-    /// The upper the caller expected.
-    pub expected: Antichain<Timestamp>,
-    /// The shard's actual upper.
-    pub current: Antichain<Timestamp>,
-}
+/// A `compare_and_append` whose expected upper did not match the shard's upper: the
+/// vocabulary's one type, as persist returns it.
+pub use strata_controller_api::UpperMismatch;
 
 /// A failure of a shard operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -300,10 +300,7 @@ impl ShardWriter for PersistShards {
         let result = self.with_writer(shard, async move |w| {
             w.compare_and_append(&coded, expected, new).await
         })?;
-        Ok(result.map_err(|m| UpperMismatch {
-            expected: expected_upper.clone(),
-            current: m.current,
-        }))
+        Ok(result)
     }
 }
 

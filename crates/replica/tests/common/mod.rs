@@ -13,14 +13,14 @@ use strata_controller_api::{
     LoadGenerator, Row, ShardId, SinkConnection, SourceConnection, SourceOutput, Timestamp,
 };
 use strata_instance_client::{
-    RunIngestionCommand, RunSinkCommand, StorageCommand, StorageResponse,
+    ReplicaResponse, RunIngestionCommand, RunSinkCommand, StorageCommand,
 };
 use strata_replica::generator::Generator;
 use strata_replica::remap::remap_desc;
 use strata_replica::shard::{Shards, consolidate_rows, frontier_time};
 use strata_replica::{Replica, ReplicaConfig, ResponseSink};
 
-pub type Responses = Receiver<StorageResponse<Timestamp>>;
+pub type Responses = Receiver<ReplicaResponse<Timestamp>>;
 
 /// A replica whose responses arrive on a channel.
 pub fn start(config: ReplicaConfig, shards: Arc<dyn Shards>) -> (Replica, Responses) {
@@ -228,7 +228,7 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Drains every response received so far.
-pub fn drain(rx: &Responses) -> Vec<StorageResponse<Timestamp>> {
+pub fn drain(rx: &Responses) -> Vec<ReplicaResponse<Timestamp>> {
     rx.try_iter().collect()
 }
 

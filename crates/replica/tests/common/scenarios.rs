@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use strata_controller_api::{Antichain, GlobalId, Row, SourceConnection, Timestamp};
 use strata_instance_client::{
-    RunIngestionCommand, RunSinkCommand, StorageCommand, StorageResponse,
+    ReplicaResponse, RunIngestionCommand, RunSinkCommand, StorageCommand,
 };
 use strata_replica::shard::faults::Faulty;
 use strata_replica::shard::{Shards, frontier_time};
@@ -43,11 +43,11 @@ pub fn run_clean(
 
 /// Per id, the uppers reported over all connections never go backwards. Returns how
 /// many uppers were reported.
-pub fn assert_monotone(responses: &[StorageResponse<Timestamp>]) -> usize {
+pub fn assert_monotone(responses: &[ReplicaResponse<Timestamp>]) -> usize {
     let mut last: BTreeMap<GlobalId, Antichain<Timestamp>> = BTreeMap::new();
     let mut reports = 0;
     for response in responses {
-        if let StorageResponse::FrontierUpper { id, upper } = response {
+        if let ReplicaResponse::FrontierUpper { id, upper } = response {
             if let Some(previous) = last.get(id) {
                 assert!(
                     PartialOrder::less_equal(previous, upper),

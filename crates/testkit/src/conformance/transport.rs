@@ -47,7 +47,7 @@ use strata_controller_api::{Antichain, GlobalId, Timestamp};
 use strata_instance_client::transport::{
     CommandReceiver, Hello, ReplicaConnection, ReplicaConnector, ReplicaHandler, ResponseSender,
 };
-use strata_instance_client::{StorageCommand, StorageResponse};
+use strata_instance_client::{ReplicaResponse, StorageCommand};
 use tokio::sync::mpsc;
 
 /// How long the suite waits for any one thing before it fails.
@@ -121,7 +121,7 @@ impl ReplicaHandler<Timestamp> for Recorder {
                 if *id == CLOSE {
                     return;
                 }
-                let _ = responses.send(StorageResponse::DroppedId(*id));
+                let _ = responses.send(ReplicaResponse::DroppedId(*id));
             }
             let _ = self
                 .events
@@ -202,7 +202,7 @@ fn send(connection: &ReplicaConnection<Timestamp>, command: StorageCommand<Times
 
 async fn response(connection: &mut ReplicaConnection<Timestamp>, rule: &str) -> GlobalId {
     match tokio::time::timeout(WAIT, connection.responses.recv()).await {
-        Ok(Some(StorageResponse::DroppedId(id))) => id,
+        Ok(Some(ReplicaResponse::DroppedId(id))) => id,
         Ok(Some(other)) => panic!("transport conformance, {rule}: unexpected response {other:?}"),
         Ok(None) => panic!("transport conformance, {rule}: the responses ended"),
         Err(_) => panic!("transport conformance, {rule}: no response arrived"),

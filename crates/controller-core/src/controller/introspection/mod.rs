@@ -36,7 +36,6 @@ use strata_controller_api::{
     Antichain, DataSource, GlobalId, Introspection, IntrospectionType, ReplicaId, Row,
     StatusUpdate, StorageError, StorageTimestamp,
 };
-use strata_instance_client::{SinkStatisticsUpdate, SourceStatisticsUpdate};
 use strata_introspection::{
     CollectionKind, Metrics, Registration, SinkStatistics, SourceStatistics, StatisticsConfig,
     StatisticsScraper,
@@ -204,32 +203,17 @@ impl<T: StorageTimestamp> Controller<T> {
     pub(super) fn record_statistics(
         &mut self,
         replica: ReplicaId,
-        sources: &[SourceStatisticsUpdate],
-        sinks: &[SinkStatisticsUpdate],
+        sources: &[(GlobalId, SourceStatistics)],
+        sinks: &[(GlobalId, SinkStatistics)],
     ) {
         for scraper in self.introspection.source_statistics.values() {
-            for s in sources {
-                let stats = SourceStatistics {
-                    messages_received: s.messages_received,
-                    bytes_received: s.bytes_received,
-                    updates_staged: s.updates_staged,
-                    updates_committed: s.updates_committed,
-                    snapshot_committed: s.snapshot_committed,
-                    offset_known: s.offset_known,
-                    offset_committed: s.offset_committed,
-                };
-                scraper.update(s.id, replica, stats);
+            for (id, stats) in sources {
+                scraper.update(*id, replica, *stats);
             }
         }
         for scraper in self.introspection.sink_statistics.values() {
-            for s in sinks {
-                let stats = SinkStatistics {
-                    messages_staged: s.messages_staged,
-                    messages_committed: s.messages_committed,
-                    bytes_staged: s.bytes_staged,
-                    bytes_committed: s.bytes_committed,
-                };
-                scraper.update(s.id, replica, stats);
+            for (id, stats) in sinks {
+                scraper.update(*id, replica, *stats);
             }
         }
     }
