@@ -188,6 +188,12 @@ impl Reporter {
         }
     }
 
+    /// Confirms again that `id` is dropped, with no status: its `Dropped` status went
+    /// out when the replica let go of it.
+    pub(crate) fn confirm_dropped(&self, id: GlobalId) {
+        self.sink.send(ReplicaResponse::DroppedId(id));
+    }
+
     pub(crate) fn dropped(&self, id: GlobalId) {
         self.status(id, Status::Dropped, None, Vec::new());
         self.sink.send(ReplicaResponse::DroppedId(id));

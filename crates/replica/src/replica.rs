@@ -14,7 +14,9 @@
 //!   its outputs releases their shards, as a drop does).
 //! - `AllowCompaction(id, [])` of an ingestion or sink stops it; once its dataflow is
 //!   dropped the replica reports `DroppedId` for it (and, for an ingestion, for every
-//!   collection it writes). A non-empty frontier downgrades the since of the shard this
+//!   collection it writes). `AllowCompaction(id, [])` of an id that no running object
+//!   writes (say a remap collection whose ingestion was dropped before) is confirmed
+//!   with `DroppedId` right away, after any earlier stop. A non-empty frontier downgrades the since of the shard this
 //!   replica writes for `id`, once writes are allowed.
 //! - No command panics the replica. An object the replica cannot run is reported
 //!   `Stalled` with the reason, and everything else keeps running.
@@ -258,10 +260,14 @@ impl Replica {
             }
         }
         for command in replay {
-            if let StorageCommand::AllowCompaction { id, frontier } = command
-                && !frontier.is_empty()
-            {
-                self.compact(id, frontier);
+            if let StorageCommand::AllowCompaction { id, frontier } = command {
+                match frontier.is_empty() {
+                    // Dropped objects stopped above; a dropped collection of no running
+                    // ingestion is confirmed again, as the drop may predate this session.
+                    true if !self.running.contains_key(&id) => self.confirm_drop(id),
+                    true => {}
+                    false => self.compact(id, frontier),
+                }
             }
         }
     }
@@ -385,13 +391,31 @@ impl Replica {
 
     fn compact(&mut self, id: GlobalId, frontier: Antichain<Timestamp>) {
         if frontier.is_empty() {
-            self.stop(id, true);
+            if self.running.contains_key(&id) {
+                self.stop(id, true);
+            } else {
+                self.confirm_drop(id);
+            }
             return;
         }
         self.compaction.insert(id, frontier);
         if self.ctx.writes_allowed() {
             self.downgrade_since(id);
         }
+    }
+
+    /// Confirms the final compaction of `id`, which runs as no object here: once no
+    /// running ingestion writes it, the replica holds nothing for it (an ingestion
+    /// stopped earlier released its shards), so it reports `DroppedId` again. The
+    /// confirmation travels behind every earlier `Stop` through the workers, so it
+    /// never overtakes the release of a dataflow still shutting down. A collection of a
+    /// running ingestion is confirmed when that ingestion stops.
+    fn confirm_drop(&mut self, id: GlobalId) {
+        self.compaction.remove(&id);
+        if self.owned_shard(id).is_some() {
+            return;
+        }
+        self.runtime.broadcast(|| WorkerCommand::Confirm { id });
     }
 
     /// The shard this replica writes for collection `id`, if any.

@@ -41,6 +41,9 @@ pub(crate) enum WorkerCommand {
         dropped: Vec<GlobalId>,
         release: Vec<ShardId>,
     },
+    /// Report `id` dropped (worker 0), with no dataflow to drop: see
+    /// `Replica::confirm_drop`.
+    Confirm { id: GlobalId },
     /// Drop everything and exit.
     Shutdown,
 }
@@ -180,6 +183,11 @@ fn apply(
                 for id in dropped {
                     ctx.reporter.dropped(id);
                 }
+            }
+        }
+        WorkerCommand::Confirm { id } => {
+            if worker.index() == 0 {
+                ctx.reporter.confirm_dropped(id);
             }
         }
         WorkerCommand::Shutdown => {}

@@ -1,0 +1,59 @@
+//! Dropping an ingestion's remap collection in a later `drop_sources` call than the
+//! ingestion itself. The replica stopped the ingestion (and with it everything it wrote)
+//! at the first drop, so at the second it runs nothing for the remap id; it must still
+//! confirm the final compaction, or the remap shard is never finalized and the
+//! instance's pending drop leaks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod controller_support;
+mod ingest_support;
+
+use controller_support::*;
+use ingest_support::*;
+use strata_controller_api::{Collections, StorageResponse, Timestamp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remap_collection_dropped_after_its_ingestion_is_finalized() {
+    for env in backends() {
+        let source = Auction::new(330);
+        let connection = connection(3, 0);
+        let (mut ctl, _servers) = controller(&env, false, Some(30)).await;
+        add_replica(&mut ctl, 1);
+        create_source(&env, &mut ctl, &source, &connection).await;
+        let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
+        pump_until(
+            &env,
+            &mut ctl,
+            &mut responses,
+            "the first uppers",
+            |ctl, _| source.all().iter().all(|id| upper(ctl, *id) >= 2),
+        )
+        .await;
+        let remap_shard = ctl.collection_metadata(source.remap).unwrap().data_shard;
+        let client = ctl.persist_client().clone();
+
+        // First the ingestion and its subsources.
+        let first = [source.ingestion, source.auctions, source.bids];
+        env.prepare(&ctl, &[], &first).await;
+        ctl.drop_sources(first.to_vec()).await.unwrap();
+        pump_until(
+            &env,
+            &mut ctl,
+            &mut responses,
+            "the ingestion's drop",
+            |_, r| first.iter().all(|id| dropped(r, *id)),
+        )
+        .await;
+        assert!(!dropped(&responses, source.remap), "on {}", env.url);
+
+        // Then, in a later call, the remap collection.
+        env.prepare(&ctl, &[], &[source.remap]).await;
+        ctl.drop_sources(vec![source.remap]).await.unwrap();
+        pump_until(&env, &mut ctl, &mut responses, "the remap drop", |_, r| {
+            dropped(r, source.remap)
+        })
+        .await;
+        wait_finalized(&env, &client, remap_shard).await;
+    }
+}
