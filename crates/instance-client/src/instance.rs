@@ -364,18 +364,13 @@ impl<T: StorageTimestamp> Instance<T> {
                     .entry(run.id)
                     .or_default()
                     .extend(self.replicas.keys().copied());
-                if self.replicas.is_empty() {
-                    let ids: Vec<GlobalId> = self.object_status_ids(run.id).collect();
-                    ids.into_iter().for_each(|id| self.push_paused(id));
-                }
+                self.pause_all_without_replicas();
             }
             StorageCommand::RunSink(run) => {
                 self.owners.insert(run.id, run.id);
                 self.objects.insert(run.id, Object::Sink);
                 self.ran_on.entry(run.id).or_default().extend(host);
-                if self.replicas.is_empty() {
-                    self.push_paused(run.id);
-                }
+                self.pause_all_without_replicas();
             }
             StorageCommand::AllowCompaction { id, frontier } if frontier.is_empty() => {
                 self.track_drop(id, seq);
@@ -463,6 +458,15 @@ impl<T: StorageTimestamp> Instance<T> {
         std::iter::once(id).chain(exports.into_iter().filter(move |e| *e != id))
     }
 
+    /// With no replica, every object (not only one just run) gets a `Paused` status,
+    /// so a newly run object never leaves the others' last status standing alone.
+    fn pause_all_without_replicas(&mut self) {
+        if self.replicas.is_empty() {
+            let ids: Vec<GlobalId> = self.status_ids().collect();
+            ids.into_iter().for_each(|id| self.push_paused(id));
+        }
+    }
+
     fn push_paused(&mut self, id: GlobalId) {
         let timestamp_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -521,6 +525,11 @@ impl<T: StorageTimestamp> Instance<T> {
     fn absorb_response(&mut self, replica: ReplicaId, response: ReplicaResponse<T>) {
         match response {
             ReplicaResponse::FrontierUpper { id, upper } => {
+                // An id whose drop is final (or that never ran here) has no upper to
+                // track: a late report must not bring it back.
+                if !self.owners.contains_key(&id) && !self.pending_drops.contains_key(&id) {
+                    return;
+                }
                 let previous = self.replica_uppers.get(&(replica, id));
                 let replica_upper = previous.map_or(upper.clone(), |p| join_frontiers(p, &upper));
                 if previous != Some(&replica_upper) {

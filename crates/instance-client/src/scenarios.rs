@@ -280,3 +280,33 @@ pub(crate) async fn responses_are_tagged(factory: Factory) {
         sinks: vec![]
     }));
 }
+
+/// A `FrontierUpper` that arrives after an id's drop is final does not bring the id
+/// back: no upper is tracked or emitted for it.
+pub(crate) async fn late_upper_after_drop(factory: Factory) {
+    let (mut instance, fakes) = setup(&factory, 1, 1).await;
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[3])));
+    for id in 1..=3 {
+        instance.send(compact(id, None));
+    }
+    let mut dropped = 0;
+    recv_until(&mut instance, |r| {
+        dropped += usize::from(matches!(r, InstanceResponse::DroppedId(_)));
+        dropped == 3
+    })
+    .await;
+    assert!(fakes[0].respond(ReplicaResponse::FrontierUpper {
+        id: GlobalId::User(3),
+        upper: frontier(Some(7)),
+    }));
+    assert!(fakes[0].respond(marker(5)));
+    let seen = recv_until(&mut instance, |r| is_marker(r, 5, ReplicaId(1))).await;
+    assert!(
+        !seen.iter().any(|r| matches!(
+            r,
+            InstanceResponse::FrontierUpper { .. } | InstanceResponse::ReplicaFrontierUpper { .. }
+        )),
+        "{seen:?}"
+    );
+    assert_eq!(instance.upper(GlobalId::User(3)), None);
+}

@@ -68,6 +68,11 @@ async fn sink_failover() {
 }
 
 #[tokio::test]
+async fn a_late_upper_does_not_revive_a_dropped_id() {
+    scenarios::late_upper_after_drop(local()).await;
+}
+
+#[tokio::test]
 async fn responses_are_tagged() {
     scenarios::responses_are_tagged(local()).await;
 }
@@ -75,14 +80,22 @@ async fn responses_are_tagged() {
 #[tokio::test]
 async fn zero_replicas_synthesise_paused() {
     let mut instance = Instance::<Timestamp>::new(InstanceId(1), 1, fast_backoff());
+    let drain = |instance: &mut Instance<Timestamp>| {
+        let mut seen = Vec::new();
+        while let Some(r) = instance.try_recv() {
+            seen.push(r);
+        }
+        paused_ids(&seen)
+    };
     instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[3])));
-    instance.send(StorageCommand::RunSink(sink(5, 1, 0)));
-    let mut seen = Vec::new();
-    while let Some(r) = instance.try_recv() {
-        seen.push(r);
-    }
     assert_eq!(
-        paused_ids(&seen),
+        drain(&mut instance),
+        vec![GlobalId::User(1), GlobalId::User(3)]
+    );
+    // Every object run so far is paused again, not only the new one.
+    instance.send(StorageCommand::RunSink(sink(5, 1, 0)));
+    assert_eq!(
+        drain(&mut instance),
         vec![GlobalId::User(1), GlobalId::User(3), GlobalId::User(5)]
     );
 
