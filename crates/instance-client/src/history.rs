@@ -231,10 +231,10 @@ fn fold<T: StorageTimestamp>(commands: Vec<StorageCommand<T>>) -> Folded<T> {
 ///
 /// It keeps:
 /// - the last `Hello`, and one merged `UpdateConfiguration`;
-/// - the latest `RunIngestion` per id, unless every collection it writes (its id, its
-///   exports and its remap collection) is compacted to `[]`; the compactions of those
-///   collections are kept either way, so a replica still running a dropped ingestion
-///   learns of the drop;
+/// - the latest `RunIngestion` per id, unless its own id is compacted to `[]` (which
+///   stops all of it on a replica); the final compactions of its collections (its id,
+///   exports and remap collection) are kept either way, so a replica still running a
+///   dropped ingestion learns of the drop;
 /// - the latest `RunSink` per id, with the compactions sent after it absorbed into its
 ///   `as_of` (a `RunSink` restarts a sink at its `as_of`); a sink compacted to `[]` is
 ///   left out and its final compaction kept;
@@ -264,14 +264,12 @@ fn reduce_with<T: StorageTimestamp>(
     let mut ran = BTreeSet::new();
     for (id, run) in f.ingestions {
         let collections = run.collection_ids();
-        let dropped = collections.iter().all(|c| {
-            f.compactions
-                .get(c)
-                .is_some_and(|frontier| frontier.is_empty())
-        });
+        let is_final = |c: &GlobalId| f.compactions.get(c).is_some_and(|f| f.is_empty());
+        // The ingestion's own final compaction stops all of it, as a replica does: what
+        // stays is the final compactions of its collections still awaiting confirmation.
         let present = collections.iter().filter(|c| f.compactions.contains_key(c));
-        if dropped {
-            kept_compactions.extend(present.filter(|c| keep_final(**c, true)));
+        if is_final(&id) {
+            kept_compactions.extend(present.filter(|c| is_final(c) && keep_final(**c, true)));
         } else {
             kept_compactions.extend(present);
             debug_assert_eq!(id, run.id);

@@ -71,11 +71,22 @@ fn keeps_live_ingestion_compactions() {
 }
 
 #[test]
-fn keeps_an_ingestion_while_any_collection_lives() {
+fn keeps_an_ingestion_while_its_own_id_lives() {
     let run = StorageCommand::RunIngestion(ingestion(1, 2, &[3]));
     check(
-        vec![run.clone(), compact(1, None), compact(3, None)],
-        vec![run, compact(1, None), compact(3, None)],
+        vec![run.clone(), compact(3, None), compact(2, Some(4))],
+        vec![run, compact(2, Some(4)), compact(3, None)],
+    );
+}
+
+#[test]
+fn drops_an_ingestion_once_its_own_id_is_compacted_to_empty() {
+    // As a replica does: the ingestion's final compaction stops all of it. The final
+    // compactions of its collections stay (until confirmed); other compactions go.
+    let run = StorageCommand::RunIngestion(ingestion(1, 2, &[3]));
+    check(
+        vec![run, compact(2, Some(4)), compact(1, None), compact(3, None)],
+        vec![compact(1, None), compact(3, None)],
     );
 }
 
@@ -402,10 +413,7 @@ impl Model {
                 self.frontiers.insert(id, joined);
                 if let Some(owner) = owner {
                     let ids = self.ingestions[&owner].collection_ids();
-                    if ids
-                        .iter()
-                        .all(|c| self.frontiers.get(c).is_some_and(|f| f.is_empty()))
-                    {
+                    if self.frontiers.get(&owner).is_some_and(|f| f.is_empty()) {
                         self.ingestions.remove(&owner);
                         for c in ids {
                             self.frontiers.remove(&c);
@@ -623,9 +631,12 @@ fn steps(ops: &[Op]) -> Vec<Step> {
             }
             Op::DropOne(i) if !live.is_empty() => {
                 let object = *i as usize % live.len();
-                let collections = &mut live[object].1;
+                let (owner, collections, _) = &mut live[object];
+                let owner = *owner;
                 let c = collections.remove(*i as usize % collections.len());
-                if collections.is_empty() {
+                // An ingestion whose own id is dropped is gone as a whole: the host never
+                // runs or alters it again (its other collections may never be dropped).
+                if collections.is_empty() || c == owner {
                     live.remove(object);
                 }
                 drop_collections(&mut out, &mut unconfirmed, &mut weights, vec![c]);
