@@ -57,3 +57,50 @@ async fn a_remap_collection_dropped_after_its_ingestion_is_finalized() {
         wait_finalized(&env, &client, remap_shard).await;
     }
 }
+
+/// Dropping one subsource of a running ingestion amends the ingestion (it re-runs
+/// without the subsource and releases its shard); the replica then runs nothing for the
+/// subsource and must confirm its final compaction, or its shard is never finalized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subsource_dropped_from_a_running_ingestion_is_finalized() {
+    for env in backends() {
+        let source = Auction::new(430);
+        let connection = connection(3, 0);
+        let (mut ctl, _servers) = controller(&env, false, Some(30)).await;
+        add_replica(&mut ctl, 1);
+        create_source(&env, &mut ctl, &source, &connection).await;
+        let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
+        pump_until(
+            &env,
+            &mut ctl,
+            &mut responses,
+            "the first uppers",
+            |ctl, _| source.all().iter().all(|id| upper(ctl, *id) >= 2),
+        )
+        .await;
+        let shard = ctl.collection_metadata(source.bids).unwrap().data_shard;
+        let client = ctl.persist_client().clone();
+
+        env.prepare(&ctl, &[], &[source.bids]).await;
+        ctl.drop_sources(vec![source.bids]).await.unwrap();
+        pump_until(
+            &env,
+            &mut ctl,
+            &mut responses,
+            "the subsource drop",
+            |_, r| dropped(r, source.bids),
+        )
+        .await;
+        wait_finalized(&env, &client, shard).await;
+        // The rest of the ingestion keeps running.
+        let before = upper(&ctl, source.auctions);
+        pump_until(
+            &env,
+            &mut ctl,
+            &mut responses,
+            "more of the source",
+            |ctl, _| upper(ctl, source.auctions) > before,
+        )
+        .await;
+    }
+}
