@@ -8,6 +8,7 @@
 //! - identifiers ([`ids`]), timestamps ([`timestamp`]), rows ([`row`]), descriptions
 //!   ([`description`]) and errors ([`error`]);
 //! - [`ReadPolicy`] ([`read_policy`]) and [`ReadHold`] ([`read_hold`]);
+//! - the one retry policy, capped exponential backoff with full jitter ([`retry`]);
 //! - the controller surface ([`controller`]): [`Collections`], [`Tables`], [`Exports`],
 //!   [`Instances`], [`Reads`], [`Lifecycle`] and [`Introspection`], joined by
 //!   [`StorageController`], and the durable catalog seam [`StorageTxn`] with an in-memory
@@ -36,6 +37,7 @@ pub mod error;
 pub mod ids;
 pub mod read_hold;
 pub mod read_policy;
+pub mod retry;
 pub mod row;
 pub mod row_ref;
 pub mod timestamp;

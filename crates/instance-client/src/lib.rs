@@ -73,7 +73,7 @@ pub mod proto_grpc {
 
 pub use convert::ProtoError;
 pub use history::CommandHistory;
-pub use instance::{Backoff, ConnectionObserver, Instance, InstanceError, InstanceResponse};
+pub use instance::{ConnectionObserver, Instance, InstanceError, InstanceResponse};
 #[cfg(feature = "local")]
 pub use local::LocalConnector;
 pub use protocol::{

@@ -13,7 +13,7 @@ use strata_instance_client::{InstanceResponse, StorageCommand};
 
 use super::Controller;
 use super::instances::wire_parameters;
-use super::worker::Event;
+use super::storage_task::Event;
 
 impl<T: StorageTimestamp> Controller<T> {
     /// Sends `command` to every instance.
