@@ -228,7 +228,7 @@ async fn strata_table_callers(dir: &std::path::Path, run_for: Duration) -> Table
         let catalog = catalog.clone();
         Arc::new(move || Box::new(catalog.begin::<Timestamp>()) as Box<dyn StorageTxn<Timestamp> + Send>)
     };
-    let mut ctl = Controller::new(ControllerConfig::default(), begin, &url, 1, false).await.expect("open controller");
+    let mut ctl = Controller::new(ControllerConfig::default(), begin, &url).await.expect("open controller");
     let ids: std::collections::BTreeSet<GlobalId> = (1..=WRITERS as u64).map(GlobalId::User).collect();
     let mut txn = catalog.begin::<Timestamp>();
     ctl.prepare_state(&mut txn, ids.clone(), Default::default()).await.expect("prepare state");

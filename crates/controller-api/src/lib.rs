@@ -9,6 +9,7 @@
 //!   ([`description`]), errors ([`error`], with the [`UpperMismatch`] of a
 //!   compare-and-append) and replica counters ([`statistics`]);
 //! - [`ReadPolicy`] ([`read_policy`]) and [`ReadHold`] ([`read_hold`]);
+//! - the one retry policy, capped exponential backoff with full jitter ([`retry`]);
 //! - the controller surface ([`controller`]): [`Collections`], [`Tables`], [`Exports`],
 //!   [`Instances`], [`Reads`], [`Lifecycle`] and [`Introspection`], joined by
 //!   [`StorageController`], and the durable catalog seam [`StorageTxn`] with an in-memory
@@ -37,6 +38,7 @@ pub mod error;
 pub mod ids;
 pub mod read_hold;
 pub mod read_policy;
+pub mod retry;
 pub mod row;
 pub mod row_ref;
 pub mod statistics;

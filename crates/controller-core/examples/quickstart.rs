@@ -25,7 +25,7 @@ async fn main() -> Result<(), StorageError> {
         connector_factory: Some(replicas.connector_factory()),
         ..ControllerConfig::default()
     };
-    let mut ctl = Controller::<Timestamp>::open_durable(config, LOCATION, false).await?;
+    let mut ctl = Controller::<Timestamp>::open_durable(config, LOCATION).await?;
     println!("controller at epoch {}", ctl.epoch());
 
     // 2. An instance with one replica (it runs sources and sinks; tables need none).

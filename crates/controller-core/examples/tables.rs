@@ -23,15 +23,10 @@ async fn main() -> Result<(), StorageError> {
             Box::new(catalog.begin::<Timestamp>()) as Box<dyn StorageTxn<Timestamp> + Send>
         })
     } as CatalogFn<Timestamp>;
-    let epoch = catalog.bump_epoch();
-    let mut ctl = Controller::new(
-        ControllerConfig::default(),
-        begin,
-        "mem://example-tables",
-        epoch,
-        false,
-    )
-    .await?;
+    // A controller runs at its catalog's epoch: a new one bumps it, fencing the old.
+    catalog.bump_epoch();
+    let mut ctl =
+        Controller::new(ControllerConfig::default(), begin, "mem://example-tables").await?;
 
     let (orders, items) = (GlobalId::User(1), GlobalId::User(2));
     let desc = RelationDesc::builder()

@@ -24,7 +24,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn open(url: &str) -> Controller<Timestamp> {
-    Controller::open_durable(ControllerConfig::default(), url, false)
+    Controller::open_durable(ControllerConfig::default(), url)
         .await
         .unwrap()
 }

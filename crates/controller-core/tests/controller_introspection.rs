@@ -259,7 +259,7 @@ async fn a_restarted_controller_reconciles_the_shard_mapping() {
             .collect::<Vec<_>>()
     };
     let before = {
-        let mut ctl = Controller::open_durable(ControllerConfig::default(), &url, false)
+        let mut ctl = Controller::open_durable(ControllerConfig::default(), &url)
             .await
             .unwrap();
         create_introspection_durable(&mut ctl, &collections).await;
@@ -275,7 +275,7 @@ async fn a_restarted_controller_reconciles_the_shard_mapping() {
         mapping
     };
     // The host no longer wants u3: it is not re-created, and its rows go.
-    let mut ctl = Controller::open_durable(ControllerConfig::default(), &url, false)
+    let mut ctl = Controller::open_durable(ControllerConfig::default(), &url)
         .await
         .unwrap();
     create_introspection_durable(&mut ctl, &collections).await;
@@ -392,7 +392,7 @@ async fn a_fenced_controller_writes_no_more_introspection() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
     let collections = [(SOURCE_STATUS, IntrospectionType::SourceStatusHistory)];
-    let mut old = Controller::open_durable(ControllerConfig::default(), &url, false)
+    let mut old = Controller::open_durable(ControllerConfig::default(), &url)
         .await
         .unwrap();
     create_introspection_durable(&mut old, &collections).await;
@@ -402,7 +402,7 @@ async fn a_fenced_controller_writes_no_more_introspection() {
     old.sync_introspection().await.unwrap();
 
     // A newer controller takes over the same location.
-    let mut new = Controller::open_durable(ControllerConfig::default(), &url, false)
+    let mut new = Controller::open_durable(ControllerConfig::default(), &url)
         .await
         .unwrap();
     create_introspection_durable(&mut new, &collections).await;

@@ -267,13 +267,18 @@ async fn an_old_controller_is_fenced_on_its_next_write() {
         // The new controller writes on.
         append(&mut new, 2, vec![(table, vec![(row(3), 1)])]).await;
         assert_eq!(new.snapshot(table, t(2)).await.unwrap().len(), 2);
-        // An older epoch cannot even start.
+        // An older epoch cannot even start: a host whose catalog is still at epoch 1.
+        use strata_controller_api::StorageTxn as _;
+        let stale_catalog = strata_controller_api::MemoryCatalog::new();
+        let mut txn = stale_catalog.begin::<Timestamp>();
+        txn.write_txn_wal_shard(old.txns_shard()).unwrap();
+        txn.commit().await.unwrap();
+        let begin_stale: strata_controller_core::CatalogFn<Timestamp> =
+            std::sync::Arc::new(move || Box::new(stale_catalog.begin::<Timestamp>()));
         let stale = strata_controller_core::Controller::<Timestamp>::new(
             Default::default(),
-            env.catalog_fn(),
+            begin_stale,
             &env.url,
-            old.epoch(),
-            false,
         )
         .await;
         assert!(matches!(stale, Err(StorageError::Fenced { .. })));
@@ -290,13 +295,10 @@ async fn restarts_over_the_durable_catalog() {
     let mut epochs = Vec::new();
     let mut shard = None;
     for (rows, round) in (0..3u64).enumerate() {
-        let mut ctl = strata_controller_core::Controller::<Timestamp>::open_durable(
-            Default::default(),
-            &url,
-            false,
-        )
-        .await
-        .unwrap();
+        let mut ctl =
+            strata_controller_core::Controller::<Timestamp>::open_durable(Default::default(), &url)
+                .await
+                .unwrap();
         epochs.push(ctl.epoch());
         let collections = vec![(
             table,

@@ -61,8 +61,8 @@ async fn controller_with(
         connector_factory: Some(factory),
         ..ControllerConfig::default()
     };
-    let epoch = env.catalog.bump_epoch();
-    Controller::new(config, env.catalog_fn(), &env.url, epoch, false)
+    env.catalog.bump_epoch();
+    Controller::new(config, env.catalog_fn(), &env.url)
         .await
         .unwrap()
 }

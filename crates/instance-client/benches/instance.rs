@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, ReplicaId, Timestamp};
 use strata_instance_client::{
-    Backoff, CommandHistory, CommandReceiver, Hello, Instance, InstanceResponse, ReplicaConnector,
+    CommandHistory, CommandReceiver, Hello, Instance, InstanceResponse, ReplicaConnector,
     ReplicaHandler, ReplicaResponse, ResponseSender, StorageCommand,
 };
 use tokio::sync::mpsc;
@@ -63,7 +64,7 @@ impl ReplicaHandler<Timestamp> for Echo {
 
 /// Round trips through an instance with one replica; returns the elapsed time.
 async fn instance_round_trips(connector: Arc<dyn ReplicaConnector<Timestamp>>, n: u64) -> Duration {
-    let mut instance = Instance::new(InstanceId(1), 1, Backoff::default());
+    let mut instance = Instance::new(InstanceId(1), 1, BackoffConfig::PEER);
     instance.add_replica(ReplicaId(1), connector).unwrap();
     let id = GlobalId::User(1);
     // Compactions only mean something for a running object; the history drops the rest.

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{
     Antichain, GlobalId, InstanceId, ReplicaId, SinkStatistics, SourceStatistics, Status,
     StatusUpdate, StorageError, StorageTimestamp,
@@ -34,7 +35,6 @@ mod replica;
 #[cfg(test)]
 mod tests;
 
-pub use replica::Backoff;
 use replica::{ReplicaEvent, ReplicaTask};
 
 /// What an [`Instance`] reports, merged across its replicas.
@@ -121,7 +121,7 @@ pub trait ConnectionObserver: Send + Sync {
 pub struct Instance<T> {
     id: InstanceId,
     epoch: u64,
-    backoff: Backoff,
+    backoff: BackoffConfig,
     observer: Option<Arc<dyn ConnectionObserver>>,
     shared: Arc<Mutex<Shared<T>>>,
     replicas: BTreeMap<ReplicaId, ReplicaHandle<T>>,
@@ -150,7 +150,7 @@ impl<T> std::fmt::Debug for Instance<T> {
 
 impl<T: StorageTimestamp> Instance<T> {
     /// An instance with no replicas, for a controller at `epoch`.
-    pub fn new(id: InstanceId, epoch: u64, backoff: Backoff) -> Self {
+    pub fn new(id: InstanceId, epoch: u64, backoff: BackoffConfig) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Instance {
             id,

@@ -77,7 +77,7 @@ pub mod proto_grpc {
 
 pub use convert::ProtoError;
 pub use history::CommandHistory;
-pub use instance::{Backoff, ConnectionObserver, Instance, InstanceResponse};
+pub use instance::{ConnectionObserver, Instance, InstanceResponse};
 #[cfg(feature = "local")]
 pub use local::LocalConnector;
 pub use protocol::{

@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use proptest::prelude::*;
+use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{
     Antichain, CollectionMetadata, ExportDescription, GlobalId, IngestionDescription, InstanceId,
     LoadGenerator, RelationDesc, ReplicaId, ScalarType, ShardId, SinkConnection, SinkStatistics,
     SourceConnection, SourceOutput, SourceStatistics, Status, StatusUpdate, Timestamp,
 };
 
-use crate::instance::{Backoff, Instance, InstanceResponse};
+use crate::instance::{Instance, InstanceResponse};
 use crate::protocol::{
     ReplicaParameters, ReplicaResponse, RunIngestionCommand, RunSinkCommand, StorageCommand,
 };
@@ -43,11 +44,8 @@ pub fn soak_factor() -> u32 {
 }
 
 /// A reconnection backoff short enough for tests: 5 ms growing to 50 ms.
-pub fn fast_backoff() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(5),
-        max: Duration::from_millis(50),
-    }
+pub fn fast_backoff() -> BackoffConfig {
+    BackoffConfig::doubling(Duration::from_millis(5), Duration::from_millis(50))
 }
 
 /// Waits until `cond` holds, polling every 5 ms; panics naming `what` after 20 s, so

@@ -17,7 +17,7 @@ use crate::machine::{Machine, ShardCache};
 use crate::maintenance::{self, GcReport};
 use crate::read::{Pins, ReadHandle};
 use crate::state::State;
-use crate::update::{frontier_of, time_code};
+use crate::update::{frontier_code, frontier_of, time_code};
 use crate::write::WriteHandle;
 
 #[derive(Debug)]
@@ -242,6 +242,30 @@ impl PersistClient {
     ) -> Result<Antichain<T>> {
         let machine = self.init::<T>(shard, None).await?;
         Ok(frontier_of(machine.fetch().await?.upper))
+    }
+
+    /// Waits until `shard`'s upper is beyond `frontier` and returns that upper, without
+    /// registering a reader or writing anything.
+    ///
+    /// It subscribes to the states this client sees: an append through any handle of
+    /// this client (or a clone) wakes it at once. Writes of other processes are seen by
+    /// reading the shard every [`PersistConfig::poll_interval`]. A shard that does not
+    /// exist yet is waited for like one whose upper is at the minimum.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidUsage`](crate::PersistError::InvalidUsage) for the empty
+    /// `frontier`, which no upper is ever past;
+    /// [`PersistError::Tombstoned`](crate::PersistError::Tombstoned) once the shard is
+    /// finalized.
+    pub async fn wait_for_upper_past<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        frontier: &Antichain<T>,
+    ) -> Result<Antichain<T>> {
+        let machine = self.machine(shard);
+        let state = crate::read::wait_for_upper_past(&machine, frontier_code(frontier)).await?;
+        Ok(frontier_of(state.upper))
     }
 
     /// Runs up to `max_steps` compaction merges; returns how many were made.

@@ -54,7 +54,6 @@ mod part_fetch;
 mod part_write;
 mod paths;
 mod read;
-pub mod retry;
 #[cfg(feature = "s3")]
 mod s3_errors;
 mod staging;

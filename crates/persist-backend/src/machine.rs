@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 use strata_controller_api::ShardId;
+use strata_controller_api::retry::{Backoff, BackoffConfig, random_fraction};
 use tokio::sync::watch;
 
 use crate::cmds::{CmdError, CmdResult};
@@ -17,7 +18,6 @@ use crate::config::PersistConfig;
 use crate::consensus::{CasOutcome, Consensus};
 use crate::error::{ExternalError, PersistError, Result};
 use crate::location::Location;
-use crate::retry::{Backoff, BackoffConfig, random_fraction};
 use crate::state::State;
 
 /// The latest state seen of one shard, shared by every handle of one client.
@@ -223,7 +223,7 @@ impl Machine {
                 Ok(None) => return Err(PersistError::NotInitialized { shard: self.shard }),
                 Err(PersistError::External(e)) if self.may_retry(&backoff) => {
                     tracing::debug!(shard = %self.shard, error = %e, "retrying a state read");
-                    backoff.wait().await;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -260,7 +260,9 @@ impl Machine {
             match res {
                 Ok(Some(s)) => return Ok(s),
                 Ok(None) => {}
-                Err(PersistError::External(_)) if self.may_retry(&backoff) => backoff.wait().await,
+                Err(PersistError::External(_)) if self.may_retry(&backoff) => {
+                    tokio::time::sleep(backoff.next_delay()).await
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -358,7 +360,7 @@ impl Machine {
                             return Err(e.into());
                         }
                         tracing::debug!(shard = %self.shard, error = %e, "retrying a state write");
-                        store_backoff.wait().await;
+                        tokio::time::sleep(store_backoff.next_delay()).await;
                     }
                     continue;
                 }
@@ -479,7 +481,9 @@ impl Machine {
         let mut backoff = Backoff::new(BackoffConfig::STORE);
         loop {
             match call().await {
-                Err(_) if self.may_retry(&backoff) => backoff.wait().await,
+                Err(_) if self.may_retry(&backoff) => {
+                    tokio::time::sleep(backoff.next_delay()).await
+                }
                 other => return other,
             }
         }

@@ -23,6 +23,11 @@ use crate::update::{
 };
 
 /// Waits until the shard's upper is beyond `frontier` and returns that state.
+///
+/// It wakes as soon as this process sees a newer state of the shard (an append through
+/// any handle of the same client, or another caller's read), and otherwise reads the
+/// shard every `poll_interval`, for writers in other processes. A shard that does not
+/// exist yet counts as not past anything.
 pub(crate) async fn wait_for_upper_past(
     machine: &Machine,
     frontier: Option<u64>,
@@ -34,14 +39,20 @@ pub(crate) async fn wait_for_upper_past(
     };
     let mut rx = machine.subscribe();
     loop {
-        let state = machine.fetch().await?;
-        if state.tombstone {
-            return Err(PersistError::Tombstoned {
-                shard: machine.shard,
-            });
-        }
-        if !frontier_le(state.upper, Some(f)) {
-            return Ok(state);
+        let state = match machine.fetch().await {
+            Ok(state) => Some(state),
+            Err(PersistError::NotInitialized { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        if let Some(state) = state {
+            if state.tombstone {
+                return Err(PersistError::Tombstoned {
+                    shard: machine.shard,
+                });
+            }
+            if !frontier_le(state.upper, Some(f)) {
+                return Ok(state);
+            }
         }
         tokio::select! {
             _ = rx.changed() => {}

@@ -54,7 +54,7 @@ impl Faults {
 
     fn roll(&self, permille: &AtomicU32) -> bool {
         let p = permille.load(Ordering::Relaxed);
-        let hit = p > 0 && (crate::retry::random_u64() % 1000) < u64::from(p);
+        let hit = p > 0 && (uuid::Uuid::new_v4().as_u64_pair().0 % 1000) < u64::from(p);
         if hit {
             self.injected.fetch_add(1, Ordering::Relaxed);
         }

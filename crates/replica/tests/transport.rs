@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use common::scenarios::{Contents, assert_monotone, run_clean};
 use common::*;
+use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, LoadGenerator, ReplicaId, Timestamp};
 use strata_instance_client::testing::soak_factor;
 use strata_instance_client::{
-    Backoff, Instance, InstanceResponse, LocalConnector, ReplicaConnection, ReplicaConnector,
+    Instance, InstanceResponse, LocalConnector, ReplicaConnection, ReplicaConnector,
     ReplicaResponse, RunIngestionCommand, StorageCommand, TransportError,
 };
 use strata_replica::server::ReplicaServer;
@@ -114,10 +115,7 @@ fn run_with_aborts(
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let backoff = Backoff {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(20),
-    };
+    let backoff = BackoffConfig::doubling(Duration::from_millis(1), Duration::from_millis(20));
     let mut instance = Instance::new(InstanceId(1), 1, backoff);
     for command in [
         StorageCommand::RunIngestion(cmd.clone()),

@@ -42,7 +42,7 @@ async fn open(url: &str) -> Result<(Controller<Timestamp>, InProcessReplicas)> {
         connector_factory: Some(replicas.connector_factory()),
         ..ControllerConfig::default()
     };
-    let mut ctl = Controller::<Timestamp>::open_durable(config, url, false).await?;
+    let mut ctl = Controller::<Timestamp>::open_durable(config, url).await?;
     ctl.create_instance(INSTANCE)?;
     let location = ReplicaLocation::InProcess { workers: 1 };
     ctl.connect_replica(INSTANCE, ReplicaId(1), ReplicaConfig { location })?;

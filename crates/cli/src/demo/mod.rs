@@ -192,7 +192,7 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
         let catalog = catalog.clone();
         Arc::new(move || Box::new(catalog.begin::<Timestamp>()))
     };
-    let ctl = Controller::new(config, begin, url, epoch, false)
+    let ctl = Controller::new(config, begin, url)
         .await
         .with_context(|| format!("cannot start a controller on {url}"))?;
     let mut driver = Driver {

@@ -43,15 +43,9 @@ fn catalog_fn(catalog: &MemoryCatalog) -> CatalogFn<Timestamp> {
 
 async fn controller(url: &str) -> (Controller<Timestamp>, MemoryCatalog) {
     let catalog = MemoryCatalog::new();
-    let ctl = Controller::new(
-        ControllerConfig::default(),
-        catalog_fn(&catalog),
-        url,
-        1,
-        false,
-    )
-    .await
-    .unwrap();
+    let ctl = Controller::new(ControllerConfig::default(), catalog_fn(&catalog), url)
+        .await
+        .unwrap();
     (ctl, catalog)
 }
 

@@ -219,9 +219,7 @@ async fn run_source(sizes: &LagSizes) -> Run {
             Box::new(catalog.begin::<Timestamp>()) as Box<dyn StorageTxn<Timestamp> + Send>
         })
     };
-    let mut ctl = Controller::new(config, catalog_fn, &url, 1, false)
-        .await
-        .unwrap();
+    let mut ctl = Controller::new(config, catalog_fn, &url).await.unwrap();
     ctl.create_instance(INSTANCE).unwrap();
     let connection = connection(sizes);
     let mut txn = catalog.begin::<Timestamp>();

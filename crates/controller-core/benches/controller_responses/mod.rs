@@ -131,9 +131,7 @@ async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> 
         ..ControllerConfig::default()
     };
     let url = format!("mem://bench-responses-{}", uuid::Uuid::new_v4().simple());
-    let mut ctl = Controller::new(config, catalog_fn, &url, 1, false)
-        .await
-        .unwrap();
+    let mut ctl = Controller::new(config, catalog_fn, &url).await.unwrap();
     ctl.create_instance(INSTANCE).unwrap();
     ctl.connect_replica(
         INSTANCE,

@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use strata_persist_backend::retry::{Backoff, BackoffConfig};
+use strata_controller_api::retry::{Backoff, BackoffConfig};
 use tokio::time::Instant;
 
 use strata_controller_api::{ShardId, StorageTimestamp};
@@ -106,14 +106,14 @@ async fn run<T: StorageTimestamp>(
         };
         match handle.apply_le(ts).await {
             Ok(shards) => {
-                backoff = Backoff::new(BackoffConfig::PEER);
+                backoff.reset();
                 if !shards.is_empty() && !applied(Applied { ts, shards }) {
                     return;
                 }
             }
             Err(e) => {
                 tracing::debug!(txns = %handle.txns_id(), error = %e, "an apply round failed; retrying");
-                backoff.wait().await;
+                tokio::time::sleep(backoff.next_delay()).await;
                 // Try again even if no commit comes: what is committed must be applied.
                 rx.mark_changed();
             }

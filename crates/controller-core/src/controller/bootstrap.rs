@@ -9,12 +9,13 @@ use strata_controller_api::{
     Antichain, CollectionDescription, DataSource, GlobalId, IngestionDescription, InstanceId,
     ReadPolicy, RelationDesc, ShardId, StorageError, StorageMetadata, StorageTimestamp, StorageTxn,
 };
-use strata_persist_backend::{PersistClient, PersistError, SinceHandle, frontier_of};
+use strata_persist_backend::SinceHandle;
 use timely::PartialOrder;
 use tokio::sync::oneshot;
 
+use super::fencing::{fence_shard, peek_frontiers};
 use super::registry::CollectionState;
-use super::worker::{CONTROLLER_READER_ID, Command};
+use super::storage_task::Command;
 use super::{Controller, persist_err, random_shard};
 use crate::frontiers::CollectionConfig;
 
@@ -27,60 +28,6 @@ pub(super) struct Opened<T: StorageTimestamp> {
     pub(super) handle: Option<SinceHandle<T>>,
     /// Whether the shard existed (always true once opened for writing).
     pub(super) exists: bool,
-}
-
-/// Opens the controller's critical since of `shard` (creating the shard if needed) and
-/// stores `epoch` as its opaque, fencing older controllers.
-///
-/// # Errors
-///
-/// [`StorageError::Fenced`] if a higher epoch holds the shard.
-pub(crate) async fn fence_shard<T: StorageTimestamp>(
-    client: &PersistClient,
-    shard: ShardId,
-    epoch: u64,
-) -> Result<SinceHandle<T>, StorageError<T>> {
-    let mut handle = client
-        .open_critical_since::<T>(shard, CONTROLLER_READER_ID)
-        .await
-        .map_err(persist_err)?;
-    loop {
-        let current = handle.opaque();
-        if current > epoch {
-            return Err(StorageError::Fenced {
-                ours: epoch,
-                current,
-            });
-        }
-        if current == epoch {
-            return Ok(handle);
-        }
-        let since = handle.since().clone();
-        // A mismatch refreshes the handle's opaque; the loop checks it again.
-        let _ = handle
-            .compare_and_downgrade_since(current, (epoch, &since))
-            .await
-            .map_err(persist_err)?;
-    }
-}
-
-/// Reads a shard's since and upper without writing anything; `None` if the shard does
-/// not exist yet.
-pub(super) async fn peek_frontiers<T: StorageTimestamp>(
-    client: &PersistClient,
-    shard: ShardId,
-) -> Result<Option<(Antichain<T>, Antichain<T>)>, StorageError<T>> {
-    match client.inspect(shard).await {
-        Ok(state) => Ok(Some((
-            frontier_of(state["since"][0].as_u64()),
-            match state["upper"].as_array().map(Vec::len) {
-                Some(0) => Antichain::new(),
-                _ => frontier_of(state["upper"][0].as_u64()),
-            },
-        ))),
-        Err(PersistError::NotInitialized { .. }) => Ok(None),
-        Err(error) => Err(persist_err(error)),
-    }
 }
 
 /// The order in which one call enters collections into the registry: remap collections
@@ -330,7 +277,7 @@ impl<T: StorageTimestamp> Controller<T> {
         shards: Vec<(ShardId, RelationDesc)>,
     ) -> Result<Antichain<T>, StorageError<T>> {
         let (reply, rx) = oneshot::channel();
-        self.worker.send(Command::Register {
+        self.storage_task.send(Command::Register {
             ts: register_ts,
             shards,
             reply,
@@ -408,7 +355,7 @@ impl<T: StorageTimestamp> Controller<T> {
             .values_mut()
             .filter_map(|o| o.handle.take())
             .collect();
-        self.worker.send(Command::Adopt { handles });
+        self.storage_task.send(Command::Adopt { handles });
         let batch = new.clone();
         // A remap collection created with its ingestion follows its upper only once the
         // ingestion's collections hold it: after a restart its upper is ahead of theirs
@@ -539,7 +486,7 @@ impl<T: StorageTimestamp> Controller<T> {
             )
             .await?;
         let handles = opened.into_iter().filter_map(|o| o.handle).collect();
-        self.worker.send(Command::Adopt { handles });
+        self.storage_task.send(Command::Adopt { handles });
         if !tables.is_empty() {
             let ts = register_ts.ok_or_else(|| {
                 StorageError::InvalidUsage("register_ts is required to make tables writable".into())

@@ -16,7 +16,7 @@ use strata_controller_api::{DataSource, GlobalId, ShardId, StorageError, Storage
 use tokio::sync::oneshot;
 
 use super::Controller;
-use super::worker::Command;
+use super::storage_task::Command;
 
 impl<T: StorageTimestamp> Controller<T> {
     /// Drops tables at `ts`. See [`Tables::drop_tables`](strata_controller_api::Tables::drop_tables).
@@ -46,7 +46,7 @@ impl<T: StorageTimestamp> Controller<T> {
             // Nobody waits for the reply: a failed forget leaves the shard registered
             // and unfinalized, and the storage task logs it.
             let (reply, _) = oneshot::channel();
-            self.worker.send(Command::Forget {
+            self.storage_task.send(Command::Forget {
                 ts,
                 shards: forget,
                 reply,

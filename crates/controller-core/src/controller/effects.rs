@@ -5,7 +5,7 @@ use strata_controller_api::StorageTimestamp;
 use strata_instance_client::StorageCommand;
 
 use super::Controller;
-use super::worker::Command;
+use super::storage_task::{Command, ShardKind};
 use crate::frontiers::Effect;
 
 impl<T: StorageTimestamp> Controller<T> {
@@ -15,10 +15,10 @@ impl<T: StorageTimestamp> Controller<T> {
             match effect {
                 Effect::DowngradeSince { id, since } => {
                     if let Some(state) = self.registry.collections.get(&id) {
-                        self.worker.send(Command::Downgrade {
+                        self.storage_task.send(Command::Downgrade {
                             shard: state.shard,
                             since,
-                            table: state.description.is_table(),
+                            kind: ShardKind::of(&state.description),
                         });
                     }
                 }
@@ -35,9 +35,9 @@ impl<T: StorageTimestamp> Controller<T> {
                 Effect::Finalize { id } => {
                     self.registry.exports.remove(&id);
                     if let Some(state) = self.registry.collections.remove(&id) {
-                        self.worker.send(Command::Finalize {
+                        self.storage_task.send(Command::Finalize {
                             shard: state.shard,
-                            table: state.description.is_table(),
+                            kind: ShardKind::of(&state.description),
                         });
                     }
                 }

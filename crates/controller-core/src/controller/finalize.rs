@@ -10,30 +10,43 @@
 
 use std::collections::BTreeSet;
 
+use strata_controller_api::retry::{Backoff, BackoffConfig};
 use strata_controller_api::{Antichain, RelationDesc, ShardId, StorageError, StorageTimestamp};
 use strata_persist_backend::PersistError;
 
 use super::persist_err;
-use super::worker::{Command, Worker};
+use super::storage_task::{Command, ShardKind, StorageTask};
 
-/// How long a failed finalization waits before it is tried again. A shard whose since
-/// a replica's reader lease still holds becomes finalizable once that lease expires.
-const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How a failed finalization is retried: a shard whose since a replica's reader lease
+/// still holds becomes finalizable once that lease expires, which is another process's
+/// doing.
+const RETRY: BackoffConfig = BackoffConfig::PEER;
 
-/// Failed attempts logged at debug level before failures become warnings (5 s).
+/// Failed attempts logged at debug level before failures become warnings (about 2 s).
 const QUIET_ATTEMPTS: u32 = 10;
 
-/// How often one controller tries to finalize a shard.
+/// How often one controller tries to finalize a shard (about 5 minutes at the cap).
 const MAX_ATTEMPTS: u32 = 600;
 
-impl<T: StorageTimestamp> Worker<T> {
-    /// Finalizes `shard`; a failure is logged and retried after [`RETRY_DELAY`], up to
-    /// [`MAX_ATTEMPTS`] times. The shard stays in the catalog's unfinalized set until it
-    /// succeeds, so the next controller retries too.
-    pub(super) async fn finalize_logged(&mut self, shard: ShardId, table: bool, attempt: u32) {
-        let Err(error) = self.finalize(shard, table).await else {
+impl<T: StorageTimestamp> StorageTask<T> {
+    /// The backoff of a finalization that has not failed yet.
+    pub(super) fn finalize_backoff() -> Backoff {
+        Backoff::new(RETRY)
+    }
+
+    /// Finalizes `shard`; a failure is logged and retried after `backoff`'s next delay,
+    /// up to [`MAX_ATTEMPTS`] attempts. The shard stays in the catalog's unfinalized set
+    /// until it succeeds, so the next controller retries too.
+    pub(super) async fn finalize_logged(
+        &mut self,
+        shard: ShardId,
+        kind: ShardKind,
+        mut backoff: Backoff,
+    ) {
+        let Err(error) = self.finalize(shard, kind).await else {
             return;
         };
+        let attempt = backoff.retries();
         // A replica gives up its handles on a dropped collection's shard shortly after
         // the drop, so the first attempts failing is normal: only persistent failure is
         // worth a warning.
@@ -45,22 +58,23 @@ impl<T: StorageTimestamp> Worker<T> {
         if attempt + 1 >= MAX_ATTEMPTS {
             return;
         }
+        let delay = backoff.next_delay();
         let retry = self.retry.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(RETRY_DELAY).await;
+            tokio::time::sleep(delay).await;
             if let Some(tx) = retry.upgrade() {
                 let _ = tx.send(Command::RetryFinalize {
                     shard,
-                    table,
-                    attempt: attempt + 1,
+                    kind,
+                    backoff,
                 });
             }
         });
     }
 
-    async fn finalize(&mut self, shard: ShardId, table: bool) -> Result<(), StorageError<T>> {
+    async fn finalize(&mut self, shard: ShardId, kind: ShardKind) -> Result<(), StorageError<T>> {
         let empty = Antichain::new();
-        if table {
+        if kind == ShardKind::Table {
             if let Some(txns) = self.txns.as_mut() {
                 let _ = txns.downgrade_data_since(shard, &empty).await;
             }

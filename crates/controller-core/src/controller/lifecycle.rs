@@ -12,7 +12,7 @@ use strata_controller_api::{
 use strata_instance_client::{InstanceResponse, ReplicaParameters, StorageCommand};
 
 use super::Controller;
-use super::worker::Event;
+use super::storage_task::Event;
 
 impl<T: StorageTimestamp> Controller<T> {
     /// Sends `command` to every instance.

@@ -3,8 +3,12 @@
 //! The controller is split by concern:
 //! - [`registry`](self): the one collection store (descriptions, shards, frontiers);
 //! - `bootstrap`: creating collections and opening their shards;
-//! - `worker`: the storage task that owns the txns shard handle and the critical since
-//!   handles, and runs group commits, since downgrades and finalization in order;
+//! - `fencing`: the controller's critical reader, fencing a shard at our epoch, and
+//!   reading a shard's frontiers or epoch without writing;
+//! - `storage_task`: the task that owns the txns shard handle and the critical since
+//!   handles, and runs group commits, since downgrades and finalization in order
+//!   (`applier` links committed table writes in the background, `finalize` retires the
+//!   shards of dropped collections);
 //! - `tables`, `reads`, `instances`, `lifecycle`, `drops`, `exports`, `introspection`:
 //!   one trait (or one part of one) each; `introspection` also owns the collection
 //!   manager that writes the introspection collections;
@@ -30,6 +34,7 @@ mod collections;
 mod drops;
 mod effects;
 mod exports;
+mod fencing;
 mod finalize;
 mod ingestions;
 mod instances;
@@ -39,29 +44,28 @@ mod metered;
 mod reads;
 mod registry;
 mod rtr;
+mod storage_task;
 mod tables;
-mod worker;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{
     Antichain, ChangeBatch, GlobalId, InstanceId, ShardId, StorageError, StorageParameters,
     StorageResponse, StorageTimestamp, StorageTxn, prepare_initialization,
 };
-use strata_instance_client::{
-    Backoff, Instance, InstanceResponse, ReplicaConnector, StorageCommand,
-};
+use strata_instance_client::{Instance, InstanceResponse, ReplicaConnector, StorageCommand};
 use strata_persist_backend::txns::{TxnsError, TxnsHandle};
 use strata_persist_backend::{PersistClient, PersistError};
 use tokio::sync::mpsc;
 
+pub use fencing::CONTROLLER_READER_ID;
+use fencing::Fence;
 pub use ingestions::WAITING_FOR_INITIALIZATION;
 use registry::Registry;
-pub use worker::CONTROLLER_READER_ID;
-use worker::{Command, Event, WorkerHandle};
+use storage_task::{Command, Event, ShardKind, StorageTaskHandle};
 
 /// Begins a transaction on the host's durable catalog. The controller begins a fresh
 /// one for each change it records itself (the txns shard, shard assignments, finalized
@@ -89,8 +93,11 @@ pub struct ControllerConfig<T> {
     /// How replicas are reached; `None` makes `connect_replica` fail with
     /// [`StorageError::InvalidUsage`].
     pub connector_factory: Option<ConnectorFactory<T>>,
+    /// Whether the controller starts read-only: writing to no shard until
+    /// `allow_writes` (see the module docs).
+    pub read_only: bool,
     /// The reconnect backoff of every replica.
-    pub backoff: Backoff,
+    pub backoff: BackoffConfig,
     /// The initial parameters.
     pub parameters: StorageParameters,
     /// How the introspection collections are written (tick, batching, retries, clock).
@@ -105,7 +112,8 @@ impl<T> Default for ControllerConfig<T> {
         ControllerConfig {
             open_concurrency: 32,
             connector_factory: None,
-            backoff: Backoff::default(),
+            read_only: false,
+            backoff: BackoffConfig::PEER,
             parameters: StorageParameters::default(),
             introspection: strata_introspection::ManagerConfig::default(),
             metrics: strata_introspection::Metrics::default(),
@@ -117,6 +125,7 @@ impl<T> fmt::Debug for ControllerConfig<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ControllerConfig")
             .field("open_concurrency", &self.open_concurrency)
+            .field("read_only", &self.read_only)
             .field("connector_factory", &self.connector_factory.is_some())
             .finish_non_exhaustive()
     }
@@ -138,15 +147,15 @@ pub struct Controller<T: StorageTimestamp> {
     registry: Registry<T>,
     holds_tx: mpsc::UnboundedSender<(GlobalId, ChangeBatch<T>)>,
     holds_rx: mpsc::UnboundedReceiver<(GlobalId, ChangeBatch<T>)>,
-    worker: WorkerHandle<T>,
+    storage_task: StorageTaskHandle<T>,
     /// The storage-task event channel, also fed with managed introspection uppers.
     events_tx: mpsc::UnboundedSender<Event<T>>,
     events_rx: mpsc::UnboundedReceiver<Event<T>>,
     /// The introspection collections and their manager.
     introspection: introspection::IntrospectionState<T>,
     reader: SharedReader<T>,
-    /// The epoch that fenced this controller, or 0.
-    fenced_by: Arc<AtomicU64>,
+    /// Our epoch, and the newer one that fenced us once known.
+    fence: Fence,
     instances: BTreeMap<InstanceId, Instance<T>>,
     /// Responses `ready` received and `process` has not handled yet.
     pending: VecDeque<(InstanceId, InstanceResponse<T>)>,
@@ -177,39 +186,40 @@ impl<T: StorageTimestamp> fmt::Debug for Controller<T> {
 
 impl<T: StorageTimestamp> Controller<T> {
     /// Opens a controller over the persist location `persist_location` and the host's
-    /// catalog (`catalog` begins its transactions), at fencing epoch `epoch`.
+    /// catalog (`catalog` begins its transactions), at the catalog's fencing epoch
+    /// ([`StorageTxn::epoch`]), writable or read-only as `config.read_only` says.
     ///
     /// Seeds the catalog with a txns shard if it has none. A writable controller fences
     /// older epochs at once; a read-only one writes to no shard until `allow_writes`.
     ///
     /// # Errors
     ///
-    /// - [`StorageError::Fenced`] if a controller with a higher epoch owns the location;
+    /// - [`StorageError::Fenced`] if a controller with a higher epoch owns the location
+    ///   or the catalog;
     /// - [`StorageError::Persist`] if the location cannot be opened.
     pub async fn new(
         config: ControllerConfig<T>,
         catalog: CatalogFn<T>,
         persist_location: &str,
-        epoch: u64,
-        read_only: bool,
     ) -> Result<Self, StorageError<T>> {
         let client = PersistClient::open(persist_location)
             .await
             .map_err(persist_err)?;
         let mut txn = catalog();
+        let epoch = txn.epoch();
+        let read_only = config.read_only;
         let txns_shard = prepare_initialization(txn.as_mut(), random_shard)?;
         txn.commit().await?;
         let unfinalized = txn.get_unfinalized_shards();
         let reader: SharedReader<T> = Arc::new(tokio::sync::Mutex::new(None));
-        let fenced_by = Arc::new(AtomicU64::new(0));
+        let fence = Fence::new(epoch);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let worker = worker::spawn(worker::WorkerConfig {
+        let storage_task = storage_task::spawn(storage_task::StorageTaskConfig {
             client: client.clone(),
-            epoch,
+            fence: fence.clone(),
             txns_shard,
             catalog: Arc::clone(&catalog),
             reader: Arc::clone(&reader),
-            fenced_by: Arc::clone(&fenced_by),
             events: events_tx.clone(),
         });
         let manager = strata_introspection::CollectionManager::new(
@@ -231,12 +241,12 @@ impl<T: StorageTimestamp> Controller<T> {
             registry: Registry::new(),
             holds_tx,
             holds_rx,
-            worker,
+            storage_task,
             events_tx,
             events_rx,
             introspection,
             reader,
-            fenced_by,
+            fence,
             instances: BTreeMap::new(),
             pending: VecDeque::new(),
             internal_ready: false,
@@ -250,9 +260,11 @@ impl<T: StorageTimestamp> Controller<T> {
             controller.enter_writable().await?;
         }
         for shard in unfinalized {
-            controller.worker.send(Command::Finalize {
+            // Whether it was a table's is not recorded: the txns handles that held a
+            // table's since belonged to the controller that dropped it.
+            controller.storage_task.send(Command::Finalize {
                 shard,
-                table: false,
+                kind: ShardKind::Other,
             });
         }
         Ok(controller)
@@ -262,28 +274,26 @@ impl<T: StorageTimestamp> Controller<T> {
     /// location ([`DurableCatalog`](crate::catalog::DurableCatalog)), claiming the
     /// catalog's next epoch. This is the default set-up: one location holds everything.
     ///
-    /// Claiming the epoch writes to the catalog's metadata shard even when `read_only`;
-    /// no collection shard is written until `allow_writes`.
+    /// Claiming the epoch writes to the catalog's metadata shard even when
+    /// `config.read_only`; no collection shard is written until `allow_writes`.
     pub async fn open_durable(
         config: ControllerConfig<T>,
         persist_location: &str,
-        read_only: bool,
     ) -> Result<Self, StorageError<T>> {
         let client = PersistClient::open(persist_location)
             .await
             .map_err(persist_err)?;
         let catalog = crate::catalog::DurableCatalog::open(&client).await?;
-        let epoch = catalog.epoch();
         let begin: CatalogFn<T> = Arc::new(move || Box::new(catalog.begin::<T>()));
-        Self::new(config, begin, persist_location, epoch, read_only).await
+        Self::new(config, begin, persist_location).await
     }
 
     /// Fences older controllers on the txns shard and tells the storage task it may
     /// write.
     async fn enter_writable(&mut self) -> Result<(), StorageError<T>> {
-        let handle = bootstrap::fence_shard(&self.client, self.txns_shard, self.epoch).await?;
+        let handle = fencing::fence_shard(&self.client, self.txns_shard, self.epoch).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.worker.send(Command::AllowWrites {
+        self.storage_task.send(Command::AllowWrites {
             txns_since: handle,
             reply: tx,
         });
@@ -313,7 +323,7 @@ impl<T: StorageTimestamp> Controller<T> {
     pub async fn close(mut self) {
         self.drain_internal();
         let (reply, done) = tokio::sync::oneshot::channel();
-        self.worker.send(worker::Command::Close { reply });
+        self.storage_task.send(Command::Close { reply });
         // An error means the storage task had already stopped.
         let _ = done.await;
         self.instances.clear();
@@ -341,13 +351,7 @@ impl<T: StorageTimestamp> Controller<T> {
 
     /// `Err(Fenced)` once a newer controller has taken over.
     fn check_fenced(&self) -> Result<(), StorageError<T>> {
-        match self.fenced_by.load(Ordering::SeqCst) {
-            0 => Ok(()),
-            current => Err(StorageError::Fenced {
-                ours: self.epoch,
-                current,
-            }),
-        }
+        self.fence.check_seen()
     }
 
     /// Applies every read-hold change and storage-task event received so far; returns

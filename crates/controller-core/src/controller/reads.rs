@@ -18,9 +18,6 @@ use strata_persist_backend::{PersistClient, SourceData};
 
 use super::{Controller, SharedReader, persist_err, txns_err};
 
-/// How long a table read waits before asking the txns shard again.
-const READ_RETRY: Duration = Duration::from_millis(5);
-
 /// How many updates a cursor chunk holds.
 const CHUNK: usize = 1024;
 
@@ -71,8 +68,13 @@ async fn read<T: StorageTimestamp>(
             match handle.read_at_no_wait(shard, as_of).await {
                 Ok(updates) => return Ok(consolidate(updates)),
                 Err(TxnsError::NotYetReadable { .. }) => {
+                    // Wait for the txns upper to pass `as_of` without holding the shared
+                    // reader: the commit that moves it wakes the wait.
                     drop(guard);
-                    tokio::time::sleep(READ_RETRY).await;
+                    client
+                        .wait_for_upper_past(txns_shard, &Antichain::from_elem(as_of))
+                        .await
+                        .map_err(persist_err)?;
                 }
                 Err(error) => return Err(txns_err(error)),
             }

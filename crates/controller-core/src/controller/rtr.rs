@@ -15,13 +15,9 @@ use strata_controller_api::{
     Antichain, DataSource, GlobalId, RtrFuture, ShardId, StorageError, StorageTimestamp,
 };
 use strata_persist_backend::PersistClient;
-use timely::PartialOrder;
 
-use super::Controller;
-use super::bootstrap::peek_frontiers;
-
-/// How often the future looks at the shards' uppers.
-const POLL: Duration = Duration::from_millis(5);
+use super::fencing::peek_frontiers;
+use super::{Controller, persist_err};
 
 impl<T: StorageTimestamp> Controller<T> {
     /// See [`Reads::real_time_recency_timestamp`](strata_controller_api::Reads::real_time_recency_timestamp).
@@ -69,18 +65,18 @@ impl<T: StorageTimestamp> Controller<T> {
     }
 }
 
-/// Waits until `shard`'s upper is beyond `asked_at` (or closed) and returns it.
+/// Waits until `shard`'s upper is beyond `asked_at` (or closed) and returns it. The
+/// wait subscribes to the shard's states: an upper this process sees move wakes it.
 async fn advanced_past<T: StorageTimestamp>(
     client: &PersistClient,
     shard: ShardId,
     asked_at: &Antichain<T>,
 ) -> Result<Antichain<T>, StorageError<T>> {
-    loop {
-        if let Some((_, upper)) = peek_frontiers::<T>(client, shard).await?
-            && PartialOrder::less_than(asked_at, &upper)
-        {
-            return Ok(upper);
-        }
-        tokio::time::sleep(POLL).await;
+    if asked_at.is_empty() {
+        return Ok(Antichain::new());
     }
+    client
+        .wait_for_upper_past(shard, asked_at)
+        .await
+        .map_err(persist_err)
 }

@@ -12,7 +12,7 @@ use strata_controller_api::{
 use tokio::sync::oneshot;
 
 use super::Controller;
-use super::worker::{AppendRequest, Command, WorkerHandle};
+use super::storage_task::{AppendRequest, Command, StorageTaskHandle};
 
 /// Waits for a storage-task reply.
 async fn reply<T, R>(
@@ -102,7 +102,7 @@ impl<T: StorageTimestamp> Controller<T> {
 
 /// A monotonic append: validate diffs and rows, then one direct append at the upper.
 fn monotonic_append<T: StorageTimestamp>(
-    worker: &WorkerHandle<T>,
+    storage_task: &StorageTaskHandle<T>,
     id: GlobalId,
     shard: strata_controller_api::ShardId,
     desc: &RelationDesc,
@@ -119,7 +119,7 @@ fn monotonic_append<T: StorageTimestamp>(
         }
     }
     let (tx, rx) = oneshot::channel();
-    worker.send(Command::AppendDirect {
+    storage_task.send(Command::AppendDirect {
         id,
         shard,
         desc: desc.clone(),
@@ -140,7 +140,7 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
         self.drain_internal();
         let (first_id, writes) = self.validate_append(write_ts, advance_to, commands)?;
         let (tx, rx) = oneshot::channel();
-        self.worker.send(Command::Append(AppendRequest {
+        self.storage_task.send(Command::Append(AppendRequest {
             write_ts,
             advance_to,
             first_id,
@@ -160,11 +160,11 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
         if !append_only {
             return Err(StorageError::IdentifierInvalid(id));
         }
-        let worker = self.worker.clone_handle();
+        let storage_task = self.storage_task.clone_handle();
         let (shard, desc) = (state.shard, state.description.desc.clone());
         Ok(MonotonicAppender::new(
             id,
-            Arc::new(move |updates| monotonic_append(&worker, id, shard, &desc, updates)),
+            Arc::new(move |updates| monotonic_append(&storage_task, id, shard, &desc, updates)),
         ))
     }
 
@@ -195,7 +195,7 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
         }
         let shard = state.shard;
         let (tx, rx) = oneshot::channel();
-        self.worker.send(Command::Forget {
+        self.storage_task.send(Command::Forget {
             ts: forget_ts,
             shards: vec![shard],
             reply: tx,

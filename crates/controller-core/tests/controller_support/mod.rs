@@ -59,15 +59,12 @@ impl Env {
         &self,
         read_only: bool,
     ) -> Result<Controller<Timestamp>, strata_controller_api::StorageError<Timestamp>> {
-        let epoch = self.catalog.bump_epoch();
-        Controller::new(
-            ControllerConfig::default(),
-            self.catalog_fn(),
-            &self.url,
-            epoch,
+        self.catalog.bump_epoch();
+        let config = ControllerConfig {
             read_only,
-        )
-        .await
+            ..ControllerConfig::default()
+        };
+        Controller::new(config, self.catalog_fn(), &self.url).await
     }
 
     /// The catalog's mapping, as hosts pass it.

@@ -229,8 +229,12 @@ pub async fn controller_over(
         connector_factory: Some(factory),
         ..ControllerConfig::default()
     };
-    let epoch = env.catalog.bump_epoch();
-    Controller::new(config, env.catalog_fn(), &env.url, epoch, read_only)
+    env.catalog.bump_epoch();
+    let config = ControllerConfig {
+        read_only,
+        ..config
+    };
+    Controller::new(config, env.catalog_fn(), &env.url)
         .await
         .unwrap()
 }

@@ -1,41 +1,16 @@
 //! The task that keeps one replica connected: connect, say Hello, replay the history,
-//! forward live commands and responses, and on failure reconnect with capped
-//! exponential backoff.
+//! forward live commands and responses, and on failure reconnect after the shared
+//! backoff policy's next delay ([`strata_controller_api::retry`]).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use strata_controller_api::retry::{Backoff, BackoffConfig};
 use strata_controller_api::{ReplicaId, StorageTimestamp};
 use tokio::sync::mpsc;
 
 use super::Shared;
 use crate::protocol::{ReplicaResponse, StorageCommand};
 use crate::transport::{ReplicaConnection, ReplicaConnector};
-
-/// How long to wait between connection attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first delay, and the delay after a connection that worked.
-    pub initial: Duration,
-    /// The cap of the delay, which doubles after each failed attempt.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay after `current`: doubled, capped at `max`.
-    pub fn next(&self, current: Duration) -> Duration {
-        current.saturating_mul(2).min(self.max).max(self.initial)
-    }
-}
 
 /// What a replica task tells its instance.
 #[derive(Debug)]
@@ -56,14 +31,16 @@ pub(crate) struct ReplicaTask<T> {
     pub(crate) shared: Arc<Mutex<Shared<T>>>,
     pub(crate) inbox: mpsc::UnboundedReceiver<(u64, StorageCommand<T>)>,
     pub(crate) events: mpsc::UnboundedSender<(ReplicaId, ReplicaEvent<T>)>,
-    pub(crate) backoff: Backoff,
+    /// How long to wait between connection attempts; a connection that carried
+    /// responses starts it over.
+    pub(crate) backoff: BackoffConfig,
     pub(crate) observer: Option<Arc<dyn super::ConnectionObserver>>,
 }
 
 impl<T: StorageTimestamp> ReplicaTask<T> {
     /// Runs until the instance goes away or aborts the task.
     pub(crate) async fn run(mut self) {
-        let mut delay = self.backoff.initial;
+        let mut backoff = Backoff::new(self.backoff);
         loop {
             match self.connector.connect().await {
                 Ok(connection) => {
@@ -76,21 +53,18 @@ impl<T: StorageTimestamp> ReplicaTask<T> {
                         return;
                     }
                     // A connection that carried responses worked: start the backoff over.
-                    delay = if delivered {
-                        self.backoff.initial
-                    } else {
-                        self.backoff.next(delay)
-                    };
+                    if delivered {
+                        backoff.reset();
+                    }
                 }
                 Err(e) => {
                     tracing::info!(replica = %self.id, target = %self.connector.target(), error = %e, "replica connection failed");
-                    delay = self.backoff.next(delay);
                 }
             }
             if self.events.is_closed() {
                 return;
             }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 

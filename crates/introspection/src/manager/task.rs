@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use strata_controller_api::retry::random_fraction;
 use strata_controller_api::{Certainty, Row, StatusUpdate, StorageError, StorageTimestamp};
 use strata_persist_backend::{PersistError, SourceData};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -258,7 +259,8 @@ impl<T: StorageTimestamp> Task<T> {
             return Err(persist_error(e));
         }
         tracing::debug!(id = %self.writer.id, error = %e, "{what} failed; backing off");
-        tokio::time::sleep(cfg.backoff(*failures)).await;
+        let delay = cfg.backoff.delay(*failures, random_fraction());
+        tokio::time::sleep(delay).await;
         Ok(())
     }
 

@@ -65,8 +65,10 @@ pub fn fast_config() -> ManagerConfig {
         tick_interval: Duration::from_millis(20),
         batch_duration: Duration::from_millis(2),
         truncation_interval: Duration::from_secs(3600),
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
+        backoff: strata_controller_api::retry::BackoffConfig::doubling(
+            Duration::from_millis(5),
+            Duration::from_millis(50),
+        ),
         ..ManagerConfig::default()
     }
 }

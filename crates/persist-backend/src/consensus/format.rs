@@ -14,11 +14,11 @@
 
 use bytes::Bytes;
 use object_store::path::Path;
+use strata_controller_api::retry::{Backoff, BackoffConfig};
 
 use super::ConsensusKind;
 use crate::error::LocationError;
 use crate::location::Location;
-use crate::retry::{Backoff, BackoffConfig};
 
 /// The marker's key, relative to the location.
 pub const MARKER: &str = "strata-format";
@@ -98,7 +98,9 @@ async fn read_marker(
     let mut backoff = Backoff::new(BackoffConfig::STORE);
     loop {
         match crate::blob::get(loc.store.as_ref(), key).await {
-            Err(_) if backoff.retries() + 1 < READ_ATTEMPTS => backoff.wait().await,
+            Err(_) if backoff.retries() + 1 < READ_ATTEMPTS => {
+                tokio::time::sleep(backoff.next_delay()).await
+            }
             other => return other,
         }
     }
@@ -109,7 +111,9 @@ async fn retried_log_check(loc: &Location) -> Result<bool, object_store::Error> 
     let mut backoff = Backoff::new(BackoffConfig::STORE);
     loop {
         match has_log_versions(loc).await {
-            Err(_) if backoff.retries() + 1 < READ_ATTEMPTS => backoff.wait().await,
+            Err(_) if backoff.retries() + 1 < READ_ATTEMPTS => {
+                tokio::time::sleep(backoff.next_delay()).await
+            }
             other => return other,
         }
     }

@@ -48,13 +48,13 @@ use bytes::Bytes;
 use object_store::path::Path;
 use prost::Message;
 use strata_controller_api::ShardId;
+use strata_controller_api::retry::{Backoff, BackoffConfig};
 
 use super::{CasOutcome, Consensus, ConsensusKind, Envelope, SeqNo, VersionedData};
 use crate::blob::{self, Created};
 use crate::error::{CodecError, ExternalError, PersistError};
 use crate::location::Location;
 use crate::paths::{ObjectKey, Prefix};
-use crate::retry::{Backoff, BackoffConfig};
 
 /// A failed read while a write of ours may have landed leaves the outcome unknown.
 fn in_doubt(e: PersistError) -> PersistError {
@@ -289,7 +289,7 @@ impl LogConsensus {
         let mut backoff = Backoff::new(BackoffConfig::STORE);
         for attempt in 0..CREATE_ATTEMPTS {
             if attempt > 0 {
-                backoff.wait().await;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             match blob::create(self.loc.store.as_ref(), &key, Bytes::from(payload.clone())).await {
                 Ok(Created::Yes) => return self.check_not_ghost(shard, seqno, &key).await,

@@ -22,11 +22,11 @@ use object_store::path::Path;
 use object_store::{GetOptions, PutMode, PutOptions, PutPayload, UpdateVersion};
 use prost::Message;
 use strata_controller_api::ShardId;
+use strata_controller_api::retry::{Backoff, BackoffConfig};
 
 use super::{CasOutcome, Consensus, ConsensusKind, Envelope, SeqNo, VersionedData};
 use crate::error::{CodecError, ExternalError, PersistError};
 use crate::location::Location;
-use crate::retry::{Backoff, BackoffConfig};
 
 /// Attempts of one put whose answer was lost before the outcome is reported in doubt.
 const PUT_ATTEMPTS: usize = 3;
@@ -224,7 +224,7 @@ impl Consensus for RegisterConsensus {
         let mut backoff = Backoff::new(BackoffConfig::STORE);
         for attempt in 0..PUT_ATTEMPTS {
             if attempt > 0 {
-                backoff.wait().await;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             let opts = PutOptions::from(mode.clone());
             let res = self

@@ -455,15 +455,15 @@ impl Harness {
                 pending,
                 settings.transport_faults.clone(),
             )),
+            read_only: settings.read_only,
             ..ControllerConfig::default()
         };
-        let mut controller =
-            Controller::open_durable(config, &settings.location, settings.read_only)
-                .await
-                .map_err(storage(format!(
-                    "opening a controller on {}",
-                    settings.location
-                )))?;
+        let mut controller = Controller::open_durable(config, &settings.location)
+            .await
+            .map_err(storage(format!(
+                "opening a controller on {}",
+                settings.location
+            )))?;
         controller
             .create_instance(settings.instance)
             .map_err(storage("creating the instance"))?;

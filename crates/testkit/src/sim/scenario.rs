@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{
     Antichain, CollectionDescription, Collections, DataSource, Datum, GlobalId,
     IngestionDescription, Instances, Lifecycle, LoadGenerator, ReadPolicy, Reads, RelationDesc,
@@ -13,7 +14,6 @@ use strata_controller_api::{
     StorageError, StorageMetadata, Timestamp,
 };
 use strata_controller_core::{ConnectorFactory, Controller, ControllerConfig};
-use strata_instance_client::Backoff;
 use strata_instance_client::grpc::GrpcConnector;
 use strata_instance_client::transport::ReplicaConnector;
 use strata_replica::generator::Generator;
@@ -198,13 +198,10 @@ impl Scenario {
     pub(crate) async fn run(self) -> Result<SimReport, SimError> {
         let config = ControllerConfig {
             connector_factory: Some(connector_factory(&self.links)),
-            backoff: Backoff {
-                initial: Duration::from_millis(10),
-                max: Duration::from_millis(100),
-            },
+            backoff: BackoffConfig::doubling(Duration::from_millis(10), Duration::from_millis(100)),
             ..ControllerConfig::default()
         };
-        let controller = Controller::open_durable(config, &self.location, false)
+        let controller = Controller::open_durable(config, &self.location)
             .await
             .map_err(storage("opening the controller"))?;
         let mut driver = SimControl::new(controller, self.timeout, self.clock.clone());

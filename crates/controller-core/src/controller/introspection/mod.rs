@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, watch};
 
 pub(crate) use state::IntrospectionState;
 
-use super::worker::Event;
+use super::storage_task::Event;
 use super::{Controller, persist_err};
 
 /// Forwards a managed collection's upper to the controller as storage-task events, so
@@ -255,9 +255,9 @@ impl<T: StorageTimestamp> Controller<T> {
             // opaque of the shard's controller reader, so a newer controller stops an
             // old one's manager from writing. Fencing here is idempotent and makes sure
             // that reader holds our epoch before the first write.
-            drop(super::bootstrap::fence_shard::<T>(&self.client, shard, self.epoch).await?);
+            drop(super::fencing::fence_shard::<T>(&self.client, shard, self.epoch).await?);
             write.set_fence(Some(WriteFence {
-                reader: super::worker::CONTROLLER_READER_ID.to_owned(),
+                reader: super::fencing::CONTROLLER_READER_ID.to_owned(),
                 opaque: self.epoch,
             }));
             let collection_kind = CollectionKind::for_introspection(kind, &self.parameters);

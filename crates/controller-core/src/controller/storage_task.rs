@@ -10,22 +10,19 @@
 //! memory until `AllowWrites`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use strata_controller_api::retry::Backoff;
 use strata_controller_api::{
-    Antichain, GlobalId, RelationDesc, Row, ShardId, StorageError, StorageTimestamp,
+    Antichain, CollectionDescription, GlobalId, RelationDesc, Row, ShardId, StorageError,
+    StorageTimestamp,
 };
-use strata_persist_backend::txns::{Txn, TxnsError, TxnsHandle};
-use strata_persist_backend::{PersistClient, PersistError, SinceHandle, WriteFence, WriteHandle};
+use strata_persist_backend::txns::{Txn, TxnsHandle};
+use strata_persist_backend::{PersistClient, SinceHandle, WriteFence, WriteHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use super::applier::{self, Applied, ApplierHandle};
+use super::fencing::{CONTROLLER_READER_ID, Fence, fence_shard};
 use super::{CatalogFn, SharedReader, persist_err, txns_err};
-
-/// The critical reader id under which a controller holds every shard's since; its
-/// opaque value is the controller's epoch.
-pub const CONTROLLER_READER_ID: &str = "strata-controller";
 
 /// How many queued commands one wake-up takes at most.
 const MAX_BATCH: usize = 4096;
@@ -45,6 +42,34 @@ pub(crate) struct AppendRequest<T> {
     pub(crate) first_id: GlobalId,
     pub(crate) writes: Vec<(ShardId, Vec<(Row, i64)>)>,
     pub(crate) reply: Reply<T>,
+}
+
+/// Which handles hold a shard's since, so that a downgrade or a finalization moves all
+/// of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShardKind {
+    /// A table's data shard: the txns handles hold its since too.
+    Table,
+    /// Any other shard: only the controller's critical reader holds it.
+    Other,
+}
+
+impl ShardKind {
+    /// The kind of the shard of a collection described by `description`.
+    pub(crate) fn of<T>(description: &CollectionDescription<T>) -> Self {
+        if description.is_table() {
+            ShardKind::Table
+        } else {
+            ShardKind::Other
+        }
+    }
+}
+
+/// A change of which tables the txns shard knows.
+#[derive(Debug, Clone)]
+enum Membership {
+    Register(Vec<(ShardId, RelationDesc)>),
+    Forget(Vec<ShardId>),
 }
 
 /// What the controller asks the storage task to do.
@@ -84,19 +109,19 @@ pub(crate) enum Command<T: StorageTimestamp> {
     Downgrade {
         shard: ShardId,
         since: Antichain<T>,
-        table: bool,
+        kind: ShardKind,
     },
     /// Close, release and finalize a dropped collection's shard, then mark it
     /// finalized in the catalog.
-    Finalize { shard: ShardId, table: bool },
+    Finalize { shard: ShardId, kind: ShardKind },
     /// The background applier applied these shards' commits up to a time.
     Applied(Applied<T>),
     /// Retry finalizing `shard` after an earlier attempt failed (for example while a
     /// replica's expiring reader lease still holds its since back).
     RetryFinalize {
         shard: ShardId,
-        table: bool,
-        attempt: u32,
+        kind: ShardKind,
+        backoff: Backoff,
     },
     /// Finish everything sent before, release the storage task's leases and stop.
     Close { reply: oneshot::Sender<()> },
@@ -116,14 +141,14 @@ pub(crate) enum Event<T> {
 
 /// The controller's end of the storage task.
 #[derive(Debug)]
-pub(crate) struct WorkerHandle<T: StorageTimestamp> {
+pub(crate) struct StorageTaskHandle<T: StorageTimestamp> {
     tx: mpsc::UnboundedSender<Command<T>>,
 }
 
-impl<T: StorageTimestamp> WorkerHandle<T> {
+impl<T: StorageTimestamp> StorageTaskHandle<T> {
     /// Another handle to the same task.
     pub(crate) fn clone_handle(&self) -> Self {
-        WorkerHandle {
+        StorageTaskHandle {
             tx: self.tx.clone(),
         }
     }
@@ -138,20 +163,19 @@ impl<T: StorageTimestamp> WorkerHandle<T> {
 }
 
 /// What the storage task starts with.
-pub(crate) struct WorkerConfig<T: StorageTimestamp> {
+pub(crate) struct StorageTaskConfig<T: StorageTimestamp> {
     pub(crate) client: PersistClient,
-    pub(crate) epoch: u64,
+    pub(crate) fence: Fence,
     pub(crate) txns_shard: ShardId,
     pub(crate) catalog: CatalogFn<T>,
     pub(crate) reader: SharedReader<T>,
-    pub(crate) fenced_by: Arc<AtomicU64>,
     pub(crate) events: mpsc::UnboundedSender<Event<T>>,
 }
 
 /// Starts the storage task.
-pub(crate) fn spawn<T: StorageTimestamp>(config: WorkerConfig<T>) -> WorkerHandle<T> {
+pub(crate) fn spawn<T: StorageTimestamp>(config: StorageTaskConfig<T>) -> StorageTaskHandle<T> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let worker = Worker {
+    let task = StorageTask {
         config,
         writable: false,
         txns: None,
@@ -162,19 +186,19 @@ pub(crate) fn spawn<T: StorageTimestamp>(config: WorkerConfig<T>) -> WorkerHandl
         retry: tx.downgrade(),
         applier: None,
     };
-    tokio::spawn(worker.run(rx));
-    WorkerHandle { tx }
+    tokio::spawn(task.run(rx));
+    StorageTaskHandle { tx }
 }
 
 /// The storage task's state.
-pub(super) struct Worker<T: StorageTimestamp> {
-    pub(super) config: WorkerConfig<T>,
+pub(super) struct StorageTask<T: StorageTimestamp> {
+    pub(super) config: StorageTaskConfig<T>,
     pub(super) writable: bool,
     pub(super) txns: Option<TxnsHandle<T>>,
     pub(super) since_handles: BTreeMap<ShardId, SinceHandle<T>>,
     writers: BTreeMap<ShardId, WriteHandle<T>>,
-    pending_downgrades: BTreeMap<ShardId, (Antichain<T>, bool)>,
-    pending_finalize: Vec<(ShardId, bool)>,
+    pending_downgrades: BTreeMap<ShardId, (Antichain<T>, ShardKind)>,
+    pending_finalize: Vec<(ShardId, ShardKind)>,
     /// Re-queues failed finalizations; weak, so the task still ends with the controller.
     pub(super) retry: mpsc::WeakUnboundedSender<Command<T>>,
     /// Applies committed table writes in the background (writable only).
@@ -190,7 +214,7 @@ enum CommitOutcome<T> {
     Failed(StorageError<T>),
 }
 
-impl<T: StorageTimestamp> Worker<T> {
+impl<T: StorageTimestamp> StorageTask<T> {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command<T>>) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
@@ -233,10 +257,14 @@ impl<T: StorageTimestamp> Worker<T> {
                 }
             }
             Command::Register { ts, shards, reply } => {
-                let _ = reply.send(self.register(ts, shards).await);
+                let result = self
+                    .change_membership(ts, Membership::Register(shards))
+                    .await;
+                let _ = reply.send(result);
             }
             Command::Forget { ts, shards, reply } => {
-                let _ = reply.send(self.forget(ts, shards).await);
+                let result = self.change_membership(ts, Membership::Forget(shards)).await;
+                let _ = reply.send(result.map(|_upper| ()));
             }
             Command::Append(request) => self.commit_appends(vec![request]).await,
             Command::AppendDirect {
@@ -248,29 +276,26 @@ impl<T: StorageTimestamp> Worker<T> {
             } => {
                 let _ = reply.send(self.append_direct(id, shard, desc, updates).await);
             }
-            Command::Downgrade {
-                shard,
-                since,
-                table,
-            } => {
+            Command::Downgrade { shard, since, kind } => {
                 if self.writable {
-                    self.downgrade(shard, &since, table).await;
+                    self.downgrade(shard, &since, kind).await;
                 } else {
-                    self.pending_downgrades.insert(shard, (since, table));
+                    self.pending_downgrades.insert(shard, (since, kind));
                 }
             }
-            Command::Finalize { shard, table } => {
+            Command::Finalize { shard, kind } => {
                 if self.writable {
-                    self.finalize_logged(shard, table, 0).await;
+                    self.finalize_logged(shard, kind, Self::finalize_backoff())
+                        .await;
                 } else {
-                    self.pending_finalize.push((shard, table));
+                    self.pending_finalize.push((shard, kind));
                 }
             }
             Command::RetryFinalize {
                 shard,
-                table,
-                attempt,
-            } => self.finalize_logged(shard, table, attempt).await,
+                kind,
+                backoff,
+            } => self.finalize_logged(shard, kind, backoff).await,
             Command::Applied(applied) => self.note_applied(applied),
             // Taken by `run` before it gets here.
             Command::Close { reply } => {
@@ -317,7 +342,7 @@ impl<T: StorageTimestamp> Worker<T> {
             // controller's critical reader: a newer controller fences us atomically.
             handle.set_fence(Some(WriteFence {
                 reader: CONTROLLER_READER_ID.to_owned(),
-                opaque: self.config.epoch,
+                opaque: self.config.fence.epoch,
             }));
             let _ = self
                 .config
@@ -338,11 +363,12 @@ impl<T: StorageTimestamp> Worker<T> {
         }
         self.since_handles.insert(txns_since.shard_id(), txns_since);
         self.writable = true;
-        for (shard, (since, table)) in std::mem::take(&mut self.pending_downgrades) {
-            self.downgrade(shard, &since, table).await;
+        for (shard, (since, kind)) in std::mem::take(&mut self.pending_downgrades) {
+            self.downgrade(shard, &since, kind).await;
         }
-        for (shard, table) in std::mem::take(&mut self.pending_finalize) {
-            self.finalize_logged(shard, table, 0).await;
+        for (shard, kind) in std::mem::take(&mut self.pending_finalize) {
+            self.finalize_logged(shard, kind, Self::finalize_backoff())
+                .await;
         }
         Ok(())
     }
@@ -369,21 +395,27 @@ impl<T: StorageTimestamp> Worker<T> {
         }
     }
 
-    async fn register(
+    /// Registers or forgets tables at `ts`, or at the txns upper if that is later (a
+    /// group commit may have moved it since the caller chose `ts`); returns the txns
+    /// upper afterwards.
+    async fn change_membership(
         &mut self,
         ts: T,
-        shards: Vec<(ShardId, RelationDesc)>,
+        change: Membership,
     ) -> Result<Antichain<T>, StorageError<T>> {
-        self.check_fence().await?;
-        let fencer = self.fencer();
+        self.config
+            .fence
+            .check(&self.config.client, self.config.txns_shard)
+            .await?;
+        let fence = self.config.fence.clone();
         let txns = self.txns()?;
         let mut at = ts;
         loop {
-            match txns
-                .register(at, shards.clone())
-                .await
-                .map_err(|e| fencer.txns(e))?
-            {
+            let result = match &change {
+                Membership::Register(shards) => txns.register(at, shards.clone()).await,
+                Membership::Forget(shards) => txns.forget(at, shards.clone()).await,
+            };
+            match result.map_err(|e| fence.txns(e))? {
                 Ok(()) => break,
                 Err(mismatch) => match mismatch.current.as_option() {
                     Some(upper) if *upper > at => at = *upper,
@@ -398,32 +430,6 @@ impl<T: StorageTimestamp> Worker<T> {
         let upper = txns.txns_upper();
         self.publish_tables_upper();
         Ok(upper)
-    }
-
-    async fn forget(&mut self, ts: T, shards: Vec<ShardId>) -> Result<(), StorageError<T>> {
-        self.check_fence().await?;
-        let fencer = self.fencer();
-        let txns = self.txns()?;
-        let mut at = ts;
-        loop {
-            match txns
-                .forget(at, shards.clone())
-                .await
-                .map_err(|e| fencer.txns(e))?
-            {
-                Ok(()) => break,
-                Err(mismatch) => match mismatch.current.as_option() {
-                    Some(upper) if *upper > at => at = *upper,
-                    _ => {
-                        return Err(StorageError::InvalidUsage(
-                            "the txns shard is closed".into(),
-                        ));
-                    }
-                },
-            }
-        }
-        self.publish_tables_upper();
-        Ok(())
     }
 
     /// Commits queued appends, one commit per distinct `write_ts`, ascending.
@@ -460,10 +466,10 @@ impl<T: StorageTimestamp> Worker<T> {
     async fn commit_group(&mut self, write_ts: T, group: &[AppendRequest<T>]) -> CommitOutcome<T> {
         // The commit's CAS itself is fenced (see `allow_writes`), so the hot path only
         // checks whether a fence was already seen, without reading the txns shard.
-        if let Err(error) = self.check_seen_fence() {
+        if let Err(error) = self.config.fence.check_seen() {
             return CommitOutcome::Failed(error);
         }
-        let fencer = self.fencer();
+        let fence = self.config.fence.clone();
         let Some(txns) = self.txns.as_mut() else {
             return CommitOutcome::Failed(StorageError::ReadOnly);
         };
@@ -484,13 +490,13 @@ impl<T: StorageTimestamp> Worker<T> {
                 }
             }
             Ok(Err(mismatch)) => return CommitOutcome::Late(mismatch.current),
-            Err(error) => return CommitOutcome::Failed(fencer.txns(error)),
+            Err(error) => return CommitOutcome::Failed(fence.txns(error)),
         }
         let advance_to = group.iter().map(|r| r.advance_to).max().unwrap_or(write_ts);
         if advance_to > write_ts.step_forward()
             && let Err(error) = txns.advance_to(advance_to).await
         {
-            return CommitOutcome::Failed(fencer.txns(error));
+            return CommitOutcome::Failed(fence.txns(error));
         }
         CommitOutcome::Committed
     }
@@ -506,7 +512,10 @@ impl<T: StorageTimestamp> Worker<T> {
         if !self.writable {
             return Err(StorageError::ReadOnly);
         }
-        self.check_fence().await?;
+        self.config
+            .fence
+            .check(&self.config.client, self.config.txns_shard)
+            .await?;
         if !self.writers.contains_key(&shard) {
             let writer = self
                 .config
@@ -549,8 +558,8 @@ impl<T: StorageTimestamp> Worker<T> {
     }
 
     /// Moves a shard's critical since (and, for tables, the txns handles' holds).
-    async fn downgrade(&mut self, shard: ShardId, since: &Antichain<T>, table: bool) {
-        if table {
+    async fn downgrade(&mut self, shard: ShardId, since: &Antichain<T>, kind: ShardKind) {
+        if kind == ShardKind::Table {
             if let Some(txns) = self.txns.as_mut() {
                 let _ = txns.downgrade_data_since(shard, since).await;
             }
@@ -570,12 +579,10 @@ impl<T: StorageTimestamp> Worker<T> {
         since: &Antichain<T>,
     ) -> Result<(), StorageError<T>> {
         if !self.since_handles.contains_key(&shard) {
-            let handle =
-                super::bootstrap::fence_shard(&self.config.client, shard, self.config.epoch)
-                    .await?;
+            let handle = fence_shard(&self.config.client, shard, self.config.fence.epoch).await?;
             self.since_handles.insert(shard, handle);
         }
-        let epoch = self.config.epoch;
+        let epoch = self.config.fence.epoch;
         let Some(handle) = self.since_handles.get_mut(&shard) else {
             return Ok(());
         };
@@ -585,86 +592,7 @@ impl<T: StorageTimestamp> Worker<T> {
             .map_err(persist_err)?
         {
             Ok(_) => Ok(()),
-            Err(mismatch) => Err(self.fence(mismatch.current)),
+            Err(mismatch) => Err(self.config.fence.fenced(mismatch.current)),
         }
     }
-
-    /// Records that epoch `current` fenced this controller.
-    pub(super) fn fence(&self, current: u64) -> StorageError<T> {
-        self.config.fenced_by.fetch_max(current, Ordering::SeqCst);
-        StorageError::Fenced {
-            ours: self.config.epoch,
-            current,
-        }
-    }
-
-    /// Fails with `Fenced` if this controller already learned of a newer one.
-    fn check_seen_fence(&self) -> Result<(), StorageError<T>> {
-        match self.config.fenced_by.load(Ordering::SeqCst) {
-            0 => Ok(()),
-            seen => Err(self.fence(seen)),
-        }
-    }
-
-    /// What turns a fenced txns CAS into `Fenced`, detached from `self` so it can be
-    /// used while the txns handle is borrowed.
-    fn fencer(&self) -> Fencer {
-        Fencer {
-            epoch: self.config.epoch,
-            fenced_by: Arc::clone(&self.config.fenced_by),
-        }
-    }
-
-    /// Fails with `Fenced` if a newer controller holds the txns shard.
-    async fn check_fence(&mut self) -> Result<(), StorageError<T>> {
-        self.check_seen_fence()?;
-        let current = critical_opaque(&self.config.client, self.config.txns_shard).await?;
-        if current > self.config.epoch {
-            return Err(self.fence(current));
-        }
-        Ok(())
-    }
-}
-
-/// Maps a txns failure to `StorageError`, turning a fenced CAS into `Fenced` (and
-/// remembering it, so every later write fails at once).
-struct Fencer {
-    epoch: u64,
-    fenced_by: Arc<AtomicU64>,
-}
-
-impl Fencer {
-    fn txns<T>(&self, error: TxnsError) -> StorageError<T> {
-        match error {
-            TxnsError::Persist(PersistError::Fenced { current, .. }) => {
-                self.fenced_by.fetch_max(current, Ordering::SeqCst);
-                StorageError::Fenced {
-                    ours: self.epoch,
-                    current,
-                }
-            }
-            other => txns_err(other),
-        }
-    }
-}
-
-/// The opaque (epoch) of the controller's critical reader of `shard`, read without
-/// writing; 0 if there is none yet.
-pub(crate) async fn critical_opaque<T>(
-    client: &PersistClient,
-    shard: ShardId,
-) -> Result<u64, StorageError<T>> {
-    let state = match client.inspect(shard).await {
-        Ok(state) => state,
-        Err(strata_persist_backend::PersistError::InvalidUsage(_)) => return Ok(0),
-        Err(error) => return Err(persist_err(error)),
-    };
-    let opaque = state["critical_readers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["id"] == CONTROLLER_READER_ID)
-        .and_then(|r| r["opaque"].as_u64())
-        .unwrap_or(0);
-    Ok(opaque)
 }

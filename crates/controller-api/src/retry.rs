@@ -1,4 +1,4 @@
-//! The one retry policy: capped exponential backoff with full jitter, after
+//! The one retry policy of Strata: capped exponential backoff with full jitter, after
 //! object_store's `Backoff` and the AWS architecture note it cites.
 //!
 //! Retry `n` (counting from 1) waits a uniformly random time in
@@ -6,11 +6,23 @@
 //! (a lost CAS race, a store that answered 503 to all of them) so that they do not
 //! collide again at the same instant. The delay is a pure function of the attempt and
 //! a random fraction ([`BackoffConfig::delay`]), so the policy is tested without a
-//! clock; [`Backoff`] adds the counting and the sleep.
+//! clock; [`Backoff`] adds the counting.
 //!
-//! Exported, so that the crates above persist retry with the same type rather than
-//! hand-rolled loops.
+//! It lives here, in the crate every other Strata crate depends on, so that persist,
+//! the replica transport, the introspection writers and the controller all retry with
+//! this one type. Like the rest of this crate it needs no runtime: a caller sleeps for
+//! [`Backoff::next_delay`] on its own executor.
+//!
+//! ```
+//! use std::time::Duration;
+//! use strata_controller_api::retry::{Backoff, BackoffConfig};
+//! let mut backoff = Backoff::new(BackoffConfig::PEER);
+//! let first = backoff.next_delay();
+//! assert!(first < Duration::from_millis(10));
+//! assert_eq!(backoff.retries(), 1);
+//! ```
 
+use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 /// The shape of a backoff: its first ceiling, its largest ceiling and its growth.
@@ -40,13 +52,22 @@ impl BackoffConfig {
         base: 2.0,
     };
 
-    /// Waiting for something another process does (a controller finalizing a shard, a
-    /// replica reconnecting): 10 ms growing to 1 s.
+    /// Waiting for something another process does (a replica to accept a connection,
+    /// a replica's reader lease to let go of a dropped shard): 10 ms growing to 1 s.
     pub const PEER: BackoffConfig = BackoffConfig {
         init: Duration::from_millis(10),
         max: Duration::from_secs(1),
         base: 2.0,
     };
+
+    /// A backoff that doubles from `init` up to `max`.
+    pub const fn doubling(init: Duration, max: Duration) -> BackoffConfig {
+        BackoffConfig {
+            init,
+            max,
+            base: 2.0,
+        }
+    }
 
     /// The ceiling of retry `attempt` (1 is the first retry).
     pub fn ceiling(&self, attempt: u32) -> Duration {
@@ -77,18 +98,21 @@ impl BackoffConfig {
     }
 }
 
-/// A random number for jitter, without a dependency on an RNG crate.
-pub(crate) fn random_u64() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0
+/// A random number for jitter, from std alone: every `RandomState` has fresh keys (seeded
+/// from the OS once per thread), so hashing nothing with it gives a new SipHash output.
+fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
-/// A uniformly random fraction in `[0, 1)`.
-pub(crate) fn random_fraction() -> f64 {
+/// A uniformly random fraction in `[0, 1)`, for [`BackoffConfig::delay`].
+pub fn random_fraction() -> f64 {
     let bits = random_u64() >> 11;
     bits as f64 / (1u64 << 53) as f64
 }
 
-/// The retries of one operation: counts them and sleeps between them.
+/// The retries of one operation: counts them and draws each one's delay.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     config: BackoffConfig,
@@ -112,9 +136,14 @@ impl Backoff {
         self.config.delay(self.retries, random_fraction())
     }
 
-    /// Counts one more retry and waits for its delay.
-    pub async fn wait(&mut self) {
-        tokio::time::sleep(self.next_delay()).await;
+    /// Starts over, as if no retry had been taken (after an attempt that worked).
+    pub fn reset(&mut self) {
+        self.retries = 0;
+    }
+
+    /// The shape of this backoff.
+    pub fn config(&self) -> BackoffConfig {
+        self.config
     }
 }
 
@@ -194,6 +223,35 @@ mod tests {
     }
 
     #[test]
+    fn jitter_is_a_fraction_and_varies() {
+        let draws: Vec<f64> = (0..1000).map(|_| random_fraction()).collect();
+        assert!(draws.iter().all(|f| (0.0..1.0).contains(f)), "{draws:?}");
+        let distinct: std::collections::BTreeSet<u64> = draws.iter().map(|f| f.to_bits()).collect();
+        assert!(
+            distinct.len() > 990,
+            "only {} distinct draws",
+            distinct.len()
+        );
+        // Full jitter: the draws cover the whole range, not a band near the ceiling.
+        assert!(draws.iter().any(|f| *f < 0.1) && draws.iter().any(|f| *f > 0.9));
+    }
+
+    #[test]
+    fn the_named_policies() {
+        let table = [
+            (BackoffConfig::STORE, 1, 128),
+            (BackoffConfig::CONTENTION, 1, 8),
+            (BackoffConfig::PEER, 10, 1000),
+            (BackoffConfig::doubling(20 * MS, 2000 * MS), 20, 2000),
+        ];
+        for (config, first_ms, cap_ms) in table {
+            assert_eq!(config.ceiling(1), first_ms * MS, "{config:?}");
+            assert_eq!(config.ceiling(2), 2 * first_ms * MS, "{config:?}");
+            assert_eq!(config.ceiling(40), cap_ms * MS, "{config:?}");
+        }
+    }
+
+    #[test]
     fn a_backoff_counts_its_retries() {
         let mut b = Backoff::new(BackoffConfig::STORE);
         for expected in 1..=10 {
@@ -201,5 +259,9 @@ mod tests {
             assert_eq!(b.retries(), expected);
             assert!(d <= BackoffConfig::STORE.ceiling(expected));
         }
+        b.reset();
+        assert_eq!(b.retries(), 0);
+        assert!(b.next_delay() <= BackoffConfig::STORE.ceiling(1));
+        assert_eq!(b.config(), BackoffConfig::STORE);
     }
 }
