@@ -112,10 +112,11 @@ async fn dropped_tables_are_finalized_and_leave_no_parts() {
     }
 }
 
-/// While the hold remains, a gate refuses any delete under the dropped shard's key
-/// prefix (finalization deletes its parts), and a later table write completing is the
-/// sign that the storage task, which runs commands in order, has handled the drop.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// While the hold remains, a gate refuses any delete of the dropped shard's objects
+/// (finalization deletes its parts). A later table write completing is the sign that
+/// the storage task, which runs commands in order, has handled the drop; the paused
+/// clock is then driven past several finalization retries.
+#[tokio::test(start_paused = true)]
 async fn a_read_hold_delays_finalization() {
     let (env, location) = gated_env().await;
     let mut ctl = env.controller(false).await;
@@ -126,10 +127,12 @@ async fn a_read_hold_delays_finalization() {
     assert_eq!(ctl.snapshot(a, t(1)).await.unwrap().len(), 300);
     let shard = ctl.collection_metadata(a).unwrap().data_shard;
     let client = ctl.persist_client().clone();
-    let parts = format!("shards/{shard}/");
-    location
-        .gate
-        .deny_where(move |class, key| class == OpClass::Delete && key.as_ref().starts_with(&parts));
+    // Its own objects, and the txns batches linked into it.
+    let (own, linked) = (format!("shards/{shard}/"), format!("/parts/{shard}/"));
+    location.gate.deny_where(move |class, key| {
+        let key = key.as_ref();
+        class == OpClass::Delete && (key.starts_with(&own) || key.contains(&linked))
+    });
     let hold = ctl.acquire_read_holds(vec![a]).unwrap();
     env.prepare(&ctl, &[], &[a]).await;
     ctl.drop_tables(vec![a], t(2)).await.unwrap();
@@ -137,6 +140,7 @@ async fn a_read_hold_delays_finalization() {
     // The storage task handles commands in order: once this write is acknowledged, a
     // finalization the drop asked for has run (and been refused by the gate).
     append_at_upper(&mut ctl, b, row(1)).await;
+    drive_clock(std::time::Duration::from_secs(5)).await;
     location
         .gate
         .assert_nothing_refused("to the dropped shard while a read hold remains");

@@ -295,10 +295,12 @@ async fn a_restarted_controller_reconciles_the_shard_mapping() {
     assert_eq!(frontiers, expected_frontiers(&ctl, &[id(1), id(2)]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The gate refuses every write from the controller's start until `allow_writes`: a
+/// write of the manager's tasks at any time in between fails there and is recorded.
+/// The clock is paused and driven through several of the manager's ticks before the
+/// gate opens.
+#[tokio::test(start_paused = true)]
 async fn a_read_only_controller_writes_no_introspection_until_allow_writes() {
-    // The gate refuses every write from the controller's start until `allow_writes`:
-    // a write of the manager's tasks at any time in between fails there and is recorded.
     let (env, location) = gated_env().await;
     location.gate.deny_all();
     let mut ctl = env.controller(true).await;
@@ -346,6 +348,10 @@ async fn a_read_only_controller_writes_no_introspection_until_allow_writes() {
         ctl.sync_introspection().await,
         Err(StorageError::ReadOnly)
     ));
+    let tick = ControllerConfig::<Timestamp>::default()
+        .introspection
+        .tick_interval;
+    drive_clock(tick * 5).await;
     ctl.apply_pending();
     let client = PersistClient::open(&env.url).await.unwrap();
     for shard in &shards {

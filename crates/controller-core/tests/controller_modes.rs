@@ -15,8 +15,9 @@ use strata_controller_api::{
 
 /// The read-only controller runs over a gate that refuses every write from the moment
 /// it starts until `allow_writes`: a write at any time in between fails there and is
-/// recorded, however late it comes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// recorded, however late it comes. The clock is paused and driven ten seconds forward
+/// (every timer of the controller on the way fires) before the gate opens.
+#[tokio::test(start_paused = true)]
 async fn read_only_writes_nothing_until_allow_writes() {
     let (env, location) = gated_env().await;
     let (a, b) = (id(1), id(2));
@@ -59,6 +60,8 @@ async fn read_only_writes_nothing_until_allow_writes() {
     ctl.set_read_policy(vec![(a, strata_controller_api::ReadPolicy::step_back())])
         .unwrap();
     ctl.initialization_complete();
+    ctl.process().unwrap();
+    drive_clock(std::time::Duration::from_secs(10)).await;
     ctl.process().unwrap();
     location
         .gate

@@ -187,6 +187,18 @@ pub async fn eventually(
     false
 }
 
+/// Moves tokio's paused clock forward by `by` in steps of a hundredth, firing the timers
+/// on the way in order and letting the woken tasks run after each step: an explicit
+/// clock for tests that run with `start_paused`, not a wait (no real time passes).
+pub async fn drive_clock(by: Duration) {
+    let step = (by / 100).max(Duration::from_millis(1));
+    let until = tokio::time::Instant::now() + by;
+    while tokio::time::Instant::now() < until {
+        tokio::time::advance(step).await;
+        tokio::task::yield_now().await;
+    }
+}
+
 /// A read policy that keeps everything.
 pub fn keep_all() -> ReadPolicy<Timestamp> {
     ReadPolicy::ValidFrom(strata_controller_api::Antichain::from_elem(t(0)))
