@@ -60,16 +60,27 @@ fn two_racing_replicas_write_what_one_would() {
 
 /// Before `AllowWrites` the replica's shards are behind a gate that refuses every write
 /// at the moment it is made, however late; the gate opens just before `AllowWrites`.
+/// A file sink on the same worker polls its input every few milliseconds whatever the
+/// write gate says, so its reads count the worker's rounds: the ingestion's leader has
+/// been scheduled many times before the gate opens.
 #[test]
 fn nothing_is_written_before_allow_writes_and_reports_flow() {
+    const SINK_POLLS: u64 = 40;
     let cmd = ingestion(400, LoadGenerator::Counter { max_ticks: None }, 0, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.ndjson");
+    let sink = file_sink(490, &cmd, GlobalId::User(400), path.to_str().unwrap());
     let shards = MemShards::new();
     let gate = ShardGate::new(Arc::new(shards.clone()));
     let (mut replica, rx) = start(frozen_config(1, 30), gate.clone());
-    let mut commands = history(1, vec![StorageCommand::RunIngestion(cmd.clone())]);
+    let objects = vec![
+        StorageCommand::RunIngestion(cmd.clone()),
+        StorageCommand::RunSink(sink),
+    ];
+    let mut commands = history(1, objects);
     commands.pop(); // no AllowWrites yet
     send(&mut replica, &commands);
-    wait_for("dataflow start", || replica.dataflow_starts() == 1);
+    wait_for("dataflow starts", || replica.dataflow_starts() == 2);
     // The ingestion's leader exists and has reported itself starting.
     let mut responses = Vec::new();
     wait_for("the starting status", || {
@@ -79,6 +90,8 @@ fn nothing_is_written_before_allow_writes_and_reports_flow() {
                 if u.id == GlobalId::User(400) && u.status == Status::Starting)
         })
     });
+    let polled = gate.reads();
+    wait_for("the sink's polls", || gate.reads() >= polled + SINK_POLLS);
     gate.assert_nothing_refused("before AllowWrites");
     assert!(
         data_shards(&cmd)

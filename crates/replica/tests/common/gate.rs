@@ -3,7 +3,7 @@
 //! must not depend on testkit, so this is the shard-seam twin of testkit's
 //! object-store `WriteGate`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use strata_controller_api::{Antichain, Certainty, RelationDesc, ShardId, Timestamp};
@@ -11,11 +11,12 @@ use strata_replica::shard::{
     ShardError, ShardReader, ShardSince, ShardWriter, Shards, Update, UpperMismatch,
 };
 
-/// Passes reads through always, and writes (`compare_and_append`, `downgrade_since`)
-/// only while allowed. Starts denying.
+/// Passes reads through always (and counts them), and writes (`compare_and_append`,
+/// `downgrade_since`) only while allowed. Starts denying.
 pub struct ShardGate {
     inner: Arc<dyn Shards>,
     allowed: AtomicBool,
+    reads: AtomicU64,
     refused: Mutex<Vec<String>>,
 }
 
@@ -25,6 +26,7 @@ impl ShardGate {
         Arc::new(ShardGate {
             inner,
             allowed: AtomicBool::new(false),
+            reads: AtomicU64::new(0),
             refused: Mutex::new(Vec::new()),
         })
     }
@@ -32,6 +34,12 @@ impl ShardGate {
     /// From now on, lets writes through.
     pub fn allow(&self) {
         self.allowed.store(true, Ordering::SeqCst);
+    }
+
+    /// How many `snapshot` and `listen_from` calls went through so far: a running
+    /// sink's polls, an observable count of its worker's rounds.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
     }
 
     /// Panics, listing them, if any write was refused so far.
@@ -97,6 +105,7 @@ impl ShardReader for ShardGate {
         shard: ShardId,
         as_of: Timestamp,
     ) -> Result<Option<Vec<Update>>, ShardError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.snapshot(shard, as_of)
     }
 
@@ -105,6 +114,7 @@ impl ShardReader for ShardGate {
         shard: ShardId,
         lower: Timestamp,
     ) -> Result<(Vec<Update>, Antichain<Timestamp>), ShardError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.listen_from(shard, lower)
     }
 }
