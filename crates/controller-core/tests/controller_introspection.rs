@@ -295,84 +295,89 @@ async fn a_restarted_controller_reconciles_the_shard_mapping() {
     assert_eq!(frontiers, expected_frontiers(&ctl, &[id(1), id(2)]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The gate refuses every write from the controller's start until `allow_writes`: a
+/// write of the manager's tasks at any time in between fails there and is recorded.
+/// The clock is paused and driven through several of the manager's ticks before the
+/// gate opens.
+#[tokio::test(start_paused = true)]
 async fn a_read_only_controller_writes_no_introspection_until_allow_writes() {
-    for env in backends() {
-        let mut ctl = env.controller(true).await;
-        create_introspection(
-            &env,
-            &mut ctl,
-            &[
-                (MAPPING, IntrospectionType::ShardMapping),
-                (FRONTIERS, IntrospectionType::Frontiers),
-                (SOURCE_STATUS, IntrospectionType::SourceStatusHistory),
-            ],
-        )
-        .await;
-        create_tables(&env, &mut ctl, &[id(1), id(2)], t(1)).await;
-        let shards: Vec<_> = [MAPPING, FRONTIERS, SOURCE_STATUS]
-            .iter()
-            .map(|id| ctl.collection_metadata(*id).unwrap().data_shard)
-            .collect();
-        let status =
-            strata_introspection::status::status_row(&strata_controller_api::StatusUpdate {
-                id: id(1),
-                replica_id: None,
-                status: strata_controller_api::Status::Running,
-                timestamp_ms: 1,
-                error: None,
-                hints: Vec::new(),
-            });
-        // Read-only, appends are dropped rather than failing (the trait's contract);
-        // misuse still fails.
-        ctl.append_introspection_updates(IntrospectionType::SourceStatusHistory, vec![(status, 1)])
-            .unwrap();
-        assert!(matches!(
-            ctl.append_introspection_updates(IntrospectionType::ShardMapping, vec![]),
-            Err(StorageError::InvalidUsage(_))
-        ));
-        assert!(matches!(
-            ctl.append_introspection_updates(
-                IntrospectionType::SourceStatusHistory,
-                vec![(row(1), 1)]
-            ),
-            Err(StorageError::InvalidRow { .. })
-        ));
-        ctl.record_frontiers();
-        assert!(matches!(
-            ctl.sync_introspection().await,
-            Err(StorageError::ReadOnly)
-        ));
-        // Give the manager's tasks a chance to misbehave: nothing may exist yet.
-        for _ in 0..20 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            ctl.apply_pending();
-        }
-        let client = PersistClient::open(&env.url).await.unwrap();
-        for shard in &shards {
-            assert!(
-                client.inspect(*shard).await.is_err(),
-                "{shard} was written read-only on {}",
-                env.url
-            );
-        }
-
-        ctl.allow_writes(Some(t(5))).await.unwrap();
-        check_mapping_and_frontiers(
-            &mut ctl,
-            &[MAPPING, FRONTIERS, SOURCE_STATUS],
-            &[id(1), id(2)],
-            "after allow_writes",
-        )
-        .await;
-        let mapping = read_introspection(&mut ctl, MAPPING).await;
-        assert_eq!(
-            object_ids(&mapping),
-            ["s1", "s2", "s3", "u1", "u2"],
-            "{}",
-            env.url
+    let (env, location) = gated_env().await;
+    location.gate.deny_all();
+    let mut ctl = env.controller(true).await;
+    create_introspection(
+        &env,
+        &mut ctl,
+        &[
+            (MAPPING, IntrospectionType::ShardMapping),
+            (FRONTIERS, IntrospectionType::Frontiers),
+            (SOURCE_STATUS, IntrospectionType::SourceStatusHistory),
+        ],
+    )
+    .await;
+    create_tables(&env, &mut ctl, &[id(1), id(2)], t(1)).await;
+    let shards: Vec<_> = [MAPPING, FRONTIERS, SOURCE_STATUS]
+        .iter()
+        .map(|id| ctl.collection_metadata(*id).unwrap().data_shard)
+        .collect();
+    let status =
+        strata_introspection::status::status_row(&strata_controller_api::StatusUpdate {
+            id: id(1),
+            replica_id: None,
+            status: strata_controller_api::Status::Running,
+            timestamp_ms: 1,
+            error: None,
+            hints: Vec::new(),
+        });
+    // Read-only, appends are dropped rather than failing (the trait's contract);
+    // misuse still fails.
+    ctl.append_introspection_updates(IntrospectionType::SourceStatusHistory, vec![(status, 1)])
+        .unwrap();
+    assert!(matches!(
+        ctl.append_introspection_updates(IntrospectionType::ShardMapping, vec![]),
+        Err(StorageError::InvalidUsage(_))
+    ));
+    assert!(matches!(
+        ctl.append_introspection_updates(
+            IntrospectionType::SourceStatusHistory,
+            vec![(row(1), 1)]
+        ),
+        Err(StorageError::InvalidRow { .. })
+    ));
+    ctl.record_frontiers();
+    assert!(matches!(
+        ctl.sync_introspection().await,
+        Err(StorageError::ReadOnly)
+    ));
+    let tick = ControllerConfig::<Timestamp>::default()
+        .introspection
+        .tick_interval;
+    drive_clock(tick * 5).await;
+    ctl.apply_pending();
+    let client = PersistClient::open(&env.url).await.unwrap();
+    for shard in &shards {
+        assert!(
+            client.inspect(*shard).await.is_err(),
+            "{shard} was written read-only"
         );
     }
+    location
+        .gate
+        .assert_nothing_refused("by a read-only controller's introspection");
+    location.gate.allow();
+
+    ctl.allow_writes(Some(t(5))).await.unwrap();
+    check_mapping_and_frontiers(
+        &mut ctl,
+        &[MAPPING, FRONTIERS, SOURCE_STATUS],
+        &[id(1), id(2)],
+        "after allow_writes",
+    )
+    .await;
+    let mapping = read_introspection(&mut ctl, MAPPING).await;
+    assert_eq!(
+        object_ids(&mapping),
+        ["s1", "s2", "s3", "u1", "u2"]
+    );
 }
 
 /// A status row `id` reports as running at `ms`.

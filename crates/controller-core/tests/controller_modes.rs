@@ -1,49 +1,34 @@
 //! Read-only mode, restart and fencing through a real controller: a read-only
-//! controller writes nothing to any shard, a restarted controller recovers every
+//! controller writes nothing to any shard (a write gate refuses and records any), a restarted controller recovers every
 //! acknowledged write and its frontiers, and an older controller is fenced.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod controller_support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeSet;
 
 use controller_support::*;
 use strata_controller_api::{
     Antichain, Collections, Lifecycle, Reads, Row, StorageError, Tables, Timestamp,
 };
 
-/// Every file under `dir` with its length.
-fn tree(dir: &Path) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        for entry in std::fs::read_dir(&path).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.insert(entry.path().display().to_string(), meta.len());
-            }
-        }
-    }
-    out
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The read-only controller runs over a gate that refuses every write from the moment
+/// it starts until `allow_writes`: a write at any time in between fails there and is
+/// recorded, however late it comes. The clock is paused and driven ten seconds forward
+/// (every timer of the controller on the way fires) before the gate opens.
+#[tokio::test(start_paused = true)]
 async fn read_only_writes_nothing_until_allow_writes() {
-    let env = file_env();
-    let dir = env.dir.as_ref().unwrap().path().to_path_buf();
+    let (env, location) = gated_env().await;
     let (a, b) = (id(1), id(2));
     {
-        let mut first = env.controller(false).await;
+        // An earlier controller, outside the gate: whatever it leaves behind (a dropped
+        // handle expiring its lease) may land at any time without being forbidden.
+        let mut first = env.controller_on(&location.ungated_url, false).await;
         create_tables(&env, &mut first, &[a], t(0)).await;
         append(&mut first, 1, vec![(a, vec![(row(1), 1)])]).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let before = tree(&dir);
+    location.gate.deny_all();
     let mut ctl = env.controller(true).await;
     assert!(ctl.is_read_only());
     env.prepare(&ctl, &[a, b], &[]).await;
@@ -76,12 +61,12 @@ async fn read_only_writes_nothing_until_allow_writes() {
         .unwrap();
     ctl.initialization_complete();
     ctl.process().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(
-        tree(&dir),
-        before,
-        "a read-only controller wrote to a shard"
-    );
+    drive_clock(std::time::Duration::from_secs(10)).await;
+    ctl.process().unwrap();
+    location
+        .gate
+        .assert_nothing_refused("by a read-only controller");
+    location.gate.allow();
 
     ctl.allow_writes(Some(t(2))).await.unwrap();
     assert!(!ctl.is_read_only());
@@ -94,7 +79,6 @@ async fn read_only_writes_nothing_until_allow_writes() {
     .await;
     assert_eq!(ctl.snapshot(a, t(3)).await.unwrap().len(), 2);
     assert_eq!(ctl.snapshot(b, t(3)).await.unwrap().len(), 1);
-    assert_ne!(tree(&dir), before);
 }
 
 /// Runs writes on a controller: `acked` of them awaited, then one fired and not

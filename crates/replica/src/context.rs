@@ -154,6 +154,12 @@ impl Reporter {
             return;
         }
         statuses.insert(id, key);
+        match &error {
+            Some(error) => {
+                tracing::warn!(collection = %id, ?status, %error, "status changed");
+            }
+            None => tracing::info!(collection = %id, ?status, "status changed"),
+        }
         self.sink.send(ReplicaResponse::StatusUpdate(StatusUpdate {
             id,
             status,
@@ -195,6 +201,7 @@ impl Reporter {
     }
 
     pub(crate) fn dropped(&self, id: GlobalId) {
+        tracing::debug!(collection = %id, "reporting the collection dropped");
         self.status(id, Status::Dropped, None, Vec::new());
         self.sink.send(ReplicaResponse::DroppedId(id));
         for map in [&self.uppers] {

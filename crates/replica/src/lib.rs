@@ -11,7 +11,10 @@
 //!   [`ClusterConfig`]), ingestion dataflows ([`ingest`]) and sink dataflows ([`sink`]);
 //! - deterministic load generators ([`generator`]) and remap bindings ([`remap`]);
 //! - the shard seam ([`shard`]: [`shard::ShardWriter`], [`shard::ShardReader`],
-//!   [`shard::ShardSince`]) with an in-memory backend and a fault-injecting decorator.
+//!   [`shard::ShardSince`]) with an in-memory backend and a fault-injecting decorator;
+//! - `tracing` spans with the collection id, shard and epoch on the command handler,
+//!   every dataflow operator and every persist call (docs/OPERATIONS.md, "Following an
+//!   ingestion in the logs"); the crate never installs a subscriber.
 //!
 //! **Features** (additive): `persist` adds [`shard::persist::PersistShards`], the seam
 //! over `strata-persist-backend`, and the object-store (Parquet) sink; `server` adds
@@ -43,6 +46,7 @@ mod runtime;
 pub mod server;
 pub mod shard;
 pub mod sink;
+mod trace;
 
 pub use context::{Clock, FaultHook, FaultPoint, ReplicaObserver, ResponseSink, system_clock};
 pub use replica::{DEFAULT_MAX_TICKS_PER_ROUND, Replica, ReplicaConfig, ReplicaError};

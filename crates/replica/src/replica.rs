@@ -195,7 +195,18 @@ impl Replica {
     }
 
     /// Handles one command from the controller.
+    #[tracing::instrument(
+        level = "debug",
+        name = "replica.command",
+        skip_all,
+        fields(
+            command = crate::trace::command_kind(&command),
+            collection = crate::trace::command_collection(&command).map(tracing::field::display),
+            epoch = self.max_epoch,
+        )
+    )]
     pub fn handle(&mut self, command: StorageCommand<Timestamp>) {
+        tracing::debug!("command received");
         self.apply(command);
         if let Some(observer) = &self.ctx.observer {
             observer.dataflows_running(self.running.len());

@@ -151,6 +151,7 @@ fn worker_loop(worker: &mut Worker, ctx: &Arc<Ctx>, rx: &Receiver<WorkerCommand>
     }
 }
 
+#[tracing::instrument(level = "debug", name = "replica.worker", skip_all, fields(worker = worker.index()))]
 fn apply(
     worker: &mut Worker,
     ctx: &Arc<Ctx>,

@@ -4,8 +4,8 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::gate::ShardGate;
 use common::scenarios::*;
 use common::*;
 use strata_controller_api::{Antichain, GlobalId, LoadGenerator, Timestamp};
@@ -58,27 +58,48 @@ fn two_racing_replicas_write_what_one_would() {
     assert_eq!(raw, single);
 }
 
+/// Before `AllowWrites` the replica's shards are behind a gate that refuses every write
+/// at the moment it is made, however late; the gate opens just before `AllowWrites`.
+/// A file sink on the same worker polls its input every few milliseconds whatever the
+/// write gate says, so its reads count the worker's rounds: the ingestion's leader has
+/// been scheduled many times before the gate opens.
 #[test]
 fn nothing_is_written_before_allow_writes_and_reports_flow() {
+    const SINK_POLLS: u64 = 40;
     let cmd = ingestion(400, LoadGenerator::Counter { max_ticks: None }, 0, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.ndjson");
+    let sink = file_sink(490, &cmd, GlobalId::User(400), path.to_str().unwrap());
     let shards = MemShards::new();
-    let (mut replica, rx) = start(frozen_config(1, 30), Arc::new(shards.clone()));
-    let mut commands = history(1, vec![StorageCommand::RunIngestion(cmd.clone())]);
+    let gate = ShardGate::new(Arc::new(shards.clone()));
+    let (mut replica, rx) = start(frozen_config(1, 30), gate.clone());
+    let objects = vec![
+        StorageCommand::RunIngestion(cmd.clone()),
+        StorageCommand::RunSink(sink),
+    ];
+    let mut commands = history(1, objects);
     commands.pop(); // no AllowWrites yet
     send(&mut replica, &commands);
-    wait_for("dataflow start", || replica.dataflow_starts() == 1);
-    std::thread::sleep(Duration::from_millis(50));
+    wait_for("dataflow starts", || replica.dataflow_starts() == 2);
+    // The ingestion's leader exists and has reported itself starting.
+    let mut responses = Vec::new();
+    wait_for("the starting status", || {
+        responses.extend(drain(&rx));
+        responses.iter().any(|r| {
+            matches!(r, ReplicaResponse::StatusUpdate(u)
+                if u.id == GlobalId::User(400) && u.status == Status::Starting)
+        })
+    });
+    let polled = gate.reads();
+    wait_for("the sink's polls", || gate.reads() >= polled + SINK_POLLS);
+    gate.assert_nothing_refused("before AllowWrites");
     assert!(
         data_shards(&cmd)
             .iter()
             .all(|(_, s)| shards.contents(*s).is_empty())
     );
-    assert!(
-        shards
-            .contents(cmd.storage_metadata[&GlobalId::User(401)].data_shard)
-            .is_empty()
-    );
 
+    gate.allow();
     replica.handle(StorageCommand::AllowWrites);
     wait_for("ingestion", || ingested_offset(&shards, &cmd) >= 30);
     // AllowCompaction downgrades the since of the shards this replica writes.
@@ -91,7 +112,6 @@ fn nothing_is_written_before_allow_writes_and_reports_flow() {
         shards.since(cmd.storage_metadata[&GlobalId::User(400)].data_shard),
         frontier
     );
-    let mut responses = Vec::new();
     wait_for("statistics", || {
         responses.extend(drain(&rx));
         responses.iter().any(|r| match r {

@@ -16,7 +16,9 @@
 //! - [`faults`]: [`faults::FaultyObjectStore`], a seeded fault-injecting decorator for any
 //!   `ObjectStore` (errors, latency, indeterminate writes, unavailability windows), and
 //!   [`faults::FaultyConnector`] for any replica transport (delays, drops, reordering,
-//!   disconnects, refusals);
+//!   disconnects, refusals), and [`faults::WriteGate`], which refuses and records the
+//!   writes a test forbids at the moment they are made (for "nothing is written while
+//!   X" tests, instead of sleeping and looking);
 //! - [`conformance`]: the persist backend suite (re-exported) and the replica transport
 //!   suite, each a public `async fn` taking a factory;
 //! - [`strategies`]: proptest strategies for timestamps, frontiers, read policies, ids,

@@ -12,6 +12,7 @@ use strata_controller_api::{
     Row, ScalarType, StorageMetadata, StorageTxn, Tables, Timestamp,
 };
 use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
+pub use strata_testkit::faults::{GatedLocation, gated_memory_location};
 
 /// A catalog and a persist location that outlive controllers.
 pub struct Env {
@@ -42,6 +43,18 @@ pub fn file_env() -> Env {
     }
 }
 
+/// A memory environment whose location is under a `WriteGate`: `env.url` writes
+/// through the gate, `location.ungated_url` reaches the same store without it.
+pub async fn gated_env() -> (Env, GatedLocation) {
+    let location = gated_memory_location("controller-test").await.unwrap();
+    let env = Env {
+        catalog: MemoryCatalog::new(),
+        url: location.url.clone(),
+        dir: None,
+    };
+    (env, location)
+}
+
 impl Env {
     pub fn catalog_fn(&self) -> CatalogFn<Timestamp> {
         let catalog = self.catalog.clone();
@@ -59,12 +72,26 @@ impl Env {
         &self,
         read_only: bool,
     ) -> Result<Controller<Timestamp>, strata_controller_api::StorageError<Timestamp>> {
+        self.try_controller_on(&self.url, read_only).await
+    }
+
+    /// A new controller at a fresh (higher) epoch on another URL of the same location
+    /// (for example the ungated URL of a [`gated_env`]).
+    pub async fn controller_on(&self, url: &str, read_only: bool) -> Controller<Timestamp> {
+        self.try_controller_on(url, read_only).await.unwrap()
+    }
+
+    async fn try_controller_on(
+        &self,
+        url: &str,
+        read_only: bool,
+    ) -> Result<Controller<Timestamp>, strata_controller_api::StorageError<Timestamp>> {
         self.catalog.bump_epoch();
         let config = ControllerConfig {
             read_only,
             ..ControllerConfig::default()
         };
-        Controller::new(config, self.catalog_fn(), &self.url).await
+        Controller::new(config, self.catalog_fn(), url).await
     }
 
     /// The catalog's mapping, as hosts pass it.
@@ -155,6 +182,18 @@ pub async fn eventually(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
+}
+
+/// Moves tokio's paused clock forward by `by` in steps of a hundredth, firing the timers
+/// on the way in order and letting the woken tasks run after each step: an explicit
+/// clock for tests that run with `start_paused`, not a wait (no real time passes).
+pub async fn drive_clock(by: Duration) {
+    let step = (by / 100).max(Duration::from_millis(1));
+    let until = tokio::time::Instant::now() + by;
+    while tokio::time::Instant::now() < until {
+        tokio::time::advance(step).await;
+        tokio::task::yield_now().await;
+    }
 }
 
 /// A read policy that keeps everything.

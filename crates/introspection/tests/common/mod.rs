@@ -11,6 +11,7 @@ use strata_controller_api::{
 use strata_introspection::{CollectionKind, schema};
 use strata_introspection::{CollectionManager, ControllerMetrics, ManagerConfig, Registration};
 use strata_persist_backend::{PersistClient, PersistConfig, WriteHandle};
+use strata_testkit::faults::{WriteGate, gated_memory_location};
 
 /// A backend for one test: `mem://` or a fresh directory.
 pub struct Backend {
@@ -45,6 +46,22 @@ pub async fn backend(file: bool) -> Backend {
             .unwrap();
         Backend { client, _dir: None }
     }
+}
+
+/// A memory backend under a write gate (see `strata_testkit::faults::WriteGate`), and a
+/// backend on the same store without it, for reads that register a handle (a leased
+/// reader writes its lease) while the gate denies writes.
+pub async fn gated_backend() -> (Backend, Backend, std::sync::Arc<WriteGate>) {
+    let location = gated_memory_location("introspection-test").await.unwrap();
+    let open = |url: String| async move {
+        let client = PersistClient::open_with_config(&url, PersistConfig::for_tests())
+            .await
+            .unwrap();
+        Backend::from_client(client)
+    };
+    let gated = open(location.url).await;
+    let bare = open(location.ungated_url).await;
+    (gated, bare, location.gate)
 }
 
 pub fn shard(n: u8) -> ShardId {

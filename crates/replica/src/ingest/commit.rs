@@ -19,6 +19,12 @@ use crate::shard::{Update, frontier_time};
 const MAX_ATTEMPTS: usize = 4;
 
 /// Writes `round` to every export; `data[i]` holds the rows and diffs of export `i`.
+#[tracing::instrument(
+    level = "debug",
+    name = "ingestion.commit",
+    skip_all,
+    fields(collection = %plan.id, time = %round.time, offsets = ?round.offsets)
+)]
 pub(crate) fn commit_round(
     ctx: &Ctx,
     plan: &IngestionPlan,
@@ -46,6 +52,14 @@ pub(crate) fn commit_round(
                 break;
             }
             if current < round.lower || attempt >= MAX_ATTEMPTS {
+                tracing::warn!(
+                    export = %export.id,
+                    shard = %export.shard,
+                    upper = %current,
+                    lower = %round.lower,
+                    attempt,
+                    "a data shard is behind the round; the leader re-reads the shards"
+                );
                 return Err(IngestError::Inconsistent {
                     id: export.id,
                     upper: vec![current.as_millis()],
@@ -57,6 +71,12 @@ pub(crate) fn commit_round(
                 .compare_and_append(export.shard, &updates, &upper, &new_upper)?
             {
                 Ok(()) => {
+                    tracing::debug!(
+                        export = %export.id,
+                        shard = %export.shard,
+                        updates = updates.len(),
+                        "committed the round to an export"
+                    );
                     committed += updates.len() as u64;
                     if let Some(observer) = &ctx.observer {
                         observer.batch_committed(export.id, updates.len() as u64);

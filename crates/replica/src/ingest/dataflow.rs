@@ -54,11 +54,24 @@ pub(crate) fn build(
     let index = worker.index();
     let peers = worker.peers();
     let name = format!("ingestion-{}", plan.id);
+    // Entered by every operator of the dataflow whenever it runs, so each event of the
+    // ingestion (and of the persist calls it makes) carries its collection id.
+    let span = tracing::info_span!(
+        "ingestion",
+        collection = %plan.id,
+        remap_shard = %plan.remap_shard,
+        worker = index,
+    );
+    let _built = span.enter();
+    tracing::debug!(exports = plan.exports.len(), "building the ingestion dataflow");
+    let dataflow_span = span.clone();
     worker.dataflow_named::<u64, _, _>(&name, move |scope| {
+        let span = dataflow_span;
         let shared = Rc::new(RefCell::new(Shared::default()));
         let leader_shared = Rc::clone(&shared);
         let leader_ctx = Arc::clone(&ctx);
         let leader_plan = Arc::clone(&plan);
+        let leader_span = span.clone();
         let rounds = source::<_, CapacityContainerBuilder<Vec<RoundMsg>>, _, _>(
             scope,
             "leader",
@@ -78,16 +91,21 @@ pub(crate) fn build(
                     peers,
                 };
                 state.starting();
-                move |output| state.step(output)
+                move |output| {
+                    let _entered = leader_span.enter();
+                    state.step(output);
+                }
             },
         );
         let gen_plan = Arc::clone(&plan);
         let gen_ctx = Arc::clone(&ctx);
+        let gen_span = span.clone();
         let data = rounds.unary::<CapacityContainerBuilder<Vec<DataMsg>>, _, _, _>(
             Exchange::new(|(w, _): &RoundMsg| *w as u64),
             "generate",
             move |_, _| {
                 move |input, output| {
+                    let _entered = gen_span.enter();
                     input.for_each(|cap, batch| {
                         let mut session = output.session(&cap);
                         for (_, round) in batch.drain(..) {
@@ -104,6 +122,7 @@ pub(crate) fn build(
             Exchange::new(|_: &DataMsg| 0),
             "commit",
             move |(input, frontier)| {
+                let _entered = span.enter();
                 input.for_each(|cap, batch| {
                     if let Some(time) = cap.least() {
                         stash.entry(*time).or_default().append(batch);

@@ -34,6 +34,12 @@ impl Leader {
 
     /// Re-reads the data shards' uppers and the remap bindings, and plans the rounds
     /// whose data may be missing.
+    #[tracing::instrument(
+        level = "debug",
+        name = "ingestion.resync",
+        skip_all,
+        fields(collection = %plan.id, remap_shard = %plan.remap_shard)
+    )]
     pub(crate) fn resync(&mut self, ctx: &Ctx, plan: &IngestionPlan) -> Result<(), IngestError> {
         self.invalidate();
         let mut data_upper: Option<Timestamp> = None;
@@ -59,6 +65,12 @@ impl Leader {
         let resume = remap::plan_resume(prior, &pending)?;
         self.queue = resume.rounds.into();
         self.last = resume.last;
+        tracing::info!(
+            data_upper = %data_upper,
+            replay = self.queue.len(),
+            offset_upper = self.last.as_ref().map(|b| b.offset_upper),
+            "resumed from the shards"
+        );
         match frontier_time(&remap_upper) {
             Some(t) => self.remap_upper = Some(t),
             None => {
@@ -137,6 +149,13 @@ impl Leader {
                 .compare_and_append(plan.remap_shard, &updates, &expected, &new_upper);
         match result {
             Ok(Ok(())) => {
+                tracing::debug!(
+                    collection = %plan.id,
+                    remap_shard = %plan.remap_shard,
+                    time = %next.time,
+                    offset_upper = next.offset_upper,
+                    "minted a binding"
+                );
                 ctx.reporter.upper(plan.remap_id, &new_upper);
                 ctx.reporter
                     .source_counters(plan.id)
@@ -146,8 +165,14 @@ impl Leader {
                 self.last = Some(next);
                 Ok(Some(round))
             }
-            Ok(Err(_mismatch)) => {
+            Ok(Err(mismatch)) => {
                 // Another writer bound this range: fast-forward to its bindings.
+                tracing::debug!(
+                    collection = %plan.id,
+                    remap_shard = %plan.remap_shard,
+                    current = ?mismatch.current,
+                    "another replica minted this binding; resyncing"
+                );
                 self.resync(ctx, plan)?;
                 Ok(self.queue.pop_front())
             }

@@ -260,6 +260,7 @@ fn expire_then_shut_down(
 }
 
 impl ShardWriter for PersistShards {
+    #[tracing::instrument(level = "debug", name = "persist.close", skip_all)]
     fn close(&self) {
         let (writers, readers) = (take_all(&self.writers), take_all(&self.readers));
         let finish = Self::finish(self.client.clone(), writers, readers);
@@ -280,11 +281,23 @@ impl ShardWriter for PersistShards {
         }
     }
 
+    #[tracing::instrument(level = "trace", name = "persist.upper", skip_all, fields(shard = %shard))]
     fn upper(&self, shard: ShardId) -> Result<Antichain<Timestamp>, ShardError> {
         self.block_on(self.client.fetch_recent_upper(shard))
             .map_err(|e| unavailable(shard, &e))
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "persist.compare_and_append",
+        skip_all,
+        fields(
+            shard = %shard,
+            updates = updates.len(),
+            expected = crate::shard::frontier_time(expected_upper).map(tracing::field::display),
+            new = crate::shard::frontier_time(new_upper).map(tracing::field::display),
+        )
+    )]
     fn compare_and_append(
         &self,
         shard: ShardId,
@@ -299,12 +312,18 @@ impl ShardWriter for PersistShards {
         let (expected, new) = (expected_upper.clone(), new_upper.clone());
         let result = self.with_writer(shard, async move |w| {
             w.compare_and_append(&coded, expected, new).await
-        })?;
+        })
+        .inspect_err(|error| tracing::debug!(%error, "compare_and_append failed"))?;
+        match &result {
+            Ok(()) => tracing::debug!("appended"),
+            Err(m) => tracing::debug!(current = ?m.current, "upper mismatch: nothing appended"),
+        }
         Ok(result)
     }
 }
 
 impl ShardReader for PersistShards {
+    #[tracing::instrument(level = "debug", name = "persist.snapshot", skip_all, fields(shard = %shard, as_of = %as_of))]
     fn snapshot(
         &self,
         shard: ShardId,
@@ -317,6 +336,7 @@ impl ShardReader for PersistShards {
         decode(shard, updates).map(Some)
     }
 
+    #[tracing::instrument(level = "trace", name = "persist.listen_from", skip_all, fields(shard = %shard, lower = %lower))]
     fn listen_from(
         &self,
         shard: ShardId,
@@ -351,6 +371,7 @@ impl ShardReader for PersistShards {
 }
 
 impl ShardSince for PersistShards {
+    #[tracing::instrument(level = "debug", name = "persist.downgrade_since", skip_all, fields(shard = %shard, since = crate::shard::frontier_time(since).map(tracing::field::display)))]
     fn downgrade_since(
         &self,
         shard: ShardId,
@@ -365,6 +386,7 @@ impl ShardSince for PersistShards {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "persist.release", skip_all, fields(shard = %shard))]
     fn release(&self, shard: ShardId) {
         let writer = match self.writers.lock() {
             Ok(mut writers) => writers.remove(&shard),

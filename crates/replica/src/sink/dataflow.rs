@@ -81,7 +81,19 @@ pub(crate) fn build(
 ) {
     let index = worker.index();
     let name = format!("sink-{}", plan.id);
+    // Entered whenever the sink's operator runs, so its events (and its reads of the
+    // input shard) carry the sink's id and its input shard.
+    let span = tracing::info_span!(
+        "sink",
+        collection = %plan.id,
+        shard = %plan.shard,
+        worker = index,
+    );
+    let _built = span.enter();
+    tracing::debug!("building the sink dataflow");
+    let dataflow_span = span.clone();
     worker.dataflow_named::<u64, _, _>(&name, move |scope| {
+        let span = dataflow_span;
         source::<_, CapacityContainerBuilder<Vec<()>>, _, _>(scope, "sink", move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = (index == 0).then_some(cap);
@@ -91,6 +103,7 @@ pub(crate) fn build(
                     .status(plan.id, Status::Starting, None, Vec::new());
             }
             move |_output| {
+                let _entered = span.enter();
                 if cap.is_none() {
                     return;
                 }
@@ -110,6 +123,7 @@ pub(crate) fn build(
                     }
                     Ok(Step::Idle | Step::Done) => activator.activate_after(POLL),
                     Err(e) => {
+                        tracing::warn!(error = %e, "the sink failed a step; retrying after the backoff");
                         sink.reset();
                         let hint = e.hint().to_owned();
                         ctx.reporter.status(

@@ -1,6 +1,7 @@
 //! Shared helpers of the replica's integration tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
 
+pub mod gate;
 pub mod scenarios;
 
 use std::collections::BTreeMap;

@@ -16,12 +16,17 @@
 //!    an [`InjectedFault::Indeterminate`] at the indeterminate rate.
 //!
 //!
+//! [`WriteGate`] is the opposite tool: no random faults, but a switch that refuses the
+//! writes a test forbids (all, or those a predicate picks) at the moment they are made,
+//! and records them; [`gated_memory_location`] puts one under a fresh `mem://` URL.
+//!
 //! [`FaultyConnector`] does the same for a replica transport: a seeded
 //! [`TransportFaultHandle`] delays, drops (cutting the connection), reorders
 //! (responses) and disconnects messages, and refuses connections (see [`transport`]).
 
 mod config;
 mod error;
+mod gate;
 mod handle;
 mod plan;
 mod rng;
@@ -30,6 +35,7 @@ pub mod transport;
 
 pub use config::{FaultConfig, FaultCounters, Latency, OpClass, PerClass};
 pub use error::{FAULTY_STORE_NAME, InjectedFault};
+pub use gate::{GatedLocation, RefusedWrite, WRITE_GATE_STORE_NAME, WriteGate, gated_memory_location};
 pub use handle::FaultHandle;
 pub use store::FaultyObjectStore;
 pub use transport::{
