@@ -1,0 +1,185 @@
+//! The persist suite's micro-benchmarks, as criterion groups run from `persist.rs`'s
+//! `main`, each with its baseline beside it:
+//!
+//! - `consolidate`: [`consolidate`] of 100k updates (25k distinct rows at 4 times,
+//!   diffs of ±1, in random order), against the textbook consolidation: sort the
+//!   updates by `(data, time)` with full comparisons, sum neighbours, drop zeros;
+//! - `row_encode`: [`Row::pack`] of 10k rows of an integer, a string and a float,
+//!   against writing the same datums at fixed width into one `Vec<u8>` (no tags, no
+//!   varints, no validation);
+//! - `row_decode`: [`Row::unpack`] of those rows, against reading that fixed-width
+//!   buffer back with the types known in advance.
+
+use std::hint::black_box;
+
+use strata_bench_support::Mode;
+use strata_bench_support::micro::criterion::{BatchSize, Criterion};
+use strata_bench_support::micro::{Group, compare};
+use strata_controller_api::{Datum, Row};
+use strata_persist_backend::CodedUpdate;
+use strata_persist_backend::part::consolidate;
+
+/// A small deterministic generator (xorshift), so both sides see the same input.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn updates(n: u64) -> Vec<CodedUpdate> {
+    let mut rng = Rng(0x5eed_c0de_0000_0001);
+    let distinct = (n / 4).max(1);
+    (0..n)
+        .map(|_| {
+            let r = rng.next();
+            let data = Ok(super::row(r % distinct));
+            let diff = if r >> 63 == 0 { 1 } else { -1 };
+            (data, (r >> 8) % 4, diff)
+        })
+        .collect()
+}
+
+/// The baseline: sort by `(data, time)`, sum equal neighbours, drop zeros.
+fn sort_and_merge(mut updates: Vec<CodedUpdate>) -> Vec<CodedUpdate> {
+    updates.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    updates.dedup_by(|later, kept| {
+        let equal = later.0 == kept.0 && later.1 == kept.1;
+        if equal {
+            kept.2 += later.2;
+        }
+        equal
+    });
+    updates.retain(|u| u.2 != 0);
+    updates
+}
+
+/// Consolidation against sorting and merging.
+pub(crate) fn consolidation(c: &mut Criterion, mode: Mode) {
+    let input = updates(mode.scale(100_000, 1_000));
+    let mut ours = input.clone();
+    consolidate(&mut ours);
+    assert_eq!(ours, sort_and_merge(input.clone()), "both sides agree");
+    let spec = Group {
+        group: "consolidate",
+        name: "consolidate_100k_updates",
+        baseline_name: "sort_and_merge_updates",
+        per: "update",
+        elements: input.len() as u64,
+    };
+    compare(
+        c,
+        mode,
+        &spec,
+        |b| {
+            b.iter_batched(
+                || input.clone(),
+                |mut updates| {
+                    consolidate(&mut updates);
+                    updates
+                },
+                BatchSize::LargeInput,
+            )
+        },
+        |b| b.iter_batched(|| input.clone(), sort_and_merge, BatchSize::LargeInput),
+    );
+}
+
+fn datums(n: u64) -> Vec<[Datum; 3]> {
+    (0..n)
+        .map(|i| {
+            [
+                Datum::Int64(i as i64 * 7919 - 1_000_000),
+                Datum::String(format!("row-{i:012}-abcdefghijklmnop")),
+                Datum::Float64(i as f64 * 0.25),
+            ]
+        })
+        .collect()
+}
+
+/// The baseline encoding: each datum at fixed width (strings with a `u32` length).
+fn write_raw(rows: &[[Datum; 3]], out: &mut Vec<u8>) {
+    for row in rows {
+        for datum in row {
+            match datum {
+                Datum::Int64(v) => out.extend_from_slice(&v.to_le_bytes()),
+                Datum::Float64(v) => out.extend_from_slice(&v.to_le_bytes()),
+                Datum::String(s) => {
+                    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+                other => unreachable!("not in the workload: {other:?}"),
+            }
+        }
+    }
+}
+
+/// Reads `n` rows of [`write_raw`]'s layout back, types known in advance.
+fn read_raw(mut bytes: &[u8], n: usize) -> Vec<Vec<Datum>> {
+    let mut take = |len: usize| {
+        let (head, rest) = bytes.split_at(len);
+        bytes = rest;
+        head
+    };
+    (0..n)
+        .map(|_| {
+            let int = i64::from_le_bytes(take(8).try_into().unwrap());
+            let len = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
+            let string = String::from_utf8(take(len).to_vec()).unwrap();
+            let float = f64::from_le_bytes(take(8).try_into().unwrap());
+            vec![
+                Datum::Int64(int),
+                Datum::String(string),
+                Datum::Float64(float),
+            ]
+        })
+        .collect()
+}
+
+/// Row encode and decode against the fixed-width floor.
+pub(crate) fn rows(c: &mut Criterion, mode: Mode) {
+    let datums = datums(mode.scale(10_000, 100));
+    let n = datums.len();
+    let packed: Vec<Row> = datums.iter().map(Row::pack).collect();
+    let mut raw = Vec::new();
+    write_raw(&datums, &mut raw);
+    assert_eq!(read_raw(&raw, n), packed.iter().map(Row::unpack).collect::<Vec<_>>());
+    let encode = Group {
+        group: "row_encode",
+        name: "row_pack_10k_rows",
+        baseline_name: "fixed_width_write_same_datums",
+        per: "row",
+        elements: n as u64,
+    };
+    compare(
+        c,
+        mode,
+        &encode,
+        |b| b.iter(|| datums.iter().map(Row::pack).collect::<Vec<Row>>()),
+        |b| {
+            b.iter(|| {
+                let mut out = Vec::new();
+                write_raw(&datums, &mut out);
+                out
+            })
+        },
+    );
+    let decode = Group {
+        group: "row_decode",
+        name: "row_unpack_10k_rows",
+        baseline_name: "fixed_width_read_same_datums",
+        per: "row",
+        elements: n as u64,
+    };
+    compare(
+        c,
+        mode,
+        &decode,
+        |b| b.iter(|| packed.iter().map(Row::unpack).collect::<Vec<_>>()),
+        |b| b.iter(|| read_raw(black_box(&raw), n)),
+    );
+}
