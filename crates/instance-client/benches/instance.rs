@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use strata_bench_support::{Metric, Mode, best_of, report};
 use strata_controller_api::{Antichain, GlobalId, InstanceId, ReplicaId, Timestamp};
 use strata_instance_client::{
-    Backoff, CommandReceiver, Hello, Instance, InstanceResponse, ReplicaConnector,
-    ReplicaHandler, ResponseSender, StorageCommand, StorageResponse,
+    Backoff, CommandReceiver, Hello, Instance, InstanceResponse, ReplicaConnector, ReplicaHandler,
+    ResponseSender, StorageCommand, StorageResponse,
 };
 use tokio::sync::mpsc;
 

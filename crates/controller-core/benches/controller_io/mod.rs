@@ -280,7 +280,10 @@ pub(crate) fn run(sizes: IoSizes) {
         ));
         // No baseline: the targets are absolute (applied within 1 s p99; live rows
         // bounded, not growing with the number of writes).
-        for (label, lag) in [("p50", appends.applied_p50_ms), ("p99", appends.applied_p99_ms)] {
+        for (label, lag) in [
+            ("p50", appends.applied_p50_ms),
+            ("p99", appends.applied_p99_ms),
+        ] {
             report(&Metric::new(
                 format!("applier_lag_{label}_32_callers"),
                 lag,

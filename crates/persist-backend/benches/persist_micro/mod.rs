@@ -147,7 +147,10 @@ pub(crate) fn rows(c: &mut Criterion, mode: Mode) {
     let packed: Vec<Row> = datums.iter().map(Row::pack).collect();
     let mut raw = Vec::new();
     write_raw(&datums, &mut raw);
-    assert_eq!(read_raw(&raw, n), packed.iter().map(Row::unpack).collect::<Vec<_>>());
+    assert_eq!(
+        read_raw(&raw, n),
+        packed.iter().map(Row::unpack).collect::<Vec<_>>()
+    );
     let encode = Group {
         group: "row_encode",
         name: "row_pack_10k_rows",
