@@ -202,3 +202,66 @@ fn estimates_path(home: &Path, group: &str, function: &str) -> PathBuf {
         .join("new")
         .join("estimates.json")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use serde_json::json;
+
+    use super::{estimates_path, from_criterion};
+
+    fn write_estimates(
+        home: &Path,
+        group: &str,
+        function: &str,
+        median_ns: f64,
+    ) -> anyhow::Result<()> {
+        let path = estimates_path(home, group, function);
+        std::fs::create_dir_all(path.parent().unwrap_or(home))?;
+        let estimates = json!({"median": {"point_estimate": median_ns}});
+        std::fs::write(path, estimates.to_string())?;
+        Ok(())
+    }
+
+    fn declaration() -> serde_json::Value {
+        json!({"name": "consolidate_100k_updates", "unit": "ns/update",
+               "baseline_name": "sort_and_merge_updates", "criterion": "consolidate",
+               "elements": 1000})
+    }
+
+    #[test]
+    fn a_declared_group_becomes_a_metric_per_element() -> anyhow::Result<()> {
+        let home = tempfile::tempdir()?;
+        let started = SystemTime::now() - Duration::from_secs(5);
+        write_estimates(home.path(), "consolidate", "strata", 30_000.0)?;
+        write_estimates(home.path(), "consolidate", "baseline", 60_000.0)?;
+        let metric = from_criterion(home.path(), declaration(), started)?;
+        assert_eq!(
+            metric,
+            json!({"name": "consolidate_100k_updates", "unit": "ns/update",
+                   "baseline_name": "sort_and_merge_updates", "criterion": "consolidate",
+                   "elements": 1000, "value": 30.0, "baseline_value": 60.0, "ratio": 0.5})
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn estimates_from_an_earlier_run_or_none_at_all_are_refused() -> anyhow::Result<()> {
+        let home = tempfile::tempdir()?;
+        let missing = from_criterion(home.path(), declaration(), SystemTime::now());
+        assert!(missing.is_err());
+        write_estimates(home.path(), "consolidate", "strata", 30_000.0)?;
+        write_estimates(home.path(), "consolidate", "baseline", 60_000.0)?;
+        let later = SystemTime::now() + Duration::from_secs(60);
+        let stale = from_criterion(home.path(), declaration(), later).map_err(|e| e.to_string());
+        assert!(
+            stale
+                .as_ref()
+                .is_err_and(|e| e.contains("no estimates for consolidate/strata")),
+            "{stale:?}"
+        );
+        Ok(())
+    }
+}

@@ -10,7 +10,9 @@
 //! - **End-to-end comparisons** ([`Metric`]): what criterion cannot express (latency
 //!   percentiles against a raw floor, lag, throughput of a running system). The target
 //!   measures both sides itself with [`best_of`], [`percentile`] or [`median`] and
-//!   [`report`]s the finished metric.
+//!   [`report`]s the finished metric ([`report_percentiles`] for p50 and p99 at once).
+//!
+//! Both sides of a comparison see the same input: [`XorShift`] makes it.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs bench targets) the [`Mode`] is
 //! [`Mode::Smoke`]: criterion runs each function once and the end-to-end parts use tiny
@@ -22,6 +24,6 @@ pub mod micro;
 mod mode;
 mod stats;
 
-pub use metric::{Metric, report};
+pub use metric::{Metric, report, report_percentiles};
 pub use mode::Mode;
-pub use stats::{best_of, median, percentile};
+pub use stats::{XorShift, best_of, median, percentile};

@@ -4,6 +4,8 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
+use crate::percentile;
+
 /// One figure beside its baseline, measured in the same run. `ratio` is
 /// `value / baseline_value` for throughputs and latencies alike; the metric's name and
 /// unit say which direction is good.
@@ -65,6 +67,28 @@ impl Metric {
 /// `STRATA_BENCH_OUT`, if set.
 pub fn report(metric: &Metric) {
     emit(&metric.to_json());
+}
+
+/// Reports the p50 and p99 of `samples` against the same percentiles of `baseline`, as
+/// two metrics carrying `samples` (the count of `samples`). `name` and `baseline_name`
+/// give each metric's names from the percentile's label, `p50` or `p99`.
+pub fn report_percentiles(
+    samples: &mut [f64],
+    baseline: &mut [f64],
+    unit: &str,
+    name: impl Fn(&str) -> String,
+    baseline_name: impl Fn(&str) -> String,
+) {
+    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+        let metric = Metric::new(
+            name(label),
+            percentile(samples, q),
+            unit,
+            baseline_name(label),
+            percentile(baseline, q),
+        );
+        report(&metric.with_samples(samples.len()));
+    }
 }
 
 /// Prints `line` on stderr and appends it to `STRATA_BENCH_OUT`. A bench whose figures

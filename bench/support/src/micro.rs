@@ -21,11 +21,23 @@ pub const STRATA: &str = "strata";
 /// The baseline function's name in every group.
 pub const BASELINE: &str = "baseline";
 
+/// A suite's micro-benchmarks: each registers its groups with [`compare`].
+pub type Groups = fn(&mut Criterion, Mode);
+
+/// Runs `groups` with the criterion runner for `mode`, then criterion's summary.
+pub fn run(mode: Mode, groups: &[Groups]) {
+    let mut c = runner(mode);
+    for groups in groups {
+        groups(&mut c, mode);
+    }
+    c.final_summary();
+}
+
 /// The criterion runner for `mode`: short warm-ups and measurements (a quick run
 /// takes about a second a function), then the command line (`--bench`, a filter,
 /// criterion's own options) on top. Without `--bench` criterion runs each function
 /// once as a test.
-pub fn runner(mode: Mode) -> Criterion {
+fn runner(mode: Mode) -> Criterion {
     let (samples, warm_up, measurement) = match mode {
         Mode::Full => (20, Duration::from_secs(1), Duration::from_secs(4)),
         Mode::Quick | Mode::Smoke => (10, Duration::from_millis(300), Duration::from_secs(1)),

@@ -24,9 +24,9 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
-use strata_bench_support::Mode;
 use strata_bench_support::micro::criterion::{BatchSize, Criterion};
-use strata_bench_support::micro::{Group, compare, runner};
+use strata_bench_support::micro::{self, Group, compare};
+use strata_bench_support::{Mode, XorShift};
 use strata_controller_api::{
     Antichain, ChangeBatch, GlobalId, InstanceId, MutableAntichain, ReadPolicy, StorageTimestamp,
     Timestamp,
@@ -68,23 +68,11 @@ fn group_member(i: u64) -> u64 {
     (i - 1) % 10 + 1
 }
 
-/// A small deterministic generator (xorshift), so both sides see the same updates.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Every collection carries one external hold, starting at 0. Updates either advance
 /// an upper by 1..=3, or move a hold forward to a time near its collection's upper.
 fn workload(sizes: &Sizes) -> Vec<Batch> {
     let n = sizes.collections;
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = XorShift::new(0x5eed_1234_abcd_0001);
     let mut uppers = vec![0u64; n as usize + 1];
     let mut holds = vec![0u64; n as usize + 1];
     let mut batches = Vec::with_capacity(sizes.updates / BATCH + 1);
@@ -95,7 +83,7 @@ fn workload(sizes: &Sizes) -> Vec<Batch> {
             holds: BTreeMap::new(),
         };
         for _ in 0..BATCH.min(remaining) {
-            let r = rng.next();
+            let r = rng.next_u64();
             let i = 1 + (r >> 8) % n;
             let id = GlobalId::User(i);
             if r & 1 == 0 {
@@ -240,9 +228,7 @@ fn frontier_state(c: &mut Criterion, mode: Mode) {
 
 fn main() {
     let mode = Mode::current();
-    let mut c = runner(mode);
-    frontier_state(&mut c, mode);
-    c.final_summary();
+    micro::run(mode, &[frontier_state]);
     if !mode.is_bench() {
         return;
     }

@@ -298,10 +298,7 @@ fn ingestion(id: u64, seed: u64) -> StorageCommand<Timestamp> {
 
 fn main() {
     let mode = Mode::current();
-    let mut c = strata_bench_support::micro::runner(mode);
-    instance_micro::history(&mut c, mode);
-    instance_micro::proto(&mut c, mode);
-    c.final_summary();
+    strata_bench_support::micro::run(mode, &[instance_micro::history, instance_micro::proto]);
 
     let round_trips = mode.scale(100_000, 100);
     let runtime = tokio::runtime::Builder::new_multi_thread()

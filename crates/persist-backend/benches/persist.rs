@@ -49,7 +49,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{PutMode, PutOptions, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use strata_bench_support::{Metric, Mode, median, percentile, report};
+use strata_bench_support::{Metric, Mode, median, micro, report, report_percentiles};
 use strata_controller_api::{
     Antichain, ColumnType, Datum, RelationDesc, Row, ScalarType, ShardId, Timestamp,
 };
@@ -181,18 +181,13 @@ async fn latency(backend: &str, url: &str, ops: usize) {
             floor.push(ms(floor_took));
         }
     }
-    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
-        report(
-            &Metric::new(
-                format!("append_{label}_{backend}"),
-                percentile(&mut ours, q),
-                "ms",
-                format!("floor_conditional_create_{label}_{backend}"),
-                percentile(&mut floor, q),
-            )
-            .with_samples(ours.len()),
-        );
-    }
+    report_percentiles(
+        &mut ours,
+        &mut floor,
+        "ms",
+        |p| format!("append_{p}_{backend}"),
+        |p| format!("floor_conditional_create_{p}_{backend}"),
+    );
 }
 
 /// One large append against a raw put of its Parquet bytes.
@@ -344,10 +339,7 @@ async fn raw_decode(
 
 fn main() {
     let mode = Mode::current();
-    let mut c = strata_bench_support::micro::runner(mode);
-    persist_micro::consolidation(&mut c, mode);
-    persist_micro::rows(&mut c, mode);
-    c.final_summary();
+    micro::run(mode, &[persist_micro::consolidation, persist_micro::rows]);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use strata_bench_support::{Metric, percentile, report};
+use strata_bench_support::report_percentiles;
 use strata_controller_api::{
     Antichain, CollectionDescription, Collections, DataSource, GlobalId, IngestionDescription,
     InstanceId, Instances, Lifecycle, LoadGenerator, MemoryCatalog, ReplicaConfig, ReplicaId,
@@ -312,17 +312,11 @@ pub(crate) fn run(sizes: LagSizes) {
     let ms = |lags: Vec<Duration>| -> Vec<f64> {
         lags.iter().map(|d| d.as_secs_f64() * 1000.0).collect()
     };
-    let (mut controller, mut persist) = (ms(controller), ms(persist));
-    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
-        report(
-            &Metric::new(
-                format!("ingestion_lag_emit_to_controller_upper_{label}"),
-                percentile(&mut controller, q),
-                "ms",
-                format!("ingestion_lag_emit_to_persist_upper_{label}"),
-                percentile(&mut persist, q),
-            )
-            .with_samples(controller.len()),
-        );
-    }
+    report_percentiles(
+        &mut ms(controller),
+        &mut ms(persist),
+        "ms",
+        |p| format!("ingestion_lag_emit_to_controller_upper_{p}"),
+        |p| format!("ingestion_lag_emit_to_persist_upper_{p}"),
+    );
 }

@@ -12,31 +12,19 @@
 
 use std::hint::black_box;
 
-use strata_bench_support::Mode;
 use strata_bench_support::micro::criterion::{BatchSize, Criterion};
 use strata_bench_support::micro::{Group, compare};
+use strata_bench_support::{Mode, XorShift};
 use strata_controller_api::{Datum, Row};
 use strata_persist_backend::CodedUpdate;
 use strata_persist_backend::part::consolidate;
 
-/// A small deterministic generator (xorshift), so both sides see the same input.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn updates(n: u64) -> Vec<CodedUpdate> {
-    let mut rng = Rng(0x5eed_c0de_0000_0001);
+    let mut rng = XorShift::new(0x5eed_c0de_0000_0001);
     let distinct = (n / 4).max(1);
     (0..n)
         .map(|_| {
-            let r = rng.next();
+            let r = rng.next_u64();
             let data = Ok(super::row(r % distinct));
             let diff = if r >> 63 == 0 { 1 } else { -1 };
             (data, (r >> 8) % 4, diff)
