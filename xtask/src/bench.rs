@@ -226,7 +226,7 @@ mod tests {
     }
 
     fn declaration() -> serde_json::Value {
-        json!({"name": "consolidate_100k_updates", "unit": "ns/update",
+        json!({"name": "consolidate_updates", "unit": "ns/update",
                "baseline_name": "sort_and_merge_updates", "criterion": "consolidate",
                "elements": 1000})
     }
@@ -240,7 +240,7 @@ mod tests {
         let metric = from_criterion(home.path(), declaration(), started)?;
         assert_eq!(
             metric,
-            json!({"name": "consolidate_100k_updates", "unit": "ns/update",
+            json!({"name": "consolidate_updates", "unit": "ns/update",
                    "baseline_name": "sort_and_merge_updates", "criterion": "consolidate",
                    "elements": 1000, "value": 30.0, "baseline_value": 60.0, "ratio": 0.5})
         );

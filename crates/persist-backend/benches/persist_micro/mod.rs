@@ -5,12 +5,10 @@
 //!   diffs of ±1, in random order), against the textbook consolidation: sort the
 //!   updates by `(data, time)` with full comparisons, sum neighbours, drop zeros;
 //! - `row_encode`: [`Row::pack`] of 10k rows of an integer, a string and a float,
-//!   against writing the same datums at fixed width into one `Vec<u8>` (no tags, no
-//!   varints, no validation);
-//! - `row_decode`: [`Row::unpack`] of those rows, against reading that fixed-width
-//!   buffer back with the types known in advance.
-
-use std::hint::black_box;
+//!   against writing the same datums at fixed width into a `Vec<u8>` per row (one
+//!   allocation per row, like a row's own buffer; no tags, no varints);
+//! - `row_decode`: [`Row::unpack`] of those rows, against reading the fixed-width
+//!   buffers back with the types known in advance.
 
 use strata_bench_support::micro::criterion::{BatchSize, Criterion};
 use strata_bench_support::micro::{Group, compare};
@@ -54,7 +52,7 @@ pub(crate) fn consolidation(c: &mut Criterion, mode: Mode) {
     assert_eq!(ours, sort_and_merge(input.clone()), "both sides agree");
     let spec = Group {
         group: "consolidate",
-        name: "consolidate_100k_updates",
+        name: "consolidate_updates",
         baseline_name: "sort_and_merge_updates",
         per: "update",
         elements: input.len() as u64,
@@ -89,88 +87,78 @@ fn datums(n: u64) -> Vec<[Datum; 3]> {
         .collect()
 }
 
-/// The baseline encoding: each datum at fixed width (strings with a `u32` length).
-fn write_raw(rows: &[[Datum; 3]], out: &mut Vec<u8>) {
-    for row in rows {
-        for datum in row {
-            match datum {
-                Datum::Int64(v) => out.extend_from_slice(&v.to_le_bytes()),
-                Datum::Float64(v) => out.extend_from_slice(&v.to_le_bytes()),
-                Datum::String(s) => {
-                    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                    out.extend_from_slice(s.as_bytes());
-                }
-                other => unreachable!("not in the workload: {other:?}"),
+/// The baseline encoding of one row: each datum at fixed width (a string with a `u32`
+/// length).
+fn write_raw(row: &[Datum; 3]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for datum in row {
+        match datum {
+            Datum::Int64(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Datum::Float64(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Datum::String(s) => {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
             }
+            other => unreachable!("not in the workload: {other:?}"),
         }
     }
+    out
 }
 
-/// Reads `n` rows of [`write_raw`]'s layout back, types known in advance.
-fn read_raw(mut bytes: &[u8], n: usize) -> Vec<Vec<Datum>> {
+/// Reads a row of [`write_raw`]'s layout back, types known in advance.
+fn read_raw(mut bytes: &[u8]) -> Vec<Datum> {
     let mut take = |len: usize| {
         let (head, rest) = bytes.split_at(len);
         bytes = rest;
         head
     };
-    (0..n)
-        .map(|_| {
-            let int = i64::from_le_bytes(take(8).try_into().unwrap());
-            let len = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
-            let string = String::from_utf8(take(len).to_vec()).unwrap();
-            let float = f64::from_le_bytes(take(8).try_into().unwrap());
-            vec![
-                Datum::Int64(int),
-                Datum::String(string),
-                Datum::Float64(float),
-            ]
-        })
-        .collect()
+    let int = i64::from_le_bytes(take(8).try_into().unwrap());
+    let len = u32::from_le_bytes(take(4).try_into().unwrap()) as usize;
+    let string = String::from_utf8(take(len).to_vec()).unwrap();
+    let float = f64::from_le_bytes(take(8).try_into().unwrap());
+    vec![
+        Datum::Int64(int),
+        Datum::String(string),
+        Datum::Float64(float),
+    ]
 }
 
 /// Row encode and decode against the fixed-width floor.
 pub(crate) fn rows(c: &mut Criterion, mode: Mode) {
     let datums = datums(mode.scale(10_000, 100));
-    let n = datums.len();
     let packed: Vec<Row> = datums.iter().map(Row::pack).collect();
-    let mut raw = Vec::new();
-    write_raw(&datums, &mut raw);
+    let raw: Vec<Vec<u8>> = datums.iter().map(write_raw).collect();
+    let unpacked: Vec<Vec<Datum>> = packed.iter().map(Row::unpack).collect();
     assert_eq!(
-        read_raw(&raw, n),
-        packed.iter().map(Row::unpack).collect::<Vec<_>>()
+        raw.iter().map(|r| read_raw(r)).collect::<Vec<_>>(),
+        unpacked
     );
     let encode = Group {
         group: "row_encode",
-        name: "row_pack_10k_rows",
+        name: "row_pack",
         baseline_name: "fixed_width_write_same_datums",
         per: "row",
-        elements: n as u64,
+        elements: datums.len() as u64,
     };
     compare(
         c,
         mode,
         &encode,
-        |b| b.iter(|| datums.iter().map(Row::pack).collect::<Vec<Row>>()),
-        |b| {
-            b.iter(|| {
-                let mut out = Vec::new();
-                write_raw(&datums, &mut out);
-                out
-            })
-        },
+        |b| b.iter(|| datums.iter().map(Row::pack).collect::<Vec<_>>()),
+        |b| b.iter(|| datums.iter().map(write_raw).collect::<Vec<_>>()),
     );
     let decode = Group {
         group: "row_decode",
-        name: "row_unpack_10k_rows",
+        name: "row_unpack",
         baseline_name: "fixed_width_read_same_datums",
         per: "row",
-        elements: n as u64,
+        elements: datums.len() as u64,
     };
     compare(
         c,
         mode,
         &decode,
         |b| b.iter(|| packed.iter().map(Row::unpack).collect::<Vec<_>>()),
-        |b| b.iter(|| read_raw(black_box(&raw), n)),
+        |b| b.iter(|| raw.iter().map(|r| read_raw(r)).collect::<Vec<_>>()),
     );
 }
