@@ -15,16 +15,16 @@
 //!
 //! SlateDB runs twice: with its default settings and with `flush_interval` = 1 ms. Both
 //! systems write through the same `object_store` `LocalFileSystem` with fsync enabled.
-//! Each metric is one JSON line appended to `$STRATA_BENCH_OUT` (see xtask's bench
-//! module); `STRATA_BENCH_QUICK=1` shrinks the run.
+//! Each metric is reported through `strata-bench-support` (one JSON line appended to
+//! `$STRATA_BENCH_OUT`, see xtask's bench module); `--quick` shrinks the run.
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slatedb::config::Settings;
+use strata_bench_support::{Metric, Mode, report};
 use slatedb::object_store::ObjectStore;
 use strata_controller_api::{
     Antichain, CollectionDescription, Collections, ColumnType, Datum, GlobalId, MemoryCatalog, RelationDesc, Row,
@@ -43,17 +43,17 @@ struct Sizes {
 }
 
 fn sizes() -> Sizes {
-    if std::env::var_os("STRATA_BENCH_QUICK").is_some() {
+    if Mode::current() != Mode::Full {
         Sizes { latency_ops_fast: 100, latency_ops_slow: 20, concurrent_for: Duration::from_secs(2) }
     } else {
         Sizes { latency_ops_fast: 500, latency_ops_slow: 60, concurrent_for: Duration::from_secs(6) }
     }
 }
 
-fn percentile(samples: &mut [Duration], p: f64) -> f64 {
-    samples.sort_unstable();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i].as_secs_f64() * 1000.0
+/// Milliseconds at quantile `p` of `samples`.
+fn percentile(samples: &[Duration], p: f64) -> f64 {
+    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    strata_bench_support::percentile(&mut ms, p)
 }
 
 fn value() -> Vec<u8> {
@@ -296,39 +296,15 @@ fn mean_head_bytes(dir: &std::path::Path) -> usize {
     (sizes.iter().sum::<u64>() / sizes.len() as u64) as usize
 }
 
-struct Report(Vec<serde_json::Value>);
-
-impl Report {
-    /// `ratio` is ours over theirs.
-    fn metric(&mut self, name: &str, value: f64, unit: &str, baseline_name: &str, baseline_value: f64) {
-        let line = serde_json::json!({
-            "name": name, "value": value, "unit": unit,
-            "baseline_name": baseline_name, "baseline_value": baseline_value,
-            "ratio": value / baseline_value,
-        });
-        println!("{line}");
-        self.0.push(line);
-    }
-
-    fn write(&self) {
-        if let Some(path) = std::env::var_os("STRATA_BENCH_OUT") {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open bench output");
-            for line in &self.0 {
-                writeln!(f, "{line}").expect("write bench output");
-            }
-        }
-    }
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let s = sizes();
     let dir = tempfile::tempdir().expect("tempdir");
     let store_for = |name: &str| dir.path().join(name);
 
-    let mut slate_default_lat =
+    let slate_default_lat =
         slatedb_latency(fsync_store(&store_for("slate-default-lat")).await, slatedb_settings(None), s.latency_ops_slow).await;
-    let mut slate_fast_lat = slatedb_latency(
+    let slate_fast_lat = slatedb_latency(
         fsync_store(&store_for("slate-1ms-lat")).await,
         slatedb_settings(Some(Duration::from_millis(1))),
         s.latency_ops_fast,
@@ -336,7 +312,7 @@ async fn main() {
     .await;
     let (slate_default_rate, _) =
         slatedb_concurrent(fsync_store(&store_for("slate-default-conc")).await, slatedb_settings(None), s.concurrent_for).await;
-    let (slate_fast_rate, mut slate_fast_conc_lat) = slatedb_concurrent(
+    let (slate_fast_rate, slate_fast_conc_lat) = slatedb_concurrent(
         fsync_store(&store_for("slate-1ms-conc")).await,
         slatedb_settings(Some(Duration::from_millis(1))),
         s.concurrent_for,
@@ -348,7 +324,7 @@ async fn main() {
     let client = PersistClient::open_with_config(&format!("file://{}", strata_dir.display()), PersistConfig::default())
         .await
         .expect("open strata");
-    let mut strata_lat = strata_latency(&client, s.latency_ops_fast).await;
+    let strata_lat = strata_latency(&client, s.latency_ops_fast).await;
     let strata_rate = strata_concurrent(&client, s.concurrent_for).await;
     // A state holding one inlined 1 KiB row is about this large...
     let state_bytes = VALUE_BYTES + 512;
@@ -362,50 +338,51 @@ async fn main() {
 
     let tables_dir = store_for("strata-tables");
     std::fs::create_dir_all(&tables_dir).expect("strata tables dir");
-    let mut tables = strata_table_callers(&tables_dir, s.concurrent_for).await;
+    let tables = strata_table_callers(&tables_dir, s.concurrent_for).await;
 
-    let (ours_p50, ours_p99) = (percentile(&mut strata_lat, 0.5), percentile(&mut strata_lat, 0.99));
-    let (fast_p50, fast_p99) = (percentile(&mut slate_fast_lat, 0.5), percentile(&mut slate_fast_lat, 0.99));
-    let default_p50 = percentile(&mut slate_default_lat, 0.5);
+    let (ours_p50, ours_p99) = (percentile(&strata_lat, 0.5), percentile(&strata_lat, 0.99));
+    let (fast_p50, fast_p99) = (percentile(&slate_fast_lat, 0.5), percentile(&slate_fast_lat, 0.99));
+    let default_p50 = percentile(&slate_default_lat, 0.5);
 
-    let mut r = Report(Vec::new());
-    r.metric("strata_durable_append_p50", ours_p50, "ms", "slatedb_1ms_flush_durable_put_p50", fast_p50);
-    r.metric("strata_durable_append_p99", ours_p99, "ms", "slatedb_1ms_flush_durable_put_p99", fast_p99);
-    r.metric("strata_durable_append_p50_vs_default", ours_p50, "ms", "slatedb_default_durable_put_p50", default_p50);
-    r.metric("strata_32_writers", strata_rate, "appends/s", "slatedb_1ms_flush_32_writers", slate_fast_rate);
-    r.metric("strata_32_writers_vs_default", strata_rate, "appends/s", "slatedb_default_32_writers", slate_default_rate);
-    r.metric("strata_32_writers_vs_raw_create_floor", strata_rate, "appends/s", "raw_create_32_writers", floor_rate);
-    r.metric("raw_create_32_writers", floor_rate, "creates/s", "slatedb_1ms_flush_32_writers", slate_fast_rate);
-    r.metric(
+    let r = |name: &str, value: f64, unit: &str, baseline_name: &str, baseline_value: f64| {
+        report(&Metric::new(name, value, unit, baseline_name, baseline_value));
+    };
+    r("strata_durable_append_p50", ours_p50, "ms", "slatedb_1ms_flush_durable_put_p50", fast_p50);
+    r("strata_durable_append_p99", ours_p99, "ms", "slatedb_1ms_flush_durable_put_p99", fast_p99);
+    r("strata_durable_append_p50_vs_default", ours_p50, "ms", "slatedb_default_durable_put_p50", default_p50);
+    r("strata_32_writers", strata_rate, "appends/s", "slatedb_1ms_flush_32_writers", slate_fast_rate);
+    r("strata_32_writers_vs_default", strata_rate, "appends/s", "slatedb_default_32_writers", slate_default_rate);
+    r("strata_32_writers_vs_raw_create_floor", strata_rate, "appends/s", "raw_create_32_writers", floor_rate);
+    r("raw_create_32_writers", floor_rate, "creates/s", "slatedb_1ms_flush_32_writers", slate_fast_rate);
+    r(
         "strata_32_writers_vs_raw_create_of_mean_state_size",
         strata_rate,
         "appends/s",
         "raw_create_32_writers_mean_state_size",
         sized_floor_rate,
     );
-    r.metric("strata_mean_state_bytes", mean_state as f64, "bytes", "one_inline_row_state_bytes", state_bytes as f64);
-    r.metric(
+    r("strata_mean_state_bytes", mean_state as f64, "bytes", "one_inline_row_state_bytes", state_bytes as f64);
+    r(
         "append_table_32_callers",
         tables.writes_per_sec,
         "writes/s",
         "slatedb_1ms_flush_32_writers",
         slate_fast_rate,
     );
-    r.metric(
+    r(
         "append_table_32_callers_ack_p50",
-        percentile(&mut tables.ack_latencies, 0.5),
+        percentile(&tables.ack_latencies, 0.5),
         "ms",
         "slatedb_1ms_flush_32_writers_put_p50",
-        percentile(&mut slate_fast_conc_lat, 0.5),
+        percentile(&slate_fast_conc_lat, 0.5),
     );
-    r.metric(
+    r(
         "append_table_32_callers_ack_p99",
-        percentile(&mut tables.ack_latencies, 0.99),
+        percentile(&tables.ack_latencies, 0.99),
         "ms",
         "slatedb_1ms_flush_32_writers_put_p99",
-        percentile(&mut slate_fast_conc_lat, 0.99),
+        percentile(&slate_fast_conc_lat, 0.99),
     );
     // No peer figure: the group size is ours alone; the baseline is the caller count.
-    r.metric("append_table_32_callers_mean_group_size", tables.mean_group_size, "writes/commit", "callers", WRITERS as f64);
-    r.write();
+    r("append_table_32_callers_mean_group_size", tables.mean_group_size, "writes/commit", "callers", WRITERS as f64);
 }

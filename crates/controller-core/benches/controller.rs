@@ -1,10 +1,12 @@
 //! `cargo xtask bench controller`: controller-core against bare baselines, as ratios
 //! measured in the same run.
 //!
-//! Comparisons:
-//! - 1M read-capability and upper updates over 10k collections with dependencies,
-//!   through [`FrontierState`], against applying the same changes to one bare
-//!   `MutableAntichain` per collection (no propagation, validation or effects);
+//! Micro-benchmark (criterion group `frontier_state`): 1M read-capability and upper
+//! updates over 10k collections with dependencies, through [`FrontierState`]
+//! (`strata`), against applying the same changes to one bare `MutableAntichain` per
+//! collection (`baseline`: no propagation, validation or effects).
+//!
+//! End-to-end comparisons (measured here, reported through `strata-bench-support`):
 //! - 1M `FrontierUpper` responses over 10k ingestion collections from a stand-in
 //!   replica through the instance and `process`, against the same uppers applied to
 //!   bare `MutableAntichain`s (`controller_responses`);
@@ -13,18 +15,18 @@
 //!   controller seeing the upper pass it, against the same emission to the data
 //!   shard's upper in persist passing it (`controller_lag`).
 //!
-//! Each metric is appended as one JSON line to the file named by `STRATA_BENCH_OUT`;
-//! percentile metrics add `samples`, the number of measurements behind them.
-//! `STRATA_BENCH_QUICK=1` shrinks sizes 10x. Run without `--bench` (as `cargo test`
-//! does), the suite only smoke-tests itself at a tiny size and writes nothing.
+//! `--quick` shrinks sizes 10x. Run without `--bench` (as `cargo test --all-targets`
+//! does), criterion runs the group once at a tiny size and the end-to-end parts are
+//! skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::io::Write;
-use std::time::{Duration, Instant};
 
+use strata_bench_support::micro::criterion::{BatchSize, Criterion};
+use strata_bench_support::micro::{self, Group, compare};
+use strata_bench_support::{Mode, XorShift};
 use strata_controller_api::{
     Antichain, ChangeBatch, GlobalId, InstanceId, MutableAntichain, ReadPolicy, StorageTimestamp,
     Timestamp,
@@ -37,8 +39,6 @@ mod controller_responses;
 
 /// Updates applied per call, like one batch of replica responses or hold changes.
 const BATCH: usize = 100;
-/// Measurement rounds per side; the fastest counts.
-const ROUNDS: usize = 3;
 
 struct Sizes {
     collections: u64,
@@ -68,23 +68,11 @@ fn group_member(i: u64) -> u64 {
     (i - 1) % 10 + 1
 }
 
-/// A small deterministic generator (xorshift), so both sides see the same updates.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Every collection carries one external hold, starting at 0. Updates either advance
 /// an upper by 1..=3, or move a hold forward to a time near its collection's upper.
 fn workload(sizes: &Sizes) -> Vec<Batch> {
     let n = sizes.collections;
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = XorShift::new(0x5eed_1234_abcd_0001);
     let mut uppers = vec![0u64; n as usize + 1];
     let mut holds = vec![0u64; n as usize + 1];
     let mut batches = Vec::with_capacity(sizes.updates / BATCH + 1);
@@ -95,7 +83,7 @@ fn workload(sizes: &Sizes) -> Vec<Batch> {
             holds: BTreeMap::new(),
         };
         for _ in 0..BATCH.min(remaining) {
-            let r = rng.next();
+            let r = rng.next_u64();
             let i = 1 + (r >> 8) % n;
             let id = GlobalId::User(i);
             if r & 1 == 0 {
@@ -138,35 +126,48 @@ fn setup_state(n: u64) -> FrontierState<Timestamp> {
     state
 }
 
-fn run_state(n: u64, batches: Vec<Batch>) -> (Duration, usize) {
-    let mut state = setup_state(n);
+fn run_state(
+    mut state: FrontierState<Timestamp>,
+    batches: Vec<Batch>,
+) -> (FrontierState<Timestamp>, usize) {
     let mut effects = 0;
-    let start = Instant::now();
     for batch in batches {
         effects += state.update_write_frontiers(&batch.uppers).len();
         effects += state.update_read_capabilities(batch.holds).unwrap().len();
     }
-    (start.elapsed(), black_box(effects))
+    (state, black_box(effects))
 }
 
-/// The baseline: one `MutableAntichain` per collection, holding the implied capability
-/// and the external hold; upper reports move the capability one step behind.
-fn run_bare(n: u64, batches: Vec<Batch>) -> (Duration, usize) {
+/// The baseline's state: one `MutableAntichain` per collection, holding the implied
+/// capability and the external hold, and each collection's implied capability.
+struct Bare {
+    frontiers: Vec<MutableAntichain<Timestamp>>,
+    implied: Vec<Timestamp>,
+}
+
+fn setup_bare(n: u64) -> Bare {
     let zero = Timestamp::new(0);
-    let mut frontiers: Vec<MutableAntichain<Timestamp>> = (0..=n)
+    let frontiers = (0..=n)
         .map(|_| {
             let mut f = MutableAntichain::new();
             f.update_iter([(zero, 2)]);
             f
         })
         .collect();
-    let mut implied = vec![zero; n as usize + 1];
+    Bare {
+        frontiers,
+        implied: vec![zero; n as usize + 1],
+    }
+}
+
+/// The baseline: upper reports move the implied capability one step behind.
+fn run_bare(mut bare: Bare, batches: Vec<Batch>) -> (Bare, usize) {
+    let zero = Timestamp::new(0);
     let mut changed = 0;
     let index = |id: &GlobalId| match id {
         GlobalId::User(i) => *i as usize,
         _ => 0,
     };
-    let start = Instant::now();
     for batch in batches {
         for (id, upper) in &batch.uppers {
             let i = index(id);
@@ -174,109 +175,74 @@ fn run_bare(n: u64, batches: Vec<Batch>) -> (Duration, usize) {
                 .as_option()
                 .and_then(|t| t.step_back())
                 .unwrap_or(zero);
-            if advice > implied[i] {
-                changed += frontiers[i]
-                    .update_iter([(advice, 1), (implied[i], -1)])
+            if advice > bare.implied[i] {
+                changed += bare.frontiers[i]
+                    .update_iter([(advice, 1), (bare.implied[i], -1)])
                     .count();
-                implied[i] = advice;
+                bare.implied[i] = advice;
             }
         }
         for (id, mut changes) in batch.holds {
-            changed += frontiers[index(&id)].update_iter(changes.drain()).count();
+            changed += bare.frontiers[index(&id)]
+                .update_iter(changes.drain())
+                .count();
         }
     }
-    (start.elapsed(), black_box(changed))
+    (bare, black_box(changed))
 }
 
-fn report(name: &str, value: f64, unit: &str, baseline_name: &str, baseline_value: f64) {
-    emit(serde_json::json!({
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "baseline_name": baseline_name,
-        "baseline_value": baseline_value,
-        "ratio": value / baseline_value,
-    }));
-}
-
-/// [`report`] for a percentile: also records how many `samples` it was taken over.
-fn report_samples(
-    name: &str,
-    value: f64,
-    unit: &str,
-    baseline_name: &str,
-    baseline_value: f64,
-    samples: usize,
-) {
-    emit(serde_json::json!({
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "baseline_name": baseline_name,
-        "baseline_value": baseline_value,
-        "ratio": value / baseline_value,
-        "samples": samples,
-    }));
-}
-
-fn emit(line: serde_json::Value) {
-    eprintln!("{line}");
-    if let Ok(path) = std::env::var("STRATA_BENCH_OUT") {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap();
-        writeln!(file, "{line}").unwrap();
-    }
+fn frontier_state(c: &mut Criterion, mode: Mode) {
+    let sizes = Sizes {
+        collections: mode.scale(10_000, 10),
+        updates: mode.scale(1_000_000, 1_000) as usize,
+    };
+    let batches = workload(&sizes);
+    let n = sizes.collections;
+    let spec = Group {
+        group: "frontier_state",
+        name: "frontier_state_read_capability_and_upper_updates",
+        baseline_name: "bare_mutable_antichain_updates",
+        per: "update",
+        elements: sizes.updates as u64,
+    };
+    compare(
+        c,
+        mode,
+        &spec,
+        |b| {
+            b.iter_batched(
+                || (setup_state(n), batches.clone()),
+                |(state, batches)| run_state(state, batches),
+                BatchSize::LargeInput,
+            )
+        },
+        |b| {
+            b.iter_batched(
+                || (setup_bare(n), batches.clone()),
+                |(bare, batches)| run_bare(bare, batches),
+                BatchSize::LargeInput,
+            )
+        },
+    );
 }
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let quick = std::env::var("STRATA_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let scale = if !bench {
-        1000
-    } else if quick {
-        10
-    } else {
-        1
-    };
-    let sizes = Sizes {
-        collections: 10_000 / scale,
-        updates: 1_000_000 / scale as usize,
-    };
-    let batches = workload(&sizes);
-
-    let (mut best_state, mut best_bare) = (Duration::MAX, Duration::MAX);
-    for _ in 0..ROUNDS {
-        best_state = best_state.min(run_state(sizes.collections, batches.clone()).0);
-        best_bare = best_bare.min(run_bare(sizes.collections, batches.clone()).0);
-    }
-    if !bench {
+    let mode = Mode::current();
+    micro::run(mode, &[frontier_state]);
+    if !mode.is_bench() {
         return;
     }
-    let per_update = |d: Duration| d.as_nanos() as f64 / sizes.updates as f64;
-    report(
-        "frontier_state_read_capability_and_upper_updates",
-        per_update(best_state),
-        "ns/update",
-        "bare_mutable_antichain_updates",
-        per_update(best_bare),
-    );
-    let io = controller_io::IoSizes {
-        tables: 10_000 / scale,
+    controller_io::run(controller_io::IoSizes {
+        tables: mode.scale(10_000, 10),
         callers: 32,
-        writes_per_caller: if quick { 5 } else { 20 },
-    };
-    controller_io::run(io, bench, report);
-    let responses = controller_responses::ResponseSizes {
-        collections: 10_000 / scale,
-        responses: 1_000_000 / scale as usize,
-    };
-    controller_responses::run(responses, bench, report);
-    let lag = controller_lag::LagSizes {
-        offsets: (2_000 / scale).max(30),
+        writes_per_caller: mode.pick(1, 5, 20),
+    });
+    controller_responses::run(controller_responses::ResponseSizes {
+        collections: mode.scale(10_000, 10),
+        responses: mode.scale(1_000_000, 1_000) as usize,
+    });
+    controller_lag::run(controller_lag::LagSizes {
+        offsets: mode.scale(2_000, 30),
         tick_interval_ms: 5,
-    };
-    controller_lag::run(lag, bench, report_samples);
+    });
 }

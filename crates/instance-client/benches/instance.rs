@@ -1,32 +1,32 @@
 //! `cargo xtask bench instance`: instance-client against bare baselines, as ratios
 //! measured in the same run.
 //!
-//! - Command round trips through an [`Instance`] over the `local` transport, against a
-//!   bare pair of tokio channels with an echo task.
-//! - The same over `grpc` on loopback, against a bare tonic echo stream of the same
-//!   generated messages (no validation, history or merging).
-//! - `CommandHistory` push (with its amortised reduction) per command over 1M commands
-//!   of ingestion churn, drops confirmed with `forget_dropped` after a lag, against
-//!   pushing the same commands onto a bare `Vec`.
+//! Micro-benchmarks (criterion groups, see `instance_micro`): `CommandHistory` push and
+//! reduction over 1M commands of ingestion churn against a bare `Vec`, and the proto
+//! conversion of commands and responses against prost alone.
 //!
-//! Each metric is appended as one JSON line to the file named by `STRATA_BENCH_OUT`.
-//! `STRATA_BENCH_QUICK=1` shrinks sizes 10x. Run without `--bench` (as `cargo test
-//! --all-targets` does), the suite only smoke-tests itself at a tiny size and writes
-//! nothing.
+//! End-to-end comparisons (measured here, reported through `strata-bench-support`):
+//! - command round trips through an [`Instance`] over the `local` transport, against a
+//!   bare pair of tokio channels with an echo task;
+//! - the same over `grpc` on loopback, against a bare tonic echo stream of the same
+//!   generated messages (no validation, history or merging).
+//!
+//! `--quick` shrinks sizes 10x. Run without `--bench` (as `cargo test --all-targets`
+//! does), criterion runs each group once and the round trips run at a tiny size;
+//! nothing is reported.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::hint::black_box;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use strata_bench_support::{Metric, Mode, best_of, report};
 use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, ReplicaId, Timestamp};
 use strata_instance_client::{
-    CommandHistory, CommandReceiver, Hello, Instance, InstanceResponse, ReplicaConnector,
-    ReplicaHandler, ReplicaResponse, ResponseSender, StorageCommand,
+    CommandReceiver, Hello, Instance, InstanceResponse, ReplicaConnector, ReplicaHandler,
+    ReplicaResponse, ResponseSender, StorageCommand,
 };
 use tokio::sync::mpsc;
 
@@ -34,6 +34,8 @@ use tokio::sync::mpsc;
 const WINDOW: u64 = 256;
 /// Measurement rounds per side; the fastest counts.
 const ROUNDS: usize = 3;
+
+mod instance_micro;
 
 fn frontier(t: u64) -> Antichain<Timestamp> {
     Antichain::from_elem(Timestamp::new(t))
@@ -295,163 +297,53 @@ fn ingestion(id: u64, seed: u64) -> StorageCommand<Timestamp> {
     })
 }
 
-/// 1M commands of churn: ingestions created, compacted and dropped, with a steady set
-/// of live ones.
-fn churn(n: usize) -> Vec<StorageCommand<Timestamp>> {
-    let mut out = Vec::with_capacity(n);
-    let mut i = 0u64;
-    while out.len() < n {
-        let id = 10 + 2 * i;
-        out.push(ingestion(id, i));
-        for t in 0..4 {
-            out.push(StorageCommand::AllowCompaction {
-                id: GlobalId::User(id),
-                frontier: frontier(t),
-            });
-        }
-        // Keep the most recent 100 ingestions live; drop the one before them.
-        if i >= 100 {
-            let old = 10 + 2 * (i - 100);
-            for c in [old, old + 1] {
-                out.push(StorageCommand::AllowCompaction {
-                    id: GlobalId::User(c),
-                    frontier: Antichain::new(),
-                });
-            }
-        }
-        i += 1;
-    }
-    out.truncate(n);
-    out
-}
-
-/// Drops confirmed by every replica lag this many ids behind the drops themselves.
-const CONFIRMATION_LAG: usize = 200;
-
-/// Pushes `commands`, confirming each drop (`forget_dropped`) `CONFIRMATION_LAG` drops
-/// later, as an instance does when replicas report `DroppedId`.
-fn history_push(commands: &[StorageCommand<Timestamp>]) -> (Duration, usize) {
-    let commands = commands.to_vec();
-    let start = Instant::now();
-    let mut history = CommandHistory::new();
-    let mut unconfirmed = std::collections::VecDeque::new();
-    for command in commands {
-        if let StorageCommand::AllowCompaction { id, frontier } = &command
-            && frontier.is_empty()
-        {
-            unconfirmed.push_back(*id);
-        }
-        history.push(command);
-        if unconfirmed.len() > CONFIRMATION_LAG {
-            history.forget_dropped(unconfirmed.pop_front());
-        }
-    }
-    (start.elapsed(), black_box(history.len()))
-}
-
-fn vec_push(commands: &[StorageCommand<Timestamp>]) -> (Duration, usize) {
-    let commands = commands.to_vec();
-    let start = Instant::now();
-    let mut log = Vec::new();
-    for command in commands {
-        log.push(command);
-    }
-    (start.elapsed(), black_box(log.len()))
-}
-
-fn report(name: &str, value: f64, unit: &str, baseline_name: &str, baseline_value: f64) {
-    let ratio = value / baseline_value;
-    let line = serde_json::json!({
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "baseline_name": baseline_name,
-        "baseline_value": baseline_value,
-        "ratio": ratio,
-    });
-    eprintln!("{line}");
-    if let Ok(path) = std::env::var("STRATA_BENCH_OUT") {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap();
-        writeln!(file, "{line}").unwrap();
-    }
-}
-
-fn best(mut f: impl FnMut() -> Duration) -> Duration {
-    (0..ROUNDS).map(|_| f()).min().unwrap_or_default()
-}
-
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let quick = std::env::var("STRATA_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let scale: u64 = if !bench {
-        1000
-    } else if quick {
-        10
-    } else {
-        1
-    };
-    let round_trips = 100_000 / scale;
-    let history_commands = (1_000_000 / scale) as usize;
+    let mode = Mode::current();
+    strata_bench_support::micro::run(mode, &[instance_micro::history, instance_micro::proto]);
+
+    let round_trips = mode.scale(100_000, 100);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let per = |d: Duration, n: u64| d.as_nanos() as f64 / n as f64;
+    let per = |d: Duration| d.as_nanos() as f64 / round_trips as f64;
 
     eprintln!("instance bench: local round trips");
-    let local = best(|| {
+    let local = best_of(ROUNDS, || {
         runtime.block_on(instance_round_trips(
             strata_instance_client::LocalConnector::new(Arc::new(Echo)),
             round_trips,
         ))
     });
     eprintln!("instance bench: bare channel round trips");
-    let bare = best(|| runtime.block_on(bare_channel_round_trips(round_trips)));
-
+    let bare = best_of(ROUNDS, || {
+        runtime.block_on(bare_channel_round_trips(round_trips))
+    });
     #[cfg(feature = "grpc")]
     let grpc = {
         eprintln!("instance bench: grpc instance round trips");
-        let instance = best(|| runtime.block_on(grpc::instance(round_trips)));
+        let instance = best_of(ROUNDS, || runtime.block_on(grpc::instance(round_trips)));
         eprintln!("instance bench: bare tonic round trips");
-        (instance, best(|| runtime.block_on(grpc::bare(round_trips))))
+        let bare = best_of(ROUNDS, || runtime.block_on(grpc::bare(round_trips)));
+        (instance, bare)
     };
-
-    eprintln!("instance bench: history churn");
-    let commands = churn(history_commands);
-    let mut history = Duration::MAX;
-    let mut plain = Duration::MAX;
-    for _ in 0..ROUNDS {
-        history = history.min(history_push(&commands).0);
-        plain = plain.min(vec_push(&commands).0);
-    }
-    if !bench {
+    if !mode.is_bench() {
         return;
     }
-    report(
+    report(&Metric::new(
         "local_instance_round_trip",
-        per(local, round_trips),
+        per(local),
         "ns/command",
         "bare_tokio_channel_echo",
-        per(bare, round_trips),
-    );
+        per(bare),
+    ));
     #[cfg(feature = "grpc")]
-    report(
+    report(&Metric::new(
         "grpc_instance_round_trip",
-        per(grpc.0, round_trips),
+        per(grpc.0),
         "ns/command",
         "bare_tonic_echo_stream",
-        per(grpc.1, round_trips),
-    );
-    report(
-        "command_history_push_and_reduce_1m_churn",
-        per(history, history_commands as u64),
-        "ns/command",
-        "bare_vec_push",
-        per(plain, history_commands as u64),
-    );
+        per(grpc.1),
+    ));
 }

@@ -29,7 +29,13 @@
 //!   STRATA_S3_TEST_BUCKET=strata-bench cargo xtask bench persist
 //! ```
 //!
-//! `STRATA_BENCH_QUICK=1` shrinks every size.
+//! Micro-benchmarks (criterion groups, see `persist_micro`): consolidation, row
+//! encode and row decode, each against a textbook baseline.
+//!
+//! The end-to-end figures above are measured here and reported through
+//! `strata-bench-support`; the percentiles carry `samples`. `--quick` shrinks every
+//! size; run without `--bench` (as `cargo test --all-targets` does) criterion runs each
+//! group once and the rest runs at a tiny size, reporting nothing.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -37,18 +43,20 @@
     missing_docs
 )]
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{PutMode, PutOptions, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use strata_bench_support::{Metric, Mode, median, micro, report, report_percentiles};
 use strata_controller_api::{
     Antichain, ColumnType, Datum, RelationDesc, Row, ScalarType, ShardId, Timestamp,
 };
 use strata_persist_backend::part::encode_part;
 use strata_persist_backend::{PersistClient, PersistConfig};
+
+mod persist_micro;
 
 struct Sizes {
     latency_ops: usize,
@@ -59,25 +67,32 @@ struct Sizes {
     snapshot_reps: usize,
 }
 
-fn sizes() -> Sizes {
-    if std::env::var_os("STRATA_BENCH_QUICK").is_some_and(|v| v != "0") {
-        Sizes {
+fn sizes(mode: Mode) -> Sizes {
+    match mode {
+        Mode::Smoke => Sizes {
+            latency_ops: 20,
+            throughput_rows: 1_000,
+            throughput_reps: 1,
+            snapshot_rows: 10_000,
+            snapshot_batches: 2,
+            snapshot_reps: 1,
+        },
+        Mode::Quick => Sizes {
             latency_ops: 60,
             throughput_rows: 10_000,
             throughput_reps: 3,
             snapshot_rows: 100_000,
             snapshot_batches: 4,
             snapshot_reps: 3,
-        }
-    } else {
-        Sizes {
+        },
+        Mode::Full => Sizes {
             latency_ops: 400,
             throughput_rows: 100_000,
             throughput_reps: 5,
             snapshot_rows: 1_000_000,
             snapshot_batches: 10,
             snapshot_reps: 7,
-        }
+        },
     }
 }
 
@@ -115,54 +130,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn percentile(samples: &mut [f64], q: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-    samples[i.min(samples.len() - 1)]
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    percentile(&mut samples, 0.5)
-}
-
-struct Report(Vec<serde_json::Value>);
-
-impl Report {
-    /// `ratio` is value / baseline for throughputs and latencies alike; the issue's
-    /// targets say which direction is good for each.
-    fn metric(
-        &mut self,
-        name: &str,
-        value: f64,
-        unit: &str,
-        baseline_name: &str,
-        baseline_value: f64,
-    ) {
-        let line = serde_json::json!({
-            "name": name, "value": value, "unit": unit,
-            "baseline_name": baseline_name, "baseline_value": baseline_value,
-            "ratio": value / baseline_value,
-        });
-        println!("{line}");
-        self.0.push(line);
-    }
-
-    fn write(&self) {
-        if let Some(path) = std::env::var_os("STRATA_BENCH_OUT") {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .expect("open bench output");
-            for line in &self.0 {
-                writeln!(f, "{line}").expect("write bench output");
-            }
-        }
-    }
-}
-
 /// Single-row durable appends against one conditional create of a state-sized payload.
-async fn latency(r: &mut Report, backend: &str, url: &str, ops: usize) {
+async fn latency(backend: &str, url: &str, ops: usize) {
     let client = PersistClient::open_with_config(url, PersistConfig::default())
         .await
         .expect("open");
@@ -212,26 +181,17 @@ async fn latency(r: &mut Report, backend: &str, url: &str, ops: usize) {
             floor.push(ms(floor_took));
         }
     }
-    let (p50, f50) = (percentile(&mut ours, 0.5), percentile(&mut floor, 0.5));
-    let (p99, f99) = (percentile(&mut ours, 0.99), percentile(&mut floor, 0.99));
-    r.metric(
-        &format!("append_p50_{backend}"),
-        p50,
+    report_percentiles(
+        &mut ours,
+        &mut floor,
         "ms",
-        &format!("floor_conditional_create_p50_{backend}"),
-        f50,
-    );
-    r.metric(
-        &format!("append_p99_{backend}"),
-        p99,
-        "ms",
-        &format!("floor_conditional_create_p99_{backend}"),
-        f99,
+        |p| format!("append_{p}_{backend}"),
+        |p| format!("floor_conditional_create_{p}_{backend}"),
     );
 }
 
 /// One large append against a raw put of its Parquet bytes.
-async fn throughput(r: &mut Report, url: &str, rows: usize, reps: usize) {
+async fn throughput(url: &str, rows: usize, reps: usize) {
     let client = PersistClient::open_with_config(url, PersistConfig::for_tests())
         .await
         .expect("open");
@@ -271,17 +231,17 @@ async fn throughput(r: &mut Report, url: &str, rows: usize, reps: usize) {
             .expect("raw put");
         raw.push(mb / start.elapsed().as_secs_f64());
     }
-    r.metric(
-        &format!("append_throughput_{rows}_rows_file"),
+    report(&Metric::new(
+        format!("append_throughput_{rows}_rows_file"),
         median(ours),
         "MB/s",
         "raw_put_same_bytes_file",
         median(raw),
-    );
+    ));
 }
 
 /// A consolidated snapshot after compaction against a raw arrow decode of its parts.
-async fn snapshot(r: &mut Report, url: &str, rows: usize, batches: usize, reps: usize) {
+async fn snapshot(url: &str, rows: usize, batches: usize, reps: usize) {
     let client = PersistClient::open_with_config(url, PersistConfig::for_tests())
         .await
         .expect("open");
@@ -340,13 +300,13 @@ async fn snapshot(r: &mut Report, url: &str, rows: usize, batches: usize, reps: 
     }
     let ratios: Vec<f64> = ours.iter().zip(&raw).map(|(o, r)| o / r).collect();
     println!("snapshot ratio per round: {ratios:.2?}");
-    r.metric(
-        &format!("snapshot_{rows}_rows_after_compaction_file"),
+    report(&Metric::new(
+        format!("snapshot_{rows}_rows_after_compaction_file"),
         median(ours),
         "rows/s",
         "raw_arrow_decode_same_parts_file",
         median(raw),
-    );
+    ));
 }
 
 /// Fetches each part whole and decodes it with the parquet crate's arrow reader on
@@ -377,53 +337,58 @@ async fn raw_decode(
     n
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let s = sizes();
-    let mut r = Report(Vec::new());
+fn main() {
+    let mode = Mode::current();
+    micro::run(mode, &[persist_micro::consolidation, persist_micro::rows]);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(end_to_end(sizes(mode)));
+}
+
+/// The end-to-end figures: append latency per backend, throughput and snapshot.
+async fn end_to_end(s: Sizes) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file_url = |name: &str| format!("file://{}", dir.path().join(name).display());
 
     latency(
-        &mut r,
         "memory",
         &format!("mem://bench-{}", uuid::Uuid::new_v4().simple()),
         s.latency_ops,
     )
     .await;
-    latency(&mut r, "file", &file_url("latency"), s.latency_ops).await;
+    latency("file", &file_url("latency"), s.latency_ops).await;
     // The design decision of #15: the same appends on the older fenced log, chosen by
     // the location's format marker.
     let log_dir = dir.path().join("latency-log");
     std::fs::create_dir_all(&log_dir).expect("log dir");
     std::fs::write(log_dir.join("strata-format"), "consensus=log\n").expect("marker");
-    latency(&mut r, "file_log", &file_url("latency-log"), s.latency_ops).await;
+    latency("file_log", &file_url("latency-log"), s.latency_ops).await;
     match std::env::var("STRATA_S3_TEST_BUCKET")
         .ok()
         .filter(|b| !b.is_empty())
     {
         Some(bucket) => {
             let url = format!("s3://{bucket}/bench-{}", uuid::Uuid::new_v4().simple());
-            latency(&mut r, "s3", &url, s.latency_ops).await;
+            latency("s3", &url, s.latency_ops).await;
         }
         None => println!(
             "note: STRATA_S3_TEST_BUCKET is unset; skipping the S3 latency figures (see the bench's doc)"
         ),
     }
     throughput(
-        &mut r,
         &file_url("throughput"),
         s.throughput_rows,
         s.throughput_reps,
     )
     .await;
     snapshot(
-        &mut r,
         &file_url("snapshot"),
         s.snapshot_rows,
         s.snapshot_batches,
         s.snapshot_reps,
     )
     .await;
-    r.write();
 }

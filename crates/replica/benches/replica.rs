@@ -5,20 +5,16 @@
 //! (`DEFAULT_MAX_TICKS_PER_ROUND` ticks per round under load) and, for comparison, with
 //! one tick per round.
 //!
-//! Writes one JSON object per metric to the file named by `STRATA_BENCH_OUT` (stdout
-//! when unset). `STRATA_BENCH_QUICK=1` shrinks the sizes.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    missing_docs
-)]
+//! All figures are end-to-end, reported through `strata-bench-support`. `--quick`
+//! shrinks the sizes; run without `--bench` (as `cargo test --all-targets` does) the
+//! suite runs at a tiny size and reports nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use strata_bench_support::{Metric, Mode, report};
 use strata_controller_api::{
     Antichain, CollectionMetadata, Datum, GlobalId, IngestionDescription, InstanceId,
     LoadGenerator, Row, ShardId, SourceConnection, SourceOutput, Timestamp,
@@ -166,21 +162,9 @@ fn baseline_rows_per_sec(url: &str, rows: u64, salt: u8) -> f64 {
     rows as f64 / start.elapsed().as_secs_f64()
 }
 
-fn emit(out: &mut dyn Write, name: &str, value: f64, baseline: f64) {
-    let line = serde_json::json!({
-        "name": name,
-        "value": value,
-        "unit": "rows/s",
-        "baseline_name": "persist_write_handle_compare_and_append",
-        "baseline_value": baseline,
-        "ratio": value / baseline,
-    });
-    writeln!(out, "{line}").unwrap();
-}
-
 fn main() {
-    let quick = std::env::var("STRATA_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let rows = if quick { 20_000 } else { 200_000 };
+    let mode = Mode::current();
+    let rows = mode.pick(2_000, 20_000, 200_000);
     let dir = tempfile::tempdir().unwrap();
     let url = |name: &str| format!("file://{}/{name}", dir.path().display());
     // Warm up the runtime, the file system and the code paths before measuring.
@@ -193,38 +177,27 @@ fn main() {
     // a round without batching.
     let one_tick = replica_rows_per_sec(&url("one-tick"), 1, 1, rows, 4);
     let two_tick = replica_rows_per_sec(&url("two-tick"), 2, 1, rows, 5);
-    let mut out: Box<dyn Write> = match std::env::var("STRATA_BENCH_OUT") {
-        Ok(path) => Box::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .unwrap(),
+    if !mode.is_bench() {
+        return;
+    }
+    for (name, value) in [
+        ("replica_ingest_counter_file_1_worker", one),
+        ("replica_ingest_counter_file_2_workers", two),
+        (
+            "replica_ingest_counter_file_1_worker_one_tick_rounds",
+            one_tick,
         ),
-        Err(_) => Box::new(std::io::stdout()),
-    };
-    emit(
-        &mut out,
-        "replica_ingest_counter_file_1_worker",
-        one,
-        baseline,
-    );
-    emit(
-        &mut out,
-        "replica_ingest_counter_file_2_workers",
-        two,
-        baseline,
-    );
-    emit(
-        &mut out,
-        "replica_ingest_counter_file_1_worker_one_tick_rounds",
-        one_tick,
-        baseline,
-    );
-    emit(
-        &mut out,
-        "replica_ingest_counter_file_2_workers_one_tick_rounds",
-        two_tick,
-        baseline,
-    );
+        (
+            "replica_ingest_counter_file_2_workers_one_tick_rounds",
+            two_tick,
+        ),
+    ] {
+        report(&Metric::new(
+            name,
+            value,
+            "rows/s",
+            "persist_write_handle_compare_and_append",
+            baseline,
+        ));
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use strata_bench_support::{Metric, percentile, report};
 use strata_controller_api::{
     Antichain, CollectionDescription, Collections, Datum, GlobalId, MemoryCatalog, RelationDesc,
     Row, ScalarType, ShardId, StorageError, StorageMetadata, StorageTxn, Tables, Timestamp,
@@ -209,16 +210,14 @@ async fn concurrent_appends(callers: usize, writes: usize) -> AppendRun {
     let writes_per_sec = (callers * writes) as f64 / start.elapsed().as_secs_f64();
     done.store(true, std::sync::atomic::Ordering::Release);
     let mut lags = watcher.await.unwrap();
-    lags.sort_by(f64::total_cmp);
-    let pick = |q: f64| lags[((lags.len() as f64 - 1.0) * q).round() as usize];
     let mut txns = strata_persist_backend::txns::TxnsHandle::<Timestamp>::open(client, txns_shard)
         .await
         .unwrap();
     txns.fetch_txns_upper().await.unwrap();
     AppendRun {
         writes_per_sec,
-        applied_p50_ms: pick(0.5),
-        applied_p99_ms: pick(0.99),
+        applied_p50_ms: percentile(&mut lags, 0.5),
+        applied_p99_ms: percentile(&mut lags, 0.99),
         txns_live_rows: txns.live_rows(),
     }
 }
@@ -247,8 +246,8 @@ async fn single_shard_appends(n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Runs both comparisons; reports them through `report` when `bench` is set.
-pub(crate) fn run(sizes: IoSizes, bench: bool, report: impl Fn(&str, f64, &str, &str, f64)) {
+/// Runs both comparisons and reports them.
+pub(crate) fn run(sizes: IoSizes) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -258,45 +257,41 @@ pub(crate) fn run(sizes: IoSizes, bench: bool, report: impl Fn(&str, f64, &str, 
         let bare = bare_shards(sizes.tables).await;
         let appends = concurrent_appends(sizes.callers, sizes.writes_per_caller).await;
         let single = single_shard_appends(sizes.callers * sizes.writes_per_caller).await;
-        if bench {
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            report(
-                "controller_bootstrap_file_tables",
-                ms(controller),
-                "ms",
-                "persist_create_shards_directly",
-                ms(bare),
-            );
-            report(
-                "append_table_32_concurrent_callers",
-                appends.writes_per_sec,
-                "writes/s",
-                "single_shard_compare_and_append",
-                single,
-            );
-            // No baseline: the targets are absolute (applied within 1 s p99; live rows
-            // bounded, not growing with the number of writes).
-            report(
-                "applier_lag_p50_32_callers",
-                appends.applied_p50_ms,
-                "ms",
-                "target_p99_bound",
-                1000.0,
-            );
-            report(
-                "applier_lag_p99_32_callers",
-                appends.applied_p99_ms,
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        report(&Metric::new(
+            "controller_bootstrap_file_tables",
+            ms(controller),
+            "ms",
+            "persist_create_shards_directly",
+            ms(bare),
+        ));
+        report(&Metric::new(
+            "append_table_32_concurrent_callers",
+            appends.writes_per_sec,
+            "writes/s",
+            "single_shard_compare_and_append",
+            single,
+        ));
+        // No baseline: the targets are absolute (applied within 1 s p99; live rows
+        // bounded, not growing with the number of writes).
+        for (label, lag) in [
+            ("p50", appends.applied_p50_ms),
+            ("p99", appends.applied_p99_ms),
+        ] {
+            report(&Metric::new(
+                format!("applier_lag_{label}_32_callers"),
+                lag,
                 "ms",
                 "target_p99_bound",
                 1000.0,
-            );
-            report(
-                "txns_live_rows_after_32_callers",
-                appends.txns_live_rows as f64,
-                "rows",
-                "writes_committed",
-                (sizes.callers * sizes.writes_per_caller) as f64,
-            );
+            ));
         }
+        report(&Metric::new(
+            "txns_live_rows_after_32_callers",
+            appends.txns_live_rows as f64,
+            "rows",
+            "writes_committed",
+            (sizes.callers * sizes.writes_per_caller) as f64,
+        ));
     });
 }

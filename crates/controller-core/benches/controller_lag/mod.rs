@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use strata_bench_support::report_percentiles;
 use strata_controller_api::{
     Antichain, CollectionDescription, Collections, DataSource, GlobalId, IngestionDescription,
     InstanceId, Instances, Lifecycle, LoadGenerator, MemoryCatalog, ReplicaConfig, ReplicaId,
@@ -287,18 +288,8 @@ fn first_past(log: &[(u64, Instant)], time: u64) -> Option<Instant> {
     log.get(i).map(|(_, at)| *at)
 }
 
-/// Milliseconds at quantile `q` of sorted `lags`.
-fn quantile(sorted: &[Duration], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1].as_secs_f64() * 1000.0
-}
-
-/// Runs the comparison; reports p50 and p99 through `report` when `bench` is set.
-pub(crate) fn run(
-    sizes: LagSizes,
-    bench: bool,
-    report: impl Fn(&str, f64, &str, &str, f64, usize),
-) {
+/// Runs the comparison and reports p50 and p99.
+pub(crate) fn run(sizes: LagSizes) {
     assert!(sizes.offsets > WARMUP);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -316,18 +307,14 @@ pub(crate) fn run(
         persist.push(durable.saturating_duration_since(*emitted));
     }
     assert_eq!(controller.len() as u64, sizes.offsets - WARMUP);
-    controller.sort();
-    persist.sort();
-    if bench {
-        for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
-            report(
-                &format!("ingestion_lag_emit_to_controller_upper_{label}"),
-                quantile(&controller, q),
-                "ms",
-                &format!("ingestion_lag_emit_to_persist_upper_{label}"),
-                quantile(&persist, q),
-                controller.len(),
-            );
-        }
-    }
+    let ms = |lags: Vec<Duration>| -> Vec<f64> {
+        lags.iter().map(|d| d.as_secs_f64() * 1000.0).collect()
+    };
+    report_percentiles(
+        &mut ms(controller),
+        &mut ms(persist),
+        "ms",
+        |p| format!("ingestion_lag_emit_to_controller_upper_{p}"),
+        |p| format!("ingestion_lag_emit_to_persist_upper_{p}"),
+    );
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use strata_bench_support::{Metric, best_of, report};
 use strata_controller_api::{
     Antichain, CollectionDescription, Collections, DataSource, GlobalId, IngestionDescription,
     InstanceId, Instances, Lifecycle, LoadGenerator, MemoryCatalog, MutableAntichain, Reads,
@@ -213,23 +214,21 @@ fn bare(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> Duration {
     elapsed
 }
 
-/// Runs the comparison; reports it through `report` when `bench` is set.
-pub(crate) fn run(sizes: ResponseSizes, bench: bool, report: impl Fn(&str, f64, &str, &str, f64)) {
+/// Runs the comparison and reports it.
+pub(crate) fn run(sizes: ResponseSizes) {
     let updates = workload(&sizes);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let controller = runtime.block_on(through_process(&sizes, &updates));
-    let baseline = (0..3).map(|_| bare(&sizes, &updates)).min().unwrap();
-    if bench {
-        let per = |d: Duration| d.as_nanos() as f64 / updates.len() as f64;
-        report(
-            "controller_process_frontier_upper_responses",
-            per(controller),
-            "ns/response",
-            "bare_mutable_antichain_updates",
-            per(baseline),
-        );
-    }
+    let baseline = best_of(3, || bare(&sizes, &updates));
+    let per = |d: Duration| d.as_nanos() as f64 / updates.len() as f64;
+    report(&Metric::new(
+        "controller_process_frontier_upper_responses",
+        per(controller),
+        "ns/response",
+        "bare_mutable_antichain_updates",
+        per(baseline),
+    ));
 }
