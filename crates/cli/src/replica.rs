@@ -206,12 +206,19 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
 
     let result = rt.block_on(async {
         let signals = ShutdownSignals::install()?;
-        if let Some(addr) = args.metrics_addr {
-            let (local, _task) = serve_metrics(addr, metrics)
-                .await
-                .with_context(|| format!("cannot serve metrics on {addr}"))?;
-            eprintln!("strata replica: metrics at http://{local}/metrics");
-        }
+        let metrics_server = match args.metrics_addr {
+            Some(addr) => {
+                let server = serve_metrics(addr, metrics)
+                    .await
+                    .with_context(|| format!("cannot serve metrics on {addr}"))?;
+                eprintln!(
+                    "strata replica: metrics at http://{}/metrics",
+                    server.local_addr()
+                );
+                Some(server)
+            }
+            None => None,
+        };
         eprintln!(
             "strata replica: listening on {bound} ({}, {}), persist {}, {} worker(s)",
             if tls { "tls" } else { "plaintext" },
@@ -223,7 +230,11 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
             persist,
             args.workers,
         );
-        serve(handler, config, listener, signals, grace).await
+        let served = serve(handler, config, listener, signals, grace).await;
+        if let Some(server) = metrics_server {
+            server.shutdown().await;
+        }
+        served
     });
     // Connections' tasks hold clones of the server; drop them before the server, on
     // this thread, so the replica's workers and runtimes stop outside any async context.

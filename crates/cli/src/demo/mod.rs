@@ -161,13 +161,16 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
     }
 
     let metrics = Metrics::new();
-    let _metrics_task = match options.metrics_addr {
+    let metrics_server = match options.metrics_addr {
         Some(addr) => {
-            let (local, task) = serve_metrics(addr, metrics.clone())
+            let server = serve_metrics(addr, metrics.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}; pass a free --metrics-addr, or leave it out"))?;
-            display.line(&format!("metrics at http://{local}/metrics"));
-            Some(AbortOnDrop(task))
+            display.line(&format!(
+                "metrics at http://{}/metrics",
+                server.local_addr()
+            ));
+            Some(server)
         }
         None => None,
     };
@@ -323,6 +326,9 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
             short_path(&options.sinks_dir)
         ));
     }
+    if let Some(server) = metrics_server {
+        server.shutdown().await;
+    }
     Ok(())
 }
 
@@ -333,14 +339,5 @@ fn kind_of(id: GlobalId) -> &'static str {
         plan::AUCTION => "source",
         plan::AUCTION_PROGRESS => "remap",
         _ => "subsource",
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
