@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -42,9 +43,10 @@ pub(crate) struct TopArgs {
     /// The persist location: file:///path, s3://bucket/prefix or mem://name.
     #[arg(long, value_name = "URL")]
     pub(crate) persist: String,
-    /// How often to re-read the location: 1s, 500ms, 2 (seconds).
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = crate::top::parse_interval)]
-    pub(crate) interval: std::time::Duration,
+    /// How often to re-read the location, at least 100ms: such as 1s, 500ms or 2
+    /// (seconds).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = crate::duration::interval)]
+    pub(crate) interval: Duration,
     /// See [`OpenTimeout`].
     #[command(flatten)]
     pub(crate) open_timeout: OpenTimeout,
@@ -54,15 +56,17 @@ pub(crate) struct TopArgs {
 /// opens one.
 #[derive(Debug, Clone, Copy, Args)]
 pub(crate) struct OpenTimeout {
-    /// Give up on a persist location that does not answer within this many seconds
-    /// (object storage retries connection failures with backoff until then).
+    /// Give up on a persist location that does not answer within this time, such as
+    /// 30s, 2m or 10 (seconds); object storage retries connection failures with backoff
+    /// until then.
     #[arg(
         long = "open-timeout",
         env = "STRATA_OPEN_TIMEOUT_SECS",
-        default_value_t = 30.0,
-        value_name = "SECS"
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = crate::duration::positive
     )]
-    pub(crate) secs: f64,
+    pub(crate) limit: Duration,
 }
 
 /// `strata replica`.
@@ -92,9 +96,10 @@ pub(crate) struct ReplicaArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_addr: Option<SocketAddr>,
-    /// How long to wait for open connections to finish after Ctrl-C or SIGTERM.
-    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
-    pub(crate) shutdown_grace: f64,
+    /// How long to wait for open connections to finish after Ctrl-C or SIGTERM, such
+    /// as 3s, 500ms or 0 (do not wait).
+    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    pub(crate) shutdown_grace: Duration,
     /// See [`OpenTimeout`].
     #[command(flatten)]
     pub(crate) open_timeout: OpenTimeout,

@@ -12,6 +12,7 @@
 
 mod args;
 mod demo;
+mod duration;
 mod inspect;
 mod location;
 mod metered;

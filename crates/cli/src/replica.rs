@@ -127,11 +127,6 @@ fn server_config(args: &ReplicaArgs) -> anyhow::Result<ServerConfig> {
     Ok(ServerConfig { tls, token })
 }
 
-fn seconds(flag: &str, secs: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| anyhow!("{flag} must be a non-negative number of seconds"))
-}
-
 /// Ctrl-C and SIGTERM, watched from creation on: a signal that arrives after the
 /// "listening" line but before the server runs still stops it cleanly.
 struct ShutdownSignals {
@@ -167,7 +162,7 @@ pub(crate) fn run(args: ReplicaArgs) -> anyhow::Result<()> {
         bail!("{}", location::memory_elsewhere(&persist));
     }
     let config = server_config(&args)?;
-    let grace = seconds("--shutdown-grace", args.shutdown_grace)?;
+    let grace = args.shutdown_grace;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
