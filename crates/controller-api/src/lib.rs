@@ -11,7 +11,9 @@
 //! - the controller surface ([`controller`]): [`Collections`], [`Tables`], [`Exports`],
 //!   [`Instances`], [`Reads`], [`Lifecycle`] and [`Introspection`], joined by
 //!   [`StorageController`], and the durable catalog seam [`StorageTxn`] with an in-memory
-//!   [`MemoryCatalog`] for tests.
+//!   [`MemoryCatalog`] for tests;
+//! - the one seedable generator, [`rng::SplitMix64`], that every fault injector draws
+//!   from.
 //!
 //! **Must never depend on**: any other Strata crate, an async runtime, or anything that
 //! does I/O. Frontier types come from `timely::progress`, [`Lattice`] from
@@ -36,6 +38,7 @@ pub mod error;
 pub mod ids;
 pub mod read_hold;
 pub mod read_policy;
+pub mod rng;
 pub mod row;
 pub mod row_ref;
 pub mod timestamp;

@@ -24,7 +24,6 @@ mod config;
 mod error;
 mod handle;
 mod plan;
-mod rng;
 mod store;
 pub mod transport;
 
