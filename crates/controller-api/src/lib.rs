@@ -10,8 +10,9 @@
 //! - [`ReadPolicy`] ([`read_policy`]) and [`ReadHold`] ([`read_hold`]);
 //! - the controller surface ([`controller`]): [`Collections`], [`Tables`], [`Exports`],
 //!   [`Instances`], [`Reads`], [`Lifecycle`] and [`Introspection`], joined by
-//!   [`StorageController`], and the durable catalog seam [`StorageTxn`] with an in-memory
-//!   [`MemoryCatalog`] for tests;
+//!   [`StorageController`], and the durable catalog seam [`StorageTxn`] with the
+//!   [`CatalogContents`] every catalog records and an in-memory [`MemoryCatalog`] for
+//!   tests;
 //! - the one seedable generator, [`rng::SplitMix64`], that every fault injector draws
 //!   from.
 //!
@@ -43,6 +44,7 @@ pub mod row;
 pub mod row_ref;
 pub mod timestamp;
 
+pub use controller::CatalogContents;
 pub use controller::{
     AppendFn, AppendFuture, CollectionFrontiers, Collections, Exports, Instances, Introspection,
     Lifecycle, MemoryCatalog, MemoryStorageTxn, MonotonicAppender, Reads, ReplicaConfig,
