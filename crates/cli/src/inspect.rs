@@ -12,7 +12,7 @@ use strata_controller_api::ShardId;
 use strata_controller_core::catalog::{
     CATALOG_SHARD_ID, CatalogContents, CatalogOptions, DurableCatalog,
 };
-use strata_persist_backend::PersistClient;
+use strata_persist_backend::{PersistClient, ShardInspect};
 
 use crate::args::OpenTimeout;
 use crate::location::{self, Access};
@@ -44,30 +44,24 @@ pub(crate) async fn shard(url: &str, shard: &str, timeout: OpenTimeout) -> anyho
             bail!("shard {shard} does not exist at {url}");
         }
         client
-            .inspect(shard)
+            .inspect_shard(shard)
             .await
             .with_context(|| format!("cannot read shard {shard}"))
     })
     .await?;
-    print_json(&state)
+    print_json(&serde_json::to_value(state).context("cannot render json")?)
 }
 
 /// One row of `inspect collections`.
-fn collection_row(id: String, shard: ShardId, state: Option<&Value>) -> Value {
-    let field = |name: &str| {
-        state
-            .and_then(|s| s.get(name))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+fn collection_row(id: String, shard: ShardId, state: Option<&ShardInspect>) -> Value {
     json!({
         "id": id,
-        "name": field("name"),
+        "name": state.map(|s| &s.name),
         "shard": shard.to_string(),
-        "since": field("since"),
-        "upper": field("upper"),
-        "tombstone": field("tombstone"),
-        "part_count": field("part_count"),
+        "since": state.map(|s| &s.since),
+        "upper": state.map(|s| &s.upper),
+        "tombstone": state.map(|s| s.tombstone),
+        "part_count": state.map(|s| s.part_count),
     })
 }
 
@@ -85,18 +79,18 @@ pub(crate) async fn read_catalog(
         .context("cannot read the durable catalog")
 }
 
-/// The state of `shard` (the shard of `of`) as JSON (see `PersistClient::inspect`), or
-/// `None` when the shard was never written.
+/// The state of `shard` (the shard of `of`), or `None` when the shard was never
+/// written.
 pub(crate) async fn shard_state(
     client: &PersistClient,
     shard: ShardId,
     of: &(dyn std::fmt::Display + Sync),
-) -> anyhow::Result<Option<Value>> {
+) -> anyhow::Result<Option<ShardInspect>> {
     if !shard_exists(client, shard).await? {
         return Ok(None);
     }
     let state = client
-        .inspect(shard)
+        .inspect_shard(shard)
         .await
         .with_context(|| format!("cannot read shard {shard} of {of}"))?;
     Ok(Some(state))
