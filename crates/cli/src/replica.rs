@@ -24,29 +24,6 @@ use crate::args::ReplicaArgs;
 use crate::location::{self, Access};
 use crate::metered::{Metered, Observed};
 
-/// A `--listen` value: an address, or a host name with a port (such as
-/// `localhost:6876`), resolved now. Of a name's addresses an IPv4 one is preferred, so
-/// `localhost` listens where clients of `localhost` usually connect first.
-pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    if !text.contains(':') {
-        return Err(format!(
-            "{text:?} has no port: give HOST:PORT, such as localhost:6876"
-        ));
-    }
-    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(text)
-        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("{text:?} resolves to no address"))
-}
-
 /// The listen rule: plaintext is only for loopback addresses, unless the operator says
 /// `--insecure`.
 pub(crate) fn check_listen(addr: SocketAddr, tls: bool, insecure: bool) -> Result<(), String> {
@@ -301,27 +278,6 @@ mod tests {
         if let Err(message) = got {
             assert!(message.contains(addr), "{message}");
             assert!(!message.contains('\n'), "{message}");
-        }
-    }
-
-    #[test]
-    fn listen_values_resolve_or_say_why() {
-        let table: [(&str, Result<&str, &str>); 5] = [
-            ("127.0.0.1:6876", Ok("127.0.0.1:6876")),
-            ("[::1]:7", Ok("[::1]:7")),
-            ("localhost:6876", Ok("127.0.0.1:6876")),
-            (
-                "localhost",
-                Err("has no port: give HOST:PORT, such as localhost:6876"),
-            ),
-            ("localhost:port", Err("cannot resolve \"localhost:port\"")),
-        ];
-        for (text, want) in table {
-            match (parse_listen(text), want) {
-                (Ok(got), Ok(want)) => assert_eq!(got.to_string(), want, "{text}"),
-                (Err(got), Err(want)) => assert!(got.contains(want), "{text}: {got}"),
-                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
-            }
         }
     }
 

@@ -41,10 +41,10 @@ use strata_introspection::{Metrics, MetricsServer, serve_metrics};
 use strata_persist_backend::PersistClient;
 
 use self::driver::{Driver, first};
-pub(crate) use self::options::DemoArgs;
 use self::options::{Options, Transport, short_path};
 use self::progress::Display;
 use self::replicas::{ChildReplicas, Servers};
+use crate::args::DemoArgs;
 use crate::location::{self, Access};
 
 /// Ctrl-C, SIGTERM and SIGHUP (a closed terminal): each stops the demo and its

@@ -1,52 +1,16 @@
-//! `strata demo`'s options: the clap arguments and their validated form.
+//! `strata demo`'s options: the clap arguments ([`DemoArgs`], in `args`) checked and
+//! resolved.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
 use strata_persist_backend::location::LocationSpec;
 
-use crate::args::OpenTimeout;
+pub(crate) use crate::args::Transport;
+use crate::args::{DemoArgs, OpenTimeout};
 use crate::location;
-
-/// How the controller reaches its replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Transport {
-    /// In-process replicas over local channels.
-    Local,
-    /// `strata replica` child processes on 127.0.0.1, over gRPC.
-    Grpc,
-}
-
-/// `strata demo`.
-#[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
-    /// The persist location: file:///path (or a plain path), s3://bucket/prefix or
-    /// mem://name. A second run over the same location recovers the first one's state.
-    #[arg(long, default_value = "file://./strata-data", value_name = "URL")]
-    pub(crate) persist: String,
-    /// How many replicas run the instance.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=8))]
-    pub(crate) replicas: u16,
-    /// Timely worker threads per replica.
-    #[arg(long, default_value_t = 2, value_name = "W", value_parser = clap::value_parser!(u16).range(1..=16))]
-    pub(crate) workers: u16,
-    /// How replicas are reached: in-process (local) or child processes over gRPC.
-    #[arg(long, value_enum, default_value_t = Transport::Local)]
-    pub(crate) transport: Transport,
-    /// How long the source ingests and the tables take writes, at most 24h: such as
-    /// 10s, 1m30s or 2 (seconds).
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::duration::run_time)]
-    pub(crate) duration: Duration,
-    /// Serve Prometheus metrics at http://ADDR/metrics while the demo runs.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics_addr: Option<SocketAddr>,
-    /// See [`OpenTimeout`].
-    #[command(flatten)]
-    pub(crate) open_timeout: OpenTimeout,
-}
 
 /// The validated options.
 #[derive(Debug, Clone)]
