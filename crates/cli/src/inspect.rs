@@ -1,7 +1,7 @@
 //! `strata inspect shard` and `strata inspect collections`: read durable state and
 //! print it, writing nothing at all (the location is opened read-only and the catalog
 //! is read without a reader registration). `strata top` reads the catalog and shard
-//! states through the same functions.
+//! states through the same functions, in [`crate::read`].
 
 use std::io::Write;
 use std::str::FromStr;
@@ -9,29 +9,16 @@ use std::str::FromStr;
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use strata_controller_api::ShardId;
-use strata_controller_core::catalog::{
-    CATALOG_SHARD_ID, CatalogContents, CatalogOptions, DurableCatalog,
-};
-use strata_persist_backend::{PersistClient, ShardInspect};
+use strata_persist_backend::ShardInspect;
 
 use crate::args::OpenTimeout;
 use crate::location::{self, Access};
+use crate::read::{read_catalog, shard_exists, shard_state};
 
 /// Parses a shard id given on the command line.
 pub(crate) fn parse_shard(text: &str) -> anyhow::Result<ShardId> {
     ShardId::from_str(text.trim())
         .map_err(|e| anyhow!("{e} (a shard id looks like s2f6c1a9e-0b7d-4c1e-9a3f-5d8e7b6a4c21)"))
-}
-
-/// Whether `shard` was ever written at the client's location: its consensus has a
-/// head (a register's head object or file, or a log's versions).
-pub(crate) async fn shard_exists(client: &PersistClient, shard: ShardId) -> anyhow::Result<bool> {
-    let consensus = strata_persist_backend::consensus::open(client.location());
-    let head = consensus
-        .head(shard, 0)
-        .await
-        .with_context(|| format!("cannot read {}", client.location_url()))?;
-    Ok(head.is_some())
 }
 
 /// `strata inspect shard --persist URL SHARD_ID`.
@@ -63,37 +50,6 @@ fn collection_row(id: String, shard: ShardId, state: Option<&ShardInspect>) -> V
         "tombstone": state.map(|s| s.tombstone),
         "part_count": state.map(|s| s.part_count),
     })
-}
-
-/// The latest durable catalog at the client's location, with an error that says so
-/// when no controller has run there.
-pub(crate) async fn read_catalog(
-    client: &PersistClient,
-    url: &str,
-) -> anyhow::Result<CatalogContents> {
-    if !shard_exists(client, CATALOG_SHARD_ID).await? {
-        bail!("no durable catalog at {url}: no controller has run on this location");
-    }
-    DurableCatalog::read_latest(client, &CatalogOptions::default())
-        .await
-        .context("cannot read the durable catalog")
-}
-
-/// The state of `shard` (the shard of `of`), or `None` when the shard was never
-/// written.
-pub(crate) async fn shard_state(
-    client: &PersistClient,
-    shard: ShardId,
-    of: &(dyn std::fmt::Display + Sync),
-) -> anyhow::Result<Option<ShardInspect>> {
-    if !shard_exists(client, shard).await? {
-        return Ok(None);
-    }
-    let state = client
-        .inspect_shard(shard)
-        .await
-        .with_context(|| format!("cannot read shard {shard} of {of}"))?;
-    Ok(Some(state))
 }
 
 /// `strata inspect collections --persist URL`.

@@ -16,6 +16,7 @@ mod duration;
 mod inspect;
 mod location;
 mod metered;
+mod read;
 mod replica;
 mod top;
 

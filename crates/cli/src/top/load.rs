@@ -15,7 +15,7 @@ use strata_persist_backend::{PersistClient, PersistError};
 
 use super::decode;
 use super::model::{CollectionState, Frontier, Snapshot};
-use crate::inspect;
+use crate::read;
 
 /// Reads snapshots of one location, caching what did not change.
 pub(crate) struct Loader {
@@ -38,7 +38,7 @@ impl Loader {
 
     /// The catalog, re-read only when its shard's upper moved.
     async fn catalog(&mut self) -> anyhow::Result<CatalogContents> {
-        let upper = match inspect::shard_state(&self.client, CATALOG_SHARD_ID, &"catalog").await? {
+        let upper = match read::shard_state(&self.client, CATALOG_SHARD_ID, &"catalog").await? {
             Some(state) => Frontier::from_state(Some(&state.upper)),
             None => Frontier::Unknown,
         };
@@ -48,7 +48,7 @@ impl Loader {
         {
             return Ok(contents.clone());
         }
-        let contents = inspect::read_catalog(&self.client, &self.url).await?;
+        let contents = read::read_catalog(&self.client, &self.url).await?;
         self.catalog = Some((upper, contents.clone()));
         Ok(contents)
     }
@@ -62,7 +62,7 @@ impl Loader {
         };
         let mut live = Vec::new();
         for (id, shard) in &contents.collection_metadata {
-            let state = inspect::shard_state(&self.client, *shard, id).await?;
+            let state = read::shard_state(&self.client, *shard, id).await?;
             let collection = CollectionState {
                 id: id.to_string(),
                 shard: shard.to_string(),
