@@ -1,7 +1,7 @@
 //! `strata inspect shard` and `strata inspect collections`: read durable state and
 //! print it, writing nothing at all (the location is opened read-only and the catalog
 //! is read without a reader registration). `strata top` reads the catalog and shard
-//! states through the same functions.
+//! states through the same functions, in [`crate::read`].
 
 use std::io::Write;
 use std::str::FromStr;
@@ -9,29 +9,16 @@ use std::str::FromStr;
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use strata_controller_api::ShardId;
-use strata_controller_core::catalog::{
-    CATALOG_SHARD_ID, CatalogContents, CatalogOptions, DurableCatalog,
-};
-use strata_persist_backend::PersistClient;
+use strata_persist_backend::ShardInspect;
 
 use crate::args::OpenTimeout;
 use crate::location::{self, Access};
+use crate::read::{read_catalog, shard_exists, shard_state};
 
 /// Parses a shard id given on the command line.
 pub(crate) fn parse_shard(text: &str) -> anyhow::Result<ShardId> {
     ShardId::from_str(text.trim())
         .map_err(|e| anyhow!("{e} (a shard id looks like s2f6c1a9e-0b7d-4c1e-9a3f-5d8e7b6a4c21)"))
-}
-
-/// Whether `shard` was ever written at the client's location: its consensus has a
-/// head (a register's head object or file, or a log's versions).
-pub(crate) async fn shard_exists(client: &PersistClient, shard: ShardId) -> anyhow::Result<bool> {
-    let consensus = strata_persist_backend::consensus::open(client.location());
-    let head = consensus
-        .head(shard, 0)
-        .await
-        .with_context(|| format!("cannot read {}", client.location_url()))?;
-    Ok(head.is_some())
 }
 
 /// `strata inspect shard --persist URL SHARD_ID`.
@@ -44,62 +31,25 @@ pub(crate) async fn shard(url: &str, shard: &str, timeout: OpenTimeout) -> anyho
             bail!("shard {shard} does not exist at {url}");
         }
         client
-            .inspect(shard)
+            .inspect_shard(shard)
             .await
             .with_context(|| format!("cannot read shard {shard}"))
     })
     .await?;
-    print_json(&state)
+    print_json(&serde_json::to_value(state).context("cannot render json")?)
 }
 
 /// One row of `inspect collections`.
-fn collection_row(id: String, shard: ShardId, state: Option<&Value>) -> Value {
-    let field = |name: &str| {
-        state
-            .and_then(|s| s.get(name))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+fn collection_row(id: String, shard: ShardId, state: Option<&ShardInspect>) -> Value {
     json!({
         "id": id,
-        "name": field("name"),
+        "name": state.map(|s| &s.name),
         "shard": shard.to_string(),
-        "since": field("since"),
-        "upper": field("upper"),
-        "tombstone": field("tombstone"),
-        "part_count": field("part_count"),
+        "since": state.map(|s| &s.since),
+        "upper": state.map(|s| &s.upper),
+        "tombstone": state.map(|s| s.tombstone),
+        "part_count": state.map(|s| s.part_count),
     })
-}
-
-/// The latest durable catalog at the client's location, with an error that says so
-/// when no controller has run there.
-pub(crate) async fn read_catalog(
-    client: &PersistClient,
-    url: &str,
-) -> anyhow::Result<CatalogContents> {
-    if !shard_exists(client, CATALOG_SHARD_ID).await? {
-        bail!("no durable catalog at {url}: no controller has run on this location");
-    }
-    DurableCatalog::read_latest(client, &CatalogOptions::default())
-        .await
-        .context("cannot read the durable catalog")
-}
-
-/// The state of `shard` (the shard of `of`) as JSON (see `PersistClient::inspect`), or
-/// `None` when the shard was never written.
-pub(crate) async fn shard_state(
-    client: &PersistClient,
-    shard: ShardId,
-    of: &(dyn std::fmt::Display + Sync),
-) -> anyhow::Result<Option<Value>> {
-    if !shard_exists(client, shard).await? {
-        return Ok(None);
-    }
-    let state = client
-        .inspect(shard)
-        .await
-        .with_context(|| format!("cannot read shard {shard} of {of}"))?;
-    Ok(Some(state))
 }
 
 /// `strata inspect collections --persist URL`.

@@ -4,8 +4,6 @@
 //! has a deadline; a read-only command refuses a local directory that does not exist
 //! instead of creating an empty one.
 
-use std::time::Duration;
-
 use anyhow::{Context, anyhow, bail};
 use strata_persist_backend::PersistClient;
 use strata_persist_backend::location::LocationSpec;
@@ -60,14 +58,6 @@ fn file_url_of(path: &std::path::Path) -> anyhow::Result<String> {
         })
 }
 
-/// The deadline of an open, from `--open-timeout`.
-pub(crate) fn deadline(timeout: OpenTimeout) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(timeout.secs)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| anyhow!("--open-timeout must be a positive number of seconds"))
-}
-
 /// A hint for a location kind that does not answer.
 fn unreachable_hint(spec: &LocationSpec) -> &'static str {
     match spec {
@@ -112,7 +102,7 @@ pub(crate) async fn open(
             Err(e) => bail!("cannot read persist location {url}: {e}"),
         }
     }
-    let limit = deadline(timeout)?;
+    let limit = timeout.limit;
     let opening = async {
         match access {
             // Inspection writes nothing: not even the format marker.
@@ -137,7 +127,7 @@ pub(crate) async fn within<F, T>(url: &str, timeout: OpenTimeout, op: F) -> anyh
 where
     F: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let limit = deadline(timeout)?;
+    let limit = timeout.limit;
     tokio::time::timeout(limit, op).await.map_err(|_| {
         anyhow!(
             "persist location {url} did not answer within {:.1}s",

@@ -12,9 +12,11 @@
 
 mod args;
 mod demo;
+mod duration;
 mod inspect;
 mod location;
 mod metered;
+mod read;
 mod replica;
 mod top;
 

@@ -192,11 +192,68 @@ fn demo_refuses_options_it_cannot_honour() {
         &out,
         &["--transport grpc needs a persist location", "mem://demo"],
     );
-    let out = run(strata().args(["demo", "--persist", "mem://demo", "--duration", "0"]));
-    assert_one_line_error(
-        &out,
-        &["--duration must be more than 0 and at most 86400 seconds (24 hours), got 0"],
-    );
+}
+
+/// A duration option's bad value is a usage error (exit 2) that names the option, the
+/// value and what is wrong with it.
+#[test]
+fn bad_durations_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    for (args, needle) in [
+        (
+            vec!["demo", "--persist", "mem://demo", "--duration", "0"],
+            "invalid value '0' for '--duration <DURATION>': \"0\" is zero",
+        ),
+        (
+            vec!["demo", "--persist", "mem://demo", "--duration", "2d"],
+            "\"2d\" is too long: at most 1day",
+        ),
+        (
+            vec!["top", "--persist", &url, "--interval", "soon"],
+            "invalid value 'soon' for '--interval <DURATION>': \"soon\" is not a duration such as 1s, 500ms or 1m30s",
+        ),
+        (
+            vec!["top", "--persist", &url, "--interval", "50ms"],
+            "\"50ms\" is too short: at least 100ms",
+        ),
+        (
+            vec![
+                "inspect",
+                "collections",
+                "--persist",
+                &url,
+                "--open-timeout",
+                "0",
+            ],
+            "invalid value '0' for '--open-timeout <DURATION>'",
+        ),
+        (
+            vec![
+                "replica",
+                "--listen",
+                "127.0.0.1:0",
+                "--persist",
+                &url,
+                "--shutdown-grace",
+                "3 parsecs",
+            ],
+            "unknown time unit \"parsecs\"",
+        ),
+    ] {
+        let out = run(strata().args(&args));
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        assert!(out.stderr.starts_with("error: "), "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains(needle),
+            "{args:?}: missing {needle:?}: {out:?}"
+        );
+    }
+    let out = run(strata()
+        .args(["inspect", "collections", "--persist", &url])
+        .env("STRATA_OPEN_TIMEOUT_SECS", "soon"));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("\"soon\" is not a duration"), "{out:?}");
 }
 
 #[test]
@@ -219,10 +276,6 @@ fn top_without_a_terminal_or_a_location() {
         &out,
         &[&format!("no persist data at {missing}"), "does not exist"],
     );
-    // A bad interval is a usage error.
-    let out = run(strata().args(["top", "--persist", &url, "--interval", "soon"]));
-    assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(out.stderr.contains("not a duration such as 1s"), "{out:?}");
 }
 
 #[test]

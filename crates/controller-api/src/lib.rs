@@ -12,8 +12,11 @@
 //! - the one retry policy, capped exponential backoff with full jitter ([`retry`]);
 //! - the controller surface ([`controller`]): [`Collections`], [`Tables`], [`Exports`],
 //!   [`Instances`], [`Reads`], [`Lifecycle`] and [`Introspection`], joined by
-//!   [`StorageController`], and the durable catalog seam [`StorageTxn`] with an in-memory
-//!   [`MemoryCatalog`] for tests.
+//!   [`StorageController`], and the durable catalog seam [`StorageTxn`] with the
+//!   [`CatalogContents`] every catalog records and an in-memory [`MemoryCatalog`] for
+//!   tests;
+//! - the one seedable generator, [`rng::SplitMix64`], that every fault injector draws
+//!   from.
 //!
 //! **Must never depend on**: any other Strata crate, an async runtime, or anything that
 //! does I/O. Frontier types come from `timely::progress`, [`Lattice`] from
@@ -39,11 +42,13 @@ pub mod ids;
 pub mod read_hold;
 pub mod read_policy;
 pub mod retry;
+pub mod rng;
 pub mod row;
 pub mod row_ref;
 pub mod statistics;
 pub mod timestamp;
 
+pub use controller::CatalogContents;
 pub use controller::{
     AppendFn, AppendFuture, CollectionFrontiers, Collections, Exports, Instances, Introspection,
     Lifecycle, MemoryCatalog, MemoryStorageTxn, MonotonicAppender, Reads, ReplicaConfig,

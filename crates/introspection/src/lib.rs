@@ -11,7 +11,7 @@
 //!   ones, truncates history, and obeys read-only mode;
 //! - statistics scrapers ([`statistics`]) that consolidate replica statistics per
 //!   `(id, replica)` into the statistics collections;
-//! - Prometheus metrics ([`metrics`]) and a tiny `/metrics` HTTP server ([`http`]).
+//! - Prometheus metrics ([`metrics`]) and the `/metrics` HTTP endpoint ([`http`]).
 //!
 //! **Must never depend on**: `strata-controller-core`, `strata-replica`,
 //! `strata-testkit`, `strata-cli`; a tracing subscriber.
@@ -36,7 +36,7 @@ pub mod status;
 pub mod truncation;
 
 pub use config::{ManagerConfig, NowFn, system_now};
-pub use http::{ServeError, serve_metrics};
+pub use http::{MetricsServer, ServeError, serve_metrics};
 pub use manager::{CollectionKind, CollectionManager, HistoryPolicy, Registration, StateOp};
 pub use metrics::{ControllerMetrics, Metrics, ReplicaMetrics};
 pub use statistics::{

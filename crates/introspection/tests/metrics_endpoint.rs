@@ -159,12 +159,21 @@ async fn metrics_endpoint_parses() {
     metrics.replica.batch_committed("u7", 42);
     metrics.replica.dataflows.set(2);
 
-    let (addr, server) = serve_metrics("127.0.0.1:0".parse().unwrap(), metrics.clone())
+    let server = serve_metrics("127.0.0.1:0".parse().unwrap(), metrics.clone())
         .await
         .unwrap();
-    let response = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let addr = server.local_addr();
+    let response = get(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{head}"
+    );
     assert!(
         head.contains(&format!("content-length: {}", body.len())),
         "{head}"
@@ -214,9 +223,59 @@ async fn metrics_endpoint_parses() {
             .any(|(n, _, v)| n == "strata_replica_dataflows" && *v == 2.0)
     );
 
-    let not_found = get(addr, "GET /other HTTP/1.1\r\n\r\n").await;
+    let not_found = get(addr, "GET /other HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
-    let not_allowed = get(addr, "POST /metrics HTTP/1.1\r\n\r\n").await;
+    let not_allowed = get(addr, "POST /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert!(not_allowed.starts_with("HTTP/1.1 405"), "{not_allowed}");
-    server.abort();
+    assert!(not_allowed.contains("allow: GET"), "{not_allowed}");
+    server.shutdown().await;
+}
+
+/// Reads one response (head and a body of its content-length) off a kept-alive stream.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert_ne!(n, 0, "the connection closed mid-response");
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+/// Shutting down answers the request in flight, closes kept-alive connections and
+/// releases the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_kept_alive_connections_and_the_listener() {
+    let server = serve_metrics("127.0.0.1:0".parse().unwrap(), Metrics::new())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_response(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
+
+    // The connection is idle and kept alive: shutdown closes it and then returns.
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown waits for an idle kept-alive connection");
+    let mut rest = Vec::new();
+    let n = stream.read_to_end(&mut rest).await.unwrap_or(0);
+    assert_eq!(n, 0, "after shutdown: {:?}", String::from_utf8_lossy(&rest));
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -11,6 +11,7 @@ use crate::config::PersistConfig;
 use crate::consensus::{self, Consensus};
 use crate::critical::SinceHandle;
 use crate::error::Result;
+use crate::inspect::ShardInspect;
 use crate::lease::{Heartbeat, Holder};
 use crate::location::Location;
 use crate::machine::{Machine, ShardCache};
@@ -305,10 +306,18 @@ impl PersistClient {
         maintenance::finalize(&self.machine(shard)).await
     }
 
-    /// The shard's state as JSON: its frontiers, batches, readers, writers and garbage.
-    pub async fn inspect(&self, shard: ShardId) -> Result<serde_json::Value> {
+    /// The shard's state: its frontiers, batches, readers, writers and garbage.
+    pub async fn inspect_shard(&self, shard: ShardId) -> Result<ShardInspect> {
         let state = self.machine(shard).fetch().await?;
-        Ok(maintenance::state_json(&state))
+        Ok(ShardInspect::from_state(&state))
+    }
+
+    /// [`PersistClient::inspect_shard`] as JSON, for callers that pass it on
+    /// (`inspect_persist_state`); code that reads fields uses the typed form.
+    pub async fn inspect(&self, shard: ShardId) -> Result<serde_json::Value> {
+        let inspect = self.inspect_shard(shard).await?;
+        // A struct of strings, numbers, lists and a JSON value always serializes.
+        Ok(serde_json::to_value(inspect).unwrap_or(serde_json::Value::Null))
     }
 
     /// The shard's contents at the latest time they are complete for (its upper minus

@@ -372,10 +372,9 @@ pub async fn leases(factory: &impl ClientFactory) {
     );
     ok(r1.downgrade_since(&fr(4)).await, "downgrade r1");
     ok(r2.downgrade_since(&fr(2)).await, "downgrade r2");
-    let since = |v: serde_json::Value| v["since"].clone();
     assert_eq!(
-        since(ok(client.inspect(shard).await, "inspect")),
-        serde_json::json!([2]),
+        ok(client.inspect_shard(shard).await, "inspect").since,
+        [2],
         "the since is the meet of the readers"
     );
     now.fetch_add(8_000, Ordering::SeqCst);
@@ -383,8 +382,8 @@ pub async fn leases(factory: &impl ClientFactory) {
     now.fetch_add(8_000, Ordering::SeqCst);
     ok(w.compare_and_append(&[], fr(0), fr(5)).await, "append").unwrap_or_else(|m| panic!("{m}"));
     assert_eq!(
-        since(ok(client.inspect(shard).await, "inspect")),
-        serde_json::json!([4]),
+        ok(client.inspect_shard(shard).await, "inspect").since,
+        [4],
         "r2's lease expired, r1's was renewed"
     );
     assert!(
@@ -399,12 +398,8 @@ pub async fn leases(factory: &impl ClientFactory) {
         "nor heartbeat"
     );
     ok(r1.expire().await, "expire r1");
-    let state = ok(client.inspect(shard).await, "inspect");
-    assert_eq!(
-        state["leased_readers"].as_array().map(Vec::len),
-        Some(0),
-        "expired readers are gone"
-    );
+    let state = ok(client.inspect_shard(shard).await, "inspect");
+    assert_eq!(state.leased_readers.len(), 0, "expired readers are gone");
 }
 
 /// A critical since handle is fenced by its opaque.
@@ -455,12 +450,8 @@ pub async fn fencing(factory: &impl ClientFactory) {
         Ok(fr(6)),
         "a since never regresses"
     );
-    let state = ok(client.inspect(shard).await, "inspect");
-    assert_eq!(state["since"], serde_json::json!([6]));
-}
-
-fn part_count(v: &serde_json::Value) -> u64 {
-    v["part_count"].as_u64().unwrap_or(u64::MAX)
+    let state = ok(client.inspect_shard(shard).await, "inspect");
+    assert_eq!(state.since, [6]);
 }
 
 async fn many_batches(
@@ -550,7 +541,7 @@ pub async fn compaction(factory: &impl ClientFactory) {
     for t in &before {
         snaps.push(ok(r.snapshot(&ts(*t)).await, "snapshot"));
     }
-    let parts_before = part_count(&ok(client.inspect(shard).await, "inspect"));
+    let parts_before = ok(client.inspect_shard(shard).await, "inspect").part_count;
     assert_eq!(parts_before, 12, "one part per append");
     let steps = ok(client.compact(shard, 100).await, "compact");
     assert!(steps > 0, "there was work");
@@ -559,7 +550,7 @@ pub async fn compaction(factory: &impl ClientFactory) {
         0,
         "compaction converges"
     );
-    let parts_after = part_count(&ok(client.inspect(shard).await, "inspect"));
+    let parts_after = ok(client.inspect_shard(shard).await, "inspect").part_count;
     assert!(
         parts_after < parts_before / 2,
         "parts dropped from {parts_before} to {parts_after}"
@@ -662,10 +653,7 @@ pub async fn finalization(factory: &impl ClientFactory) {
         ok(client.list_part_keys(shard).await, "list").is_empty(),
         "parts are deleted"
     );
-    assert_eq!(
-        ok(client.inspect(shard).await, "inspect")["tombstone"],
-        serde_json::json!(true)
-    );
+    assert!(ok(client.inspect_shard(shard).await, "inspect").tombstone);
     let tomb = |r: &Result<(), PersistError>| matches!(r, Err(PersistError::Tombstoned { .. }));
     assert!(
         tomb(

@@ -21,7 +21,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde_json::json;
 use strata_controller_api::RelationDesc;
 
 use crate::batch::{Layout, read_hollow, write_hollow};
@@ -311,50 +310,6 @@ pub(crate) fn maybe_start_background(machine: &Arc<Machine>, state: &State) {
         }
         machine.release_compaction();
     });
-}
-
-fn render(f: Option<u64>) -> serde_json::Value {
-    match f {
-        Some(t) => json!([t]),
-        None => json!([]),
-    }
-}
-
-/// The state as JSON, for operators and tests. Times are codes (the timestamp's
-/// 8-byte encoding as a big-endian `u64`; for the default `Timestamp`, milliseconds).
-pub(crate) fn state_json(state: &State) -> serde_json::Value {
-    let batches: Vec<_> = state
-        .batches
-        .iter()
-        .map(|b| {
-            json!({
-                "lower": [b.lower], "upper": render(b.upper), "since": [b.since],
-                "parts": b.parts.iter().map(|p| json!({"key": p.key, "len": p.len, "bytes": p.bytes})).collect::<Vec<_>>(),
-                "inline_updates": b.inline.len(), "len": b.len, "bytes": b.bytes,
-            })
-        })
-        .collect();
-    json!({
-        "shard": state.shard,
-        "name": state.name,
-        "seqno": state.seqno,
-        "since": render(state.since),
-        "upper": render(state.upper),
-        "tombstone": state.tombstone,
-        "batches": batches,
-        "part_count": state.part_count(),
-        "leased_readers": state.leased_readers.iter().map(|r| json!({
-            "id": r.id, "since": render(r.since), "seqno": r.seqno, "lease_expiry_ms": r.lease_expiry_ms,
-        })).collect::<Vec<_>>(),
-        "critical_readers": state.critical_readers.iter().map(|r| json!({
-            "id": r.id, "since": render(r.since), "opaque": r.opaque,
-        })).collect::<Vec<_>>(),
-        "writers": state.writers.iter().map(|w| json!({
-            "id": w.id, "lease_expiry_ms": w.lease_expiry_ms, "last_token": w.last_token,
-        })).collect::<Vec<_>>(),
-        "garbage": state.garbage.iter().map(|g| json!({"key": g.key, "removed_at": g.removed_at})).collect::<Vec<_>>(),
-        "schema": serde_json::from_str::<serde_json::Value>(&state.schema_json).unwrap_or(serde_json::Value::Null),
-    })
 }
 
 #[cfg(test)]

@@ -55,13 +55,8 @@ async fn a_compaction_whose_inputs_were_collected_meanwhile_is_moot() {
     ours.compact(shard, 1).await.unwrap();
     assert!(!hooked.is_armed(), "the hook ran");
 
-    let state = ours.inspect(shard).await.unwrap();
-    let writers: Vec<&str> = state["writers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["id"].as_str().unwrap())
-        .collect();
+    let state = ours.inspect_shard(shard).await.unwrap();
+    let writers: Vec<&str> = state.writers.iter().map(|w| w.id.as_str()).collect();
     assert_eq!(writers, [w.writer_id()], "the compactor stayed registered");
     let (rows, upper) = ours
         .peek_latest::<Timestamp>(shard, &test_desc())

@@ -232,10 +232,7 @@ async fn append_survives_an_expired_lease(kind: &ConsensusKind) {
     .await
     .unwrap()
     .unwrap();
-    let next_seqno = ours.inspect(shard).await.unwrap()["seqno"]
-        .as_u64()
-        .unwrap()
-        + 1;
+    let next_seqno = ours.inspect_shard(shard).await.unwrap().seqno + 1;
     hooked.arm(
         state_key(kind, shard, next_seqno),
         Box::new(move || {
@@ -324,10 +321,7 @@ async fn txns_commit_keeps_its_parts(kind: &ConsensusKind) {
         .await
         .unwrap()
         .unwrap();
-    let next_seqno = ours.inspect(txns_id).await.unwrap()["seqno"]
-        .as_u64()
-        .unwrap()
-        + 1;
+    let next_seqno = ours.inspect_shard(txns_id).await.unwrap().seqno + 1;
     hooked.arm(
         state_key(kind, txns_id, next_seqno),
         Box::new(move || {

@@ -105,20 +105,17 @@ fn sigkill_during_writes_and_maintenance_leaves_nothing_after_gc() {
     }
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
-    let mut seed = std::time::SystemTime::now()
+    let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_nanos() as u64
-        | 1;
+        .as_nanos() as u64;
     eprintln!("seed {seed}");
+    let mut rng = strata_controller_api::rng::SplitMix64::new(seed);
     let mut kill_points = Vec::new();
     for _ in 0..KILLS {
-        // xorshift: kill on a random one of the child's first 12 progress events, so
-        // the kill lands in a write or in maintenance that follows it.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let kill_on = 1 + seed % 12;
+        // Kill on a random one of the child's first 12 progress events, so the kill
+        // lands in a write or in maintenance that follows it.
+        let kill_on = 1 + rng.below(12);
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", TEST_NAME, "--test-threads=1", "--nocapture"])
             .env(CHILD_ENV, &url)

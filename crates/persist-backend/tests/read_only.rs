@@ -90,8 +90,8 @@ async fn read_only_client_on(url: &str) {
         .with_consensus(writer_client.location().consensus.clone());
     let reader = PersistClient::from_location(loc, PersistConfig::default());
 
-    let state = reader.inspect(shard).await.unwrap();
-    assert_eq!(state["upper"], serde_json::json!([5]));
+    let state = reader.inspect_shard(shard).await.unwrap();
+    assert_eq!(state.upper, [5]);
     let (rows, upper) = reader
         .peek_latest::<Timestamp>(shard, &test_desc())
         .await

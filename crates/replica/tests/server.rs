@@ -91,8 +91,8 @@ fn shard_since(
     id: GlobalId,
 ) -> u64 {
     let shard = cmd.storage_metadata[&id].data_shard;
-    let state = watch.block_on(watch.client().inspect(shard)).unwrap();
-    state["since"][0].as_u64().unwrap_or(0)
+    let state = watch.block_on(watch.client().inspect_shard(shard)).unwrap();
+    state.since_code().unwrap_or(0)
 }
 
 /// Regression: `AllowCompaction` for a running ingestion, on persist shards, served from

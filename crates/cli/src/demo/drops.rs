@@ -115,18 +115,14 @@ async fn parts(driver: &Driver, shard: ShardId) -> anyhow::Result<ShardParts> {
         .len();
     let state = driver
         .client
-        .inspect(shard)
+        .inspect_shard(shard)
         .await
         .with_context(|| format!("cannot read the state of {shard}"))?;
-    let batches = state["batches"].as_array().cloned().unwrap_or_default();
     Ok(ShardParts {
-        batches: batches
-            .iter()
-            .filter(|b| b["len"].as_u64().unwrap_or(0) > 0)
-            .count(),
-        updates: batches.iter().filter_map(|b| b["len"].as_u64()).sum(),
+        batches: state.batches.iter().filter(|b| b.len > 0).count(),
+        updates: state.batches.iter().map(|b| b.len).sum(),
         blobs,
-        tombstone: state["tombstone"].as_bool().unwrap_or(false),
+        tombstone: state.tombstone,
     })
 }
 

@@ -37,13 +37,14 @@ use anyhow::{Context, anyhow};
 use strata_controller_api::{Collections, GlobalId, StorageTxn, Timestamp};
 use strata_controller_core::catalog::{CatalogOptions, DurableCatalog};
 use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
-use strata_introspection::{Metrics, serve_metrics};
+use strata_introspection::{Metrics, MetricsServer, serve_metrics};
+use strata_persist_backend::PersistClient;
 
 use self::driver::{Driver, first};
-pub(crate) use self::options::DemoArgs;
 use self::options::{Options, Transport, short_path};
 use self::progress::Display;
 use self::replicas::{ChildReplicas, Servers};
+use crate::args::DemoArgs;
 use crate::location::{self, Access};
 
 /// Ctrl-C, SIGTERM and SIGHUP (a closed terminal): each stops the demo and its
@@ -100,9 +101,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// The previous run's epoch and collections, read without claiming an epoch.
-async fn previous_run(
-    client: &strata_persist_backend::PersistClient,
-) -> anyhow::Result<(Option<u64>, usize)> {
+async fn previous_run(client: &PersistClient) -> anyhow::Result<(Option<u64>, usize)> {
     let contents = DurableCatalog::read_latest(client, &CatalogOptions::default())
         .await
         .context("cannot read the durable catalog")?;
@@ -110,9 +109,94 @@ async fn previous_run(
     Ok((epoch, contents.unfinalized_shards.len()))
 }
 
-/// The demo proper.
+/// What opening the location told the demo about earlier runs.
+struct Opened {
+    client: PersistClient,
+    catalog: DurableCatalog,
+    epoch: u64,
+    previous_epoch: Option<u64>,
+    /// Dropped shards of a previous run still to be finalized.
+    unfinalized: usize,
+    recovered: usize,
+    known: Vec<GlobalId>,
+}
+
+/// The controller and the replicas it runs on.
+struct Started {
+    driver: Driver,
+    /// The in-process replica servers, stopped at the end.
+    servers: Servers,
+    /// The gRPC replicas' addresses and process ids (empty for local replicas).
+    grpc: Vec<(String, u32)>,
+}
+
+/// What steps 1 to 6 leave for the summary.
+struct Results {
+    writer: steps::TableWriter,
+    snapshot_counts: (usize, usize),
+    parts: parts::PartsTotal,
+    drops: drops::Drops,
+    frontiers: Vec<summary::FrontierRow>,
+}
+
+/// The demo proper: open, start, the six steps, a clean stop, the summary.
 async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result<()> {
     let display = Display::new();
+    let opened = open(options).await?;
+    header(&display, options, &opened);
+    let metrics = Metrics::new();
+    let metrics_server = serve_metrics_if_asked(options, &metrics, &display).await?;
+    let (epoch, previous_epoch, recovered) =
+        (opened.epoch, opened.previous_epoch, opened.recovered);
+    let mut recovery = steps::Recovery {
+        known: opened.known.iter().copied().collect(),
+        ..Default::default()
+    };
+    let Started {
+        mut driver,
+        servers,
+        grpc,
+    } = start(options, children, opened, display, metrics).await?;
+    let results = run_steps(&mut driver, &mut recovery, options, children, &grpc).await?;
+    let statuses = driver
+        .statuses
+        .iter()
+        .map(|(id, s)| (*id, s.status.to_string()))
+        .collect();
+    let replica_names: Vec<String> = match options.transport {
+        Transport::Local => (0..options.replicas)
+            .map(|_| "in-process".to_owned())
+            .collect(),
+        Transport::Grpc => grpc.iter().map(|(addr, _)| addr.clone()).collect(),
+    };
+    let (mut display, stopped_cleanly) = stop(driver, &servers, children, options).await;
+
+    display.step(7, "summary");
+    let summary = summary::Summary {
+        options,
+        epoch,
+        previous_epoch,
+        recovered,
+        replicas: replica_names,
+        stopped_cleanly,
+        writer: &results.writer,
+        snapshot_counts: results.snapshot_counts,
+        parts: results.parts,
+        drops: &results.drops,
+        frontiers: results.frontiers,
+        statuses,
+        elapsed: display.elapsed(),
+    };
+    display.line(&summary.render());
+    display.line(&closing_note(options));
+    if let Some(server) = metrics_server {
+        server.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Opens the location and its durable catalog, at a new epoch.
+async fn open(options: &Options) -> anyhow::Result<Opened> {
     let url = &options.persist;
     let client = location::open(url, Access::ReadWrite, options.open_timeout).await?;
     let (previous_epoch, unfinalized) =
@@ -123,7 +207,6 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
             .context("cannot open the durable catalog")
     })
     .await?;
-    let epoch = catalog.epoch();
     let known: Vec<GlobalId> = catalog
         .begin::<Timestamp>()
         .get_collection_metadata()
@@ -135,7 +218,19 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
             || plan::introspection().iter().any(|(i, _)| i == id)
     };
     let recovered = known.iter().filter(|id| ours(id)).count();
+    Ok(Opened {
+        epoch: catalog.epoch(),
+        client,
+        catalog,
+        previous_epoch,
+        unfinalized,
+        recovered,
+        known,
+    })
+}
 
+/// The first lines: the location, the replicas, and what the catalog recovered.
+fn header(display: &Display, options: &Options, opened: &Opened) {
     let replicas_text = match options.transport {
         Transport::Local => format!(
             "{} in-process replica(s) with {} workers each",
@@ -146,32 +241,54 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
             options.replicas, options.workers
         ),
     };
-    display.line(&format!("strata demo: persist {url}, {replicas_text}"));
-    display.line(&match previous_epoch {
+    display.line(&format!(
+        "strata demo: persist {}, {replicas_text}",
+        options.persist
+    ));
+    let (epoch, recovered) = (opened.epoch, opened.recovered);
+    display.line(&match opened.previous_epoch {
         Some(previous) => format!(
             "durable catalog: catalog epoch {epoch} (previous run: epoch {previous}); \
              recovered {recovered} collections from a previous run"
         ),
         None => format!("durable catalog: catalog epoch {epoch}; fresh location, no previous run"),
     });
-    if unfinalized > 0 {
+    if opened.unfinalized > 0 {
         display.line(&format!(
-            "  {unfinalized} dropped shard(s) of a previous run are still to be finalized: the controller finishes them now"
+            "  {} dropped shard(s) of a previous run are still to be finalized: the controller finishes them now",
+            opened.unfinalized
         ));
     }
+}
 
-    let metrics = Metrics::new();
-    let _metrics_task = match options.metrics_addr {
-        Some(addr) => {
-            let (local, task) = serve_metrics(addr, metrics.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}; pass a free --metrics-addr, or leave it out"))?;
-            display.line(&format!("metrics at http://{local}/metrics"));
-            Some(AbortOnDrop(task))
-        }
-        None => None,
+/// Serves `metrics` when `--metrics-addr` asks for it.
+async fn serve_metrics_if_asked(
+    options: &Options,
+    metrics: &Metrics,
+    display: &Display,
+) -> anyhow::Result<Option<MetricsServer>> {
+    let Some(addr) = options.metrics_addr else {
+        return Ok(None);
     };
+    let server = serve_metrics(addr, metrics.clone())
+        .await
+        .map_err(|e| anyhow!("{e}; pass a free --metrics-addr, or leave it out"))?;
+    display.line(&format!(
+        "metrics at http://{}/metrics",
+        server.local_addr()
+    ));
+    Ok(Some(server))
+}
 
+/// Starts the replica processes (for gRPC) and a controller on the opened catalog.
+async fn start(
+    options: &Options,
+    children: &mut ChildReplicas,
+    opened: Opened,
+    display: Display,
+    metrics: Metrics,
+) -> anyhow::Result<Started> {
+    let url = &options.persist;
     let mut grpc = Vec::new();
     if options.transport == Transport::Grpc {
         tokio::task::block_in_place(|| children.start(options.replicas, url, options.workers))?;
@@ -189,16 +306,16 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
         ..ControllerConfig::default()
     };
     let begin: CatalogFn<Timestamp> = {
-        let catalog = catalog.clone();
+        let catalog = opened.catalog.clone();
         Arc::new(move || Box::new(catalog.begin::<Timestamp>()))
     };
     let ctl = Controller::new(config, begin, url)
         .await
         .with_context(|| format!("cannot start a controller on {url}"))?;
-    let mut driver = Driver {
+    let driver = Driver {
         ctl,
-        catalog,
-        client,
+        catalog: opened.catalog,
+        client: opened.client,
         display,
         metrics,
         statuses: BTreeMap::new(),
@@ -210,50 +327,82 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
         table_commits: 0,
         rates_from: std::sync::Mutex::new(None),
     };
-    let mut recovery = steps::Recovery {
-        known: known.into_iter().collect(),
-        ..Default::default()
-    };
+    Ok(Started {
+        driver,
+        servers,
+        grpc,
+    })
+}
 
+/// Steps 1 to 6.
+async fn run_steps(
+    driver: &mut Driver,
+    recovery: &mut steps::Recovery,
+    options: &Options,
+    children: &mut ChildReplicas,
+    grpc: &[(String, u32)],
+) -> anyhow::Result<Results> {
+    let check_children = |children: &mut ChildReplicas| match options.transport {
+        Transport::Grpc => tokio::task::block_in_place(|| children.check_alive()),
+        Transport::Local => Ok(()),
+    };
     driver.display.step(1, "instance and replicas");
-    steps::instance(&mut driver, &mut recovery, options, &grpc).await?;
-    if options.transport == Transport::Grpc {
-        tokio::task::block_in_place(|| children.check_alive())?;
-    }
+    steps::instance(driver, recovery, options, grpc).await?;
+    check_children(children)?;
 
     driver
         .display
         .step(2, "two tables, written together atomically");
-    let mut writer = steps::tables(&mut driver, &mut recovery).await?;
+    let mut writer = steps::tables(driver, recovery).await?;
 
     driver
         .display
         .step(3, "auction source with subsources, and a file sink");
-    let sink = steps::source(&mut driver, &mut recovery, options).await?;
+    let sink = ingest(driver, recovery, options, &mut writer).await?;
+    check_children(children)?;
+
+    driver.display.step(4, "introspection");
+    report::introspection(driver).await?;
+
+    driver.display.step(5, "snapshots and parts");
+    let snapshot_counts = report::snapshots(driver).await?;
+    let parts = parts::parts(driver, &options.persist).await?;
+
+    driver.display.step(6, "drop a subsource and the sink");
+    let drops = drops::drops(driver, &sink).await?;
+    Ok(Results {
+        writer,
+        snapshot_counts,
+        parts,
+        drops,
+        frontiers: frontiers(driver, recovery),
+    })
+}
+
+/// Step 3's work: the source and its sink, a bulk load, then `--duration` of ingestion
+/// and table writes.
+async fn ingest(
+    driver: &mut Driver,
+    recovery: &mut steps::Recovery,
+    options: &Options,
+    writer: &mut steps::TableWriter,
+) -> anyhow::Result<steps::Sink> {
+    let sink = steps::source(driver, recovery, options).await?;
     driver.sink_path = Some(sink.path.clone());
-    steps::bulk_load(&mut driver, &mut writer).await?;
+    steps::bulk_load(driver, writer).await?;
     driver.display.line(&format!(
         "  running for {:.1}s: the source ingests, the tables take a write every 200 ms",
         options.duration.as_secs_f64()
     ));
-    steps::run(&mut driver, &mut writer, options.duration).await?;
+    steps::run(driver, writer, options.duration).await?;
     driver
         .display
         .line(&format!("  after the run: {}", driver.live_message()));
-    if options.transport == Transport::Grpc {
-        tokio::task::block_in_place(|| children.check_alive())?;
-    }
+    Ok(sink)
+}
 
-    driver.display.step(4, "introspection");
-    report::introspection(&mut driver).await?;
-
-    driver.display.step(5, "snapshots and parts");
-    let snapshot_counts = report::snapshots(&mut driver).await?;
-    let parts = parts::parts(&mut driver, url).await?;
-
-    driver.display.step(6, "drop a subsource and the sink");
-    let drops = drops::drops(&mut driver, &sink).await?;
-
+/// The user collections' frontiers for the summary, after the drops.
+fn frontiers(driver: &mut Driver, recovery: &steps::Recovery) -> Vec<summary::FrontierRow> {
     driver.ctl.apply_pending();
     let mut frontiers = Vec::new();
     for id in plan::TABLES.iter().chain(plan::SOURCE.iter()) {
@@ -268,64 +417,46 @@ async fn demo(options: &Options, children: &mut ChildReplicas) -> anyhow::Result
             upper: first(&meta.upper),
         });
     }
-    let statuses = driver
-        .statuses
-        .iter()
-        .map(|(id, s)| (*id, s.status.to_string()))
-        .collect();
-    let replica_names: Vec<String> = match options.transport {
-        Transport::Local => (0..options.replicas)
-            .map(|_| "in-process".to_owned())
-            .collect(),
-        Transport::Grpc => grpc.iter().map(|(addr, _)| addr.clone()).collect(),
-    };
+    frontiers
+}
+
+/// Stops everything in order, so that nothing is cut off half way at exit: the
+/// controller finishes what it accepted, the replicas stop their dataflows and let their
+/// shards' maintenance finish, then the demo's own client does. Returns the display
+/// and, for gRPC, how many replica processes stopped on SIGTERM.
+async fn stop(
+    driver: Driver,
+    servers: &Servers,
+    children: &mut ChildReplicas,
+    options: &Options,
+) -> (Display, Option<(usize, usize)>) {
     let Driver {
         ctl,
         display,
         client,
         ..
     } = driver;
-    // In order, so that nothing is cut off half way at exit: the controller finishes
-    // what it accepted, the replicas stop their dataflows and let their shards'
-    // maintenance finish, then the demo's own client does.
     ctl.close().await;
-    replicas::stop_servers(&servers).await;
+    replicas::stop_servers(servers).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), client.all_maintenance_idle()).await;
     let stopped_cleanly = (options.transport == Transport::Grpc).then(|| {
         let all = children.pids().len();
         (tokio::task::block_in_place(|| children.stop()), all)
     });
-
-    let mut display = display;
-    display.step(7, "summary");
-    let summary = summary::Summary {
-        options,
-        epoch,
-        previous_epoch,
-        recovered,
-        replicas: replica_names,
-        stopped_cleanly,
-        writer: &writer,
-        snapshot_counts,
-        parts,
-        drops: &drops,
-        frontiers,
-        statuses,
-        elapsed: display.elapsed(),
-    };
-    display.line(&summary.render());
-    if options.is_memory() {
-        display
-            .line("  (mem:// keeps nothing: use --persist file://… to see a second run recover)");
-    } else {
-        display.line(&format!(
-            "  run it again to see recovery; sink files are in {}",
-            short_path(&options.sinks_dir)
-        ));
-    }
-    Ok(())
+    (display, stopped_cleanly)
 }
 
+/// The last line: how to see recovery.
+fn closing_note(options: &Options) -> String {
+    if options.is_memory() {
+        "  (mem:// keeps nothing: use --persist file://… to see a second run recover)".to_owned()
+    } else {
+        format!(
+            "  run it again to see recovery; sink files are in {}",
+            short_path(&options.sinks_dir)
+        )
+    }
+}
 /// The kind of one of the demo's collections.
 fn kind_of(id: GlobalId) -> &'static str {
     match id {
@@ -333,14 +464,5 @@ fn kind_of(id: GlobalId) -> &'static str {
         plan::AUCTION => "source",
         plan::AUCTION_PROGRESS => "remap",
         _ => "subsource",
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -1,51 +1,16 @@
-//! `strata demo`'s options: the clap arguments and their validated form.
+//! `strata demo`'s options: the clap arguments ([`DemoArgs`], in `args`) checked and
+//! resolved.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
-use clap::{Args, ValueEnum};
+use anyhow::{Context, bail};
 use strata_persist_backend::location::LocationSpec;
 
-use crate::args::OpenTimeout;
+pub(crate) use crate::args::Transport;
+use crate::args::{DemoArgs, OpenTimeout};
 use crate::location;
-
-/// How the controller reaches its replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Transport {
-    /// In-process replicas over local channels.
-    Local,
-    /// `strata replica` child processes on 127.0.0.1, over gRPC.
-    Grpc,
-}
-
-/// `strata demo`.
-#[derive(Debug, Args)]
-pub(crate) struct DemoArgs {
-    /// The persist location: file:///path (or a plain path), s3://bucket/prefix or
-    /// mem://name. A second run over the same location recovers the first one's state.
-    #[arg(long, default_value = "file://./strata-data", value_name = "URL")]
-    pub(crate) persist: String,
-    /// How many replicas run the instance.
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=8))]
-    pub(crate) replicas: u16,
-    /// Timely worker threads per replica.
-    #[arg(long, default_value_t = 2, value_name = "W", value_parser = clap::value_parser!(u16).range(1..=16))]
-    pub(crate) workers: u16,
-    /// How replicas are reached: in-process (local) or child processes over gRPC.
-    #[arg(long, value_enum, default_value_t = Transport::Local)]
-    pub(crate) transport: Transport,
-    /// How long the source ingests and the tables take writes, in seconds.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub(crate) duration: f64,
-    /// Serve Prometheus metrics at http://ADDR/metrics while the demo runs.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics_addr: Option<SocketAddr>,
-    /// See [`OpenTimeout`].
-    #[command(flatten)]
-    pub(crate) open_timeout: OpenTimeout,
-}
 
 /// The validated options.
 #[derive(Debug, Clone)]
@@ -81,15 +46,6 @@ impl Options {
     /// Checks `args` and resolves relative paths against the current directory.
     pub(crate) fn from_args(args: DemoArgs) -> anyhow::Result<Options> {
         let persist = absolute_file_url(args.persist.trim())?;
-        let duration = Duration::try_from_secs_f64(args.duration)
-            .ok()
-            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(24 * 3600))
-            .ok_or_else(|| {
-                anyhow!(
-                    "--duration must be more than 0 and at most 86400 seconds (24 hours), got {}",
-                    args.duration
-                )
-            })?;
         let (sinks_dir, sinks_note) = match file_dir(&persist)? {
             Some(dir) => (dir.join("sinks"), None),
             None => {
@@ -109,7 +65,6 @@ impl Options {
                  (file:// or s3://): {persist} lives in this process's memory"
             );
         }
-        location::deadline(args.open_timeout)?;
         Ok(Options {
             persist,
             sinks_dir,
@@ -117,7 +72,7 @@ impl Options {
             replicas: args.replicas,
             workers: args.workers,
             transport: args.transport,
-            duration,
+            duration: args.duration,
             metrics_addr: args.metrics_addr,
             open_timeout: args.open_timeout,
         })

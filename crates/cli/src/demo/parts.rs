@@ -4,6 +4,7 @@
 //! nobody here wrote.
 
 use strata_controller_api::{Collections, GlobalId};
+use strata_persist_backend::ShardInspect;
 use strata_persist_backend::location::LocationSpec;
 
 use super::driver::Driver;
@@ -28,7 +29,7 @@ struct Stored {
     largest: Option<(u64, String)>,
 }
 
-fn stored(state: &serde_json::Value) -> Stored {
+fn stored(state: &ShardInspect) -> Stored {
     let mut s = Stored {
         parts: 0,
         bytes: 0,
@@ -36,20 +37,17 @@ fn stored(state: &serde_json::Value) -> Stored {
         inline_updates: 0,
         largest: None,
     };
-    for batch in state["batches"].as_array().into_iter().flatten() {
-        let inline = batch["inline_updates"].as_u64().unwrap_or(0);
+    for batch in &state.batches {
+        let inline = batch.inline_updates as u64;
         if inline > 0 {
             s.inline_batches += 1;
             s.inline_updates += inline;
         }
-        for part in batch["parts"].as_array().into_iter().flatten() {
-            let bytes = part["bytes"].as_u64().unwrap_or(0);
+        for part in &batch.parts {
             s.parts += 1;
-            s.bytes += bytes;
-            if let Some(key) = part["key"].as_str()
-                && s.largest.as_ref().is_none_or(|(b, _)| bytes > *b)
-            {
-                s.largest = Some((bytes, key.to_owned()));
+            s.bytes += part.bytes;
+            if s.largest.as_ref().is_none_or(|(b, _)| part.bytes > *b) {
+                s.largest = Some((part.bytes, part.key.clone()));
             }
         }
     }
@@ -101,7 +99,7 @@ pub(crate) async fn parts(driver: &mut Driver, url: &str) -> anyhow::Result<Part
     let mut total = PartsTotal::default();
     let mut example: Option<(u64, String, GlobalId)> = None;
     for (id, shard) in ids {
-        let state = driver.client.inspect(shard).await?;
+        let state = driver.client.inspect_shard(shard).await?;
         let s = stored(&state);
         total.parts += s.parts;
         total.bytes += s.bytes;
@@ -193,11 +191,42 @@ mod tests {
 
     #[test]
     fn storage_of_a_shard_state() {
-        let state = serde_json::json!({"batches": [
-            {"inline_updates": 3, "parts": []},
-            {"inline_updates": 0, "parts": [{"key": "a", "bytes": 10}, {"key": "b", "bytes": 30}]},
-            {"inline_updates": 0, "parts": [{"key": "c", "bytes": 20}]},
-        ]});
+        use strata_persist_backend::inspect::{BatchInspect, PartInspect};
+        let batch = |inline_updates: usize, parts: &[(&str, u64)]| BatchInspect {
+            lower: vec![0],
+            upper: vec![1],
+            since: vec![0],
+            parts: parts
+                .iter()
+                .map(|(key, bytes)| PartInspect {
+                    key: (*key).to_owned(),
+                    len: 1,
+                    bytes: *bytes,
+                })
+                .collect(),
+            inline_updates,
+            len: 1,
+            bytes: 0,
+        };
+        let state = ShardInspect {
+            shard: "s1".to_owned(),
+            name: String::new(),
+            seqno: 4,
+            since: vec![0],
+            upper: vec![1],
+            tombstone: false,
+            batches: vec![
+                batch(3, &[]),
+                batch(0, &[("a", 10), ("b", 30)]),
+                batch(0, &[("c", 20)]),
+            ],
+            part_count: 3,
+            leased_readers: Vec::new(),
+            critical_readers: Vec::new(),
+            writers: Vec::new(),
+            garbage: Vec::new(),
+            schema: serde_json::Value::Null,
+        };
         let s = stored(&state);
         assert_eq!(
             (s.parts, s.bytes, s.inline_batches, s.inline_updates),

@@ -15,7 +15,7 @@ use strata_persist_backend::{PersistClient, PersistError};
 
 use super::decode;
 use super::model::{CollectionState, Frontier, Snapshot};
-use crate::inspect;
+use crate::read;
 
 /// Reads snapshots of one location, caching what did not change.
 pub(crate) struct Loader {
@@ -38,8 +38,8 @@ impl Loader {
 
     /// The catalog, re-read only when its shard's upper moved.
     async fn catalog(&mut self) -> anyhow::Result<CatalogContents> {
-        let upper = match inspect::shard_state(&self.client, CATALOG_SHARD_ID, &"catalog").await? {
-            Some(state) => Frontier::from_state(state.get("upper")),
+        let upper = match read::shard_state(&self.client, CATALOG_SHARD_ID, &"catalog").await? {
+            Some(state) => Frontier::from_state(Some(&state.upper)),
             None => Frontier::Unknown,
         };
         if let Some((seen, contents)) = &self.catalog
@@ -48,7 +48,7 @@ impl Loader {
         {
             return Ok(contents.clone());
         }
-        let contents = inspect::read_catalog(&self.client, &self.url).await?;
+        let contents = read::read_catalog(&self.client, &self.url).await?;
         self.catalog = Some((upper, contents.clone()));
         Ok(contents)
     }
@@ -62,16 +62,15 @@ impl Loader {
         };
         let mut live = Vec::new();
         for (id, shard) in &contents.collection_metadata {
-            let state = inspect::shard_state(&self.client, *shard, id).await?;
-            let field = |name: &str| state.as_ref().and_then(|s| s.get(name));
+            let state = read::shard_state(&self.client, *shard, id).await?;
             let collection = CollectionState {
                 id: id.to_string(),
                 shard: shard.to_string(),
-                since: Frontier::from_state(field("since")),
-                upper: Frontier::from_state(field("upper")),
-                introspection: decode::recognise(field("schema")),
-                name: field("name").and_then(|v| v.as_str()).map(str::to_owned),
-                parts: field("part_count").and_then(serde_json::Value::as_u64),
+                since: Frontier::from_state(state.as_ref().map(|s| &s.since[..])),
+                upper: Frontier::from_state(state.as_ref().map(|s| &s.upper[..])),
+                introspection: decode::recognise(state.as_ref().map(|s| &s.schema)),
+                name: state.as_ref().map(|s| s.name.clone()),
+                parts: state.as_ref().map(|s| s.part_count as u64),
             };
             if let Some(typ) = collection.introspection.filter(|t| decode::is_read(*t)) {
                 let rows = self

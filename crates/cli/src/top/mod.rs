@@ -28,34 +28,6 @@ pub(crate) use load::Loader;
 pub(crate) use model::{Frontier, Lag, TopModel, time_text};
 use term::{Refresh, TerminalGuard};
 
-/// The shortest refresh interval: faster would only load the location.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Parses `--interval`: `1s`, `500ms`, `1.5s` or plain seconds such as `2`.
-pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 0.001)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1.0)
-    } else {
-        (text, 1.0)
-    };
-    let secs = number
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
-        .ok_or_else(|| format!("{text:?} is not a duration such as 1s, 500ms or 2"))?;
-    if secs < MIN_INTERVAL {
-        return Err(format!(
-            "{text:?} is too short: the interval is at least {}ms",
-            MIN_INTERVAL.as_millis()
-        ));
-    }
-    Ok(secs)
-}
-
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -118,31 +90,4 @@ pub(crate) fn run(args: TopArgs) -> anyhow::Result<()> {
     drop(receiver);
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interval_table() {
-        for (text, want) in [
-            ("1s", Ok(1000)),
-            ("500ms", Ok(500)),
-            ("1.5s", Ok(1500)),
-            ("2", Ok(2000)),
-            (" 250 ms", Ok(250)),
-            ("50ms", Err("too short")),
-            ("0", Err("too short")),
-            ("-1s", Err("not a duration")),
-            ("soon", Err("not a duration")),
-            ("", Err("not a duration")),
-        ] {
-            match (parse_interval(text), want) {
-                (Ok(got), Ok(ms)) => assert_eq!(got, Duration::from_millis(ms), "{text}"),
-                (Err(got), Err(needle)) => assert!(got.contains(needle), "{text}: {got}"),
-                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
-            }
-        }
-    }
 }

@@ -18,15 +18,14 @@ pub(crate) enum Frontier {
 }
 
 impl Frontier {
-    /// Parses the JSON a shard's state renders (`[t]`, `[]`), anything else is unknown.
-    pub(crate) fn from_state(value: Option<&serde_json::Value>) -> Frontier {
-        match value.and_then(serde_json::Value::as_array) {
-            Some(items) if items.is_empty() => Frontier::Closed,
-            Some(items) => items
+    /// A shard state's frontier (its codes, `[t]` or `[]`); `None` (no state) is
+    /// unknown.
+    pub(crate) fn from_state(codes: Option<&[u64]>) -> Frontier {
+        match codes {
+            Some(codes) => codes
                 .iter()
-                .filter_map(serde_json::Value::as_u64)
                 .min()
-                .map_or(Frontier::Unknown, Frontier::At),
+                .map_or(Frontier::Closed, |t| Frontier::At(*t)),
             None => Frontier::Unknown,
         }
     }
@@ -446,7 +445,6 @@ pub(crate) fn clock_text(ms: u64) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use serde_json::json;
 
     fn collection(id: &str, since: Frontier, upper: Frontier) -> CollectionState {
         CollectionState {
@@ -528,14 +526,13 @@ mod tests {
 
     #[test]
     fn frontier_parsing_table() {
-        for (value, want) in [
-            (Some(json!([5])), Frontier::At(5)),
-            (Some(json!([])), Frontier::Closed),
-            (Some(json!(null)), Frontier::Unknown),
-            (Some(json!("x")), Frontier::Unknown),
+        for (codes, want) in [
+            (Some(&[5][..]), Frontier::At(5)),
+            (Some(&[9, 4][..]), Frontier::At(4)),
+            (Some(&[][..]), Frontier::Closed),
             (None, Frontier::Unknown),
         ] {
-            assert_eq!(Frontier::from_state(value.as_ref()), want, "{value:?}");
+            assert_eq!(Frontier::from_state(codes), want, "{codes:?}");
         }
         for (text, want) in [
             (Some("[]"), Frontier::Closed),

@@ -36,7 +36,7 @@ pub use lifecycle::Lifecycle;
 pub use parameters::StorageParameters;
 pub use reads::Reads;
 pub use storage_txn::{
-    MemoryCatalog, MemoryStorageTxn, StorageMetadata, StorageTxn,
+    CatalogContents, MemoryCatalog, MemoryStorageTxn, StorageMetadata, StorageTxn,
     insert_collection_metadata_checked, prepare_initialization, write_txns_shard_checked,
 };
 pub use tables::Tables;

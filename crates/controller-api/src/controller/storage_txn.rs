@@ -204,12 +204,81 @@ pub fn write_txns_shard_checked<T>(
     }
 }
 
-/// The durable part of a [`MemoryCatalog`].
+/// What a catalog records at one version: the state behind every [`StorageTxn`].
+///
+/// [`MemoryStorageTxn`] and `strata-controller-core`'s `DurableStorageTxn` both buffer
+/// their writes in one, and its methods apply the [`StorageTxn`] contract's rules, so
+/// the two cannot drift apart.
+///
+/// Invariants (kept by the methods; a durable catalog also checks them when it decodes
+/// a version): a collection maps to one shard and a shard backs at most one collection;
+/// the txns shard, once set, does not change; `epoch` is 0 only in a catalog no
+/// controller has claimed yet.
+///
+/// # Examples
+///
+/// ```
+/// use std::collections::{BTreeMap, BTreeSet};
+/// use strata_controller_api::{CatalogContents, GlobalId, ShardId, Timestamp};
+/// let (a, b) = (ShardId::from_bytes([1; 16]), ShardId::from_bytes([2; 16]));
+/// let mut contents = CatalogContents::default();
+/// contents.insert_collection_metadata::<Timestamp>(BTreeMap::from([(GlobalId::User(1), a)])).unwrap();
+/// assert!(contents.insert_collection_metadata::<Timestamp>(BTreeMap::from([(GlobalId::User(2), a)])).is_err());
+/// contents.write_txns_shard::<Timestamp>(b).unwrap();
+/// let dropped = contents.delete_collection_metadata(BTreeSet::from([GlobalId::User(1)]));
+/// contents.insert_unfinalized_shards(dropped.iter().map(|(_, shard)| *shard).collect());
+/// assert_eq!(contents.unfinalized_shards, BTreeSet::from([a]));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct CatalogState {
-    collection_metadata: BTreeMap<GlobalId, ShardId>,
-    unfinalized_shards: BTreeSet<ShardId>,
-    txn_wal_shard: Option<ShardId>,
+pub struct CatalogContents {
+    /// Every collection's data shard.
+    pub collection_metadata: BTreeMap<GlobalId, ShardId>,
+    /// Shards of dropped collections that still need finalizing.
+    pub unfinalized_shards: BTreeSet<ShardId>,
+    /// The txns shard, once written.
+    pub txns_shard: Option<ShardId>,
+    /// The epoch of the controller that last claimed the catalog.
+    pub epoch: u64,
+}
+
+impl CatalogContents {
+    /// [`StorageTxn::insert_collection_metadata`]: see
+    /// [`insert_collection_metadata_checked`]. On error nothing changes.
+    pub fn insert_collection_metadata<T>(
+        &mut self,
+        metadata: BTreeMap<GlobalId, ShardId>,
+    ) -> Result<(), StorageError<T>> {
+        insert_collection_metadata_checked(&mut self.collection_metadata, metadata)
+    }
+
+    /// [`StorageTxn::delete_collection_metadata`]: removes the mappings of `ids` and
+    /// returns them.
+    pub fn delete_collection_metadata(
+        &mut self,
+        ids: BTreeSet<GlobalId>,
+    ) -> Vec<(GlobalId, ShardId)> {
+        ids.into_iter()
+            .filter_map(|id| {
+                let shard = self.collection_metadata.remove(&id)?;
+                Some((id, shard))
+            })
+            .collect()
+    }
+
+    /// [`StorageTxn::insert_unfinalized_shards`].
+    pub fn insert_unfinalized_shards(&mut self, shards: BTreeSet<ShardId>) {
+        self.unfinalized_shards.extend(shards);
+    }
+
+    /// [`StorageTxn::mark_shards_as_finalized`]: unknown shards are ignored.
+    pub fn mark_shards_as_finalized(&mut self, shards: &BTreeSet<ShardId>) {
+        self.unfinalized_shards.retain(|s| !shards.contains(s));
+    }
+
+    /// [`StorageTxn::write_txn_wal_shard`]: see [`write_txns_shard_checked`].
+    pub fn write_txns_shard<T>(&mut self, shard: ShardId) -> Result<(), StorageError<T>> {
+        write_txns_shard_checked(&mut self.txns_shard, shard)
+    }
 }
 
 /// An in-memory catalog: "durable" for as long as the value lives. Clones share state.
@@ -237,24 +306,34 @@ struct CatalogState {
 /// assert!(matches!(old.commit().await, Err(StorageError::Fenced { .. })));
 /// # });
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryCatalog {
-    shared: Arc<Mutex<(u64, CatalogState)>>,
+    /// The committed contents; their epoch is the current one.
+    shared: Arc<Mutex<CatalogContents>>,
+}
+
+impl Default for MemoryCatalog {
+    fn default() -> Self {
+        MemoryCatalog::new()
+    }
 }
 
 impl MemoryCatalog {
     /// An empty catalog at epoch 1.
     pub fn new() -> Self {
         MemoryCatalog {
-            shared: Arc::new(Mutex::new((1, CatalogState::default()))),
+            shared: Arc::new(Mutex::new(CatalogContents {
+                epoch: 1,
+                ..CatalogContents::default()
+            })),
         }
     }
 
     /// Starts a new controller epoch, fencing transactions begun earlier. Returns it.
     pub fn bump_epoch(&self) -> u64 {
         let mut guard = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.0 += 1;
-        guard.0
+        guard.epoch += 1;
+        guard.epoch
     }
 
     /// A transaction on the current state, at the current epoch.
@@ -262,8 +341,7 @@ impl MemoryCatalog {
         let guard = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         MemoryStorageTxn {
             catalog: self.clone(),
-            epoch: guard.0,
-            state: guard.1.clone(),
+            state: guard.clone(),
             _timestamp: std::marker::PhantomData,
         }
     }
@@ -273,8 +351,8 @@ impl MemoryCatalog {
 #[derive(Debug)]
 pub struct MemoryStorageTxn<T> {
     catalog: MemoryCatalog,
-    epoch: u64,
-    state: CatalogState,
+    /// The contents at `begin` (and their epoch), with this transaction's writes.
+    state: CatalogContents,
     _timestamp: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -288,18 +366,11 @@ impl<T: StorageTimestamp> StorageTxn<T> for MemoryStorageTxn<T> {
         &mut self,
         metadata: BTreeMap<GlobalId, ShardId>,
     ) -> Result<(), StorageError<T>> {
-        insert_collection_metadata_checked(&mut self.state.collection_metadata, metadata)
+        self.state.insert_collection_metadata(metadata)
     }
 
     fn delete_collection_metadata(&mut self, ids: BTreeSet<GlobalId>) -> Vec<(GlobalId, ShardId)> {
-        ids.into_iter()
-            .filter_map(|id| {
-                self.state
-                    .collection_metadata
-                    .remove(&id)
-                    .map(|shard| (id, shard))
-            })
-            .collect()
+        self.state.delete_collection_metadata(ids)
     }
 
     fn get_unfinalized_shards(&self) -> BTreeSet<ShardId> {
@@ -310,26 +381,24 @@ impl<T: StorageTimestamp> StorageTxn<T> for MemoryStorageTxn<T> {
         &mut self,
         shards: BTreeSet<ShardId>,
     ) -> Result<(), StorageError<T>> {
-        self.state.unfinalized_shards.extend(shards);
+        self.state.insert_unfinalized_shards(shards);
         Ok(())
     }
 
     fn mark_shards_as_finalized(&mut self, shards: BTreeSet<ShardId>) {
-        self.state
-            .unfinalized_shards
-            .retain(|s| !shards.contains(s));
+        self.state.mark_shards_as_finalized(&shards);
     }
 
     fn get_txn_wal_shard(&self) -> Option<ShardId> {
-        self.state.txn_wal_shard
+        self.state.txns_shard
     }
 
     fn write_txn_wal_shard(&mut self, shard: ShardId) -> Result<(), StorageError<T>> {
-        write_txns_shard_checked(&mut self.state.txn_wal_shard, shard)
+        self.state.write_txns_shard(shard)
     }
 
     fn epoch(&self) -> u64 {
-        self.epoch
+        self.state.epoch
     }
 
     async fn commit(&mut self) -> Result<(), StorageError<T>> {
@@ -338,13 +407,13 @@ impl<T: StorageTimestamp> StorageTxn<T> for MemoryStorageTxn<T> {
             .shared
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if guard.0 != self.epoch {
+        if guard.epoch != self.state.epoch {
             return Err(StorageError::Fenced {
-                ours: self.epoch,
-                current: guard.0,
+                ours: self.state.epoch,
+                current: guard.epoch,
             });
         }
-        guard.1 = self.state.clone();
+        guard.clone_from(&self.state);
         Ok(())
     }
 }

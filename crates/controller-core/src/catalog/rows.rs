@@ -1,4 +1,5 @@
-//! The catalog's contents and their encoding as rows of the metadata shard.
+//! The encoding of [`CatalogContents`] (the state type every catalog shares) as rows of
+//! the metadata shard.
 //!
 //! The metadata shard holds a small differential collection of `(kind, key, value)`
 //! text rows, each present with multiplicity one:
@@ -16,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use strata_controller_api::CatalogContents;
 use strata_controller_api::{Datum, GlobalId, RelationDesc, Row, ScalarType, ShardId};
 use strata_persist_backend::SourceData;
 
@@ -25,23 +27,6 @@ const EPOCH: &str = "epoch";
 const TXNS_SHARD: &str = "txns_shard";
 const COLLECTION: &str = "collection";
 const UNFINALIZED: &str = "unfinalized";
-
-/// The catalog's contents at one version.
-///
-/// Invariants (checked by decoding, kept by [`DurableStorageTxn`](super::DurableStorageTxn)):
-/// a collection maps to one shard and a shard backs at most one collection; `epoch` is
-/// 0 only in a catalog no controller has claimed yet.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CatalogContents {
-    /// Every collection's data shard.
-    pub collection_metadata: BTreeMap<GlobalId, ShardId>,
-    /// Shards of dropped collections that still need finalizing.
-    pub unfinalized_shards: BTreeSet<ShardId>,
-    /// The txns shard, once written.
-    pub txns_shard: Option<ShardId>,
-    /// The epoch of the controller that last claimed the catalog.
-    pub epoch: u64,
-}
 
 /// The relation of the metadata shard: three non-null text columns.
 pub(crate) fn catalog_desc() -> RelationDesc {

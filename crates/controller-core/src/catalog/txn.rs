@@ -5,12 +5,10 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use strata_controller_api::{
-    GlobalId, ShardId, StorageError, StorageTimestamp, StorageTxn,
-    insert_collection_metadata_checked, write_txns_shard_checked,
+    CatalogContents, GlobalId, ShardId, StorageError, StorageTimestamp, StorageTxn,
 };
 
 use super::DurableCatalog;
-use super::rows::CatalogContents;
 
 /// A transaction on a [`DurableCatalog`]: mutations are buffered in a private copy of
 /// the catalog and written by [`StorageTxn::commit`] as one `compare_and_append` of the
@@ -61,16 +59,11 @@ impl<T: StorageTimestamp> StorageTxn<T> for DurableStorageTxn<T> {
         &mut self,
         metadata: BTreeMap<GlobalId, ShardId>,
     ) -> Result<(), StorageError<T>> {
-        insert_collection_metadata_checked(&mut self.state.collection_metadata, metadata)
+        self.state.insert_collection_metadata(metadata)
     }
 
     fn delete_collection_metadata(&mut self, ids: BTreeSet<GlobalId>) -> Vec<(GlobalId, ShardId)> {
-        ids.into_iter()
-            .filter_map(|id| {
-                let shard = self.state.collection_metadata.remove(&id)?;
-                Some((id, shard))
-            })
-            .collect()
+        self.state.delete_collection_metadata(ids)
     }
 
     fn get_unfinalized_shards(&self) -> BTreeSet<ShardId> {
@@ -81,14 +74,12 @@ impl<T: StorageTimestamp> StorageTxn<T> for DurableStorageTxn<T> {
         &mut self,
         shards: BTreeSet<ShardId>,
     ) -> Result<(), StorageError<T>> {
-        self.state.unfinalized_shards.extend(shards);
+        self.state.insert_unfinalized_shards(shards);
         Ok(())
     }
 
     fn mark_shards_as_finalized(&mut self, shards: BTreeSet<ShardId>) {
-        self.state
-            .unfinalized_shards
-            .retain(|s| !shards.contains(s));
+        self.state.mark_shards_as_finalized(&shards);
     }
 
     fn get_txn_wal_shard(&self) -> Option<ShardId> {
@@ -96,7 +87,7 @@ impl<T: StorageTimestamp> StorageTxn<T> for DurableStorageTxn<T> {
     }
 
     fn write_txn_wal_shard(&mut self, shard: ShardId) -> Result<(), StorageError<T>> {
-        write_txns_shard_checked(&mut self.state.txns_shard, shard)
+        self.state.write_txns_shard(shard)
     }
 
     fn epoch(&self) -> u64 {

@@ -55,10 +55,7 @@ async fn open(client: &PersistClient, txns: ShardId) -> TxnsHandle<Timestamp> {
 
 /// The shard's consensus version: how many CASes have changed it.
 pub async fn seqno(client: &PersistClient, shard: ShardId) -> u64 {
-    let state = ok(client.inspect(shard).await, "inspect");
-    state["seqno"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no seqno in {state}"))
+    ok(client.inspect_shard(shard).await, "inspect").seqno
 }
 
 async fn commit(h: &mut TxnsHandle<Timestamp>, writes: &[(ShardId, i64)], t: u64, apply: bool) {
@@ -361,15 +358,11 @@ pub async fn compaction(factory: &impl ClientFactory) {
     ok(h.tidy_now().await, "tidy");
     ok(h.compact_to(ts(31)).await, "compact_to");
     assert_eq!(h.live_rows(), 2, "only the registrations are left");
-    let state = ok(c.inspect(txns).await, "inspect");
-    assert_eq!(
-        state["since"],
-        serde_json::json!([31]),
-        "the txns since follows"
-    );
+    let state = ok(c.inspect_shard(txns).await, "inspect");
+    assert_eq!(state.since, [31], "the txns since follows");
     assert!(
-        state["batches"].as_array().map_or(0, Vec::len) < 8,
-        "the txns shard compacts: {state}"
+        state.batches.len() < 8,
+        "the txns shard compacts: {state:?}"
     );
     let mut fresh = open(&client(factory).await, txns).await;
     assert_eq!(fresh.live_rows(), 2, "a fresh handle reads the small state");

@@ -130,14 +130,9 @@ impl Generator {
     }
 }
 
-/// A 64-bit mix of the seed and a stream position (SplitMix64's finaliser): cheap,
-/// stateless and well spread, which is all a load generator needs.
-pub(crate) fn mix(seed: u64, position: u64) -> u64 {
-    let mut z = seed ^ position.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// A 64-bit mix of the seed and a stream position: cheap, stateless and well spread,
+/// which is all a load generator needs.
+pub(crate) use strata_controller_api::rng::mix_at as mix;
 
 #[cfg(test)]
 mod tests;

@@ -7,13 +7,14 @@
 
 use std::sync::{Arc, Mutex};
 
+use strata_controller_api::rng::SplitMix64;
 use strata_controller_api::{Antichain, Certainty, ShardId, Timestamp};
 
 use super::{ShardError, ShardReader, ShardSince, ShardWriter, Update, UpperMismatch};
 
 #[derive(Debug)]
 struct FaultState {
-    rng: u64,
+    rng: SplitMix64,
     countdown: u64,
     mean_gap: u64,
     enabled: bool,
@@ -21,14 +22,6 @@ struct FaultState {
 }
 
 impl FaultState {
-    fn next_random(&mut self) -> u64 {
-        // xorshift64*: deterministic for a seed, good enough to pick fault points.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
     /// Whether this operation fails; if so, whether an append still takes effect.
     fn roll(&mut self) -> Option<bool> {
         if !self.enabled {
@@ -38,9 +31,9 @@ impl FaultState {
             self.countdown -= 1;
             return None;
         }
-        self.countdown = self.next_random() % (2 * self.mean_gap.max(1));
+        self.countdown = self.rng.below(2 * self.mean_gap.max(1));
         self.injected += 1;
-        Some(self.next_random().is_multiple_of(2))
+        Some(self.rng.below(2) == 0)
     }
 }
 
@@ -54,14 +47,14 @@ pub struct Faulty<S> {
 impl<S> Faulty<S> {
     /// Wraps `inner`; on average one operation in `mean_gap` fails, chosen by `seed`.
     pub fn new(inner: S, seed: u64, mean_gap: u64) -> Self {
-        let mut state = FaultState {
-            rng: seed | 1,
-            countdown: 0,
+        let mut rng = SplitMix64::new(seed);
+        let state = FaultState {
+            countdown: rng.below(2 * mean_gap.max(1)),
+            rng,
             mean_gap,
             enabled: true,
             injected: 0,
         };
-        state.countdown = state.next_random() % (2 * mean_gap.max(1));
         Faulty {
             inner,
             state: Arc::new(Mutex::new(state)),

@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use strata_controller_api::rng::SplitMix64;
 use tokio::time::Instant;
 
 use super::config::{FaultConfig, FaultCounters, OpClass};
 use super::plan::{Draws, Plan, Verdict, plan};
-use super::rng::SplitMix64;
 
 #[derive(Debug)]
 struct State {

@@ -29,7 +29,6 @@ mod error;
 mod gate;
 mod handle;
 mod plan;
-mod rng;
 mod store;
 pub mod transport;
 

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use strata_controller_api::rng::SplitMix64;
 use tokio::time::Instant;
 
 use super::config::{FaultConfig, OpClass, fires};
-use super::rng::SplitMix64;
 
 /// The random draws one call consumes. Every call consumes all of them, whatever the
 /// config says, so changing one knob does not shift the draws of another.

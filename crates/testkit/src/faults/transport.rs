@@ -27,11 +27,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use strata_controller_api::rng::SplitMix64;
 use strata_instance_client::transport::{ReplicaConnection, ReplicaConnector, TransportError};
 use tokio::sync::{Notify, mpsc};
 
 use super::config::{Latency, fires};
-use super::rng::SplitMix64;
 
 /// What a [`FaultyConnector`] injects. The default injects nothing.
 ///

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use strata_controller_api::rng::SplitMix64;
+
 /// One fault, applied to the link to a replica or to the replica itself. Replicas are
 /// numbered from 0; replica `i` is the turmoil host `replica-i`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +131,7 @@ impl FaultPlan {
         if replicas == 0 {
             return plan;
         }
-        let mut rng = SplitMix64(seed ^ 0x5eed_fa17_0000_0000);
+        let mut rng = SplitMix64::new(seed ^ 0x5eed_fa17_0000_0000);
         let window_ms = u64::try_from(window.as_millis())
             .unwrap_or(u64::MAX)
             .max(40);
@@ -176,24 +178,5 @@ impl FaultPlan {
             }
         }
         plan
-    }
-}
-
-/// SplitMix64 (Steele, Lea and Flood): a small seedable generator, so a seed fully
-/// determines a plan without a `rand` dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A draw from `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
     }
 }
