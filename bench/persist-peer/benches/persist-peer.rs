@@ -18,8 +18,6 @@
 //! Each metric is reported through `strata-bench-support` (one JSON line appended to
 //! `$STRATA_BENCH_OUT`, see xtask's bench module); `--quick` shrinks the run.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -176,7 +176,6 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn check(input: &str, expected: Result<&str, &str>) {

@@ -265,7 +265,6 @@ async fn serve(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn check(addr: &str, tls: bool, insecure: bool, allowed: bool) {

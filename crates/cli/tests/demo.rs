@@ -4,7 +4,7 @@
 //! whose replica processes are all gone once the demo exits. No run leaves a half
 //! written file behind: the demo, its controller and its replicas shut down in order.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod common;
 

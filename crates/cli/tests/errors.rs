@@ -1,6 +1,5 @@
 //! Every failure a person is likely to hit gives one clear `error:` line on stderr and
 //! a non-zero exit, never panic output.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

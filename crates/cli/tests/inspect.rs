@@ -1,5 +1,6 @@
 //! `strata inspect` on state written by the real libraries in a temporary directory.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! only when two writers meet). The list of metrics is read from the document itself,
 //! so the document and the registry cannot drift apart.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod common;
 

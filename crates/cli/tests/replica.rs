@@ -1,7 +1,8 @@
 //! `strata replica` as a process: it serves instance-client's gRPC client when the
 //! token is right, refuses it when it is wrong, writes to persist, and exits 0 on
 //! SIGTERM.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 mod common;
 

@@ -275,8 +275,6 @@ impl<T: StorageTimestamp> fmt::Debug for ReadHold<T> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
 

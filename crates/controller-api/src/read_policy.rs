@@ -165,8 +165,6 @@ fn lag_time<T: StorageTimestamp>(time: &T, lag: &T, max_granularity: &T) -> T {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use proptest::prelude::*;
     use timely::PartialOrder;

@@ -534,8 +534,6 @@ impl Decoder<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use crate::arbitrary::arb_datum;
     use proptest::prelude::*;

@@ -309,8 +309,6 @@ impl RowsPacker {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use crate::arbitrary::arb_datum;
     use proptest::prelude::*;

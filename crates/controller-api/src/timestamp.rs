@@ -187,8 +187,6 @@ impl StorageTimestamp for Timestamp {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use proptest::prelude::*;
 

@@ -1,8 +1,6 @@
 //! Concurrent transactions of one catalog instance (one epoch): every commit lands,
 //! and contradicting commits fail with a typed error instead of overwriting.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use strata_controller_api::{GlobalId, ShardId, StorageError, StorageTxn, Timestamp};

@@ -1,7 +1,7 @@
 //! The `StorageTxn` contract, run against the in-memory reference (`MemoryCatalog`) and
 //! the durable catalog on the memory and file backends.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 use async_trait::async_trait;
 use strata_controller_api::{MemoryCatalog, MemoryStorageTxn, Timestamp};

@@ -2,8 +2,6 @@
 //! indeterminately: every acknowledged commit survives, and a commit that failed
 //! determinately never shows up.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

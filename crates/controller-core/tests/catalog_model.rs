@@ -2,7 +2,7 @@
 //! (`MemoryCatalog`) for random sequences of mutations, commits, new transactions,
 //! take-overs and commits of fenced transactions.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};

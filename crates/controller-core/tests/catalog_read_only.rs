@@ -1,6 +1,5 @@
 //! Reading the durable catalog for inspection writes nothing: over a store that
 //! refuses every write, `DurableCatalog::read_latest` returns what the owner committed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

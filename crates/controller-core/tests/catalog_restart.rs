@@ -1,7 +1,7 @@
 //! The durable catalog across restarts, take-overs, racing opens and corruption, on the
 //! memory and file backends.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,7 +4,7 @@
 //! gone (re-creating it gets a fresh, empty shard). A dropped table stays readable at
 //! the times a live read hold covers.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 

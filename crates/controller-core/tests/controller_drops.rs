@@ -2,7 +2,7 @@
 //! no parts; a read hold delays finalization; a drop recorded in the catalog is
 //! finished by the next controller.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 

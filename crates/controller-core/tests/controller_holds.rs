@@ -2,7 +2,7 @@
 //! the hold, reads before the since fail, a lag policy keeps the since within the lag,
 //! and since downgrades reach the shard's critical since.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 

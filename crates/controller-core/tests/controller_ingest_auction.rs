@@ -5,7 +5,7 @@
 //! source finalizes every shard (tombstone, since and upper `[]`) with no part left in
 //! the store after GC.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 mod ingest_support;

@@ -1,8 +1,6 @@
 //! Read-only mode with a real replica: no ingestion runs and no shard is written until
 //! `allow_writes`, which then starts the waiting ingestion.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod controller_support;
 mod ingest_support;
 

@@ -4,8 +4,6 @@
 //! ingestion readable: no since beyond its upper, the remap shard held where the data
 //! shards need it, and the ingestion continues to the end of the source.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod controller_support;
 mod ingest_support;
 

@@ -4,8 +4,6 @@
 //! confirm the final compaction, or the remap shard is never finalized and the
 //! instance's pending drop leaks.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod controller_support;
 mod ingest_support;
 

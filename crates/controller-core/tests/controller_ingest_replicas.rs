@@ -1,8 +1,6 @@
 //! Two replicas run the same auction source: the contents are exact, and dropping one
 //! replica in the middle of the run leaves the uppers advancing on the other.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod controller_support;
 mod ingest_support;
 

@@ -6,8 +6,6 @@
 //! finalizes every shard, which needs both replicas (the reconnected one included) to
 //! confirm the drop and let go of their handles.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod controller_support;
 mod ingest_support;
 

@@ -2,8 +2,6 @@
 //! past the data present when asked, non-ingestions are skipped, and a source that no
 //! longer advances times out with `RtrTimeout`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod controller_support;
 mod ingest_support;
 

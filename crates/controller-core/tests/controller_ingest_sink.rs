@@ -2,7 +2,7 @@
 //! writes output, and its drop is confirmed by the replica; on two replicas it fails
 //! over from a killed sink host to the other replica and stays exactly-once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 mod ingest_support;

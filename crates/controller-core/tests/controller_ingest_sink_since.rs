@@ -2,7 +2,7 @@
 //! since advances while the sink runs, never past what the sink durably wrote, and a
 //! sink that fails over resumes from (and reports) only what its destination holds.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 mod ingest_support;

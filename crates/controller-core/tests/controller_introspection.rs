@@ -3,8 +3,6 @@
 //! mapping and frontiers exactly, status history from replicas with their replica id,
 //! reconciliation after a restart, and nothing written while read-only.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod controller_support;
 mod ingest_support;
 mod introspection_support;
@@ -319,15 +317,14 @@ async fn a_read_only_controller_writes_no_introspection_until_allow_writes() {
         .iter()
         .map(|id| ctl.collection_metadata(*id).unwrap().data_shard)
         .collect();
-    let status =
-        strata_introspection::status::status_row(&strata_controller_api::StatusUpdate {
-            id: id(1),
-            replica_id: None,
-            status: strata_controller_api::Status::Running,
-            timestamp_ms: 1,
-            error: None,
-            hints: Vec::new(),
-        });
+    let status = strata_introspection::status::status_row(&strata_controller_api::StatusUpdate {
+        id: id(1),
+        replica_id: None,
+        status: strata_controller_api::Status::Running,
+        timestamp_ms: 1,
+        error: None,
+        hints: Vec::new(),
+    });
     // Read-only, appends are dropped rather than failing (the trait's contract);
     // misuse still fails.
     ctl.append_introspection_updates(IntrospectionType::SourceStatusHistory, vec![(status, 1)])
@@ -337,10 +334,7 @@ async fn a_read_only_controller_writes_no_introspection_until_allow_writes() {
         Err(StorageError::InvalidUsage(_))
     ));
     assert!(matches!(
-        ctl.append_introspection_updates(
-            IntrospectionType::SourceStatusHistory,
-            vec![(row(1), 1)]
-        ),
+        ctl.append_introspection_updates(IntrospectionType::SourceStatusHistory, vec![(row(1), 1)]),
         Err(StorageError::InvalidRow { .. })
     ));
     ctl.record_frontiers();
@@ -374,10 +368,7 @@ async fn a_read_only_controller_writes_no_introspection_until_allow_writes() {
     )
     .await;
     let mapping = read_introspection(&mut ctl, MAPPING).await;
-    assert_eq!(
-        object_ids(&mapping),
-        ["s1", "s2", "s3", "u1", "u2"]
-    );
+    assert_eq!(object_ids(&mapping), ["s1", "s2", "s3", "u1", "u2"]);
 }
 
 /// A status row `id` reports as running at `ms`.

@@ -2,7 +2,7 @@
 //! controller writes nothing to any shard (a write gate refuses and records any), a restarted controller recovers every
 //! acknowledged write and its frontiers, and an older controller is fenced.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 

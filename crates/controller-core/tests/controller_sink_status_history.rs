@@ -2,7 +2,7 @@
 //! history and never in the source status history, on a first run and after the
 //! controller restarted and the sink was created again under the same id.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 mod ingest_support;

@@ -3,7 +3,7 @@
 //! Hello), monotonic appenders, altering a table, exports holding their input,
 //! cursors, statistics and persist inspection.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod controller_support;
 

@@ -2,8 +2,6 @@
 //! contents at every time, atomic two-table commits, group commit, and typed errors
 //! for every bad input with the state left unchanged.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod controller_support;
 
 use std::collections::BTreeMap;

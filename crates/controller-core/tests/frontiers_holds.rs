@@ -2,8 +2,6 @@
 //! finalization and objects on instances: each case is a short script of inputs, the
 //! effects (or error) of its last input, and the sinces afterwards.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 mod frontiers_support;
 
 use frontiers_support::*;

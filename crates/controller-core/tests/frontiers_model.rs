@@ -5,7 +5,7 @@
 //! every step each collection's since must equal the model's, never regress and never
 //! pass an outstanding hold; the effects must be consistent with the state.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,7 +1,7 @@
 //! Instance scenarios that every transport runs: one async function per behaviour, each
 //! taking a factory that connects to a [`FakeReplica`].
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -294,8 +294,6 @@ pub async fn serve_connection<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use std::time::Duration;
 
     use strata_controller_api::Timestamp;

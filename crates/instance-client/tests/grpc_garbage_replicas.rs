@@ -4,7 +4,8 @@
 //! while the well-behaved replicas keep receiving commands and their uppers keep
 //! advancing. No thread or task panics: a panic hook records any panic, including one
 //! in a spawned tokio task that would otherwise go unnoticed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 mod common;
 

@@ -3,7 +3,6 @@
 //! sleeping and then asserting that nothing arrived, each test waits until the server
 //! has accepted the rejected client's connection several times (so earlier attempts
 //! have finished and been retried) and then checks the handler saw none of them.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

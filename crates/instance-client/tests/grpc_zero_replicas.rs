@@ -1,7 +1,6 @@
 //! An instance whose last gRPC replica goes away synthesises `Paused` for every object,
 //! as it does over the local transport; a replica added later gets the whole history
 //! replayed over gRPC, and losing it pauses everything again.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

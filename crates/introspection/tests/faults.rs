@@ -1,6 +1,5 @@
 //! Storage failures: the manager backs off, logs, retries on later ticks and never
 //! panics; a differential collection still converges exactly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Status-history de-duplication and truncation, at start-up and on the interval.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 mod common;
 

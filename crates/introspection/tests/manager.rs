@@ -1,5 +1,6 @@
 //! The CollectionManager against real shards, on the memory and file backends.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 mod common;
 
@@ -258,8 +259,12 @@ async fn read_only_writes_nothing_until_allowed() {
     let registration = |id, write, kind| {
         strata_introspection::Registration::new(id, b.client.clone(), write, kind)
     };
-    m.register(registration(diff_id, diff_write, CollectionKind::Differential))
-        .unwrap();
+    m.register(registration(
+        diff_id,
+        diff_write,
+        CollectionKind::Differential,
+    ))
+    .unwrap();
     let append_only = CollectionKind::AppendOnly {
         history: None,
         dedup_status: false,
@@ -293,8 +298,14 @@ async fn read_only_writes_nothing_until_allowed() {
     assert!(matches!(m.sync(diff_id).await, Err(StorageError::ReadOnly)));
     assert!(matches!(m.sync(app_id).await, Err(StorageError::ReadOnly)));
     gate.assert_nothing_refused("by a read-only manager");
-    assert_eq!(contents(&bare, diff_shard, mapping_desc()).await, map(&stale));
-    assert_eq!(contents(&bare, app_shard, mapping_desc()).await, map(&stale));
+    assert_eq!(
+        contents(&bare, diff_shard, mapping_desc()).await,
+        map(&stale)
+    );
+    assert_eq!(
+        contents(&bare, app_shard, mapping_desc()).await,
+        map(&stale)
+    );
     gate.allow();
     // Reading is allowed (outside the gate's window: a snapshot registers a leased
     // reader, which writes the shard's state).

@@ -1,5 +1,6 @@
 //! Statistics scrapers against a managed statistics collection.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 mod common;
 

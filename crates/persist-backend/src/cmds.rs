@@ -415,7 +415,6 @@ pub(crate) fn finalize(state: &State) -> CmdResult<()> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::state::PartRef;
 

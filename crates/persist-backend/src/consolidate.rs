@@ -138,7 +138,6 @@ fn prefix_key(data: &SourceData) -> u128 {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use proptest::prelude::*;
     use strata_controller_api::{Datum, Row};

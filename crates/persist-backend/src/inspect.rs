@@ -205,7 +205,6 @@ impl ShardInspect {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::state::{GarbagePart, HollowBatch, PartRef};
 

@@ -445,7 +445,6 @@ async fn open_s3(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn check(text: &str, expected: Result<LocationSpec, &str>) {

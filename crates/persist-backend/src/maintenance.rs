@@ -314,7 +314,6 @@ pub(crate) fn maybe_start_background(machine: &Arc<Machine>, state: &State) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::state::HollowBatch;
 

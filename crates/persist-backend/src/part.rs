@@ -406,7 +406,6 @@ pub(crate) fn append_checked(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use strata_controller_api::{Datum, Row};
 

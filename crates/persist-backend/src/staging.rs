@@ -59,8 +59,6 @@ pub(crate) fn sweep(dir: &Path, grace: Duration, now: SystemTime) -> io::Result<
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
 
     #[test]

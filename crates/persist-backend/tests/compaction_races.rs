@@ -2,7 +2,6 @@
 //! them; when another compactor merges the same batches and GC deletes their parts in
 //! the meantime, the step is moot (its merge could never apply), not an error, and it
 //! leaves no registration behind.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

@@ -6,7 +6,8 @@
 //!
 //! Each writer makes 500 appends on memory. On files every commit is fsynced, so the
 //! normal suite runs 100 per writer there and the soak run (`STRATA_SOAK=1`) 500.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,7 +3,6 @@
 //! Strata wrote. `cargo xtask test` installs pyarrow beside the S3 server and names its
 //! interpreter in `STRATA_PYTHON`; without it the test returns early.
 #![cfg(feature = "file")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use strata_controller_api::{Antichain, Datum, RelationDesc, Row, ScalarType, Timestamp};
 use strata_persist_backend::{PersistClient, PersistConfig};

@@ -1,5 +1,4 @@
 //! The conformance suite against the local file backend (fsynced).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "file")]
 
 use futures::FutureExt;

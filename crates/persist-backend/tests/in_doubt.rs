@@ -4,7 +4,8 @@
 //! [`FaultyStore`] pauses one put after it landed), lets other writers commit and GC run
 //! meanwhile, and then checks the stalled writer's answer: committed, or in doubt,
 //! but never a mismatch that would make its caller write again or delete what it wrote.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::sync::Arc;
 use std::time::Duration;

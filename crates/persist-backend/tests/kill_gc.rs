@@ -4,8 +4,9 @@
 //! maintenance that follows), 20 times over. Afterwards, once the dead processes' leases are over,
 //! one GC pass per shard leaves no object that no state references: no orphan part,
 //! no unreferenced garbage, no staging file of an interrupted put.
+
+#![cfg(test)]
 #![cfg(all(unix, feature = "file"))]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

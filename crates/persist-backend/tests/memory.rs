@@ -1,5 +1,4 @@
 //! The conformance suite against the in-memory backend.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::FutureExt;
 use strata_persist_backend::{PersistClient, PersistConfig, conformance};

@@ -1,7 +1,6 @@
 //! The conformance suite against a real S3 server (`cargo xtask test` starts moto on
 //! 127.0.0.1 and sets `STRATA_S3_TEST_BUCKET`, `AWS_ENDPOINT_URL` and credentials).
 //! Without `STRATA_S3_TEST_BUCKET` the test returns early: it has no server to use.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "s3")]
 
 use futures::FutureExt;

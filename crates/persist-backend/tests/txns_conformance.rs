@@ -1,6 +1,5 @@
 //! The txns shard's conformance cases against memory, the local file backend and, when
 //! `cargo xtask test` provides a server (`STRATA_S3_TEST_BUCKET`), S3.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::FutureExt;
 use strata_persist_backend::{PersistClient, PersistConfig, conformance};

@@ -2,7 +2,8 @@
 //! decorator: a commit of N tables is one consensus write (one conditional put of the
 //! head) on the txns shard and none on the data shards; advancing N idle
 //! shards is one consensus write too, and data shards are written only when read.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::collections::BTreeMap;
 use std::fmt;

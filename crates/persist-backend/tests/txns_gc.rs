@@ -1,6 +1,7 @@
 //! Orphaned txns batch parts (a committer crashed between writing them and its CAS)
 //! are deleted; parts of committed batches, applied or not, never are.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! Random sequences of register / forget / commit / advance / apply / compact / read /
 //! restart against a simple in-memory model of the txns shard.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};
 

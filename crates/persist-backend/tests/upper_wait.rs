@@ -1,7 +1,8 @@
 //! `PersistClient::wait_for_upper_past` is woken by the append that moves the upper,
 //! not by polling: with a poll interval of an hour, a waiter parked before the append
 //! completes right after it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::time::Duration;
 

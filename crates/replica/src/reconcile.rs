@@ -92,8 +92,6 @@ pub fn desired_objects<'a>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use proptest::prelude::*;
     use strata_controller_api::Antichain;
 

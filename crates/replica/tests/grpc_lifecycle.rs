@@ -2,8 +2,9 @@
 //! language sees it: the response stream ends when its command stream does, with the
 //! status that says why. Every wait has a deadline, and another connection keeps being
 //! served throughout.
+
+#![cfg(test)]
 #![cfg(feature = "server")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

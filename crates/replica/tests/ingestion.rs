@@ -1,5 +1,4 @@
 //! Ingestion end to end: contents, exactly-once under aborts, races, reports.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

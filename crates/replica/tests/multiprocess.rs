@@ -11,8 +11,9 @@
 //! process), so it listens on `127.0.0.1:0`, which cannot collide. Process 0's port is
 //! picked free and then bound by timely; if something else took it in between, timely
 //! reports the address in use and the parent retries with a new port and a new child.
+
+#![cfg(test)]
 #![cfg(feature = "persist")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

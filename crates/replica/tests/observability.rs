@@ -2,8 +2,9 @@
 //! `strata_replica` event at debug level, a small ingestion over the persist adapter
 //! leaves events inside spans that carry its collection id, from the command that
 //! started it down to the persist calls that wrote it.
+
+#![cfg(test)]
 #![cfg(feature = "persist")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -74,8 +75,11 @@ fn an_ingestion_can_be_followed_in_the_logs() {
     let show = || lines.join("\n");
     // The command that started it names the collection and the epoch.
     assert!(
-        !matching(&lines, &["replica.command{command=\"RunIngestion\" collection=u700 epoch=1}"])
-            .is_empty(),
+        !matching(
+            &lines,
+            &["replica.command{command=\"RunIngestion\" collection=u700 epoch=1}"]
+        )
+        .is_empty(),
         "no RunIngestion command span:\n{}",
         show()
     );
@@ -101,5 +105,9 @@ fn an_ingestion_can_be_followed_in_the_logs() {
             "appended",
         ],
     );
-    assert!(!writes.is_empty(), "no persist write of {data_shard}:\n{}", show());
+    assert!(
+        !writes.is_empty(),
+        "no persist write of {data_shard}:\n{}",
+        show()
+    );
 }

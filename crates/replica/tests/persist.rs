@@ -1,8 +1,9 @@
 //! The acceptance scenarios against the real persist backend (`--features persist`),
 //! on its memory (`mem://`) and file (`file://`) locations. Every simulated process
 //! opens its own [`PersistShards`], so caches are not shared between "processes".
+
+#![cfg(test)]
 #![cfg(feature = "persist")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The replica over instance-client's `local` transport (`--features server`).
+
+#![cfg(test)]
 #![cfg(feature = "server")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

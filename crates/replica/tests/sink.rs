@@ -1,5 +1,4 @@
 //! File sink: exactly-once output under random kills and injected crashes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Sinks report their upper: `FrontierUpper` for the sink's id as its destination
 //! durably advances, never beyond what the destination holds, also after a restart.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 mod common;
 

@@ -6,8 +6,9 @@
 //! A tap between the transport and the instance records every response exactly as the
 //! replicas sent it, before the instance joins uppers: the uppers the replicas report
 //! to the controller are checked for monotonicity there, across every connection.
+
+#![cfg(test)]
 #![cfg(all(feature = "server", feature = "persist"))]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -373,8 +373,6 @@ pub fn arb_desc_with_rows(max_rows: usize) -> impl Strategy<Value = (RelationDes
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use std::collections::BTreeSet;
 
     use proptest::strategy::ValueTree;

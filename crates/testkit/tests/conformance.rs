@@ -2,7 +2,6 @@
 //! backend suite on memory, on files, and on a `FaultyObjectStore` over files (any
 //! `ObjectStore` runs the same way); the transport suite on the local transport, on
 //! gRPC over TCP, and on a transparent `FaultyConnector`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

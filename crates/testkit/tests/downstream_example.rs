@@ -1,6 +1,5 @@
 //! Runs the scenario of `examples/downstream.rs` as a test: a harness on a store with a
 //! 20% error rate, a table and an auction source, a replica crash, exact results.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../examples/downstream.rs"]
 #[allow(dead_code, unreachable_pub)] // `main` is the example's; this test calls `scenario`

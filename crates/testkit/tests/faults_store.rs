@@ -1,7 +1,7 @@
 //! `FaultyObjectStore` over `InMemory`: transparency, total failure, indeterminate
 //! writes, determinism, unavailability windows and counters.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 use std::sync::Arc;
 use std::time::Duration;

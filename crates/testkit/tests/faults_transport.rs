@@ -1,6 +1,7 @@
 //! `FaultyConnector`: each fault on its own over the local transport, then a harness
 //! whose controller converges through drops, delays, reordering and disconnects.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! model of what each command must do: tables hold exactly the consolidated updates
 //! appended to them, commands on tables that do not exist fail, and every outstanding
 //! read hold keeps its time readable with the contents the model had then.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,6 +1,7 @@
 //! The harness's restarts: the controller (data kept, epoch bumped, read-only start)
 //! and replicas (killed and restarted while the instance keeps working).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use strata_controller_api::{Datum, GlobalId, Lifecycle, RelationDesc, Row, ScalarType, Timestamp};
 use strata_testkit::harness::{Backend, Harness, HarnessError, assert_consolidated_eq};

@@ -2,7 +2,6 @@
 //! `STRATA_S3_TEST_BUCKET` and the `AWS_*` variables. Without the bucket variable the
 //! harness must refuse to build and say which variable is missing.
 #![cfg(feature = "s3")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use strata_controller_api::{Datum, GlobalId, RelationDesc, Row, ScalarType};
 use strata_testkit::harness::{Backend, Harness, HarnessError, assert_consolidated_eq};

@@ -1,7 +1,8 @@
 //! The harness with an auction source (a load generator with two subsources) run by
 //! the controller on the harness's replicas: a replica crash mid-way, a controller
 //! restart, and contents that match the generator exactly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! The harness with tables: create, append, read back as multisets, compare; on every
 //! backend the harness builds without the environment.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#![cfg(test)]
 
 use strata_controller_api::{Datum, GlobalId, RelationDesc, Row, ScalarType, Timestamp};
 use strata_testkit::harness::{Backend, Harness, assert_consolidated_eq};

@@ -1,5 +1,4 @@
 //! The harness's waits: what a timeout says, and the controllable clock.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! [`seeds_from_env`] (50, 500 with `STRATA_SOAK=1`, or just `STRATA_SIM_SEED=<n>`):
 //! random partitions with repairs, a replica crash with its restart, sometimes a stall
 //! or a bounce; every seed must converge with exact contents.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
 

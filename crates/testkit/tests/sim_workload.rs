@@ -1,7 +1,6 @@
 //! A downstream team's own scenario in the simulation: a hand-written fault plan (both
 //! replicas cut off at once, one crashing meanwhile, a stall, a bounce) and a workload
 //! of its own (a table written before and checked after the faults).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

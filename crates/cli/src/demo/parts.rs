@@ -149,7 +149,6 @@ pub(crate) async fn parts(driver: &mut Driver, url: &str) -> anyhow::Result<Part
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

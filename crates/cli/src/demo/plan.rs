@@ -160,7 +160,6 @@ pub(crate) fn introspection() -> Vec<(GlobalId, CollectionDescription<Timestamp>
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     #[test]

@@ -104,7 +104,6 @@ pub(crate) fn shard_mapping<'a>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn s(text: &str) -> Datum {

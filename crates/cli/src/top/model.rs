@@ -443,7 +443,6 @@ pub(crate) fn clock_text(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn collection(id: &str, since: Frontier, upper: Frontier) -> CollectionState {

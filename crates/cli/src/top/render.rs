@@ -219,7 +219,6 @@ fn draw_table(frame: &mut Frame<'_>, area: Rect, model: &TopModel) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::top::model::{CollectionState, Frontier, Snapshot, StatusEntry};
     use ratatui::Terminal;

@@ -128,8 +128,6 @@ fn merge<V>(current: &mut Option<V>, update: Option<V>) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use proptest::prelude::*;
 

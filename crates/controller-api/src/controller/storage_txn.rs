@@ -420,8 +420,6 @@ impl<T: StorageTimestamp> StorageTxn<T> for MemoryStorageTxn<T> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use crate::timestamp::Timestamp;
     use futures::executor::block_on;

@@ -1,7 +1,5 @@
 //! The traits are implementable, dyn-compatible, and their provided methods forward.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -234,8 +234,6 @@ impl<T> fmt::Debug for MonotonicAppender<T> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use crate::row::Datum;
 

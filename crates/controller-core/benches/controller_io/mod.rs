@@ -6,6 +6,8 @@
 //!   the background applier's lag (acknowledgement to the data shard's persist upper
 //!   passing the write, p50/p99) and the txns shard's live rows at the end.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

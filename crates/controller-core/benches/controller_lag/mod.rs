@@ -32,6 +32,8 @@
 //! the controller's lag to persist's is the controller's extra lag: the replica's
 //! `FrontierUpper` response, the instance's merge and `process`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

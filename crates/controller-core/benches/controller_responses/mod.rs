@@ -8,6 +8,8 @@
 //! the comparison measures the response path (transport, instance merge, frontier
 //! propagation, `process`), not persist writes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -365,8 +365,6 @@ async fn write_epoch_row(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
 
     /// Two opens race: A claims epoch 2 in the critical since, then B claims 3 and

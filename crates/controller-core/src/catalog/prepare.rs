@@ -80,8 +80,6 @@ pub fn initialize_state<T: StorageTimestamp>(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
     use strata_controller_api::{MemoryCatalog, Timestamp};
 

@@ -207,8 +207,6 @@ fn decode_one(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
 
     fn s(n: u8) -> ShardId {

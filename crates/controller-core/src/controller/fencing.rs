@@ -64,18 +64,16 @@ pub(super) async fn critical_opaque<T>(
     client: &PersistClient,
     shard: ShardId,
 ) -> Result<u64, StorageError<T>> {
-    let state = match client.inspect(shard).await {
+    let state = match client.inspect_shard(shard).await {
         Ok(state) => state,
         Err(PersistError::InvalidUsage(_)) => return Ok(0),
         Err(error) => return Err(persist_err(error)),
     };
-    let opaque = state["critical_readers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["id"] == CONTROLLER_READER_ID)
-        .and_then(|r| r["opaque"].as_u64())
-        .unwrap_or(0);
+    let opaque = state
+        .critical_readers
+        .iter()
+        .find(|r| r.id == CONTROLLER_READER_ID)
+        .map_or(0, |r| r.opaque);
     Ok(opaque)
 }
 
@@ -85,13 +83,10 @@ pub(super) async fn peek_frontiers<T: StorageTimestamp>(
     client: &PersistClient,
     shard: ShardId,
 ) -> Result<Option<(Antichain<T>, Antichain<T>)>, StorageError<T>> {
-    match client.inspect(shard).await {
+    match client.inspect_shard(shard).await {
         Ok(state) => Ok(Some((
-            frontier_of(state["since"][0].as_u64()),
-            match state["upper"].as_array().map(Vec::len) {
-                Some(0) => Antichain::new(),
-                _ => frontier_of(state["upper"][0].as_u64()),
-            },
+            frontier_of(state.since_code()),
+            frontier_of(state.upper_code()),
         ))),
         Err(PersistError::NotInitialized { .. }) => Ok(None),
         Err(error) => Err(persist_err(error)),

@@ -82,8 +82,8 @@ impl<T: StorageTimestamp> StorageTask<T> {
                 let _ = reader.downgrade_data_since(shard, &empty).await;
             }
         }
-        let exists = match self.config.client.inspect(shard).await {
-            Ok(state) => !state["tombstone"].as_bool().unwrap_or(false),
+        let exists = match self.config.client.inspect_shard(shard).await {
+            Ok(state) => !state.tombstone,
             Err(PersistError::NotInitialized { .. }) => false,
             Err(error) => return Err(persist_err(error)),
         };
@@ -108,11 +108,11 @@ impl<T: StorageTimestamp> StorageTask<T> {
         let state = self
             .config
             .client
-            .inspect(shard)
+            .inspect_shard(shard)
             .await
             .map_err(persist_err)?;
-        let desc: RelationDesc = serde_json::from_value(state["schema"].clone())
-            .unwrap_or_else(|_| RelationDesc::empty());
+        let desc: RelationDesc =
+            serde_json::from_value(state.schema).unwrap_or_else(|_| RelationDesc::empty());
         let mut writer = self
             .config
             .client

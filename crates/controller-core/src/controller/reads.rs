@@ -167,19 +167,18 @@ impl<T: StorageTimestamp> Reads<T> for Controller<T> {
         self.registry.frontiers.check_readable(id, &as_of)?;
         let shard_state = self
             .client
-            .inspect(state.shard)
+            .inspect_shard(state.shard)
             .await
             .map_err(persist_err)?;
         let bound = as_of
             .as_option()
             .map(strata_persist_backend::time_code)
             .unwrap_or(u64::MAX);
-        let num_updates = shard_state["batches"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|b| b["lower"][0].as_u64().is_some_and(|lower| lower <= bound))
-            .filter_map(|b| b["len"].as_u64())
+        let num_updates = shard_state
+            .batches
+            .iter()
+            .filter(|b| b.lower.first().is_some_and(|lower| *lower <= bound))
+            .map(|b| b.len)
             .sum();
         Ok(SnapshotStats { num_updates })
     }

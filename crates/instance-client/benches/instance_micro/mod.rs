@@ -18,7 +18,7 @@ use strata_bench_support::micro::criterion::{BatchSize, Criterion};
 use strata_bench_support::micro::{Group, compare};
 use strata_controller_api::{Antichain, GlobalId, Timestamp};
 use strata_instance_client::proto::{ProtoStorageCommand, ProtoStorageResponse};
-use strata_instance_client::{CommandHistory, StorageCommand, ReplicaResponse};
+use strata_instance_client::{CommandHistory, ReplicaResponse, StorageCommand};
 
 use super::{frontier, ingestion};
 

@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 
 use strata_controller_api::{GlobalId, InstanceId, ReplicaId, Timestamp};

@@ -419,7 +419,6 @@ impl LogConsensus {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::location::memory_store;
 

@@ -116,7 +116,6 @@ impl TxnsRow {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn check(row: TxnsRow) {

@@ -162,7 +162,6 @@ impl TxnsView {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn shard(n: u8) -> ShardId {

@@ -63,7 +63,10 @@ pub(crate) fn build(
         worker = index,
     );
     let _built = span.enter();
-    tracing::debug!(exports = plan.exports.len(), "building the ingestion dataflow");
+    tracing::debug!(
+        exports = plan.exports.len(),
+        "building the ingestion dataflow"
+    );
     let dataflow_span = span.clone();
     worker.dataflow_named::<u64, _, _>(&name, move |scope| {
         let span = dataflow_span;

@@ -189,8 +189,6 @@ impl ShardSince for MemShards {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use strata_controller_api::{Datum, Row};
 
     use super::*;

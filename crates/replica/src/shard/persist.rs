@@ -310,10 +310,11 @@ impl ShardWriter for PersistShards {
             .map(|(row, t, d)| (Ok::<Row, String>(row.clone()), *t, *d))
             .collect();
         let (expected, new) = (expected_upper.clone(), new_upper.clone());
-        let result = self.with_writer(shard, async move |w| {
-            w.compare_and_append(&coded, expected, new).await
-        })
-        .inspect_err(|error| tracing::debug!(%error, "compare_and_append failed"))?;
+        let result = self
+            .with_writer(shard, async move |w| {
+                w.compare_and_append(&coded, expected, new).await
+            })
+            .inspect_err(|error| tracing::debug!(%error, "compare_and_append failed"))?;
         match &result {
             Ok(()) => tracing::debug!("appended"),
             Err(m) => tracing::debug!(current = ?m.current, "upper mismatch: nothing appended"),

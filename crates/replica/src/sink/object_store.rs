@@ -248,8 +248,6 @@ impl ObjectStoreSink {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
 
     fn check(ranges: &[(u64, u64)], start: u64, expected: &[(u64, u64)]) {

@@ -34,7 +34,9 @@ pub mod transport;
 
 pub use config::{FaultConfig, FaultCounters, Latency, OpClass, PerClass};
 pub use error::{FAULTY_STORE_NAME, InjectedFault};
-pub use gate::{GatedLocation, RefusedWrite, WRITE_GATE_STORE_NAME, WriteGate, gated_memory_location};
+pub use gate::{
+    GatedLocation, RefusedWrite, WRITE_GATE_STORE_NAME, WriteGate, gated_memory_location,
+};
 pub use handle::FaultHandle;
 pub use store::FaultyObjectStore;
 pub use transport::{

@@ -87,8 +87,6 @@ fn jitter(max: Duration, draw: u64) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
 
     fn draws(error_roll: f64, indeterminate_roll: f64) -> Draws {

@@ -122,8 +122,6 @@ pub fn assert_consolidated_eq(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use strata_controller_api::Datum;
 
     use super::*;
