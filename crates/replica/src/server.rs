@@ -151,3 +151,38 @@ impl ReplicaHandler<Timestamp> for ReplicaServer {
         }
     }
 }
+
+/// A [`ReplicaServer`] as a handler that serves each connection from a plain thread of
+/// its own, outside the caller's tokio runtime.
+///
+/// A host that runs replicas in the controller's process needs this: the replica's
+/// persist shards own a runtime, which may be neither blocked on nor dropped inside
+/// another runtime's context.
+#[derive(Debug)]
+pub struct OffRuntime(Arc<ReplicaServer>);
+
+impl OffRuntime {
+    /// Serves `server`'s connections off the caller's runtime.
+    pub fn new(server: Arc<ReplicaServer>) -> Self {
+        OffRuntime(server)
+    }
+}
+
+#[async_trait]
+impl ReplicaHandler<Timestamp> for OffRuntime {
+    async fn serve(
+        &self,
+        hello: Hello,
+        commands: CommandReceiver<Timestamp>,
+        responses: ResponseSender<Timestamp>,
+    ) {
+        let server = Arc::clone(&self.0);
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            futures::executor::block_on(server.serve(hello, commands, responses));
+            let _ = done.send(());
+        });
+        // The thread ends when the connection does; a dropped sender means the same.
+        let _ = finished.await;
+    }
+}

@@ -45,12 +45,10 @@ use strata_controller_api::{
     ReplicaLocation, SourceConnection, SourceOutput, StorageMetadata, StorageTxn, Timestamp,
 };
 use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
-use strata_instance_client::{
-    CommandReceiver, Hello, LocalConnector, ReplicaConnector, ReplicaHandler, ResponseSender,
-};
+use strata_instance_client::{LocalConnector, ReplicaConnector, ReplicaHandler};
 use strata_persist_backend::PersistClient;
 use strata_replica::generator::Generator;
-use strata_replica::server::ReplicaServer;
+use strata_replica::server::{OffRuntime, ReplicaServer};
 use strata_replica::shard::persist::PersistShards;
 use strata_replica::{Clock, ReplicaConfig as ServerConfig};
 
@@ -81,28 +79,6 @@ fn recording_clock(log: Log) -> Clock {
         log.push((time, Instant::now()));
         Timestamp::new(time)
     })
-}
-
-/// Serves a `ReplicaServer` on a thread of its own: its persist shards block on their
-/// own runtime, which tokio refuses inside the controller's.
-struct OffRuntime(Arc<ReplicaServer>);
-
-#[async_trait::async_trait]
-impl ReplicaHandler<Timestamp> for OffRuntime {
-    async fn serve(
-        &self,
-        hello: Hello,
-        commands: CommandReceiver<Timestamp>,
-        responses: ResponseSender<Timestamp>,
-    ) {
-        let server = Arc::clone(&self.0);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            futures::executor::block_on(server.serve(hello, commands, responses));
-            let _ = done_tx.send(());
-        });
-        let _ = done_rx.await;
-    }
 }
 
 fn connection(sizes: &LagSizes) -> SourceConnection {
@@ -205,7 +181,7 @@ async fn run_source(sizes: &LagSizes) -> Run {
     let url = format!("mem://bench-lag-{}", uuid::Uuid::new_v4().simple());
     let emitted: Log = Arc::default();
     let (server, client) = start_replica(&url, &emitted, sizes);
-    let handler = Arc::new(OffRuntime(Arc::clone(&server)));
+    let handler = Arc::new(OffRuntime::new(Arc::clone(&server)));
     let config = ControllerConfig {
         connector_factory: Some(Arc::new(move |_: &ReplicaConfig| {
             Ok(

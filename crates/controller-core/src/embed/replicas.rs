@@ -3,13 +3,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_trait::async_trait;
 use strata_controller_api::{ReplicaConfig, StorageError, Timestamp};
-use strata_instance_client::{
-    CommandReceiver, Hello, LocalConnector, ReplicaConnector, ReplicaHandler, ResponseSender,
-};
+use strata_instance_client::{LocalConnector, ReplicaConnector, ReplicaHandler};
 use strata_replica::ReplicaConfig as ServerConfig;
-use strata_replica::server::ReplicaServer;
+use strata_replica::server::{OffRuntime, ReplicaServer};
 use strata_replica::shard::persist::PersistShards;
 
 use crate::ConnectorFactory;
@@ -98,28 +95,7 @@ impl InProcessReplicas {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::clone(&server));
-        let handler = Arc::new(OnThread(server)) as Arc<dyn ReplicaHandler<Timestamp>>;
+        let handler = Arc::new(OffRuntime::new(server)) as Arc<dyn ReplicaHandler<Timestamp>>;
         Ok(LocalConnector::new(handler))
-    }
-}
-
-/// Serves a connection on a plain thread (see [`InProcessReplicas`]).
-struct OnThread(Arc<ReplicaServer>);
-
-#[async_trait]
-impl ReplicaHandler<Timestamp> for OnThread {
-    async fn serve(
-        &self,
-        hello: Hello,
-        commands: CommandReceiver<Timestamp>,
-        responses: ResponseSender<Timestamp>,
-    ) {
-        let server = Arc::clone(&self.0);
-        let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            futures::executor::block_on(server.serve(hello, commands, responses));
-            let _ = done.send(());
-        });
-        let _ = finished.await;
     }
 }

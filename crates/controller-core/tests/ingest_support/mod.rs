@@ -15,13 +15,11 @@ use strata_controller_api::{
     Timestamp,
 };
 use strata_controller_core::{Controller, ControllerConfig};
-use strata_instance_client::{
-    CommandReceiver, Hello, LocalConnector, ReplicaConnector, ReplicaHandler, ResponseSender,
-};
+use strata_instance_client::{LocalConnector, ReplicaConnector, ReplicaHandler};
 use strata_persist_backend::PersistClient;
 use strata_replica::ReplicaConfig as ServerConfig;
 use strata_replica::generator::{AUCTIONS, BIDS, Generator};
-use strata_replica::server::ReplicaServer;
+use strata_replica::server::{OffRuntime, ReplicaServer};
 use strata_replica::shard::persist::PersistShards;
 
 use crate::controller_support::{Env, t};
@@ -138,29 +136,6 @@ pub fn server_config(limit: Option<u64>) -> ServerConfig {
     }
 }
 
-/// Serves a `ReplicaServer` on a thread of its own, outside any tokio runtime: the
-/// server's persist shards block on their own runtime while handling commands (such
-/// as `AllowCompaction`), which tokio refuses inside the controller's runtime.
-struct OffRuntime(Arc<ReplicaServer>);
-
-#[async_trait::async_trait]
-impl ReplicaHandler<Timestamp> for OffRuntime {
-    async fn serve(
-        &self,
-        hello: Hello,
-        commands: CommandReceiver<Timestamp>,
-        responses: ResponseSender<Timestamp>,
-    ) {
-        let server = Arc::clone(&self.0);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            futures::executor::block_on(server.serve(hello, commands, responses));
-            let _ = done_tx.send(());
-        });
-        let _ = done_rx.await;
-    }
-}
-
 /// A controller whose replicas are fresh `ReplicaServer`s on `env`'s location.
 pub async fn controller(
     env: &Env,
@@ -222,7 +197,7 @@ pub async fn controller_over(
                 }
             };
             Ok(LocalConnector::new(
-                Arc::new(OffRuntime(server)) as Arc<dyn ReplicaHandler<Timestamp>>
+                Arc::new(OffRuntime::new(server)) as Arc<dyn ReplicaHandler<Timestamp>>
             ) as Arc<dyn ReplicaConnector<Timestamp>>)
         });
     let config = ControllerConfig {

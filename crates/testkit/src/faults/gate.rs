@@ -52,7 +52,8 @@ impl fmt::Display for RefusedWrite {
 }
 
 /// Wraps any [`ObjectStore`]; passes everything through until told to deny writes, and
-/// then refuses the forbidden ones loudly (see the [module docs](self)).
+/// then refuses the forbidden ones loudly: every forbidden write fails with an error
+/// naming its key, is logged, and is recorded for [`WriteGate::assert_nothing_refused`].
 ///
 /// # Examples
 ///
