@@ -242,7 +242,7 @@ pub struct CatalogContents {
 }
 
 impl CatalogContents {
-    /// [`StorageTxn::insert_collection_metadata`]: see
+    /// The rule of [`StorageTxn::insert_collection_metadata`]; see
     /// [`insert_collection_metadata_checked`]. On error nothing changes.
     pub fn insert_collection_metadata<T>(
         &mut self,
