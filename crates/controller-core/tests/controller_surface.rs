@@ -79,11 +79,10 @@ async fn instances_feed_the_process_loop_and_hello_fences_old_controllers() {
     let connector =
         LocalConnector::new(Arc::clone(&recorder) as Arc<dyn ReplicaHandler<Timestamp>>);
     let mut ctl = controller_with(&env, Arc::clone(&connector)).await;
-    env.prepare(&ctl, &[source], &[]).await;
-    let other = CollectionDescription::for_source(desc(), DataSource::Other);
-    ctl.create_collections(&env.metadata(), None, vec![(source, other)])
-        .await
-        .unwrap();
+    // The replica reports the upper of a sink it runs (an instance tracks uppers only
+    // for the objects it runs).
+    let table = id(4);
+    create_tables(&env, &mut ctl, &[table], t(0)).await;
 
     let (instance, replica) = (InstanceId(1), ReplicaId(1));
     let config = ReplicaConfig {
@@ -98,6 +97,18 @@ async fn instances_feed_the_process_loop_and_hello_fences_old_controllers() {
         ctl.create_instance(instance),
         Err(StorageError::InstanceExists(_))
     ));
+    env.prepare(&ctl, &[source], &[]).await;
+    let export = ExportDescription {
+        from: table,
+        from_desc: desc(),
+        connection: SinkConnection::File {
+            path: "/dev/null".into(),
+        },
+        as_of: Antichain::from_elem(t(0)),
+        with_snapshot: true,
+        instance_id: instance,
+    };
+    ctl.create_exports(vec![(source, export)]).await.unwrap();
     ctl.connect_replica(instance, replica, config.clone())
         .unwrap();
     assert!(matches!(
