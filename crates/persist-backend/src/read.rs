@@ -38,26 +38,36 @@ pub(crate) async fn wait_for_upper_past(
         ));
     };
     let mut rx = machine.subscribe();
+    let mut state = fetch_if_exists(machine).await?;
     loop {
-        let state = match machine.fetch().await {
-            Ok(state) => Some(state),
-            Err(PersistError::NotInitialized { .. }) => None,
-            Err(error) => return Err(error),
-        };
-        if let Some(state) = state {
+        if let Some(state) = &state {
             if state.tombstone {
                 return Err(PersistError::Tombstoned {
                     shard: machine.shard,
                 });
             }
             if !frontier_le(state.upper, Some(f)) {
-                return Ok(state);
+                return Ok(Arc::clone(state));
             }
         }
-        tokio::select! {
-            _ = rx.changed() => {}
-            () = tokio::time::sleep(machine.cfg.poll_interval) => {}
-        }
+        // A state this process saw is already in the cache: take it from the watch
+        // instead of reading the store again; only the poll reads the store.
+        state = tokio::select! {
+            changed = rx.changed() => match changed {
+                Ok(()) => rx.borrow_and_update().clone(),
+                Err(_) => fetch_if_exists(machine).await?,
+            },
+            () = tokio::time::sleep(machine.cfg.poll_interval) => fetch_if_exists(machine).await?,
+        };
+    }
+}
+
+/// The shard's current state, or `None` if it does not exist yet.
+async fn fetch_if_exists(machine: &Machine) -> Result<Option<Arc<State>>> {
+    match machine.fetch().await {
+        Ok(state) => Ok(Some(state)),
+        Err(PersistError::NotInitialized { .. }) => Ok(None),
+        Err(error) => Err(error),
     }
 }
 
