@@ -364,13 +364,18 @@ impl<T: StorageTimestamp> Instance<T> {
                     .entry(run.id)
                     .or_default()
                     .extend(self.replicas.keys().copied());
-                self.pause_all_without_replicas();
+                if self.replicas.is_empty() {
+                    let ids: Vec<GlobalId> = self.object_status_ids(run.id).collect();
+                    ids.into_iter().for_each(|id| self.push_paused(id));
+                }
             }
             StorageCommand::RunSink(run) => {
                 self.owners.insert(run.id, run.id);
                 self.objects.insert(run.id, Object::Sink);
                 self.ran_on.entry(run.id).or_default().extend(host);
-                self.pause_all_without_replicas();
+                if self.replicas.is_empty() {
+                    self.push_paused(run.id);
+                }
             }
             StorageCommand::AllowCompaction { id, frontier } if frontier.is_empty() => {
                 self.track_drop(id, seq);
@@ -458,15 +463,12 @@ impl<T: StorageTimestamp> Instance<T> {
         std::iter::once(id).chain(exports.into_iter().filter(move |e| *e != id))
     }
 
-    /// With no replica, every object (not only one just run) gets a `Paused` status,
-    /// so a newly run object never leaves the others' last status standing alone.
-    fn pause_all_without_replicas(&mut self) {
-        if self.replicas.is_empty() {
-            let ids: Vec<GlobalId> = self.status_ids().collect();
-            ids.into_iter().for_each(|id| self.push_paused(id));
-        }
-    }
-
+    /// Pauses `id`, with no replica to run it. Only a newly run object needs this: while
+    /// there is no replica every other object is already `Paused` (the last replica's
+    /// drop or its own run paused it, and a dropped replica's late statuses are
+    /// ignored), so pausing all of them again on each run, as the reference does,
+    /// would cost O(objects) per run (quadratic while a host creates its objects before
+    /// any replica) and write the same status-history row again for each.
     fn push_paused(&mut self, id: GlobalId) {
         let timestamp_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
