@@ -31,19 +31,7 @@ async fn a_remap_shard_ahead_of_its_data_does_not_lift_their_sinces() {
         add_replica(&mut ctl, 1);
         create_source(&env, &mut ctl, &source, &connection).await;
         let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
-        pump_until(
-            &env,
-            &mut ctl,
-            &mut responses,
-            "the first uppers",
-            |ctl, _| {
-                source
-                    .all()
-                    .iter()
-                    .all(|id| upper(ctl, *id) >= FIRST_ROUNDS)
-            },
-        )
-        .await;
+        wait_for_uppers(&env, &mut ctl, &mut responses, &source, FIRST_ROUNDS).await;
         // Bindings minted past the data: the remap shard's upper moves ahead with an
         // empty batch, as a writer that stopped between the remap and the data append
         // leaves it.

@@ -10,24 +10,31 @@ mod ingest_support;
 use controller_support::*;
 use ingest_support::*;
 use strata_controller_api::{Collections, StorageResponse, Timestamp};
+use strata_controller_core::Controller;
+
+/// A controller with one replica running `source` (30 offsets, 3 per round) until every
+/// upper is at least 2.
+async fn running_source(
+    env: &Env,
+    source: &Auction,
+) -> (
+    Controller<Timestamp>,
+    Servers,
+    Vec<StorageResponse<Timestamp>>,
+) {
+    let (mut ctl, servers) = controller(env, false, Some(30)).await;
+    add_replica(&mut ctl, 1);
+    create_source(env, &mut ctl, source, &connection(3, 0)).await;
+    let mut responses = Vec::new();
+    wait_for_uppers(env, &mut ctl, &mut responses, source, 2).await;
+    (ctl, servers, responses)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remap_collection_dropped_after_its_ingestion_is_finalized() {
     for env in backends() {
         let source = Auction::new(330);
-        let connection = connection(3, 0);
-        let (mut ctl, _servers) = controller(&env, false, Some(30)).await;
-        add_replica(&mut ctl, 1);
-        create_source(&env, &mut ctl, &source, &connection).await;
-        let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
-        pump_until(
-            &env,
-            &mut ctl,
-            &mut responses,
-            "the first uppers",
-            |ctl, _| source.all().iter().all(|id| upper(ctl, *id) >= 2),
-        )
-        .await;
+        let (mut ctl, _servers, mut responses) = running_source(&env, &source).await;
         let remap_shard = ctl.collection_metadata(source.remap).unwrap().data_shard;
         let client = ctl.persist_client().clone();
 
@@ -63,19 +70,7 @@ async fn a_remap_collection_dropped_after_its_ingestion_is_finalized() {
 async fn a_subsource_dropped_from_a_running_ingestion_is_finalized() {
     for env in backends() {
         let source = Auction::new(430);
-        let connection = connection(3, 0);
-        let (mut ctl, _servers) = controller(&env, false, Some(30)).await;
-        add_replica(&mut ctl, 1);
-        create_source(&env, &mut ctl, &source, &connection).await;
-        let mut responses: Vec<StorageResponse<Timestamp>> = Vec::new();
-        pump_until(
-            &env,
-            &mut ctl,
-            &mut responses,
-            "the first uppers",
-            |ctl, _| source.all().iter().all(|id| upper(ctl, *id) >= 2),
-        )
-        .await;
+        let (mut ctl, _servers, mut responses) = running_source(&env, &source).await;
         let shard = ctl.collection_metadata(source.bids).unwrap().data_shard;
         let client = ctl.persist_client().clone();
 

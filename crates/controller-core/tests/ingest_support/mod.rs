@@ -278,6 +278,20 @@ pub async fn pump_until(
     );
 }
 
+/// Pumps until every collection of `source` has an upper of at least `rounds`.
+pub async fn wait_for_uppers(
+    env: &Env,
+    ctl: &mut Controller<Timestamp>,
+    responses: &mut Vec<StorageResponse<Timestamp>>,
+    source: &Auction,
+    rounds: u64,
+) {
+    pump_until(env, ctl, responses, "the uppers", |ctl, _| {
+        source.all().iter().all(|id| upper(ctl, *id) >= rounds)
+    })
+    .await;
+}
+
 /// The upper of `id` as a time in milliseconds (`u64::MAX` for `[]`).
 pub fn upper(ctl: &Controller<Timestamp>, id: GlobalId) -> u64 {
     frontier_ms(&ctl.collection_frontiers(id).unwrap().upper)
