@@ -130,6 +130,15 @@ pub enum StorageError<T = Timestamp> {
     /// The controller or the collection is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// An alter that the object cannot take in place (for an ingestion: a new
+    /// description that changes its kind or its outputs).
+    #[error("{id} cannot be altered this way: {reason}")]
+    IncompatibleAlter {
+        /// The object.
+        id: GlobalId,
+        /// What the alter would change that it may not.
+        reason: String,
+    },
     /// The call breaks the API's rules in a way no other variant names.
     #[error("invalid usage: {0}")]
     InvalidUsage(String),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use controller_support::*;
 use ingest_support::*;
 use strata_controller_api::{
-    Collections, Lifecycle, Status, StorageResponse, StorageTxn, Timestamp,
+    Collections, GlobalId, Lifecycle, Status, StorageResponse, StorageTxn, Timestamp,
 };
 use strata_controller_core::WAITING_FOR_INITIALIZATION;
 
@@ -92,11 +92,36 @@ async fn altering_an_ingestion_reruns_it_only_when_the_connection_changes() {
         offsets_per_tick: 3,
         seed: 42,
     };
+    // Another kind of source is checked, and refused, with the documented error;
+    // the alter itself refuses it the same way.
+    let refused = ctl.check_alter_ingestion_source_desc(source.ingestion, &counter);
     assert!(
-        ctl.alter_ingestion_source_desc(source.ingestion, counter)
-            .await
-            .is_err()
+        matches!(&refused, Err(strata_controller_api::StorageError::IncompatibleAlter { id, .. }) if *id == source.ingestion),
+        "{refused:?}"
     );
+    let refused = ctl
+        .alter_ingestion_source_desc(source.ingestion, counter)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(strata_controller_api::StorageError::IncompatibleAlter { .. })
+        ),
+        "{refused:?}"
+    );
+    // A subsource is no ingestion, and an unknown id is missing.
+    assert!(matches!(
+        ctl.check_alter_ingestion_source_desc(source.auctions, &connection),
+        Err(strata_controller_api::StorageError::IdentifierInvalid(_))
+    ));
+    assert!(matches!(
+        ctl.check_alter_ingestion_source_desc(GlobalId::User(999), &connection),
+        Err(strata_controller_api::StorageError::IdentifierMissing(_))
+    ));
+    // A compatible one passes the check and changes nothing by it.
+    ctl.check_alter_ingestion_source_desc(source.ingestion, &ingest_support::connection(3, 1))
+        .unwrap();
+    assert_eq!(server.dataflow_starts(), 1);
     // The same connection changes nothing; a new pace re-runs the ingestion.
     ctl.alter_ingestion_connections(std::collections::BTreeMap::from([(
         source.ingestion,

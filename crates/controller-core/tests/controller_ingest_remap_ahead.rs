@@ -9,7 +9,7 @@ mod ingest_support;
 
 use controller_support::*;
 use ingest_support::*;
-use strata_controller_api::{Antichain, Collections, Lifecycle, StorageResponse, Timestamp};
+use strata_controller_api::{Antichain, Collections, Lifecycle, Reads, StorageResponse, Timestamp};
 
 /// The first replica binds 30 offsets, 3 per round: its uppers stop at 10.
 const FIRST_LIMIT: u64 = 30;
@@ -84,13 +84,28 @@ async fn a_remap_shard_ahead_of_its_data_does_not_lift_their_sinces() {
             source.all().iter().all(|id| upper(ctl, *id) > REMAP_AHEAD)
         })
         .await;
-        let end = source
-            .all()
-            .iter()
-            .map(|id| upper(&ctl, *id))
-            .min()
-            .unwrap();
-        let offset = check_contents(&ctl, &source, &connection, &source.outputs(), end - 1).await;
+        // While the source runs, each since steps back from its own upper, so one
+        // collection's since may pass another's upper: hold them all, and read at the
+        // latest held since once that is before every upper.
+        let (_holds, at) = loop {
+            let holds = ctl.acquire_read_holds(source.all().to_vec()).unwrap();
+            let at = holds.iter().map(|h| frontier_ms(h.since())).max().unwrap();
+            let end = source
+                .all()
+                .iter()
+                .map(|id| upper(&ctl, *id))
+                .min()
+                .unwrap();
+            if at < end {
+                break (holds, at);
+            }
+            drop(holds);
+            pump_until(&env, &mut ctl, &mut responses, "more progress", |ctl, _| {
+                source.all().iter().all(|id| upper(ctl, *id) > at)
+            })
+            .await;
+        };
+        let offset = check_contents(&ctl, &source, &connection, &source.outputs(), at).await;
         assert!(offset > FIRST_LIMIT, "{offset} on {}", env.url);
     }
 }

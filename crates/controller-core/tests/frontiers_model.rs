@@ -157,6 +157,7 @@ fn model_config(spec: &Spec) -> ModelConfig<T> {
         read_policy: spec.read_policy.clone(),
         hold_policy: spec.hold_step_back.then(ReadPolicy::step_back),
         on_instance: spec.on_instance,
+        has_shard: spec.has_shard,
     }
 }
 

@@ -139,6 +139,29 @@ fn upper_reports() {
         ok(vec![record(1, &[9], &[])]),
         &[(1, Some(&[9]))],
     );
+    // But a sink (shard-less) whose upper closes is complete: it releases its input,
+    // and its instance is told to stop it.
+    let sink = coll(5, 5)
+        .with_dependencies(vec![id(1)])
+        .with_read_policy(step_back())
+        .with_hold_policy(step_back())
+        .without_shard()
+        .on_instance(I);
+    check(
+        vec![
+            Register(1, lagging()),
+            Register(2, sink),
+            Upper(1, &[10]),
+            Upper(2, &[]),
+        ],
+        ok(vec![
+            downgrade(1, &[9]),
+            record(1, &[9], &[10]),
+            compact(2, &[]),
+            record(2, &[], &[]),
+        ]),
+        &[(1, Some(&[9])), (2, Some(&[]))],
+    );
 }
 
 #[test]

@@ -245,6 +245,20 @@ impl PersistClient {
         Ok(frontier_of(machine.fetch().await?.upper))
     }
 
+    /// The shard's current upper, read from storage without writing anything; `None`
+    /// if the shard was never initialized. A state this client already holds is not
+    /// decoded again, so polling an idle shard costs one head read.
+    pub async fn peek_upper<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+    ) -> Result<Option<Antichain<T>>> {
+        match self.machine(shard).fetch().await {
+            Ok(state) => Ok(Some(frontier_of(state.upper))),
+            Err(crate::PersistError::NotInitialized { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Waits until `shard`'s upper is beyond `frontier` and returns that upper, without
     /// registering a reader or writing anything.
     ///

@@ -75,9 +75,24 @@ pub trait Collections<T: StorageTimestamp>: Send + Sync {
             .await
     }
 
+    /// Checks that [`Collections::alter_ingestion_source_desc`] would accept
+    /// `source_desc`, without applying it.
+    ///
+    /// # Errors
+    ///
+    /// - [`StorageError::IdentifierMissing`] if `ingestion_id` is unknown or dropped;
+    /// - [`StorageError::IdentifierInvalid`] if it is not an ingestion;
+    /// - [`StorageError::IncompatibleAlter`] if the new description changes the kind of
+    ///   source or its outputs.
+    fn check_alter_ingestion_source_desc(
+        &self,
+        ingestion_id: GlobalId,
+        source_desc: &SourceConnection,
+    ) -> Result<(), StorageError<T>>;
+
     /// Replaces an ingestion's source description with a compatible one (same kind of
-    /// source), without restarting it. Fails with [`StorageError::IdentifierInvalid`] if
-    /// `ingestion_id` is not an ingestion or the change is not compatible.
+    /// source, same outputs), restarting it if it changed. Fails as
+    /// [`Collections::check_alter_ingestion_source_desc`] does, and then changes nothing.
     async fn alter_ingestion_source_desc(
         &mut self,
         ingestion_id: GlobalId,
@@ -94,7 +109,8 @@ pub trait Collections<T: StorageTimestamp>: Send + Sync {
     /// is recorded durably. On any error nothing was dropped.
     async fn drop_sources(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>>;
 
-    /// Like [`Collections::drop_sources`], but unknown ids are skipped instead of failing.
+    /// Like [`Collections::drop_sources`], but ids that are unknown, already dropped or
+    /// tables are skipped instead of failing.
     async fn drop_sources_unvalidated(&mut self, ids: Vec<GlobalId>)
     -> Result<(), StorageError<T>>;
 

@@ -49,4 +49,15 @@ pub trait Exports<T: StorageTimestamp>: Send + Sync {
     /// controller (its progress lives in the sink's target), so the drop is complete
     /// when the call returns.
     fn drop_sinks(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>>;
+
+    /// Like [`Exports::drop_sinks`], but ids that are unknown or already dropped are
+    /// skipped instead of failing. Fails only with [`StorageError::Fenced`].
+    fn drop_sinks_unvalidated(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>>;
+
+    /// The description of a live export, as created or last altered.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::IdentifierMissing`] if `id` is not a live export.
+    fn export(&self, id: GlobalId) -> Result<ExportDescription<T>, StorageError<T>>;
 }

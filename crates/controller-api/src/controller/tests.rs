@@ -82,8 +82,11 @@ impl Collections<T> for Recorder {
         self.calls.push("create".into());
         Ok(())
     }
-    async fn alter_ingestion_source_desc(&mut self, id: GlobalId, _: SourceConnection) -> R<()> {
+    fn check_alter_ingestion_source_desc(&self, id: GlobalId, _: &SourceConnection) -> R<()> {
         Err(StorageError::IdentifierInvalid(id))
+    }
+    async fn alter_ingestion_source_desc(&mut self, id: GlobalId, c: SourceConnection) -> R<()> {
+        self.check_alter_ingestion_source_desc(id, &c)
     }
     async fn alter_ingestion_connections(
         &mut self,
@@ -173,6 +176,12 @@ impl Exports<T> for Recorder {
     fn drop_sinks(&mut self, ids: Vec<GlobalId>) -> R<()> {
         ids.first()
             .map_or(Ok(()), |id| Err(StorageError::IdentifierMissing(*id)))
+    }
+    fn drop_sinks_unvalidated(&mut self, _: Vec<GlobalId>) -> R<()> {
+        Ok(())
+    }
+    fn export(&self, id: GlobalId) -> R<ExportDescription<T>> {
+        Err(StorageError::IdentifierMissing(id))
     }
 }
 

@@ -390,6 +390,7 @@ impl<T: StorageTimestamp> Controller<T> {
                 migrated.contains(&id),
                 txns_upper.is_some(),
             )?;
+            self.follow_upper(id, o.exists);
         }
         let effects = self.registry.frontiers.set_read_policies(deferred)?;
         self.execute(effects);
@@ -450,6 +451,45 @@ impl<T: StorageTimestamp> Controller<T> {
         self.introspection_created(id);
         self.execute(effects);
         Ok(())
+    }
+
+    /// Starts following `id`'s upper in persist if nothing else will report it: always
+    /// for a collection written outside the controller, and while read-only for every
+    /// collection the previous controller may still write (a table through the txns
+    /// shard, if its shard existed, since only then did a controller register it).
+    fn follow_upper(&mut self, id: GlobalId, exists: bool) {
+        let (Some(state), Some(upper)) = (
+            self.registry.collections.get(&id),
+            self.registry.frontiers.upper(id),
+        ) else {
+            return;
+        };
+        let shard = match &state.description.data_source {
+            DataSource::Other => state.shard,
+            DataSource::Table if self.read_only && exists => self.txns_shard,
+            DataSource::Table => return,
+            _ if self.read_only => state.shard,
+            _ => return,
+        };
+        let upper = upper.clone();
+        self.upper_watch.watch(id, shard, upper);
+    }
+
+    /// Stops following the uppers that, writable, the controller learns itself: all but
+    /// those of collections written outside it.
+    pub(super) fn follow_writable_uppers(&mut self) {
+        let own: Vec<GlobalId> = self
+            .upper_watch
+            .ids()
+            .filter(|id| {
+                !self
+                    .registry
+                    .collections
+                    .get(id)
+                    .is_some_and(|c| matches!(c.description.data_source, DataSource::Other))
+            })
+            .collect();
+        self.upper_watch.unwatch(own);
     }
 
     /// Opens every collection a read-only controller created: fences their shards and

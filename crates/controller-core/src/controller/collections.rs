@@ -60,13 +60,23 @@ impl<T: StorageTimestamp> Collections<T> for Controller<T> {
         source_desc: SourceConnection,
     ) -> Result<(), StorageError<T>> {
         self.drain_internal();
-        let current = self.ingestion_connection(ingestion_id)?;
-        if !alter_compatible(current, &source_desc) {
-            return Err(StorageError::InvalidUsage(format!(
-                "the new description of {ingestion_id} changes its outputs"
-            )));
-        }
+        self.check_alter_ingestion_source_desc(ingestion_id, &source_desc)?;
         self.set_ingestion_connections(BTreeMap::from([(ingestion_id, source_desc)]))
+    }
+
+    fn check_alter_ingestion_source_desc(
+        &self,
+        ingestion_id: GlobalId,
+        source_desc: &SourceConnection,
+    ) -> Result<(), StorageError<T>> {
+        let current = self.ingestion_connection(ingestion_id)?;
+        if !alter_compatible(current, source_desc) {
+            return Err(StorageError::IncompatibleAlter {
+                id: ingestion_id,
+                reason: "the new description changes the kind of source or its outputs".into(),
+            });
+        }
+        Ok(())
     }
 
     async fn alter_ingestion_connections(

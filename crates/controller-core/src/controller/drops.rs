@@ -60,6 +60,7 @@ impl<T: StorageTimestamp> Controller<T> {
         let effects = self.registry.frontiers.drop_collections(&ids)?;
         self.execute(effects);
         self.introspection_dropped(&ids);
+        self.upper_watch.unwatch(ids);
         Ok(())
     }
 
@@ -103,6 +104,7 @@ impl<T: StorageTimestamp> Controller<T> {
         let effects = self.registry.frontiers.drop_collections(&to_drop)?;
         self.execute(effects);
         self.introspection_dropped(&to_drop);
+        self.upper_watch.unwatch(to_drop.iter().copied());
         // A surviving ingestion runs on without the subsources just dropped. Replicas
         // confirm drops per ingestion, not per subsource: once the amended ingestion is
         // sent (or, read-only, runs nowhere), nothing writes the subsource any more, so

@@ -154,10 +154,45 @@ impl<T: StorageTimestamp> Exports<T> for Controller<T> {
     fn drop_sinks(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>> {
         self.drain_internal();
         for id in &ids {
-            if !self.registry.exports.contains_key(id) || self.registry.frontiers.is_dropped(*id) {
-                return Err(StorageError::IdentifierMissing(*id));
-            }
+            self.export(*id)?;
         }
+        self.drop_live_sinks(ids)
+    }
+
+    fn drop_sinks_unvalidated(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>> {
+        self.drain_internal();
+        self.check_fenced()?;
+        let live = ids
+            .into_iter()
+            .filter(|id| self.export(*id).is_ok())
+            .collect();
+        self.drop_live_sinks(live)
+    }
+
+    fn export(&self, id: GlobalId) -> Result<ExportDescription<T>, StorageError<T>> {
+        match self.registry.exports.get(&id) {
+            Some(export) if !self.registry.frontiers.is_dropped(id) => Ok(export.clone()),
+            _ => Err(StorageError::IdentifierMissing(id)),
+        }
+    }
+}
+
+impl<T: StorageTimestamp> Controller<T> {
+    /// Drops `ids`, which are live exports (deduplicated here).
+    fn drop_live_sinks(&mut self, ids: Vec<GlobalId>) -> Result<(), StorageError<T>> {
+        let ids: Vec<GlobalId> = ids
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // A sink whose upper reached `[]` was stopped when it completed (see
+        // `frontiers`): its replicas' confirmation came, or will come, before the drop,
+        // so the controller confirms it now.
+        let stopped: BTreeSet<GlobalId> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.registry.frontiers.is_stopped(*id))
+            .collect();
         let effects = self.registry.frontiers.drop_collections(&ids)?;
         self.execute(effects);
         self.introspection_dropped(&ids);
@@ -165,6 +200,8 @@ impl<T: StorageTimestamp> Exports<T> for Controller<T> {
             // The sinks never ran (see `run_export`): no replica will confirm.
             let confirmed = self.awaiting_replicas(&ids);
             self.confirm_drops(confirmed);
+        } else {
+            self.confirm_drops(stopped);
         }
         Ok(())
     }

@@ -186,6 +186,7 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
             self.read_only = true;
             return Err(error);
         }
+        self.follow_writable_uppers();
         self.introspection_allow_writes().await?;
         self.broadcast(StorageCommand::AllowWrites);
         self.run_all()
@@ -196,6 +197,10 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
     }
 
     fn update_parameters(&mut self, params: StorageParameters) {
+        if let Some(duration) = params.user_batch_duration {
+            // Only a value set here: the manager's own configuration stays otherwise.
+            self.introspection.manager.set_batch_duration(duration);
+        }
         self.parameters.update(params);
         let wire = ReplicaParameters::from(&self.parameters);
         self.broadcast(StorageCommand::UpdateConfiguration(wire));

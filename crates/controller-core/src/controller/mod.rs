@@ -46,6 +46,7 @@ mod registry;
 mod rtr;
 mod storage_task;
 mod tables;
+mod upper_watch;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -100,6 +101,11 @@ pub struct ControllerConfig<T> {
     pub backoff: BackoffConfig,
     /// The initial parameters.
     pub parameters: StorageParameters,
+    /// How often the controller reads the persist uppers of collections that nothing
+    /// reports to it: those written outside the controller (`DataSource::Other`) and,
+    /// while read-only, those the previous controller still writes. One round reads
+    /// each such shard once, whatever the number of collections.
+    pub upper_watch_interval: std::time::Duration,
     /// How the introspection collections are written (tick, batching, retries, clock).
     pub introspection: strata_introspection::ManagerConfig,
     /// Where the controller records its metrics; clone it before passing it in to serve
@@ -115,6 +121,7 @@ impl<T> Default for ControllerConfig<T> {
             read_only: false,
             backoff: BackoffConfig::PEER,
             parameters: StorageParameters::default(),
+            upper_watch_interval: std::time::Duration::from_secs(1),
             introspection: strata_introspection::ManagerConfig::default(),
             metrics: strata_introspection::Metrics::default(),
         }
@@ -148,7 +155,10 @@ pub struct Controller<T: StorageTimestamp> {
     holds_tx: mpsc::UnboundedSender<(GlobalId, ChangeBatch<T>)>,
     holds_rx: mpsc::UnboundedReceiver<(GlobalId, ChangeBatch<T>)>,
     storage_task: StorageTaskHandle<T>,
-    /// The storage-task event channel, also fed with managed introspection uppers.
+    /// Follows the uppers that nothing reports (see `upper_watch`).
+    upper_watch: upper_watch::UpperWatch<T>,
+    /// The storage-task event channel, also fed with managed introspection uppers and
+    /// the upper watch.
     events_tx: mpsc::UnboundedSender<Event<T>>,
     events_rx: mpsc::UnboundedReceiver<Event<T>>,
     /// The introspection collections and their manager.
@@ -227,8 +237,16 @@ impl<T: StorageTimestamp> Controller<T> {
             config.introspection.clone(),
             config.metrics.controller.clone(),
         );
+        if let Some(duration) = config.parameters.user_batch_duration {
+            manager.set_batch_duration(duration);
+        }
         let introspection = introspection::IntrospectionState::new(manager, config.metrics.clone());
         let (holds_tx, holds_rx) = mpsc::unbounded_channel();
+        let upper_watch = upper_watch::UpperWatch::spawn(
+            client.clone(),
+            config.upper_watch_interval,
+            events_tx.clone(),
+        );
         let mut controller = Controller {
             parameters: config.parameters.clone(),
             config,
@@ -242,6 +260,7 @@ impl<T: StorageTimestamp> Controller<T> {
             holds_tx,
             holds_rx,
             storage_task,
+            upper_watch,
             events_tx,
             events_rx,
             introspection,

@@ -55,12 +55,25 @@ impl<T: StorageTimestamp> CollectionFrontierState<T> {
 
     /// Re-derives both implied capabilities from the upper, and returns the change to
     /// the read capabilities. A policy's advice only ever advances a capability.
+    ///
+    /// A shard-less entry (a sink) whose upper is `[]` is complete: it will read
+    /// nothing more, so both capabilities go to `[]` and it stops holding its input.
+    /// (A policy alone would keep them: it gives no advice for a closed upper, since a
+    /// complete collection with a shard stays readable.)
     pub(super) fn rederive_capabilities(&mut self) -> ChangeBatch<T> {
         let mut changes = ChangeBatch::new();
-        let advice = self.read_policy.frontier(self.upper.borrow());
+        let complete = !self.has_shard && self.upper.is_empty();
+        let advise = |policy: &ReadPolicy<T>| {
+            if complete {
+                Antichain::new()
+            } else {
+                policy.frontier(self.upper.borrow())
+            }
+        };
+        let advice = advise(&self.read_policy);
+        let hold_advice = self.hold_policy.as_ref().map(advise);
         advance(&mut self.implied_capability, advice, &mut changes);
-        if let Some(policy) = &self.hold_policy {
-            let advice = policy.frontier(self.upper.borrow());
+        if let Some(advice) = hold_advice {
             advance(&mut self.hold_capability, advice, &mut changes);
         }
         changes

@@ -18,6 +18,14 @@ impl<T: StorageTimestamp> FrontierState<T> {
         self.collections.get(&id).is_some_and(|entry| entry.dropped)
     }
 
+    /// Whether the replicas were told to stop running `id` (`AllowCompaction([])` went
+    /// out): it was dropped, or it is a sink whose upper reached `[]`.
+    pub fn is_stopped(&self, id: GlobalId) -> bool {
+        self.collections
+            .get(&id)
+            .is_some_and(|entry| entry.empty_compaction_sent)
+    }
+
     /// Every registered id, ascending, dropped ones included.
     pub fn ids(&self) -> Vec<GlobalId> {
         let mut ids: Vec<GlobalId> = self.collections.keys().copied().collect();

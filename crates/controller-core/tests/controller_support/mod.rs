@@ -14,6 +14,10 @@ use strata_controller_api::{
 use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
 pub use strata_testkit::faults::{GatedLocation, gated_memory_location};
 
+/// How often the tests' controllers read the uppers nothing reports to them (shorter
+/// than the default, so that tests waiting for one finish sooner).
+pub const UPPER_WATCH_INTERVAL: Duration = Duration::from_millis(20);
+
 /// A catalog and a persist location that outlive controllers.
 pub struct Env {
     pub catalog: MemoryCatalog,
@@ -89,6 +93,7 @@ impl Env {
         self.catalog.bump_epoch();
         let config = ControllerConfig {
             read_only,
+            upper_watch_interval: UPPER_WATCH_INTERVAL,
             ..ControllerConfig::default()
         };
         Controller::new(config, self.catalog_fn(), url).await

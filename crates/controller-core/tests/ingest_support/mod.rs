@@ -202,6 +202,7 @@ pub async fn controller_over(
         });
     let config = ControllerConfig {
         connector_factory: Some(factory),
+        upper_watch_interval: crate::controller_support::UPPER_WATCH_INTERVAL,
         ..ControllerConfig::default()
     };
     env.catalog.bump_epoch();
@@ -359,7 +360,11 @@ pub async fn check_contents(
 ) -> u64 {
     let offset = bound_offset(ctl, source.remap, time).await;
     for (id, output) in outputs {
-        let got = consolidate(ctl.snapshot(*id, t(time)).await.unwrap());
+        let read = ctl.snapshot(*id, t(time)).await;
+        let frontiers = ctl.collection_frontiers(*id);
+        let got = consolidate(
+            read.unwrap_or_else(|e| panic!("{id} at {time}: {e:?}; frontiers {frontiers:?}")),
+        );
         assert_eq!(
             got,
             model(connection, output, offset),

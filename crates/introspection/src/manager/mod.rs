@@ -498,6 +498,11 @@ impl<T: StorageTimestamp> CollectionManager<T> {
         self.inner.batch_duration.send_replace(duration);
     }
 
+    /// How long writes are batched now.
+    pub fn batch_duration(&self) -> Duration {
+        *self.inner.batch_duration.borrow()
+    }
+
     /// The metrics the manager records.
     pub fn metrics(&self) -> &ControllerMetrics {
         &self.inner.metrics

@@ -69,6 +69,9 @@ pub struct ModelConfig<T> {
     pub hold_policy: Option<ReadPolicy<T>>,
     /// Whether finalization waits for a drop confirmation (an object on an instance).
     pub on_instance: bool,
+    /// Whether the entry has a shard; one without (a sink) is complete once its upper
+    /// is `[]`, and then holds nothing.
+    pub has_shard: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +83,7 @@ struct Entry<T> {
     held: Frontier<T>,
     dependencies: Vec<GlobalId>,
     on_instance: bool,
+    has_shard: bool,
     dropped: bool,
     confirmed: bool,
 }
@@ -183,6 +187,7 @@ impl<T: StorageTimestamp> FrontierModel<T> {
             held,
             dependencies: config.dependencies,
             on_instance: config.on_instance,
+            has_shard: config.has_shard,
             dropped: false,
             confirmed: false,
         };
@@ -329,6 +334,12 @@ impl<T: StorageTimestamp> FrontierModel<T> {
     /// confirmed).
     fn settle(&mut self) {
         for entry in self.entries.values_mut().filter(|entry| !entry.dropped) {
+            if !entry.has_shard && entry.upper.is_none() {
+                // Complete: it will read nothing more.
+                entry.implied = None;
+                entry.held = None;
+                continue;
+            }
             let upper = to_antichain(entry.upper);
             entry.implied = join(
                 entry.implied,

@@ -74,6 +74,13 @@ impl<T: StorageTimestamp> Controller<T> {
         &self.introspection.metrics
     }
 
+    /// How long the collection manager batches writes to the collections it manages
+    /// now: its configuration's value until `update_parameters` sets
+    /// `user_batch_duration`.
+    pub fn introspection_batch_duration(&self) -> std::time::Duration {
+        self.introspection.manager.batch_duration()
+    }
+
     /// Whether `id` is an introspection collection.
     fn is_introspection(&self, id: GlobalId) -> bool {
         self.registry
