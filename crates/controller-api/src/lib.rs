@@ -52,10 +52,10 @@ pub use controller::CatalogContents;
 pub use controller::{
     AppendFn, AppendFuture, CollectionFrontiers, Collections, Exports, Instances, Introspection,
     Lifecycle, MemoryCatalog, MemoryStorageTxn, MonotonicAppender, Reads, ReplicaConfig,
-    ReplicaLocation, RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotStats, Status,
-    StatusUpdate, StorageController, StorageMetadata, StorageParameters, StorageResponse,
-    StorageTxn, TableWrite, Tables, insert_collection_metadata_checked, prepare_initialization,
-    write_txns_shard_checked,
+    ReplicaLocation, RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotPartStats,
+    SnapshotPartsStats, SnapshotStats, Status, StatusUpdate, StorageController, StorageMetadata,
+    StorageParameters, StorageResponse, StorageTxn, TableWrite, Tables,
+    insert_collection_metadata_checked, prepare_initialization, write_txns_shard_checked,
 };
 pub use description::{
     CollectionDescription, CollectionMetadata, DataSource, ExportDescription, IngestionDescription,

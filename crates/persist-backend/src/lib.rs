@@ -70,7 +70,7 @@ pub use client::PersistClient;
 pub use config::PersistConfig;
 pub use critical::{OpaqueMismatch, SinceHandle};
 pub use error::{CodecError, ExternalError, LocationError, PersistError, Result};
-pub use inspect::ShardInspect;
+pub use inspect::{BatchInspect, PartInspect, ShardInspect};
 pub use location::Location;
 pub use maintenance::GcReport;
 pub use read::{Listen, ListenEvent, ReadHandle, SnapshotCursor};

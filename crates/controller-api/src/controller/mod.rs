@@ -42,8 +42,8 @@ pub use storage_txn::{
 pub use tables::Tables;
 pub use values::{
     AppendFn, AppendFuture, CollectionFrontiers, MonotonicAppender, ReplicaConfig, ReplicaLocation,
-    RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotStats, Status, StatusUpdate,
-    StorageResponse, TableWrite,
+    RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotPartStats, SnapshotPartsStats,
+    SnapshotStats, Status, StatusUpdate, StorageResponse, TableWrite,
 };
 
 use crate::timestamp::StorageTimestamp;

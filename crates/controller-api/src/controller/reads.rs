@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use timely::progress::Antichain;
 
-use crate::controller::values::{RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotStats};
+use crate::controller::values::{
+    RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotPartsStats, SnapshotStats,
+};
 use crate::error::StorageError;
 use crate::ids::GlobalId;
 use crate::read_hold::{ReadHold, ReadHoldError};
@@ -41,19 +43,33 @@ pub trait Reads<T: StorageTimestamp>: Send + Sync {
     /// `[]`) fails with [`StorageError::InvalidUsage`].
     async fn snapshot_latest(&mut self, id: GlobalId) -> Result<Vec<(Row, i64)>, StorageError<T>>;
 
-    /// The contents of `id` at `as_of`, in chunks.
+    /// The contents of `id` at `as_of`, streamed about one part at a time, so memory is
+    /// bounded by about one part however large the collection. Each chunk is
+    /// consolidated on its own; the chunks together consolidate to
+    /// [`Reads::snapshot`] (a row may appear in more than one chunk, with diffs that
+    /// add up). The collection stays readable at `as_of` while the cursor lives.
     async fn snapshot_cursor(
         &mut self,
         id: GlobalId,
         as_of: T,
     ) -> Result<SnapshotCursor<T>, StorageError<T>>;
 
-    /// Statistics about the snapshot of `id` at `as_of`, from shard metadata only.
+    /// Statistics about the snapshot of `id` at `as_of`, from shard metadata only:
+    /// [`SnapshotStats::num_updates`] is an upper bound (see there). For a table, the
+    /// commits at or before `as_of` are linked into its shard first, so none is missed.
     async fn snapshot_stats(
         &self,
         id: GlobalId,
         as_of: Antichain<T>,
     ) -> Result<SnapshotStats, StorageError<T>>;
+
+    /// The parts the snapshot of `id` at `as_of` reads, with their sizes, from shard
+    /// metadata only (after the same linking as [`Reads::snapshot_stats`]).
+    async fn snapshot_parts_stats(
+        &self,
+        id: GlobalId,
+        as_of: Antichain<T>,
+    ) -> Result<SnapshotPartsStats, StorageError<T>>;
 
     /// Sets the read policies of collections. Fails with
     /// [`StorageError::IdentifierMissing`] if any is unknown, and then sets none.

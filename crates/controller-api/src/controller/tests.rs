@@ -219,6 +219,13 @@ impl Reads<T> for Recorder {
     async fn snapshot_stats(&self, _: GlobalId, _: Antichain<T>) -> R<SnapshotStats> {
         Ok(SnapshotStats { num_updates: 7 })
     }
+    async fn snapshot_parts_stats(
+        &self,
+        _: GlobalId,
+        _: Antichain<T>,
+    ) -> R<crate::SnapshotPartsStats> {
+        Ok(crate::SnapshotPartsStats::default())
+    }
     fn set_read_policy(&mut self, policies: Vec<(GlobalId, ReadPolicy<T>)>) -> R<()> {
         policies.iter().try_for_each(|(id, _)| self.missing(*id))
     }

@@ -61,7 +61,30 @@ pub struct CollectionFrontiers<T = Timestamp> {
 /// Statistics about a snapshot, cheap to compute from shard metadata.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SnapshotStats {
-    /// The number of updates (not rows after consolidation) the snapshot would read.
+    /// An upper bound on the number of updates (not rows after consolidation) the
+    /// snapshot reads: every update of every batch that starts at or before the as_of,
+    /// so updates at later times in those batches, and updates that consolidate away,
+    /// are counted too. Never less than the updates the snapshot reads.
+    pub num_updates: u64,
+}
+
+/// The parts a snapshot reads, for a planner deciding how to read it. Their
+/// `num_updates` add up to [`SnapshotStats::num_updates`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotPartsStats {
+    /// One entry per blob part, in the order a cursor reads them, plus one per batch
+    /// whose updates are stored inline in the shard's state.
+    pub parts: Vec<SnapshotPartStats>,
+}
+
+/// One part of [`SnapshotPartsStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotPartStats {
+    /// The part's key relative to the location, or `None` for updates stored inline.
+    pub key: Option<String>,
+    /// Its encoded size in bytes.
+    pub encoded_size_bytes: u64,
+    /// How many updates it holds (an upper bound on those the snapshot reads from it).
     pub num_updates: u64,
 }
 

@@ -11,15 +11,13 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use strata_controller_api::{
     Antichain, GlobalId, ReadHold, ReadHoldError, ReadPolicy, Reads, Row, RtrFuture, ShardId,
-    SnapshotCursor, SnapshotFuture, SnapshotStats, StorageError, StorageTimestamp,
+    SnapshotCursor, SnapshotFuture, SnapshotPartStats, SnapshotPartsStats, SnapshotStats,
+    StorageError, StorageTimestamp,
 };
 use strata_persist_backend::txns::{TxnsError, TxnsHandle};
 use strata_persist_backend::{PersistClient, SourceData};
 
 use super::{Controller, SharedReader, persist_err, txns_err};
-
-/// How many updates a cursor chunk holds.
-const CHUNK: usize = 1024;
 
 /// Consolidates `(data, time, diff)` updates into rows with non-zero diffs.
 fn consolidate<T>(updates: Vec<(SourceData, T, i64)>) -> Vec<(Row, i64)> {
@@ -39,6 +37,7 @@ enum Source<T: StorageTimestamp> {
     Txns {
         reader: SharedReader<T>,
         txns_shard: ShardId,
+        desc: strata_controller_api::RelationDesc,
     },
     /// A shard read directly.
     Direct {
@@ -54,7 +53,9 @@ async fn read<T: StorageTimestamp>(
     as_of: T,
 ) -> Result<Vec<(Row, i64)>, StorageError<T>> {
     match source {
-        Source::Txns { reader, txns_shard } => loop {
+        Source::Txns {
+            reader, txns_shard, ..
+        } => loop {
             let mut guard = reader.lock().await;
             if guard.is_none() {
                 let handle = TxnsHandle::open(client.clone(), txns_shard)
@@ -91,7 +92,134 @@ async fn read<T: StorageTimestamp>(
     }
 }
 
+/// Makes `shard` readable at `as_of` by a plain persist reader: for a table, links
+/// every commit at or before `as_of` into it (waiting, without the shared reader, for
+/// the txns upper to pass `as_of`). Returns the shard's relation description.
+async fn prepare<T: StorageTimestamp>(
+    client: &PersistClient,
+    source: Source<T>,
+    shard: ShardId,
+    as_of: T,
+) -> Result<strata_controller_api::RelationDesc, StorageError<T>> {
+    match source {
+        Source::Direct { desc } => Ok(desc),
+        Source::Txns {
+            reader,
+            txns_shard,
+            desc,
+        } => {
+            client
+                .wait_for_upper_past(txns_shard, &Antichain::from_elem(as_of))
+                .await
+                .map_err(persist_err)?;
+            let mut guard = reader.lock().await;
+            let handle = match guard.as_mut() {
+                Some(handle) => handle,
+                None => guard.insert(
+                    TxnsHandle::open(client.clone(), txns_shard)
+                        .await
+                        .map_err(txns_err)?,
+                ),
+            };
+            handle.prepare_read(shard, as_of).await.map_err(txns_err)?;
+            Ok(desc)
+        }
+    }
+}
+
+/// Streams `shard` at `as_of` one part at a time (see [`Reads::snapshot_cursor`]). The
+/// stream owns a leased reader, which keeps `as_of` readable until the stream ends (it
+/// then expires the reader) or is dropped (the reader expires in the background).
+async fn cursor<T: StorageTimestamp>(
+    client: PersistClient,
+    source: Source<T>,
+    shard: ShardId,
+    as_of: T,
+) -> Result<SnapshotCursor<T>, StorageError<T>> {
+    let desc = prepare(&client, source, shard, as_of).await?;
+    let mut handle = client
+        .open_leased_reader::<T>(shard, desc)
+        .await
+        .map_err(persist_err)?;
+    let cursor = handle.snapshot_cursor(&as_of).await.map_err(persist_err)?;
+    let stream = futures::stream::unfold(Some((handle, cursor)), |state| async move {
+        let (handle, mut cursor) = state?;
+        loop {
+            match cursor.next().await {
+                Ok(Some(updates)) => {
+                    let rows = consolidate(updates);
+                    if !rows.is_empty() {
+                        return Some((Ok(rows), Some((handle, cursor))));
+                    }
+                }
+                Ok(None) => {
+                    // Best effort: an unexpired reader's lease runs out on its own.
+                    let _ = handle.expire().await;
+                    return None;
+                }
+                Err(error) => return Some((Err(persist_err(error)), None)),
+            }
+        }
+    });
+    Ok(stream.boxed())
+}
+
+/// The batches of `shard` a snapshot at `as_of` reads (those starting at or before it),
+/// after `prepare` at `prepare_at`.
+async fn snapshot_batches<T: StorageTimestamp>(
+    client: &PersistClient,
+    (shard, source, prepare_at): (ShardId, Source<T>, Option<T>),
+    as_of: &Antichain<T>,
+) -> Result<Vec<strata_persist_backend::BatchInspect>, StorageError<T>> {
+    if let Some(time) = prepare_at {
+        prepare(client, source, shard, time).await?;
+    }
+    let state = client.inspect_shard(shard).await.map_err(persist_err)?;
+    let bound = as_of
+        .as_option()
+        .map(strata_persist_backend::time_code)
+        .unwrap_or(u64::MAX);
+    Ok(state
+        .batches
+        .into_iter()
+        .filter(|b| b.lower.first().is_some_and(|lower| *lower <= bound))
+        .collect())
+}
+
 impl<T: StorageTimestamp> Controller<T> {
+    /// Checks that live `id` is readable at `as_of` (the empty frontier allowed) and
+    /// says how to read it, for the snapshot statistics.
+    fn stats_source(
+        &self,
+        id: GlobalId,
+        as_of: &Antichain<T>,
+    ) -> Result<(ShardId, Source<T>, Option<T>), StorageError<T>> {
+        self.registry.live(id)?;
+        self.registry.frontiers.check_readable(id, as_of)?;
+        // The empty as_of reads everything there is: link a table's commits up to its
+        // latest complete time.
+        let latest = || {
+            self.registry
+                .frontiers
+                .upper(id)
+                .and_then(|upper| upper.as_option().copied())
+                .and_then(|upper| upper.step_back())
+        };
+        match as_of.as_option().copied().or_else(latest) {
+            Some(time) if self.snapshot_source(id, time).is_ok() => {
+                let (shard, source) = self.snapshot_source(id, time)?;
+                Ok((shard, source, Some(time)))
+            }
+            _ => {
+                let state = self.registry.live(id)?;
+                let source = Source::Direct {
+                    desc: state.description.desc.clone(),
+                };
+                Ok((state.shard, source, None))
+            }
+        }
+    }
+
     /// Checks that `id` is readable at `as_of` and says how to read it.
     fn snapshot_source(
         &self,
@@ -109,6 +237,7 @@ impl<T: StorageTimestamp> Controller<T> {
             Source::Txns {
                 reader: std::sync::Arc::clone(&self.reader),
                 txns_shard: self.txns_shard,
+                desc: state.description.desc.clone(),
             }
         } else {
             Source::Direct {
@@ -153,9 +282,7 @@ impl<T: StorageTimestamp> Reads<T> for Controller<T> {
     ) -> Result<SnapshotCursor<T>, StorageError<T>> {
         self.drain_internal();
         let (shard, source) = self.snapshot_source(id, as_of)?;
-        let rows = read(self.client.clone(), source, shard, as_of).await?;
-        let chunks: Vec<Vec<(Row, i64)>> = rows.chunks(CHUNK).map(<[_]>::to_vec).collect();
-        Ok(futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
+        cursor(self.client.clone(), source, shard, as_of).await
     }
 
     async fn snapshot_stats(
@@ -163,24 +290,39 @@ impl<T: StorageTimestamp> Reads<T> for Controller<T> {
         id: GlobalId,
         as_of: Antichain<T>,
     ) -> Result<SnapshotStats, StorageError<T>> {
-        let state = self.registry.live(id)?;
-        self.registry.frontiers.check_readable(id, &as_of)?;
-        let shard_state = self
-            .client
-            .inspect_shard(state.shard)
-            .await
-            .map_err(persist_err)?;
-        let bound = as_of
-            .as_option()
-            .map(strata_persist_backend::time_code)
-            .unwrap_or(u64::MAX);
-        let num_updates = shard_state
-            .batches
-            .iter()
-            .filter(|b| b.lower.first().is_some_and(|lower| *lower <= bound))
-            .map(|b| b.len)
-            .sum();
-        Ok(SnapshotStats { num_updates })
+        let source = self.stats_source(id, &as_of)?;
+        let batches = snapshot_batches(&self.client, source, &as_of).await?;
+        Ok(SnapshotStats {
+            num_updates: batches.iter().map(|b| b.len).sum(),
+        })
+    }
+
+    async fn snapshot_parts_stats(
+        &self,
+        id: GlobalId,
+        as_of: Antichain<T>,
+    ) -> Result<SnapshotPartsStats, StorageError<T>> {
+        let source = self.stats_source(id, &as_of)?;
+        let batches = snapshot_batches(&self.client, source, &as_of).await?;
+        let mut parts = Vec::new();
+        for batch in batches {
+            let in_parts: u64 = batch.parts.iter().map(|p| p.len).sum();
+            let inline = batch.len.saturating_sub(in_parts);
+            if inline > 0 {
+                let part_bytes: u64 = batch.parts.iter().map(|p| p.bytes).sum();
+                parts.push(SnapshotPartStats {
+                    key: None,
+                    encoded_size_bytes: batch.bytes.saturating_sub(part_bytes),
+                    num_updates: inline,
+                });
+            }
+            parts.extend(batch.parts.into_iter().map(|p| SnapshotPartStats {
+                key: Some(p.key),
+                encoded_size_bytes: p.bytes,
+                num_updates: p.len,
+            }));
+        }
+        Ok(SnapshotPartsStats { parts })
     }
 
     fn set_read_policy(
