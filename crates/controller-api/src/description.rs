@@ -136,6 +136,28 @@ pub enum IntrospectionType {
     SinkStatusHistory,
     /// Replica resource metrics over time.
     ReplicaMetricsHistory,
+    /// The storage objects each compute object depends on (written by the coordinator).
+    ComputeDependencies,
+    /// Per-operator hydration of compute objects on replicas (coordinator).
+    ComputeOperatorHydrationStatus,
+    /// Refresh times of materialized views (coordinator).
+    ComputeMaterializedViewRefreshes,
+    /// Error counts of compute exports on replicas (coordinator).
+    ComputeErrorCounts,
+    /// How long compute objects took to hydrate on replicas (coordinator).
+    ComputeHydrationTimes,
+    /// Prepared statements, for statement logging (coordinator, append-only).
+    PreparedStatementHistory,
+    /// Statement executions, for statement logging (coordinator, append-only).
+    StatementExecutionHistory,
+    /// Sessions, for statement logging (coordinator, append-only).
+    SessionHistory,
+    /// Lifecycle events of statements (coordinator, append-only).
+    StatementLifecycleHistory,
+    /// The text of logged statements by hash (coordinator, append-only).
+    SqlText,
+    /// Status changes of private-link connections over time (coordinator, append-only).
+    PrivatelinkConnectionStatusHistory,
 }
 
 impl IntrospectionType {
@@ -151,11 +173,53 @@ impl IntrospectionType {
             IntrospectionType::SourceStatusHistory => "source_status_history",
             IntrospectionType::SinkStatusHistory => "sink_status_history",
             IntrospectionType::ReplicaMetricsHistory => "replica_metrics_history",
+            IntrospectionType::ComputeDependencies => "compute_dependencies",
+            IntrospectionType::ComputeOperatorHydrationStatus => {
+                "compute_operator_hydration_status"
+            }
+            IntrospectionType::ComputeMaterializedViewRefreshes => {
+                "compute_materialized_view_refreshes"
+            }
+            IntrospectionType::ComputeErrorCounts => "compute_error_counts",
+            IntrospectionType::ComputeHydrationTimes => "compute_hydration_times",
+            IntrospectionType::PreparedStatementHistory => "prepared_statement_history",
+            IntrospectionType::StatementExecutionHistory => "statement_execution_history",
+            IntrospectionType::SessionHistory => "session_history",
+            IntrospectionType::StatementLifecycleHistory => "statement_lifecycle_history",
+            IntrospectionType::SqlText => "sql_text",
+            IntrospectionType::PrivatelinkConnectionStatusHistory => {
+                "privatelink_connection_status_history"
+            }
         }
     }
 
-    /// Every introspection type, in a fixed order.
-    pub const ALL: [IntrospectionType; 8] = [
+    /// Every introspection type, in a fixed order: the controller's own first (as in
+    /// [`IntrospectionType::CONTROLLER`]), then those a coordinator writes.
+    pub const ALL: [IntrospectionType; 19] = [
+        IntrospectionType::ShardMapping,
+        IntrospectionType::Frontiers,
+        IntrospectionType::ReplicaFrontiers,
+        IntrospectionType::SourceStatistics,
+        IntrospectionType::SinkStatistics,
+        IntrospectionType::SourceStatusHistory,
+        IntrospectionType::SinkStatusHistory,
+        IntrospectionType::ReplicaMetricsHistory,
+        IntrospectionType::ComputeDependencies,
+        IntrospectionType::ComputeOperatorHydrationStatus,
+        IntrospectionType::ComputeMaterializedViewRefreshes,
+        IntrospectionType::ComputeErrorCounts,
+        IntrospectionType::ComputeHydrationTimes,
+        IntrospectionType::PreparedStatementHistory,
+        IntrospectionType::StatementExecutionHistory,
+        IntrospectionType::SessionHistory,
+        IntrospectionType::StatementLifecycleHistory,
+        IntrospectionType::SqlText,
+        IntrospectionType::PrivatelinkConnectionStatusHistory,
+    ];
+
+    /// The types whose contents the controller produces itself (the rest a
+    /// coordinator writes through the controller), in [`IntrospectionType::ALL`]'s order.
+    pub const CONTROLLER: [IntrospectionType; 8] = [
         IntrospectionType::ShardMapping,
         IntrospectionType::Frontiers,
         IntrospectionType::ReplicaFrontiers,
@@ -165,6 +229,11 @@ impl IntrospectionType {
         IntrospectionType::SinkStatusHistory,
         IntrospectionType::ReplicaMetricsHistory,
     ];
+
+    /// Whether the controller produces the collection's contents itself.
+    pub fn is_controller_written(self) -> bool {
+        IntrospectionType::CONTROLLER.contains(&self)
+    }
 
     /// Whether the collection keeps a desired state that is reconciled against its
     /// shard (differential), as opposed to blind appends (append-only).
@@ -176,6 +245,11 @@ impl IntrospectionType {
                 | IntrospectionType::ReplicaFrontiers
                 | IntrospectionType::SourceStatistics
                 | IntrospectionType::SinkStatistics
+                | IntrospectionType::ComputeDependencies
+                | IntrospectionType::ComputeOperatorHydrationStatus
+                | IntrospectionType::ComputeMaterializedViewRefreshes
+                | IntrospectionType::ComputeErrorCounts
+                | IntrospectionType::ComputeHydrationTimes
         )
     }
 }

@@ -54,7 +54,7 @@ pub use controller::{
     Lifecycle, MemoryCatalog, MemoryStorageTxn, MonotonicAppender, Reads, ReplicaConfig,
     ReplicaLocation, RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotPartStats,
     SnapshotPartsStats, SnapshotStats, Status, StatusUpdate, StorageController, StorageMetadata,
-    StorageParameters, StorageResponse, StorageTxn, TableWrite, Tables,
+    StorageParameters, StorageResponse, StorageTxn, StorageWriteOp, TableWrite, Tables,
     insert_collection_metadata_checked, prepare_initialization, write_txns_shard_checked,
 };
 pub use description::{

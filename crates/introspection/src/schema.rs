@@ -69,6 +69,56 @@ pub fn desc(typ: IntrospectionType) -> RelationDesc {
             .with_column("cpu_nano_cores", ScalarType::UInt64.nullable(true))
             .with_column("memory_bytes", ScalarType::UInt64.nullable(true))
             .with_column("disk_bytes", ScalarType::UInt64.nullable(true)),
+        IntrospectionType::ComputeDependencies => builder
+            .with_column("object_id", text(false))
+            .with_column("dependency_id", text(false)),
+        IntrospectionType::ComputeOperatorHydrationStatus => builder
+            .with_column("object_id", text(false))
+            .with_column("physical_plan_node_id", count())
+            .with_column("replica_id", text(false))
+            .with_column("hydrated", ScalarType::Bool.nullable(false)),
+        IntrospectionType::ComputeMaterializedViewRefreshes => builder
+            .with_column("materialized_view_id", text(false))
+            .with_column("last_completed_refresh", ScalarType::UInt64.nullable(true))
+            .with_column("next_refresh", ScalarType::UInt64.nullable(true)),
+        IntrospectionType::ComputeErrorCounts => builder
+            .with_column("export_id", text(false))
+            .with_column("replica_id", text(false))
+            .with_column("count", ScalarType::Int64.nullable(false)),
+        IntrospectionType::ComputeHydrationTimes => builder
+            .with_column("replica_id", text(false))
+            .with_column("object_id", text(false))
+            .with_column("time_ns", ScalarType::UInt64.nullable(true)),
+        IntrospectionType::PreparedStatementHistory => builder
+            .with_column("id", text(false))
+            .with_column("session_id", text(false))
+            .with_column("name", text(false))
+            .with_column("sql_hash", ScalarType::Bytes.nullable(false))
+            .with_column("prepared_at", ScalarType::TimestampMillis.nullable(false)),
+        IntrospectionType::StatementExecutionHistory => builder
+            .with_column("id", text(false))
+            .with_column("prepared_statement_id", text(false))
+            .with_column("sample_rate", ScalarType::Float64.nullable(false))
+            .with_column("params", ScalarType::Jsonb.nullable(true))
+            .with_column("began_at", ScalarType::TimestampMillis.nullable(false))
+            .with_column("finished_at", ScalarType::TimestampMillis.nullable(true))
+            .with_column("finished_status", text(true)),
+        IntrospectionType::SessionHistory => builder
+            .with_column("session_id", text(false))
+            .with_column("connected_at", ScalarType::TimestampMillis.nullable(false))
+            .with_column("application_name", text(false))
+            .with_column("authenticated_user", text(false)),
+        IntrospectionType::StatementLifecycleHistory => builder
+            .with_column("statement_id", text(false))
+            .with_column("event_type", text(false))
+            .with_column("occurred_at", ScalarType::TimestampMillis.nullable(false)),
+        IntrospectionType::SqlText => builder
+            .with_column("sql_hash", ScalarType::Bytes.nullable(false))
+            .with_column("sql", text(false)),
+        IntrospectionType::PrivatelinkConnectionStatusHistory => builder
+            .with_column("occurred_at", ScalarType::TimestampMillis.nullable(false))
+            .with_column("connection_id", text(false))
+            .with_column("status", text(false)),
     }
     .finish()
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::*;
+use strata_controller_api::StorageWriteOp;
 use strata_controller_api::{GlobalId, Row, StorageError};
-use strata_introspection::{CollectionKind, StateOp};
+use strata_introspection::CollectionKind;
 use strata_persist_backend::location::{Location, memory_store};
 use strata_persist_backend::testing::{Faults, FaultyStore};
 use strata_persist_backend::{PersistClient, PersistConfig};
@@ -51,7 +52,7 @@ async fn writes_resume_after_an_outage() {
     // Every storage call fails.
     faults.determinate_permille.store(1000, Ordering::Relaxed);
     let desired = [(text_row("u1", "a"), 1)];
-    m.update_desired(diff_id, StateOp::Set(desired.to_vec()))
+    m.update_desired(diff_id, StorageWriteOp::Set(desired.to_vec()))
         .unwrap();
     assert!(matches!(
         m.sync(diff_id).await,

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
+use strata_controller_api::StorageWriteOp;
 use strata_controller_api::{Antichain, GlobalId, Row, StorageError, StorageTimestamp, Timestamp};
-use strata_introspection::{CollectionKind, StateOp};
+use strata_introspection::CollectionKind;
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -109,7 +110,7 @@ async fn differential_converges_to_desired_state(file: bool) {
     let m = manager(false, fast_config());
     register(&m, &b, id, s, mapping_desc(), CollectionKind::Differential).await;
     let desired = [(text_row("u2", "keep"), 1), (text_row("u4", "new"), 1)];
-    m.update_desired(id, StateOp::Set(desired.to_vec()))
+    m.update_desired(id, StorageWriteOp::Set(desired.to_vec()))
         .unwrap();
     m.sync(id).await.unwrap();
     assert_eq!(contents(&b, s, mapping_desc()).await, map(&desired));
@@ -129,14 +130,14 @@ async fn differential_converges_to_desired_state(file: bool) {
     let m2 = manager(false, fast_config());
     register(&m2, &b, id, s, mapping_desc(), CollectionKind::Differential).await;
     let desired2 = [(text_row("u9", "after-restart"), 1)];
-    m2.update_desired(id, StateOp::Set(desired2.to_vec()))
+    m2.update_desired(id, StorageWriteOp::Set(desired2.to_vec()))
         .unwrap();
     m2.sync(id).await.unwrap();
     assert_eq!(contents(&b, s, mapping_desc()).await, map(&desired2));
     // Deleting by predicate retracts exactly the matching rows.
     m2.update_desired(
         id,
-        StateOp::DeleteWhere(std::sync::Arc::new(|_: &Row| true)),
+        StorageWriteOp::DeleteWhere(std::sync::Arc::new(|_: &Row| true)),
     )
     .unwrap();
     m2.sync(id).await.unwrap();
@@ -273,7 +274,7 @@ async fn read_only_writes_nothing_until_allowed() {
         .unwrap();
 
     let desired = [(text_row("u1", "s1"), 1)];
-    m.update_desired(diff_id, StateOp::Set(desired.to_vec()))
+    m.update_desired(diff_id, StorageWriteOp::Set(desired.to_vec()))
         .unwrap();
     let row = text_row("appended", "x");
     assert!(matches!(
@@ -413,7 +414,7 @@ async fn force_writable_collections_write_in_read_only_mode() {
     reg.force_writable = true;
     m.register(reg).unwrap();
     let desired = [(text_row("migrated", "yes"), 1)];
-    m.update_desired(id, StateOp::Set(desired.to_vec()))
+    m.update_desired(id, StorageWriteOp::Set(desired.to_vec()))
         .unwrap();
     m.sync(id).await.unwrap();
     assert!(m.is_read_only());

@@ -42,7 +42,7 @@ pub(crate) fn sink_id(epoch: u64) -> GlobalId {
 
 /// The id of an introspection collection.
 pub(crate) fn introspection_id(kind: IntrospectionType) -> GlobalId {
-    let index = IntrospectionType::ALL
+    let index = IntrospectionType::CONTROLLER
         .iter()
         .position(|k| *k == kind)
         .unwrap_or(0);
@@ -67,7 +67,7 @@ pub(crate) fn name(id: GlobalId) -> String {
         && let Some(kind) = usize::try_from(n)
             .ok()
             .and_then(|n| n.checked_sub(1))
-            .and_then(|i| IntrospectionType::ALL.get(i))
+            .and_then(|i| IntrospectionType::CONTROLLER.get(i))
     {
         return introspection_name(*kind).to_owned();
     }
@@ -144,7 +144,7 @@ pub(crate) fn source(
 
 /// The introspection collections' descriptions.
 pub(crate) fn introspection() -> Vec<(GlobalId, CollectionDescription<Timestamp>)> {
-    IntrospectionType::ALL
+    IntrospectionType::CONTROLLER
         .iter()
         .map(|kind| {
             (
@@ -167,11 +167,11 @@ mod tests {
         assert_eq!(name(ORDERS), "orders");
         assert_eq!(name(BIDS_ID), "bids");
         assert_eq!(name(sink_id(3)), "auctions_sink_e3");
-        for kind in IntrospectionType::ALL {
+        for kind in IntrospectionType::CONTROLLER {
             assert_eq!(name(introspection_id(kind)), introspection_name(kind));
         }
         assert_eq!(source(true).unwrap().len(), 4);
         assert_eq!(source(false).unwrap().len(), 3);
-        assert_eq!(introspection().len(), IntrospectionType::ALL.len());
+        assert_eq!(introspection().len(), IntrospectionType::CONTROLLER.len());
     }
 }

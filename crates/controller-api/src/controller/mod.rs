@@ -27,6 +27,7 @@ mod reads;
 mod storage_txn;
 mod tables;
 mod values;
+mod write_op;
 
 pub use collections::Collections;
 pub use exports::Exports;
@@ -45,6 +46,7 @@ pub use values::{
     RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotPartStats, SnapshotPartsStats,
     SnapshotStats, Status, StatusUpdate, StorageResponse, TableWrite,
 };
+pub use write_op::StorageWriteOp;
 
 use crate::timestamp::StorageTimestamp;
 

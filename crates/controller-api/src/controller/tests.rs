@@ -285,6 +285,13 @@ impl Introspection<T> for Recorder {
     fn record_frontiers(&mut self) {
         self.calls.push("record_frontiers".into());
     }
+    fn update_introspection_collection(
+        &mut self,
+        kind: IntrospectionType,
+        _: crate::StorageWriteOp,
+    ) -> R<()> {
+        Err(StorageError::InvalidUsage(format!("{kind:?}")))
+    }
     fn append_introspection_updates(
         &mut self,
         kind: IntrospectionType,

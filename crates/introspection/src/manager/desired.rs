@@ -1,36 +1,12 @@
 //! The desired state of a differential collection and the difference still to write.
 //!
-//! Pure: the task applies [`StateOp`]s here, and after an upper mismatch replaces the
+//! Pure: the task applies [`StorageWriteOp`]s here, and after an upper mismatch replaces the
 //! pending difference with `desired - actual`, where `actual` is what the shard holds.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::fmt;
-use std::sync::Arc;
-
-use strata_controller_api::Row;
+use strata_controller_api::{Row, StorageWriteOp};
 use strata_persist_backend::SourceData;
-
-/// A change to a differential collection's desired state.
-#[derive(Clone)]
-pub enum StateOp {
-    /// Adds each row's diff to its multiplicity.
-    Append(Vec<(Row, i64)>),
-    /// Replaces the whole desired state with these rows (their diffs consolidated).
-    Set(Vec<(Row, i64)>),
-    /// Removes every row the predicate selects.
-    DeleteWhere(Arc<dyn Fn(&Row) -> bool + Send + Sync>),
-}
-
-impl fmt::Debug for StateOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StateOp::Append(rows) => f.debug_tuple("Append").field(rows).finish(),
-            StateOp::Set(rows) => f.debug_tuple("Set").field(rows).finish(),
-            StateOp::DeleteWhere(_) => f.write_str("DeleteWhere(..)"),
-        }
-    }
-}
 
 /// A multiset of rows and the difference between it and what was last written.
 ///
@@ -98,42 +74,12 @@ impl DesiredState {
         }
         self.needs_seed = false;
         self.reconcile(actual.drain(..));
-        self.apply(StateOp::Append(earlier));
+        self.apply(StorageWriteOp::Append(earlier));
     }
 
-    pub(crate) fn apply(&mut self, op: StateOp) {
-        match op {
-            StateOp::Append(rows) => {
-                for (row, diff) in rows {
-                    add(&mut self.pending, Ok(row.clone()), diff);
-                    add(&mut self.desired, row, diff);
-                }
-            }
-            StateOp::Set(rows) => {
-                let mut new = BTreeMap::new();
-                for (row, diff) in rows {
-                    add(&mut new, row, diff);
-                }
-                for (row, diff) in &self.desired {
-                    add(&mut self.pending, Ok(row.clone()), -diff);
-                }
-                for (row, diff) in &new {
-                    add(&mut self.pending, Ok(row.clone()), *diff);
-                }
-                self.desired = new;
-            }
-            StateOp::DeleteWhere(pred) => {
-                let removed: Vec<(Row, i64)> = self
-                    .desired
-                    .iter()
-                    .filter(|(row, _)| pred(row))
-                    .map(|(row, diff)| (row.clone(), *diff))
-                    .collect();
-                for (row, diff) in removed {
-                    self.desired.remove(&row);
-                    add(&mut self.pending, Ok(row), -diff);
-                }
-            }
+    pub(crate) fn apply(&mut self, op: StorageWriteOp) {
+        for (row, diff) in op.apply_to(&mut self.desired) {
+            add(&mut self.pending, Ok(row), diff);
         }
     }
 
@@ -168,6 +114,8 @@ impl DesiredState {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use proptest::prelude::*;
     use strata_controller_api::Datum;
 
@@ -177,7 +125,7 @@ mod tests {
         Row::pack(&[Datum::Int64(n)])
     }
 
-    type Case = (Vec<StateOp>, Option<Vec<(SourceData, i64)>>);
+    type Case = (Vec<StorageWriteOp>, Option<Vec<(SourceData, i64)>>);
 
     /// Applies `ops`, reconciles against `actual` if given, and compares the pending
     /// difference.
@@ -194,20 +142,20 @@ mod tests {
 
     #[test]
     fn ops_and_reconciliation() {
-        let a = || StateOp::Append(vec![(row(1), 1), (row(2), 2)]);
+        let a = || StorageWriteOp::Append(vec![(row(1), 1), (row(2), 2)]);
         check((vec![a()], None), vec![(Ok(row(1)), 1), (Ok(row(2)), 2)]);
         check(
-            (vec![a(), StateOp::Append(vec![(row(1), -1)])], None),
+            (vec![a(), StorageWriteOp::Append(vec![(row(1), -1)])], None),
             vec![(Ok(row(2)), 2)],
         );
         check(
             (
-                vec![a(), StateOp::Set(vec![(row(2), 2), (row(3), 1)])],
+                vec![a(), StorageWriteOp::Set(vec![(row(2), 2), (row(3), 1)])],
                 None,
             ),
             vec![(Ok(row(2)), 2), (Ok(row(3)), 1)],
         );
-        let del: StateOp = StateOp::DeleteWhere(Arc::new(|r: &Row| r == &row(2)));
+        let del: StorageWriteOp = StorageWriteOp::DeleteWhere(Arc::new(|r: &Row| r == &row(2)));
         check((vec![a(), del], None), vec![(Ok(row(1)), 1)]);
         // A previous process left row 9 and an error; both are retracted.
         let stale = vec![(Ok(row(9)), 1), (Ok(row(1)), 1), (Err("e".into()), 1)];
@@ -224,7 +172,7 @@ mod tests {
     #[test]
     fn seeding_keeps_the_shard_rows_and_drops_errors() {
         let mut state = DesiredState::new_seeded();
-        state.apply(StateOp::Append(vec![(row(5), 1)]));
+        state.apply(StorageWriteOp::Append(vec![(row(5), 1)]));
         state.seed(vec![(Ok(row(1)), 1), (Err("e".into()), 1)]);
         assert!(!state.needs_seed && !state.needs_reconcile);
         assert_eq!(state.desired(), vec![(row(1), 1), (row(5), 1)]);
@@ -254,9 +202,9 @@ mod tests {
                 }
                 let rows: Vec<(Row, i64)> = rows.into_iter().map(|(r, d)| (row(r), d)).collect();
                 match kind {
-                    0 => { for (r, d) in &rows { add(&mut model, r.clone(), *d); } state.apply(StateOp::Append(rows)); }
-                    1 => { model.clear(); for (r, d) in &rows { add(&mut model, r.clone(), *d); } state.apply(StateOp::Set(rows)); }
-                    _ => { model.retain(|r, _| r != &row(0)); state.apply(StateOp::DeleteWhere(Arc::new(|r: &Row| r == &row(0)))); }
+                    0 => { for (r, d) in &rows { add(&mut model, r.clone(), *d); } state.apply(StorageWriteOp::Append(rows)); }
+                    1 => { model.clear(); for (r, d) in &rows { add(&mut model, r.clone(), *d); } state.apply(StorageWriteOp::Set(rows)); }
+                    _ => { model.retain(|r, _| r != &row(0)); state.apply(StorageWriteOp::DeleteWhere(Arc::new(|r: &Row| r == &row(0)))); }
                 }
             }
             for (d, r) in state.pending() { add(&mut shard, d, r); }

@@ -39,6 +39,15 @@ impl HistoryPolicy {
         }
     }
 
+    /// A connection's status history: the newest `keep` rows per `connection_id`.
+    pub fn connection_status_history(keep: usize) -> Self {
+        HistoryPolicy::KeepNewest {
+            keep,
+            occurred_at_col: 0,
+            key_cols: vec![1],
+        }
+    }
+
     /// Replica metrics history: the rows of the last `retention`.
     pub fn replica_metrics(retention: Duration) -> Self {
         HistoryPolicy::RetentionWindow {

@@ -34,8 +34,8 @@ use strata_controller_api::{
 use strata_persist_backend::{PersistClient, WriteHandle};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use desired::StateOp;
 pub use history::HistoryPolicy;
+use strata_controller_api::StorageWriteOp;
 
 use crate::config::ManagerConfig;
 use crate::metrics::ControllerMetrics;
@@ -63,8 +63,10 @@ pub enum CollectionKind {
 
 impl CollectionKind {
     /// The kind of an introspection collection under `params`: status histories keep
-    /// the newest N per `(id, replica)` and de-duplicate, replica metrics history keeps
-    /// its retention window, the rest are differential.
+    /// the newest N per `(id, replica)` and de-duplicate (a connection's status history
+    /// the newest N per connection), replica metrics history keeps its retention
+    /// window, statement logging is append-only and kept whole, the rest are
+    /// differential.
     pub fn for_introspection(typ: IntrospectionType, params: &StorageParameters) -> Self {
         match typ {
             IntrospectionType::SourceStatusHistory | IntrospectionType::SinkStatusHistory => {
@@ -81,10 +83,35 @@ impl CollectionKind {
                 )),
                 dedup_status: false,
             },
+            IntrospectionType::PrivatelinkConnectionStatusHistory => CollectionKind::AppendOnly {
+                history: Some(HistoryPolicy::connection_status_history(
+                    params.status_history_retain_per_id(),
+                )),
+                dedup_status: false,
+            },
+            // Statement logging is never truncated, as in the reference: truncating it
+            // at start-up would read all of it into memory.
+            IntrospectionType::PreparedStatementHistory
+            | IntrospectionType::StatementExecutionHistory
+            | IntrospectionType::SessionHistory
+            | IntrospectionType::StatementLifecycleHistory
+            | IntrospectionType::SqlText => CollectionKind::AppendOnly {
+                history: None,
+                dedup_status: false,
+            },
             IntrospectionType::SourceStatistics | IntrospectionType::SinkStatistics => {
                 CollectionKind::DifferentialSeeded
             }
-            _ => CollectionKind::Differential,
+            // The controller's own differential kinds, and the compute ones, whose
+            // desired state starts empty.
+            IntrospectionType::ShardMapping
+            | IntrospectionType::Frontiers
+            | IntrospectionType::ReplicaFrontiers
+            | IntrospectionType::ComputeDependencies
+            | IntrospectionType::ComputeOperatorHydrationStatus
+            | IntrospectionType::ComputeMaterializedViewRefreshes
+            | IntrospectionType::ComputeErrorCounts
+            | IntrospectionType::ComputeHydrationTimes => CollectionKind::Differential,
         }
     }
 }
@@ -202,13 +229,13 @@ impl<T: StorageTimestamp> CollectionManager<T> {
         if matches!(reg.kind, CollectionKind::AppendOnly { .. }) {
             return Err(StorageError::IdentifierInvalid(reg.id));
         }
-        self.register_inner(reg, Some(StateOp::Set(desired)))
+        self.register_inner(reg, Some(StorageWriteOp::Set(desired)))
     }
 
     fn register_inner(
         &self,
         reg: Registration<T>,
-        initial: Option<StateOp>,
+        initial: Option<StorageWriteOp>,
     ) -> Result<(), StorageError<T>> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| StorageError::InvalidUsage("register needs a tokio runtime".into()))?;
@@ -339,7 +366,7 @@ impl<T: StorageTimestamp> CollectionManager<T> {
 
     /// Changes the desired state of a differential collection. Allowed in read-only
     /// mode: the state is written once writes are allowed.
-    pub fn update_desired(&self, id: GlobalId, op: StateOp) -> Result<(), StorageError<T>> {
+    pub fn update_desired(&self, id: GlobalId, op: StorageWriteOp) -> Result<(), StorageError<T>> {
         self.send(id, Some(true), Command::Update(op))
     }
 
@@ -349,7 +376,7 @@ impl<T: StorageTimestamp> CollectionManager<T> {
         id: GlobalId,
         updates: Vec<(Row, i64)>,
     ) -> Result<(), StorageError<T>> {
-        self.update_desired(id, StateOp::Append(updates))
+        self.update_desired(id, StorageWriteOp::Append(updates))
     }
 
     /// Checks that `id` is append-only, writable and that `rows` match its schema.

@@ -4,12 +4,14 @@
 use std::time::Duration;
 
 use strata_controller_api::retry::random_fraction;
-use strata_controller_api::{Certainty, Row, StatusUpdate, StorageError, StorageTimestamp};
+use strata_controller_api::{
+    Certainty, Row, StatusUpdate, StorageError, StorageTimestamp, StorageWriteOp,
+};
 use strata_persist_backend::{PersistError, SourceData};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::desired::{DesiredState, StateOp};
+use super::desired::DesiredState;
 use super::history::{HistoryPolicy, latest_statuses};
 use super::writer::{Outcome, Writer, retryable};
 use crate::status::{StatusDeduper, status_row};
@@ -22,7 +24,7 @@ pub(crate) type SnapshotDone<T> = oneshot::Sender<Result<Vec<(Row, i64)>, Storag
 
 /// What the manager asks of a collection's task.
 pub(crate) enum Command<T> {
-    Update(StateOp),
+    Update(StorageWriteOp),
     Append {
         rows: Vec<(Row, i64)>,
         done: Option<Done<T>>,

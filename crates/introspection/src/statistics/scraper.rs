@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use strata_controller_api::{GlobalId, ReplicaId, Row, StorageError, StorageTimestamp};
+use strata_controller_api::{
+    GlobalId, ReplicaId, Row, StorageError, StorageTimestamp, StorageWriteOp,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{Consolidated, StatisticsKind};
-use crate::manager::{CollectionManager, StateOp};
+use crate::manager::CollectionManager;
 
 /// How a scraper runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +172,7 @@ impl<S: StatisticsKind, T: StorageTimestamp> StatisticsScraper<S, T> {
     pub fn scrape_now(&self) -> Result<(), StorageError<T>> {
         let rows = rows_of(&self.entries, self.evict_after);
         self.manager
-            .update_desired(self.collection, StateOp::Set(rows))
+            .update_desired(self.collection, StorageWriteOp::Set(rows))
     }
 }
 
@@ -188,7 +190,7 @@ async fn run<S: StatisticsKind, T: StorageTimestamp>(
             () = tokio::time::sleep_until(next) => {
                 let rows = rows_of(&entries, evict_after);
                 if last_written.as_ref() != Some(&rows) {
-                    if let Err(error) = manager.update_desired(collection, StateOp::Set(rows.clone())) {
+                    if let Err(error) = manager.update_desired(collection, StorageWriteOp::Set(rows.clone())) {
                         tracing::info!(%collection, %error, "statistics collection is gone; scraper stops");
                         return;
                     }

@@ -34,7 +34,7 @@ mod state;
 use async_trait::async_trait;
 use strata_controller_api::{
     Antichain, DataSource, GlobalId, Introspection, IntrospectionType, ReplicaId, Row,
-    StatusUpdate, StorageError, StorageTimestamp,
+    StatusUpdate, StorageError, StorageTimestamp, StorageWriteOp,
 };
 use strata_introspection::{
     CollectionKind, Metrics, Registration, SinkStatistics, SourceStatistics, StatisticsConfig,
@@ -79,6 +79,22 @@ impl<T: StorageTimestamp> Controller<T> {
     /// `user_batch_duration`.
     pub fn introspection_batch_duration(&self) -> std::time::Duration {
         self.introspection.manager.batch_duration()
+    }
+
+    /// The live collections of `kind`, with their schemas.
+    fn introspection_targets(
+        &self,
+        kind: IntrospectionType,
+    ) -> Vec<(GlobalId, strata_controller_api::RelationDesc)> {
+        self.introspection
+            .collections
+            .iter()
+            .filter(|(_, k)| **k == kind)
+            .filter_map(|(id, _)| {
+                let state = self.registry.live(*id).ok()?;
+                Some((*id, state.description.desc.clone()))
+            })
+            .collect()
     }
 
     /// Whether `id` is an introspection collection.
@@ -334,6 +350,25 @@ impl<T: StorageTimestamp> Introspection<T> for Controller<T> {
         self.drain_internal();
     }
 
+    fn update_introspection_collection(
+        &mut self,
+        kind: IntrospectionType,
+        op: StorageWriteOp,
+    ) -> Result<(), StorageError<T>> {
+        if !kind.is_differential() || kind.is_controller_written() {
+            return Err(StorageError::InvalidUsage(format!(
+                "{kind:?} is not a differential collection that a coordinator writes"
+            )));
+        }
+        for (id, desc) in self.introspection_targets(kind) {
+            for (row, _) in op.rows() {
+                desc.validate_row(row)
+                    .map_err(|mismatch| StorageError::InvalidRow { id, mismatch })?;
+            }
+        }
+        self.introspection.update_coordinator(kind, op)
+    }
+
     fn append_introspection_updates(
         &mut self,
         kind: IntrospectionType,
@@ -344,16 +379,7 @@ impl<T: StorageTimestamp> Introspection<T> for Controller<T> {
                 "{kind:?} is differential, not append-only"
             )));
         }
-        let targets: Vec<(GlobalId, strata_controller_api::RelationDesc)> = self
-            .introspection
-            .collections
-            .iter()
-            .filter(|(_, k)| **k == kind)
-            .filter_map(|(id, _)| {
-                let state = self.registry.live(*id).ok()?;
-                Some((*id, state.description.desc.clone()))
-            })
-            .collect();
+        let targets = self.introspection_targets(kind);
         for (id, desc) in &targets {
             for (row, _) in &updates {
                 desc.validate_row(row)

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use strata_controller_api::{
     Antichain, Datum, GlobalId, IntrospectionType, ReplicaId, Row, ShardId, StatusUpdate,
-    StorageTimestamp,
+    StorageError, StorageTimestamp, StorageWriteOp,
 };
 use strata_introspection::schema::frontier_text;
 use strata_introspection::{
@@ -32,6 +32,8 @@ pub(crate) struct IntrospectionState<T: StorageTimestamp> {
     replica_frontiers: BTreeMap<(GlobalId, ReplicaId), Row>,
     pub(crate) source_statistics: BTreeMap<GlobalId, StatisticsScraper<SourceStatistics, T>>,
     pub(crate) sink_statistics: BTreeMap<GlobalId, StatisticsScraper<SinkStatistics, T>>,
+    /// The desired contents of the differential kinds a coordinator writes.
+    coordinator: BTreeMap<IntrospectionType, BTreeMap<Row, i64>>,
 }
 
 fn text(s: String) -> Datum {
@@ -65,6 +67,7 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
             replica_frontiers: BTreeMap::new(),
             source_statistics: BTreeMap::new(),
             sink_statistics: BTreeMap::new(),
+            coordinator: BTreeMap::new(),
         }
     }
 
@@ -89,8 +92,28 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
                     .map(|r| (r.clone(), 1))
                     .collect(),
             ),
+            kind if kind.is_differential() && !kind.is_controller_written() => Some(
+                self.coordinator
+                    .get(&kind)
+                    .map(|rows| rows.iter().map(|(r, d)| (r.clone(), *d)).collect())
+                    .unwrap_or_default(),
+            ),
             _ => None,
         }
+    }
+
+    /// Applies a coordinator's change to the desired contents of a differential kind it
+    /// writes, and sends it to every registered collection of that kind.
+    pub(crate) fn update_coordinator(
+        &mut self,
+        kind: IntrospectionType,
+        op: StorageWriteOp,
+    ) -> Result<(), StorageError<T>> {
+        op.apply_to(self.coordinator.entry(kind).or_default());
+        for id in self.registered_of(kind) {
+            self.manager.update_desired(id, op.clone())?;
+        }
+        Ok(())
     }
 
     /// Sends a change of a mirrored kind to every registered collection of that kind.
