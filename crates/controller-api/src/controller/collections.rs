@@ -52,8 +52,15 @@ pub trait Collections<T: StorageTimestamp>: Send + Sync {
 
     /// Creates collections, starting their ingestions unless the controller is
     /// read-only. `register_ts` is the time at which new tables become writable; it is
-    /// required when `collections` contains a table. Collections in
-    /// `migrated_storage_collections` may be written even in read-only mode.
+    /// required when `collections` contains a table.
+    ///
+    /// Collections in `migrated_storage_collections` have shards of their own that only
+    /// this controller writes (a zero-downtime upgrade gives them fresh shards), so they
+    /// are written even while read-only: `append_table` to a migrated table writes its
+    /// shard directly and its upper follows the tables' shared upper; a migrated
+    /// introspection collection is kept written. At `allow_writes` they join the others
+    /// with nothing lost or written twice; its `register_ts` must not be below a
+    /// migrated table's upper.
     async fn create_collections_for_bootstrap(
         &mut self,
         storage_metadata: &StorageMetadata,

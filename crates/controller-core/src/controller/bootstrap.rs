@@ -391,6 +391,7 @@ impl<T: StorageTimestamp> Controller<T> {
                 txns_upper.is_some(),
             )?;
             self.follow_upper(id, o.exists);
+            self.write_if_migrated(id);
         }
         let effects = self.registry.frontiers.set_read_policies(deferred)?;
         self.execute(effects);
@@ -466,6 +467,8 @@ impl<T: StorageTimestamp> Controller<T> {
         };
         let shard = match &state.description.data_source {
             DataSource::Other => state.shard,
+            // Written here while read-only (see `migrated`), which reports its upper.
+            DataSource::Table if self.read_only && state.migrated => return,
             DataSource::Table if self.read_only && exists => self.txns_shard,
             DataSource::Table => return,
             _ if self.read_only => state.shard,
@@ -473,6 +476,24 @@ impl<T: StorageTimestamp> Controller<T> {
         };
         let upper = upper.clone();
         self.upper_watch.watch(id, shard, upper);
+    }
+
+    /// While read-only, hands a migrated table to the migrated-table writer.
+    fn write_if_migrated(&mut self, id: GlobalId) {
+        let Some(state) = self.registry.collections.get(&id) else {
+            return;
+        };
+        if !(self.read_only && state.migrated && state.description.is_table()) {
+            return;
+        }
+        let (shard, desc) = (state.shard, state.description.desc.clone());
+        let client = self.client.clone();
+        let (txns_shard, events) = (self.txns_shard, self.events_tx.clone());
+        self.migrated_tables
+            .get_or_insert_with(|| {
+                super::migrated::MigratedTables::spawn(client, txns_shard, events)
+            })
+            .add(id, shard, desc);
     }
 
     /// Stops following the uppers that, writable, the controller learns itself: all but

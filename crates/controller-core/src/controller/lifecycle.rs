@@ -176,6 +176,11 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
             return Ok(());
         }
         self.drain_internal();
+        // The migrated tables' writer finishes what it acknowledged before their shards
+        // are registered with the txns shard, which writes them from then on.
+        if let Some(migrated) = self.migrated_tables.take() {
+            migrated.stop().await;
+        }
         self.read_only = false;
         let result = async {
             self.enter_writable().await?;

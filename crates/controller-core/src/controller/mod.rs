@@ -16,10 +16,12 @@
 //!
 //! # Modes
 //!
-//! A controller starts read-only or writable. Read-only, it writes to no shard at all:
-//! frontiers come from reading shard state, since downgrades and finalization are
-//! buffered, and table writes fail with [`StorageError::ReadOnly`]. `allow_writes`
-//! fences older controllers, opens the shards and registers tables with the txns shard.
+//! A controller starts read-only or writable. Read-only, it writes to no shard but
+//! those of migrated collections (fresh shards only it knows, see `migrated`):
+//! frontiers come from reading shard state (`upper_watch`), since downgrades and
+//! finalization are buffered, and other table writes fail with
+//! [`StorageError::ReadOnly`]. `allow_writes` fences older controllers, opens the
+//! shards and registers tables with the txns shard.
 //!
 //! # Fencing
 //!
@@ -41,6 +43,7 @@ mod instances;
 mod introspection;
 mod lifecycle;
 mod metered;
+mod migrated;
 mod reads;
 mod registry;
 mod rtr;
@@ -157,6 +160,8 @@ pub struct Controller<T: StorageTimestamp> {
     storage_task: StorageTaskHandle<T>,
     /// Follows the uppers that nothing reports (see `upper_watch`).
     upper_watch: upper_watch::UpperWatch<T>,
+    /// While read-only, writes the migrated tables (see `migrated`).
+    migrated_tables: Option<migrated::MigratedTables<T>>,
     /// The storage-task event channel, also fed with managed introspection uppers and
     /// the upper watch.
     events_tx: mpsc::UnboundedSender<Event<T>>,
@@ -261,6 +266,7 @@ impl<T: StorageTimestamp> Controller<T> {
             holds_rx,
             storage_task,
             upper_watch,
+            migrated_tables: None,
             events_tx,
             events_rx,
             introspection,

@@ -21,11 +21,9 @@ async fn reply<T, R>(
     rx.await.map_err(|_| StorageError::ShuttingDown)?
 }
 
-/// A validated table write: the first table named, and the rows for each data shard.
-type ValidatedWrite = (
-    GlobalId,
-    Vec<(strata_controller_api::ShardId, Vec<(Row, i64)>)>,
-);
+/// A validated table write: the first table named, and the rows for each table and
+/// its data shard.
+type ValidatedWrite = (GlobalId, Vec<super::migrated::MigratedWrite>);
 
 impl<T: StorageTimestamp> Controller<T> {
     /// A `write_ts` for [`Tables::append_table`] that joins the next group commit, for a
@@ -82,12 +80,7 @@ impl<T: StorageTimestamp> Controller<T> {
                     .map_err(|mismatch| StorageError::InvalidRow { id, mismatch })?;
             }
             first_id.get_or_insert(id);
-            writes.push((state.shard, rows));
-        }
-        if self.read_only {
-            // Only migrated tables passed; the storage task cannot write them until
-            // writes are allowed, which is when the host's migration runs.
-            return Err(StorageError::ReadOnly);
+            writes.push((id, state.shard, rows));
         }
         match first_id {
             Some(id) => Ok((id, writes)),
@@ -139,6 +132,17 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
     ) -> Result<AppendFuture<T>, StorageError<T>> {
         self.drain_internal();
         let (first_id, writes) = self.validate_append(write_ts, advance_to, commands)?;
+        if self.read_only {
+            // Only migrated tables passed validation: their own writer appends.
+            let Some(migrated) = &self.migrated_tables else {
+                return Err(StorageError::ReadOnly);
+            };
+            return Ok(reply(migrated.append(write_ts, advance_to, writes)).boxed());
+        }
+        let writes = writes
+            .into_iter()
+            .map(|(_, shard, rows)| (shard, rows))
+            .collect();
         let (tx, rx) = oneshot::channel();
         self.storage_task.send(Command::Append(AppendRequest {
             write_ts,

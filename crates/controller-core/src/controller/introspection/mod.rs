@@ -253,17 +253,26 @@ impl<T: StorageTimestamp> Controller<T> {
     }
 
     /// Registers every live introspection collection that is not managed yet with the
-    /// manager, when writable: opens its writer, starts its task from the desired
-    /// state, forwards its upper and, for statistics, starts the scraper afterwards.
+    /// manager (while read-only, only the migrated ones): opens its writer, starts its
+    /// task from the desired state, forwards its upper and, for statistics, starts the
+    /// scraper afterwards.
     pub(super) async fn register_introspection(&mut self) -> Result<(), StorageError<T>> {
-        if self.read_only {
-            return Ok(());
-        }
+        // Read-only, only migrated collections are written: their shards are new, and
+        // only this controller knows them (as the reference's `force_writable`).
+        let force_writable = self.read_only;
         let pending: Vec<(GlobalId, IntrospectionType)> = self
             .introspection
             .collections
             .iter()
             .filter(|(id, _)| !self.introspection.registered.contains(id))
+            .filter(|(id, _)| {
+                !self.read_only
+                    || self
+                        .registry
+                        .collections
+                        .get(id)
+                        .is_some_and(|state| state.migrated)
+            })
             .map(|(id, kind)| (*id, *kind))
             .collect();
         for (id, kind) in pending {
@@ -284,7 +293,9 @@ impl<T: StorageTimestamp> Controller<T> {
                 opaque: self.epoch,
             }));
             let collection_kind = CollectionKind::for_introspection(kind, &self.parameters);
-            let registration = Registration::new(id, self.client.clone(), write, collection_kind);
+            let mut registration =
+                Registration::new(id, self.client.clone(), write, collection_kind);
+            registration.force_writable = force_writable;
             let manager = self.introspection.manager.clone();
             match self.introspection.desired(kind) {
                 Some(desired) => manager.register_with_desired(registration, desired)?,
@@ -324,11 +335,12 @@ impl<T: StorageTimestamp> Controller<T> {
     ///
     /// # Errors
     ///
-    /// [`StorageError::ReadOnly`] when read-only (nothing is written then); persist
+    /// [`StorageError::ReadOnly`] when read-only with no migrated introspection
+    /// collection (nothing is written then; with some, only they are synced); persist
     /// errors of the writes.
     pub async fn sync_introspection(&mut self) -> Result<(), StorageError<T>> {
         self.drain_internal();
-        if self.read_only {
+        if self.read_only && self.introspection.registered.is_empty() {
             return Err(StorageError::ReadOnly);
         }
         let ids: Vec<GlobalId> = self.introspection.registered.iter().copied().collect();
