@@ -38,6 +38,7 @@ pub mod arbitrary;
 pub mod controller;
 pub mod description;
 pub mod error;
+pub mod evolution;
 pub mod ids;
 pub mod read_hold;
 pub mod read_policy;
@@ -62,6 +63,7 @@ pub use description::{
     IntrospectionType, LoadGenerator, SinkConnection, SourceConnection, SourceOutput,
 };
 pub use error::{Certainty, Result, SharedError, StorageError, UpperMismatch};
+pub use evolution::{IncompatibleSchema, check_evolution};
 pub use ids::{GlobalId, IdParseError, InstanceId, ReplicaId, ShardId};
 pub use read_hold::{ChangeTx, IssuerGone, ReadHold, ReadHoldError};
 pub use read_policy::ReadPolicy;

@@ -207,6 +207,14 @@ impl RelationDesc {
         self.columns.iter().map(|(name, typ)| (name.as_str(), typ))
     }
 
+    /// The first `n` columns (all of them if there are fewer): the version of a
+    /// relation before columns were added at its end.
+    pub fn prefix(&self, n: usize) -> RelationDesc {
+        RelationDesc {
+            columns: self.columns.iter().take(n).cloned().collect(),
+        }
+    }
+
     /// The column names, in order.
     pub fn names(&self) -> impl ExactSizeIterator<Item = &str> {
         self.columns.iter().map(|(name, _)| name.as_str())

@@ -201,7 +201,7 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
             .unwrap();
         append(&mut ctl, 4, vec![(table, vec![(row(4), 1)])]).await;
         assert_eq!(ctl.snapshot(table, t(4)).await.unwrap().len(), 2);
-        // Another schema is refused before anything changes.
+        // An incompatible schema is refused, typed, before anything changes.
         let other = strata_controller_api::RelationDesc::builder()
             .with_column(
                 "y",
@@ -210,7 +210,7 @@ async fn monotonic_appenders_alter_exports_cursors_stats_and_inspect() {
             .finish();
         let refused = ctl.alter_table_desc(table, other, t(5), t(6)).await;
         assert!(
-            matches!(refused, Err(StorageError::InvalidUsage(_))),
+            matches!(refused, Err(StorageError::IncompatibleAlter { id, .. }) if id == table),
             "{refused:?}"
         );
         append(&mut ctl, 5, vec![(table, vec![(row(5), 1)])]).await;

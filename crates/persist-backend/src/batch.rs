@@ -202,7 +202,7 @@ pub(crate) async fn read_hollow_into(
     batch: &HollowBatch,
     out: &mut Vec<CodedUpdate>,
 ) -> Result<()> {
-    read_inline_into(machine, batch, out)?;
+    read_inline_into(machine, desc, batch, out)?;
     for part in &batch.parts {
         read_part_into(machine, desc, part, None, out).await?;
     }
@@ -220,7 +220,7 @@ pub(crate) async fn read_hollow_at(
     out: &mut Vec<CodedUpdate>,
 ) -> Result<bool> {
     let start = out.len();
-    read_inline_into(machine, batch, out)?;
+    read_inline_into(machine, desc, batch, out)?;
     let mut consolidated = advance_from(out, start, as_of);
     for part in &batch.parts {
         consolidated &= read_part_into(machine, desc, part, Some(as_of), out).await?;
@@ -242,14 +242,37 @@ fn advance_from(out: &mut Vec<CodedUpdate>, start: usize, as_of: u64) -> bool {
     consolidated
 }
 
-pub(crate) fn read_inline(machine: &Machine, batch: &HollowBatch) -> Result<Vec<CodedUpdate>> {
+pub(crate) fn read_inline(
+    machine: &Machine,
+    desc: &RelationDesc,
+    batch: &HollowBatch,
+) -> Result<Vec<CodedUpdate>> {
     let mut out = Vec::new();
-    read_inline_into(machine, batch, &mut out)?;
+    read_inline_into(machine, desc, batch, &mut out)?;
     Ok(out)
+}
+
+/// `row` as a row of `arity` columns: a row written under an earlier version of the
+/// relation gets NULL in the columns added since, one written under a later version
+/// loses them (as parts of other versions read, see `RowsReader`).
+fn fit_row(row: Row, arity: usize) -> Row {
+    let len = row.len();
+    if len == arity {
+        return row;
+    }
+    let mut packer = strata_controller_api::RowPacker::with_capacity(row.as_bytes().len() + arity);
+    for datum in row.iter().take(arity) {
+        packer.push(&datum);
+    }
+    for _ in len..arity {
+        packer.push_null();
+    }
+    packer.finish()
 }
 
 fn read_inline_into(
     machine: &Machine,
+    desc: &RelationDesc,
     batch: &HollowBatch,
     out: &mut Vec<CodedUpdate>,
 ) -> Result<()> {
@@ -257,12 +280,13 @@ fn read_inline_into(
     for u in &batch.inline {
         let data: SourceData = match &u.err {
             Some(e) => Err(e.clone()),
-            None => Ok(
+            None => Ok(fit_row(
                 Row::from_bytes(u.row.to_vec()).map_err(|e| CodecError::State {
                     key: format!("shards/{}/state", machine.shard),
                     reason: format!("inline row: {e}"),
                 })?,
-            ),
+                desc.arity(),
+            )),
         };
         out.push((data, u.ts, u.diff));
     }

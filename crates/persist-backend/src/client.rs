@@ -245,6 +245,24 @@ impl PersistClient {
         Ok(frontier_of(machine.fetch().await?.upper))
     }
 
+    /// Records `new` as the shard's relation: a later version of the current one, with
+    /// nullable columns added at the end (the same version changes nothing). From then
+    /// on parts written under either version read under both: an older part gets NULL
+    /// in the added columns, and a reader of the older version leaves them out.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::IncompatibleSchema`](crate::PersistError::IncompatibleSchema) for
+    /// any other change, [`PersistError::Tombstoned`](crate::PersistError::Tombstoned)
+    /// for a finalized shard.
+    pub async fn evolve_schema(&self, shard: ShardId, new: &RelationDesc) -> Result<()> {
+        let machine = self.machine(shard);
+        machine
+            .apply_plain(|s: &State| cmds::evolve_schema(s, new))
+            .await?;
+        Ok(())
+    }
+
     /// The shard's current upper, read from storage without writing anything; `None`
     /// if the shard was never initialized. A state this client already holds is not
     /// decoded again, so polling an idle shard costs one head read.

@@ -8,6 +8,8 @@
 //! Every command that writes also prunes expired leases, so a crashed reader or writer
 //! stops holding the since or its parts once its lease ends.
 
+use strata_controller_api::RelationDesc;
+
 use crate::state::{CriticalReader, GarbagePart, HollowBatch, LeasedReader, State, WriterState};
 use crate::update::{frontier_le, join, meet};
 
@@ -42,6 +44,8 @@ pub(crate) enum CmdError {
     },
     /// The arguments break a rule the handle should have checked.
     Invalid(String),
+    /// A new version of the relation that cannot replace the current one.
+    IncompatibleSchema(strata_controller_api::IncompatibleSchema),
 }
 
 /// A command's result: the next state (or `None` for no change) and an output.
@@ -291,6 +295,27 @@ pub(crate) fn set_name(state: &State, name: &str) -> CmdResult<()> {
         return Ok((None, ()));
     }
     next.name = name.to_owned();
+    Ok((Some(next), ()))
+}
+
+/// Replaces the shard's relation with `new`, a later version of it (see
+/// [`strata_controller_api::check_evolution`]); the same version changes nothing. A
+/// shard with no relation recorded takes `new` as is.
+pub(crate) fn evolve_schema(state: &State, new: &RelationDesc) -> CmdResult<()> {
+    let mut next = live(state)?;
+    let new_json = serde_json::to_string(new)
+        .map_err(|e| CmdError::Invalid(format!("unencodable relation: {e}")))?;
+    if next.schema_json == new_json {
+        return Ok((None, ()));
+    }
+    if !next.schema_json.is_empty() {
+        let current: RelationDesc = serde_json::from_str(&next.schema_json).map_err(|e| {
+            CmdError::Invalid(format!("the shard's recorded relation is unreadable: {e}"))
+        })?;
+        strata_controller_api::check_evolution(&current, new)
+            .map_err(CmdError::IncompatibleSchema)?;
+    }
+    next.schema_json = new_json;
     Ok((Some(next), ()))
 }
 

@@ -238,15 +238,22 @@ impl<'a> ColumnReader<'a> {
 #[derive(Debug)]
 pub(crate) struct RowsReader<'a> {
     columns: Vec<(ColumnReader<'a>, bool)>,
+    /// Columns `desc` has beyond the part's (a part written before they were added):
+    /// each row gets NULL in them.
+    missing: usize,
 }
 
 impl<'a> RowsReader<'a> {
-    /// A reader of `arrays`, the data columns of a part of `desc`.
+    /// A reader of `arrays`, the data columns of a part of `desc` or of another version
+    /// of it (see [`strata_controller_api::check_evolution`]): columns the part has
+    /// beyond `desc` are left out, and columns `desc` has beyond the part's read as NULL
+    /// (the caller checks that they admit it).
     pub(crate) fn new(
         key: &'a str,
         desc: &RelationDesc,
         arrays: &'a [ArrayRef],
     ) -> Result<Self, CodecError> {
+        let missing = desc.arity().saturating_sub(arrays.len());
         let columns = desc
             .columns()
             .zip(arrays)
@@ -256,7 +263,7 @@ impl<'a> RowsReader<'a> {
                 Ok((column, may_be_null))
             })
             .collect::<Result<_, CodecError>>()?;
-        Ok(RowsReader { columns })
+        Ok(RowsReader { columns, missing })
     }
 
     /// Packs the row at index `i`. Arrow has checked the strings' UTF-8 and the packer
@@ -264,6 +271,9 @@ impl<'a> RowsReader<'a> {
     pub(crate) fn pack_row(&self, i: usize, packer: &mut RowsPacker) {
         for (c, may_be_null) in &self.columns {
             c.write(*may_be_null, i, packer);
+        }
+        for _ in 0..self.missing {
+            packer.push_null();
         }
     }
 

@@ -165,6 +165,14 @@ pub enum PersistError {
         /// The batch upper, rendered.
         upper: String,
     },
+    /// A new version of the shard's relation that cannot replace the current one.
+    #[error("the schema of {shard} cannot change so: {reason}")]
+    IncompatibleSchema {
+        /// The shard.
+        shard: ShardId,
+        /// Why.
+        reason: strata_controller_api::IncompatibleSchema,
+    },
     /// A row that does not match the shard's relation description.
     #[error("row for {shard} does not match its description: {mismatch}")]
     InvalidRow {

@@ -462,6 +462,10 @@ impl Machine {
                 PersistError::InvalidUsage(format!("unexpected opaque mismatch, current {current}"))
             }
             CmdError::Invalid(reason) => PersistError::InvalidUsage(reason),
+            CmdError::IncompatibleSchema(reason) => PersistError::IncompatibleSchema {
+                shard: self.shard,
+                reason,
+            },
         }
     }
 

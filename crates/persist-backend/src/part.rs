@@ -14,8 +14,11 @@
 //! | String, Jsonb | Utf8 |
 //! | Bytes | Binary |
 //!
-//! Decoding never panics: a part that is not Parquet, or whose schema does not match
-//! the relation, is a [`CodecError::Part`].
+//! A part may be decoded under another version of its relation (schema evolution adds
+//! nullable columns at the end, see [`strata_controller_api::check_evolution`]): the
+//! columns both have are read, columns only the part has are left out, and columns
+//! only the relation has read as NULL. Decoding never panics: a part that is not
+//! Parquet, or whose columns do not fit the relation so, is a [`CodecError::Part`].
 
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -252,12 +255,18 @@ fn decode_batch(
     out: &mut Vec<CodedUpdate>,
 ) -> Result<bool, CodecError> {
     let fail = |reason: String| part_error(key, &reason);
-    let arity = desc.arity();
-    if batch.num_columns() != arity + 3 {
+    // The part may be of another version of the relation (schema evolution adds
+    // nullable columns at the end): read the columns both have, and NULL for the ones
+    // only `desc` has, which must admit it.
+    let Some(arity) = batch.num_columns().checked_sub(3) else {
         return Err(fail(format!(
-            "{} columns, the relation needs {}",
-            batch.num_columns(),
-            arity + 3
+            "{} columns, fewer than 3",
+            batch.num_columns()
+        )));
+    };
+    if let Some((name, _)) = desc.columns().skip(arity).find(|(_, typ)| !typ.nullable) {
+        return Err(fail(format!(
+            "{arity} data columns, and the relation's column {name:?} beyond them does not admit NULL"
         )));
     }
     let ts = downcast::<UInt64Array>(key, "ts", batch.column(arity))?;
@@ -269,7 +278,8 @@ fn decode_batch(
             .unwrap_or_default();
         return Err(fail(format!("null ts or diff at row {i}")));
     }
-    let rows = RowsReader::new(key, desc, &batch.columns()[..arity])?;
+    let shared = arity.min(desc.arity());
+    let rows = RowsReader::new(key, desc, &batch.columns()[..shared])?;
     let (ts, diff) = (ts.values(), diff.values());
     // The kept updates' rows are packed into one shared buffer first, then handed out.
     let keep = |i: &usize| as_of.is_none_or(|a| ts[*i] <= a);
@@ -509,7 +519,20 @@ mod tests {
         check(Bytes::new(), &desc());
         let good = encode_part(&desc(), &[(Ok(row(1)), 1, 1)]).unwrap();
         check(good.slice(..good.len() / 2), &desc());
-        check(good.clone(), &RelationDesc::empty());
+        // A relation with a column beyond the part's that does not admit NULL cannot
+        // be a later version of the part's.
+        let wider = desc()
+            .columns()
+            .fold(RelationDesc::builder(), |b, (name, typ)| {
+                b.with_column(name, *typ)
+            })
+            .with_column("extra", ScalarType::Int64.nullable(false))
+            .finish();
+        check(good.clone(), &wider);
+        // An earlier version (here: no columns at all) reads the part without the
+        // columns added since.
+        let projected = decode_part("k", &RelationDesc::empty(), good.clone()).unwrap();
+        assert_eq!(projected, vec![(Ok(Row::pack(&[])), 1, 1)]);
         let swapped = RelationDesc::builder()
             .with_column("x", ScalarType::String.nullable(true))
             .finish();

@@ -308,7 +308,7 @@ impl<T: StorageTimestamp> SnapshotCursor<T> {
             return Ok(None);
         };
         let mut updates = match &chunk {
-            Chunk::Inline(b) => read_inline(&self.machine, b)?,
+            Chunk::Inline(b) => read_inline(&self.machine, &self.desc, b)?,
             Chunk::Part(p) => read_part(&self.machine, &self.desc, p).await?,
         };
         advance_to(&mut updates, self.as_of);

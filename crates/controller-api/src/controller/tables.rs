@@ -45,8 +45,18 @@ pub trait Tables<T: StorageTimestamp>: Send + Sync {
     /// other kinds of collection.
     fn monotonic_appender(&self, id: GlobalId) -> Result<MonotonicAppender<T>, StorageError<T>>;
 
-    /// Changes a table's schema: writes with the old schema stop at `forget_ts`, and
-    /// writes with `new_desc` start at `register_ts`.
+    /// Changes a table's schema, as `ALTER TABLE … ADD COLUMN` needs: writes with the
+    /// old schema stop at `forget_ts`, and writes with `new_desc` start at
+    /// `register_ts`. `new_desc` may only add nullable columns at the end (see
+    /// [`check_evolution`](crate::check_evolution)); rows written before read back
+    /// with NULL in them, and persist readers of the old schema keep working. After a
+    /// restart the host passes `new_desc`.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::IncompatibleAlter`] for any other change, before anything is
+    /// changed; [`StorageError::InvalidUsage`] unless `forget_ts < register_ts`;
+    /// [`StorageError::ReadOnly`] while read-only.
     async fn alter_table_desc(
         &mut self,
         table_id: GlobalId,

@@ -190,13 +190,15 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
                 "altering {table_id} needs forget_ts < register_ts"
             )));
         }
-        if state.description.desc != new_desc {
-            // A persist shard keeps the schema it was created with, and the txns shard
-            // refuses to register it under another; refuse before forgetting anything.
-            return Err(StorageError::InvalidUsage(format!(
-                "altering {table_id} to another schema is not supported by its shard"
-            )));
-        }
+        // Only nullable columns added at the end: the shard then reads its older parts
+        // under the new version (NULL in the added columns) and readers of the older
+        // version keep working. Checked before anything is forgotten.
+        strata_controller_api::check_evolution(&state.description.desc, &new_desc).map_err(
+            |reason| StorageError::IncompatibleAlter {
+                id: table_id,
+                reason: reason.to_string(),
+            },
+        )?;
         let shard = state.shard;
         let (tx, rx) = oneshot::channel();
         self.storage_task.send(Command::Forget {
@@ -205,6 +207,10 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
             reply: tx,
         });
         reply(rx).await?;
+        self.client
+            .evolve_schema(shard, &new_desc)
+            .await
+            .map_err(super::persist_err)?;
         self.register_tables(register_ts, vec![(shard, new_desc.clone())])
             .await?;
         if let Some(state) = self.registry.collections.get_mut(&table_id) {

@@ -354,6 +354,13 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                 "the txns shard cannot register itself".into(),
             ));
         }
+        if self
+            .data_writes
+            .get(&shard)
+            .is_some_and(|w| w.desc != *desc)
+        {
+            self.data_writes.remove(&shard);
+        }
         if !self.data_writes.contains_key(&shard) {
             let w = self.client.open_writer::<T>(shard, desc.clone()).await?;
             self.data_writes.insert(shard, w);
@@ -531,8 +538,13 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     }
 
     async fn data_writer(&mut self, shard: ShardId) -> TxnsResult<&mut WriteHandle<T>> {
+        // A shard registered again under a later version of its relation gets a writer
+        // of that version.
+        let desc = self.entry_desc(shard)?;
+        if self.data_writes.get(&shard).is_some_and(|w| w.desc != desc) {
+            self.data_writes.remove(&shard);
+        }
         if !self.data_writes.contains_key(&shard) {
-            let desc = self.entry_desc(shard)?;
             let w = self.client.open_writer::<T>(shard, desc).await?;
             self.data_writes.insert(shard, w);
         }
@@ -599,8 +611,11 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         self.prepare(shard, time_code(&as_of), wait).await?;
         let mut reopened = false;
         loop {
+            let desc = self.entry_desc(shard)?;
+            if self.data_reads.get(&shard).is_some_and(|r| r.desc != desc) {
+                self.data_reads.remove(&shard);
+            }
             if !self.data_reads.contains_key(&shard) {
-                let desc = self.entry_desc(shard)?;
                 let r = self.client.open_leased_reader::<T>(shard, desc).await?;
                 self.data_reads.insert(shard, r);
             }
