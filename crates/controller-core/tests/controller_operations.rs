@@ -6,31 +6,22 @@
 #![cfg(test)]
 
 mod controller_support;
+mod ingest_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use controller_support::*;
 use strata_controller_api::{
-    Antichain, CollectionDescription, Collections, DataSource, ExportDescription, Exports,
-    GlobalId, InstanceId, Instances, Lifecycle, ReadPolicy, Reads, SinkConnection, StorageError,
-    StorageParameters, Tables, Timestamp,
+    Antichain, Collections, ExportDescription, Exports, GlobalId, InstanceId, Instances, Lifecycle,
+    ReadPolicy, Reads, SinkConnection, StorageError, StorageParameters, Tables, Timestamp,
 };
 use strata_controller_core::Controller;
 
-const INSTANCE: InstanceId = InstanceId(1);
+const INSTANCE: InstanceId = ingest_support::INSTANCE;
 
 fn file_sink(from: GlobalId, path: &str) -> ExportDescription<Timestamp> {
-    ExportDescription {
-        from,
-        from_desc: desc(),
-        connection: SinkConnection::File {
-            path: path.to_owned(),
-        },
-        as_of: Antichain::from_elem(t(0)),
-        with_snapshot: true,
-        instance_id: INSTANCE,
-    }
+    ingest_support::file_sink(from, std::path::Path::new(path), 0)
 }
 
 fn since_ms(ctl: &Controller<Timestamp>, id: GlobalId) -> Option<u64> {
@@ -181,17 +172,7 @@ async fn drop_sources_unvalidated_skips_unknown_ids_and_tables() {
     let mut ctl = env.controller(false).await;
     let (table, view) = (id(1), id(2));
     create_tables(&env, &mut ctl, &[table], t(0)).await;
-    env.prepare(&ctl, &[view], &[]).await;
-    ctl.create_collections(
-        &env.metadata(),
-        None,
-        vec![(
-            view,
-            CollectionDescription::for_source(desc(), DataSource::Other),
-        )],
-    )
-    .await
-    .unwrap();
+    create_other(&env, &mut ctl, view).await;
     // Validated, a table is the wrong kind, and nothing is dropped.
     let refused = ctl.drop_sources(vec![view, table]).await;
     assert!(matches!(refused, Err(StorageError::IdentifierInvalid(id)) if id == table));
@@ -231,4 +212,35 @@ async fn active_collection_frontiers_lists_the_live_collections_and_exports() {
     assert_eq!(active[0].upper, active[1].upper);
     assert!(!active[0].upper.less_equal(&t(6)), "{:?}", active[0].upper);
     assert_eq!(active[2].since, Antichain::from_elem(t(0)));
+}
+
+/// A table fed by a source (an ingestion export) is dropped through `drop_tables` like
+/// the subsource it is; the ingestion itself is no table.
+#[tokio::test]
+async fn drop_tables_drops_a_source_fed_table() {
+    let env = mem_env();
+    let (mut ctl, _servers) = ingest_support::controller(&env, false, None).await;
+    ctl.create_instance(ingest_support::INSTANCE).unwrap();
+    let source = ingest_support::Auction::new(20);
+    ingest_support::create_source(&env, &mut ctl, &source, &ingest_support::connection(3, 0)).await;
+    let table = id(1);
+    create_tables(&env, &mut ctl, &[table], t(0)).await;
+
+    let refused = ctl
+        .drop_tables(vec![source.bids, source.ingestion], t(1))
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::IdentifierInvalid(id)) if id == source.ingestion),
+        "{refused:?}"
+    );
+    ctl.check_exists(source.bids).unwrap();
+
+    env.prepare(&ctl, &[], &[source.bids, table]).await;
+    ctl.drop_tables(vec![source.bids, table], t(1))
+        .await
+        .unwrap();
+    assert!(ctl.check_exists(source.bids).is_err());
+    assert!(ctl.check_exists(table).is_err());
+    ctl.check_exists(source.ingestion).unwrap();
+    ctl.check_exists(source.auctions).unwrap();
 }

@@ -11,12 +11,8 @@ use std::collections::BTreeMap;
 
 use controller_support::*;
 use futures::StreamExt;
-use strata_controller_api::{
-    Antichain, CollectionDescription, Collections, DataSource, Datum, GlobalId, Reads, Row,
-    Timestamp,
-};
+use strata_controller_api::{Antichain, Collections, Datum, GlobalId, Reads, Row, Timestamp};
 use strata_controller_core::Controller;
-use strata_persist_backend::PersistClient;
 
 /// 8 batches of 40 rows of about 8 KiB: about 2.5 MiB in all, several parts whatever
 /// compaction merges (a part holds at most about 512 KiB).
@@ -85,37 +81,10 @@ async fn a_direct_cursor_streams_part_by_part() {
     let env = file_env();
     let mut ctl = env.controller(false).await;
     let view = id(1);
-    env.prepare(&ctl, &[view], &[]).await;
-    ctl.create_collections(
-        &env.metadata(),
-        None,
-        vec![(
-            view,
-            CollectionDescription::for_source(desc(), DataSource::Other),
-        )],
-    )
-    .await
-    .unwrap();
-    let shard = ctl.collection_metadata(view).unwrap().data_shard;
-    let outside = PersistClient::open(&env.url).await.unwrap();
-    let mut writer = outside
-        .open_writer::<Timestamp>(shard, desc())
-        .await
-        .unwrap();
+    let shard = create_other(&env, &mut ctl, view).await;
+    let mut writer = outside_writer(&env, shard).await;
     for b in 0..BATCHES {
-        let updates: Vec<_> = batch(b)
-            .into_iter()
-            .map(|(row, diff)| (Ok(row), t(b), diff))
-            .collect();
-        writer
-            .compare_and_append(
-                &updates,
-                Antichain::from_elem(t(b)),
-                Antichain::from_elem(t(b + 1)),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        write_outside(&mut writer, batch(b), b, Some(b + 1)).await;
     }
     let caught_up = eventually(&mut ctl, |ctl| {
         ctl.collection_frontiers(view).unwrap().upper == Antichain::from_elem(t(BATCHES))

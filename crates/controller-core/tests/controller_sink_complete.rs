@@ -9,11 +9,7 @@ mod ingest_support;
 
 use controller_support::*;
 use ingest_support::*;
-use strata_controller_api::{
-    Antichain, CollectionDescription, Collections, DataSource, ExportDescription, Exports,
-    Lifecycle, ReadPolicy, Reads, SinkConnection, Timestamp,
-};
-use strata_persist_backend::PersistClient;
+use strata_controller_api::{Antichain, Collections, Exports, Lifecycle, ReadPolicy, Reads};
 
 #[tokio::test]
 async fn a_sink_of_a_complete_input_releases_it() {
@@ -21,34 +17,12 @@ async fn a_sink_of_a_complete_input_releases_it() {
     let (mut ctl, _servers) = controller(&env, false, None).await;
     add_replica(&mut ctl, 1);
     let (view, sink) = (id(1), id(2));
-    env.prepare(&ctl, &[view], &[]).await;
-    ctl.create_collections(
-        &env.metadata(),
-        None,
-        vec![(
-            view,
-            CollectionDescription::for_source(desc(), DataSource::Other),
-        )],
-    )
-    .await
-    .unwrap();
+    let shard = create_other(&env, &mut ctl, view).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.ndjson");
-    ctl.create_exports(vec![(
-        sink,
-        ExportDescription {
-            from: view,
-            from_desc: desc(),
-            connection: SinkConnection::File {
-                path: path.to_str().unwrap().to_owned(),
-            },
-            as_of: Antichain::from_elem(t(0)),
-            with_snapshot: true,
-            instance_id: INSTANCE,
-        },
-    )])
-    .await
-    .unwrap();
+    ctl.create_exports(vec![(sink, file_sink(view, &path, 0))])
+        .await
+        .unwrap();
     ctl.initialization_complete();
     // Left to itself the view would be readable from 5 on; only the sink holds it back.
     ctl.set_read_policy(vec![(
@@ -59,24 +33,15 @@ async fn a_sink_of_a_complete_input_releases_it() {
     assert_eq!(since(&ctl, view), 0);
 
     // The compute layer writes five rows and then closes the view.
-    let shard = ctl.collection_metadata(view).unwrap().data_shard;
-    let outside = PersistClient::open(&env.url).await.unwrap();
-    let mut writer = outside
-        .open_writer::<Timestamp>(shard, desc())
-        .await
-        .unwrap();
-    let updates: Vec<_> = (0..5).map(|i| (Ok(row(i)), t(i as u64), 1)).collect();
-    let lower = writer.upper().clone();
-    writer
-        .compare_and_append(&updates, lower, Antichain::from_elem(t(5)))
-        .await
-        .unwrap()
-        .unwrap();
-    writer
-        .compare_and_append(&[], Antichain::from_elem(t(5)), Antichain::new())
-        .await
-        .unwrap()
-        .unwrap();
+    let mut writer = outside_writer(&env, shard).await;
+    write_outside(
+        &mut writer,
+        (0..5).map(|i| (row(i), 1)).collect(),
+        0,
+        Some(5),
+    )
+    .await;
+    write_outside(&mut writer, Vec::new(), 5, None).await;
 
     let mut responses = Vec::new();
     pump_until(

@@ -12,9 +12,7 @@ use std::collections::BTreeSet;
 
 use controller_support::*;
 use ingest_support::*;
-use strata_controller_api::{
-    Antichain, ExportDescription, Exports, Lifecycle, SinkConnection, StorageResponse, Timestamp,
-};
+use strata_controller_api::{Exports, Lifecycle, StorageResponse, Timestamp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_of_a_table_gets_every_committed_row() {
@@ -26,21 +24,9 @@ async fn a_sink_of_a_table_gets_every_committed_row() {
     create_tables(&env, &mut ctl, &[table], t(0)).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("table.ndjson");
-    ctl.create_exports(vec![(
-        sink,
-        ExportDescription {
-            from: table,
-            from_desc: desc(),
-            connection: SinkConnection::File {
-                path: path.to_str().unwrap().to_owned(),
-            },
-            as_of: Antichain::from_elem(t(0)),
-            with_snapshot: true,
-            instance_id: INSTANCE,
-        },
-    )])
-    .await
-    .unwrap();
+    ctl.create_exports(vec![(sink, file_sink(table, &path, 0))])
+        .await
+        .unwrap();
     ctl.initialization_complete();
 
     // Each write is acknowledged once committed to the txns shard; nobody reads the

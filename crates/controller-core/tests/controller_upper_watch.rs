@@ -10,8 +10,7 @@ mod controller_support;
 
 use controller_support::*;
 use strata_controller_api::{
-    Antichain, CollectionDescription, Collections, DataSource, Lifecycle, ReadPolicy, Reads,
-    Timestamp,
+    Antichain, CollectionDescription, Collections, Lifecycle, ReadPolicy, Reads, Timestamp,
 };
 use strata_persist_backend::PersistClient;
 
@@ -26,34 +25,15 @@ async fn an_other_collection_follows_its_shard_written_outside_the_controller() 
     for env in backends() {
         let mut ctl = env.controller(false).await;
         let view = id(1);
-        env.prepare(&ctl, &[view], &[]).await;
-        ctl.create_collections(
-            &env.metadata(),
-            None,
-            vec![(
-                view,
-                CollectionDescription::for_source(desc(), DataSource::Other),
-            )],
-        )
-        .await
-        .unwrap();
+        let shard = create_other(&env, &mut ctl, view).await;
         ctl.set_read_policy(vec![(view, ReadPolicy::lag_writes_by(t(1), t(1)))])
             .unwrap();
-        let shard = ctl.collection_metadata(view).unwrap().data_shard;
 
         // The compute layer: its own client of the same location.
+        let mut writer = outside_writer(&env, shard).await;
+        let rows = (0..5).map(|i| (row(i), 1)).collect();
+        write_outside(&mut writer, rows, 0, Some(5)).await;
         let outside = PersistClient::open(&env.url).await.unwrap();
-        let mut writer = outside
-            .open_writer::<Timestamp>(shard, desc())
-            .await
-            .unwrap();
-        let updates: Vec<_> = (0..5).map(|i| (Ok(row(i)), t(i as u64), 1)).collect();
-        let lower = writer.upper().clone();
-        writer
-            .compare_and_append(&updates, lower, frontier(5))
-            .await
-            .unwrap()
-            .unwrap();
 
         let moved = eventually(&mut ctl, |ctl| {
             let f = ctl.collection_frontiers(view).unwrap();

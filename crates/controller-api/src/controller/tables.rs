@@ -65,10 +65,11 @@ pub trait Tables<T: StorageTimestamp>: Send + Sync {
         register_ts: T,
     ) -> Result<(), StorageError<T>>;
 
-    /// Drops tables at `ts`: their uppers close after `ts`. Returns once the drop is
+    /// Drops tables at `ts`: their uppers close after `ts`. A table fed by a source (an
+    /// ingestion export) is dropped like the subsource it is. Returns once the drop is
     /// recorded durably (see the contract). Fails with
-    /// [`StorageError::IdentifierInvalid`] if an id is not a table, and with the
-    /// catalog's error if the drop could not be recorded; on any error nothing was
+    /// [`StorageError::IdentifierInvalid`] if an id is neither, and with the catalog's
+    /// error if the drop could not be recorded; on a validation error nothing was
     /// dropped.
     async fn drop_tables(&mut self, ids: Vec<GlobalId>, ts: T) -> Result<(), StorageError<T>>;
 }

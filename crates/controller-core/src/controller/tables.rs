@@ -221,6 +221,24 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
 
     async fn drop_tables(&mut self, ids: Vec<GlobalId>, ts: T) -> Result<(), StorageError<T>> {
         self.drain_internal();
-        self.drop_tables_inner(ids, ts).await
+        // A table fed by a source (an ingestion export) is dropped as the subsource it
+        // is, as the reference does; every id is checked before anything is dropped.
+        let mut written = Vec::new();
+        let mut fed = Vec::new();
+        for id in ids {
+            let state = self.registry.live(id)?;
+            match &state.description.data_source {
+                strata_controller_api::DataSource::Table => written.push(id),
+                strata_controller_api::DataSource::IngestionExport { .. } => fed.push(id),
+                _ => return Err(StorageError::IdentifierInvalid(id)),
+            }
+        }
+        if !written.is_empty() {
+            self.drop_tables_inner(written, ts).await?;
+        }
+        if !fed.is_empty() {
+            self.drop_sources_inner(fed, true).await?;
+        }
+        Ok(())
     }
 }

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_controller_api::{
-    CollectionDescription, Collections, Datum, GlobalId, MemoryCatalog, ReadPolicy, RelationDesc,
-    Row, ScalarType, StorageMetadata, StorageTxn, Tables, Timestamp,
+    Antichain, CollectionDescription, Collections, DataSource, Datum, GlobalId, MemoryCatalog,
+    ReadPolicy, RelationDesc, Row, ScalarType, ShardId, StorageMetadata, StorageTxn, Tables,
+    Timestamp,
 };
 use strata_controller_core::{CatalogFn, Controller, ControllerConfig};
+use strata_persist_backend::{PersistClient, WriteHandle};
 pub use strata_testkit::faults::{GatedLocation, gated_memory_location};
 
 /// How often the tests' controllers read the uppers nothing reports to them (shorter
@@ -154,6 +156,49 @@ pub async fn create_tables(
         .collect();
     ctl.create_collections(&env.metadata(), Some(ts), collections)
         .await
+        .unwrap();
+}
+
+/// Creates `id` as a collection written outside the controller (`DataSource::Other`,
+/// say a compute layer's materialized view) with `desc()`, recording it in the catalog
+/// first; returns its shard.
+pub async fn create_other(env: &Env, ctl: &mut Controller<Timestamp>, id: GlobalId) -> ShardId {
+    env.prepare(ctl, &[id], &[]).await;
+    let description = CollectionDescription::for_source(desc(), DataSource::Other);
+    ctl.create_collections(&env.metadata(), None, vec![(id, description)])
+        .await
+        .unwrap();
+    ctl.collection_metadata(id).unwrap().data_shard
+}
+
+/// A writer of `shard` on a persist client of its own: the outside writer of an
+/// `Other` collection.
+pub async fn outside_writer(env: &Env, shard: ShardId) -> WriteHandle<Timestamp> {
+    let outside = PersistClient::open(&env.url).await.unwrap();
+    outside
+        .open_writer::<Timestamp>(shard, desc())
+        .await
+        .unwrap()
+}
+
+/// Appends `rows` at time `at` from the writer's upper, moving the upper to `to`
+/// (`None`: closing it).
+pub async fn write_outside(
+    writer: &mut WriteHandle<Timestamp>,
+    rows: Vec<(Row, i64)>,
+    at: u64,
+    to: Option<u64>,
+) {
+    let updates: Vec<_> = rows
+        .into_iter()
+        .map(|(row, diff)| (Ok(row), t(at), diff))
+        .collect();
+    let lower = writer.upper().clone();
+    let upper = to.map_or_else(Antichain::new, |to| Antichain::from_elem(t(to)));
+    writer
+        .compare_and_append(&updates, lower, upper)
+        .await
+        .unwrap()
         .unwrap();
 }
 

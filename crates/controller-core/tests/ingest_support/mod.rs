@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_controller_api::{
-    Antichain, CollectionDescription, Collections, DataSource, GlobalId, IngestionDescription,
-    InstanceId, Instances, Lifecycle, LoadGenerator, Reads, ReplicaConfig, ReplicaId,
-    ReplicaLocation, Row, ShardId, SourceConnection, SourceOutput, StorageResponse, StorageTxn,
-    Timestamp,
+    Antichain, CollectionDescription, Collections, DataSource, ExportDescription, GlobalId,
+    IngestionDescription, InstanceId, Instances, Lifecycle, LoadGenerator, Reads, ReplicaConfig,
+    ReplicaId, ReplicaLocation, Row, ShardId, SinkConnection, SourceConnection, SourceOutput,
+    StorageResponse, StorageTxn, Timestamp,
 };
 use strata_controller_core::{Controller, ControllerConfig};
 use strata_instance_client::{LocalConnector, ReplicaConnector, ReplicaHandler};
@@ -441,4 +441,23 @@ pub async fn wait_released(env: &Env, client: &PersistClient, shard: ShardId) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{shard} was not released on {}: {state:?}", env.url);
+}
+
+/// A file sink of `from` (of schema `desc()`) at `as_of`, with its snapshot, on the test
+/// instance.
+pub fn file_sink(
+    from: GlobalId,
+    path: &std::path::Path,
+    as_of: u64,
+) -> ExportDescription<Timestamp> {
+    ExportDescription {
+        from,
+        from_desc: crate::controller_support::desc(),
+        connection: SinkConnection::File {
+            path: path.to_str().unwrap_or_default().to_owned(),
+        },
+        as_of: Antichain::from_elem(t(as_of)),
+        with_snapshot: true,
+        instance_id: INSTANCE,
+    }
 }
