@@ -13,6 +13,7 @@
 
 mod bench;
 mod codegen;
+mod layering;
 mod moto;
 mod shell;
 

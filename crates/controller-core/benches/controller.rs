@@ -228,21 +228,33 @@ fn frontier_state(c: &mut Criterion, mode: Mode) {
 
 fn main() {
     let mode = Mode::current();
-    micro::run(mode, &[frontier_state]);
+    // `STRATA_BENCH_ONLY=responses` (or `io`, `lag`, `micro`) runs one part, for a
+    // profiler.
+    let only = std::env::var("STRATA_BENCH_ONLY").ok();
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if runs("micro") {
+        micro::run(mode, &[frontier_state]);
+    }
     if !mode.is_bench() {
         return;
     }
-    controller_io::run(controller_io::IoSizes {
-        tables: mode.scale(10_000, 10),
-        callers: 32,
-        writes_per_caller: mode.pick(1, 5, 20),
-    });
-    controller_responses::run(controller_responses::ResponseSizes {
-        collections: mode.scale(10_000, 10),
-        responses: mode.scale(1_000_000, 1_000) as usize,
-    });
-    controller_lag::run(controller_lag::LagSizes {
-        offsets: mode.scale(2_000, 30),
-        tick_interval_ms: 5,
-    });
+    if runs("io") {
+        controller_io::run(controller_io::IoSizes {
+            tables: mode.scale(10_000, 10),
+            callers: 32,
+            writes_per_caller: mode.pick(1, 5, 20),
+        });
+    }
+    if runs("responses") {
+        controller_responses::run(controller_responses::ResponseSizes {
+            collections: mode.scale(10_000, 10),
+            responses: mode.scale(1_000_000, 1_000) as usize,
+        });
+    }
+    if runs("lag") {
+        controller_lag::run(controller_lag::LagSizes {
+            offsets: mode.scale(2_000, 30),
+            tick_interval_ms: 5,
+        });
+    }
 }

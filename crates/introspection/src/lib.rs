@@ -38,7 +38,7 @@ pub mod truncation;
 pub use config::{ManagerConfig, NowFn, system_now};
 pub use http::{MetricsServer, ServeError, serve_metrics};
 pub use manager::{CollectionKind, CollectionManager, HistoryPolicy, Registration};
-pub use metrics::{ControllerMetrics, Metrics, ReplicaMetrics};
+pub use metrics::{ControllerMetrics, MessageCounter, Metrics, ReplicaMetrics};
 pub use statistics::{
     SinkStatistics, SourceStatistics, StatisticsConfig, StatisticsKind, StatisticsScraper,
 };

@@ -144,6 +144,32 @@ impl ControllerMetrics {
         );
     }
 
+    /// The counter of commands of `kind` sent to `replica`: a handle to the same series
+    /// as [`ControllerMetrics::command_sent`] counts, for a caller that counts often
+    /// and keeps it (no label is built or hashed per count).
+    pub fn commands_sent_counter(
+        &self,
+        instance: &str,
+        replica: &str,
+        kind: &str,
+    ) -> MessageCounter {
+        MessageCounter(
+            self.commands_sent
+                .get_or_create(&message(instance, replica, kind))
+                .clone(),
+        )
+    }
+
+    /// The counter of responses of `kind` received from `replica` (see
+    /// [`ControllerMetrics::commands_sent_counter`]).
+    pub fn responses_counter(&self, instance: &str, replica: &str, kind: &str) -> MessageCounter {
+        MessageCounter(
+            self.responses
+                .get_or_create(&message(instance, replica, kind))
+                .clone(),
+        )
+    }
+
     /// Counts one command sent to a replica.
     pub fn command_sent(&self, instance: &str, replica: &str, kind: &str) {
         self.commands_sent
@@ -296,6 +322,18 @@ impl ReplicaMetrics {
         let labels = collection_labels(collection);
         self.batches_committed.get_or_create(&labels).inc();
         self.updates_written.get_or_create(&labels).inc_by(updates);
+    }
+}
+
+/// A handle to one series of replica messages: counting through it builds and hashes
+/// no labels.
+#[derive(Debug, Clone)]
+pub struct MessageCounter(Counter);
+
+impl MessageCounter {
+    /// Counts one message.
+    pub fn inc(&self) {
+        self.0.inc();
     }
 }
 

@@ -2,9 +2,11 @@
 //! they can be written yet, and the [`CollectionManager`] that writes them.
 //!
 //! The controller mirrors the desired contents of the differential kinds it maintains
-//! itself (`ShardMapping`, `Frontiers`, `ReplicaFrontiers`) as one row per key. A
-//! change becomes a retraction of the key's old row plus an insertion of its new one,
-//! sent to every registered collection of that kind. A collection registered later
+//! itself (`ShardMapping`, `Frontiers`, `ReplicaFrontiers`), one entry per key (the
+//! frontiers as frontiers: they change on every upper report, so their rows are built
+//! only when a collection of their kind is written). A change becomes a retraction of
+//! the key's old row plus an insertion of its new one, sent to every registered
+//! collection of that kind. A collection registered later
 //! (created later, or when a read-only controller becomes writable) starts from the
 //! whole mirror, so the manager never writes a partial state.
 
@@ -28,8 +30,10 @@ pub(crate) struct IntrospectionState<T: StorageTimestamp> {
     /// The subset of `collections` the manager writes (opened for writing).
     pub(crate) registered: BTreeSet<GlobalId>,
     shard_mapping: BTreeMap<GlobalId, Row>,
-    frontiers: BTreeMap<GlobalId, Row>,
-    replica_frontiers: BTreeMap<(GlobalId, ReplicaId), Row>,
+    /// Frontiers change on every upper report, so they are kept as frontiers and made
+    /// rows only for a registered collection of their kind (or its registration).
+    frontiers: BTreeMap<GlobalId, (Antichain<T>, Antichain<T>)>,
+    replica_frontiers: BTreeMap<(GlobalId, ReplicaId), Antichain<T>>,
     pub(crate) source_statistics: BTreeMap<GlobalId, StatisticsScraper<SourceStatistics, T>>,
     pub(crate) sink_statistics: BTreeMap<GlobalId, StatisticsScraper<SinkStatistics, T>>,
     /// The desired contents of the differential kinds a coordinator writes.
@@ -38,6 +42,32 @@ pub(crate) struct IntrospectionState<T: StorageTimestamp> {
 
 fn text(s: String) -> Datum {
     Datum::String(s)
+}
+
+/// The `Frontiers` row of `id`.
+fn frontiers_row<T: StorageTimestamp>(
+    id: GlobalId,
+    since: &Antichain<T>,
+    upper: &Antichain<T>,
+) -> Row {
+    Row::pack(&[
+        text(id.to_string()),
+        text(frontier_text(since)),
+        text(frontier_text(upper)),
+    ])
+}
+
+/// The `ReplicaFrontiers` row of `id` on `replica`.
+fn replica_frontier_row<T: StorageTimestamp>(
+    id: GlobalId,
+    replica: ReplicaId,
+    upper: &Antichain<T>,
+) -> Row {
+    Row::pack(&[
+        text(id.to_string()),
+        text(replica.to_string()),
+        text(frontier_text(upper)),
+    ])
 }
 
 /// Replaces `key`'s row in `map` with `row` (or removes it); returns the difference.
@@ -82,14 +112,23 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
 
     /// The desired contents of a kind the controller mirrors; `None` for the others.
     pub(crate) fn desired(&self, kind: IntrospectionType) -> Option<Vec<(Row, i64)>> {
-        let rows = |map: &BTreeMap<_, Row>| map.values().map(|r| (r.clone(), 1)).collect();
         match kind {
-            IntrospectionType::ShardMapping => Some(rows(&self.shard_mapping)),
-            IntrospectionType::Frontiers => Some(rows(&self.frontiers)),
-            IntrospectionType::ReplicaFrontiers => Some(
-                self.replica_frontiers
+            IntrospectionType::ShardMapping => Some(
+                self.shard_mapping
                     .values()
                     .map(|r| (r.clone(), 1))
+                    .collect(),
+            ),
+            IntrospectionType::Frontiers => Some(
+                self.frontiers
+                    .iter()
+                    .map(|(id, (since, upper))| (frontiers_row(*id, since, upper), 1))
+                    .collect(),
+            ),
+            IntrospectionType::ReplicaFrontiers => Some(
+                self.replica_frontiers
+                    .iter()
+                    .map(|((id, replica), upper)| (replica_frontier_row(*id, *replica, upper), 1))
                     .collect(),
             ),
             kind if kind.is_differential() && !kind.is_controller_written() => Some(
@@ -135,6 +174,13 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
         self.send(IntrospectionType::ShardMapping, diffs);
     }
 
+    /// Whether a collection of `kind` is registered, so that changes must be sent.
+    fn is_written(&self, kind: IntrospectionType) -> bool {
+        self.collections
+            .iter()
+            .any(|(id, k)| *k == kind && self.registered.contains(id))
+    }
+
     /// Records `id`'s since and upper.
     pub(crate) fn set_frontiers(
         &mut self,
@@ -142,19 +188,29 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
         since: &Antichain<T>,
         upper: &Antichain<T>,
     ) {
-        let row = Row::pack(&[
-            text(id.to_string()),
-            text(frontier_text(since)),
-            text(frontier_text(upper)),
-        ]);
-        let diffs = upsert(&mut self.frontiers, id, Some(row));
-        self.send(IntrospectionType::Frontiers, diffs);
+        let old = match self.frontiers.get_mut(&id) {
+            Some(current) if current.0 == *since && current.1 == *upper => return,
+            Some(current) => Some(std::mem::replace(current, (since.clone(), upper.clone()))),
+            None => {
+                self.frontiers.insert(id, (since.clone(), upper.clone()));
+                None
+            }
+        };
+        if self.is_written(IntrospectionType::Frontiers) {
+            let mut diffs = vec![(frontiers_row(id, since, upper), 1)];
+            diffs.extend(old.map(|(s, u)| (frontiers_row(id, &s, &u), -1)));
+            self.send(IntrospectionType::Frontiers, diffs);
+        }
     }
 
     /// Retracts `id`'s frontiers.
     pub(crate) fn remove_frontiers(&mut self, id: GlobalId) {
-        let diffs = upsert(&mut self.frontiers, id, None);
-        self.send(IntrospectionType::Frontiers, diffs);
+        if let Some((since, upper)) = self.frontiers.remove(&id)
+            && self.is_written(IntrospectionType::Frontiers)
+        {
+            let diffs = vec![(frontiers_row(id, &since, &upper), -1)];
+            self.send(IntrospectionType::Frontiers, diffs);
+        }
     }
 
     /// Records replica `replica`'s upper of `id`.
@@ -164,13 +220,19 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
         replica: ReplicaId,
         upper: &Antichain<T>,
     ) {
-        let row = Row::pack(&[
-            text(id.to_string()),
-            text(replica.to_string()),
-            text(frontier_text(upper)),
-        ]);
-        let diffs = upsert(&mut self.replica_frontiers, (id, replica), Some(row));
-        self.send(IntrospectionType::ReplicaFrontiers, diffs);
+        let old = match self.replica_frontiers.get_mut(&(id, replica)) {
+            Some(current) if current == upper => return,
+            Some(current) => Some(std::mem::replace(current, upper.clone())),
+            None => {
+                self.replica_frontiers.insert((id, replica), upper.clone());
+                None
+            }
+        };
+        if self.is_written(IntrospectionType::ReplicaFrontiers) {
+            let mut diffs = vec![(replica_frontier_row(id, replica, upper), 1)];
+            diffs.extend(old.map(|u| (replica_frontier_row(id, replica, &u), -1)));
+            self.send(IntrospectionType::ReplicaFrontiers, diffs);
+        }
     }
 
     /// Retracts the replica frontiers `drop` selects.
@@ -182,10 +244,14 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
             .copied()
             .collect();
         let mut diffs = Vec::new();
-        for key in keys {
-            diffs.extend(upsert(&mut self.replica_frontiers, key, None));
+        for (id, replica) in keys {
+            if let Some(upper) = self.replica_frontiers.remove(&(id, replica)) {
+                diffs.push((replica_frontier_row(id, replica, &upper), -1));
+            }
         }
-        self.send(IntrospectionType::ReplicaFrontiers, diffs);
+        if self.is_written(IntrospectionType::ReplicaFrontiers) {
+            self.send(IntrospectionType::ReplicaFrontiers, diffs);
+        }
     }
 
     /// Retracts everything recorded about collection (or sink) `id`.
