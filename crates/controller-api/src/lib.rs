@@ -51,9 +51,9 @@ pub mod timestamp;
 
 pub use controller::CatalogContents;
 pub use controller::{
-    AppendFn, AppendFuture, CollectionFrontiers, Collections, Exports, Instances, Introspection,
-    Lifecycle, MemoryCatalog, MemoryStorageTxn, MonotonicAppender, Reads, ReplicaConfig,
-    ReplicaLocation, RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotPartStats,
+    AppendFn, AppendFuture, BufferedTxn, CatalogStore, CollectionFrontiers, Collections, Exports,
+    Instances, Introspection, Lifecycle, MemoryCatalog, MemoryStorageTxn, MonotonicAppender, Reads,
+    ReplicaConfig, ReplicaLocation, RtrFuture, SnapshotCursor, SnapshotFuture, SnapshotPartStats,
     SnapshotPartsStats, SnapshotStats, Status, StatusUpdate, StorageController, StorageMetadata,
     StorageParameters, StorageResponse, StorageTxn, StorageWriteOp, TableWrite, Tables,
     insert_collection_metadata_checked, prepare_initialization, write_txns_shard_checked,

@@ -37,8 +37,9 @@ pub use lifecycle::Lifecycle;
 pub use parameters::StorageParameters;
 pub use reads::Reads;
 pub use storage_txn::{
-    CatalogContents, MemoryCatalog, MemoryStorageTxn, StorageMetadata, StorageTxn,
-    insert_collection_metadata_checked, prepare_initialization, write_txns_shard_checked,
+    BufferedTxn, CatalogContents, CatalogStore, MemoryCatalog, MemoryStorageTxn, StorageMetadata,
+    StorageTxn, insert_collection_metadata_checked, prepare_initialization,
+    write_txns_shard_checked,
 };
 pub use tables::Tables;
 pub use values::{

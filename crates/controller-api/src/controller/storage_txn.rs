@@ -338,26 +338,63 @@ impl MemoryCatalog {
 
     /// A transaction on the current state, at the current epoch.
     pub fn begin<T: StorageTimestamp>(&self) -> MemoryStorageTxn<T> {
-        let guard = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        MemoryStorageTxn {
-            catalog: self.clone(),
-            state: guard.clone(),
-            _timestamp: std::marker::PhantomData,
-        }
+        let contents = self
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        BufferedTxn::new(self.clone(), contents)
     }
 }
 
-/// A transaction on a [`MemoryCatalog`].
+/// Where a [`BufferedTxn`] commits: a catalog that takes a transaction's contents
+/// whole. [`MemoryCatalog`] is one; `strata-controller-core`'s durable catalog another.
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
+    /// The epoch a transaction whose contents are `state` reports.
+    fn epoch(&self, state: &CatalogContents) -> u64;
+
+    /// Commits `state`, a transaction's contents begun on `base`; returns the contents
+    /// the transaction sees afterwards.
+    async fn commit<T: StorageTimestamp>(
+        &self,
+        base: &CatalogContents,
+        state: &CatalogContents,
+    ) -> Result<CatalogContents, StorageError<T>>;
+}
+
+/// A catalog transaction buffered in a private copy of the catalog's contents and
+/// committed to its [`CatalogStore`] whole: the one implementation of [`StorageTxn`]'s
+/// reads and writes, for every catalog.
 #[derive(Debug)]
-pub struct MemoryStorageTxn<T> {
-    catalog: MemoryCatalog,
-    /// The contents at `begin` (and their epoch), with this transaction's writes.
+pub struct BufferedTxn<S, T> {
+    store: S,
+    /// The contents the transaction began on (or last committed).
+    base: CatalogContents,
+    /// `base` with this transaction's writes.
     state: CatalogContents,
     _timestamp: std::marker::PhantomData<fn() -> T>,
 }
 
+impl<S, T> BufferedTxn<S, T> {
+    /// A transaction on `store` whose contents are `contents` at the start.
+    pub fn new(store: S, contents: CatalogContents) -> Self {
+        BufferedTxn {
+            store,
+            base: contents.clone(),
+            state: contents,
+            _timestamp: std::marker::PhantomData,
+        }
+    }
+
+    /// The transaction's view of the catalog, including its uncommitted writes.
+    pub fn contents(&self) -> &CatalogContents {
+        &self.state
+    }
+}
+
 #[async_trait]
-impl<T: StorageTimestamp> StorageTxn<T> for MemoryStorageTxn<T> {
+impl<S: CatalogStore, T: StorageTimestamp> StorageTxn<T> for BufferedTxn<S, T> {
     fn get_collection_metadata(&self) -> BTreeMap<GlobalId, ShardId> {
         self.state.collection_metadata.clone()
     }
@@ -398,23 +435,40 @@ impl<T: StorageTimestamp> StorageTxn<T> for MemoryStorageTxn<T> {
     }
 
     fn epoch(&self) -> u64 {
-        self.state.epoch
+        self.store.epoch(&self.state)
     }
 
     async fn commit(&mut self) -> Result<(), StorageError<T>> {
-        let mut guard = self
-            .catalog
-            .shared
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if guard.epoch != self.state.epoch {
+        let committed = self.store.commit(&self.base, &self.state).await?;
+        self.base.clone_from(&committed);
+        self.state = committed;
+        Ok(())
+    }
+}
+
+/// A transaction on a [`MemoryCatalog`].
+pub type MemoryStorageTxn<T> = BufferedTxn<MemoryCatalog, T>;
+
+#[async_trait]
+impl CatalogStore for MemoryCatalog {
+    fn epoch(&self, state: &CatalogContents) -> u64 {
+        state.epoch
+    }
+
+    async fn commit<T: StorageTimestamp>(
+        &self,
+        _base: &CatalogContents,
+        state: &CatalogContents,
+    ) -> Result<CatalogContents, StorageError<T>> {
+        let mut guard = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.epoch != state.epoch {
             return Err(StorageError::Fenced {
-                ours: self.state.epoch,
+                ours: state.epoch,
                 current: guard.epoch,
             });
         }
-        guard.clone_from(&self.state);
-        Ok(())
+        guard.clone_from(state);
+        Ok(state.clone())
     }
 }
 

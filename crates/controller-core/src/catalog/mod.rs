@@ -34,7 +34,7 @@ mod txn;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use strata_controller_api::{ShardId, StorageTimestamp};
+use strata_controller_api::{BufferedTxn, ShardId, StorageTimestamp};
 use strata_persist_backend::PersistClient;
 
 pub use contract::{CatalogHarness, storage_txn_contract};
@@ -207,7 +207,7 @@ impl DurableCatalog {
 
     /// A transaction on [`DurableCatalog::contents`], at this instance's epoch.
     pub fn begin<T: StorageTimestamp>(&self) -> DurableStorageTxn<T> {
-        DurableStorageTxn::new(self.clone(), self.contents())
+        BufferedTxn::new(self.clone(), self.contents())
     }
 
     /// Reads the latest version of the catalog at `options.shard` without claiming an
