@@ -163,3 +163,68 @@ async fn a_migrated_introspection_collection_is_written_while_read_only() {
     assert!(ctl.persist_client().inspect(shard).await.is_err());
     assert!(ctl.is_read_only());
 }
+
+/// The new version drops a table while read-only: the drop is recorded at once and
+/// writes nothing while read-only (a write gate refuses and records any write), the old
+/// version writes the table on, and at the cut-over the table leaves the txns shard and
+/// its shard is finalized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_dropped_while_read_only_is_retired_at_the_cut_over() {
+    let (env, location) = gated_env().await;
+    let (kept, gone) = (id(1), id(2));
+    let mut old = env.controller_on(&location.ungated_url, false).await;
+    create_tables(&env, &mut old, &[kept, gone], t(0)).await;
+    append(&mut old, 1, vec![(gone, vec![(row(1), 1)])]).await;
+
+    location.gate.deny_all();
+    let mut new = env.controller(true).await;
+    let tables = vec![
+        (kept, CollectionDescription::table(desc())),
+        (gone, CollectionDescription::table(desc())),
+    ];
+    new.create_collections(&env.metadata(), None, tables)
+        .await
+        .unwrap();
+    let shard = new.collection_metadata(gone).unwrap().data_shard;
+    env.prepare(&new, &[], &[gone]).await;
+    new.drop_tables(vec![gone], t(2)).await.unwrap();
+    assert!(new.check_exists(gone).is_err());
+    assert!(
+        !new.catalog_contents()
+            .collection_metadata
+            .contains_key(&gone)
+    );
+    // The old version does not know yet, and writes on.
+    append(&mut old, 3, vec![(gone, vec![(row(2), 1)])]).await;
+    location
+        .gate
+        .assert_nothing_refused("by a read-only controller dropping a table");
+    location.gate.allow();
+
+    new.allow_writes(Some(t(5))).await.unwrap();
+    let client = new.persist_client().clone();
+    let mut retired = false;
+    for _ in 0..1000 {
+        new.apply_pending();
+        let unfinalized = env.catalog.begin::<Timestamp>().get_unfinalized_shards();
+        if !unfinalized.contains(&shard) && client.is_finalized(shard).await.unwrap() {
+            retired = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(retired, "the dropped table's shard was not finalized");
+    // It left the txns shard first; the kept table is still registered.
+    let txns =
+        strata_persist_backend::txns::TxnsHandle::<Timestamp>::open(client, new.txns_shard())
+            .await
+            .unwrap();
+    let registered: Vec<_> = txns.registered().into_iter().map(|(s, _)| s).collect();
+    assert!(!registered.contains(&shard), "{registered:?}");
+    assert!(registered.contains(&new.collection_metadata(kept).unwrap().data_shard));
+    append(&mut new, 6, vec![(kept, vec![(row(3), 1)])]).await;
+    assert_eq!(
+        as_map(new.snapshot(kept, t(6)).await.unwrap()),
+        as_map(vec![(row(3), 1)])
+    );
+}

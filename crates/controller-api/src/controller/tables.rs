@@ -20,7 +20,9 @@ use crate::timestamp::StorageTimestamp;
 /// - Validation errors are returned immediately and nothing is written; durability
 ///   errors come through the returned [`AppendFuture`].
 /// - In read-only mode every write fails with [`StorageError::ReadOnly`], except writes
-///   to migrated system collections.
+///   to migrated collections. A table may be dropped while read-only: the drop is
+///   recorded at once, and the table leaves the txns shard (which the writable
+///   controller owns until then) and its shard is finalized once writes are allowed.
 /// - [`Tables::drop_tables`] is durable when it returns: the catalog no longer maps the
 ///   ids and lists their shards as unfinalized, so a controller that starts after a
 ///   crash finalizes them and the ids stay gone. Re-creating a dropped id later gets a

@@ -34,12 +34,12 @@ impl<T: StorageTimestamp> Controller<T> {
         let mut forget: Vec<ShardId> = Vec::new();
         for id in &ids {
             let state = self.registry.live_table(*id)?;
-            if state.txns_registered {
+            // Read-only, an earlier controller may have registered the table: the
+            // storage task keeps the forget until writes are allowed and then forgets
+            // the shards that are registered.
+            if state.txns_registered || self.read_only {
                 forget.push(state.shard);
             }
-        }
-        if self.read_only {
-            return Err(StorageError::ReadOnly);
         }
         self.record_drops(&ids).await?;
         if !forget.is_empty() {

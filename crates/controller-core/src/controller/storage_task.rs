@@ -183,6 +183,7 @@ pub(crate) fn spawn<T: StorageTimestamp>(config: StorageTaskConfig<T>) -> Storag
         writers: BTreeMap::new(),
         pending_downgrades: BTreeMap::new(),
         pending_finalize: Vec::new(),
+        pending_forgets: Vec::new(),
         retry: tx.downgrade(),
         applier: None,
     };
@@ -199,6 +200,9 @@ pub(super) struct StorageTask<T: StorageTimestamp> {
     writers: BTreeMap<ShardId, WriteHandle<T>>,
     pending_downgrades: BTreeMap<ShardId, (Antichain<T>, ShardKind)>,
     pending_finalize: Vec<(ShardId, ShardKind)>,
+    /// Forgets of tables dropped while read-only: the txns shard is not ours to write
+    /// until `AllowWrites`.
+    pending_forgets: Vec<(T, Vec<ShardId>)>,
     /// Re-queues failed finalizations; weak, so the task still ends with the controller.
     pub(super) retry: mpsc::WeakUnboundedSender<Command<T>>,
     /// Applies committed table writes in the background (writable only).
@@ -261,6 +265,10 @@ impl<T: StorageTimestamp> StorageTask<T> {
                     .change_membership(ts, Membership::Register(shards))
                     .await;
                 let _ = reply.send(result);
+            }
+            Command::Forget { ts, shards, reply } if !self.writable => {
+                self.pending_forgets.push((ts, shards));
+                let _ = reply.send(Ok(()));
             }
             Command::Forget { ts, shards, reply } => {
                 let result = self.change_membership(ts, Membership::Forget(shards)).await;
@@ -365,6 +373,26 @@ impl<T: StorageTimestamp> StorageTask<T> {
         self.writable = true;
         for (shard, (since, kind)) in std::mem::take(&mut self.pending_downgrades) {
             self.downgrade(shard, &since, kind).await;
+        }
+        // Tables dropped while read-only leave the txns shard now, before their shards
+        // are finalized; only those some controller registered (at or after their drop
+        // time: the old controller wrote on until the cut-over).
+        for (ts, shards) in std::mem::take(&mut self.pending_forgets) {
+            let registered: std::collections::BTreeSet<ShardId> = self
+                .txns
+                .as_ref()
+                .map(|txns| txns.registered().into_iter().map(|(s, _)| s).collect())
+                .unwrap_or_default();
+            let shards: Vec<ShardId> = shards
+                .into_iter()
+                .filter(|s| registered.contains(s))
+                .collect();
+            if shards.is_empty() {
+                continue;
+            }
+            if let Err(error) = self.change_membership(ts, Membership::Forget(shards)).await {
+                tracing::warn!(%error, "cannot forget tables dropped while read-only");
+            }
         }
         for (shard, kind) in std::mem::take(&mut self.pending_finalize) {
             self.finalize_logged(shard, kind, Self::finalize_backoff())
