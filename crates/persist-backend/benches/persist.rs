@@ -17,6 +17,10 @@
 //!   threads into rows; the baseline is one GET and one arrow reader on one thread,
 //!   producing Arrow arrays, not rows.
 //!
+//! - `txns_commit_with_{n}_tables`: a one-row commit through the txns shard with `n`
+//!   tables registered, against the same commit with one table registered: a commit's
+//!   cost must not grow with the number of tables (target about 1x).
+//!
 //! Backends: `mem://` and `file://` (a temp dir) always; S3 when
 //! `STRATA_S3_TEST_BUCKET` is set along with the AWS variables. To bench against a
 //! local moto server, start it as `cargo xtask test` does:
@@ -65,6 +69,8 @@ struct Sizes {
     snapshot_rows: usize,
     snapshot_batches: usize,
     snapshot_reps: usize,
+    scale_tables: usize,
+    scale_commits: u64,
 }
 
 fn sizes(mode: Mode) -> Sizes {
@@ -76,6 +82,8 @@ fn sizes(mode: Mode) -> Sizes {
             snapshot_rows: 10_000,
             snapshot_batches: 2,
             snapshot_reps: 1,
+            scale_tables: 10,
+            scale_commits: 5,
         },
         Mode::Quick => Sizes {
             latency_ops: 60,
@@ -84,6 +92,8 @@ fn sizes(mode: Mode) -> Sizes {
             snapshot_rows: 100_000,
             snapshot_batches: 4,
             snapshot_reps: 3,
+            scale_tables: 10_000,
+            scale_commits: 200,
         },
         Mode::Full => Sizes {
             latency_ops: 400,
@@ -92,6 +102,8 @@ fn sizes(mode: Mode) -> Sizes {
             snapshot_rows: 1_000_000,
             snapshot_batches: 10,
             snapshot_reps: 7,
+            scale_tables: 100_000,
+            scale_commits: 500,
         },
     }
 }
@@ -391,4 +403,47 @@ async fn end_to_end(s: Sizes) {
         s.snapshot_reps,
     )
     .await;
+    let one = txns_commit_cost(1, s.scale_commits).await;
+    let many = txns_commit_cost(s.scale_tables, s.scale_commits).await;
+    report(&Metric::new(
+        format!("txns_commit_with_{}_tables", s.scale_tables),
+        many,
+        "ms/commit",
+        "txns_commit_with_1_table",
+        one,
+    ));
+}
+
+/// The mean time of a one-row txns commit (memory backend) with `tables` registered.
+async fn txns_commit_cost(tables: usize, commits: u64) -> f64 {
+    use strata_persist_backend::txns::{Txn, TxnsHandle};
+    let url = format!("mem://bench-txns-{}", uuid::Uuid::new_v4().simple());
+    let client = PersistClient::open(&url).await.expect("open");
+    let mut txns = TxnsHandle::<Timestamp>::open(client, ShardId::from_bytes([0xee; 16]))
+        .await
+        .expect("txns");
+    let shards: Vec<ShardId> = (0..tables as u64)
+        .map(|i| {
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&(i + 1).to_be_bytes());
+            ShardId::from_bytes(bytes)
+        })
+        .collect();
+    txns.register(Timestamp::new(1), shards.iter().map(|s| (*s, desc())))
+        .await
+        .expect("register")
+        .expect("at the upper");
+    let start = Instant::now();
+    for i in 0..commits {
+        let mut txn = Txn::new();
+        txn.write(shards[0], [(Ok(row(i)), 1)]);
+        // Left unapplied: the figure is the commit (the applier's work is measured by
+        // the controller suite).
+        let _unapplied = txn
+            .commit_at(&mut txns, Timestamp::new(2 + i))
+            .await
+            .expect("commit")
+            .expect("at the upper");
+    }
+    ms(start.elapsed()) / commits as f64
 }

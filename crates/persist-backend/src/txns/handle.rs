@@ -227,12 +227,18 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             .await?
         {
             Ok(()) => {
-                let mut live = std::mem::take(&mut self.live);
                 retract.iter().for_each(|r| {
-                    live.remove(r);
+                    self.live.remove(r);
                 });
-                live.extend(rows.iter().cloned());
-                self.install(new_upper, live)?;
+                self.live.extend(rows.iter().cloned());
+                // The view moves by the difference, not by decoding every live row.
+                if self.view.apply(new_upper, rows, &retract).is_ok() {
+                    let live = &self.live;
+                    self.tidy.retain(|r| live.contains(r));
+                } else {
+                    let live = std::mem::take(&mut self.live);
+                    self.install(new_upper, live)?;
+                }
                 Ok(true)
             }
             Err(_) => {

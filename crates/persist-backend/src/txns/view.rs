@@ -99,13 +99,62 @@ impl TxnsView {
         upper: u64,
         rows: impl IntoIterator<Item = &'a Row>,
     ) -> Result<TxnsView, String> {
+        let mut view = TxnsView {
+            upper,
+            shards: BTreeMap::new(),
+        };
+        view.add(rows)?;
+        Ok(view)
+    }
+
+    /// Moves the view to `upper` by the live rows one commit `added` and `retracted`:
+    /// what [`TxnsView::from_rows`] gives for the new live rows, at the cost of the
+    /// difference instead of every row (a commit of one row to one of 100k tables
+    /// decodes one row, not 100k). On an error the view is left half changed; rebuild
+    /// it with `from_rows`.
+    pub(crate) fn apply<'a>(
+        &mut self,
+        upper: u64,
+        added: impl IntoIterator<Item = &'a Row>,
+        retracted: impl IntoIterator<Item = &'a Row>,
+    ) -> Result<(), String> {
+        for raw in retracted {
+            let row = TxnsRow::decode(raw)?;
+            let shard = row.shard();
+            let missing = || format!("{shard} retracted but not registered");
+            match row {
+                // A registration leaves with its shard's entry (its forget and batches
+                // are tidied with it).
+                TxnsRow::Register { .. } => {
+                    self.shards.remove(&shard).ok_or_else(missing)?;
+                }
+                TxnsRow::Forget { .. } => {
+                    if let Some(entry) = self.shards.get_mut(&shard) {
+                        entry.forget_ts = None;
+                        entry.forget_row = None;
+                    }
+                }
+                TxnsRow::Batch { ts, .. } => {
+                    if let Some(entry) = self.shards.get_mut(&shard) {
+                        entry.batches.remove(&ts);
+                    }
+                }
+            }
+        }
+        self.add(added)?;
+        self.upper = upper;
+        Ok(())
+    }
+
+    /// Adds live rows to the view.
+    fn add<'a>(&mut self, rows: impl IntoIterator<Item = &'a Row>) -> Result<(), String> {
         let mut decoded: Vec<(TxnsRow, &Row)> = Vec::new();
         for row in rows {
             decoded.push((TxnsRow::decode(row)?, row));
         }
         // Registrations first, so the other rows find their entry.
         decoded.sort_by_key(|(r, _)| !matches!(r, TxnsRow::Register { .. }));
-        let mut shards = BTreeMap::new();
+        let shards = &mut self.shards;
         for (row, raw) in decoded {
             let shard = row.shard();
             match row {
@@ -141,7 +190,7 @@ impl TxnsView {
                 }
             }
         }
-        Ok(TxnsView { upper, shards })
+        Ok(())
     }
 
     /// The entry of a shard that commits may name.
@@ -252,6 +301,79 @@ mod tests {
             "a forget tidies everything"
         );
         assert!(!v.shards[&shard(1)].writable());
+    }
+
+    fn batch_of(n: u8, ts: u64) -> TxnsRow {
+        match batch(ts) {
+            TxnsRow::Batch { ts, batch, .. } => TxnsRow::Batch {
+                shard: shard(n),
+                ts,
+                batch,
+            },
+            other => other,
+        }
+    }
+
+    /// Each case: the live rows, then one commit's added and retracted rows; applying
+    /// the difference gives what rebuilding from the new live rows gives.
+    #[test]
+    fn applying_a_commit_equals_rebuilding() {
+        let forget = |n, ts| TxnsRow::Forget {
+            shard: shard(n),
+            ts,
+        };
+        type Case = (Vec<TxnsRow>, Vec<TxnsRow>, Vec<TxnsRow>);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![register(1, 0)], vec![]),
+            (
+                vec![register(1, 0), register(2, 0)],
+                vec![batch_of(1, 3), batch_of(2, 3)],
+                vec![],
+            ),
+            // The applier linked the batch at 3: it is tidied as the next one lands.
+            (
+                vec![register(1, 0), batch_of(1, 3)],
+                vec![batch_of(1, 5)],
+                vec![batch_of(1, 3)],
+            ),
+            (
+                vec![register(1, 0), register(2, 1), batch_of(2, 3)],
+                vec![forget(2, 4)],
+                vec![],
+            ),
+            // A forgotten shard is tidied whole.
+            (
+                vec![register(1, 0), register(2, 1), forget(2, 4)],
+                vec![batch_of(1, 6)],
+                vec![register(2, 1), forget(2, 4)],
+            ),
+            // And may be registered again in the same commit.
+            (
+                vec![register(2, 1), forget(2, 4)],
+                vec![register(2, 7)],
+                vec![register(2, 1), forget(2, 4)],
+            ),
+        ];
+        for (before, added, retracted) in cases {
+            let encode = |rows: &[TxnsRow]| rows.iter().map(TxnsRow::encode).collect::<Vec<Row>>();
+            let (before_rows, added_rows, retracted_rows) =
+                (encode(&before), encode(&added), encode(&retracted));
+            let mut applied = TxnsView::from_rows(100, &before_rows).unwrap();
+            applied.apply(101, &added_rows, &retracted_rows).unwrap();
+            let after: Vec<Row> = before_rows
+                .iter()
+                .filter(|r| !retracted_rows.contains(r))
+                .chain(&added_rows)
+                .cloned()
+                .collect();
+            let rebuilt = TxnsView::from_rows(101, &after).unwrap();
+            assert_eq!(applied, rebuilt, "{before:?} + {added:?} - {retracted:?}");
+        }
+        // Inconsistent differences are errors, as inconsistent rows are.
+        let mut v = view(&[register(1, 0)]).unwrap();
+        assert!(v.apply(101, &[register(1, 0).encode()], &[]).is_err());
+        let mut v = view(&[]).unwrap();
+        assert!(v.apply(101, &[], &[register(3, 0).encode()]).is_err());
     }
 
     #[test]
