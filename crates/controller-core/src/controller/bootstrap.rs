@@ -215,13 +215,13 @@ impl<T: StorageTimestamp> Controller<T> {
     /// once.
     pub(super) async fn open_shards(
         &self,
-        shards: Vec<(GlobalId, ShardId, RelationDesc, Option<String>)>,
+        shards: Vec<(GlobalId, ShardId, RelationDesc, Option<String>, bool)>,
     ) -> Result<Vec<Opened<T>>, StorageError<T>> {
         let client = self.client.clone();
         let (epoch, read_only) = (self.epoch, self.read_only);
         let bound = self.config.open_concurrency.max(1);
         stream::iter(shards)
-            .map(|(id, shard, desc, name)| {
+            .map(|(id, shard, desc, name, is_table)| {
                 let client = client.clone();
                 async move {
                     if read_only {
@@ -238,12 +238,21 @@ impl<T: StorageTimestamp> Controller<T> {
                             exists,
                         });
                     }
-                    let writer = client
-                        .open_writer::<T>(shard, desc)
-                        .await
-                        .map_err(persist_err)?;
-                    let upper = writer.upper().clone();
-                    drop(writer);
+                    // A table's writer is the txns shard's, which registers it next
+                    // (recording its schema): reading the upper is enough here. Any
+                    // other shard gets its schema from a writer now.
+                    let upper = if is_table {
+                        client
+                            .fetch_recent_upper::<T>(shard)
+                            .await
+                            .map_err(persist_err)?
+                    } else {
+                        let writer = client
+                            .open_writer::<T>(shard, desc)
+                            .await
+                            .map_err(persist_err)?;
+                        writer.upper().clone()
+                    };
                     let handle = fence_shard(&client, shard, epoch).await?;
                     if let Some(name) = name {
                         // Off the create path: a name is for people, and a create must
@@ -333,7 +342,7 @@ impl<T: StorageTimestamp> Controller<T> {
             .filter_map(|(id, d)| {
                 shards
                     .get(id)
-                    .map(|s| (*id, *s, d.desc.clone(), d.display_name()))
+                    .map(|s| (*id, *s, d.desc.clone(), d.display_name(), d.is_table()))
             })
             .collect();
         let mut opened: BTreeMap<GlobalId, Opened<T>> = self
@@ -542,7 +551,7 @@ impl<T: StorageTimestamp> Controller<T> {
         let opened = self
             .open_shards(
                 live.iter()
-                    .map(|c| (c.0, c.1, c.2.clone(), c.4.clone()))
+                    .map(|c| (c.0, c.1, c.2.clone(), c.4.clone(), c.3))
                     .collect(),
             )
             .await?;
