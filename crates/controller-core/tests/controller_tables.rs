@@ -373,3 +373,46 @@ async fn close_finishes_accepted_writes() {
         as_map(vec![(row(7), 1)])
     );
 }
+
+/// Upper changes are reported by `process` whichever call applied them, and once per
+/// table per report: table writes, and calls that apply pending changes on the way
+/// (here `apply_pending`), must not swallow the tables' new upper.
+#[tokio::test]
+async fn table_uppers_applied_outside_process_are_still_reported_once() {
+    let env = mem_env();
+    let mut ctl = env.controller(false).await;
+    let (a, b) = (id(1), id(2));
+    create_tables(&env, &mut ctl, &[a, b], t(0)).await;
+    // Each write applies the previous one's upper on its way in; the last is applied
+    // by `apply_pending`. No `process` call in between.
+    for ts in 1..=3 {
+        append(&mut ctl, ts, vec![(a, vec![(row(ts as i64), 1)])]).await;
+    }
+    ctl.apply_pending();
+    assert_eq!(
+        ctl.collection_frontiers(b).unwrap().upper,
+        strata_controller_api::Antichain::from_elem(t(4))
+    );
+    let mut reported: Vec<(
+        strata_controller_api::GlobalId,
+        strata_controller_api::Antichain<strata_controller_api::Timestamp>,
+    )> = Vec::new();
+    let mut reports = 0;
+    while let Some(response) = strata_controller_api::Lifecycle::process(&mut ctl).unwrap() {
+        if let strata_controller_api::StorageResponse::FrontierUpdates(updates) = response {
+            reports += 1;
+            reported.extend(updates);
+        }
+    }
+    let of = |id| {
+        reported
+            .iter()
+            .filter(|(i, _)| *i == id)
+            .map(|(_, upper)| upper.clone())
+            .collect::<Vec<_>>()
+    };
+    let latest = strata_controller_api::Antichain::from_elem(t(4));
+    assert_eq!(reports, 1, "{reported:?}");
+    assert_eq!(of(a), vec![latest.clone()], "{reported:?}");
+    assert_eq!(of(b), vec![latest], "{reported:?}");
+}

@@ -266,7 +266,10 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
 
     fn process(&mut self) -> Result<Option<StorageResponse<T>>, StorageError<T>> {
         self.internal_ready = false;
-        let uppers = self.drain_internal();
+        self.drain_internal();
+        let uppers = std::mem::take(&mut self.unreported_uppers)
+            .into_iter()
+            .collect();
         self.apply_instance_responses(uppers);
         for (id, instance) in &self.instances {
             let metrics = &self.config.metrics.controller;

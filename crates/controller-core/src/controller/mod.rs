@@ -182,6 +182,9 @@ pub struct Controller<T: StorageTimestamp> {
     stashed_events: Vec<Event<T>>,
     /// Responses `process` produced but has not returned yet (it returns one per call).
     responses: VecDeque<StorageResponse<T>>,
+    /// Upper changes applied (by any call) but not yet reported by `process`: the
+    /// latest per collection.
+    unreported_uppers: BTreeMap<GlobalId, Antichain<T>>,
     /// The tables' shared upper (the txns shard's), as the storage task last reported.
     tables_upper: Antichain<T>,
     /// The latest time at which the storage task started a group commit of table writes.
@@ -278,6 +281,7 @@ impl<T: StorageTimestamp> Controller<T> {
             stashed_holds: Vec::new(),
             stashed_events: Vec::new(),
             responses: VecDeque::new(),
+            unreported_uppers: BTreeMap::new(),
             tables_upper: Antichain::from_elem(T::minimum()),
             committing_ts: None,
         };
@@ -379,9 +383,9 @@ impl<T: StorageTimestamp> Controller<T> {
         self.fence.check_seen()
     }
 
-    /// Applies every read-hold change and storage-task event received so far; returns
-    /// the upper changes applied.
-    fn drain_internal(&mut self) -> Vec<(GlobalId, Antichain<T>)> {
+    /// Applies every read-hold change and storage-task event received so far, and keeps
+    /// the upper changes for `process` to report (whichever call drained them).
+    fn drain_internal(&mut self) {
         let mut changes: BTreeMap<GlobalId, ChangeBatch<T>> = BTreeMap::new();
         let stashed = std::mem::take(&mut self.stashed_holds);
         for (id, mut batch) in stashed {
@@ -398,21 +402,27 @@ impl<T: StorageTimestamp> Controller<T> {
         while let Ok(event) = self.events_rx.try_recv() {
             events.push(event);
         }
+        // The tables share one upper: however many commits happened since the last
+        // drain, each table moves once, to the latest.
+        let mut tables_upper = None;
         for event in events {
             match event {
-                Event::TablesUpper(upper) => {
-                    self.tables_upper.clone_from(&upper);
-                    uppers.extend(self.registry.txns_tables().map(|id| (id, upper.clone())));
-                }
+                Event::TablesUpper(upper) => tables_upper = Some(upper),
                 Event::Upper(id, upper) => uppers.push((id, upper)),
                 Event::Committing(ts) => self.committing_ts = self.committing_ts.max(Some(ts)),
             }
         }
+        if let Some(upper) = tables_upper {
+            self.tables_upper.clone_from(&upper);
+            uppers.extend(self.registry.txns_tables().map(|id| (id, upper.clone())));
+        }
         if !uppers.is_empty() {
             let effects = self.registry.frontiers.update_write_frontiers(&uppers);
             self.execute(effects);
+            for (id, upper) in uppers {
+                self.unreported_uppers.insert(id, upper);
+            }
         }
-        uppers
     }
 
     /// Applies read-hold changes. Changes for ids that are gone are ignored (a hold may
