@@ -12,6 +12,9 @@ use ingest_support::*;
 use strata_controller_api::{Collections, StorageResponse, Timestamp};
 use strata_controller_core::Controller;
 
+/// The rounds of the source (3 offsets each): its uppers end here.
+const SOURCE_END: u64 = 10;
+
 /// A controller with one replica running `source` (30 offsets, 3 per round) until every
 /// upper is at least 2.
 async fn running_source(
@@ -22,7 +25,7 @@ async fn running_source(
     Servers,
     Vec<StorageResponse<Timestamp>>,
 ) {
-    let (mut ctl, servers) = controller(env, false, Some(30)).await;
+    let (mut ctl, servers) = controller(env, false, Some(SOURCE_END * 3)).await;
     add_replica(&mut ctl, 1);
     create_source(env, &mut ctl, source, &connection(3, 0)).await;
     let mut responses = Vec::new();
@@ -85,14 +88,15 @@ async fn a_subsource_dropped_from_a_running_ingestion_is_finalized() {
         )
         .await;
         wait_finalized(&env, &client, shard).await;
-        // The rest of the ingestion keeps running.
-        let before = upper(&ctl, source.auctions);
+        // The rest of the ingestion runs on, to the end of the source (its 30 offsets,
+        // 3 a round). Waiting for "more than before" would hang whenever the source
+        // had already reached its end before the drop.
         pump_until(
             &env,
             &mut ctl,
             &mut responses,
-            "more of the source",
-            |ctl, _| upper(ctl, source.auctions) > before,
+            "the rest of the source",
+            |ctl, _| upper(ctl, source.auctions) >= SOURCE_END,
         )
         .await;
     }
