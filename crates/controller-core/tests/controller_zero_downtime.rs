@@ -6,6 +6,7 @@
 #![cfg(test)]
 
 mod controller_support;
+mod ingest_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -203,17 +204,7 @@ async fn a_table_dropped_while_read_only_is_retired_at_the_cut_over() {
 
     new.allow_writes(Some(t(5))).await.unwrap();
     let client = new.persist_client().clone();
-    let mut retired = false;
-    for _ in 0..1000 {
-        new.apply_pending();
-        let unfinalized = env.catalog.begin::<Timestamp>().get_unfinalized_shards();
-        if !unfinalized.contains(&shard) && client.is_finalized(shard).await.unwrap() {
-            retired = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(retired, "the dropped table's shard was not finalized");
+    ingest_support::wait_finalized(&env, &client, shard).await;
     // It left the txns shard first; the kept table is still registered.
     let txns =
         strata_persist_backend::txns::TxnsHandle::<Timestamp>::open(client, new.txns_shard())

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use strata_controller_api::retry::{Backoff, BackoffConfig};
 use strata_controller_api::{
     Antichain, GlobalId, RelationDesc, Row, ShardId, StorageError, StorageTimestamp,
 };
@@ -127,6 +128,8 @@ struct Task<T: StorageTimestamp> {
 
 impl<T: StorageTimestamp> Task<T> {
     async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request<T>>) {
+        // Following the txns upper retries a failed read with the shared store backoff.
+        let mut backoff = Backoff::new(BackoffConfig::STORE);
         loop {
             let watching = !self.tables.is_empty() && !self.txns_upper.is_empty();
             let client = self.client.clone();
@@ -152,6 +155,7 @@ impl<T: StorageTimestamp> Task<T> {
                 },
                 upper = next_upper => match upper {
                     Ok(upper) => {
+                        backoff.reset();
                         self.txns_upper = upper;
                         self.follow_txns_upper().await;
                     }
@@ -159,7 +163,7 @@ impl<T: StorageTimestamp> Task<T> {
                         // Retried on the next loop (a transient store failure), and
                         // logged: the tables stay readable where they were.
                         tracing::debug!(%error, "cannot follow the txns upper");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                 },
             }

@@ -205,12 +205,14 @@ impl<T: StorageTimestamp> Controller<T> {
                 .and_then(|upper| upper.as_option().copied())
                 .and_then(|upper| upper.step_back())
         };
-        match as_of.as_option().copied().or_else(latest) {
-            Some(time) if self.snapshot_source(id, time).is_ok() => {
-                let (shard, source) = self.snapshot_source(id, time)?;
-                Ok((shard, source, Some(time)))
-            }
-            _ => {
+        let readable = as_of
+            .as_option()
+            .copied()
+            .or_else(latest)
+            .and_then(|time| Some((time, self.snapshot_source(id, time).ok()?)));
+        match readable {
+            Some((time, (shard, source))) => Ok((shard, source, Some(time))),
+            None => {
                 let state = self.registry.live(id)?;
                 let source = Source::Direct {
                     desc: state.description.desc.clone(),
