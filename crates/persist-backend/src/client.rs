@@ -135,7 +135,7 @@ impl PersistClient {
         })
     }
 
-    async fn init<T: StorageTimestamp>(
+    pub(crate) async fn init<T: StorageTimestamp>(
         &self,
         shard: ShardId,
         desc: Option<&RelationDesc>,
@@ -158,9 +158,37 @@ impl PersistClient {
         shard: ShardId,
         desc: RelationDesc,
     ) -> Result<WriteHandle<T>> {
+        self.open_writer_with(shard, desc, true).await
+    }
+
+    /// A writer with no task renewing its lease: registered now, its registration
+    /// lasts one writer lease past its last append, and dropping it writes nothing.
+    /// An append after the lease lapsed fails with
+    /// [`PersistError::LeaseExpired`](crate::PersistError::LeaseExpired); the caller
+    /// registers again ([`WriteHandle::register`]) and retries. For writers that are
+    /// many and mostly idle (the txns shard's data shards): an idle one costs no store
+    /// request.
+    pub(crate) async fn open_passive_writer<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        desc: RelationDesc,
+    ) -> Result<WriteHandle<T>> {
+        self.open_writer_with(shard, desc, false).await
+    }
+
+    async fn open_writer_with<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        desc: RelationDesc,
+        renew: bool,
+    ) -> Result<WriteHandle<T>> {
         let machine = self.init::<T>(shard, Some(&desc)).await?;
         let writer_id = format!("w{}", uuid::Uuid::new_v4().simple());
-        let heartbeat = Heartbeat::start(Arc::clone(&machine), Holder::Writer(writer_id.clone()));
+        let heartbeat = if renew {
+            Heartbeat::start(Arc::clone(&machine), Holder::Writer(writer_id.clone()))
+        } else {
+            Heartbeat::none()
+        };
         let mut handle = WriteHandle {
             fence: None,
             machine,

@@ -31,6 +31,12 @@ impl Heartbeat {
         Heartbeat { stop: Some(tx) }
     }
 
+    /// No task: the registration lapses one lease after its last renewal, and nothing
+    /// happens on drop.
+    pub(crate) fn none() -> Heartbeat {
+        Heartbeat { stop: None }
+    }
+
     /// Stops the task without expiring (the caller expires explicitly).
     pub(crate) fn disarm(&mut self) {
         if let Some(tx) = self.stop.take() {

@@ -134,6 +134,10 @@ impl ObjectStore for CountingStore {
 }
 
 fn counted_client() -> (PersistClient, Arc<Mutex<Counts>>) {
+    counted_client_with(PersistConfig::for_tests())
+}
+
+fn counted_client_with(cfg: PersistConfig) -> (PersistClient, Arc<Mutex<Counts>>) {
     let counts = Arc::new(Mutex::new(Counts::default()));
     let store: Arc<dyn ObjectStore> = Arc::new(CountingStore {
         inner: Arc::new(InMemory::new()),
@@ -141,7 +145,7 @@ fn counted_client() -> (PersistClient, Arc<Mutex<Counts>>) {
     });
     let client = PersistClient::from_location(
         Location::from_store(store, "", "mem://counted"),
-        PersistConfig::for_tests(),
+        cfg,
     );
     (client, counts)
 }
@@ -217,11 +221,31 @@ async fn a_commit_of_n_tables_is_one_consensus_write() {
     for d in &data {
         assert_eq!(
             creates(&c, *d),
-            1,
-            "apply links all 5 commits into {d} with one write: {c:?}"
+            2,
+            "the first apply registers a writer of {d} and links all 5 commits with one \
+             more write: {c:?}"
         );
     }
     assert_eq!(creates(&c, txns), 0, "apply does not write the txns shard");
+    let mut txn = Txn::new();
+    for (i, d) in data.iter().enumerate() {
+        txn.write(*d, [(Ok(test_row(i as i64)), 1)]);
+    }
+    let _applied_below = txn
+        .commit_at(&mut h, Timestamp::new(6))
+        .await
+        .unwrap()
+        .unwrap();
+    take(&counts);
+    h.apply_le(Timestamp::new(6)).await.unwrap();
+    let c = take(&counts);
+    for d in &data {
+        assert_eq!(
+            creates(&c, *d),
+            1,
+            "a later apply links with one write (the writer is kept): {c:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -264,4 +288,73 @@ async fn advancing_n_idle_shards_is_one_consensus_write() {
         "the read moved the upper of the shard it read: {c:?}"
     );
     assert_eq!(c.state_creates.len(), 1, "and wrote no other shard: {c:?}");
+}
+
+/// Registered data shards that sit idle cost no store request, however long: the txns
+/// handle's writers of data shards renew no lease. Time is paused, so advancing it by
+/// 40 leases fires every lease timer there is, deterministically; with a renewing
+/// writer per data shard this counted 64 x 160 heartbeats. A writer whose lease lapsed
+/// registers again when its shard is next written (a link) or moved (a read).
+#[tokio::test(start_paused = true)]
+async fn idle_data_shards_cost_no_store_requests() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let lease = std::time::Duration::from_millis(100);
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let now = {
+        let clock = Arc::clone(&clock);
+        Arc::new(move || clock.load(Ordering::SeqCst))
+    };
+    let (client, counts) = counted_client_with(PersistConfig {
+        heartbeat_in_background: true,
+        writer_lease: lease,
+        reader_lease: lease,
+        now,
+        ..PersistConfig::for_tests()
+    });
+    let txns = new_shard();
+    let data: Vec<ShardId> = (0..64).map(|_| new_shard()).collect();
+    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
+        .await
+        .unwrap();
+    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc())))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut txn = Txn::new();
+    for (i, d) in data.iter().enumerate() {
+        txn.write(*d, [(Ok(test_row(i as i64)), 1)]);
+    }
+    let _applied_below = txn.commit_at(&mut h, Timestamp::new(1)).await.unwrap().unwrap();
+    h.apply_le(Timestamp::new(1)).await.unwrap();
+    take(&counts);
+    // Virtual time: the runtime jumps from timer to timer, running every task each
+    // wakes, until 40 leases have passed.
+    tokio::time::sleep(lease * 40).await;
+    let c = take(&counts);
+    let written: Vec<&String> = c
+        .state_creates
+        .keys()
+        .filter(|k| **k != txns.to_string())
+        .collect();
+    assert!(
+        written.is_empty(),
+        "idle data shards were written: {} of them, {c:?}",
+        written.len()
+    );
+    // The writers' leases lapse (by the lease clock), then a commit is applied to one
+    // shard and another is read past its upper: both register their writer again.
+    clock.fetch_add(40 * lease.as_millis() as u64, Ordering::SeqCst);
+    let mut txn = Txn::new();
+    txn.write(data[3], [(Ok(test_row(100)), 1)]);
+    let _applied_below = txn.commit_at(&mut h, Timestamp::new(5)).await.unwrap().unwrap();
+    h.apply_le(Timestamp::new(5)).await.unwrap();
+    let mut rows = h.read_at(data[3], Timestamp::new(5)).await.unwrap();
+    rows.sort_by_key(|(_, t, _)| *t);
+    assert_eq!(rows.len(), 2, "both commits of data[3]: {rows:?}");
+    h.advance_to(Timestamp::new(9)).await.unwrap();
+    assert_eq!(
+        h.read_at(data[9], Timestamp::new(8)).await.unwrap().len(),
+        1,
+        "data[9]'s one row, read after its writer's lease lapsed"
+    );
 }

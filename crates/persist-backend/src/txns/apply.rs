@@ -190,9 +190,12 @@ pub(crate) async fn advance<T: StorageTimestamp>(
         };
         let (from, to): (Antichain<T>, Antichain<T>) =
             (frontier_of(Some(p)), frontier_of(Some(target)));
-        match w.compare_and_append(&[], from, to).await? {
-            Ok(()) => return Ok(()),
-            Err(_mismatch) => {}
+        match w.compare_and_append(&[], from, to).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(_mismatch)) => {}
+            // A passive writer whose lease lapsed while its shard was idle.
+            Err(PersistError::LeaseExpired { .. }) => w.register().await?,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(PersistError::Contention {

@@ -20,6 +20,10 @@ use crate::write::{UpperMismatch, WriteFence, WriteHandle};
 /// How many data shards `register` opens at once.
 const OPEN_CONCURRENCY: usize = 32;
 
+/// How many data shards' writers a handle keeps open between applies. Each is passive
+/// (no lease task), so the bound is on memory, not store requests.
+const CACHED_DATA_WRITERS: usize = 256;
+
 /// A handle to a txns shard: atomic writes across many data shards.
 ///
 /// Several handles (in one process or many, for example a restarted controller) may
@@ -46,7 +50,9 @@ pub struct TxnsHandle<T: StorageTimestamp> {
     loaded: bool,
     /// Rows known to be applied, retracted by this handle's next write.
     tidy: BTreeSet<Row>,
-    data_writes: BTreeMap<ShardId, WriteHandle<T>>,
+    /// Writers of recently applied data shards, with when each was last used.
+    data_writes: BTreeMap<ShardId, (WriteHandle<T>, u64)>,
+    writer_uses: u64,
     data_reads: BTreeMap<ShardId, ReadHandle<T>>,
 }
 
@@ -88,6 +94,7 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             loaded: false,
             tidy: BTreeSet::new(),
             data_writes: BTreeMap::new(),
+            writer_uses: 0,
             data_reads: BTreeMap::new(),
         };
         handle.refresh().await?;
@@ -306,7 +313,7 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         let ts = time_code(&register_ts);
         let shards: BTreeMap<ShardId, RelationDesc> = shards.into_iter().collect();
         self.refresh().await?;
-        let states = self.open_data_writers(&shards).await?;
+        let states = self.init_data_shards(&shards).await?;
         for (shard, desc) in &shards {
             self.check_data_shard(*shard, desc, ts, states.get(shard).cloned())
                 .await?;
@@ -354,47 +361,34 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         self.commit_rows(ts, to_register).await
     }
 
-    /// Opens the writers `register` needs that are not open yet and reads every data
-    /// shard's state, at most [`OPEN_CONCURRENCY`] shards at a time: registering 10k
-    /// tables then waits on about 10k / 32 round trips to the store, not 10k. Returns
-    /// the states read.
-    async fn open_data_writers(
+    /// Creates the data shards `register` needs that do not exist yet (with their
+    /// schema) and reads every data shard's state, at most [`OPEN_CONCURRENCY`] shards
+    /// at a time: registering 10k tables then waits on about 10k / 32 round trips to
+    /// the store, not 10k. Registers no writer: the data shards are written only when
+    /// commits are applied, by writers opened then ([`TxnsHandle::data_writer`]).
+    /// Returns the states read.
+    async fn init_data_shards(
         &mut self,
         shards: &BTreeMap<ShardId, RelationDesc>,
     ) -> TxnsResult<BTreeMap<ShardId, Arc<State>>> {
         use futures::{StreamExt, TryStreamExt};
-        let work: Vec<(ShardId, Option<RelationDesc>)> = shards
-            .iter()
-            .filter(|(shard, _)| **shard != self.txns_id)
-            .map(|(shard, desc)| {
-                let open = self.data_writes.get(shard).is_none_or(|w| w.desc != *desc);
-                (*shard, open.then(|| desc.clone()))
-            })
-            .collect();
         let client = self.client.clone();
-        let done: Vec<(ShardId, Option<WriteHandle<T>>, Arc<State>)> = futures::stream::iter(work)
+        let txns_id = self.txns_id;
+        futures::stream::iter(shards.iter().filter(|(shard, _)| **shard != txns_id))
             .map(|(shard, desc)| {
                 let client = client.clone();
                 async move {
-                    let writer = match desc {
-                        Some(desc) => Some(client.open_writer::<T>(shard, desc).await?),
-                        None => None,
+                    let machine = client.init::<T>(*shard, Some(desc)).await?;
+                    let state = match machine.cached() {
+                        Some(state) => state,
+                        None => machine.fetch().await?,
                     };
-                    let state = client.machine(shard).fetch().await?;
-                    Ok::<_, TxnsError>((shard, writer, state))
+                    Ok::<_, TxnsError>((*shard, state))
                 }
             })
             .buffer_unordered(OPEN_CONCURRENCY)
             .try_collect()
-            .await?;
-        let mut states = BTreeMap::new();
-        for (shard, writer, state) in done {
-            if let Some(writer) = writer {
-                self.data_writes.insert(shard, writer);
-            }
-            states.insert(shard, state);
-        }
-        Ok(states)
+            .await
     }
 
     /// Opens (creating if needed) a writer of `shard` and checks its schema and upper
@@ -412,23 +406,11 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                 "the txns shard cannot register itself".into(),
             ));
         }
-        if self
-            .data_writes
-            .get(&shard)
-            .is_some_and(|w| w.desc != *desc)
-        {
-            self.data_writes.remove(&shard);
-        }
-        if !self.data_writes.contains_key(&shard) {
-            let w = self.client.open_writer::<T>(shard, desc.clone()).await?;
-            self.data_writes.insert(shard, w);
-        }
         let state = match state {
             Some(state) => state,
             None => self.client.machine(shard).fetch().await?,
         };
         if !state.schema_json.is_empty() && state.schema_json != given {
-            self.data_writes.remove(&shard);
             return Err(TxnsError::SchemaMismatch {
                 shard,
                 existing: state.schema_json.clone(),
@@ -598,20 +580,39 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         Ok(())
     }
 
+    /// A writer of data shard `shard` under its registered relation: a cached one, or
+    /// a new passive writer (no lease task: an idle data shard costs no store request;
+    /// `apply::link` registers it again when its lease lapsed). At most
+    /// [`CACHED_DATA_WRITERS`] are kept; the least recently used goes first.
     async fn data_writer(&mut self, shard: ShardId) -> TxnsResult<&mut WriteHandle<T>> {
         // A shard registered again under a later version of its relation gets a writer
         // of that version.
         let desc = self.entry_desc(shard)?;
-        if self.data_writes.get(&shard).is_some_and(|w| w.desc != desc) {
+        if self.data_writes.get(&shard).is_some_and(|(w, _)| w.desc != desc) {
             self.data_writes.remove(&shard);
         }
         if !self.data_writes.contains_key(&shard) {
-            let w = self.client.open_writer::<T>(shard, desc).await?;
-            self.data_writes.insert(shard, w);
+            if self.data_writes.len() >= CACHED_DATA_WRITERS
+                && let Some(oldest) = self
+                    .data_writes
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(shard, _)| *shard)
+            {
+                self.data_writes.remove(&oldest);
+            }
+            let w = self.client.open_passive_writer::<T>(shard, desc).await?;
+            self.data_writes.insert(shard, (w, 0));
         }
-        self.data_writes
-            .get_mut(&shard)
-            .ok_or_else(|| TxnsError::InvalidUsage(format!("no writer for {shard}")))
+        self.writer_uses += 1;
+        let uses = self.writer_uses;
+        match self.data_writes.get_mut(&shard) {
+            Some((w, used)) => {
+                *used = uses;
+                Ok(w)
+            }
+            None => Err(TxnsError::InvalidUsage(format!("no writer for {shard}"))),
+        }
     }
 
     pub(super) fn entry(&self, shard: ShardId, op: &'static str) -> TxnsResult<&DataEntry> {
