@@ -13,7 +13,9 @@
 //! - the I/O comparisons of `controller_io`;
 //! - the end-to-end lag (p50, p99) from a generator emitting offset `n` to the
 //!   controller seeing the upper pass it, against the same emission to the data
-//!   shard's upper in persist passing it (`controller_lag`).
+//!   shard's upper in persist passing it (`controller_lag`);
+//! - the cost of single operations at 1k tables against the same at 100k
+//!   (`controller_scale`), with idle store traffic and memory per table.
 //!
 //! `--quick` shrinks sizes 10x. Run without `--bench` (as `cargo test --all-targets`
 //! does), criterion runs the group once at a tiny size and the end-to-end parts are
@@ -36,6 +38,7 @@ use strata_controller_core::frontiers::{CollectionConfig, FrontierState};
 mod controller_io;
 mod controller_lag;
 mod controller_responses;
+mod controller_scale;
 
 /// Updates applied per call, like one batch of replica responses or hold changes.
 const BATCH: usize = 100;
@@ -228,7 +231,7 @@ fn frontier_state(c: &mut Criterion, mode: Mode) {
 
 fn main() {
     let mode = Mode::current();
-    // `STRATA_BENCH_ONLY=responses` (or `io`, `lag`, `micro`) runs one part, for a
+    // `STRATA_BENCH_ONLY=responses` (or `io`, `lag`, `scale`, `micro`) runs one part, for a
     // profiler.
     let only = std::env::var("STRATA_BENCH_ONLY").ok();
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
@@ -249,6 +252,15 @@ fn main() {
         controller_responses::run(controller_responses::ResponseSizes {
             collections: mode.scale(10_000, 10),
             responses: mode.scale(1_000_000, 1_000) as usize,
+        });
+    }
+    if runs("scale") {
+        controller_scale::run(controller_scale::ScaleSizes {
+            small: 1_000,
+            large: mode.pick(1_000, 10_000, 100_000),
+            writes: mode.pick(3, 9, 21),
+            // One lease renewal period (a quarter of the 60 s default lease) and a bit.
+            idle_window: std::time::Duration::from_secs(16),
         });
     }
     if runs("lag") {

@@ -27,7 +27,7 @@ pub(crate) struct IoSizes {
     pub(crate) writes_per_caller: usize,
 }
 
-fn desc() -> RelationDesc {
+pub(crate) fn desc() -> RelationDesc {
     RelationDesc::builder()
         .with_column("x", ScalarType::Int64.nullable(false))
         .finish()
@@ -37,7 +37,7 @@ fn file_url(dir: &tempfile::TempDir) -> String {
     format!("file://{}", dir.path().display())
 }
 
-fn catalog_fn(catalog: &MemoryCatalog) -> CatalogFn<Timestamp> {
+pub(crate) fn catalog_fn(catalog: &MemoryCatalog) -> CatalogFn<Timestamp> {
     let catalog = catalog.clone();
     Arc::new(move || {
         Box::new(catalog.begin::<Timestamp>()) as Box<dyn StorageTxn<Timestamp> + Send>

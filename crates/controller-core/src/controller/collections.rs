@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
+use timely::PartialOrder;
 use strata_controller_api::{
     CollectionDescription, CollectionFrontiers, CollectionMetadata, Collections, DataSource,
     GlobalId, SourceConnection, StorageError, StorageMetadata, StorageTimestamp, StorageTxn,
@@ -18,9 +19,18 @@ impl<T: StorageTimestamp> Controller<T> {
             return Err(StorageError::IdentifierMissing(id));
         }
         let f = self.registry.frontiers.frontiers(id)?;
+        // A table's recorded upper may lag the shared one until the next sweep (see
+        // `table_uppers`); its true upper is the shared one.
+        let upper = if self.registry.is_txns_table(id)
+            && PartialOrder::less_than(&f.upper, &self.tables_upper)
+        {
+            self.tables_upper.clone()
+        } else {
+            f.upper
+        };
         Ok(CollectionFrontiers {
             id,
-            upper: f.upper,
+            upper,
             implied_capability: f.implied_capability,
             since: f.since,
         })

@@ -228,8 +228,10 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
             internal_ready,
             stashed_holds,
             stashed_events,
+            table_uppers,
             ..
         } = self;
+        let sweep_due = table_uppers.next_sweep();
         loop {
             let from_instances = async {
                 if instances.is_empty() {
@@ -260,6 +262,10 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
                     pending.push_back(response);
                     return;
                 }
+                () = sleep_until_some(sweep_due) => {
+                    *internal_ready = true;
+                    return;
+                }
             }
         }
     }
@@ -277,5 +283,13 @@ impl<T: StorageTimestamp> Lifecycle<T> for Controller<T> {
         }
         self.check_fenced()?;
         Ok(self.responses.pop_front())
+    }
+}
+
+/// Sleeps until `at`, or forever if it is `None`.
+async fn sleep_until_some(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => futures::future::pending().await,
     }
 }

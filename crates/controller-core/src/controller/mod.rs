@@ -48,6 +48,7 @@ mod reads;
 mod registry;
 mod rtr;
 mod storage_task;
+mod table_uppers;
 mod tables;
 mod upper_watch;
 
@@ -109,6 +110,11 @@ pub struct ControllerConfig<T> {
     /// while read-only, those the previous controller still writes. One round reads
     /// each such shard once, whatever the number of collections.
     pub upper_watch_interval: std::time::Duration,
+    /// How often the frontiers of tables that were not written move to the tables'
+    /// shared upper (and are reported in `FrontierUpdates`). Written tables move on
+    /// the commit; `collection_frontiers` is exact at any time. See
+    /// `controller/table_uppers.rs`.
+    pub table_upper_sweep_interval: std::time::Duration,
     /// How the introspection collections are written (tick, batching, retries, clock).
     pub introspection: strata_introspection::ManagerConfig,
     /// Where the controller records its metrics; clone it before passing it in to serve
@@ -125,6 +131,7 @@ impl<T> Default for ControllerConfig<T> {
             backoff: BackoffConfig::PEER,
             parameters: StorageParameters::default(),
             upper_watch_interval: std::time::Duration::from_secs(1),
+            table_upper_sweep_interval: std::time::Duration::from_secs(1),
             introspection: strata_introspection::ManagerConfig::default(),
             metrics: strata_introspection::Metrics::default(),
         }
@@ -187,6 +194,8 @@ pub struct Controller<T: StorageTimestamp> {
     unreported_uppers: BTreeMap<GlobalId, Antichain<T>>,
     /// The tables' shared upper (the txns shard's), as the storage task last reported.
     tables_upper: Antichain<T>,
+    /// Which tables' frontiers move when `tables_upper` does.
+    table_uppers: table_uppers::TableUppers,
     /// The latest time at which the storage task started a group commit of table writes.
     committing_ts: Option<T>,
 }
@@ -255,6 +264,7 @@ impl<T: StorageTimestamp> Controller<T> {
             config.upper_watch_interval,
             events_tx.clone(),
         );
+        let table_uppers = table_uppers::TableUppers::new(config.table_upper_sweep_interval);
         let mut controller = Controller {
             parameters: config.parameters.clone(),
             config,
@@ -283,6 +293,7 @@ impl<T: StorageTimestamp> Controller<T> {
             responses: VecDeque::new(),
             unreported_uppers: BTreeMap::new(),
             tables_upper: Antichain::from_elem(T::minimum()),
+            table_uppers,
             committing_ts: None,
         };
         if !read_only {
@@ -412,9 +423,21 @@ impl<T: StorageTimestamp> Controller<T> {
                 Event::Committing(ts) => self.committing_ts = self.committing_ts.max(Some(ts)),
             }
         }
+        let moved = tables_upper.is_some();
         if let Some(upper) = tables_upper {
-            self.tables_upper.clone_from(&upper);
-            uppers.extend(self.registry.txns_tables().map(|id| (id, upper.clone())));
+            self.tables_upper = upper;
+        }
+        let upper = &self.tables_upper;
+        match self.table_uppers.on_drain(moved, std::time::Instant::now()) {
+            table_uppers::Move::Nothing => {}
+            table_uppers::Move::Written(ids) => uppers.extend(
+                ids.into_iter()
+                    .filter(|id| self.registry.is_txns_table(*id))
+                    .map(|id| (id, upper.clone())),
+            ),
+            table_uppers::Move::All => {
+                uppers.extend(self.registry.txns_tables().map(|id| (id, upper.clone())));
+            }
         }
         if !uppers.is_empty() {
             let effects = self.registry.frontiers.update_write_frontiers(&uppers);

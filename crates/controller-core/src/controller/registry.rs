@@ -81,6 +81,11 @@ impl<T: StorageTimestamp> Registry<T> {
         }
     }
 
+    /// Whether `id` is a table registered with the txns shard.
+    pub(crate) fn is_txns_table(&self, id: GlobalId) -> bool {
+        self.collections.get(&id).is_some_and(|c| c.txns_registered)
+    }
+
     /// Every table whose upper follows the txns shard.
     pub(crate) fn txns_tables(&self) -> impl Iterator<Item = GlobalId> + '_ {
         self.collections

@@ -139,6 +139,8 @@ impl<T: StorageTimestamp> Tables<T> for Controller<T> {
             };
             return Ok(reply(migrated.append(write_ts, advance_to, writes)).boxed());
         }
+        self.table_uppers
+            .note_written(writes.iter().map(|(id, _, _)| *id));
         let writes = writes
             .into_iter()
             .map(|(_, shard, rows)| (shard, rows))

@@ -373,17 +373,23 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
     ) -> TxnsResult<BTreeMap<ShardId, Arc<State>>> {
         use futures::{StreamExt, TryStreamExt};
         let client = self.client.clone();
-        let txns_id = self.txns_id;
-        futures::stream::iter(shards.iter().filter(|(shard, _)| **shard != txns_id))
+        // Owned, so the future stays `Send` for any lifetime (a stream over borrows
+        // is not, to the compiler's higher-ranked check).
+        let work: Vec<(ShardId, RelationDesc)> = shards
+            .iter()
+            .filter(|(shard, _)| **shard != self.txns_id)
+            .map(|(shard, desc)| (*shard, desc.clone()))
+            .collect();
+        futures::stream::iter(work)
             .map(|(shard, desc)| {
                 let client = client.clone();
                 async move {
-                    let machine = client.init::<T>(*shard, Some(desc)).await?;
+                    let machine = client.init::<T>(shard, Some(&desc)).await?;
                     let state = match machine.cached() {
                         Some(state) => state,
                         None => machine.fetch().await?,
                     };
-                    Ok::<_, TxnsError>((*shard, state))
+                    Ok::<_, TxnsError>((shard, state))
                 }
             })
             .buffer_unordered(OPEN_CONCURRENCY)
