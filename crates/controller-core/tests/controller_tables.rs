@@ -380,7 +380,14 @@ async fn close_finishes_accepted_writes() {
 #[tokio::test]
 async fn table_uppers_applied_outside_process_are_still_reported_once() {
     let env = mem_env();
-    let mut ctl = env.controller(false).await;
+    // Every table moves on every commit here (`controller_table_sweep` tests the
+    // default, where unwritten tables move in a periodic sweep).
+    let mut ctl = env
+        .controller_with(strata_controller_core::ControllerConfig {
+            table_upper_sweep_interval: std::time::Duration::ZERO,
+            ..strata_controller_core::ControllerConfig::default()
+        })
+        .await;
     let (a, b) = (id(1), id(2));
     create_tables(&env, &mut ctl, &[a, b], t(0)).await;
     // Each write applies the previous one's upper on its way in; the last is applied

@@ -143,10 +143,8 @@ fn counted_client_with(cfg: PersistConfig) -> (PersistClient, Arc<Mutex<Counts>>
         inner: Arc::new(InMemory::new()),
         counts: Arc::clone(&counts),
     });
-    let client = PersistClient::from_location(
-        Location::from_store(store, "", "mem://counted"),
-        cfg,
-    );
+    let client =
+        PersistClient::from_location(Location::from_store(store, "", "mem://counted"), cfg);
     (client, counts)
 }
 
@@ -324,7 +322,11 @@ async fn idle_data_shards_cost_no_store_requests() {
     for (i, d) in data.iter().enumerate() {
         txn.write(*d, [(Ok(test_row(i as i64)), 1)]);
     }
-    let _applied_below = txn.commit_at(&mut h, Timestamp::new(1)).await.unwrap().unwrap();
+    let _applied_below = txn
+        .commit_at(&mut h, Timestamp::new(1))
+        .await
+        .unwrap()
+        .unwrap();
     h.apply_le(Timestamp::new(1)).await.unwrap();
     take(&counts);
     // Virtual time: the runtime jumps from timer to timer, running every task each
@@ -346,7 +348,11 @@ async fn idle_data_shards_cost_no_store_requests() {
     clock.fetch_add(40 * lease.as_millis() as u64, Ordering::SeqCst);
     let mut txn = Txn::new();
     txn.write(data[3], [(Ok(test_row(100)), 1)]);
-    let _applied_below = txn.commit_at(&mut h, Timestamp::new(5)).await.unwrap().unwrap();
+    let _applied_below = txn
+        .commit_at(&mut h, Timestamp::new(5))
+        .await
+        .unwrap()
+        .unwrap();
     h.apply_le(Timestamp::new(5)).await.unwrap();
     let mut rows = h.read_at(data[3], Timestamp::new(5)).await.unwrap();
     rows.sort_by_key(|(_, t, _)| *t);

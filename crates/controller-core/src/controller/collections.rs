@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use timely::PartialOrder;
 use strata_controller_api::{
     CollectionDescription, CollectionFrontiers, CollectionMetadata, Collections, DataSource,
     GlobalId, SourceConnection, StorageError, StorageMetadata, StorageTimestamp, StorageTxn,
 };
+use timely::PartialOrder;
 
 use super::Controller;
 use super::bootstrap::prepare_state_in;

@@ -101,6 +101,18 @@ impl Env {
         Controller::new(config, self.catalog_fn(), url).await
     }
 
+    /// A new writable controller at a fresh epoch with `config` (its upper watch at
+    /// [`UPPER_WATCH_INTERVAL`] unless `config` says otherwise).
+    pub async fn controller_with(
+        &self,
+        config: ControllerConfig<Timestamp>,
+    ) -> Controller<Timestamp> {
+        self.catalog.bump_epoch();
+        Controller::new(config, self.catalog_fn(), &self.url)
+            .await
+            .unwrap()
+    }
+
     /// The catalog's mapping, as hosts pass it.
     pub fn metadata(&self) -> StorageMetadata {
         StorageMetadata::from_txn(&self.catalog.begin::<Timestamp>())

@@ -594,7 +594,11 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         // A shard registered again under a later version of its relation gets a writer
         // of that version.
         let desc = self.entry_desc(shard)?;
-        if self.data_writes.get(&shard).is_some_and(|(w, _)| w.desc != desc) {
+        if self
+            .data_writes
+            .get(&shard)
+            .is_some_and(|(w, _)| w.desc != desc)
+        {
             self.data_writes.remove(&shard);
         }
         if !self.data_writes.contains_key(&shard) {
