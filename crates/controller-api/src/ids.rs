@@ -136,14 +136,23 @@ impl ShardId {
 
 impl fmt::Display for ShardId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("s")?;
+        // Into a buffer and out in one write: shard ids are formatted into every object
+        // key, and a `write!` per byte was a tenth of creating 10k tables.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 37];
+        text[0] = b's';
+        let mut at = 1;
         for (i, b) in self.0.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
+                text[at] = b'-';
+                at += 1;
             }
-            write!(f, "{b:02x}")?;
+            text[at] = HEX[usize::from(b >> 4)];
+            text[at + 1] = HEX[usize::from(b & 0xf)];
+            at += 2;
         }
-        Ok(())
+        // Only ASCII was written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -246,6 +255,19 @@ mod tests {
                 assert_eq!(id.to_string(), text);
             }
         }
+    }
+
+    #[test]
+    fn shard_id_text_is_the_hyphenated_uuid() {
+        let bytes: [u8; 16] = std::array::from_fn(|i| ((i as u8) * 0x11) ^ 0x0f);
+        assert_eq!(
+            ShardId::from_bytes(bytes).to_string(),
+            "s0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        );
+        assert_eq!(
+            ShardId::from_bytes([0; 16]).to_string(),
+            "s00000000-0000-0000-0000-000000000000"
+        );
     }
 
     #[test]
