@@ -138,3 +138,81 @@ async fn concurrent_committers_with_faults_lose_and_duplicate_nothing() {
         );
     }
 }
+
+/// A handle that catches up with another handle's commits (reading only the rows
+/// they added and retracted) ends where a handle that reads the whole shard ends:
+/// registrations, commits, applies that tidy, forgets and re-registrations, caught up
+/// after every step and after several at once.
+#[tokio::test]
+async fn a_handle_that_catches_up_sees_what_a_fresh_one_sees() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let txns = new_shard();
+    let shards: Vec<ShardId> = (0..6).map(|_| new_shard()).collect();
+    let mut writer = TxnsHandle::<Timestamp>::open(client(&store), txns)
+        .await
+        .unwrap();
+    let mut follower = TxnsHandle::<Timestamp>::open(client(&store), txns)
+        .await
+        .unwrap();
+    for step in 0..60u64 {
+        // Every step at the txns upper (some steps commit nothing).
+        let ts = writer.txns_upper().as_option().unwrap().as_millis();
+        let shard = shards[(step % 6) as usize];
+        match step % 10 {
+            0 => {
+                let _ = writer
+                    .register(Timestamp::new(ts), [(shard, test_desc())])
+                    .await
+                    .unwrap();
+            }
+            7 if step > 20 => {
+                if writer.logical_upper(shard).is_ok() {
+                    writer
+                        .forget(Timestamp::new(ts), [shard])
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+            }
+            8 => {
+                writer.apply_le(Timestamp::new(ts - 1)).await.unwrap();
+                writer.tidy_now().await.unwrap();
+            }
+            _ => {
+                let mut txn = Txn::new();
+                for s in &shards {
+                    if writer.logical_upper(*s).is_ok() {
+                        txn.write(*s, [(Ok(test_row(step as i64)), 1)]);
+                    }
+                }
+                let _left_for_apply = txn
+                    .commit_at(&mut writer, Timestamp::new(ts))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+        // Catch up after some steps, after several others at once.
+        if step % 3 != 1 {
+            continue;
+        }
+        follower.fetch_txns_upper().await.unwrap();
+        let mut fresh = TxnsHandle::<Timestamp>::open(client(&store), txns)
+            .await
+            .unwrap();
+        fresh.fetch_txns_upper().await.unwrap();
+        assert_eq!(follower.txns_upper(), fresh.txns_upper(), "step {step}");
+        assert_eq!(follower.registered(), fresh.registered(), "step {step}");
+        assert_eq!(follower.live_rows(), fresh.live_rows(), "step {step}");
+        let as_of = Timestamp::new(fresh.txns_upper().as_option().unwrap().as_millis() - 1);
+        for s in &shards {
+            if fresh.logical_upper(*s).is_ok() {
+                assert_eq!(
+                    keys(&follower.read_at(*s, as_of).await.unwrap()),
+                    keys(&fresh.read_at(*s, as_of).await.unwrap()),
+                    "step {step}: {s}"
+                );
+            }
+        }
+    }
+}

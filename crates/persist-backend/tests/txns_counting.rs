@@ -268,8 +268,9 @@ async fn advancing_n_idle_shards_is_one_consensus_write() {
     let c = take(&counts);
     assert_eq!(
         creates(&c, txns),
-        20,
-        "one consensus write per advancement: {c:?}"
+        20 + 1,
+        "one consensus write per advancement, and one more as the handle's reader since \
+         follows the upper (every 16 moves): {c:?}"
     );
     assert_eq!(
         c.state_creates.len(),

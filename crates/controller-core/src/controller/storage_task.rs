@@ -27,6 +27,10 @@ use super::{CatalogFn, SharedReader, persist_err, txns_err};
 /// How many queued commands one wake-up takes at most.
 const MAX_BATCH: usize = 4096;
 
+/// How many table commits pass before the txns shard's critical since follows its
+/// upper (one CAS).
+const TXNS_SINCE_RELEASE_COMMITS: usize = 16;
+
 /// How long `close` waits for the applier's round and for background maintenance.
 const CLOSE_MAINTENANCE_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -180,6 +184,7 @@ pub(crate) fn spawn<T: StorageTimestamp>(config: StorageTaskConfig<T>) -> Storag
         writable: false,
         txns: None,
         since_handles: BTreeMap::new(),
+        commits_since_release: 0,
         writers: BTreeMap::new(),
         pending_downgrades: BTreeMap::new(),
         pending_finalize: Vec::new(),
@@ -197,6 +202,8 @@ pub(super) struct StorageTask<T: StorageTimestamp> {
     pub(super) writable: bool,
     pub(super) txns: Option<TxnsHandle<T>>,
     pub(super) since_handles: BTreeMap<ShardId, SinceHandle<T>>,
+    /// Commits since the txns shard's critical since last moved.
+    commits_since_release: usize,
     writers: BTreeMap<ShardId, WriteHandle<T>>,
     pending_downgrades: BTreeMap<ShardId, (Antichain<T>, ShardKind)>,
     pending_finalize: Vec<(ShardId, ShardKind)>,
@@ -486,6 +493,41 @@ impl<T: StorageTimestamp> StorageTask<T> {
                 };
                 let _ = request.reply.send(result);
             }
+        }
+        self.release_txns_since().await;
+    }
+
+    /// Every [`TXNS_SINCE_RELEASE_COMMITS`] commits, moves the controller's critical
+    /// since of the txns shard to just below its upper. Nothing reads the txns shard at
+    /// an older time (its handles read the latest contents and follow the changes from
+    /// there, and release their own sinces the same way), and a since held at the
+    /// start would keep every commit's rows in the shard for ever.
+    async fn release_txns_since(&mut self) {
+        self.commits_since_release += 1;
+        if self.commits_since_release < TXNS_SINCE_RELEASE_COMMITS {
+            return;
+        }
+        self.commits_since_release = 0;
+        let Some(hold) = self
+            .txns
+            .as_ref()
+            .and_then(|txns| txns.txns_upper().as_option().and_then(|u| u.step_back()))
+        else {
+            return;
+        };
+        let txns_shard = self.config.txns_shard;
+        if let Err(error) = self
+            .downgrade_critical(txns_shard, &Antichain::from_elem(hold))
+            .await
+        {
+            tracing::warn!(%error, "cannot release the txns shard's since");
+        }
+        // The reads' handle moves only when a table is read; catching it up here (it
+        // reads just the new rows) lets its hold follow too.
+        if let Some(reader) = self.config.reader.lock().await.as_mut()
+            && let Err(error) = reader.fetch_txns_upper().await
+        {
+            tracing::debug!(%error, "cannot catch the reads' txns handle up");
         }
     }
 

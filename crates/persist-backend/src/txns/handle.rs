@@ -11,7 +11,7 @@ use super::rows::{TxnsRow, txns_desc};
 use super::view::{DataEntry, TxnsView};
 use crate::client::PersistClient;
 use crate::error::PersistError;
-use crate::read::ReadHandle;
+use crate::read::{Listen, ListenEvent, ReadHandle};
 use crate::state::State;
 use crate::update::Update;
 use crate::update::{frontier_code, frontier_of, time_code, time_of};
@@ -23,6 +23,14 @@ const OPEN_CONCURRENCY: usize = 32;
 /// How many data shards' writers a handle keeps open between applies. Each is passive
 /// (no lease task), so the bound is on memory, not store requests.
 const CACHED_DATA_WRITERS: usize = 256;
+
+/// How many commits a handle sees (its own, or others' it caught up with) before its
+/// reader's since follows its view's upper (one CAS of the txns shard).
+const SINCE_RELEASE_MOVES: usize = 16;
+
+/// ... or on its first move after this long, whatever the count (a handle that
+/// refreshes rarely must not hold the since back for long).
+const SINCE_RELEASE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A handle to a txns shard: atomic writes across many data shards.
 ///
@@ -53,6 +61,12 @@ pub struct TxnsHandle<T: StorageTimestamp> {
     /// Writers of recently applied data shards, with when each was last used.
     data_writes: BTreeMap<ShardId, (WriteHandle<T>, u64)>,
     writer_uses: u64,
+    /// The txns shard's changes from where the view was last read in full (its
+    /// frontier is at or below the view's upper); see [`TxnsHandle::catch_up`].
+    changes: Option<Listen<T>>,
+    /// Commits seen since the reader's since last followed the view's upper.
+    moves_since_release: usize,
+    last_release: Option<std::time::Instant>,
     data_reads: BTreeMap<ShardId, ReadHandle<T>>,
 }
 
@@ -95,6 +109,9 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
             tidy: BTreeSet::new(),
             data_writes: BTreeMap::new(),
             writer_uses: 0,
+            changes: None,
+            moves_since_release: 0,
+            last_release: Some(std::time::Instant::now()),
             data_reads: BTreeMap::new(),
         };
         handle.refresh().await?;
@@ -173,6 +190,16 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
         if upper == self.view.upper && self.loaded {
             return Ok(());
         }
+        // (No change feed only on a shard that was empty when last read in full.)
+        if self.loaded && upper > self.view.upper && self.changes.is_some() {
+            match self.catch_up(upper).await {
+                Ok(commits) => return self.release_since(commits).await,
+                Err(error) => {
+                    tracing::debug!(txns = %self.txns_id, %error, "catching up failed; reading the txns shard again");
+                    self.changes = None;
+                }
+            }
+        }
         let mut live = BTreeSet::new();
         if upper > time_code(&T::minimum()) {
             for (data, _, diff) in self.snapshot_txns(upper - 1).await? {
@@ -183,7 +210,116 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                 live.insert(row);
             }
         }
-        self.install(upper, live)
+        self.install(upper, live)?;
+        self.changes = match upper.checked_sub(1) {
+            Some(as_of) => Some(self.txns_read.listen(&time_of(as_of)).await?),
+            None => None,
+        };
+        self.release_since(0).await
+    }
+
+    /// Moves the cached view to `upper` by the rows other handles added and retracted
+    /// since it was last exact (through `changes`), not by reading every live row
+    /// again: a commit of one row by the controller costs its applier one row, not one
+    /// per registered table. Rows below the view's upper are skipped: this handle's
+    /// own commits are in the view already. Returns how many commits (distinct times)
+    /// it caught up with.
+    async fn catch_up(&mut self, upper: u64) -> TxnsResult<usize> {
+        let from = self.view.upper;
+        // Net per row over the window: a row committed and tidied within it nets out.
+        let mut net: BTreeMap<Row, i64> = BTreeMap::new();
+        let mut commits = BTreeSet::new();
+        let changes = self
+            .changes
+            .as_mut()
+            .ok_or_else(|| TxnsError::InvalidUsage("no change feed".into()))?;
+        // The feed may pass `upper` (a commit landed since it was read): the view then
+        // moves to wherever the feed's updates are complete.
+        let mut reached = frontier_code(&changes.frontier());
+        while reached.is_some_and(|f| f < upper) {
+            for event in changes.next().await? {
+                let ListenEvent::Updates(updates) = event else {
+                    continue;
+                };
+                for (data, ts, diff) in updates {
+                    if time_code(&ts) < from {
+                        continue;
+                    }
+                    commits.insert(time_code(&ts));
+                    let row =
+                        data.map_err(|e| TxnsError::InvalidUsage(format!("error row {e:?}")))?;
+                    *net.entry(row).or_default() += diff;
+                }
+            }
+            reached = frontier_code(&changes.frontier());
+        }
+        let Some(upper) = reached else {
+            return Err(TxnsError::InvalidUsage("the txns shard was closed".into()));
+        };
+        let mut added = Vec::new();
+        let mut retracted = Vec::new();
+        for (row, diff) in net {
+            match diff {
+                0 => {}
+                1 if !self.live.contains(&row) => added.push(row),
+                -1 if self.live.contains(&row) => retracted.push(row),
+                d => {
+                    return Err(TxnsError::InvalidUsage(format!(
+                        "a change of {d} to a row that is {}live",
+                        if self.live.contains(&row) { "" } else { "not " }
+                    )));
+                }
+            }
+        }
+        for row in &retracted {
+            self.live.remove(row);
+        }
+        self.live.extend(added.iter().cloned());
+        self.view
+            .apply(upper, &added, &retracted)
+            .map_err(TxnsError::InvalidUsage)?;
+        let live = &self.live;
+        self.tidy.retain(|r| live.contains(r));
+        Ok(commits.len())
+    }
+
+    /// Lets this handle's reader since follow the view's upper, every
+    /// [`SINCE_RELEASE_MOVES`] commits it saw (`commits` more now), or on the first move after
+    /// [`SINCE_RELEASE_INTERVAL`] (one CAS each), so that compaction can
+    /// consolidate the rows committed and tidied before it: the txns shard then keeps
+    /// about its live rows, not every commit ever made. The handle reads the shard
+    /// only at its latest time and from its change feed, both at or past it.
+    async fn release_since(&mut self, commits: usize) -> TxnsResult<()> {
+        self.moves_since_release += commits;
+        let a_while = self
+            .last_release
+            .is_none_or(|at| at.elapsed() >= SINCE_RELEASE_INTERVAL);
+        if self.moves_since_release < SINCE_RELEASE_MOVES && !a_while {
+            return Ok(());
+        }
+        let Some(hold) = self.view.upper.checked_sub(1) else {
+            return Ok(());
+        };
+        let hold = hold.min(
+            self.changes
+                .as_ref()
+                .and_then(|c| frontier_code(&c.frontier()))
+                .map_or(hold, |f| f.saturating_sub(1)),
+        );
+        if frontier_code(self.txns_read.since()).is_some_and(|s| s >= hold) {
+            return Ok(());
+        }
+        self.moves_since_release = 0;
+        self.last_release = Some(std::time::Instant::now());
+        match self
+            .txns_read
+            .downgrade_since(&frontier_of(Some(hold)))
+            .await
+        {
+            // A lapsed lease: the next snapshot opens a new reader.
+            Err(PersistError::LeaseExpired { .. }) => Ok(()),
+            other => Ok(other?),
+        }
     }
 
     async fn snapshot_txns(&mut self, as_of: u64) -> TxnsResult<Vec<Update<T>>> {
@@ -251,6 +387,10 @@ impl<T: StorageTimestamp> TxnsHandle<T> {
                     let live = std::mem::take(&mut self.live);
                     self.install(new_upper, live)?;
                 }
+                // Nobody committed between the view's upper and this CAS, so the view
+                // is exact at the new upper and the change feed can start there.
+                self.changes = Some(self.txns_read.listen(&time_of(new_upper - 1)).await?);
+                self.release_since(1).await?;
                 Ok(true)
             }
             Err(_) => {
