@@ -148,6 +148,15 @@ fn counted_client_with(cfg: PersistConfig) -> (PersistClient, Arc<Mutex<Counts>>
     (client, counts)
 }
 
+/// Commits one row to each of `data` at `ts`, leaving the commit to be applied later.
+async fn commit_a_row_to_each(h: &mut TxnsHandle<Timestamp>, data: &[ShardId], ts: u64) {
+    let mut txn = Txn::new();
+    for (i, d) in data.iter().enumerate() {
+        txn.write(*d, [(Ok(test_row(i as i64)), 1)]);
+    }
+    let _applied_below = txn.commit_at(h, Timestamp::new(ts)).await.unwrap().unwrap();
+}
+
 fn take(counts: &Mutex<Counts>) -> Counts {
     std::mem::take(&mut *counts.lock().unwrap())
 }
@@ -225,15 +234,7 @@ async fn a_commit_of_n_tables_is_one_consensus_write() {
         );
     }
     assert_eq!(creates(&c, txns), 0, "apply does not write the txns shard");
-    let mut txn = Txn::new();
-    for (i, d) in data.iter().enumerate() {
-        txn.write(*d, [(Ok(test_row(i as i64)), 1)]);
-    }
-    let _applied_below = txn
-        .commit_at(&mut h, Timestamp::new(6))
-        .await
-        .unwrap()
-        .unwrap();
+    commit_a_row_to_each(&mut h, &data, 6).await;
     take(&counts);
     h.apply_le(Timestamp::new(6)).await.unwrap();
     let c = take(&counts);
@@ -319,15 +320,7 @@ async fn idle_data_shards_cost_no_store_requests() {
         .await
         .unwrap()
         .unwrap();
-    let mut txn = Txn::new();
-    for (i, d) in data.iter().enumerate() {
-        txn.write(*d, [(Ok(test_row(i as i64)), 1)]);
-    }
-    let _applied_below = txn
-        .commit_at(&mut h, Timestamp::new(1))
-        .await
-        .unwrap()
-        .unwrap();
+    commit_a_row_to_each(&mut h, &data, 1).await;
     h.apply_le(Timestamp::new(1)).await.unwrap();
     take(&counts);
     // Virtual time: the runtime jumps from timer to timer, running every task each

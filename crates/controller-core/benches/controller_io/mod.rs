@@ -52,18 +52,31 @@ async fn controller(url: &str) -> (Controller<Timestamp>, MemoryCatalog) {
     (ctl, catalog)
 }
 
-async fn create_tables(ctl: &mut Controller<Timestamp>, catalog: &MemoryCatalog, n: u64) {
+/// Tables 1..=n recorded in the catalog (what a host does before creating them): the
+/// metadata and the descriptions to create them with.
+pub(crate) async fn prepare_tables(
+    ctl: &Controller<Timestamp>,
+    catalog: &MemoryCatalog,
+    n: u64,
+) -> (
+    StorageMetadata,
+    Vec<(GlobalId, CollectionDescription<Timestamp>)>,
+) {
     let ids: BTreeSet<GlobalId> = (1..=n).map(GlobalId::User).collect();
     let mut txn = catalog.begin::<Timestamp>();
     ctl.prepare_state(&mut txn, ids.clone(), BTreeSet::new())
         .await
         .unwrap();
     txn.commit().await.unwrap();
-    let meta = StorageMetadata::from_txn(&txn);
     let tables = ids
         .into_iter()
         .map(|id| (id, CollectionDescription::table(desc())))
         .collect();
+    (StorageMetadata::from_txn(&txn), tables)
+}
+
+async fn create_tables(ctl: &mut Controller<Timestamp>, catalog: &MemoryCatalog, n: u64) {
+    let (meta, tables) = prepare_tables(ctl, catalog, n).await;
     ctl.create_collections(&meta, Some(Timestamp::new(0)), tables)
         .await
         .unwrap();

@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 use object_store::memory::InMemory;
 use strata_bench_support::{Metric, report};
 use strata_controller_api::{
-    Collections, Datum, GlobalId, Lifecycle, MemoryCatalog, Reads, Row, StorageMetadata,
-    StorageResponse, StorageTxn, Tables, Timestamp,
+    CollectionDescription, Collections, Datum, GlobalId, Lifecycle, MemoryCatalog, Reads, Row,
+    StorageMetadata, StorageResponse, Tables, Timestamp,
 };
 use strata_controller_core::{Controller, ControllerConfig};
 use strata_persist_backend::location::{register_memory_location, unregister_memory_location};
 use strata_testkit::faults::{FaultHandle, FaultyObjectStore};
 
-use crate::controller_io::{catalog_fn, desc};
+use crate::controller_io::{catalog_fn, desc, prepare_tables};
 
 pub(crate) struct ScaleSizes {
     pub(crate) small: u64,
@@ -78,19 +78,10 @@ async fn open(catalog: &MemoryCatalog, url: &str) -> Controller<Timestamp> {
         .unwrap()
 }
 
-fn tables(
-    n: u64,
-) -> Vec<(
-    GlobalId,
-    strata_controller_api::CollectionDescription<Timestamp>,
-)> {
+/// The descriptions of tables 1..=n, as a restarted host passes them again.
+fn table_descriptions(n: u64) -> Vec<(GlobalId, CollectionDescription<Timestamp>)> {
     (1..=n)
-        .map(|i| {
-            (
-                GlobalId::User(i),
-                strata_controller_api::CollectionDescription::table(desc()),
-            )
-        })
+        .map(|i| (GlobalId::User(i), CollectionDescription::table(desc())))
         .collect()
 }
 
@@ -154,15 +145,10 @@ async fn measure(n: u64, sizes: &ScaleSizes, name: &str) -> Figures {
     let catalog = MemoryCatalog::new();
     let rss_before = rss_bytes();
     let mut ctl = open(&catalog, &url).await;
-    let ids: BTreeSet<GlobalId> = (1..=n).map(GlobalId::User).collect();
-    let mut txn = catalog.begin::<Timestamp>();
-    ctl.prepare_state(&mut txn, ids.clone(), BTreeSet::new())
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
-    let meta = StorageMetadata::from_txn(&txn);
+    let (meta, tables) = prepare_tables(&ctl, &catalog, n).await;
+    let ids: Vec<GlobalId> = tables.iter().map(|(id, _)| *id).collect();
     let start = Instant::now();
-    ctl.create_collections(&meta, Some(Timestamp::new(0)), tables(n))
+    ctl.create_collections(&meta, Some(Timestamp::new(0)), tables)
         .await
         .unwrap();
     let create = start.elapsed();
@@ -176,9 +162,7 @@ async fn measure(n: u64, sizes: &ScaleSizes, name: &str) -> Figures {
     }
     let sweep = sweep_round(&mut ctl, n).await;
     let start = Instant::now();
-    let holds = ctl
-        .acquire_read_holds(ids.iter().copied().collect())
-        .unwrap();
+    let holds = ctl.acquire_read_holds(ids).unwrap();
     let holds_time = start.elapsed();
     drop(holds);
     let rss_bytes_per_table = rss_bytes().saturating_sub(rss_before) as f64 / n as f64;
@@ -208,7 +192,7 @@ async fn measure(n: u64, sizes: &ScaleSizes, name: &str) -> Figures {
     ctl.create_collections_for_bootstrap(
         &meta,
         Some(Timestamp::new(0)),
-        tables(n),
+        table_descriptions(n),
         &BTreeSet::new(),
     )
     .await
