@@ -141,18 +141,10 @@ impl PersistClient {
         desc: Option<&RelationDesc>,
     ) -> Result<Arc<Machine>> {
         let machine = self.machine(shard);
-        // A shard this process has seen exists: no need to ask consensus again (or to
-        // encode the schema). Opening 100k tables read each head twice. A shard that
-        // was finalized meanwhile fails the handle's first command instead.
-        let state = match machine.cached() {
-            Some(state) => state,
-            None => {
-                let schema = desc
-                    .map(|d| serde_json::to_string(d).unwrap_or_default())
-                    .unwrap_or_default();
-                machine.init(time_code(&T::minimum()), schema).await?
-            }
-        };
+        let schema = desc
+            .map(|d| serde_json::to_string(d).unwrap_or_default())
+            .unwrap_or_default();
+        let state = machine.init(time_code(&T::minimum()), schema).await?;
         if state.tombstone {
             return Err(crate::PersistError::Tombstoned { shard });
         }
