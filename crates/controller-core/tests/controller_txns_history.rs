@@ -32,6 +32,9 @@ async fn txns_size(ctl: &Controller<Timestamp>) -> (u64, u64, u64) {
     let client = ctl.persist_client().clone();
     let txns: ShardId = ctl.txns_shard();
     client.all_maintenance_idle().await;
+    // Compaction may trail a burst of commits; let it catch up, so the figure is the
+    // shard's size in shape, at its since, and not how far behind compaction was.
+    client.compact(txns, 1000).await.unwrap();
     let inspect = client.inspect_shard(txns).await.unwrap();
     let updates: u64 = inspect.batches.iter().map(|b| b.len).sum();
     (
@@ -63,10 +66,10 @@ async fn the_txns_shard_history_stays_bounded() {
         "the txns shard's since follows its upper: since {since}, upper {upper}"
     );
     // Each commit adds a row and its tidying retracts it: kept for ever, that is two
-    // updates per commit. Consolidated, the shard keeps about its live rows plus what
-    // the spine has not merged yet.
+    // updates per commit, 6000 here. Consolidated at a since that follows the upper,
+    // the shard keeps its live rows plus what the spine has not merged yet.
     assert!(
-        second < first + PHASE / 2,
+        second < PHASE,
         "the txns shard grows with the commits: {first} updates after {PHASE} commits, \
          {second} after {}",
         2 * PHASE
