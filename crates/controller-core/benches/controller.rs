@@ -258,7 +258,7 @@ fn main() {
         controller_scale::run(controller_scale::ScaleSizes {
             small: 1_000,
             large: mode.pick(1_000, 10_000, 100_000),
-            writes: mode.pick(3, 9, 21),
+            writes: mode.pick(3, 21, 101),
             // One lease renewal period (a quarter of the 60 s default lease) and a bit.
             idle_window: std::time::Duration::from_secs(16),
         });
