@@ -356,6 +356,17 @@ impl<T: StorageTimestamp> Listen<T> {
             Some(f) => (f, f),
         };
         let state = wait_for_upper_past(&self.machine, Some(wait)).await?;
+        // Compaction moves times before the since up to it: once the since is past
+        // what this listen has yielded, updates it already yielded (or that were
+        // before its as_of) may come back at the since, inside the window. Refuse
+        // rather than yield them twice (the caller reads a snapshot again).
+        if state.since.is_none_or(|since| since >= lo) {
+            return Err(PersistError::ReadBeforeSince {
+                shard: self.machine.shard,
+                as_of: time_of::<T>(lo.saturating_sub(1)).to_string(),
+                since: render(&frontier_of::<T>(state.since)),
+            });
+        }
         self.pin = self.pins.pin(state.seqno);
         let mut updates = Vec::new();
         for b in state.batches.iter().filter(|b| before(lo, b.upper)) {
