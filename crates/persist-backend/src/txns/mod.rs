@@ -27,6 +27,7 @@
 
 mod apply;
 mod error;
+mod feed;
 mod gc;
 mod handle;
 mod rows;
