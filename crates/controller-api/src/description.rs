@@ -314,12 +314,64 @@ pub enum SourceConnection {
         /// Seed of the generator's pseudo-random choices.
         seed: u64,
     },
+    /// A connector that the replica's connector registry knows by
+    /// [`ConnectorConfig::kind`]: a built-in or one an embedding program registered.
+    Connector(ConnectorConfig),
 }
 
 impl SourceConnection {
-    /// Whether the source can report an upstream frontier for real-time recency.
+    /// Whether the source can report an upstream frontier for real-time recency. A
+    /// registered connector's upstream is known only to the replica, so the controller
+    /// skips it (see ARCHITECTURE.md, "Connectors").
     pub fn supports_real_time_recency(&self) -> bool {
         matches!(self, SourceConnection::LoadGenerator { .. })
+    }
+}
+
+/// The configuration of a registered connector: its kind, the name under which a
+/// replica's registry knows it, and its settings, which only the connector interprets.
+///
+/// The controller and the wire protocol carry it as it is, so a connector added by an
+/// embedding program needs no change to either.
+///
+/// # Examples
+///
+/// ```
+/// use strata_controller_api::{ConnectorConfig, SourceConnection};
+/// let config = ConnectorConfig::new("my-queue")
+///     .with("topic", "orders")
+///     .with("start", "0");
+/// assert_eq!(config.setting("topic"), Some("orders"));
+/// let connection = SourceConnection::Connector(config);
+/// assert!(!connection.supports_real_time_recency());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConnectorConfig {
+    /// The connector's registered name.
+    pub kind: String,
+    /// Settings, by name.
+    pub settings: BTreeMap<String, String>,
+}
+
+impl ConnectorConfig {
+    /// A connector of `kind` with no settings.
+    pub fn new(kind: impl Into<String>) -> Self {
+        ConnectorConfig {
+            kind: kind.into(),
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// The same configuration with `name` set to `value`.
+    #[must_use]
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.insert(name.into(), value.into());
+        self
+    }
+
+    /// The value of setting `name`, if set.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(name).map(String::as_str)
     }
 }
 

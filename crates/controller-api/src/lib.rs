@@ -59,8 +59,9 @@ pub use controller::{
     insert_collection_metadata_checked, prepare_initialization, write_txns_shard_checked,
 };
 pub use description::{
-    CollectionDescription, CollectionMetadata, DataSource, ExportDescription, IngestionDescription,
-    IntrospectionType, LoadGenerator, SinkConnection, SourceConnection, SourceOutput,
+    CollectionDescription, CollectionMetadata, ConnectorConfig, DataSource, ExportDescription,
+    IngestionDescription, IntrospectionType, LoadGenerator, SinkConnection, SourceConnection,
+    SourceOutput,
 };
 pub use error::{Certainty, Result, SharedError, StorageError, UpperMismatch};
 pub use evolution::{IncompatibleSchema, check_evolution};

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use strata_controller_api::{
-    Antichain, CollectionMetadata, ColumnType, ExportDescription, GlobalId, IdParseError,
-    IngestionDescription, LoadGenerator, RelationDesc, ReplicaId, ScalarType, ShardId,
-    SinkConnection, SourceConnection, SourceOutput, StorageTimestamp,
+    Antichain, CollectionMetadata, ColumnType, ConnectorConfig, ExportDescription, GlobalId,
+    IdParseError, IngestionDescription, LoadGenerator, RelationDesc, ReplicaId, ScalarType,
+    ShardId, SinkConnection, SourceConnection, SourceOutput, StorageTimestamp,
 };
 
 use crate::proto::{
@@ -192,12 +192,24 @@ pub fn relation_desc_from_proto(
 }
 
 fn source_connection_to_proto(conn: &SourceConnection) -> ProtoSourceConnection {
-    let SourceConnection::LoadGenerator {
-        generator,
-        tick_interval_ms,
-        offsets_per_tick,
-        seed,
-    } = conn;
+    let (generator, tick_interval_ms, offsets_per_tick, seed) = match conn {
+        SourceConnection::LoadGenerator {
+            generator,
+            tick_interval_ms,
+            offsets_per_tick,
+            seed,
+        } => (generator, tick_interval_ms, offsets_per_tick, seed),
+        SourceConnection::Connector(config) => {
+            return ProtoSourceConnection {
+                kind: Some(proto_source_connection::Kind::Connector(
+                    proto::ProtoConnectorConfig {
+                        kind: config.kind.clone(),
+                        settings: config.settings.clone().into_iter().collect(),
+                    },
+                )),
+            };
+        }
+    };
     let kind = match generator {
         LoadGenerator::Counter { max_ticks } => {
             proto_load_generator::Kind::Counter(proto_load_generator::Counter {
@@ -226,8 +238,21 @@ fn source_connection_to_proto(conn: &SourceConnection) -> ProtoSourceConnection 
 fn source_connection_from_proto(
     proto: ProtoSourceConnection,
 ) -> Result<SourceConnection, ProtoError> {
-    let proto_source_connection::Kind::LoadGenerator(lg) =
-        required("ingestion.connection.kind", proto.kind)?;
+    let lg = match required("ingestion.connection.kind", proto.kind)? {
+        proto_source_connection::Kind::LoadGenerator(lg) => lg,
+        proto_source_connection::Kind::Connector(config) => {
+            if config.kind.is_empty() {
+                return Err(ProtoError::InvalidValue {
+                    field: "ingestion.connection.connector.kind",
+                    reason: "a connector needs a kind".into(),
+                });
+            }
+            return Ok(SourceConnection::Connector(ConnectorConfig {
+                kind: config.kind,
+                settings: config.settings.into_iter().collect(),
+            }));
+        }
+    };
     let generator = required("ingestion.connection.generator", lg.generator)?;
     let generator = match required("ingestion.connection.generator.kind", generator.kind)? {
         proto_load_generator::Kind::Counter(c) => LoadGenerator::Counter {

@@ -370,14 +370,22 @@ fn arb_source_connection() -> impl Strategy<Value = SourceConnection> {
         Just(LoadGenerator::Auction),
         (1u64..).prop_map(|keys| LoadGenerator::KeyValue { keys }),
     ];
-    (generator, any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(generator, t, o, seed)| {
-        SourceConnection::LoadGenerator {
+    let load_generator = (generator, any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+        |(generator, t, o, seed)| SourceConnection::LoadGenerator {
             generator,
             tick_interval_ms: t,
             offsets_per_tick: o,
             seed,
-        }
-    })
+        },
+    );
+    let connector = (
+        "[a-z][a-z-]{0,8}",
+        proptest::collection::btree_map("[a-z_]{1,6}", ".{0,8}", 0..4),
+    )
+        .prop_map(|(kind, settings)| {
+            SourceConnection::Connector(strata_controller_api::ConnectorConfig { kind, settings })
+        });
+    prop_oneof![load_generator, connector]
 }
 
 fn arb_run_ingestion() -> impl Strategy<Value = RunIngestionCommand<Timestamp>> {

@@ -9,7 +9,10 @@
 //!   [`ResponseSink`] (the "command in / response out" seam);
 //! - the timely runtime (`W` workers, optionally several processes via
 //!   [`ClusterConfig`]), ingestion dataflows ([`ingest`]) and sink dataflows ([`sink`]);
-//! - deterministic load generators ([`generator`]) and remap bindings ([`remap`]);
+//! - the connector API ([`connector`]: [`connector::SourceConnector`],
+//!   [`connector::SourceReader`] and the [`connector::ConnectorRegistry`] a replica is
+//!   given at start-up), with the deterministic load generators ([`generator`]) as its
+//!   built-ins, and remap bindings ([`remap`]);
 //! - the shard seam ([`shard`]: [`shard::ShardWriter`], [`shard::ShardReader`],
 //!   [`shard::ShardSince`]) with an in-memory backend and a fault-injecting decorator;
 //! - `tracing` spans with the collection id, shard and epoch on the command handler,
@@ -24,9 +27,10 @@
 //! **Must never depend on**: `strata-controller-core`, `strata-testkit`, `strata-cli`.
 //!
 //! **Invariants**:
-//! - a generator's output at offset `n` depends only on its configuration and `n`, so a
-//!   restarted source that resumes at an offset reproduces exactly what a clean run
-//!   would have written;
+//! - a source's reader re-reads the same updates for the same offsets, so a restarted
+//!   source that resumes at an offset reproduces exactly what a clean run would have
+//!   written (a generator's output at offset `n` depends only on its configuration and
+//!   `n`);
 //! - a binding is minted in the remap shard before its data is written, and the data of
 //!   a round is written with one `compare_and_append` per data shard, so every offset
 //!   lands exactly once whatever crashes or races happen;
@@ -35,6 +39,7 @@
 //! - nothing the controller sends reaches a panic: an object the replica cannot run is
 //!   reported `Stalled` and everything else keeps running.
 
+pub mod connector;
 mod context;
 pub mod generator;
 pub mod ingest;

@@ -29,6 +29,7 @@ use std::time::Duration;
 use strata_controller_api::{Antichain, GlobalId, ShardId, Timestamp};
 use strata_instance_client::{ReplicaParameters, RunIngestionCommand, Status, StorageCommand};
 
+use crate::connector::ConnectorRegistry;
 use crate::context::{
     Clock, Ctx, FaultHook, ReplicaObserver, Reporter, ResponseSink, system_clock,
 };
@@ -65,6 +66,9 @@ pub struct ReplicaConfig {
     /// so the round's two `compare_and_append`s (remap, then data) cover more rows.
     /// `1` binds exactly one tick per round.
     pub max_ticks_per_round: u64,
+    /// The source connectors the replica can run, by kind: the built-ins by default;
+    /// an embedding program registers its own here.
+    pub connectors: ConnectorRegistry,
 }
 
 impl Default for ReplicaConfig {
@@ -79,6 +83,7 @@ impl Default for ReplicaConfig {
             faults: None,
             observer: None,
             max_ticks_per_round: DEFAULT_MAX_TICKS_PER_ROUND,
+            connectors: ConnectorRegistry::default(),
         }
     }
 }
@@ -90,6 +95,7 @@ impl std::fmt::Debug for ReplicaConfig {
             .field("cluster", &self.cluster)
             .field("offset_limit", &self.offset_limit)
             .field("max_ticks_per_round", &self.max_ticks_per_round)
+            .field("connectors", &self.connectors)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +145,7 @@ pub struct Replica {
     running: BTreeMap<GlobalId, Running>,
     compaction: BTreeMap<GlobalId, Antichain<Timestamp>>,
     parameters: ReplicaParameters,
+    connectors: ConnectorRegistry,
 }
 
 impl std::fmt::Debug for Replica {
@@ -171,6 +178,7 @@ impl Replica {
             observer: config.observer,
             max_ticks_per_round: config.max_ticks_per_round.max(1),
         });
+        let connectors = config.connectors;
         let runtime = Runtime::start(config.workers, config.cluster.as_ref(), Arc::clone(&ctx))
             .map_err(|reason| ReplicaError::Timely { reason })?;
         Ok(Replica {
@@ -181,6 +189,7 @@ impl Replica {
             running: BTreeMap::new(),
             compaction: BTreeMap::new(),
             parameters: ReplicaParameters::default(),
+            connectors,
         })
     }
 
@@ -315,7 +324,7 @@ impl Replica {
         let id = desc.id();
         let stop = Arc::new(AtomicBool::new(false));
         let started = match &desc {
-            ObjectDesc::Ingestion(cmd) => plan_ingestion(cmd)
+            ObjectDesc::Ingestion(cmd) => plan_ingestion(cmd, &self.connectors)
                 .map(|plan| {
                     for meta in cmd.storage_metadata.values() {
                         self.ctx

@@ -123,7 +123,10 @@ fn source() -> StorageCommand<Timestamp> {
     let mut cmd = ingestion(BASE, LoadGenerator::Counter { max_ticks: None }, 0, 1);
     let SourceConnection::LoadGenerator {
         tick_interval_ms, ..
-    } = &mut cmd.description.connection;
+    } = &mut cmd.description.connection
+    else {
+        unreachable!("the ingestion is a load generator")
+    };
     *tick_interval_ms = 5;
     StorageCommand::RunIngestion(cmd)
 }

@@ -155,7 +155,10 @@ fn wall_clock_bindings_use_epoch_milliseconds() {
     let mut cmd = ingestion(450, LoadGenerator::Counter { max_ticks: None }, 0, 3);
     let strata_controller_api::SourceConnection::LoadGenerator {
         tick_interval_ms, ..
-    } = &mut cmd.description.connection;
+    } = &mut cmd.description.connection
+    else {
+        unreachable!("the ingestion is a load generator")
+    };
     *tick_interval_ms = 2;
     let (shards, _) = memory();
     let before = strata_controller_api::Timestamp::new(

@@ -66,7 +66,10 @@ fn replaying_an_unchanged_history_restarts_nothing() {
     let mut changed = cmd.clone();
     let strata_controller_api::SourceConnection::LoadGenerator {
         offsets_per_tick, ..
-    } = &mut changed.description.connection;
+    } = &mut changed.description.connection
+    else {
+        unreachable!("the ingestion is a load generator")
+    };
     *offsets_per_tick = 5;
     send(
         &mut replica,
@@ -132,7 +135,10 @@ fn bad_ingestions(shards: &MemShards) -> Vec<RunIngestionCommand<Timestamp>> {
 
     let mut bad_key_value = ingestion(860, LoadGenerator::KeyValue { keys: 3 }, 0, 1);
     let strata_controller_api::SourceConnection::LoadGenerator { generator, .. } =
-        &mut bad_key_value.description.connection;
+        &mut bad_key_value.description.connection
+    else {
+        unreachable!("the ingestion is a load generator")
+    };
     *generator = LoadGenerator::KeyValue { keys: 0 };
 
     let corrupt_remap = ingestion(880, LoadGenerator::Counter { max_ticks: None }, 0, 1);

@@ -153,15 +153,22 @@ impl<T: StorageTimestamp> Collections<T> for Controller<T> {
 }
 
 /// Whether `new` may replace `current` without changing the ingestion's outputs: the
-/// same kind of load generator (its seed and pace may change).
+/// same kind of load generator (its seed and pace may change), or a connector of the
+/// same kind (its settings may change; the replica checks its outputs against the
+/// collections when it runs it).
 fn alter_compatible(current: &SourceConnection, new: &SourceConnection) -> bool {
-    let (
-        SourceConnection::LoadGenerator {
-            generator: current, ..
-        },
-        SourceConnection::LoadGenerator { generator: new, .. },
-    ) = (current, new);
-    std::mem::discriminant(current) == std::mem::discriminant(new)
+    match (current, new) {
+        (
+            SourceConnection::LoadGenerator {
+                generator: current, ..
+            },
+            SourceConnection::LoadGenerator { generator: new, .. },
+        ) => std::mem::discriminant(current) == std::mem::discriminant(new),
+        (SourceConnection::Connector(current), SourceConnection::Connector(new)) => {
+            current.kind == new.kind
+        }
+        _ => false,
+    }
 }
 
 impl<T: StorageTimestamp> Controller<T> {

@@ -82,6 +82,20 @@ fn malformed_commands_are_typed_errors() {
         },
     );
     check(
+        |p| {
+            run_ingestion(p).description.as_mut().unwrap().connection =
+                Some(proto::ProtoSourceConnection {
+                    kind: Some(proto::proto_source_connection::Kind::Connector(
+                        proto::ProtoConnectorConfig::default(),
+                    )),
+                })
+        },
+        ProtoError::InvalidValue {
+            field: "ingestion.connection.connector.kind",
+            reason: "a connector needs a kind".into(),
+        },
+    );
+    check(
         |p| run_ingestion(p).storage_metadata.pop().map(|_| ()).unwrap(),
         ProtoError::InvalidValue {
             field: "run_ingestion.storage_metadata",

@@ -49,9 +49,9 @@ pub mod proto_load_generator {
         KeyValue(KeyValue),
     }
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ProtoSourceConnection {
-    #[prost(oneof = "proto_source_connection::Kind", tags = "1")]
+    #[prost(oneof = "proto_source_connection::Kind", tags = "1, 2")]
     pub kind: ::core::option::Option<proto_source_connection::Kind>,
 }
 /// Nested message and enum types in `ProtoSourceConnection`.
@@ -67,11 +67,25 @@ pub mod proto_source_connection {
         #[prost(uint64, tag = "4")]
         pub seed: u64,
     }
-    #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Kind {
         #[prost(message, tag = "1")]
         LoadGenerator(LoadGenerator),
+        #[prost(message, tag = "2")]
+        Connector(super::ProtoConnectorConfig),
     }
+}
+/// A connector a replica's registry knows by `kind`; only the connector reads
+/// `settings`, so new connectors need no change here.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ProtoConnectorConfig {
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(map = "string, string", tag = "2")]
+    pub settings: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ProtoSinkConnection {

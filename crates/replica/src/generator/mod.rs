@@ -1,4 +1,5 @@
-//! Deterministic load generators.
+//! Deterministic load generators; the replica runs them as the built-in
+//! [`crate::connector::builtin::LOAD_GENERATOR`] connector.
 //!
 //! A generator maps a source *offset* to the updates that offset contributes, as a pure
 //! function of its configuration and the offset. That is what makes exactly-once
@@ -35,6 +36,20 @@ pub enum GeneratorError {
     /// A parameter is out of range.
     #[error("invalid load generator parameter: {0}")]
     InvalidParameter(&'static str),
+    /// A setting of a `load-generator` connector configuration is missing or malformed.
+    #[error("invalid load generator setting {setting:?}: {reason}")]
+    InvalidSetting {
+        /// The setting's name.
+        setting: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The connection is a connector of another kind.
+    #[error("a {kind} connector is not a load generator")]
+    NotALoadGenerator {
+        /// The connection's kind.
+        kind: String,
+    },
 }
 
 /// A deterministic source of updates, addressed by offset.
@@ -43,17 +58,32 @@ pub struct Generator {
     kind: LoadGenerator,
     seed: u64,
     offsets_per_tick: u64,
+    tick_interval_ms: u64,
 }
 
 impl Generator {
-    /// The generator a connection describes, validated.
+    /// The generator a connection describes, validated: a
+    /// [`SourceConnection::LoadGenerator`], or a connector of kind
+    /// [`crate::connector::builtin::LOAD_GENERATOR`] whose settings say the same (see
+    /// [`crate::connector::builtin::load_generator_connection`]).
     pub fn new(connection: &SourceConnection) -> Result<Generator, GeneratorError> {
+        let typed;
+        let connection = match connection {
+            SourceConnection::Connector(config) => {
+                typed = crate::connector::builtin::load_generator_connection(config)?;
+                &typed
+            }
+            SourceConnection::LoadGenerator { .. } => connection,
+        };
         let SourceConnection::LoadGenerator {
             generator,
             seed,
             offsets_per_tick,
-            ..
-        } = connection;
+            tick_interval_ms,
+        } = connection
+        else {
+            return Err(GeneratorError::InvalidParameter("not a load generator"));
+        };
         if *offsets_per_tick == 0 {
             return Err(GeneratorError::InvalidParameter(
                 "offsets_per_tick must be positive",
@@ -68,7 +98,18 @@ impl Generator {
             kind: generator.clone(),
             seed: *seed,
             offsets_per_tick: *offsets_per_tick,
+            tick_interval_ms: *tick_interval_ms,
         })
+    }
+
+    /// Offsets per tick.
+    pub fn offsets_per_tick(&self) -> u64 {
+        self.offsets_per_tick
+    }
+
+    /// Milliseconds between ticks.
+    pub fn tick_interval_ms(&self) -> u64 {
+        self.tick_interval_ms
     }
 
     /// The generator's name, for errors and status messages.

@@ -1,4 +1,4 @@
-//! The timely dataflow of an ingestion: leader, generate, commit (see the module doc of
+//! The timely dataflow of an ingestion: leader, read, commit (see the module doc of
 //! [`crate::ingest`]).
 
 use std::cell::RefCell;
@@ -21,13 +21,23 @@ use timely::worker::Worker;
 
 use super::leader::Leader;
 use super::{IngestError, IngestionPlan, commit};
+use crate::connector::{
+    ConnectorError, ReaderShare, SourceProgress, SourceReader, SourceStatus, SourceUpdate,
+};
 use crate::context::Ctx;
 use crate::remap::Round;
 
 /// A round addressed to one worker.
 type RoundMsg = (usize, Round);
-/// An encoded update of export `usize`.
-type DataMsg = (usize, Row, i64);
+
+/// What a worker's read of a round sends to the committer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+enum DataMsg {
+    /// An update of export `usize`.
+    Update(usize, Row, i64),
+    /// The read failed: the round must not be written.
+    Failed(String),
+}
 
 /// How many bound rounds may be in flight at once. With two, the other workers
 /// generate round `n + 1` while worker 0 commits round `n`; rounds still commit in
@@ -42,6 +52,15 @@ struct Shared {
     /// The outcome of the commits since the leader last looked (an error wins).
     outcome: Option<Result<(), IngestError>>,
     leader: Option<Activator>,
+    /// Worker 0's reader: opened and polled by the leader, read by worker 0's read
+    /// operator, told what is durable by the committer.
+    reader: Option<Box<dyn SourceReader>>,
+}
+
+impl Shared {
+    fn in_flight(&self, seq: u64) -> bool {
+        self.inflight.iter().any(|(s, _)| *s == seq)
+    }
 }
 
 /// Builds the ingestion dataflow on this worker.
@@ -100,21 +119,60 @@ pub(crate) fn build(
                 }
             },
         );
-        let gen_plan = Arc::clone(&plan);
-        let gen_ctx = Arc::clone(&ctx);
-        let gen_span = span.clone();
+        let read_plan = Arc::clone(&plan);
+        let read_ctx = Arc::clone(&ctx);
+        let read_span = span.clone();
+        let read_shared = Rc::clone(&shared);
+        // The reader of a worker other than 0 (parallel connectors only), opened at the
+        // first round it reads.
+        let mut own_reader: Option<Box<dyn SourceReader>> = None;
         let data = rounds.unary::<CapacityContainerBuilder<Vec<DataMsg>>, _, _, _>(
             Exchange::new(|(w, _): &RoundMsg| *w as u64),
-            "generate",
+            "read",
             move |_, _| {
                 move |input, output| {
-                    let _entered = gen_span.enter();
+                    let _entered = read_span.enter();
                     input.for_each(|cap, batch| {
+                        let Some(&seq) = cap.least() else { return };
                         let mut session = output.session(&cap);
                         for (_, round) in batch.drain(..) {
-                            generate(&gen_ctx, &gen_plan, &round, index, peers, |m| {
-                                session.give(m)
-                            });
+                            let mut give = |m| session.give(m);
+                            if index == 0 {
+                                let mut shared = read_shared.borrow_mut();
+                                // A round abandoned after a failure is not read: the
+                                // reader may have been re-opened since.
+                                if !shared.in_flight(seq) {
+                                    continue;
+                                }
+                                read_round(
+                                    &read_ctx,
+                                    &read_plan,
+                                    &round,
+                                    shared.reader.as_deref_mut(),
+                                    &mut give,
+                                );
+                            } else {
+                                if own_reader.is_none() {
+                                    let share = ReaderShare {
+                                        worker: index,
+                                        peers,
+                                    };
+                                    match read_plan.connector.open(round.offsets.start, share) {
+                                        Ok(reader) => own_reader = Some(reader),
+                                        Err(e) => {
+                                            give(DataMsg::Failed(e.to_string()));
+                                            continue;
+                                        }
+                                    }
+                                }
+                                read_round(
+                                    &read_ctx,
+                                    &read_plan,
+                                    &round,
+                                    own_reader.as_deref_mut(),
+                                    &mut give,
+                                );
+                            }
                         }
                     });
                 }
@@ -159,8 +217,10 @@ fn commit_if_complete(
         let msgs = stash.remove(&seq).unwrap_or_default();
         committed = true;
         let outcome = commit_msgs(ctx, plan, &round, msgs);
-        if outcome.is_err() {
-            shared.inflight.clear();
+        match (&outcome, shared.reader.as_mut()) {
+            (Ok(()), Some(reader)) => reader.durable(round.offsets.end),
+            (Ok(()), None) => {}
+            (Err(_), _) => shared.inflight.clear(),
         }
         if !matches!(shared.outcome, Some(Err(_))) {
             shared.outcome = Some(outcome);
@@ -173,31 +233,52 @@ fn commit_if_complete(
     }
 }
 
-fn generate(
+/// Reads `round`'s updates from `reader` and gives each to its exports; an error, or
+/// an update outside the round's offsets, gives a [`DataMsg::Failed`] instead, so the
+/// round is not written.
+fn read_round(
     ctx: &Ctx,
     plan: &IngestionPlan,
     round: &Round,
-    index: usize,
-    peers: usize,
-    mut give: impl FnMut(DataMsg),
+    reader: Option<&mut (dyn SourceReader + 'static)>,
+    give: &mut impl FnMut(DataMsg),
 ) {
+    let Some(reader) = reader else {
+        give(DataMsg::Failed("the source's reader is not open".into()));
+        return;
+    };
     let counters = ctx.reporter.source_counters(plan.id);
     let (mut messages, mut bytes, mut staged) = (0u64, 0u64, 0u64);
-    for offset in round
-        .offsets
-        .clone()
-        .filter(|o| *o % peers as u64 == index as u64)
-    {
-        messages += 1;
-        for (output, row, diff) in plan.generator.updates_at(offset) {
-            bytes += row.as_bytes().len() as u64;
-            for (i, export) in plan.exports.iter().enumerate() {
-                if export.output == output {
-                    staged += 1;
-                    give((i, row.clone(), diff));
-                }
+    let mut last_offset = None;
+    let mut stray = None;
+    let read = reader.read(round.offsets.clone(), &mut |update: SourceUpdate| {
+        if !round.offsets.contains(&update.offset) {
+            stray.get_or_insert(update.offset);
+            return;
+        }
+        if last_offset != Some(update.offset) {
+            messages += 1;
+            last_offset = Some(update.offset);
+        }
+        bytes += update.row.as_bytes().len() as u64;
+        for (i, export) in plan.exports.iter().enumerate() {
+            if export.output == update.output {
+                staged += 1;
+                give(DataMsg::Update(i, update.row.clone(), update.diff));
             }
         }
+    });
+    if let Err(e) = read {
+        give(DataMsg::Failed(e.to_string()));
+    } else if let Some(offset) = stray {
+        let e = ConnectorError::Contract {
+            kind: plan.connector.kind().to_owned(),
+            reason: format!(
+                "asked for offsets {:?}, it handed out offset {offset}",
+                round.offsets
+            ),
+        };
+        give(DataMsg::Failed(e.to_string()));
     }
     counters
         .messages_received
@@ -216,9 +297,14 @@ fn commit_msgs(
     msgs: Vec<DataMsg>,
 ) -> Result<(), IngestError> {
     let mut data: Vec<Vec<(Row, i64)>> = vec![Vec::new(); plan.exports.len()];
-    for (i, row, diff) in msgs {
-        if let Some(rows) = data.get_mut(i) {
-            rows.push((row, diff));
+    for msg in msgs {
+        match msg {
+            DataMsg::Update(i, row, diff) => {
+                if let Some(rows) = data.get_mut(i) {
+                    rows.push((row, diff));
+                }
+            }
+            DataMsg::Failed(reason) => return Err(IngestError::ReadFailed { reason }),
         }
     }
     commit::commit_round(ctx, plan, round, data)
@@ -260,16 +346,81 @@ impl LeaderOp {
         }
     }
 
+    /// Reports `error`, forgets what the leader knew (the reader is re-opened after a
+    /// resync) and retries after the backoff.
     fn stalled(&mut self, error: &IngestError) {
-        let hint = error.hint().to_owned();
+        self.report_stalled(error.to_string(), error.hint());
+        self.leader.invalidate();
+        self.activator.activate_after(self.ctx.retry_backoff);
+    }
+
+    fn report_stalled(&self, error: String, hint: &str) {
         self.ctx.reporter.status(
             self.plan.id,
             Status::Stalled,
-            Some(error.to_string()),
-            vec![hint],
+            Some(error),
+            vec![hint.to_owned()],
         );
-        self.leader.invalidate();
-        self.activator.activate_after(self.ctx.retry_backoff);
+    }
+
+    /// Re-reads the shards if needed and opens worker 0's reader where the data shards'
+    /// bindings leave off. Only called with no round in flight.
+    fn open_reader(&mut self) -> Result<(), IngestError> {
+        self.shared.borrow_mut().reader = None;
+        if self.leader.needs_resync() {
+            self.leader.resync(&self.ctx, &self.plan)?;
+        }
+        let share = if self.plan.connector.parallel() {
+            ReaderShare {
+                worker: 0,
+                peers: self.peers,
+            }
+        } else {
+            ReaderShare::WHOLE
+        };
+        let resume = self.leader.resume_offset();
+        tracing::debug!(resume, "opening the source's reader");
+        let reader = self.plan.connector.open(resume, share)?;
+        self.shared.borrow_mut().reader = Some(reader);
+        Ok(())
+    }
+
+    /// Polls worker 0's reader; `None` if the source cannot give a round now (its
+    /// status is reported and the leader retries later).
+    fn poll(&mut self) -> Result<Option<SourceProgress>, IngestError> {
+        let progress = match self.shared.borrow_mut().reader.as_mut() {
+            Some(reader) => reader.poll()?,
+            None => return Ok(None),
+        };
+        if let Some(upstream) = progress.upstream {
+            self.ctx
+                .reporter
+                .source_counters(self.plan.id)
+                .offset_known
+                .fetch_max(upstream, Ordering::Relaxed);
+        }
+        match &progress.status {
+            SourceStatus::Running => Ok(Some(progress)),
+            SourceStatus::Starting => {
+                self.ctx
+                    .reporter
+                    .status(self.plan.id, Status::Starting, None, Vec::new());
+                Ok(Some(progress))
+            }
+            SourceStatus::Stalled(reason) => {
+                self.report_stalled(reason.clone(), "the source retries; check its upstream");
+                self.activator.activate_after(self.ctx.retry_backoff);
+                Ok(None)
+            }
+            SourceStatus::Ceased(reason) => {
+                self.report_stalled(
+                    format!("the source ceased: {reason}"),
+                    "the source cannot go on; drop it and create it again",
+                );
+                self.activator.activate_after(self.ctx.retry_backoff);
+                Ok(None)
+            }
+        }
     }
 
     fn step(
@@ -309,19 +460,40 @@ impl LeaderOp {
             self.activator.activate_after(self.next_tick - now);
             return;
         }
+        if self.leader.needs_resync() || self.shared.borrow().reader.is_none() {
+            if !self.shared.borrow().inflight.is_empty() {
+                // The committer wakes the leader once the rounds in flight are done.
+                return;
+            }
+            if let Err(e) = self.open_reader() {
+                return self.stalled(&e);
+            }
+        }
+        let progress = match self.poll() {
+            Ok(Some(progress)) => progress,
+            Ok(None) => return,
+            Err(e) => return self.stalled(&e),
+        };
+        let tick_interval = self.plan.pacing.tick_interval;
         let ticks = ticks_owed(
-            self.plan.tick_interval_ms,
+            u64::try_from(tick_interval.as_millis()).unwrap_or(u64::MAX),
             now.saturating_duration_since(self.next_tick),
             self.ctx.max_ticks_per_round,
         );
-        match self.leader.next_round(&self.ctx, &self.plan, ticks) {
+        match self
+            .leader
+            .next_round(&self.ctx, &self.plan, ticks, progress.frontier)
+        {
             Ok(Some(round)) => self.emit(round, output),
+            Ok(None) if self.leader.needs_resync() => self.activator.activate(),
             Ok(None) => {
-                self.ctx
-                    .reporter
-                    .status(self.plan.id, Status::Running, None, Vec::new());
+                if progress.status == SourceStatus::Running {
+                    self.ctx
+                        .reporter
+                        .status(self.plan.id, Status::Running, None, Vec::new());
+                }
                 self.activator
-                    .activate_after(Duration::from_millis(self.plan.tick_interval_ms.max(10)));
+                    .activate_after(tick_interval.max(Duration::from_millis(10)));
             }
             Err(e) => self.stalled(&e),
         }
@@ -335,7 +507,12 @@ impl LeaderOp {
         let Some(cap) = self.cap.as_mut() else { return };
         {
             let mut session = output.session(&*cap);
-            for w in 0..self.peers {
+            let readers = if self.plan.connector.parallel() {
+                self.peers
+            } else {
+                1
+            };
+            for w in 0..readers {
                 session.give((w, round.clone()));
             }
         }
@@ -349,7 +526,7 @@ impl LeaderOp {
             // Mint the next round while this one is generated and committed.
             self.activator.activate();
         }
-        self.next_tick = Instant::now() + Duration::from_millis(self.plan.tick_interval_ms);
+        self.next_tick = Instant::now() + self.plan.pacing.tick_interval;
     }
 }
 

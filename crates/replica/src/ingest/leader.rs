@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use strata_controller_api::{Antichain, Timestamp};
 
 use super::{IngestError, IngestionPlan};
+use crate::connector::Offset;
 use crate::context::Ctx;
 use crate::remap::{self, Binding, Round};
 use crate::shard::frontier_time;
@@ -30,6 +31,20 @@ impl Leader {
     /// Forgets everything; the next round re-reads the shards first.
     pub(crate) fn invalidate(&mut self) {
         *self = Leader::default();
+    }
+
+    /// Whether the leader must re-read the shards (and so re-open the reader) first.
+    pub(crate) fn needs_resync(&self) -> bool {
+        self.remap_upper.is_none()
+    }
+
+    /// The first offset whose data may be missing from the data shards: where a reader
+    /// opened now must resume.
+    pub(crate) fn resume_offset(&self) -> Offset {
+        self.queue.front().map_or_else(
+            || self.last.map_or(0, |b| b.offset_upper),
+            |round| round.offsets.start,
+        )
     }
 
     /// Re-reads the data shards' uppers and the remap bindings, and plans the rounds
@@ -110,33 +125,44 @@ impl Leader {
         }
     }
 
-    /// The next round to write, or `None` if the source has nothing to do now. A new
-    /// binding covers `ticks` ticks' worth of offsets.
+    /// The next round to write, or `None` if the source has nothing to do now (or the
+    /// leader must resync first: see [`Leader::needs_resync`]). `frontier` is the
+    /// reader's: a replayed round waits until the reader has re-read it, and a new
+    /// binding stays below it and covers at most `ticks` ticks' worth of offsets of a
+    /// paced source.
     pub(crate) fn next_round(
         &mut self,
         ctx: &Ctx,
         plan: &IngestionPlan,
         ticks: u64,
+        frontier: Offset,
     ) -> Result<Option<Round>, IngestError> {
         if self.remap_upper.is_none() {
             self.resync(ctx, plan)?;
         }
-        if let Some(round) = self.queue.pop_front() {
-            return Ok(Some(round));
+        if let Some(round) = self.queue.front() {
+            if round.offsets.end > frontier {
+                return Ok(None);
+            }
+            return Ok(self.queue.pop_front());
         }
         if self.closed {
             return Ok(None);
         }
         let remap_upper = self.remap_upper.unwrap_or_default();
+        let step = plan
+            .pacing
+            .offsets_per_tick
+            .map_or(Offset::MAX, |per_tick| {
+                per_tick.saturating_mul(ticks.max(1))
+            });
+        let limit = ctx.offset_limit.map_or(frontier, |l| l.min(frontier));
         let Some((next, round)) = remap::mint(
             self.last.as_ref(),
             remap_upper,
             (ctx.clock)(),
-            plan.offsets_per_tick.saturating_mul(ticks.max(1)),
-            ctx.offset_limit
-                .into_iter()
-                .chain(plan.generator.offset_limit())
-                .min(),
+            step,
+            Some(limit),
         ) else {
             return Ok(None);
         };
@@ -166,15 +192,16 @@ impl Leader {
                 Ok(Some(round))
             }
             Ok(Err(mismatch)) => {
-                // Another writer bound this range: fast-forward to its bindings.
+                // Another writer bound this range: fast-forward to its bindings, with a
+                // reader re-opened where they leave off.
                 tracing::debug!(
                     collection = %plan.id,
                     remap_shard = %plan.remap_shard,
                     current = ?mismatch.current,
                     "another replica minted this binding; resyncing"
                 );
-                self.resync(ctx, plan)?;
-                Ok(self.queue.pop_front())
+                self.invalidate();
+                Ok(None)
             }
             Err(e) => {
                 self.invalidate();

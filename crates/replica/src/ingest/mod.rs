@@ -1,35 +1,45 @@
-//! Ingestions: load-generator sources written to data shards with exactly-once remap
-//! bindings.
+//! Ingestions: sources, read through their [`crate::connector`], written to data shards
+//! with exactly-once remap bindings.
 //!
 //! # Dataflow
 //!
 //! One timely dataflow per ingestion, timestamped by *round* number:
-//! 1. **leader** (a source operator; only worker 0 keeps its capability) mints the
-//!    next binding in the remap shard, or replays a bound round after a restart
-//!    (`leader::Leader`), and sends the round to every worker;
-//! 2. **generate** (every worker) produces and encodes the updates of the round's
-//!    offsets `o` with `o % peers == worker index`, and exchanges them to worker 0;
+//! 1. **leader** (a source operator; only worker 0 keeps its capability) opens the
+//!    source's reader (worker 0's [`SourceReader`](crate::connector::SourceReader)) at
+//!    the first offset whose data may be missing, polls it for its frontier, and mints
+//!    the next binding below that frontier in the remap shard, or replays a bound round
+//!    once the reader has re-read it (`leader::Leader`). It sends the round to every
+//!    worker of a parallel connector, or to worker 0 alone;
+//! 2. **read** (every worker that got the round) hands out the round's updates from its
+//!    reader, checks each is inside the round's offsets, and exchanges them to worker 0;
+//!    worker 0 reads only rounds still in flight, so a round abandoned after a failure
+//!    never reaches a reader re-opened since;
 //! 3. **commit** (worker 0) waits until the round's timely time is complete, then
 //!    writes the round with one `compare_and_append` per data shard
-//!    (`commit::commit_round`) and wakes the leader. A round whose data shards are
-//!    already beyond it (a duplicate after a resync) is skipped.
+//!    (`commit::commit_round`), tells the reader the round's offsets are durable, and
+//!    wakes the leader. A round whose data shards are already beyond it (a duplicate
+//!    after a resync) is skipped.
 //!
 //! Up to two rounds are in flight: the leader mints round `n + 1` while round `n` is
-//! generated and committed, so the other workers generate while worker 0 commits.
-//! Rounds commit in order, each after its binding is minted; a failed commit abandons
-//! the rounds behind it, and the leader replays them from the remap shard. Under load (no tick interval, or behind schedule) a round binds
-//! up to `ReplicaConfig::max_ticks_per_round` ticks' worth of offsets, so its fixed
-//! cost (two serial `compare_and_append`s and a timely round trip) covers more rows.
+//! read and committed. Rounds commit in order, each after its binding is minted; a
+//! failed commit abandons the rounds behind it, and the leader replays them from the
+//! remap shard. The reader is re-opened only when no round is in flight. Under load (a
+//! source without a rate, or a paced one behind its schedule) a round binds up to
+//! `ReplicaConfig::max_ticks_per_round` ticks' worth of offsets, so its fixed cost (two
+//! serial `compare_and_append`s and a timely round trip) covers more rows.
 //! Nothing is minted or written before `AllowWrites`.
 
 pub(crate) mod commit;
 pub(crate) mod dataflow;
 pub(crate) mod leader;
 
-use strata_controller_api::{GlobalId, ShardId, SourceConnection, SourceOutput};
+use std::sync::Arc;
+
+use strata_controller_api::{GlobalId, ShardId, SourceOutput};
 use strata_instance_client::RunIngestionCommand;
 
-use crate::generator::{Generator, GeneratorError};
+use crate::connector::{ConnectorError, ConnectorRegistry, Pacing, SourceConnector};
+use crate::generator::GeneratorError;
 use crate::remap::RemapError;
 use crate::shard::ShardError;
 
@@ -42,15 +52,27 @@ pub(crate) struct ExportTarget {
 }
 
 /// A validated ingestion: everything its dataflow needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct IngestionPlan {
     pub(crate) id: GlobalId,
-    pub(crate) generator: Generator,
+    pub(crate) connector: Arc<dyn SourceConnector>,
     pub(crate) exports: Vec<ExportTarget>,
     pub(crate) remap_id: GlobalId,
     pub(crate) remap_shard: ShardId,
-    pub(crate) offsets_per_tick: u64,
-    pub(crate) tick_interval_ms: u64,
+    pub(crate) pacing: Pacing,
+}
+
+impl std::fmt::Debug for IngestionPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestionPlan")
+            .field("id", &self.id)
+            .field("connector", &self.connector.kind())
+            .field("exports", &self.exports)
+            .field("remap_id", &self.remap_id)
+            .field("remap_shard", &self.remap_shard)
+            .field("pacing", &self.pacing)
+            .finish()
+    }
 }
 
 /// Why an ingestion cannot run or stopped making progress.
@@ -60,6 +82,23 @@ pub enum IngestError {
     /// The load generator configuration is invalid.
     #[error("invalid source: {0}")]
     Generator(#[from] GeneratorError),
+    /// The source's connector is unknown, misconfigured or failed.
+    #[error("{0}")]
+    Connector(#[from] ConnectorError),
+    /// The source has no output the ingestion asks for.
+    #[error("{kind} source has no output {output:?}")]
+    UnknownOutput {
+        /// The connector's kind.
+        kind: String,
+        /// The output asked for.
+        output: SourceOutput,
+    },
+    /// Reading a round's updates from the source failed; the round is not written.
+    #[error("reading the source failed: {reason}")]
+    ReadFailed {
+        /// Why.
+        reason: String,
+    },
     /// An export has no storage metadata.
     #[error("no storage metadata for collection {id}")]
     MissingMetadata {
@@ -99,6 +138,18 @@ impl IngestError {
     pub fn hint(&self) -> &'static str {
         match self {
             IngestError::Generator(_) => "fix the source's load generator options",
+            IngestError::Connector(
+                ConnectorError::UnknownKind { .. } | ConnectorError::DuplicateKind { .. },
+            ) => "register the connector with the replica, or run a replica that has it",
+            IngestError::Connector(ConnectorError::InvalidConfig { .. }) => {
+                "fix the source's connector settings"
+            }
+            IngestError::Connector(_) | IngestError::ReadFailed { .. } => {
+                "the replica retries; check the source's upstream"
+            }
+            IngestError::UnknownOutput { .. } => {
+                "recreate the source with subsources its connector has"
+            }
             IngestError::MissingMetadata { .. } | IngestError::SchemaMismatch { .. } => {
                 "recreate the source so its collections match the generator's outputs"
             }
@@ -124,32 +175,36 @@ fn columns(desc: &strata_controller_api::RelationDesc) -> String {
     format!("({})", cols.join(", "))
 }
 
-/// Validates an ingestion command into a plan.
+/// Validates an ingestion command into a plan, with its connector from `registry`.
 pub(crate) fn plan_ingestion(
     cmd: &RunIngestionCommand<strata_controller_api::Timestamp>,
+    registry: &ConnectorRegistry,
 ) -> Result<IngestionPlan, IngestError> {
-    let generator = Generator::new(&cmd.description.connection)?;
-    let SourceConnection::LoadGenerator {
-        offsets_per_tick,
-        tick_interval_ms,
-        ..
-    } = &cmd.description.connection;
+    let connector = registry.source(&cmd.description.connection)?;
+    let outputs = connector.outputs();
     let mut exports = Vec::new();
     let mut wanted = cmd.description.source_exports.clone();
     if cmd.storage_metadata.contains_key(&cmd.id) {
         wanted.entry(cmd.id).or_insert(SourceOutput::Primary);
     }
     for (id, output) in wanted {
-        let source_desc = generator.output_desc(&output)?;
+        let source_desc = outputs
+            .iter()
+            .find(|(name, _)| *name == output)
+            .map(|(_, desc)| desc)
+            .ok_or_else(|| IngestError::UnknownOutput {
+                kind: connector.kind().to_owned(),
+                output: output.clone(),
+            })?;
         let meta = cmd
             .storage_metadata
             .get(&id)
             .ok_or(IngestError::MissingMetadata { id })?;
-        if meta.relation_desc != source_desc {
+        if meta.relation_desc != *source_desc {
             return Err(IngestError::SchemaMismatch {
                 id,
                 shard: columns(&meta.relation_desc),
-                produced: columns(&source_desc),
+                produced: columns(source_desc),
             });
         }
         exports.push(ExportTarget {
@@ -167,11 +222,10 @@ pub(crate) fn plan_ingestion(
         .ok_or(IngestError::MissingMetadata { id: remap_id })?;
     Ok(IngestionPlan {
         id: cmd.id,
-        generator,
+        pacing: connector.pacing(),
+        connector,
         exports,
         remap_id,
         remap_shard,
-        offsets_per_tick: *offsets_per_tick,
-        tick_interval_ms: *tick_interval_ms,
     })
 }

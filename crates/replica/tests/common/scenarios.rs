@@ -197,7 +197,10 @@ fn start_paced_source(
     let mut paced = cmd.clone();
     let SourceConnection::LoadGenerator {
         tick_interval_ms, ..
-    } = &mut paced.description.connection;
+    } = &mut paced.description.connection
+    else {
+        unreachable!("the scenarios run load generators")
+    };
     *tick_interval_ms = SOURCE_TICK_MS;
     let mut config = frozen_config(1, 0);
     config.offset_limit = None;
