@@ -161,23 +161,41 @@ impl Harness {
         source: &AuctionSource,
         offsets: u64,
     ) -> Result<Timestamp> {
+        self.wait_for_bound_offset(source.ingestion, source.remap, offsets)
+            .await
+    }
+
+    /// Waits until the remap collection `remap` of ingestion `ingestion` binds at least
+    /// `offsets` offsets (of any source, built-in or registered) and returns a time at
+    /// which it does: every output's snapshot as of that time holds exactly the
+    /// updates of the offsets below the bound one.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::Timeout`] with the last bound offset seen.
+    pub async fn wait_for_bound_offset(
+        &mut self,
+        ingestion: GlobalId,
+        remap: GlobalId,
+        offsets: u64,
+    ) -> Result<Timestamp> {
         let started = Instant::now();
         let mut after = Timestamp::new(0);
         let mut seen = 0;
         while started.elapsed() < self.settings.timeout {
-            let upper = self.wait_for_upper(source.remap, after).await?;
+            let upper = self.wait_for_upper(remap, after).await?;
             let Some(first) = upper.as_option() else {
                 break;
             };
             let at = Timestamp::new(first.as_millis().saturating_sub(1));
-            seen = bound_offset(&self.snapshot_multiset(source.remap, at).await?);
+            seen = bound_offset(&self.snapshot_multiset(remap, at).await?);
             if seen >= offsets {
                 return Ok(at);
             }
             after = *first;
         }
         Err(HarnessError::Timeout {
-            waiting_for: format!("{} to bind {offsets} offsets", source.ingestion),
+            waiting_for: format!("{ingestion} to bind {offsets} offsets"),
             last_seen: format!("{seen} offsets bound"),
             after: started.elapsed(),
         })

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use strata_replica::connector::ConnectorRegistry;
 
 use object_store::ObjectStore;
 use strata_controller_api::InstanceId;
@@ -66,6 +67,7 @@ pub struct HarnessBuilder {
     offset_limit: Option<u64>,
     store_faults: Option<u64>,
     transport_faults: Option<u64>,
+    connectors: ConnectorRegistry,
 }
 
 impl Default for HarnessBuilder {
@@ -81,6 +83,7 @@ impl Default for HarnessBuilder {
             offset_limit: None,
             store_faults: None,
             transport_faults: None,
+            connectors: ConnectorRegistry::default(),
         }
     }
 }
@@ -147,6 +150,13 @@ impl HarnessBuilder {
     /// a test can wait for a source to finish and compare exact contents.
     pub fn offset_limit(mut self, limit: u64) -> Self {
         self.offset_limit = Some(limit);
+        self
+    }
+
+    /// The source connectors every replica is started with (the built-ins by default):
+    /// register your own kinds here to run them through the harness.
+    pub fn connectors(mut self, connectors: ConnectorRegistry) -> Self {
+        self.connectors = connectors;
         self
     }
 
@@ -234,6 +244,7 @@ impl HarnessBuilder {
             instance: self.instance,
             offset_limit: self.offset_limit,
             transport_faults: self.transport_faults.map(TransportFaultHandle::new),
+            connectors: self.connectors,
         };
         let mut replicas = Vec::with_capacity(self.replicas);
         for index in 0..self.replicas {

@@ -141,6 +141,8 @@ struct Settings {
     offset_limit: Option<u64>,
     /// Faults between the controller and every replica, if asked for.
     transport_faults: Option<TransportFaultHandle>,
+    /// The source connectors every replica is started with.
+    connectors: strata_replica::connector::ConnectorRegistry,
 }
 
 /// A controller, an instance and in-process replicas over one persist location.

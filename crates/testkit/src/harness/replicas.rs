@@ -102,10 +102,11 @@ impl ReplicaSlot {
         let index = self.connector.index;
         let now = Arc::clone(&settings.now);
         let clock: Clock = Arc::new(move || Timestamp::new(now()));
-        let (url, workers, offset_limit) = (
+        let (url, workers, offset_limit, connectors) = (
             settings.location.clone(),
             settings.workers,
             settings.offset_limit,
+            settings.connectors.clone(),
         );
         // Opening shards and starting workers block; persist's adapter runs its own
         // runtime, which must not start inside this one's tasks.
@@ -115,6 +116,7 @@ impl ReplicaSlot {
                 workers,
                 clock,
                 offset_limit,
+                connectors,
                 ..ReplicaConfig::default()
             };
             ReplicaServer::start(config, Arc::new(shards)).map_err(|e| e.to_string())
