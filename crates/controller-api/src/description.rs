@@ -390,6 +390,9 @@ pub enum SinkConnection {
         /// The key prefix under which files are written.
         prefix: String,
     },
+    /// A connector that the replica's connector registry knows by
+    /// [`ConnectorConfig::kind`]: a built-in or one an embedding program registered.
+    Connector(ConnectorConfig),
 }
 
 /// An export (a sink) of a collection to the outside world.

@@ -202,10 +202,7 @@ fn source_connection_to_proto(conn: &SourceConnection) -> ProtoSourceConnection 
         SourceConnection::Connector(config) => {
             return ProtoSourceConnection {
                 kind: Some(proto_source_connection::Kind::Connector(
-                    proto::ProtoConnectorConfig {
-                        kind: config.kind.clone(),
-                        settings: config.settings.clone().into_iter().collect(),
-                    },
+                    connector_config_to_proto(config),
                 )),
             };
         }
@@ -241,16 +238,10 @@ fn source_connection_from_proto(
     let lg = match required("ingestion.connection.kind", proto.kind)? {
         proto_source_connection::Kind::LoadGenerator(lg) => lg,
         proto_source_connection::Kind::Connector(config) => {
-            if config.kind.is_empty() {
-                return Err(ProtoError::InvalidValue {
-                    field: "ingestion.connection.connector.kind",
-                    reason: "a connector needs a kind".into(),
-                });
-            }
-            return Ok(SourceConnection::Connector(ConnectorConfig {
-                kind: config.kind,
-                settings: config.settings.into_iter().collect(),
-            }));
+            return Ok(SourceConnection::Connector(connector_config_from_proto(
+                "ingestion.connection.connector.kind",
+                config,
+            )?));
         }
     };
     let generator = required("ingestion.connection.generator", lg.generator)?;
@@ -288,8 +279,34 @@ fn sink_connection_to_proto(conn: &SinkConnection) -> ProtoSinkConnection {
                 prefix: prefix.clone(),
             })
         }
+        SinkConnection::Connector(config) => {
+            proto_sink_connection::Kind::Connector(connector_config_to_proto(config))
+        }
     };
     ProtoSinkConnection { kind: Some(kind) }
+}
+
+fn connector_config_to_proto(config: &ConnectorConfig) -> proto::ProtoConnectorConfig {
+    proto::ProtoConnectorConfig {
+        kind: config.kind.clone(),
+        settings: config.settings.clone().into_iter().collect(),
+    }
+}
+
+fn connector_config_from_proto(
+    field: &'static str,
+    config: proto::ProtoConnectorConfig,
+) -> Result<ConnectorConfig, ProtoError> {
+    if config.kind.is_empty() {
+        return Err(ProtoError::InvalidValue {
+            field,
+            reason: "a connector needs a kind".into(),
+        });
+    }
+    Ok(ConnectorConfig {
+        kind: config.kind,
+        settings: config.settings.into_iter().collect(),
+    })
 }
 
 fn sink_connection_from_proto(proto: ProtoSinkConnection) -> Result<SinkConnection, ProtoError> {
@@ -299,6 +316,9 @@ fn sink_connection_from_proto(proto: ProtoSinkConnection) -> Result<SinkConnecti
             url: o.url,
             prefix: o.prefix,
         },
+        proto_sink_connection::Kind::Connector(config) => SinkConnection::Connector(
+            connector_config_from_proto("sink.connection.connector.kind", config)?,
+        ),
     })
 }
 

@@ -432,6 +432,13 @@ fn arb_run_sink() -> impl Strategy<Value = RunSinkCommand<Timestamp>> {
         ".{0,10}".prop_map(|path| SinkConnection::File { path }),
         (".{0,10}", ".{0,10}")
             .prop_map(|(url, prefix)| SinkConnection::ObjectStore { url, prefix }),
+        (
+            "[a-z][a-z-]{0,8}",
+            proptest::collection::btree_map("[a-z_]{1,6}", ".{0,8}", 0..4),
+        )
+            .prop_map(|(kind, settings)| {
+                SinkConnection::Connector(strata_controller_api::ConnectorConfig { kind, settings })
+            }),
     ];
     (
         arb_global_id(),

@@ -344,7 +344,7 @@ impl Replica {
                     });
                 })
                 .map_err(|e| (e.to_string(), e.hint())),
-            ObjectDesc::Sink(cmd) => plan_sink(cmd)
+            ObjectDesc::Sink(cmd) => plan_sink(cmd, &self.connectors)
                 .map(|plan| {
                     let meta = &cmd.from_metadata;
                     self.ctx

@@ -87,9 +87,9 @@ pub struct ProtoConnectorConfig {
         ::prost::alloc::string::String,
     >,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ProtoSinkConnection {
-    #[prost(oneof = "proto_sink_connection::Kind", tags = "1, 2")]
+    #[prost(oneof = "proto_sink_connection::Kind", tags = "1, 2, 3")]
     pub kind: ::core::option::Option<proto_sink_connection::Kind>,
 }
 /// Nested message and enum types in `ProtoSinkConnection`.
@@ -106,12 +106,14 @@ pub mod proto_sink_connection {
         #[prost(string, tag = "2")]
         pub prefix: ::prost::alloc::string::String,
     }
-    #[derive(Clone, PartialEq, Eq, Hash, ::prost::Oneof)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Kind {
         #[prost(message, tag = "1")]
         File(File),
         #[prost(message, tag = "2")]
         ObjectStore(ObjectStore),
+        #[prost(message, tag = "3")]
+        Connector(super::ProtoConnectorConfig),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

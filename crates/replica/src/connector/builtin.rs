@@ -1,22 +1,27 @@
 //! The built-in connectors: the load generators of [`crate::generator`] on the
-//! [`SourceConnector`] API, with nothing the dataflow treats specially.
+//! [`SourceConnector`] API, and the file and object-store sinks of [`crate::sink`] on
+//! the [`SinkConnector`] API, with nothing the dataflows treat specially.
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use strata_controller_api::{
-    ConnectorConfig, LoadGenerator, RelationDesc, SourceConnection, SourceOutput,
+    ConnectorConfig, LoadGenerator, RelationDesc, SinkConnection, SourceConnection, SourceOutput,
 };
 
 use super::{
-    ConnectorError, Offset, Pacing, ReaderShare, SourceConnector, SourceProgress, SourceReader,
-    SourceStatus, SourceUpdate,
+    ConnectorError, Offset, Pacing, ReaderShare, SinkConnector, SourceConnector, SourceProgress,
+    SourceReader, SourceStatus, SourceUpdate,
 };
 use crate::generator::{Generator, GeneratorError};
 
 /// The registered kind of the load generators.
 pub const LOAD_GENERATOR: &str = "load-generator";
+/// The registered kind of the file sink (setting `path`).
+pub const FILE: &str = "file";
+/// The registered kind of the object-store sink (settings `url` and `prefix`).
+pub const OBJECT_STORE: &str = "object-store";
 
 /// The settings a `load-generator` connector accepts.
 const SETTINGS: [&str; 6] = [
@@ -194,4 +199,89 @@ impl SourceReader for GeneratorReader {
         }
         Ok(())
     }
+}
+
+/// The connector configuration of a sink connection: a typed built-in as its kind's
+/// settings, a registered connector as it is.
+pub fn sink_config(connection: &SinkConnection) -> ConnectorConfig {
+    match connection {
+        SinkConnection::File { path } => ConnectorConfig::new(FILE).with("path", path.as_str()),
+        SinkConnection::ObjectStore { url, prefix } => ConnectorConfig::new(OBJECT_STORE)
+            .with("url", url.as_str())
+            .with("prefix", prefix.as_str()),
+        SinkConnection::Connector(config) => config.clone(),
+    }
+}
+
+/// The settings of `config` named `names`, in order; any other setting, or a missing
+/// one, is an error.
+fn exact_settings<'a, const N: usize>(
+    config: &'a ConnectorConfig,
+    names: [&str; N],
+) -> Result<[&'a str; N], ConnectorError> {
+    let invalid = |reason: String| ConnectorError::InvalidConfig {
+        kind: config.kind.clone(),
+        reason,
+    };
+    if let Some(unknown) = config
+        .settings
+        .keys()
+        .find(|k| !names.contains(&k.as_str()))
+    {
+        return Err(invalid(format!(
+            "unknown setting {unknown:?}; known: {}",
+            names.join(", ")
+        )));
+    }
+    let mut values = [""; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = config
+            .setting(name)
+            .ok_or_else(|| invalid(format!("the {name:?} setting is required")))?;
+    }
+    Ok(values)
+}
+
+/// The registry's factory for [`FILE`].
+pub(super) fn file_sink_factory(
+    config: &ConnectorConfig,
+) -> Result<Arc<dyn SinkConnector>, ConnectorError> {
+    let [path] = exact_settings(config, ["path"])?;
+    let connector = crate::sink::file::FileSinkConnector::new(path).map_err(|e| {
+        ConnectorError::InvalidConfig {
+            kind: FILE.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(Arc::new(connector))
+}
+
+/// The registry's factory for [`OBJECT_STORE`] (needs the `persist` feature).
+pub(super) fn object_store_sink_factory(
+    config: &ConnectorConfig,
+) -> Result<Arc<dyn SinkConnector>, ConnectorError> {
+    let [url, prefix] = exact_settings(config, ["url", "prefix"])?;
+    object_store_sink(url, prefix)
+}
+
+#[cfg(feature = "persist")]
+fn object_store_sink(url: &str, prefix: &str) -> Result<Arc<dyn SinkConnector>, ConnectorError> {
+    let connector =
+        crate::sink::object_store::ObjectStoreSinkConnector::new(url, prefix).map_err(|e| {
+            ConnectorError::InvalidConfig {
+                kind: OBJECT_STORE.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
+    Ok(Arc::new(connector))
+}
+
+#[cfg(not(feature = "persist"))]
+fn object_store_sink(url: &str, _prefix: &str) -> Result<Arc<dyn SinkConnector>, ConnectorError> {
+    Err(ConnectorError::InvalidConfig {
+        kind: OBJECT_STORE.to_owned(),
+        reason: format!(
+            "an object-store sink to {url} needs a replica built with the persist feature"
+        ),
+    })
 }

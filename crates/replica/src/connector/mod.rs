@@ -30,8 +30,11 @@
 //! typed [`SourceConnection::LoadGenerator`] goes to the same connector.
 
 pub mod builtin;
+mod sink;
 #[cfg(test)]
 mod tests;
+
+pub use sink::{SinkBatch, SinkCommit, SinkConnector, SinkWriter};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,7 +42,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_controller_api::{ConnectorConfig, RelationDesc, Row, SourceConnection, SourceOutput};
+use strata_controller_api::{
+    ConnectorConfig, RelationDesc, Row, SinkConnection, SourceConnection, SourceOutput,
+};
 
 /// A position in a source's upstream, totally ordered.
 pub type Offset = u64;
@@ -206,13 +211,13 @@ pub enum ConnectorError {
         known: String,
     },
     /// A kind was registered twice.
-    #[error("a source connector of kind {kind:?} is already registered")]
+    #[error("a connector of kind {kind:?} is already registered")]
     DuplicateKind {
         /// The kind.
         kind: String,
     },
     /// The connection's settings are not valid for the connector.
-    #[error("invalid {kind} source: {reason}")]
+    #[error("invalid {kind} connector: {reason}")]
     InvalidConfig {
         /// The connector's kind.
         kind: String,
@@ -220,7 +225,7 @@ pub enum ConnectorError {
         reason: String,
     },
     /// The upstream failed; the replica retries after its backoff.
-    #[error("{kind} source failed: {reason}")]
+    #[error("{kind} connector failed: {reason}")]
     Upstream {
         /// The connector's kind.
         kind: String,
@@ -229,7 +234,7 @@ pub enum ConnectorError {
     },
     /// The connector broke its contract (an update outside the range asked for, say);
     /// the round is not written and the replica retries.
-    #[error("{kind} source broke the connector contract: {reason}")]
+    #[error("{kind} connector broke the connector contract: {reason}")]
     Contract {
         /// The connector's kind.
         kind: String,
@@ -242,6 +247,10 @@ pub enum ConnectorError {
 pub type SourceFactory =
     Arc<dyn Fn(&ConnectorConfig) -> Result<Arc<dyn SourceConnector>, ConnectorError> + Send + Sync>;
 
+/// Builds a sink connector from its configuration.
+pub type SinkFactory =
+    Arc<dyn Fn(&ConnectorConfig) -> Result<Arc<dyn SinkConnector>, ConnectorError> + Send + Sync>;
+
 /// The connectors a replica can run, by kind. [`ConnectorRegistry::default`] holds
 /// the built-ins; an embedding program adds its own with
 /// [`register_source`](Self::register_source) and passes the registry in
@@ -249,6 +258,7 @@ pub type SourceFactory =
 #[derive(Clone)]
 pub struct ConnectorRegistry {
     sources: BTreeMap<String, SourceFactory>,
+    sinks: BTreeMap<String, SinkFactory>,
 }
 
 impl Default for ConnectorRegistry {
@@ -258,6 +268,12 @@ impl Default for ConnectorRegistry {
         registry
             .sources
             .insert(builtin::LOAD_GENERATOR.to_owned(), factory);
+        let file: SinkFactory = Arc::new(builtin::file_sink_factory);
+        registry.sinks.insert(builtin::FILE.to_owned(), file);
+        let object: SinkFactory = Arc::new(builtin::object_store_sink_factory);
+        registry
+            .sinks
+            .insert(builtin::OBJECT_STORE.to_owned(), object);
         registry
     }
 }
@@ -266,6 +282,7 @@ impl fmt::Debug for ConnectorRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectorRegistry")
             .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -275,6 +292,7 @@ impl ConnectorRegistry {
     pub fn empty() -> Self {
         ConnectorRegistry {
             sources: BTreeMap::new(),
+            sinks: BTreeMap::new(),
         }
     }
 
@@ -322,5 +340,49 @@ impl ConnectorRegistry {
                 factory(config)
             }
         }
+    }
+
+    /// Registers sink connectors of `kind`, built by `factory`; a kind is registered
+    /// once.
+    pub fn register_sink<F>(
+        &mut self,
+        kind: impl Into<String>,
+        factory: F,
+    ) -> Result<(), ConnectorError>
+    where
+        F: Fn(&ConnectorConfig) -> Result<Arc<dyn SinkConnector>, ConnectorError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let kind = kind.into();
+        if self.sinks.contains_key(&kind) {
+            return Err(ConnectorError::DuplicateKind { kind });
+        }
+        self.sinks.insert(kind, Arc::new(factory));
+        Ok(())
+    }
+
+    /// The registered sink kinds, in order.
+    pub fn sink_kinds(&self) -> impl Iterator<Item = &str> {
+        self.sinks.keys().map(String::as_str)
+    }
+
+    /// The connector `connection` describes. The typed built-in connections go to
+    /// the built-in kinds ([`builtin::FILE`], [`builtin::OBJECT_STORE`]) of this
+    /// registry.
+    pub fn sink(
+        &self,
+        connection: &SinkConnection,
+    ) -> Result<Arc<dyn SinkConnector>, ConnectorError> {
+        let config = builtin::sink_config(connection);
+        let factory = self
+            .sinks
+            .get(&config.kind)
+            .ok_or_else(|| ConnectorError::UnknownKind {
+                kind: config.kind.clone(),
+                known: self.sink_kinds().collect::<Vec<_>>().join(", "),
+            })?;
+        factory(&config)
     }
 }

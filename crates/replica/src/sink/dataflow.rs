@@ -1,5 +1,6 @@
 //! The sink's timely dataflow: one source operator that only worker 0 keeps alive and
-//! that drives a [`FileSink`](super::file::FileSink) (or an object-store sink).
+//! that drives the sink's [`SinkWriter`]: it reads the input, hands the writer one batch
+//! at a time and keeps the sink's durable frontier.
 //!
 //! After every step the operator reports the sink's upper as `FrontierUpper`: the
 //! frontier its destination durably holds, recovered from the destination or reached
@@ -16,56 +17,109 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source;
 use timely::worker::Worker;
 
-use super::file::{FileSink, Step};
-use super::{SinkError, SinkPlan, SinkTarget};
-use crate::context::Ctx;
+use super::{SinkError, SinkPlan};
+use crate::connector::{SinkBatch, SinkCommit, SinkWriter};
+use crate::context::{Ctx, FaultPoint};
+use crate::shard::frontier_time;
 
-/// The destination-specific state of a running sink.
-enum Destination {
-    File(FileSink),
-    #[cfg(feature = "persist")]
-    Object(super::object_store::ObjectStoreSink),
+/// What a step of the sink did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Wrote a batch (possibly empty) and advanced the frontier, or lost a race and
+    /// must recover.
+    Advanced,
+    /// Nothing new to read yet.
+    Idle,
+    /// The input is closed and everything is written.
+    Done,
 }
 
-impl Destination {
-    fn new(plan: &SinkPlan) -> Self {
-        match &plan.target {
-            SinkTarget::File(_) => Destination::File(FileSink::new()),
-            #[cfg(feature = "persist")]
-            SinkTarget::Object(_) => {
-                Destination::Object(super::object_store::ObjectStoreSink::new())
-            }
-        }
-    }
+/// A running sink's state: its writer and the frontier its destination durably holds.
+/// Everything here can be rebuilt from the destination.
+struct Driver {
+    writer: Option<Box<dyn SinkWriter>>,
+    /// Every update before this is in the destination, once recovered.
+    frontier: Option<Antichain<Timestamp>>,
+}
 
-    fn step(&mut self, ctx: &Ctx, plan: &SinkPlan) -> Result<Step, SinkError> {
-        match (self, &plan.target) {
-            (Destination::File(sink), SinkTarget::File(path)) => sink.step(ctx, plan, path),
-            #[cfg(feature = "persist")]
-            (Destination::Object(sink), SinkTarget::Object(target)) => sink.step(ctx, plan, target),
-            #[cfg(feature = "persist")]
-            _ => Err(SinkError::Unsupported(
-                "destination changed under a running sink".into(),
-            )),
-        }
-    }
-
+impl Driver {
+    /// Forgets what it knew, as a crash would: the next step recovers.
     fn reset(&mut self) {
-        match self {
-            Destination::File(sink) => sink.reset(),
-            #[cfg(feature = "persist")]
-            Destination::Object(sink) => sink.reset(),
-        }
+        self.frontier = None;
     }
 
-    /// The sink's durable upper: every update before it is in the destination, as
-    /// recovered from it or written since. `None` until the destination was read.
-    fn upper(&self) -> Option<Antichain<Timestamp>> {
-        match self {
-            Destination::File(sink) => sink.upper(),
-            #[cfg(feature = "persist")]
-            Destination::Object(sink) => sink.upper(),
+    /// The sink's durable upper, `None` until the destination was read.
+    fn upper(&self) -> Option<&Antichain<Timestamp>> {
+        self.frontier.as_ref()
+    }
+
+    /// Does one unit of work: recover, write the snapshot, or write one listen batch.
+    fn step(&mut self, ctx: &Ctx, plan: &SinkPlan) -> Result<Step, SinkError> {
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self
+                .writer
+                .insert(plan.connector.open(plan.id, &plan.desc)?),
+        };
+        let frontier = match &self.frontier {
+            Some(frontier) => frontier.clone(),
+            None => {
+                let start = if plan.with_snapshot {
+                    Timestamp::new(0)
+                } else {
+                    Timestamp::new(plan.as_of.as_millis().saturating_add(1))
+                };
+                let recovered = writer.recover(start)?;
+                self.frontier = Some(recovered.clone());
+                recovered
+            }
+        };
+        let Some(lower) = frontier_time(&frontier) else {
+            return Ok(Step::Done);
+        };
+        let (updates, upper) = if lower == Timestamp::new(0) && plan.with_snapshot {
+            match ctx.shards.snapshot(plan.shard, plan.as_of)? {
+                None => return Ok(Step::Idle),
+                Some(updates) => (
+                    updates,
+                    Antichain::from_elem(Timestamp::new(plan.as_of.as_millis().saturating_add(1))),
+                ),
+            }
+        } else {
+            let (updates, upper) = ctx.shards.listen_from(plan.shard, lower)?;
+            if frontier_time(&upper).is_some_and(|u| u <= lower) {
+                return Ok(Step::Idle);
+            }
+            (updates, upper)
+        };
+        let batch = SinkBatch {
+            lower,
+            upper: &upper,
+            updates: &updates,
+        };
+        let counters = ctx.reporter.sink_counters(plan.id);
+        let bytes = writer.write(&batch)?;
+        counters
+            .messages_staged
+            .fetch_add(updates.len() as u64, Ordering::Relaxed);
+        counters.bytes_staged.fetch_add(bytes, Ordering::Relaxed);
+        if ctx.fail_at(FaultPoint::SinkAfterData) {
+            self.reset();
+            return Err(SinkError::InjectedCrash);
         }
+        match writer.commit(&batch)? {
+            SinkCommit::Committed => {
+                self.frontier = Some(upper.clone());
+                counters
+                    .messages_committed
+                    .fetch_add(updates.len() as u64, Ordering::Relaxed);
+                counters.bytes_committed.fetch_add(bytes, Ordering::Relaxed);
+            }
+            // Another incarnation wrote this range: recover (before reporting anything
+            // beyond what was recovered).
+            SinkCommit::LostRace => self.reset(),
+        }
+        Ok(Step::Advanced)
     }
 }
 
@@ -97,7 +151,10 @@ pub(crate) fn build(
         source::<_, CapacityContainerBuilder<Vec<()>>, _, _>(scope, "sink", move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = (index == 0).then_some(cap);
-            let mut sink = Destination::new(&plan);
+            let mut sink = Driver {
+                writer: None,
+                frontier: None,
+            };
             if cap.is_some() {
                 ctx.reporter
                     .status(plan.id, Status::Starting, None, Vec::new());
@@ -112,8 +169,12 @@ pub(crate) fn build(
                     return;
                 }
                 let stepped = sink.step(&ctx, &plan);
-                if let Some(upper) = sink.upper() {
-                    ctx.reporter.upper(plan.id, &upper);
+                // A destination that holds nothing yet (upper at the minimum time) has
+                // nothing to report.
+                if let Some(upper) = sink.upper()
+                    && !upper.less_equal(&Timestamp::new(0))
+                {
+                    ctx.reporter.upper(plan.id, upper);
                 }
                 match stepped {
                     Ok(Step::Advanced) => {

@@ -12,14 +12,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
-use strata_controller_api::{Antichain, Datum, Row, Timestamp};
+use strata_controller_api::{Antichain, Datum, GlobalId, RelationDesc, Row, Timestamp};
 
-use super::{SinkError, SinkPlan};
-use crate::context::{Ctx, FaultPoint};
-use crate::shard::{Update, frontier_time};
+use super::SinkError;
+use crate::connector::builtin::FILE;
+use crate::connector::{ConnectorError, SinkBatch, SinkCommit, SinkConnector, SinkWriter};
+use crate::shard::frontier_time;
 
 /// The durable progress of a file sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,44 +103,62 @@ fn write_progress(path: &Path, progress: Progress) -> Result<(), SinkError> {
     std::fs::rename(&tmp, &marker).map_err(|e| io(&marker, &e))
 }
 
-/// What a step of the sink did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Wrote a batch (possibly empty) and advanced the frontier.
-    Advanced,
-    /// Nothing new to read yet.
-    Idle,
-    /// The input is closed and everything is written.
-    Done,
+/// The file sink: NDJSON lines in the file at `path`, with its progress marker beside
+/// it. Registered as [`crate::connector::builtin::FILE`].
+#[derive(Debug, Clone)]
+pub struct FileSinkConnector {
+    path: PathBuf,
 }
 
-/// A file sink's in-memory state; everything in it can be rebuilt from the file.
-#[derive(Debug)]
-pub(crate) struct FileSink {
-    progress: Option<Progress>,
-}
-
-impl FileSink {
-    pub(crate) fn new() -> Self {
-        FileSink { progress: None }
-    }
-
-    /// Forgets the in-memory state, as a crash would.
-    pub(crate) fn reset(&mut self) {
-        self.progress = None;
-    }
-
-    /// The frontier the output durably holds (`[]` once the input closed), if known:
-    /// recovered from the marker, or moved by a batch whose marker landed.
-    pub(crate) fn upper(&self) -> Option<Antichain<Timestamp>> {
-        self.progress.map(|p| match p.frontier {
-            Some(f) => Antichain::from_elem(Timestamp::new(f)),
-            None => Antichain::new(),
+impl FileSinkConnector {
+    /// A file sink to `path`, which must name a file (existing or not) in an existing
+    /// directory.
+    pub fn new(path: &str) -> Result<Self, SinkError> {
+        Ok(FileSinkConnector {
+            path: super::check_path(path)?,
         })
     }
+}
 
+impl SinkConnector for FileSinkConnector {
+    fn kind(&self) -> &str {
+        FILE
+    }
+
+    fn open(
+        &self,
+        _sink: GlobalId,
+        _desc: &RelationDesc,
+    ) -> Result<Box<dyn SinkWriter>, ConnectorError> {
+        Ok(Box::new(FileWriter {
+            path: self.path.clone(),
+            progress: None,
+            pending: 0,
+        }))
+    }
+}
+
+fn failed(e: &SinkError) -> ConnectorError {
+    ConnectorError::Upstream {
+        kind: FILE.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A file sink's writer; everything in it can be rebuilt from the file.
+#[derive(Debug)]
+struct FileWriter {
+    path: PathBuf,
+    /// The committed progress, once recovered.
+    progress: Option<Progress>,
+    /// Bytes appended by `write` and not yet committed.
+    pending: u64,
+}
+
+impl FileWriter {
     /// Reads the marker and truncates the output to its committed prefix.
-    fn recover(&self, path: &Path) -> Result<Option<Progress>, SinkError> {
+    fn recover_file(&self) -> Result<Option<Progress>, SinkError> {
+        let path = &self.path;
         let progress = read_progress(path)?;
         let len = progress.map_or(0, |p| p.len);
         let file = OpenOptions::new()
@@ -161,107 +179,63 @@ impl FileSink {
             .map_err(|e| io(path, &e))?;
         Ok(progress)
     }
+}
 
-    /// Does one unit of work: recover, write the snapshot, or write one listen batch.
-    pub(crate) fn step(
-        &mut self,
-        ctx: &Ctx,
-        plan: &SinkPlan,
-        path: &Path,
-    ) -> Result<Step, SinkError> {
-        let progress = match self.progress {
-            Some(p) => p,
-            None => match self.recover(path)? {
-                Some(p) => p,
-                None if plan.with_snapshot => {
-                    let Some(snapshot) = ctx.shards.snapshot(plan.shard, plan.as_of)? else {
-                        return Ok(Step::Idle);
-                    };
-                    let next = Antichain::from_elem(Timestamp::new(
-                        plan.as_of.as_millis().saturating_add(1),
-                    ));
-                    self.write_batch(
-                        ctx,
-                        plan,
-                        path,
-                        Progress {
-                            frontier: Some(0),
-                            len: 0,
-                        },
-                        &snapshot,
-                        &next,
-                    )?;
-                    return Ok(Step::Advanced);
-                }
-                None => Progress {
-                    frontier: Some(plan.as_of.as_millis().saturating_add(1)),
-                    len: 0,
-                },
-            },
-        };
+impl SinkWriter for FileWriter {
+    fn recover(&mut self, start: Timestamp) -> Result<Antichain<Timestamp>, ConnectorError> {
+        self.pending = 0;
+        let progress = self
+            .recover_file()
+            .map_err(|e| failed(&e))?
+            .unwrap_or(Progress {
+                frontier: Some(start.as_millis()),
+                len: 0,
+            });
         self.progress = Some(progress);
-        let Some(frontier) = progress.frontier else {
-            return Ok(Step::Done);
-        };
-        let (updates, upper) = ctx
-            .shards
-            .listen_from(plan.shard, Timestamp::new(frontier))?;
-        if frontier_time(&upper).is_some_and(|u| u.as_millis() <= frontier) {
-            return Ok(Step::Idle);
-        }
-        self.write_batch(ctx, plan, path, progress, &updates, &upper)?;
-        Ok(Step::Advanced)
+        Ok(match progress.frontier {
+            Some(f) => Antichain::from_elem(Timestamp::new(f)),
+            None => Antichain::new(),
+        })
     }
 
-    fn write_batch(
-        &mut self,
-        ctx: &Ctx,
-        plan: &SinkPlan,
-        path: &Path,
-        progress: Progress,
-        updates: &[Update],
-        upper: &Antichain<Timestamp>,
-    ) -> Result<(), SinkError> {
-        let counters = ctx.reporter.sink_counters(plan.id);
+    fn write(&mut self, batch: &SinkBatch<'_>) -> Result<u64, ConnectorError> {
+        let path = &self.path;
         let mut buf = Vec::new();
-        for (row, time, diff) in updates {
+        for (row, time, diff) in batch.updates {
             let line = SinkLine {
                 row: row.unpack(),
                 time: time.as_millis(),
                 diff: *diff,
             };
-            serde_json::to_writer(&mut buf, &line).map_err(|e| corrupt(path, &e.to_string()))?;
+            serde_json::to_writer(&mut buf, &line)
+                .map_err(|e| failed(&corrupt(path, &e.to_string())))?;
             buf.push(b'\n');
         }
-        counters
-            .messages_staged
-            .fetch_add(updates.len() as u64, Ordering::Relaxed);
-        counters
-            .bytes_staged
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let mut file = OpenOptions::new()
             .append(true)
             .open(path)
-            .map_err(|e| io(path, &e))?;
+            .map_err(|e| failed(&io(path, &e)))?;
         file.write_all(&buf)
             .and_then(|()| file.sync_data())
-            .map_err(|e| io(path, &e))?;
-        if ctx.fail_at(FaultPoint::SinkAfterData) {
-            self.reset();
-            return Err(SinkError::InjectedCrash);
-        }
-        let next = Progress {
-            frontier: frontier_time(upper).map(|t| t.as_millis()),
-            len: progress.len + buf.len() as u64,
+            .map_err(|e| failed(&io(path, &e)))?;
+        self.pending += buf.len() as u64;
+        Ok(buf.len() as u64)
+    }
+
+    fn commit(&mut self, batch: &SinkBatch<'_>) -> Result<SinkCommit, ConnectorError> {
+        let Some(progress) = self.progress else {
+            return Err(ConnectorError::Contract {
+                kind: FILE.to_owned(),
+                reason: "a batch was committed before the sink recovered".into(),
+            });
         };
-        write_progress(path, next)?;
+        let next = Progress {
+            frontier: frontier_time(batch.upper).map(|t| t.as_millis()),
+            len: progress.len + self.pending,
+        };
+        write_progress(&self.path, next).map_err(|e| failed(&e))?;
         self.progress = Some(next);
-        counters
-            .messages_committed
-            .fetch_add(updates.len() as u64, Ordering::Relaxed);
-        counters
-            .bytes_committed
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        Ok(())
+        self.pending = 0;
+        Ok(SinkCommit::Committed)
     }
 }

@@ -1,10 +1,13 @@
 //! Sinks: read a collection from `as_of` (snapshot, then listen) and write it out with
-//! exactly-once progress.
+//! exactly-once progress, through a [`SinkConnector`](crate::connector::SinkConnector).
 //!
 //! A sink runs as a one-operator timely dataflow whose operator only worker 0 keeps
-//! alive. Destinations: `file::FileSink` (NDJSON of `(row, time, diff)` with a progress
-//! marker) and, with the `persist` feature, `object_store::ObjectStoreSink` (Parquet
-//! files per time range under a prefix).
+//! alive ([`dataflow`]); it owns reading and progress, and the connector's
+//! [`SinkWriter`](crate::connector::SinkWriter) owns the destination. Built-in
+//! destinations: [`file::FileSinkConnector`] (NDJSON of `(row, time, diff)` with a
+//! progress marker) and, with the `persist` feature,
+//! [`object_store::ObjectStoreSinkConnector`] (Parquet files per time range under a
+//! prefix).
 //!
 //! A sink reports its upper (`FrontierUpper` for the sink's id) as its destination
 //! durably advances: the controller holds the sink's input one step behind it, so a
@@ -16,30 +19,35 @@ pub mod file;
 pub mod object_store;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use strata_controller_api::{GlobalId, ShardId, SinkConnection, Timestamp};
+use strata_controller_api::{GlobalId, RelationDesc, ShardId, Timestamp};
 use strata_instance_client::RunSinkCommand;
 
+use crate::connector::{ConnectorError, ConnectorRegistry, SinkConnector};
 use crate::shard::{ShardError, frontier_time};
 
 /// A validated sink.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SinkPlan {
     pub(crate) id: GlobalId,
     pub(crate) shard: ShardId,
     pub(crate) as_of: Timestamp,
     pub(crate) with_snapshot: bool,
-    pub(crate) target: SinkTarget,
+    pub(crate) desc: RelationDesc,
+    pub(crate) connector: Arc<dyn SinkConnector>,
 }
 
-/// Where a sink writes.
-#[derive(Debug, Clone)]
-pub(crate) enum SinkTarget {
-    /// NDJSON in a local file.
-    File(PathBuf),
-    /// Parquet files under an object-store prefix.
-    #[cfg(feature = "persist")]
-    Object(object_store::ObjectTarget),
+impl std::fmt::Debug for SinkPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkPlan")
+            .field("id", &self.id)
+            .field("shard", &self.shard)
+            .field("as_of", &self.as_of)
+            .field("with_snapshot", &self.with_snapshot)
+            .field("connector", &self.connector.kind())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a sink cannot run or stopped making progress.
@@ -92,6 +100,9 @@ pub enum SinkError {
     /// An injected crash (tests only).
     #[error("injected crash after writing data")]
     InjectedCrash,
+    /// The sink's connector is unknown, misconfigured or failed.
+    #[error("{0}")]
+    Connector(#[from] ConnectorError),
 }
 
 impl SinkError {
@@ -114,11 +125,18 @@ impl SinkError {
             SinkError::Corrupt { .. } => {
                 "remove the sink's output and its .progress file to restart it"
             }
+            SinkError::Connector(
+                ConnectorError::UnknownKind { .. } | ConnectorError::DuplicateKind { .. },
+            ) => "register the connector with the replica, or run a replica that has it",
+            SinkError::Connector(ConnectorError::InvalidConfig { .. }) => {
+                "fix the sink's connector settings"
+            }
+            SinkError::Connector(_) => "the replica retries; check the sink's destination",
         }
     }
 }
 
-fn check_path(path: &str) -> Result<PathBuf, SinkError> {
+pub(crate) fn check_path(path: &str) -> Result<PathBuf, SinkError> {
     let bad = |reason: &str| SinkError::BadPath {
         path: path.to_owned(),
         reason: reason.to_owned(),
@@ -139,13 +157,13 @@ fn check_path(path: &str) -> Result<PathBuf, SinkError> {
     Ok(buf)
 }
 
-/// Validates a sink command into a plan.
-pub(crate) fn plan_sink(cmd: &RunSinkCommand<Timestamp>) -> Result<SinkPlan, SinkError> {
+/// Validates a sink command into a plan, with its connector from `registry`.
+pub(crate) fn plan_sink(
+    cmd: &RunSinkCommand<Timestamp>,
+    registry: &ConnectorRegistry,
+) -> Result<SinkPlan, SinkError> {
     let desc = &cmd.description;
-    let target = match &desc.connection {
-        SinkConnection::File { path } => SinkTarget::File(check_path(path)?),
-        SinkConnection::ObjectStore { url, prefix } => object_target(url, prefix, cmd)?,
-    };
+    let connector = registry.sink(&desc.connection)?;
     if desc.from_desc != cmd.from_metadata.relation_desc {
         return Err(SinkError::SchemaMismatch {
             from: desc.from,
@@ -162,38 +180,7 @@ pub(crate) fn plan_sink(cmd: &RunSinkCommand<Timestamp>) -> Result<SinkPlan, Sin
         shard: cmd.from_metadata.data_shard,
         as_of,
         with_snapshot: desc.with_snapshot,
-        target,
-    })
-}
-
-#[cfg(feature = "persist")]
-fn object_target(
-    url: &str,
-    prefix: &str,
-    cmd: &RunSinkCommand<Timestamp>,
-) -> Result<SinkTarget, SinkError> {
-    let bad = |reason: String| SinkError::BadPath {
-        path: format!("{url} {prefix}"),
-        reason,
-    };
-    strata_persist_backend::location::LocationSpec::parse(url).map_err(|e| bad(e.to_string()))?;
-    if prefix.trim_matches('/').is_empty() {
-        return Err(bad("the prefix is empty".into()));
-    }
-    Ok(SinkTarget::Object(object_store::ObjectTarget {
-        url: url.to_owned(),
-        prefix: prefix.trim_matches('/').to_owned(),
         desc: cmd.from_metadata.relation_desc.clone(),
-    }))
-}
-
-#[cfg(not(feature = "persist"))]
-fn object_target(
-    url: &str,
-    _prefix: &str,
-    _cmd: &RunSinkCommand<Timestamp>,
-) -> Result<SinkTarget, SinkError> {
-    Err(SinkError::Unsupported(format!(
-        "object-store sink to {url} needs the persist feature"
-    )))
+        connector,
+    })
 }

@@ -17,26 +17,69 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use strata_controller_api::{Antichain, RelationDesc, Timestamp};
-use strata_persist_backend::location::Location;
+use strata_controller_api::{Antichain, GlobalId, RelationDesc, Timestamp};
+use strata_persist_backend::location::{Location, LocationSpec};
 
-use super::file::Step;
-use super::{SinkError, SinkPlan};
-use crate::context::Ctx;
-use crate::shard::{Update, frontier_time};
+use super::SinkError;
+use crate::connector::builtin::OBJECT_STORE;
+use crate::connector::{ConnectorError, SinkBatch, SinkCommit, SinkConnector, SinkWriter};
+use crate::shard::frontier_time;
 
-/// Where an object-store sink writes.
+/// The object-store sink: Parquet files under `prefix` at the persist-style location
+/// `url`. Registered as [`crate::connector::builtin::OBJECT_STORE`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ObjectTarget {
-    pub(crate) url: String,
-    pub(crate) prefix: String,
-    pub(crate) desc: RelationDesc,
+pub struct ObjectStoreSinkConnector {
+    url: String,
+    prefix: String,
 }
 
-fn io(what: &str, e: &dyn std::fmt::Display) -> SinkError {
-    SinkError::Io {
-        path: what.to_owned(),
-        reason: e.to_string(),
+impl ObjectStoreSinkConnector {
+    /// A sink to `prefix` (not empty) at `url` (`mem://`, `file://`, `s3://`).
+    pub fn new(url: &str, prefix: &str) -> Result<Self, SinkError> {
+        let bad = |reason: String| SinkError::BadPath {
+            path: format!("{url} {prefix}"),
+            reason,
+        };
+        LocationSpec::parse(url).map_err(|e| bad(e.to_string()))?;
+        if prefix.trim_matches('/').is_empty() {
+            return Err(bad("the prefix is empty".into()));
+        }
+        Ok(ObjectStoreSinkConnector {
+            url: url.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        })
+    }
+}
+
+impl SinkConnector for ObjectStoreSinkConnector {
+    fn kind(&self) -> &str {
+        OBJECT_STORE
+    }
+
+    fn open(
+        &self,
+        _sink: GlobalId,
+        desc: &RelationDesc,
+    ) -> Result<Box<dyn SinkWriter>, ConnectorError> {
+        Ok(Box::new(ObjectStoreWriter {
+            url: self.url.clone(),
+            prefix: self.prefix.clone(),
+            desc: desc.clone(),
+            runtime: None,
+            location: None,
+            staged: None,
+        }))
+    }
+}
+
+fn io(what: &str, e: &dyn std::fmt::Display) -> ConnectorError {
+    ConnectorError::Upstream {
+        kind: OBJECT_STORE.to_owned(),
+        reason: SinkError::Io {
+            path: what.to_owned(),
+            reason: e.to_string(),
+        }
+        .to_string(),
     }
 }
 
@@ -71,38 +114,25 @@ pub fn chain(ranges: &[(u64, u64)], start: u64) -> Vec<(u64, u64)> {
     out
 }
 
-/// An object-store sink's state; everything in it can be rebuilt from the store.
+/// An object-store sink's writer; everything in it can be rebuilt from the store.
 #[derive(Debug)]
-pub(crate) struct ObjectStoreSink {
+struct ObjectStoreWriter {
+    url: String,
+    prefix: String,
+    desc: RelationDesc,
     runtime: Option<tokio::runtime::Runtime>,
     location: Option<Location>,
-    /// The next lower to write, once recovered (`u64::MAX` once closed).
-    frontier: Option<u64>,
+    /// The key and encoded file of the batch written and not yet committed.
+    staged: Option<(String, bytes::Bytes)>,
 }
 
-impl ObjectStoreSink {
-    pub(crate) fn new() -> Self {
-        ObjectStoreSink {
-            runtime: None,
-            location: None,
-            frontier: None,
-        }
-    }
+/// A frontier as a file-name bound: `u64::MAX` for the closed frontier.
+fn bound(frontier: &Antichain<Timestamp>) -> u64 {
+    frontier_time(frontier).map_or(u64::MAX, |t| t.as_millis())
+}
 
-    pub(crate) fn reset(&mut self) {
-        self.frontier = None;
-    }
-
-    /// The end of the chain this sink recovered or extended (`[]` once the input
-    /// closed), if known: every update before it is in a chained file.
-    pub(crate) fn upper(&self) -> Option<Antichain<Timestamp>> {
-        self.frontier.map(|f| match f {
-            u64::MAX => Antichain::new(),
-            f => Antichain::from_elem(Timestamp::new(f)),
-        })
-    }
-
-    fn block_on<F: std::future::Future>(&mut self, f: F) -> Result<F::Output, SinkError> {
+impl ObjectStoreWriter {
+    fn block_on<F: std::future::Future>(&mut self, f: F) -> Result<F::Output, ConnectorError> {
         if self.runtime.is_none() {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -115,134 +145,79 @@ impl ObjectStoreSink {
         }
     }
 
-    fn store(
-        &mut self,
-        target: &ObjectTarget,
-    ) -> Result<std::sync::Arc<dyn ObjectStore>, SinkError> {
+    fn store(&mut self) -> Result<std::sync::Arc<dyn ObjectStore>, ConnectorError> {
         if self.location.is_none() {
-            let opened = self.block_on(Location::open(&target.url))?;
-            let location = opened.map_err(|e| SinkError::BadPath {
-                path: target.url.clone(),
-                reason: e.to_string(),
-            })?;
-            self.location = Some(location);
+            let url = self.url.clone();
+            let opened = self.block_on(Location::open(&url))?;
+            self.location = Some(opened.map_err(|e| io(&url, &e))?);
         }
         match &self.location {
             Some(location) => Ok(std::sync::Arc::clone(&location.store)),
-            None => Err(io(&target.url, &"no location")),
+            None => Err(io(&self.url, &"no location")),
         }
     }
+}
 
+impl SinkWriter for ObjectStoreWriter {
     /// Lists the prefix, deletes files off the chain, and returns the chain's end.
-    fn recover(&mut self, plan: &SinkPlan, target: &ObjectTarget) -> Result<u64, SinkError> {
-        let store = self.store(target)?;
-        let prefix = Path::from(target.prefix.as_str());
+    fn recover(&mut self, start: Timestamp) -> Result<Antichain<Timestamp>, ConnectorError> {
+        self.staged = None;
+        let store = self.store()?;
+        let prefix = Path::from(self.prefix.as_str());
         let listed =
             self.block_on(async { store.list(Some(&prefix)).try_collect::<Vec<_>>().await })?;
-        let metas = listed.map_err(|e| io(&target.prefix, &e))?;
+        let metas = listed.map_err(|e| io(&self.prefix, &e))?;
         let ranges: Vec<(u64, u64)> = metas
             .iter()
             .filter_map(|m| m.location.filename().and_then(parse_range))
             .collect();
-        let start = if plan.with_snapshot {
-            0
-        } else {
-            plan.as_of.as_millis().saturating_add(1)
-        };
+        let start = start.as_millis();
         let chained = chain(&ranges, start);
         for (lower, upper) in ranges.iter().filter(|r| !chained.contains(r)) {
-            let key = Path::from(file_key(&target.prefix, *lower, *upper));
+            let key = Path::from(file_key(&self.prefix, *lower, *upper));
             // A file off the chain is never read; failing to delete it is harmless.
             let _ = self.block_on(store.delete(&key))?;
         }
-        Ok(chained.last().map_or(start, |(_, upper)| *upper))
+        Ok(match chained.last().map_or(start, |(_, upper)| *upper) {
+            u64::MAX => Antichain::new(),
+            end => Antichain::from_elem(Timestamp::new(end)),
+        })
     }
 
-    pub(crate) fn step(
-        &mut self,
-        ctx: &Ctx,
-        plan: &SinkPlan,
-        target: &ObjectTarget,
-    ) -> Result<Step, SinkError> {
-        let frontier = match self.frontier {
-            Some(f) => f,
-            None => self.recover(plan, target)?,
-        };
-        self.frontier = Some(frontier);
-        if frontier == u64::MAX {
-            return Ok(Step::Done);
-        }
-        let (updates, upper) = if frontier == 0 && plan.with_snapshot {
-            match ctx.shards.snapshot(plan.shard, plan.as_of)? {
-                None => return Ok(Step::Idle),
-                Some(updates) => (updates, plan.as_of.as_millis().saturating_add(1)),
-            }
-        } else {
-            let (updates, upper) = ctx
-                .shards
-                .listen_from(plan.shard, Timestamp::new(frontier))?;
-            let upper = frontier_time(&upper).map_or(u64::MAX, |t| t.as_millis());
-            if upper <= frontier {
-                return Ok(Step::Idle);
-            }
-            (updates, upper)
-        };
-        if self.write(ctx, plan, target, frontier, upper, &updates)? {
-            self.frontier = Some(upper);
-        }
-        Ok(Step::Advanced)
-    }
-
-    /// Puts the file of `[lower, upper)`; returns whether this call created it (and
-    /// not another incarnation of the sink).
-    fn write(
-        &mut self,
-        ctx: &Ctx,
-        plan: &SinkPlan,
-        target: &ObjectTarget,
-        lower: u64,
-        upper: u64,
-        updates: &[Update],
-    ) -> Result<bool, SinkError> {
-        let counters = ctx.reporter.sink_counters(plan.id);
-        let coded: Vec<_> = updates
+    /// Encodes the batch's file; nothing reaches the store before `commit`.
+    fn write(&mut self, batch: &SinkBatch<'_>) -> Result<u64, ConnectorError> {
+        let coded: Vec<_> = batch
+            .updates
             .iter()
             .map(|(row, t, d)| (Ok(row.clone()), strata_persist_backend::time_code(t), *d))
             .collect();
-        let key = file_key(&target.prefix, lower, upper);
-        let bytes = strata_persist_backend::part::encode_part(&target.desc, &coded)
+        let key = file_key(&self.prefix, batch.lower.as_millis(), bound(batch.upper));
+        let bytes = strata_persist_backend::part::encode_part(&self.desc, &coded)
             .map_err(|e| io(&key, &e))?;
         let len = bytes.len() as u64;
-        let n = updates.len() as u64;
-        counters
-            .messages_staged
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .bytes_staged
-            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-        let store = self.store(target)?;
+        self.staged = Some((key, bytes));
+        Ok(len)
+    }
+
+    /// Puts the file; another incarnation that put the same range first wins.
+    fn commit(&mut self, _batch: &SinkBatch<'_>) -> Result<SinkCommit, ConnectorError> {
+        let Some((key, bytes)) = self.staged.take() else {
+            return Err(ConnectorError::Contract {
+                kind: OBJECT_STORE.to_owned(),
+                reason: "a batch was committed without being written".into(),
+            });
+        };
+        let store = self.store()?;
         let options = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
         let path = Path::from(key.as_str());
         match self.block_on(store.put_opts(&path, PutPayload::from(bytes), options))? {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                // Another incarnation wrote this range: re-read the chain (before
-                // reporting anything beyond what was recovered).
-                self.reset();
-                return Ok(false);
-            }
-            Err(e) => return Err(io(&key, &e)),
+            Ok(_) => Ok(SinkCommit::Committed),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(SinkCommit::LostRace),
+            Err(e) => Err(io(&key, &e)),
         }
-        counters
-            .messages_committed
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .bytes_committed
-            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-        Ok(true)
     }
 }
 
