@@ -1,20 +1,28 @@
-//! A source connector a downstream team writes against Strata's public connector API,
-//! run through a real controller and replicas with exactly-once results.
+//! A source connector and a sink connector a downstream team writes against Strata's
+//! public connector API, run through a real controller and replicas with exactly-once
+//! results.
 //!
 //! The upstream is a [`Feed`]: an append-only log of transactions, each at one offset,
 //! that, like a Postgres replication slot, *forgets* what its consumer declared durable
-//! and refuses to be re-read from before that point. The connector ([`FeedConnector`])
-//! does nothing for exactly-once beyond re-reading from the offset it is opened at; the
-//! replica binds offsets in the remap shard, writes each round once, and only then
-//! tells the reader what is durable.
+//! and refuses to be re-read from before that point. The source connector
+//! ([`FeedConnector`]) does nothing for exactly-once beyond re-reading from the offset
+//! it is opened at; the replica binds offsets in the remap shard, writes each round
+//! once, and only then tells the reader what is durable.
 //!
-//! The scenario registers the connector under the kind `feed`, creates a source of it
-//! with two replicas, writes transactions of inserts, updates and deletes while a
-//! replica is killed and restarted, and checks that the source's collection holds
-//! exactly the feed's contents: nothing lost, nothing twice.
+//! The destination is a [`Ledger`]: an in-memory store that applies a batch and its
+//! progress together, and refuses a batch that does not start where it ends (another
+//! replica got there first). The sink connector ([`LedgerConnector`]) keeps nothing:
+//! the replica reads the input, asks the ledger where it is, and hands it batches.
 //!
-//! Run it with `cargo run -p strata-testkit --example custom_source`; it exits non-zero
-//! on any mismatch. `tests/custom_source_example.rs` runs the same [`scenario`].
+//! The scenario registers both under the kinds `feed` and `ledger`, creates a feed
+//! source and a ledger sink of it on two replicas, writes transactions of inserts,
+//! updates and deletes while a replica is killed and restarted, and checks that the
+//! source's collection and the ledger both hold exactly the feed's contents: nothing
+//! lost, nothing twice.
+//!
+//! Run it with `cargo run -p strata-testkit --example custom_connectors`; it exits
+//! non-zero on any mismatch. `tests/custom_connectors_example.rs` runs the same
+//! [`scenario`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
@@ -22,17 +30,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use strata_controller_api::{
-    CollectionDescription, ConnectorConfig, DataSource, Datum, GlobalId, IngestionDescription,
-    RelationDesc, Row, ScalarType, SourceConnection, SourceOutput,
+    Antichain, CollectionDescription, ConnectorConfig, DataSource, Datum, ExportDescription,
+    Exports, GlobalId, IngestionDescription, RelationDesc, Row, ScalarType, SinkConnection,
+    SourceConnection, SourceOutput, Timestamp,
 };
 use strata_replica::connector::{
-    ConnectorError, ConnectorRegistry, Offset, Pacing, ReaderShare, SourceConnector,
-    SourceProgress, SourceReader, SourceStatus, SourceUpdate,
+    ConnectorError, ConnectorRegistry, Offset, Pacing, ReaderShare, SinkBatch, SinkCommit,
+    SinkConnector, SinkWriter, SourceConnector, SourceProgress, SourceReader, SourceStatus,
+    SourceUpdate,
 };
 use strata_testkit::harness::{Harness, HarnessError, multiset_difference, render_difference};
 
-/// The kind the connector is registered as.
+/// The kind the source connector is registered as.
 pub const KIND: &str = "feed";
+/// The kind the sink connector is registered as.
+pub const LEDGER: &str = "ledger";
 
 /// One change in a feed transaction: `diff` copies of `(key, value)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,9 +233,131 @@ impl SourceReader for FeedReader {
     }
 }
 
-/// A registry with the built-ins and a `feed` kind whose `feed` setting names one of
-/// `feeds`.
-pub fn registry(feeds: BTreeMap<String, Feed>) -> Result<ConnectorRegistry, ConnectorError> {
+#[derive(Debug, Default)]
+struct LedgerState {
+    /// Every committed update, with its time.
+    updates: Vec<(Row, u64, i64)>,
+    /// Where the ledger is: `None` before the first batch; then the upper of the last
+    /// batch (`[]` once the input closed).
+    frontier: Option<Antichain<Timestamp>>,
+    /// Batches refused because another writer had committed their range.
+    lost_races: u64,
+}
+
+/// A destination that applies a batch and its progress together.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    state: Arc<Mutex<LedgerState>>,
+}
+
+impl Ledger {
+    fn lock(&self) -> MutexGuard<'_, LedgerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The ledger's contents at `time`, consolidated.
+    pub fn contents_at(&self, time: u64) -> BTreeMap<Row, i64> {
+        let mut rows = BTreeMap::new();
+        for (row, at, diff) in &self.lock().updates {
+            if *at <= time {
+                *rows.entry(row.clone()).or_insert(0) += diff;
+            }
+        }
+        rows.retain(|_, diff| *diff != 0);
+        rows
+    }
+
+    /// Whether the ledger holds every update before `time`.
+    pub fn holds_before(&self, time: u64) -> bool {
+        self.lock()
+            .frontier
+            .as_ref()
+            .is_some_and(|f| f.elements().first().is_none_or(|t| t.as_millis() >= time))
+    }
+
+    /// How many batches were refused as lost races.
+    pub fn lost_races(&self) -> u64 {
+        self.lock().lost_races
+    }
+}
+
+/// The sink connector: writes to the ledger it was built with.
+#[derive(Debug)]
+pub struct LedgerConnector {
+    ledger: Ledger,
+}
+
+impl SinkConnector for LedgerConnector {
+    fn kind(&self) -> &str {
+        LEDGER
+    }
+
+    fn open(
+        &self,
+        _sink: GlobalId,
+        _desc: &RelationDesc,
+    ) -> Result<Box<dyn SinkWriter>, ConnectorError> {
+        Ok(Box::new(LedgerWriter {
+            ledger: self.ledger.clone(),
+            staged: Vec::new(),
+        }))
+    }
+}
+
+/// Stages a batch, then applies it with its progress under one lock.
+struct LedgerWriter {
+    ledger: Ledger,
+    staged: Vec<(Row, u64, i64)>,
+}
+
+impl SinkWriter for LedgerWriter {
+    fn recover(&mut self, start: Timestamp) -> Result<Antichain<Timestamp>, ConnectorError> {
+        self.staged.clear();
+        Ok(self
+            .ledger
+            .lock()
+            .frontier
+            .clone()
+            .unwrap_or_else(|| Antichain::from_elem(start)))
+    }
+
+    fn write(&mut self, batch: &SinkBatch<'_>) -> Result<u64, ConnectorError> {
+        self.staged = batch
+            .updates
+            .iter()
+            .map(|(row, time, diff)| (row.clone(), time.as_millis(), *diff))
+            .collect();
+        Ok(batch
+            .updates
+            .iter()
+            .map(|(row, _, _)| row.as_bytes().len() as u64)
+            .sum())
+    }
+
+    fn commit(&mut self, batch: &SinkBatch<'_>) -> Result<SinkCommit, ConnectorError> {
+        let mut state = self.ledger.lock();
+        let at = state
+            .frontier
+            .clone()
+            .unwrap_or_else(|| Antichain::from_elem(batch.lower));
+        if at != Antichain::from_elem(batch.lower) {
+            state.lost_races += 1;
+            return Ok(SinkCommit::LostRace);
+        }
+        state.updates.append(&mut self.staged);
+        state.frontier = Some(batch.upper.clone());
+        Ok(SinkCommit::Committed)
+    }
+}
+
+/// A registry with the built-ins, a `feed` source kind whose `feed` setting names one
+/// of `feeds`, and a `ledger` sink kind that writes to `ledger`.
+pub fn registry(
+    feeds: BTreeMap<String, Feed>,
+    ledger: Ledger,
+) -> Result<ConnectorRegistry, ConnectorError> {
     let mut registry = ConnectorRegistry::default();
     registry.register_source(KIND, move |config: &ConnectorConfig| {
         let invalid = |reason: String| ConnectorError::InvalidConfig {
@@ -237,6 +371,11 @@ pub fn registry(feeds: BTreeMap<String, Feed>) -> Result<ConnectorRegistry, Conn
             .get(name)
             .ok_or_else(|| invalid(format!("no feed named {name:?}")))?;
         Ok(Arc::new(FeedConnector { feed: feed.clone() }) as Arc<dyn SourceConnector>)
+    })?;
+    registry.register_sink(LEDGER, move |_: &ConnectorConfig| {
+        Ok(Arc::new(LedgerConnector {
+            ledger: ledger.clone(),
+        }) as Arc<dyn SinkConnector>)
     })?;
     Ok(registry)
 }
@@ -279,6 +418,8 @@ pub struct Outcome {
     pub rows: usize,
     /// How often a reader was opened (more than once: after the kill and restart).
     pub opens: usize,
+    /// Distinct rows the ledger holds.
+    pub ledger_rows: usize,
 }
 
 /// A transaction of the workload: insert key `t`, and update key `t - 3` (a delete and
@@ -304,12 +445,16 @@ fn transaction(t: i64) -> Vec<Change> {
     changes
 }
 
-/// The whole test: a feed source on two replicas, a replica killed mid-stream,
-/// exact results. Writes `transactions` transactions.
+/// The whole test: a feed source and a ledger sink of it on two replicas, a replica
+/// killed mid-stream, exact results. Writes `transactions` transactions.
 pub async fn scenario(transactions: i64) -> Result<Outcome, ScenarioError> {
     let feed = Feed::default();
-    let registry = registry([("orders".to_owned(), feed.clone())].into_iter().collect())
-        .map_err(ScenarioError::Registry)?;
+    let ledger = Ledger::default();
+    let registry = registry(
+        [("orders".to_owned(), feed.clone())].into_iter().collect(),
+        ledger.clone(),
+    )
+    .map_err(ScenarioError::Registry)?;
     let mut harness = Harness::builder()
         .replicas(2)
         .connectors(registry)
@@ -342,6 +487,20 @@ pub async fn scenario(transactions: i64) -> Result<Outcome, ScenarioError> {
         ),
     ];
     harness.create_collections(None, collections).await?;
+    let sink = GlobalId::User(3);
+    let export = ExportDescription {
+        from: ingestion,
+        from_desc: feed_desc(),
+        connection: SinkConnection::Connector(ConnectorConfig::new(LEDGER)),
+        as_of: Antichain::from_elem(Timestamp::new(0)),
+        with_snapshot: true,
+        instance_id: harness.instance(),
+    };
+    harness
+        .controller_mut()
+        .create_exports(vec![(sink, export)])
+        .await
+        .map_err(|e| ScenarioError::Mismatch(format!("creating the ledger sink: {e}")))?;
 
     let half = transactions / 2;
     for t in 0..half {
@@ -367,6 +526,24 @@ pub async fn scenario(transactions: i64) -> Result<Outcome, ScenarioError> {
             render_difference(&difference)
         )));
     }
+    let through = at.as_millis() + 1;
+    harness
+        .wait_until("the ledger to catch up", |_| {
+            if ledger.holds_before(through) {
+                Ok(())
+            } else {
+                Err(format!("the ledger is short of {through}"))
+            }
+        })
+        .await?;
+    let written = ledger.contents_at(at.as_millis());
+    let difference = multiset_difference(written.clone(), expected.clone());
+    if !difference.is_empty() {
+        return Err(ScenarioError::Mismatch(format!(
+            "the ledger sink:\n{}",
+            render_difference(&difference)
+        )));
+    }
     if feed.released() > feed.len() {
         return Err(ScenarioError::Mismatch(format!(
             "the feed released {} of {} offsets",
@@ -378,6 +555,7 @@ pub async fn scenario(transactions: i64) -> Result<Outcome, ScenarioError> {
         transactions: feed.len(),
         rows: expected.len(),
         opens: feed.opened_at().len(),
+        ledger_rows: written.len(),
     })
 }
 
@@ -388,8 +566,8 @@ async fn main() -> std::process::ExitCode {
     match scenario(40).await {
         Ok(outcome) => {
             println!(
-                "ok: {} transactions, {} rows exact, {} reader opens",
-                outcome.transactions, outcome.rows, outcome.opens
+                "ok: {} transactions, {} rows exact in the source and {} in the ledger, {} reader opens",
+                outcome.transactions, outcome.rows, outcome.ledger_rows, outcome.opens
             );
             std::process::ExitCode::SUCCESS
         }
