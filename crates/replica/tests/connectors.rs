@@ -2,6 +2,7 @@
 //! upstream (each offset handed out once per reader, forgotten once durable) is
 //! exactly-once under aborts and store faults; a connector that breaks its contract,
 //! stalls or is unknown is reported, never written.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -155,7 +156,7 @@ impl SourceReader for LogReader {
         let mut state = self.log.lock();
         state.polls += 1;
         let fail_every = state.behaviour.fail_every;
-        if fail_every > 0 && state.polls % fail_every == 0 {
+        if fail_every > 0 && state.polls.is_multiple_of(fail_every) {
             return Err(ConnectorError::Upstream {
                 kind: "log".into(),
                 reason: "injected: the connection dropped".into(),

@@ -92,6 +92,11 @@ impl Feed {
         self.lock().transactions.len() as Offset
     }
 
+    /// Whether the feed holds no transaction.
+    pub fn is_empty(&self) -> bool {
+        self.lock().transactions.is_empty()
+    }
+
     /// The offset below which the feed has forgotten everything.
     pub fn released(&self) -> Offset {
         self.lock().released

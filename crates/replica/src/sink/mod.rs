@@ -1,8 +1,8 @@
 //! Sinks: read a collection from `as_of` (snapshot, then listen) and write it out with
-//! exactly-once progress, through a [`SinkConnector`](crate::connector::SinkConnector).
+//! exactly-once progress, through a [`crate::connector::SinkConnector`].
 //!
 //! A sink runs as a one-operator timely dataflow whose operator only worker 0 keeps
-//! alive ([`dataflow`]); it owns reading and progress, and the connector's
+//! alive (`dataflow`); it owns reading and progress, and the connector's
 //! [`SinkWriter`](crate::connector::SinkWriter) owns the destination. Built-in
 //! destinations: [`file::FileSinkConnector`] (NDJSON of `(row, time, diff)` with a
 //! progress marker) and, with the `persist` feature,
