@@ -2,7 +2,9 @@
 //!
 //! - `codegen [--check]`: regenerate the committed protocol code, or check it is fresh.
 //! - `test [--soak] [-- <cargo test args>]`: the whole test suite. It starts a local S3
-//!   server (`moto_server`, installed from PyPI into a cached venv) for the S3 tests.
+//!   server (`moto_server`, installed from PyPI into a cached venv) for the S3 tests,
+//!   and a fresh PostgreSQL cluster (`wal_level=logical`, from the Debian package) for
+//!   the Postgres source's tests (`STRATA_TEST_POSTGRES_URL`).
 //! - `lint`: fmt, clippy `-D warnings`, codegen check, docs with broken links denied.
 //! - `ci`: `lint`, then `test`.
 //! - `bench [suite] [--quick]`: benchmarks; each suite writes `bench-results/<suite>.json`.
@@ -15,6 +17,7 @@ mod bench;
 mod codegen;
 mod layering;
 mod moto;
+mod postgres;
 mod shell;
 
 use std::path::{Path, PathBuf};
@@ -92,10 +95,12 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let soak = has_flag(ours, "--soak");
     let s3 =
         moto::MotoServer::start(root).context("starting the local S3 server for the S3 tests")?;
+    let postgres = postgres::PostgresServer::start()
+        .context("starting the local PostgreSQL server for the Postgres source's tests")?;
     let mut cmd = shell::cargo(root);
     cmd.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
     cmd.args(passthrough);
-    for (key, value) in s3.env() {
+    for (key, value) in s3.env().into_iter().chain(postgres.env()) {
         cmd.env(key, value);
     }
     if soak {
