@@ -30,6 +30,8 @@
 //! typed [`SourceConnection::LoadGenerator`] goes to the same connector.
 
 pub mod builtin;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod sink;
 #[cfg(test)]
 mod tests;
@@ -274,6 +276,11 @@ impl Default for ConnectorRegistry {
         registry
             .sinks
             .insert(builtin::OBJECT_STORE.to_owned(), object);
+        #[cfg(feature = "postgres")]
+        {
+            let postgres: SourceFactory = Arc::new(postgres::factory);
+            registry.sources.insert(postgres::KIND.to_owned(), postgres);
+        }
         registry
     }
 }

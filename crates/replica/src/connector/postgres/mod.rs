@@ -1,0 +1,330 @@
+//! The Postgres CDC source (feature `postgres`): a publication and a logical
+//! replication slot on an upstream Postgres, one output per published table.
+//!
+//! Registered as [`KIND`] with the settings `url` (a `postgres://` URL), `publication`
+//! and `slot`. Outputs are named `schema.table` ([`SourceOutput::Named`]); the primary
+//! output is empty.
+//!
+//! # Offsets and exactly-once
+//!
+//! An offset is an LSN. The initial snapshot of every table is at offset 0, read in
+//! the snapshot the slot exported when it was created, so it is consistent with the
+//! slot's consistent point `C`; the reader's frontier is then `C`. Each replicated
+//! transaction is at offset `end_lsn` of its commit (all its changes at one offset, so
+//! at one time), and the frontier moves past it once its commit arrives (and to the
+//! server's sent position on a keepalive between transactions). The slot's confirmed
+//! flush position is moved only by [`SourceReader::durable`], so it never passes what
+//! the data shards hold; a reader re-opened at offset `o > 0` restarts replication at
+//! `o` and skips transactions that end before it. A reader opened at 0 has nothing
+//! durable behind it, so it drops and re-creates the slot for a fresh snapshot.
+//!
+//! # Errors
+//!
+//! A lost connection is retried with backoff, the status `Stalled` with the reason
+//! meanwhile. Definite errors cease the source with the reason: a `TRUNCATE` or a
+//! schema change of a published table, a dropped slot or publication, or a table
+//! without `REPLICA IDENTITY FULL` (updates and deletes then lack the old row).
+
+pub mod pgoutput;
+mod stream;
+pub mod types;
+
+use std::sync::Arc;
+
+use strata_controller_api::{ConnectorConfig, RelationDesc, SourceOutput};
+
+use super::{ConnectorError, Offset, Pacing, ReaderShare, SourceConnector, SourceReader};
+
+/// The registered kind of the Postgres source.
+pub const KIND: &str = "postgres";
+
+/// A published table: its name, its columns' names, type OIDs and nullability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The table's schema.
+    pub schema: String,
+    /// The table's name.
+    pub name: String,
+    /// `(name, type oid, not null)` per column, in order.
+    pub columns: Vec<(String, u32, bool)>,
+}
+
+impl Table {
+    /// The output the table's rows go to: `schema.table`.
+    pub fn output(&self) -> SourceOutput {
+        SourceOutput::Named(format!("{}.{}", self.schema, self.name))
+    }
+
+    /// The table's schema as a relation.
+    pub fn desc(&self) -> RelationDesc {
+        let mut builder = RelationDesc::builder();
+        for (name, oid, not_null) in &self.columns {
+            if let Some(scalar) = types::scalar_type(*oid) {
+                builder = builder.with_column(name.as_str(), scalar.nullable(!*not_null));
+            }
+        }
+        builder.finish()
+    }
+
+    /// The quoted `schema.table`, for SQL.
+    fn quoted(&self) -> String {
+        format!("{}.{}", quote(&self.schema), quote(&self.name))
+    }
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The settings of a Postgres source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// A `postgres://` URL of the upstream database.
+    pub url: String,
+    /// The publication whose tables the source ingests.
+    pub publication: String,
+    /// The logical replication slot the source owns.
+    pub slot: String,
+}
+
+impl Settings {
+    /// The settings of `config`; every one is required and no other is allowed.
+    pub fn from_config(config: &ConnectorConfig) -> Result<Settings, ConnectorError> {
+        let invalid = |reason: String| ConnectorError::InvalidConfig {
+            kind: KIND.to_owned(),
+            reason,
+        };
+        const NAMES: [&str; 3] = ["url", "publication", "slot"];
+        if let Some(unknown) = config
+            .settings
+            .keys()
+            .find(|k| !NAMES.contains(&k.as_str()))
+        {
+            return Err(invalid(format!(
+                "unknown setting {unknown:?}; known: {}",
+                NAMES.join(", ")
+            )));
+        }
+        let get = |name: &str| {
+            config
+                .setting(name)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| invalid(format!("the {name:?} setting is required")))
+        };
+        let slot = get("slot")?;
+        if !slot
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(invalid(format!(
+                "slot name {slot:?} may hold only lower-case letters, digits and underscores"
+            )));
+        }
+        Ok(Settings {
+            url: get("url")?,
+            publication: get("publication")?,
+            slot,
+        })
+    }
+
+    /// The configuration of these settings.
+    pub fn to_config(&self) -> ConnectorConfig {
+        ConnectorConfig::new(KIND)
+            .with("url", self.url.as_str())
+            .with("publication", self.publication.as_str())
+            .with("slot", self.slot.as_str())
+    }
+}
+
+/// The Postgres source: its settings and the published tables, read when it was built.
+#[derive(Debug)]
+pub struct PostgresConnector {
+    settings: Settings,
+    tables: Vec<Table>,
+}
+
+impl PostgresConnector {
+    /// Reads the publication's tables from the upstream and checks that the source
+    /// supports them. Blocks (on a thread of its own) while it asks the upstream.
+    pub fn connect(settings: Settings) -> Result<PostgresConnector, ConnectorError> {
+        let tables = describe(&settings)?;
+        Ok(PostgresConnector { settings, tables })
+    }
+
+    /// The published tables.
+    pub fn tables(&self) -> &[Table] {
+        &self.tables
+    }
+}
+
+/// Every output of the Postgres source of `settings` with its schema, primary (empty)
+/// first: what a host passes to `create_collections`. Asks the upstream.
+pub fn outputs(settings: &Settings) -> Result<Vec<(SourceOutput, RelationDesc)>, ConnectorError> {
+    Ok(PostgresConnector::connect(settings.clone())?.outputs())
+}
+
+impl SourceConnector for PostgresConnector {
+    fn kind(&self) -> &str {
+        KIND
+    }
+
+    fn outputs(&self) -> Vec<(SourceOutput, RelationDesc)> {
+        std::iter::once((SourceOutput::Primary, RelationDesc::empty()))
+            .chain(self.tables.iter().map(|t| (t.output(), t.desc())))
+            .collect()
+    }
+
+    fn pacing(&self) -> Pacing {
+        Pacing {
+            tick_interval: std::time::Duration::from_millis(20),
+            offsets_per_tick: None,
+        }
+    }
+
+    fn open(
+        &self,
+        resume: Offset,
+        _share: ReaderShare,
+    ) -> Result<Box<dyn SourceReader>, ConnectorError> {
+        Ok(Box::new(stream::PostgresReader::start(
+            self.settings.clone(),
+            self.tables.clone(),
+            resume,
+        )?))
+    }
+}
+
+/// The registry's factory for [`KIND`] (registered by default with the `postgres`
+/// feature).
+pub(super) fn factory(
+    config: &ConnectorConfig,
+) -> Result<Arc<dyn SourceConnector>, ConnectorError> {
+    let settings = Settings::from_config(config)?;
+    Ok(Arc::new(PostgresConnector::connect(settings)?))
+}
+
+fn upstream(reason: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::Upstream {
+        kind: KIND.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn invalid(reason: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::InvalidConfig {
+        kind: KIND.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Runs `f` on a thread of its own with a current-thread runtime, so callers may be
+/// inside another runtime or none.
+fn block_on_own_thread<R: Send + 'static>(
+    f: impl std::future::Future<Output = Result<R, ConnectorError>> + Send + 'static,
+) -> Result<R, ConnectorError> {
+    std::thread::Builder::new()
+        .name("postgres-describe".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(upstream)?;
+            runtime.block_on(f)
+        })
+        .map_err(upstream)?
+        .join()
+        .map_err(|_| upstream("the describe thread panicked"))?
+}
+
+/// Connects a SQL session with the pinned session settings.
+async fn sql_client(url: &str) -> Result<tokio_postgres::Client, ConnectorError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(invalid)?;
+    config.options(types::SESSION_OPTIONS);
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(upstream)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "a Postgres SQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The publication's tables, checked.
+fn describe(settings: &Settings) -> Result<Vec<Table>, ConnectorError> {
+    let settings = settings.clone();
+    block_on_own_thread(async move {
+        let client = sql_client(&settings.url).await?;
+        let publication = client
+            .query(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&settings.publication],
+            )
+            .await
+            .map_err(upstream)?;
+        if publication.is_empty() {
+            return Err(invalid(format!(
+                "publication {:?} does not exist",
+                settings.publication
+            )));
+        }
+        let rows = client
+            .query(
+                "SELECT c.oid, n.nspname::text, c.relname::text, c.relreplident::text \
+                 FROM pg_publication_tables p \
+                 JOIN pg_namespace n ON n.nspname = p.schemaname \
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
+                 WHERE p.pubname = $1 ORDER BY 2, 3",
+                &[&settings.publication],
+            )
+            .await
+            .map_err(upstream)?;
+        let mut tables = Vec::new();
+        for row in rows {
+            let oid: u32 = row.get(0);
+            let table = Table {
+                schema: row.get(1),
+                name: row.get(2),
+                columns: Vec::new(),
+            };
+            let identity: String = row.get(3);
+            if identity != "f" {
+                return Err(invalid(format!(
+                    "table {}.{} needs REPLICA IDENTITY FULL (ALTER TABLE … REPLICA IDENTITY FULL)",
+                    table.schema, table.name
+                )));
+            }
+            let columns = client
+                .query(
+                    "SELECT attname::text, atttypid, attnotnull FROM pg_attribute \
+                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    &[&oid],
+                )
+                .await
+                .map_err(upstream)?;
+            let mut table = table;
+            for column in columns {
+                let (name, type_oid, not_null): (String, u32, bool) =
+                    (column.get(0), column.get(1), column.get(2));
+                if types::scalar_type(type_oid).is_none() {
+                    let type_name = client
+                        .query_one("SELECT format_type($1, NULL)", &[&type_oid])
+                        .await
+                        .map(|r| r.get::<_, String>(0))
+                        .unwrap_or_else(|_| format!("oid {type_oid}"));
+                    return Err(invalid(format!(
+                        "column {}.{}.{name} has type {type_name}, which the Postgres source \
+                         does not support",
+                        table.schema, table.name
+                    )));
+                }
+                table.columns.push((name, type_oid, not_null));
+            }
+            tables.push(table);
+        }
+        Ok(tables)
+    })
+}

@@ -1,0 +1,534 @@
+//! The Postgres source's reader: a thread with its own runtime takes the snapshot and
+//! follows the replication stream, and hands whole transactions to the reader, which
+//! the replica polls and reads (see the module doc of [`super`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
+use strata_controller_api::{Datum, Row};
+
+use super::pgoutput::{self, Message, TupleValue};
+use super::{Settings, Table, invalid, quote, sql_client, types, upstream};
+use crate::connector::{
+    ConnectorError, Offset, SourceProgress, SourceReader, SourceStatus, SourceUpdate,
+};
+
+/// What the stream thread tells the reader.
+enum Event {
+    /// A transaction (or the snapshot, at offset 0): its updates.
+    Transaction(Offset, Vec<SourceUpdate>),
+    /// Everything below this offset was sent.
+    Frontier(Offset),
+    /// The server's position, for the upstream frontier.
+    Upstream(Offset),
+    /// The source's status changed.
+    Status(SourceStatus),
+}
+
+/// A Postgres source read from some offset.
+pub(super) struct PostgresReader {
+    events: Receiver<Event>,
+    buffer: VecDeque<(Offset, Vec<SourceUpdate>)>,
+    frontier: Offset,
+    upstream: Option<Offset>,
+    status: SourceStatus,
+    durable: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PostgresReader {
+    pub(super) fn start(
+        settings: Settings,
+        tables: Vec<Table>,
+        resume: Offset,
+    ) -> Result<PostgresReader, ConnectorError> {
+        let (tx, events) = channel();
+        let durable = Arc::new(AtomicU64::new(resume));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stream = Stream {
+            settings,
+            tables,
+            position: resume,
+            durable: Arc::clone(&durable),
+            stop: Arc::clone(&stop),
+            tx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("postgres-source".into())
+            .spawn(move || stream.run())
+            .map_err(upstream)?;
+        Ok(PostgresReader {
+            events,
+            buffer: VecDeque::new(),
+            frontier: resume,
+            upstream: None,
+            status: SourceStatus::Starting,
+            durable,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for PostgresReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl SourceReader for PostgresReader {
+    fn poll(&mut self) -> Result<SourceProgress, ConnectorError> {
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                Event::Transaction(offset, updates) => self.buffer.push_back((offset, updates)),
+                Event::Frontier(frontier) => {
+                    self.frontier = self.frontier.max(frontier);
+                    if self.status == SourceStatus::Starting
+                        || matches!(self.status, SourceStatus::Stalled(_))
+                    {
+                        self.status = SourceStatus::Running;
+                    }
+                }
+                Event::Upstream(position) => self.upstream = Some(position),
+                Event::Status(status) => self.status = status,
+            }
+        }
+        Ok(SourceProgress {
+            frontier: self.frontier,
+            upstream: self.upstream,
+            status: self.status.clone(),
+        })
+    }
+
+    fn read(
+        &mut self,
+        range: Range<Offset>,
+        emit: &mut dyn FnMut(SourceUpdate),
+    ) -> Result<(), ConnectorError> {
+        while self.buffer.front().is_some_and(|(o, _)| *o < range.end) {
+            let Some((offset, updates)) = self.buffer.pop_front() else {
+                break;
+            };
+            if offset < range.start {
+                return Err(ConnectorError::Contract {
+                    kind: super::KIND.to_owned(),
+                    reason: format!("offset {offset} was skipped: asked for {range:?}"),
+                });
+            }
+            for update in updates {
+                emit(update);
+            }
+        }
+        Ok(())
+    }
+
+    fn durable(&mut self, offset: Offset) {
+        self.durable.fetch_max(offset, Ordering::SeqCst);
+    }
+}
+
+/// Why a session ended.
+enum Ended {
+    /// Stopped by the reader.
+    Stopped,
+    /// A definite error: the source cannot go on.
+    Ceased(String),
+}
+
+/// The stream thread's state.
+struct Stream {
+    settings: Settings,
+    tables: Vec<Table>,
+    /// Transactions ending before this were handed to the reader.
+    position: Offset,
+    durable: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Event>,
+}
+
+/// How long the stream waits for an event before it looks at `stop` again.
+const WAKE: Duration = Duration::from_millis(50);
+
+impl Stream {
+    fn run(mut self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = self
+                    .tx
+                    .send(Event::Status(SourceStatus::Stalled(e.to_string())));
+                return;
+            }
+        };
+        let mut backoff = Duration::from_millis(100);
+        while !self.stop.load(Ordering::SeqCst) {
+            match runtime.block_on(self.session()) {
+                Ok(Ended::Stopped) => return,
+                Ok(Ended::Ceased(reason)) => {
+                    tracing::warn!(slot = %self.settings.slot, %reason, "the Postgres source ceased");
+                    let _ = self.tx.send(Event::Status(SourceStatus::Ceased(reason)));
+                    return;
+                }
+                Err(e) => {
+                    tracing::info!(slot = %self.settings.slot, error = %e, "the Postgres source lost its session; retrying");
+                    let _ = self.tx.send(Event::Status(SourceStatus::Stalled(format!(
+                        "{e}; retrying in {} ms",
+                        backoff.as_millis()
+                    ))));
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn replication_config(&self) -> Result<ReplicationConfig, ConnectorError> {
+        let config: tokio_postgres::Config = self.settings.url.parse().map_err(invalid)?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "127.0.0.1".to_owned(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        Ok(ReplicationConfig::new(
+            host,
+            config.get_user().unwrap_or("postgres"),
+            password,
+            config.get_dbname().unwrap_or("postgres"),
+            self.settings.slot.as_str(),
+            self.settings.publication.as_str(),
+        )
+        .with_port(port)
+        .with_options(types::SESSION_OPTIONS)
+        .with_status_interval(Duration::from_millis(500))
+        .with_wakeup_interval(Duration::from_millis(500)))
+    }
+
+    /// One replication session: the snapshot first if nothing is durable, then the
+    /// stream until stopped or broken.
+    async fn session(&mut self) -> Result<Ended, ConnectorError> {
+        let config = self.replication_config()?;
+        let mut client = if self.position == 0 {
+            let mut client = ReplicationClient::connect_gated(config)
+                .await
+                .map_err(upstream)?;
+            let consistent = self.snapshot(&mut client).await?;
+            self.position = consistent;
+            let _ = self.tx.send(Event::Frontier(consistent));
+            client.start().await.map_err(upstream)?;
+            client
+        } else {
+            if let Some(ceased) = self.check_upstream().await? {
+                return Ok(Ended::Ceased(ceased));
+            }
+            let ack = self.durable.load(Ordering::SeqCst).saturating_sub(1);
+            let config = config
+                .with_start_lsn(Lsn::from_u64(self.position))
+                .with_ack_lsn(Lsn::from_u64(ack));
+            ReplicationClient::connect(config).await.map_err(upstream)?
+        };
+        let ended = self.follow(&mut client).await;
+        client.stop();
+        ended
+    }
+
+    /// Whether the slot and publication still exist: `Some(reason)` if not.
+    async fn check_upstream(&self) -> Result<Option<String>, ConnectorError> {
+        let sql = sql_client(&self.settings.url).await?;
+        let slot = sql
+            .query(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.settings.slot],
+            )
+            .await
+            .map_err(upstream)?;
+        if slot.is_empty() {
+            return Ok(Some(format!(
+                "replication slot {:?} was dropped",
+                self.settings.slot
+            )));
+        }
+        let publication = sql
+            .query(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&self.settings.publication],
+            )
+            .await
+            .map_err(upstream)?;
+        if publication.is_empty() {
+            return Ok(Some(format!(
+                "publication {:?} was dropped",
+                self.settings.publication
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Re-creates the slot, reads every table in the snapshot it exports, hands the
+    /// rows over at offset 0 and returns the slot's consistent point.
+    async fn snapshot(&self, client: &mut ReplicationClient) -> Result<Offset, ConnectorError> {
+        let slot = &self.settings.slot;
+        // Nothing is durable (the reader resumes at 0), so an old slot holds nothing
+        // the source needs; dropping fails harmlessly if there is none.
+        let _ = client
+            .simple_query(&format!("DROP_REPLICATION_SLOT {slot}"))
+            .await;
+        let rows = client
+            .simple_query(&format!(
+                "CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'export')"
+            ))
+            .await
+            .map_err(upstream)?;
+        let field = |i: usize| -> Result<String, ConnectorError> {
+            rows.first()
+                .and_then(|row| row.get(i).cloned().flatten())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .ok_or_else(|| upstream("CREATE_REPLICATION_SLOT returned no slot"))
+        };
+        let consistent = Lsn::parse(&field(1)?).map_err(upstream)?.as_u64();
+        let snapshot = field(2)?;
+        let sql = sql_client(&self.settings.url).await?;
+        sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(upstream)?;
+        sql.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            .await
+            .map_err(upstream)?;
+        let mut updates = Vec::new();
+        for table in &self.tables {
+            let columns: Vec<String> = table.columns.iter().map(|(c, _, _)| quote(c)).collect();
+            let query = format!("SELECT {} FROM {}", columns.join(", "), table.quoted());
+            for message in sql.simple_query(&query).await.map_err(upstream)? {
+                if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                    let values: Vec<TupleValue> = (0..table.columns.len())
+                        .map(|i| match row.get(i) {
+                            Some(text) => TupleValue::Text(text.to_owned()),
+                            None => TupleValue::Null,
+                        })
+                        .collect();
+                    updates.push(update(table, 0, &values, 1).map_err(upstream)?);
+                }
+            }
+        }
+        sql.batch_execute("COMMIT").await.map_err(upstream)?;
+        tracing::info!(
+            slot,
+            rows = updates.len(),
+            consistent,
+            "took the Postgres source's snapshot"
+        );
+        let _ = self.tx.send(Event::Transaction(0, updates));
+        Ok(consistent)
+    }
+
+    /// Follows the stream: whole transactions to the reader, frontiers after them.
+    async fn follow(&mut self, client: &mut ReplicationClient) -> Result<Ended, ConnectorError> {
+        let mut relations: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut transaction: Option<Vec<SourceUpdate>> = None;
+        let mut acked = 0;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(Ended::Stopped);
+            }
+            let durable = self.durable.load(Ordering::SeqCst);
+            if durable > acked + 1 {
+                // Everything before `durable` is in the data shards.
+                client.update_applied_lsn(Lsn::from_u64(durable - 1));
+                acked = durable - 1;
+            }
+            let event = match tokio::time::timeout(WAKE, client.recv()).await {
+                Err(_) => continue,
+                Ok(event) => event.map_err(upstream)?,
+            };
+            let Some(event) = event else {
+                return Err(upstream("the replication stream ended"));
+            };
+            match event {
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    let _ = self.tx.send(Event::Upstream(wal_end.as_u64()));
+                    if transaction.is_none() && wal_end.as_u64() > self.position {
+                        self.position = wal_end.as_u64();
+                        let _ = self.tx.send(Event::Frontier(self.position));
+                    }
+                }
+                ReplicationEvent::Begin { .. } => transaction = Some(Vec::new()),
+                ReplicationEvent::XLogData { data, .. } => {
+                    if let Some(ceased) = self.apply(&data, &mut relations, transaction.as_mut())? {
+                        return Ok(Ended::Ceased(ceased));
+                    }
+                }
+                ReplicationEvent::Commit { end_lsn, .. } => {
+                    let offset = end_lsn.as_u64();
+                    let mut updates = transaction.take().unwrap_or_default();
+                    for update in &mut updates {
+                        update.offset = offset;
+                    }
+                    if offset >= self.position {
+                        let _ = self.tx.send(Event::Transaction(offset, updates));
+                        self.position = offset + 1;
+                        let _ = self.tx.send(Event::Frontier(self.position));
+                    }
+                }
+                ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+            }
+        }
+    }
+
+    /// Applies one `pgoutput` message to the transaction being collected; returns a
+    /// reason to cease on a definite error.
+    fn apply(
+        &self,
+        data: &Bytes,
+        relations: &mut BTreeMap<u32, usize>,
+        transaction: Option<&mut Vec<SourceUpdate>>,
+    ) -> Result<Option<String>, ConnectorError> {
+        let message = pgoutput::decode(data).map_err(upstream)?;
+        let table_of = |oid: &u32| relations.get(oid).and_then(|i| self.tables.get(*i));
+        let mut changes: Vec<(usize, Vec<TupleValue>, i64)> = Vec::new();
+        match message {
+            Message::Relation {
+                oid,
+                namespace,
+                name,
+                columns,
+                ..
+            } => {
+                let Some(index) = self
+                    .tables
+                    .iter()
+                    .position(|t| t.schema == namespace && t.name == name)
+                else {
+                    return Ok(None);
+                };
+                let expected: Vec<(&str, u32)> = self.tables[index]
+                    .columns
+                    .iter()
+                    .map(|(n, o, _)| (n.as_str(), *o))
+                    .collect();
+                let actual: Vec<(&str, u32)> = columns
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.type_oid))
+                    .collect();
+                if expected != actual {
+                    return Ok(Some(format!(
+                        "the schema of {namespace}.{name} changed: columns {actual:?}, expected {expected:?}"
+                    )));
+                }
+                relations.insert(oid, index);
+                return Ok(None);
+            }
+            Message::Truncate { oids } => {
+                if let Some(table) = oids.iter().find_map(|oid| table_of(oid)) {
+                    return Ok(Some(format!(
+                        "table {}.{} was truncated",
+                        table.schema, table.name
+                    )));
+                }
+                return Ok(None);
+            }
+            Message::Insert { oid, new } => {
+                if let Some(i) = relations.get(&oid) {
+                    changes.push((*i, new, 1));
+                }
+            }
+            Message::Update { oid, old, new } => {
+                if let Some(i) = relations.get(&oid) {
+                    let Some(old) = old else {
+                        return Ok(Some(format!(
+                            "an update of {} lacks the old row: the table needs REPLICA IDENTITY FULL",
+                            self.tables[*i].name
+                        )));
+                    };
+                    let new: Vec<TupleValue> = new
+                        .into_iter()
+                        .zip(old.iter())
+                        .map(|(n, o)| match n {
+                            TupleValue::Unchanged => o.clone(),
+                            n => n,
+                        })
+                        .collect();
+                    changes.push((*i, old, -1));
+                    changes.push((*i, new, 1));
+                }
+            }
+            Message::Delete { oid, old, full } => {
+                if let Some(i) = relations.get(&oid) {
+                    if !full {
+                        return Ok(Some(format!(
+                            "a delete from {} lacks the old row: the table needs REPLICA IDENTITY FULL",
+                            self.tables[*i].name
+                        )));
+                    }
+                    changes.push((*i, old, -1));
+                }
+            }
+            Message::Other(_) => return Ok(None),
+        }
+        let Some(transaction) = transaction else {
+            return Err(upstream("a change arrived outside a transaction"));
+        };
+        for (i, values, diff) in changes {
+            let table = &self.tables[i];
+            transaction.push(update(table, 0, &values, diff).map_err(upstream)?);
+        }
+        Ok(None)
+    }
+}
+
+/// The update of a row of `table` with column values `values`. The offset is set when
+/// the transaction commits.
+fn update(
+    table: &Table,
+    offset: Offset,
+    values: &[TupleValue],
+    diff: i64,
+) -> Result<SourceUpdate, String> {
+    if values.len() != table.columns.len() {
+        return Err(format!(
+            "a row of {}.{} has {} columns, the table {}",
+            table.schema,
+            table.name,
+            values.len(),
+            table.columns.len()
+        ));
+    }
+    let mut datums = Vec::with_capacity(values.len());
+    for ((name, oid, _), value) in table.columns.iter().zip(values) {
+        let datum = match value {
+            TupleValue::Null => Datum::Null,
+            TupleValue::Unchanged => {
+                return Err(format!("column {name} of {} was not sent", table.name));
+            }
+            TupleValue::Text(text) => {
+                let scalar = types::scalar_type(*oid)
+                    .ok_or_else(|| format!("column {name} has unsupported type oid {oid}"))?;
+                types::datum(scalar, text).map_err(|e| format!("column {name}: {e}"))?
+            }
+        };
+        datums.push(datum);
+    }
+    Ok(SourceUpdate {
+        offset,
+        output: table.output(),
+        row: Row::pack(&datums),
+        diff,
+    })
+}
