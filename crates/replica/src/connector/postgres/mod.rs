@@ -10,13 +10,15 @@
 //! An offset is an LSN. The initial snapshot of every table is at offset 0, read in
 //! the snapshot the slot exported when it was created, so it is consistent with the
 //! slot's consistent point `C`; the reader's frontier is then `C`. Each replicated
-//! transaction is at offset `end_lsn` of its commit (all its changes at one offset, so
-//! at one time), and the frontier moves past it once its commit arrives (and to the
-//! server's sent position on a keepalive between transactions). The slot's confirmed
-//! flush position is moved only by [`SourceReader::durable`], so it never passes what
-//! the data shards hold; a reader re-opened at offset `o > 0` restarts replication at
-//! `o` and skips transactions that end before it. A reader opened at 0 has nothing
-//! durable behind it, so it drops and re-creates the slot for a fresh snapshot.
+//! transaction is at the offset where its commit record starts (all its changes at one
+//! offset, so at one time), and the frontier moves to the commit record's end once the
+//! commit arrives (and to the server's sent position on a keepalive between
+//! transactions): a later transaction's commit record starts at or after both. The
+//! slot's confirmed flush position is moved only by [`SourceReader::durable`], so it
+//! never passes what the data shards hold; a reader re-opened at offset `o > 0`
+//! restarts replication at `o`, where Postgres skips exactly the transactions whose
+//! commit starts before `o`. A reader opened at 0 has nothing durable behind it, so it
+//! drops and re-creates the slot for a fresh snapshot.
 //!
 //! # Errors
 //!

@@ -29,6 +29,9 @@ enum Event {
     Upstream(Offset),
     /// The source's status changed.
     Status(SourceStatus),
+    /// The snapshot session failed: the reader must be re-opened where the data shards
+    /// leave off, which may no longer be offset 0 (another replica may have written).
+    Failed(String),
 }
 
 /// A Postgres source read from some offset.
@@ -101,6 +104,7 @@ impl SourceReader for PostgresReader {
                 }
                 Event::Upstream(position) => self.upstream = Some(position),
                 Event::Status(status) => self.status = status,
+                Event::Failed(reason) => return Err(upstream(reason)),
             }
         }
         Ok(SourceProgress {
@@ -182,6 +186,15 @@ impl Stream {
                     let _ = self.tx.send(Event::Status(SourceStatus::Ceased(reason)));
                     return;
                 }
+                Err(e) if self.position == 0 => {
+                    // Retrying the snapshot from here could drop a slot that another
+                    // replica has since written from: the replica re-opens the reader
+                    // at the offset the data shards are at instead.
+                    let _ = self
+                        .tx
+                        .send(Event::Failed(format!("taking the snapshot failed: {e}")));
+                    return;
+                }
                 Err(e) => {
                     tracing::info!(slot = %self.settings.slot, error = %e, "the Postgres source lost its session; retrying");
                     let _ = self.tx.send(Event::Status(SourceStatus::Stalled(format!(
@@ -239,7 +252,7 @@ impl Stream {
             if let Some(ceased) = self.check_upstream().await? {
                 return Ok(Ended::Ceased(ceased));
             }
-            let ack = self.durable.load(Ordering::SeqCst).saturating_sub(1);
+            let ack = self.durable.load(Ordering::SeqCst);
             let config = config
                 .with_start_lsn(Lsn::from_u64(self.position))
                 .with_ack_lsn(Lsn::from_u64(ack));
@@ -349,10 +362,11 @@ impl Stream {
                 return Ok(Ended::Stopped);
             }
             let durable = self.durable.load(Ordering::SeqCst);
-            if durable > acked + 1 {
-                // Everything before `durable` is in the data shards.
-                client.update_applied_lsn(Lsn::from_u64(durable - 1));
-                acked = durable - 1;
+            if durable > acked {
+                // Every transaction whose commit starts before `durable` is in the data
+                // shards: the slot may release them.
+                client.update_applied_lsn(Lsn::from_u64(durable));
+                acked = durable;
             }
             let event = match tokio::time::timeout(WAKE, client.recv()).await {
                 Err(_) => continue,
@@ -375,15 +389,20 @@ impl Stream {
                         return Ok(Ended::Ceased(ceased));
                     }
                 }
-                ReplicationEvent::Commit { end_lsn, .. } => {
-                    let offset = end_lsn.as_u64();
+                ReplicationEvent::Commit { lsn, end_lsn, .. } => {
+                    // The transaction's offset is where its commit record starts: every
+                    // later transaction's commit record starts at or after this one's
+                    // end, so the end is the frontier. A restart at an offset `o` is
+                    // then exact: Postgres skips the transactions whose commit record
+                    // starts before the slot's start position, which are those below `o`.
+                    let offset = lsn.as_u64();
                     let mut updates = transaction.take().unwrap_or_default();
                     for update in &mut updates {
                         update.offset = offset;
                     }
                     if offset >= self.position {
                         let _ = self.tx.send(Event::Transaction(offset, updates));
-                        self.position = offset + 1;
+                        self.position = end_lsn.as_u64().max(offset + 1);
                         let _ = self.tx.send(Event::Frontier(self.position));
                     }
                 }

@@ -1,0 +1,485 @@
+//! The Postgres CDC source against a real PostgreSQL server (`cargo xtask test` starts
+//! one and sets `STRATA_TEST_POSTGRES_URL`; without it these tests return early).
+//!
+//! Each test makes its own tables, publication and slot, so they run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use strata_controller_api::{
+    CollectionMetadata, Datum, GlobalId, IngestionDescription, InstanceId, Row, SourceConnection,
+    SourceOutput, Timestamp,
+};
+use strata_instance_client::{ReplicaResponse, RunIngestionCommand, Status, StorageCommand};
+use strata_replica::connector::ConnectorError;
+use strata_replica::connector::postgres::{self, Settings, types};
+use strata_replica::remap::remap_desc;
+use strata_replica::shard::memory::MemShards;
+use strata_replica::shard::{Shards, consolidate_rows};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+fn url() -> Option<String> {
+    std::env::var("STRATA_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn sql(url: &str) -> Client {
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.options(types::SESSION_OPTIONS);
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The tables of a test, named with `prefix`, with every supported type.
+fn schema(prefix: &str) -> String {
+    format!(
+        "DROP PUBLICATION IF EXISTS {prefix}_pub;
+         DROP TABLE IF EXISTS {prefix}_a, {prefix}_b, {prefix}_c;
+         SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+           WHERE slot_name = '{prefix}_slot' AND NOT active;
+         CREATE TABLE {prefix}_a (id int4 NOT NULL, n int8, s text, b bool);
+         CREATE TABLE {prefix}_b (id int2 NOT NULL, f4 float4, f8 float8, v varchar(20), num numeric);
+         CREATE TABLE {prefix}_c (id int8 NOT NULL, d date, ts timestamp, tz timestamptz, raw bytea);
+         ALTER TABLE {prefix}_a REPLICA IDENTITY FULL;
+         ALTER TABLE {prefix}_b REPLICA IDENTITY FULL;
+         ALTER TABLE {prefix}_c REPLICA IDENTITY FULL;
+         INSERT INTO {prefix}_a VALUES (1, 10, 'one', true), (2, NULL, NULL, NULL);
+         INSERT INTO {prefix}_b VALUES (1, 1.5, 2.25, 'x', 12.3400);
+         INSERT INTO {prefix}_c VALUES (1, '1969-07-20', '2000-01-01 12:00:00', '2024-02-29 23:59:59+00', '\\x00ff');
+         CREATE PUBLICATION {prefix}_pub FOR TABLE {prefix}_a, {prefix}_b, {prefix}_c;"
+    )
+}
+
+fn settings(url: &str, prefix: &str) -> Settings {
+    Settings {
+        url: url.to_owned(),
+        publication: format!("{prefix}_pub"),
+        slot: format!("{prefix}_slot"),
+    }
+}
+
+/// An ingestion of the Postgres source with one export per table.
+fn ingestion(base: u64, settings: &Settings) -> RunIngestionCommand<Timestamp> {
+    let outputs = postgres::outputs(settings).unwrap();
+    let remap_id = GlobalId::User(base + 1);
+    let salt = u8::try_from(base % 251).unwrap();
+    let meta = |n: u8, desc| CollectionMetadata {
+        persist_location: "mem://replica-tests".into(),
+        data_shard: shard(n, salt),
+        remap_shard: Some(shard(1, salt)),
+        txns_shard: None,
+        relation_desc: desc,
+    };
+    let mut source_exports = BTreeMap::new();
+    let mut storage_metadata = BTreeMap::new();
+    storage_metadata.insert(remap_id, meta(1, remap_desc()));
+    for (i, (output, desc)) in outputs.into_iter().enumerate() {
+        if output == SourceOutput::Primary {
+            continue;
+        }
+        let id = GlobalId::User(base + 2 + i as u64);
+        source_exports.insert(id, output);
+        storage_metadata.insert(id, meta(10 + u8::try_from(i).unwrap(), desc));
+    }
+    RunIngestionCommand {
+        id: GlobalId::User(base),
+        description: IngestionDescription {
+            connection: SourceConnection::Connector(settings.to_config()),
+            instance_id: InstanceId(1),
+            remap_collection_id: remap_id,
+            source_exports,
+            as_of: None,
+        },
+        storage_metadata,
+    }
+}
+
+/// `SELECT *` of every published table, by output, as the source maps values.
+async fn upstream_contents(
+    client: &Client,
+    settings: &Settings,
+) -> BTreeMap<SourceOutput, Vec<(Row, i64)>> {
+    let connector = postgres::PostgresConnector::connect(settings.clone()).unwrap();
+    let mut contents = BTreeMap::new();
+    for table in connector.tables() {
+        let columns: Vec<String> = table
+            .columns
+            .iter()
+            .map(|(c, _, _)| format!("\"{c}\""))
+            .collect();
+        let query = format!(
+            "SELECT {} FROM \"{}\".\"{}\"",
+            columns.join(", "),
+            table.schema,
+            table.name
+        );
+        let mut rows = Vec::new();
+        for message in client.simple_query(&query).await.unwrap() {
+            if let SimpleQueryMessage::Row(row) = message {
+                let datums: Vec<Datum> = table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, oid, _))| match row.get(i) {
+                        None => Datum::Null,
+                        Some(text) => {
+                            types::datum(types::scalar_type(*oid).unwrap(), text).unwrap()
+                        }
+                    })
+                    .collect();
+                rows.push((Row::pack(&datums), 1));
+            }
+        }
+        contents.insert(table.output(), consolidate_rows(rows));
+    }
+    contents
+}
+
+/// What the data shards hold, by output.
+fn ingested(
+    shards: &dyn Shards,
+    cmd: &RunIngestionCommand<Timestamp>,
+) -> BTreeMap<SourceOutput, Vec<(Row, i64)>> {
+    let by_id = contents(shards, cmd);
+    cmd.description
+        .source_exports
+        .iter()
+        .map(|(id, output)| (output.clone(), by_id[id].clone()))
+        .collect()
+}
+
+fn config() -> strata_replica::ReplicaConfig {
+    let mut config = frozen_config(1, u64::MAX);
+    config.offset_limit = None;
+    config.clock = strata_replica::system_clock();
+    config.max_ticks_per_round = 16;
+    config
+}
+
+/// A seeded workload of inserts, updates and deletes over the three tables, in
+/// transactions of one to eight statements.
+async fn workload(client: &Client, prefix: &str, seed: u64, transactions: u64) {
+    let mut rng = Rng(seed | 1);
+    for t in 0..transactions {
+        let mut statements = Vec::new();
+        for s in 0..=rng.below(8) {
+            let key = 100 + rng.below(40);
+            let statement = match rng.below(6) {
+                0 | 1 => format!(
+                    "INSERT INTO {prefix}_a VALUES ({key}, {t}, 'row {t}.{s}', {})",
+                    rng.below(2) == 0
+                ),
+                2 => format!("UPDATE {prefix}_a SET n = n + 1, s = 'updated {t}' WHERE id = {key}"),
+                3 => format!("DELETE FROM {prefix}_a WHERE id = {key}"),
+                4 => format!(
+                    "INSERT INTO {prefix}_b VALUES ({key}, {t}.25, -{t}.5, 'v{s}', {t}.{s}00)"
+                ),
+                _ => format!(
+                    "UPDATE {prefix}_c SET ts = ts + interval '1 second', raw = '\\x{:02x}' WHERE id = 1",
+                    rng.below(256)
+                ),
+            };
+            statements.push(statement);
+        }
+        client
+            .batch_execute(&format!("BEGIN; {}; COMMIT;", statements.join("; ")))
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until the data shards hold what the upstream holds; on a timeout, shows the
+/// difference.
+fn converge(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    settings: &Settings,
+    shards: &dyn Shards,
+    cmd: &RunIngestionCommand<Timestamp>,
+) {
+    let expected = rt.block_on(upstream_contents(client, settings));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = ingested(shards, cmd);
+        if got == expected {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            assert_eq!(got, expected, "the source did not converge");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn drop_upstream(rt: &tokio::runtime::Runtime, client: &Client, prefix: &str) {
+    rt.block_on(async {
+        let _ = client
+            .batch_execute(&format!(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = '{prefix}_slot' AND NOT active"
+            ))
+            .await;
+    });
+}
+
+#[test]
+fn snapshot_then_stream_equals_the_upstream() {
+    let Some(url) = url() else {
+        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+        return;
+    };
+    let rt = runtime();
+    let prefix = "eq";
+    let client = rt.block_on(sql(&url));
+    rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
+    let settings = settings(&url, prefix);
+    let cmd = ingestion(1000, &settings);
+    let shards = MemShards::new();
+    let (mut replica, _rx) = start(config(), Arc::new(shards.clone()));
+    send(
+        &mut replica,
+        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+    );
+    // The snapshot first, then a stream of changes while the source runs.
+    converge(&rt, &client, &settings, &shards, &cmd);
+    rt.block_on(workload(&client, prefix, 7, 60));
+    converge(&rt, &client, &settings, &shards, &cmd);
+    replica.shutdown();
+    drop_upstream(&rt, &client, prefix);
+}
+
+#[test]
+fn two_replicas_on_one_slot_equal_the_upstream() {
+    let Some(url) = url() else {
+        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+        return;
+    };
+    let rt = runtime();
+    let prefix = "two";
+    let client = rt.block_on(sql(&url));
+    rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
+    let settings = settings(&url, prefix);
+    let cmd = ingestion(1050, &settings);
+    let shards = MemShards::new();
+    // Two replicas race for the slot: one streams, the other retries until it can,
+    // and the remap shard's compare-and-append keeps the data exact.
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut replica, rx) = start(config(), Arc::new(shards.clone()));
+            send(
+                &mut replica,
+                &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+            );
+            (replica, rx)
+        })
+        .collect();
+    rt.block_on(workload(&client, prefix, 11, 40));
+    converge(&rt, &client, &settings, &shards, &cmd);
+    // Kill whichever streams; the other takes over.
+    let mut replicas = replicas.into_iter();
+    if let Some((mut first, _)) = replicas.next() {
+        first.shutdown();
+    }
+    rt.block_on(workload(&client, prefix, 13, 40));
+    converge(&rt, &client, &settings, &shards, &cmd);
+    for (mut replica, _) in replicas {
+        replica.shutdown();
+    }
+    drop_upstream(&rt, &client, prefix);
+}
+
+#[test]
+fn replica_kills_lose_and_duplicate_nothing_and_the_slot_stays_behind_the_shards() {
+    let Some(url) = url() else {
+        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+        return;
+    };
+    let rt = runtime();
+    let prefix = "crash";
+    let client = rt.block_on(sql(&url));
+    rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
+    let settings = settings(&url, prefix);
+    let cmd = ingestion(1100, &settings);
+    let shards = MemShards::new();
+    let watch: Arc<dyn Shards> = Arc::new(shards.clone());
+    let mut rng = Rng(0xFEED);
+    let kills = 20;
+    for epoch in 1..=kills {
+        let (mut replica, _rx) = start(config(), Arc::new(shards.clone()));
+        send(
+            &mut replica,
+            &history(epoch, vec![StorageCommand::RunIngestion(cmd.clone())]),
+        );
+        rt.block_on(workload(&client, prefix, epoch * 31, 3 + rng.below(5)));
+        std::thread::sleep(Duration::from_micros(rng.below(30_000)));
+        replica.shutdown();
+        // No slot position ever passes what the data shards hold.
+        let durable = ingested_offset(watch.as_ref(), &cmd);
+        let confirmed = rt.block_on(async {
+            let row = client
+                .query_one(
+                    "SELECT (confirmed_flush_lsn - '0/0')::text FROM pg_replication_slots \
+                     WHERE slot_name = $1",
+                    &[&format!("{prefix}_slot")],
+                )
+                .await;
+            row.ok()
+                .and_then(|r| r.get::<_, String>(0).parse::<u64>().ok())
+        });
+        eprintln!(
+            "kill {epoch}: the shards hold offsets below {durable}; the slot confirmed {confirmed:?}"
+        );
+        // (With nothing durable the slot is where it was created, and a reader opened
+        // at offset 0 re-creates it for a fresh snapshot.)
+        if let Some(confirmed) = confirmed.filter(|_| durable > 0) {
+            assert!(
+                confirmed <= durable,
+                "the slot confirmed {confirmed}, the shards hold offsets below {durable}"
+            );
+        }
+    }
+    let (mut replica, _rx) = start(config(), Arc::new(shards.clone()));
+    send(
+        &mut replica,
+        &history(kills + 1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+    );
+    converge(&rt, &client, &settings, &shards, &cmd);
+    replica.shutdown();
+    drop_upstream(&rt, &client, prefix);
+}
+
+fn statuses(rx: &Responses) -> Vec<(Status, String)> {
+    drain(rx)
+        .into_iter()
+        .filter_map(|r| match r {
+            ReplicaResponse::StatusUpdate(u) => Some((u.status, u.error.unwrap_or_default())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn definite_errors_cease_the_source_with_their_reason() {
+    let Some(url) = url() else {
+        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+        return;
+    };
+    let rt = runtime();
+    let client = rt.block_on(sql(&url));
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "trunc",
+            "TRUNCATE trunc_b",
+            "table public.trunc_b was truncated",
+        ),
+        (
+            "alter",
+            "ALTER TABLE alter_a ADD COLUMN extra int4; INSERT INTO alter_a VALUES (9, 9, 'x', true, 1)",
+            "the schema of public.alter_a changed",
+        ),
+        (
+            "dropslot",
+            "SELECT pg_drop_replication_slot('dropslot_slot')",
+            "replication slot \"dropslot_slot\" was dropped",
+        ),
+    ];
+    for (base, (prefix, statement, expected)) in (1200..).step_by(10).zip(cases) {
+        rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
+        let settings = settings(&url, prefix);
+        let cmd = ingestion(base, &settings);
+        let shards = MemShards::new();
+        let (mut replica, rx) = start(config(), Arc::new(shards.clone()));
+        send(
+            &mut replica,
+            &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+        );
+        converge(&rt, &client, &settings, &shards, &cmd);
+        if prefix == "dropslot" {
+            // A slot can be dropped only while no one streams from it: stop the
+            // replica, drop the slot, start again.
+            replica.shutdown();
+            rt.block_on(client.batch_execute(statement)).unwrap();
+            let (again, rx) = start(config(), Arc::new(shards.clone()));
+            replica = again;
+            send(
+                &mut replica,
+                &history(2, vec![StorageCommand::RunIngestion(cmd.clone())]),
+            );
+            let mut seen = Vec::new();
+            wait_for(expected, || {
+                seen.extend(statuses(&rx));
+                seen.iter()
+                    .any(|(s, e)| *s == Status::Stalled && e.contains(expected))
+            });
+        } else {
+            rt.block_on(client.batch_execute(statement)).unwrap();
+            let mut seen = Vec::new();
+            wait_for(expected, || {
+                seen.extend(statuses(&rx));
+                seen.iter()
+                    .any(|(s, e)| *s == Status::Stalled && e.contains(expected))
+            });
+        }
+        replica.shutdown();
+        drop_upstream(&rt, &client, prefix);
+    }
+}
+
+#[test]
+fn unsupported_types_and_bad_settings_are_named() {
+    let Some(url) = url() else {
+        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+        return;
+    };
+    let rt = runtime();
+    let client = rt.block_on(sql(&url));
+    rt.block_on(client.batch_execute(
+        "DROP PUBLICATION IF EXISTS unsupported_pub, noident_pub;
+         DROP TABLE IF EXISTS unsupported_t, noident_t;
+         CREATE TABLE unsupported_t (id int4, doc json);
+         ALTER TABLE unsupported_t REPLICA IDENTITY FULL;
+         CREATE PUBLICATION unsupported_pub FOR TABLE unsupported_t;
+         CREATE TABLE noident_t (id int4);
+         CREATE PUBLICATION noident_pub FOR TABLE noident_t;",
+    ))
+    .unwrap();
+    let cases = [
+        (
+            "unsupported",
+            "column public.unsupported_t.doc has type json",
+        ),
+        ("noident", "needs REPLICA IDENTITY FULL"),
+        ("missing", "publication \"missing_pub\" does not exist"),
+    ];
+    for (prefix, expected) in cases {
+        match postgres::outputs(&settings(&url, prefix)) {
+            Err(ConnectorError::InvalidConfig { reason, .. }) => {
+                assert!(reason.contains(expected), "{reason}");
+            }
+            other => panic!("{prefix}: expected an invalid configuration, got {other:?}"),
+        }
+    }
+    let config = strata_controller_api::ConnectorConfig::new(postgres::KIND)
+        .with("url", url.as_str())
+        .with("publication", "p")
+        .with("slot", "Bad-Slot");
+    assert!(matches!(
+        Settings::from_config(&config),
+        Err(ConnectorError::InvalidConfig { .. })
+    ));
+}
