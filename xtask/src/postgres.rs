@@ -97,12 +97,28 @@ impl PostgresServer {
         Ok(server)
     }
 
-    /// The environment that points the Postgres tests at this server.
+    /// The environment that points the Postgres tests at this server: its URL, and a
+    /// shell command that restarts it (for the tests of a restart mid-stream).
     pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
-        vec![(
-            "STRATA_TEST_POSTGRES_URL",
-            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
-        )]
+        let pg_ctl = self.bin.join("pg_ctl");
+        let data = self.dir.join("data");
+        let log = self.dir.join("server.log");
+        let restart = format!(
+            "{}{} restart -w -t 60 -m fast -D {} -l {}",
+            self.as_user
+                .map(|user| format!("runuser -u {user} -- "))
+                .unwrap_or_default(),
+            pg_ctl.display(),
+            data.display(),
+            log.display()
+        );
+        vec![
+            (
+                "STRATA_TEST_POSTGRES_URL",
+                format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
+            ),
+            ("STRATA_TEST_POSTGRES_RESTART", restart),
+        ]
     }
 
     fn command(&self, program: &str) -> Command {

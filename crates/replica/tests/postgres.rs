@@ -1,5 +1,6 @@
 //! The Postgres CDC source against a real PostgreSQL server (`cargo xtask test` starts
-//! one and sets `STRATA_TEST_POSTGRES_URL`; without it these tests return early).
+//! one and sets `STRATA_TEST_POSTGRES_URL`, and `STRATA_TEST_POSTGRES_RESTART`, a
+//! command that restarts it; without the URL these tests return early).
 //!
 //! Each test makes its own tables, publication and slot, so they run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -27,6 +28,16 @@ fn url() -> Option<String> {
     std::env::var("STRATA_TEST_POSTGRES_URL")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+/// Tests hold this shared while they use the server; the restart test holds it
+/// exclusively, so a restart never breaks another test's connections.
+static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    SERVER
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -243,6 +254,7 @@ fn snapshot_then_stream_equals_the_upstream() {
         eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
         return;
     };
+    let _server = shared();
     let rt = runtime();
     let prefix = "eq";
     let client = rt.block_on(sql(&url));
@@ -269,6 +281,7 @@ fn two_replicas_on_one_slot_equal_the_upstream() {
         eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
         return;
     };
+    let _server = shared();
     let rt = runtime();
     let prefix = "two";
     let client = rt.block_on(sql(&url));
@@ -309,6 +322,7 @@ fn replica_kills_lose_and_duplicate_nothing_and_the_slot_stays_behind_the_shards
         eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
         return;
     };
+    let _server = shared();
     let rt = runtime();
     let prefix = "crash";
     let client = rt.block_on(sql(&url));
@@ -379,6 +393,7 @@ fn definite_errors_cease_the_source_with_their_reason() {
         eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
         return;
     };
+    let _server = shared();
     let rt = runtime();
     let client = rt.block_on(sql(&url));
     let cases: [(&str, &str, &str); 3] = [
@@ -446,6 +461,7 @@ fn unsupported_types_and_bad_settings_are_named() {
         eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
         return;
     };
+    let _server = shared();
     let rt = runtime();
     let client = rt.block_on(sql(&url));
     rt.block_on(client.batch_execute(
@@ -482,4 +498,65 @@ fn unsupported_types_and_bad_settings_are_named() {
         Settings::from_config(&config),
         Err(ConnectorError::InvalidConfig { .. })
     ));
+}
+
+#[test]
+fn a_lost_connection_and_a_server_restart_stall_then_converge() {
+    let Some(url) = url() else {
+        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+        return;
+    };
+    let _server = shared();
+    let rt = runtime();
+    let prefix = "lost";
+    drop(_server);
+    let _server = SERVER
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let client = rt.block_on(sql(&url));
+    rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
+    let settings = settings(&url, prefix);
+    let cmd = ingestion(1300, &settings);
+    let shards = MemShards::new();
+    let (mut replica, rx) = start(config(), Arc::new(shards.clone()));
+    send(
+        &mut replica,
+        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+    );
+    rt.block_on(workload(&client, prefix, 3, 20));
+    converge(&rt, &client, &settings, &shards, &cmd);
+
+    // The walsender is killed: the source says it retries, and carries on.
+    rt.block_on(client.batch_execute(&format!(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+         WHERE slot_name = '{prefix}_slot'"
+    )))
+    .unwrap();
+    let mut seen = Vec::new();
+    wait_for("a retrying status", || {
+        seen.extend(statuses(&rx));
+        seen.iter()
+            .any(|(s, e)| *s == Status::Stalled && e.contains("retrying"))
+    });
+    rt.block_on(workload(&client, prefix, 5, 20));
+    converge(&rt, &client, &settings, &shards, &cmd);
+
+    // The whole server restarts mid-stream (when the test command can restart it).
+    if let Ok(restart) = std::env::var("STRATA_TEST_POSTGRES_RESTART") {
+        drop(client);
+        let status = std::process::Command::new("sh")
+            .args(["-c", &restart])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{restart} failed");
+        let client = rt.block_on(sql(&url));
+        rt.block_on(workload(&client, prefix, 9, 20));
+        converge(&rt, &client, &settings, &shards, &cmd);
+        replica.shutdown();
+        drop_upstream(&rt, &client, prefix);
+    } else {
+        eprintln!("STRATA_TEST_POSTGRES_RESTART is unset: the server restart is not tested");
+        replica.shutdown();
+        drop_upstream(&rt, &client, prefix);
+    }
 }
