@@ -305,12 +305,12 @@ fn two_replicas_on_one_slot_equal_the_upstream() {
     converge(&rt, &client, &settings, &shards, &cmd);
     // Kill whichever streams; the other takes over.
     let mut replicas = replicas.into_iter();
-    if let Some((mut first, _)) = replicas.next() {
+    if let Some((first, _)) = replicas.next() {
         first.shutdown();
     }
     rt.block_on(workload(&client, prefix, 13, 40));
     converge(&rt, &client, &settings, &shards, &cmd);
-    for (mut replica, _) in replicas {
+    for (replica, _) in replicas {
         replica.shutdown();
     }
     drop_upstream(&rt, &client, prefix);

@@ -455,7 +455,7 @@ impl Stream {
                 return Ok(None);
             }
             Message::Truncate { oids } => {
-                if let Some(table) = oids.iter().find_map(|oid| table_of(oid)) {
+                if let Some(table) = oids.iter().find_map(table_of) {
                     return Ok(Some(format!(
                         "table {}.{} was truncated",
                         table.schema, table.name
