@@ -69,6 +69,19 @@ pub(crate) struct DemoArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics while the demo runs.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_addr: Option<SocketAddr>,
+    /// Also ingest a live Postgres database (postgres://user@host:port/db) through
+    /// logical replication: every table of `--postgres-publication`, which needs
+    /// wal_level=logical and tables with REPLICA IDENTITY FULL (docs/QUICKSTART.md).
+    #[arg(long, value_name = "URL")]
+    pub(crate) postgres: Option<String>,
+    /// The publication `--postgres` ingests.
+    #[arg(
+        long,
+        default_value = "strata_demo",
+        value_name = "NAME",
+        requires = "postgres"
+    )]
+    pub(crate) postgres_publication: String,
     /// See [`OpenTimeout`].
     #[command(flatten)]
     pub(crate) open_timeout: OpenTimeout,

@@ -427,7 +427,7 @@ fn an_unknown_kind_stalls_and_names_the_known_ones() {
     let (status, error) = &statuses(&seen)[0];
     assert_eq!(*status, Status::Stalled);
     assert!(
-        error.contains("\"kafka\"") && error.contains("load-generator, log"),
+        error.contains("\"kafka\"") && error.contains("load-generator") && error.contains("log"),
         "{error}"
     );
 }

@@ -23,6 +23,7 @@ mod drops;
 mod options;
 mod parts;
 mod plan;
+mod postgres;
 mod progress;
 mod replicas;
 mod report;
@@ -389,6 +390,12 @@ async fn ingest(
 ) -> anyhow::Result<steps::Sink> {
     let sink = steps::source(driver, recovery, options).await?;
     driver.sink_path = Some(sink.path.clone());
+    let pg = match &options.postgres {
+        Some((url, publication)) => {
+            Some(postgres::create(driver, recovery, url, publication).await?)
+        }
+        None => None,
+    };
     steps::bulk_load(driver, writer).await?;
     driver.display.line(&format!(
         "  running for {:.1}s: the source ingests, the tables take a write every 200 ms",
@@ -398,6 +405,9 @@ async fn ingest(
     driver
         .display
         .line(&format!("  after the run: {}", driver.live_message()));
+    if let Some(pg) = &pg {
+        postgres::report(driver, pg).await?;
+    }
     Ok(sink)
 }
 

@@ -26,6 +26,8 @@ pub(crate) struct Options {
     pub(crate) transport: Transport,
     pub(crate) duration: Duration,
     pub(crate) metrics_addr: Option<SocketAddr>,
+    /// A Postgres database to ingest, and the publication to ingest from it.
+    pub(crate) postgres: Option<(String, String)>,
     pub(crate) open_timeout: OpenTimeout,
 }
 
@@ -74,6 +76,9 @@ impl Options {
             transport: args.transport,
             duration: args.duration,
             metrics_addr: args.metrics_addr,
+            postgres: args
+                .postgres
+                .map(|url| (url, args.postgres_publication.clone())),
             open_timeout: args.open_timeout,
         })
     }

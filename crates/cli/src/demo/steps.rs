@@ -185,7 +185,7 @@ impl Recovery {
 
 /// Creates `collections` (recording new ones in the catalog) and notes the uppers of
 /// the recovered ones.
-async fn create(
+pub(crate) async fn create(
     driver: &mut Driver,
     recovery: &mut Recovery,
     collections: Vec<(
