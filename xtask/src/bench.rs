@@ -56,6 +56,11 @@ const SUITES: &[Suite] = &[
         package: "strata-controller-core",
         manifest: None,
     },
+    Suite {
+        name: "connectors",
+        package: "strata-replica",
+        manifest: None,
+    },
 ];
 
 pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
@@ -122,8 +127,24 @@ fn run_suite(root: &Path, results: &Path, suite: &Suite, quick: bool) -> anyhow:
     if quick {
         cmd.env("STRATA_BENCH_QUICK", "1");
     }
+    // The connectors suite measures the Postgres source against a server of its own.
+    let postgres = if suite.name == "connectors" {
+        Some(
+            crate::postgres::PostgresServer::start()
+                .context("starting PostgreSQL for the connectors bench")?,
+        )
+    } else {
+        None
+    };
+    for (key, value) in postgres
+        .iter()
+        .flat_map(crate::postgres::PostgresServer::env)
+    {
+        cmd.env(key, value);
+    }
     let started = SystemTime::now();
     crate::shell::run(&mut cmd, &format!("bench suite {}", suite.name))?;
+    drop(postgres);
     let text = std::fs::read_to_string(&lines_path).with_context(|| {
         format!(
             "bench suite {} wrote no metrics to {}",

@@ -18,7 +18,7 @@ use strata_controller_api::{
 use strata_instance_client::{ReplicaResponse, RunIngestionCommand, Status, StorageCommand};
 use strata_replica::connector::{
     ConnectorError, ConnectorRegistry, Offset, Pacing, ReaderShare, SourceConnector,
-    SourceProgress, SourceReader, SourceStatus, SourceUpdate,
+    SourceProgress, SourceReader, SourceStatus, SourceUpdate, SourceWaker,
 };
 use strata_replica::remap::remap_desc;
 use strata_replica::shard::faults::Faulty;
@@ -123,6 +123,7 @@ impl SourceConnector for LogConnector {
         &self,
         resume: Offset,
         share: ReaderShare,
+        _waker: SourceWaker,
     ) -> Result<Box<dyn SourceReader>, ConnectorError> {
         assert_eq!(
             share,

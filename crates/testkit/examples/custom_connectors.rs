@@ -37,7 +37,7 @@ use strata_controller_api::{
 use strata_replica::connector::{
     ConnectorError, ConnectorRegistry, Offset, Pacing, ReaderShare, SinkBatch, SinkCommit,
     SinkConnector, SinkWriter, SourceConnector, SourceProgress, SourceReader, SourceStatus,
-    SourceUpdate,
+    SourceUpdate, SourceWaker,
 };
 use strata_testkit::harness::{Harness, HarnessError, multiset_difference, render_difference};
 
@@ -160,6 +160,7 @@ impl SourceConnector for FeedConnector {
         &self,
         resume: Offset,
         _share: ReaderShare,
+        _waker: SourceWaker,
     ) -> Result<Box<dyn SourceReader>, ConnectorError> {
         let mut log = self.feed.lock();
         log.opened_at.push(resume);

@@ -34,6 +34,9 @@ pub(crate) struct PgSource {
     pub(crate) tables: Vec<(GlobalId, String)>,
 }
 
+/// Collections to create, with their descriptions.
+type Collections = Vec<(GlobalId, CollectionDescription<Timestamp>)>;
+
 /// The id of table `index`'s subsource.
 fn subsource_id(index: usize) -> GlobalId {
     GlobalId::User(32 + index as u64)
@@ -42,10 +45,7 @@ fn subsource_id(index: usize) -> GlobalId {
 /// Reads the publication's tables (a clear error if the database cannot be reached,
 /// the publication is missing or a column has an unsupported type) and describes the
 /// source's collections, remap collection first.
-fn plan(
-    url: &str,
-    publication: &str,
-) -> anyhow::Result<(PgSource, Vec<(GlobalId, CollectionDescription<Timestamp>)>)> {
+fn plan(url: &str, publication: &str) -> anyhow::Result<(PgSource, Collections)> {
     let settings = Settings {
         url: url.to_owned(),
         publication: publication.to_owned(),

@@ -12,7 +12,7 @@ use strata_controller_api::{
 
 use super::{
     ConnectorError, Offset, Pacing, ReaderShare, SinkConnector, SourceConnector, SourceProgress,
-    SourceReader, SourceStatus, SourceUpdate,
+    SourceReader, SourceStatus, SourceUpdate, SourceWaker,
 };
 use crate::generator::{Generator, GeneratorError};
 
@@ -158,6 +158,7 @@ impl SourceConnector for Generator {
         &self,
         _resume: Offset,
         share: ReaderShare,
+        _waker: SourceWaker,
     ) -> Result<Box<dyn SourceReader>, ConnectorError> {
         Ok(Box::new(GeneratorReader {
             generator: self.clone(),

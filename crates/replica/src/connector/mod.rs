@@ -138,6 +138,35 @@ impl Default for Pacing {
     }
 }
 
+/// Wakes the replica's leader of a source. A reader calls [`wake`](Self::wake) when it
+/// has something new to poll (updates, a frontier, a status), so the replica need not
+/// poll it on a short timer. Cheap, thread-safe, and harmless to call too often.
+#[derive(Clone)]
+pub struct SourceWaker(Arc<dyn Fn() + Send + Sync>);
+
+impl SourceWaker {
+    /// A waker that calls `wake`.
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        SourceWaker(Arc::new(wake))
+    }
+
+    /// A waker that does nothing (for readers that are only polled).
+    pub fn noop() -> Self {
+        SourceWaker::new(|| {})
+    }
+
+    /// Asks the replica to poll the reader soon.
+    pub fn wake(&self) {
+        (self.0)();
+    }
+}
+
+impl fmt::Debug for SourceWaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SourceWaker")
+    }
+}
+
 /// A source kind the replica can run: it describes the source and opens readers.
 ///
 /// # Contract
@@ -168,11 +197,13 @@ pub trait SourceConnector: Send + Sync {
         false
     }
 
-    /// Opens a reader that re-reads the upstream from `resume`.
+    /// Opens a reader that re-reads the upstream from `resume`; it calls `waker` when
+    /// it has something new to poll.
     fn open(
         &self,
         resume: Offset,
         share: ReaderShare,
+        waker: SourceWaker,
     ) -> Result<Box<dyn SourceReader>, ConnectorError>;
 }
 

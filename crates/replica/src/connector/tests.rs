@@ -5,7 +5,9 @@ use std::sync::Arc;
 use strata_controller_api::{ConnectorConfig, LoadGenerator, SourceConnection};
 
 use super::builtin::{LOAD_GENERATOR, load_generator_connection};
-use super::{ConnectorError, ConnectorRegistry, ReaderShare, SourceConnector, SourceUpdate};
+use super::{
+    ConnectorError, ConnectorRegistry, ReaderShare, SourceConnector, SourceUpdate, SourceWaker,
+};
 use crate::generator::{Generator, GeneratorError};
 
 fn auction_settings() -> ConnectorConfig {
@@ -21,7 +23,9 @@ fn read_all(
     share: ReaderShare,
     offsets: std::ops::Range<u64>,
 ) -> Vec<SourceUpdate> {
-    let mut reader = connector.open(offsets.start, share).unwrap();
+    let mut reader = connector
+        .open(offsets.start, share, SourceWaker::noop())
+        .unwrap();
     let frontier = reader.poll().unwrap().frontier;
     assert!(frontier >= offsets.end);
     let mut updates = Vec::new();
@@ -122,6 +126,7 @@ impl SourceConnector for Nothing {
         &self,
         _resume: u64,
         _share: ReaderShare,
+        _waker: SourceWaker,
     ) -> Result<Box<dyn super::SourceReader>, ConnectorError> {
         Err(ConnectorError::Upstream {
             kind: "nothing".into(),

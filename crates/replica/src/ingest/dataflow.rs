@@ -23,6 +23,7 @@ use super::leader::Leader;
 use super::{IngestError, IngestionPlan, commit};
 use crate::connector::{
     ConnectorError, ReaderShare, SourceProgress, SourceReader, SourceStatus, SourceUpdate,
+    SourceWaker,
 };
 use crate::context::Ctx;
 use crate::remap::Round;
@@ -98,6 +99,12 @@ pub(crate) fn build(
             scope,
             "leader",
             move |cap, info| {
+                // The reader wakes the leader from its own threads when it has news.
+                let sync = scope.worker().sync_activator_for(info.address.to_vec());
+                let waker = SourceWaker::new(move || {
+                    // An error means the dataflow is gone: nothing to wake.
+                    let _ = sync.activate();
+                });
                 let activator = scope.activator_for(info.address);
                 leader_shared.borrow_mut().leader = Some(activator.clone());
                 let mut state = LeaderOp {
@@ -111,6 +118,7 @@ pub(crate) fn build(
                     plan: leader_plan,
                     stop,
                     peers,
+                    waker,
                 };
                 state.starting();
                 move |output| {
@@ -157,7 +165,11 @@ pub(crate) fn build(
                                         worker: index,
                                         peers,
                                     };
-                                    match read_plan.connector.open(round.offsets.start, share) {
+                                    match read_plan.connector.open(
+                                        round.offsets.start,
+                                        share,
+                                        SourceWaker::noop(),
+                                    ) {
                                         Ok(reader) => own_reader = Some(reader),
                                         Err(e) => {
                                             give(DataMsg::Failed(e.to_string()));
@@ -335,6 +347,8 @@ struct LeaderOp {
     plan: Arc<IngestionPlan>,
     stop: Arc<AtomicBool>,
     peers: usize,
+    /// Given to worker 0's reader, to wake this operator.
+    waker: SourceWaker,
 }
 
 impl LeaderOp {
@@ -380,7 +394,10 @@ impl LeaderOp {
         };
         let resume = self.leader.resume_offset();
         tracing::debug!(resume, "opening the source's reader");
-        let reader = self.plan.connector.open(resume, share)?;
+        let reader = self
+            .plan
+            .connector
+            .open(resume, share, self.waker.clone())?;
         self.shared.borrow_mut().reader = Some(reader);
         Ok(())
     }

@@ -16,7 +16,7 @@ use strata_controller_api::{Datum, Row};
 use super::pgoutput::{self, Message, TupleValue};
 use super::{Settings, Table, invalid, quote, sql_client, types, upstream};
 use crate::connector::{
-    ConnectorError, Offset, SourceProgress, SourceReader, SourceStatus, SourceUpdate,
+    ConnectorError, Offset, SourceProgress, SourceReader, SourceStatus, SourceUpdate, SourceWaker,
 };
 
 /// What the stream thread tells the reader.
@@ -51,6 +51,7 @@ impl PostgresReader {
         settings: Settings,
         tables: Vec<Table>,
         resume: Offset,
+        waker: SourceWaker,
     ) -> Result<PostgresReader, ConnectorError> {
         let (tx, events) = channel();
         let durable = Arc::new(AtomicU64::new(resume));
@@ -61,7 +62,7 @@ impl PostgresReader {
             position: resume,
             durable: Arc::clone(&durable),
             stop: Arc::clone(&stop),
-            tx,
+            tx: Notifier { tx, waker },
         };
         let thread = std::thread::Builder::new()
             .name("postgres-source".into())
@@ -157,7 +158,22 @@ struct Stream {
     position: Offset,
     durable: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    tx: Notifier,
+}
+
+/// Sends events to the reader and wakes the replica's leader to poll them.
+struct Notifier {
     tx: Sender<Event>,
+    waker: SourceWaker,
+}
+
+impl Notifier {
+    /// Sends `event`; an error means the reader is gone, which `stop` also says.
+    fn send(&self, event: Event) -> Result<(), std::sync::mpsc::SendError<Event>> {
+        let sent = self.tx.send(event);
+        self.waker.wake();
+        sent
+    }
 }
 
 /// How long the stream waits for an event before it looks at `stop` again.
