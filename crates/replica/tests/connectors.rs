@@ -432,3 +432,52 @@ fn an_unknown_kind_stalls_and_names_the_known_ones() {
         "{error}"
     );
 }
+
+#[test]
+fn a_subsource_added_to_a_running_consuming_source_stalls_instead_of_rewriting() {
+    let log = Log::with(30, Behaviour::default());
+    let cmd = ingestion(900, "log");
+    let memory = MemShards::new();
+    let watch: Arc<dyn Shards> = Arc::new(memory.clone());
+    let (replica, _rx) = start(config(&log), Arc::new(memory.clone()));
+    let mut replica = replica;
+    send(
+        &mut replica,
+        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+    );
+    wait_for("the first run", || {
+        ingested_offset(watch.as_ref(), &cmd) >= 30
+    });
+    replica.shutdown();
+    let before = contents(&memory, &cmd);
+
+    // The same source with a second collection of the same output, on a new shard.
+    let mut grown = cmd.clone();
+    let added = GlobalId::User(909);
+    grown
+        .description
+        .source_exports
+        .insert(added, SourceOutput::Primary);
+    let mut meta = grown.storage_metadata[&GlobalId::User(900)].clone();
+    meta.data_shard = shard(99, 9);
+    grown.storage_metadata.insert(added, meta);
+    let opens_before = log.lock().opens.len();
+    let (mut replica, rx) = start(config(&log), Arc::new(memory.clone()));
+    send(
+        &mut replica,
+        &history(2, vec![StorageCommand::RunIngestion(grown.clone())]),
+    );
+    let mut seen = Vec::new();
+    wait_for("the replay refusal", || {
+        seen.extend(drain(&rx));
+        statuses(&seen)
+            .iter()
+            .any(|(s, e)| *s == Status::Stalled && e.contains("cannot re-read its start"))
+    });
+    replica.shutdown();
+    // Nothing was re-read from the start, and nothing was rewritten.
+    assert_eq!(log.lock().opens.len(), opens_before, "a reader was opened");
+    let after = contents(&memory, &grown);
+    assert_eq!(after[&GlobalId::User(900)], before[&GlobalId::User(900)]);
+    assert!(after[&added].is_empty());
+}

@@ -393,6 +393,13 @@ impl LeaderOp {
             ReaderShare::WHOLE
         };
         let resume = self.leader.resume_offset();
+        if resume == 0 && !self.plan.connector.parallel() && self.leader.written_elsewhere() {
+            // A re-read from the start (a new snapshot) would not be the data the other
+            // shards hold: refuse loudly instead of writing an inconsistent collection.
+            return Err(IngestError::CannotReplay {
+                kind: self.plan.connector.kind().to_owned(),
+            });
+        }
         tracing::debug!(resume, "opening the source's reader");
         let reader = self
             .plan

@@ -23,6 +23,11 @@ pub(crate) struct Leader {
     last: Option<Binding>,
     /// The remap shard's upper, or `None` when the leader must re-read the shards.
     remap_upper: Option<Timestamp>,
+    /// Some data shard holds more than the one furthest behind, which has nothing
+    /// bound before its upper: replaying from the first offset would rewrite what the
+    /// others hold (a subsource added to a running source, or a crash between a first
+    /// round's writes to its shards).
+    written_elsewhere: bool,
     /// The remap shard is closed: the source is finished.
     closed: bool,
 }
@@ -36,6 +41,12 @@ impl Leader {
     /// Whether the leader must re-read the shards (and so re-open the reader) first.
     pub(crate) fn needs_resync(&self) -> bool {
         self.remap_upper.is_none()
+    }
+
+    /// Whether a replay from the first offset would rewrite what some data shards hold
+    /// (see the field's doc): a source that cannot re-read its start exactly must not.
+    pub(crate) fn written_elsewhere(&self) -> bool {
+        self.written_elsewhere
     }
 
     /// The first offset whose data may be missing from the data shards: where a reader
@@ -58,11 +69,17 @@ impl Leader {
     pub(crate) fn resync(&mut self, ctx: &Ctx, plan: &IngestionPlan) -> Result<(), IngestError> {
         self.invalidate();
         let mut data_upper: Option<Timestamp> = None;
+        let mut furthest: Option<Timestamp> = None;
+        let mut any_closed = false;
         for export in &plan.exports {
             let upper = ctx.shards.upper(export.shard)?;
             ctx.reporter.upper(export.id, &upper);
-            if let Some(t) = frontier_time(&upper) {
-                data_upper = Some(data_upper.map_or(t, |d| d.min(t)));
+            match frontier_time(&upper) {
+                Some(t) => {
+                    data_upper = Some(data_upper.map_or(t, |d| d.min(t)));
+                    furthest = Some(furthest.map_or(t, |f| f.max(t)));
+                }
+                None => any_closed = true,
             }
         }
         let Some(data_upper) = data_upper else {
@@ -78,6 +95,8 @@ impl Leader {
         ctx.reporter.upper(plan.remap_id, &remap_upper);
         let pending = remap::decode_bindings(&updates)?;
         let resume = remap::plan_resume(prior, &pending)?;
+        self.written_elsewhere =
+            prior.is_none() && (any_closed || furthest.is_some_and(|f| f > data_upper));
         self.queue = resume.rounds.into();
         self.last = resume.last;
         tracing::info!(

@@ -99,6 +99,16 @@ pub enum IngestError {
         /// Why.
         reason: String,
     },
+    /// Some subsources hold data from the source's start and others do not, and the
+    /// source cannot re-read its start as it was (a subsource added to a running
+    /// non-deterministic source, or a crash between the first round's writes).
+    #[error(
+        "some subsources of this {kind} source hold data the others lack, and it cannot re-read its start as it was"
+    )]
+    CannotReplay {
+        /// The connector's kind.
+        kind: String,
+    },
     /// An export has no storage metadata.
     #[error("no storage metadata for collection {id}")]
     MissingMetadata {
@@ -149,6 +159,9 @@ impl IngestError {
             }
             IngestError::UnknownOutput { .. } => {
                 "recreate the source with subsources its connector has"
+            }
+            IngestError::CannotReplay { .. } => {
+                "drop the source and create it again with all its subsources"
             }
             IngestError::MissingMetadata { .. } | IngestError::SchemaMismatch { .. } => {
                 "recreate the source so its collections match the generator's outputs"

@@ -259,10 +259,13 @@ impl Stream {
             let mut client = ReplicationClient::connect_gated(config)
                 .await
                 .map_err(upstream)?;
-            let consistent = self.snapshot(&mut client).await?;
+            let (consistent, lock) = self.snapshot(&mut client).await?;
+            client.start().await.map_err(upstream)?;
+            client.wait_started().await.map_err(upstream)?;
+            // The slot is held by the stream now: other replicas may look at it.
+            drop(lock);
             self.position = consistent;
             let _ = self.tx.send(Event::Frontier(consistent));
-            client.start().await.map_err(upstream)?;
             client
         } else {
             if let Some(ceased) = self.check_upstream().await? {
@@ -313,10 +316,29 @@ impl Stream {
 
     /// Re-creates the slot, reads every table in the snapshot it exports, hands the
     /// rows over at offset 0 and returns the slot's consistent point.
-    async fn snapshot(&self, client: &mut ReplicationClient) -> Result<Offset, ConnectorError> {
+    async fn snapshot(
+        &self,
+        client: &mut ReplicationClient,
+    ) -> Result<(Offset, tokio_postgres::Client), ConnectorError> {
         let slot = &self.settings.slot;
-        // Nothing is durable (the reader resumes at 0), so an old slot holds nothing
-        // the source needs; dropping fails harmlessly if there is none.
+        // A created slot is not held by anyone until its stream starts, so replicas
+        // taking the snapshot take turns: the one holding this session's advisory lock
+        // (until its stream holds the slot) is the only one that may drop or create it.
+        let sql = sql_client(&self.settings.url).await?;
+        let locked: bool = sql
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[slot])
+            .await
+            .map_err(upstream)?
+            .get(0);
+        if !locked {
+            return Err(upstream(format!(
+                "another replica is taking the snapshot of slot {slot:?}"
+            )));
+        }
+        // Nothing is durable (the reader resumes at 0), so an old slot that no stream
+        // holds is left from a run that never committed: drop it. One held by a stream
+        // (another replica's) fails to drop, and then to create, and this reader is
+        // re-opened where the data shards are.
         let _ = client
             .simple_query(&format!("DROP_REPLICATION_SLOT {slot}"))
             .await;
@@ -334,7 +356,6 @@ impl Stream {
         };
         let consistent = Lsn::parse(&field(1)?).map_err(upstream)?.as_u64();
         let snapshot = field(2)?;
-        let sql = sql_client(&self.settings.url).await?;
         sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(upstream)?;
@@ -365,7 +386,7 @@ impl Stream {
             "took the Postgres source's snapshot"
         );
         let _ = self.tx.send(Event::Transaction(0, updates));
-        Ok(consistent)
+        Ok((consistent, sql))
     }
 
     /// Follows the stream: whole transactions to the reader, frontiers after them.
