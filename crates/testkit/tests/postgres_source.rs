@@ -1,0 +1,211 @@
+//! A Postgres source through the real controller and an in-process replica
+//! (`cargo xtask test` starts a server and sets `STRATA_TEST_POSTGRES_URL`; without it
+//! this test returns early): `create_collections` with a Postgres ingestion, changes
+//! upstream, a controller restart mid-stream, and every subsource equal to its table.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use strata_controller_api::{
+    CollectionDescription, DataSource, Datum, GlobalId, IngestionDescription, Lifecycle, Row,
+    SourceConnection, SourceOutput, Timestamp,
+};
+use strata_replica::connector::postgres::{self, Settings, types};
+use strata_testkit::harness::{Harness, consolidate};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+async fn sql(url: &str) -> Client {
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.options(types::SESSION_OPTIONS);
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// `SELECT *` of every table of the source, by subsource id.
+async fn upstream(
+    client: &Client,
+    settings: &Settings,
+    ids: &BTreeMap<String, GlobalId>,
+) -> BTreeMap<GlobalId, BTreeMap<Row, i64>> {
+    let connector = postgres::PostgresConnector::connect(settings.clone()).unwrap();
+    let mut out = BTreeMap::new();
+    for table in connector.tables() {
+        let query = format!("SELECT * FROM \"{}\".\"{}\"", table.schema, table.name);
+        let mut rows = Vec::new();
+        for message in client.simple_query(&query).await.unwrap() {
+            if let SimpleQueryMessage::Row(row) = message {
+                let datums: Vec<Datum> = table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, oid, _))| match row.get(i) {
+                        None => Datum::Null,
+                        Some(t) => types::datum(types::scalar_type(*oid).unwrap(), t).unwrap(),
+                    })
+                    .collect();
+                rows.push((Row::pack(&datums), 1));
+            }
+        }
+        let SourceOutput::Named(name) = table.output() else {
+            unreachable!()
+        };
+        out.insert(ids[&name], consolidate(rows));
+    }
+    out
+}
+
+/// Waits until every subsource, read through the controller at its latest time, holds
+/// what its table holds.
+async fn converge(
+    harness: &mut Harness,
+    client: &Client,
+    settings: &Settings,
+    ids: &BTreeMap<String, GlobalId>,
+) {
+    let expected = upstream(client, settings, ids).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Take in what the replica reported.
+        {
+            let ctl = harness.controller_mut();
+            let _ = tokio::time::timeout(Duration::from_millis(20), ctl.ready()).await;
+            while ctl.process().unwrap().is_some() {}
+        }
+        let mut got = BTreeMap::new();
+        for id in ids.values() {
+            let upper = harness.upper_time(*id).unwrap_or(0);
+            let rows = match upper.checked_sub(1) {
+                Some(at) => harness
+                    .snapshot_multiset(*id, Timestamp::new(at))
+                    .await
+                    .unwrap(),
+                None => BTreeMap::new(),
+            };
+            got.insert(*id, rows);
+        }
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence:\n{got:?}\n{expected:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_source_through_the_controller_survives_a_controller_restart() {
+    strata_testkit::init_test_tracing();
+    let Some(url) = std::env::var("STRATA_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+        return;
+    };
+    let client = sql(&url).await;
+    client
+        .batch_execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+               WHERE slot_name = 'ctl_slot' AND NOT active;
+             DROP PUBLICATION IF EXISTS ctl_pub;
+             DROP TABLE IF EXISTS ctl_orders, ctl_users;
+             CREATE TABLE ctl_orders (id int8 NOT NULL, item text, qty int4, total numeric);
+             CREATE TABLE ctl_users (id int4 NOT NULL, name varchar(40), active bool);
+             ALTER TABLE ctl_orders REPLICA IDENTITY FULL;
+             ALTER TABLE ctl_users REPLICA IDENTITY FULL;
+             INSERT INTO ctl_users VALUES (1, 'ada', true), (2, 'bob', false);
+             CREATE PUBLICATION ctl_pub FOR TABLE ctl_orders, ctl_users;",
+        )
+        .await
+        .unwrap();
+    let settings = Settings {
+        url: url.clone(),
+        publication: "ctl_pub".into(),
+        slot: "ctl_slot".into(),
+    };
+    let mut harness = Harness::builder()
+        .replicas(1)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let (ingestion, remap) = (GlobalId::User(1), GlobalId::User(2));
+    let mut collections = vec![(
+        remap,
+        CollectionDescription::for_source(
+            strata_replica::remap::remap_desc(),
+            DataSource::Progress,
+        ),
+    )];
+    let mut ids = BTreeMap::new();
+    for (i, (output, desc)) in postgres::outputs(&settings)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        match output {
+            SourceOutput::Primary => collections.push((
+                ingestion,
+                CollectionDescription::for_source(
+                    desc,
+                    DataSource::Ingestion(IngestionDescription {
+                        connection: SourceConnection::Connector(settings.to_config()),
+                        instance_id: harness.instance(),
+                        remap_collection_id: remap,
+                        source_exports: BTreeMap::new(),
+                        as_of: None,
+                    }),
+                ),
+            )),
+            SourceOutput::Named(name) => {
+                let id = GlobalId::User(10 + i as u64);
+                ids.insert(name.clone(), id);
+                collections.push((
+                    id,
+                    CollectionDescription::for_source(
+                        desc,
+                        DataSource::IngestionExport {
+                            ingestion_id: ingestion,
+                            output: SourceOutput::Named(name),
+                        },
+                    ),
+                ));
+            }
+        }
+    }
+    harness.create_collections(None, collections).await.unwrap();
+    converge(&mut harness, &client, &settings, &ids).await;
+
+    for t in 0..30 {
+        client
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO ctl_orders VALUES ({t}, 'item {t}', {t} % 7, {t}.50);
+                 UPDATE ctl_users SET active = NOT active WHERE id = {};
+                 DELETE FROM ctl_orders WHERE id = {} AND {t} % 3 = 0;
+                 COMMIT;",
+                1 + t % 2,
+                t / 2
+            ))
+            .await
+            .unwrap();
+    }
+    converge(&mut harness, &client, &settings, &ids).await;
+
+    // The controller restarts while the source keeps streaming.
+    for t in 30..45 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO ctl_orders VALUES ({t}, 'late {t}', 1, 1)"
+            ))
+            .await
+            .unwrap();
+        if t == 37 {
+            harness.restart_controller().await.unwrap();
+        }
+    }
+    converge(&mut harness, &client, &settings, &ids).await;
+}
