@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::*;
 use strata_controller_api::{
-    CollectionMetadata, Datum, GlobalId, IngestionDescription, InstanceId, Row, SourceConnection,
-    SourceOutput, Timestamp,
+    CollectionMetadata, Datum, GlobalId, IngestionDescription, InstanceId, LoadGenerator, Row,
+    SourceConnection, SourceOutput, Timestamp,
 };
 use strata_instance_client::{ReplicaResponse, RunIngestionCommand, Status, StorageCommand};
 use strata_replica::connector::ConnectorError;
@@ -248,102 +248,126 @@ fn drop_upstream(rt: &tokio::runtime::Runtime, client: &Client, prefix: &str) {
     });
 }
 
+/// One test's upstream and shards: its tables (named with `prefix`), publication and
+/// slot, an ingestion of them with id `User(base)`, and in-memory shards.
+struct Env {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    prefix: &'static str,
+    settings: Settings,
+    cmd: RunIngestionCommand<Timestamp>,
+    shards: MemShards,
+}
+
+impl Env {
+    /// Sets up the tables of `schema(prefix)`; `None` without a server.
+    fn new(prefix: &'static str, base: u64) -> Option<Env> {
+        let Some(url) = url() else {
+            eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+            return None;
+        };
+        let rt = runtime();
+        let client = rt.block_on(sql(&url));
+        rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
+        let settings = settings(&url, prefix);
+        let cmd = ingestion(base, &settings);
+        Some(Env {
+            rt,
+            client,
+            prefix,
+            settings,
+            cmd,
+            shards: MemShards::new(),
+        })
+    }
+
+    /// A replica running the ingestion at `epoch`.
+    fn replica(&self, epoch: u64) -> (strata_replica::Replica, Responses) {
+        let (mut replica, rx) = start(config(), Arc::new(self.shards.clone()));
+        send(
+            &mut replica,
+            &history(epoch, vec![StorageCommand::RunIngestion(self.cmd.clone())]),
+        );
+        (replica, rx)
+    }
+
+    fn workload(&self, seed: u64, transactions: u64) {
+        self.rt
+            .block_on(workload(&self.client, self.prefix, seed, transactions));
+    }
+
+    fn converge(&self) {
+        converge(
+            &self.rt,
+            &self.client,
+            &self.settings,
+            &self.shards,
+            &self.cmd,
+        );
+    }
+
+    /// Drops the slot (when no one streams from it).
+    fn finish(self) {
+        drop_upstream(&self.rt, &self.client, self.prefix);
+    }
+}
+
 #[test]
 fn snapshot_then_stream_equals_the_upstream() {
-    let Some(url) = url() else {
-        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+    let _server = shared();
+    let Some(env) = Env::new("eq", 1000) else {
         return;
     };
-    let _server = shared();
-    let rt = runtime();
-    let prefix = "eq";
-    let client = rt.block_on(sql(&url));
-    rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
-    let settings = settings(&url, prefix);
-    let cmd = ingestion(1000, &settings);
-    let shards = MemShards::new();
-    let (mut replica, _rx) = start(config(), Arc::new(shards.clone()));
-    send(
-        &mut replica,
-        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
-    );
+    let (replica, _rx) = env.replica(1);
     // The snapshot first, then a stream of changes while the source runs.
-    converge(&rt, &client, &settings, &shards, &cmd);
-    rt.block_on(workload(&client, prefix, 7, 60));
-    converge(&rt, &client, &settings, &shards, &cmd);
+    env.converge();
+    env.workload(7, 60);
+    env.converge();
     replica.shutdown();
-    drop_upstream(&rt, &client, prefix);
+    env.finish();
 }
 
 #[test]
 fn two_replicas_on_one_slot_equal_the_upstream() {
-    let Some(url) = url() else {
-        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+    let _server = shared();
+    let Some(env) = Env::new("two", 1050) else {
         return;
     };
-    let _server = shared();
-    let rt = runtime();
-    let prefix = "two";
-    let client = rt.block_on(sql(&url));
-    rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
-    let settings = settings(&url, prefix);
-    let cmd = ingestion(1050, &settings);
-    let shards = MemShards::new();
     // Two replicas race for the slot: one streams, the other retries until it can,
     // and the remap shard's compare-and-append keeps the data exact.
-    let replicas: Vec<_> = (0..2)
-        .map(|_| {
-            let (mut replica, rx) = start(config(), Arc::new(shards.clone()));
-            send(
-                &mut replica,
-                &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
-            );
-            (replica, rx)
-        })
-        .collect();
-    rt.block_on(workload(&client, prefix, 11, 40));
-    converge(&rt, &client, &settings, &shards, &cmd);
+    let replicas: Vec<_> = (0..2).map(|_| env.replica(1)).collect();
+    env.workload(11, 40);
+    env.converge();
     // Kill whichever streams; the other takes over.
     let mut replicas = replicas.into_iter();
     if let Some((first, _)) = replicas.next() {
         first.shutdown();
     }
-    rt.block_on(workload(&client, prefix, 13, 40));
-    converge(&rt, &client, &settings, &shards, &cmd);
+    env.workload(13, 40);
+    env.converge();
     for (replica, _) in replicas {
         replica.shutdown();
     }
-    drop_upstream(&rt, &client, prefix);
+    env.finish();
 }
 
 #[test]
 fn replica_kills_lose_and_duplicate_nothing_and_the_slot_stays_behind_the_shards() {
-    let Some(url) = url() else {
-        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
+    let _server = shared();
+    let Some(env) = Env::new("crash", 1100) else {
         return;
     };
-    let _server = shared();
-    let rt = runtime();
-    let prefix = "crash";
-    let client = rt.block_on(sql(&url));
-    rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
-    let settings = settings(&url, prefix);
-    let cmd = ingestion(1100, &settings);
-    let shards = MemShards::new();
-    let watch: Arc<dyn Shards> = Arc::new(shards.clone());
+    let (rt, client, prefix, cmd) = (&env.rt, &env.client, env.prefix, &env.cmd);
+    let watch: Arc<dyn Shards> = Arc::new(env.shards.clone());
     let mut rng = Rng(0xFEED);
     let kills = 20;
     for epoch in 1..=kills {
-        let (mut replica, _rx) = start(config(), Arc::new(shards.clone()));
-        send(
-            &mut replica,
-            &history(epoch, vec![StorageCommand::RunIngestion(cmd.clone())]),
-        );
-        rt.block_on(workload(&client, prefix, epoch * 31, 3 + rng.below(5)));
+        let (replica, _rx) = env.replica(epoch);
+        env.workload(epoch * 31, 3 + rng.below(5));
         std::thread::sleep(Duration::from_micros(rng.below(30_000)));
         replica.shutdown();
         // No slot position ever passes what the data shards hold.
-        let durable = ingested_offset(watch.as_ref(), &cmd);
+        let durable = ingested_offset(watch.as_ref(), cmd);
         let confirmed = rt.block_on(async {
             let row = client
                 .query_one(
@@ -367,14 +391,10 @@ fn replica_kills_lose_and_duplicate_nothing_and_the_slot_stays_behind_the_shards
             );
         }
     }
-    let (mut replica, _rx) = start(config(), Arc::new(shards.clone()));
-    send(
-        &mut replica,
-        &history(kills + 1, vec![StorageCommand::RunIngestion(cmd.clone())]),
-    );
-    converge(&rt, &client, &settings, &shards, &cmd);
+    let (replica, _rx) = env.replica(kills + 1);
+    env.converge();
     replica.shutdown();
-    drop_upstream(&rt, &client, prefix);
+    env.finish();
 }
 
 fn statuses(rx: &Responses) -> Vec<(Status, String)> {
@@ -389,13 +409,7 @@ fn statuses(rx: &Responses) -> Vec<(Status, String)> {
 
 #[test]
 fn definite_errors_cease_the_source_with_their_reason() {
-    let Some(url) = url() else {
-        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
-        return;
-    };
     let _server = shared();
-    let rt = runtime();
-    let client = rt.block_on(sql(&url));
     let cases: [(&str, &str, &str); 3] = [
         (
             "trunc",
@@ -414,44 +428,44 @@ fn definite_errors_cease_the_source_with_their_reason() {
         ),
     ];
     for (base, (prefix, statement, expected)) in (1200..).step_by(10).zip(cases) {
-        rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
-        let settings = settings(&url, prefix);
-        let cmd = ingestion(base, &settings);
-        let shards = MemShards::new();
-        let (mut replica, rx) = start(config(), Arc::new(shards.clone()));
-        send(
-            &mut replica,
-            &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
-        );
-        converge(&rt, &client, &settings, &shards, &cmd);
+        let Some(env) = Env::new(prefix, base) else {
+            return;
+        };
+        // A load generator runs beside it, and must go on after it ceases.
+        let counter = common::ingestion(base + 5, LoadGenerator::Counter { max_ticks: None }, 0, 1);
+        let objects = vec![
+            StorageCommand::RunIngestion(env.cmd.clone()),
+            StorageCommand::RunIngestion(counter.clone()),
+        ];
+        let (mut replica, mut rx) = start(config(), Arc::new(env.shards.clone()));
+        send(&mut replica, &history(1, objects.clone()));
+        env.converge();
         if prefix == "dropslot" {
             // A slot can be dropped only while no one streams from it: stop the
             // replica, drop the slot, start again.
             replica.shutdown();
-            rt.block_on(client.batch_execute(statement)).unwrap();
-            let (again, rx) = start(config(), Arc::new(shards.clone()));
-            replica = again;
-            send(
-                &mut replica,
-                &history(2, vec![StorageCommand::RunIngestion(cmd.clone())]),
-            );
-            let mut seen = Vec::new();
-            wait_for(expected, || {
-                seen.extend(statuses(&rx));
-                seen.iter()
-                    .any(|(s, e)| *s == Status::Stalled && e.contains(expected))
-            });
+            env.rt
+                .block_on(env.client.batch_execute(statement))
+                .unwrap();
+            (replica, rx) = start(config(), Arc::new(env.shards.clone()));
+            send(&mut replica, &history(2, objects));
         } else {
-            rt.block_on(client.batch_execute(statement)).unwrap();
-            let mut seen = Vec::new();
-            wait_for(expected, || {
-                seen.extend(statuses(&rx));
-                seen.iter()
-                    .any(|(s, e)| *s == Status::Stalled && e.contains(expected))
-            });
+            env.rt
+                .block_on(env.client.batch_execute(statement))
+                .unwrap();
         }
+        let mut seen = Vec::new();
+        wait_for(expected, || {
+            seen.extend(statuses(&rx));
+            seen.iter()
+                .any(|(s, e)| *s == Status::Stalled && e.contains(expected))
+        });
+        let at = ingested_offset(&env.shards, &counter);
+        wait_for("the load generator to go on", || {
+            ingested_offset(&env.shards, &counter) > at
+        });
         replica.shutdown();
-        drop_upstream(&rt, &client, prefix);
+        env.finish();
     }
 }
 
@@ -502,61 +516,50 @@ fn unsupported_types_and_bad_settings_are_named() {
 
 #[test]
 fn a_lost_connection_and_a_server_restart_stall_then_converge() {
-    let Some(url) = url() else {
-        eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
-        return;
-    };
-    let _server = shared();
-    let rt = runtime();
-    let prefix = "lost";
-    drop(_server);
+    // The restart would break other tests' connections: hold the server alone.
     let _server = SERVER
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let client = rt.block_on(sql(&url));
-    rt.block_on(client.batch_execute(&schema(prefix))).unwrap();
-    let settings = settings(&url, prefix);
-    let cmd = ingestion(1300, &settings);
-    let shards = MemShards::new();
-    let (mut replica, rx) = start(config(), Arc::new(shards.clone()));
-    send(
-        &mut replica,
-        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
-    );
-    rt.block_on(workload(&client, prefix, 3, 20));
-    converge(&rt, &client, &settings, &shards, &cmd);
+    let Some(mut env) = Env::new("lost", 1300) else {
+        return;
+    };
+    let (replica, rx) = env.replica(1);
+    env.workload(3, 20);
+    env.converge();
 
     // The walsender is killed: the source says it retries, and carries on.
-    rt.block_on(client.batch_execute(&format!(
-        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
-         WHERE slot_name = '{prefix}_slot'"
-    )))
-    .unwrap();
+    env.rt
+        .block_on(env.client.batch_execute(&format!(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+             WHERE slot_name = '{}_slot'",
+            env.prefix
+        )))
+        .unwrap();
     let mut seen = Vec::new();
     wait_for("a retrying status", || {
         seen.extend(statuses(&rx));
         seen.iter()
             .any(|(s, e)| *s == Status::Stalled && e.contains("retrying"))
     });
-    rt.block_on(workload(&client, prefix, 5, 20));
-    converge(&rt, &client, &settings, &shards, &cmd);
+    env.workload(5, 20);
+    env.converge();
 
     // The whole server restarts mid-stream (when the test command can restart it).
-    if let Ok(restart) = std::env::var("STRATA_TEST_POSTGRES_RESTART") {
-        drop(client);
-        let status = std::process::Command::new("sh")
-            .args(["-c", &restart])
-            .status()
-            .unwrap();
-        assert!(status.success(), "{restart} failed");
-        let client = rt.block_on(sql(&url));
-        rt.block_on(workload(&client, prefix, 9, 20));
-        converge(&rt, &client, &settings, &shards, &cmd);
-        replica.shutdown();
-        drop_upstream(&rt, &client, prefix);
-    } else {
-        eprintln!("STRATA_TEST_POSTGRES_RESTART is unset: the server restart is not tested");
-        replica.shutdown();
-        drop_upstream(&rt, &client, prefix);
+    match std::env::var("STRATA_TEST_POSTGRES_RESTART") {
+        Ok(restart) => {
+            let status = std::process::Command::new("sh")
+                .args(["-c", &restart])
+                .status()
+                .unwrap();
+            assert!(status.success(), "{restart} failed");
+            env.client = env.rt.block_on(sql(&env.settings.url));
+            env.workload(9, 20);
+            env.converge();
+        }
+        Err(_) => {
+            eprintln!("STRATA_TEST_POSTGRES_RESTART is unset: the server restart is not tested");
+        }
     }
+    replica.shutdown();
+    env.finish();
 }
