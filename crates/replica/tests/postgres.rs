@@ -323,6 +323,14 @@ fn snapshot_then_stream_equals_the_upstream() {
     env.converge();
     env.workload(7, 60);
     env.converge();
+    // Idle, the source's upper still moves (its heartbeats pass through the stream),
+    // so a read at a later time does not wait for the next upstream transaction.
+    let shards: &dyn Shards = &env.shards;
+    let data = env.cmd.storage_metadata[env.cmd.description.source_exports.keys().next().unwrap()]
+        .data_shard;
+    let upper = || strata_replica::shard::frontier_time(&shards.upper(data).unwrap());
+    let before = upper();
+    wait_for("the idle source's upper to move", || upper() > before);
     replica.shutdown();
     env.finish();
 }

@@ -179,6 +179,14 @@ impl Notifier {
 /// How long the stream waits for an event before it looks at `stop` again.
 const WAKE: Duration = Duration::from_millis(50);
 
+/// How long the stream may be quiet before the source writes a heartbeat: a
+/// non-transactional logical message, whose position, once it arrives, moves the
+/// frontier of an idle source (every commit before it was sent before it).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The prefix of the source's heartbeat messages.
+const HEARTBEAT_PREFIX: &str = "strata.heartbeat";
+
 impl Stream {
     fn run(mut self) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -280,6 +288,30 @@ impl Stream {
         let ended = self.follow(&mut client).await;
         client.stop();
         ended
+    }
+
+    /// Writes a heartbeat message upstream (see [`HEARTBEAT`]). A server that refuses
+    /// (no permission for `pg_logical_emit_message`) is not asked again.
+    async fn heartbeat(&self, session: &mut Option<Option<tokio_postgres::Client>>) {
+        if session.is_none() {
+            *session = Some(sql_client(&self.settings.url).await.ok());
+        }
+        let Some(Some(sql)) = session.as_ref() else {
+            return;
+        };
+        let written = sql
+            .batch_execute(&format!(
+                "SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', '')"
+            ))
+            .await;
+        if let Err(e) = written {
+            tracing::info!(
+                slot = %self.settings.slot,
+                error = %e,
+                "cannot write heartbeats: an idle source's upper moves on keepalives only"
+            );
+            *session = Some(None);
+        }
     }
 
     /// Whether the slot and publication still exist: `Some(reason)` if not.
@@ -394,6 +426,10 @@ impl Stream {
         let mut relations: BTreeMap<u32, usize> = BTreeMap::new();
         let mut transaction: Option<Vec<SourceUpdate>> = None;
         let mut acked = 0;
+        let mut quiet_since = std::time::Instant::now();
+        // A SQL session for heartbeats, opened when first needed; `None` inside once
+        // the server refused one (then an idle source waits for keepalives).
+        let mut heartbeats: Option<Option<tokio_postgres::Client>> = None;
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 return Ok(Ended::Stopped);
@@ -406,12 +442,19 @@ impl Stream {
                 acked = durable;
             }
             let event = match tokio::time::timeout(WAKE, client.recv()).await {
-                Err(_) => continue,
+                Err(_) => {
+                    if transaction.is_none() && quiet_since.elapsed() >= HEARTBEAT {
+                        quiet_since = std::time::Instant::now();
+                        self.heartbeat(&mut heartbeats).await;
+                    }
+                    continue;
+                }
                 Ok(event) => event.map_err(upstream)?,
             };
             let Some(event) = event else {
                 return Err(upstream("the replication stream ended"));
             };
+            quiet_since = std::time::Instant::now();
             match event {
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
                     let _ = self.tx.send(Event::Upstream(wal_end.as_u64()));
@@ -440,6 +483,18 @@ impl Stream {
                     if offset >= self.position {
                         let _ = self.tx.send(Event::Transaction(offset, updates));
                         self.position = end_lsn.as_u64().max(offset + 1);
+                        let _ = self.tx.send(Event::Frontier(self.position));
+                    }
+                }
+                ReplicationEvent::Message {
+                    transactional: false,
+                    lsn,
+                    prefix,
+                    ..
+                } if prefix == HEARTBEAT_PREFIX && transaction.is_none() => {
+                    let _ = self.tx.send(Event::Upstream(lsn.as_u64()));
+                    if lsn.as_u64() > self.position {
+                        self.position = lsn.as_u64();
                         let _ = self.tx.send(Event::Frontier(self.position));
                     }
                 }
