@@ -144,11 +144,11 @@ impl Leader {
         }
     }
 
-    /// The next round to write, or `None` if the source has nothing to do now (or the
-    /// leader must resync first: see [`Leader::needs_resync`]). `frontier` is the
-    /// reader's: a replayed round waits until the reader has re-read it, and a new
-    /// binding stays below it and covers at most `ticks` ticks' worth of offsets of a
-    /// paced source.
+    /// The next round to write, or `None` if the source has nothing to do now or the
+    /// leader must resync (and re-open the reader) first: see [`Leader::needs_resync`].
+    /// `frontier` is the reader's: a replayed round waits until the reader has re-read
+    /// it, and a new binding stays below it and covers at most `ticks` ticks' worth of
+    /// offsets of a paced source.
     pub(crate) fn next_round(
         &mut self,
         ctx: &Ctx,
@@ -156,8 +156,10 @@ impl Leader {
         ticks: u64,
         frontier: Offset,
     ) -> Result<Option<Round>, IngestError> {
-        if self.remap_upper.is_none() {
-            self.resync(ctx, plan)?;
+        // A resync re-opens the reader too (the leader operator does both), so one
+        // here would leave a reader positioned for another plan.
+        if self.needs_resync() {
+            return Ok(None);
         }
         if let Some(round) = self.queue.front() {
             if round.offsets.end > frontier {
