@@ -481,3 +481,53 @@ fn a_subsource_added_to_a_running_consuming_source_stalls_instead_of_rewriting()
     assert_eq!(after[&GlobalId::User(900)], before[&GlobalId::User(900)]);
     assert!(after[&added].is_empty());
 }
+
+#[test]
+fn a_connector_whose_upstream_is_down_at_planning_starts_once_it_is_up() {
+    let log = Log::with(20, Behaviour::default());
+    // The factory fails on its upstream three times, then works.
+    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(3));
+    let mut registry = ConnectorRegistry::default();
+    {
+        let (log, failures) = (log.clone(), Arc::clone(&failures));
+        registry
+            .register_source("flaky", move |_: &ConnectorConfig| {
+                let left = failures.load(std::sync::atomic::Ordering::SeqCst);
+                if left > 0 {
+                    failures.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+                    return Err(ConnectorError::Upstream {
+                        kind: "flaky".into(),
+                        reason: "connection refused".into(),
+                    });
+                }
+                Ok(Arc::new(LogConnector(log.clone())) as Arc<dyn SourceConnector>)
+            })
+            .unwrap();
+    }
+    let mut config = config(&log);
+    config.connectors = registry;
+    let cmd = ingestion(950, "flaky");
+    let memory = MemShards::new();
+    let (mut replica, rx) = start(config, Arc::new(memory.clone()));
+    send(
+        &mut replica,
+        &history(1, vec![StorageCommand::RunIngestion(cmd.clone())]),
+    );
+    wait_for("the source to ingest once its upstream is up", || {
+        ingested_offset(&memory, &cmd) >= 20
+    });
+    let seen = drain(&rx);
+    replica.shutdown();
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(
+        statuses(&seen)
+            .iter()
+            .any(|(s, e)| *s == Status::Stalled && e.contains("connection refused")),
+        "{:?}",
+        statuses(&seen)
+    );
+    assert_eq!(
+        contents(&memory, &cmd)[&GlobalId::User(950)],
+        log.contents()
+    );
+}

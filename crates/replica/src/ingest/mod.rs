@@ -31,11 +31,12 @@
 
 pub(crate) mod commit;
 pub(crate) mod dataflow;
+mod deferred;
 pub(crate) mod leader;
 
 use std::sync::Arc;
 
-use strata_controller_api::{GlobalId, ShardId, SourceOutput};
+use strata_controller_api::{GlobalId, RelationDesc, ShardId, SourceOutput};
 use strata_instance_client::RunIngestionCommand;
 
 use crate::connector::{ConnectorError, ConnectorRegistry, Pacing, SourceConnector};
@@ -188,44 +189,80 @@ fn columns(desc: &strata_controller_api::RelationDesc) -> String {
     format!("({})", cols.join(", "))
 }
 
-/// Validates an ingestion command into a plan, with its connector from `registry`.
+/// A collection an ingestion writes, with the output it receives and its schema.
+pub(crate) type Expected = (GlobalId, SourceOutput, RelationDesc);
+
+/// Checks that a connector has every output the collections expect, with their schemas.
+pub(crate) fn check_outputs(
+    kind: &str,
+    outputs: &[(SourceOutput, RelationDesc)],
+    expected: &[Expected],
+) -> Result<(), IngestError> {
+    for (id, output, desc) in expected {
+        let produced = outputs
+            .iter()
+            .find(|(name, _)| name == output)
+            .map(|(_, desc)| desc)
+            .ok_or_else(|| IngestError::UnknownOutput {
+                kind: kind.to_owned(),
+                output: output.clone(),
+            })?;
+        if desc != produced {
+            return Err(IngestError::SchemaMismatch {
+                id: *id,
+                shard: columns(desc),
+                produced: columns(produced),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Validates an ingestion command into a plan, with its connector from `registry`. A
+/// connector that cannot be built because its upstream failed is planned as a
+/// [`deferred::Deferred`] one, built again at each reader open.
 pub(crate) fn plan_ingestion(
     cmd: &RunIngestionCommand<strata_controller_api::Timestamp>,
     registry: &ConnectorRegistry,
 ) -> Result<IngestionPlan, IngestError> {
-    let connector = registry.source(&cmd.description.connection)?;
-    let outputs = connector.outputs();
-    let mut exports = Vec::new();
     let mut wanted = cmd.description.source_exports.clone();
     if cmd.storage_metadata.contains_key(&cmd.id) {
         wanted.entry(cmd.id).or_insert(SourceOutput::Primary);
     }
+    let mut exports = Vec::new();
+    let mut expected = Vec::new();
     for (id, output) in wanted {
-        let source_desc = outputs
-            .iter()
-            .find(|(name, _)| *name == output)
-            .map(|(_, desc)| desc)
-            .ok_or_else(|| IngestError::UnknownOutput {
-                kind: connector.kind().to_owned(),
-                output: output.clone(),
-            })?;
         let meta = cmd
             .storage_metadata
             .get(&id)
             .ok_or(IngestError::MissingMetadata { id })?;
-        if meta.relation_desc != *source_desc {
-            return Err(IngestError::SchemaMismatch {
-                id,
-                shard: columns(&meta.relation_desc),
-                produced: columns(source_desc),
-            });
-        }
         exports.push(ExportTarget {
             id,
             shard: meta.data_shard,
-            output,
+            output: output.clone(),
         });
+        expected.push((id, output, meta.relation_desc.clone()));
     }
+    let connection = &cmd.description.connection;
+    let connector = match registry.source(connection) {
+        Ok(connector) => {
+            check_outputs(connector.kind(), &connector.outputs(), &expected)?;
+            connector
+        }
+        Err(e @ ConnectorError::Upstream { .. }) => {
+            tracing::info!(
+                collection = %cmd.id,
+                error = %e,
+                "the source's upstream failed while planning; the reader builds it on open"
+            );
+            Arc::new(deferred::Deferred::new(
+                registry.clone(),
+                connection.clone(),
+                expected,
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let remap_id = cmd.description.remap_collection_id;
     let remap_shard = cmd
         .storage_metadata

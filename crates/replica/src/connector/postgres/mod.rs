@@ -42,6 +42,9 @@ use super::{
 /// The registered kind of the Postgres source.
 pub const KIND: &str = "postgres";
 
+/// How long a SQL connection may take, unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A published table: its name, its columns' names, type OIDs and nullability.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
@@ -250,6 +253,11 @@ fn block_on_own_thread<R: Send + 'static>(
 async fn sql_client(url: &str) -> Result<tokio_postgres::Client, ConnectorError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(invalid)?;
     config.options(types::SESSION_OPTIONS);
+    // Describing runs while the replica plans a command: an unreachable server must
+    // not hold that up for long (the plan then retries on the reader's opens).
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
