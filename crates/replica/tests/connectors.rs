@@ -12,15 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use common::*;
 use strata_controller_api::{
-    CollectionMetadata, ConnectorConfig, Datum, GlobalId, IngestionDescription, InstanceId,
-    RelationDesc, Row, ScalarType, SourceConnection, SourceOutput, Timestamp,
+    ConnectorConfig, Datum, GlobalId, RelationDesc, Row, ScalarType, SourceConnection,
+    SourceOutput, Timestamp,
 };
 use strata_instance_client::{ReplicaResponse, RunIngestionCommand, Status, StorageCommand};
 use strata_replica::connector::{
     ConnectorError, ConnectorRegistry, Offset, Pacing, ReaderShare, SourceConnector,
     SourceProgress, SourceReader, SourceStatus, SourceUpdate, SourceWaker,
 };
-use strata_replica::remap::remap_desc;
 use strata_replica::shard::faults::Faulty;
 use strata_replica::shard::memory::MemShards;
 use strata_replica::shard::{Shards, consolidate_rows};
@@ -233,29 +232,11 @@ fn registry(log: &Log) -> ConnectorRegistry {
 
 /// An ingestion of connector `kind` with id `User(base)`, remap `User(base + 1)`.
 fn ingestion(base: u64, kind: &str) -> RunIngestionCommand<Timestamp> {
-    let remap_id = GlobalId::User(base + 1);
-    let salt = u8::try_from(base % 251).unwrap();
-    let meta = |n: u8, desc| CollectionMetadata {
-        persist_location: "mem://replica-tests".into(),
-        data_shard: shard(n, salt),
-        remap_shard: Some(shard(1, salt)),
-        txns_shard: None,
-        relation_desc: desc,
-    };
-    let id = GlobalId::User(base);
-    RunIngestionCommand {
-        id,
-        description: IngestionDescription {
-            connection: SourceConnection::Connector(ConnectorConfig::new(kind)),
-            instance_id: InstanceId(1),
-            remap_collection_id: remap_id,
-            source_exports: [(id, SourceOutput::Primary)].into_iter().collect(),
-            as_of: None,
-        },
-        storage_metadata: [(remap_id, meta(1, remap_desc())), (id, meta(10, desc()))]
-            .into_iter()
-            .collect(),
-    }
+    ingestion_of(
+        base,
+        SourceConnection::Connector(ConnectorConfig::new(kind)),
+        vec![(SourceOutput::Primary, desc())],
+    )
 }
 
 fn config(log: &Log) -> strata_replica::ReplicaConfig {
@@ -303,7 +284,6 @@ fn a_consuming_source_is_exactly_once_under_aborts_store_faults_and_upstream_err
         wait_for("progress past the previous abort", || {
             ingested_offset(watch.as_ref(), &cmd) >= target
         });
-        std::thread::sleep(std::time::Duration::from_micros(rng.below(800)));
         replica.shutdown();
         injected += faulty.injected();
         previous = ingested_offset(watch.as_ref(), &cmd);

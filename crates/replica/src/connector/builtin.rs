@@ -215,8 +215,8 @@ pub fn sink_config(connection: &SinkConnection) -> ConnectorConfig {
 }
 
 /// The settings of `config` named `names`, in order; any other setting, or a missing
-/// one, is an error.
-fn exact_settings<'a, const N: usize>(
+/// one, is an error. For connectors whose settings are all required.
+pub(crate) fn exact_settings<'a, const N: usize>(
     config: &'a ConnectorConfig,
     names: [&str; N],
 ) -> Result<[&'a str; N], ConnectorError> {

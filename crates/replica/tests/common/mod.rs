@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use strata_controller_api::{
     Antichain, CollectionMetadata, ExportDescription, GlobalId, IngestionDescription, InstanceId,
-    LoadGenerator, Row, ShardId, SinkConnection, SourceConnection, SourceOutput, Timestamp,
+    LoadGenerator, RelationDesc, Row, ShardId, SinkConnection, SourceConnection, SourceOutput,
+    Timestamp,
 };
 use strata_instance_client::{
     ReplicaResponse, RunIngestionCommand, RunSinkCommand, StorageCommand,
@@ -62,6 +63,17 @@ pub fn ingestion(
         seed,
     };
     let outputs = Generator::new(&connection).unwrap().outputs();
+    ingestion_of(base, connection, outputs)
+}
+
+/// An ingestion of `connection` with id `User(base)` and remap `User(base + 1)`, on
+/// shards salted by `base`: the primary output (if among `outputs`) goes to the
+/// ingestion's own collection, output `i` otherwise to `User(base + 2 + i)`.
+pub fn ingestion_of(
+    base: u64,
+    connection: SourceConnection,
+    outputs: Vec<(SourceOutput, RelationDesc)>,
+) -> RunIngestionCommand<Timestamp> {
     let remap_id = GlobalId::User(base + 1);
     let salt = u8::try_from(base % 251).unwrap();
     let meta = |n: u8, desc| CollectionMetadata {

@@ -97,29 +97,14 @@ pub struct Settings {
 impl Settings {
     /// The settings of `config`; every one is required and no other is allowed.
     pub fn from_config(config: &ConnectorConfig) -> Result<Settings, ConnectorError> {
-        let invalid = |reason: String| ConnectorError::InvalidConfig {
-            kind: KIND.to_owned(),
-            reason,
-        };
-        const NAMES: [&str; 3] = ["url", "publication", "slot"];
-        if let Some(unknown) = config
-            .settings
-            .keys()
-            .find(|k| !NAMES.contains(&k.as_str()))
+        let [url, publication, slot] =
+            super::builtin::exact_settings(config, ["url", "publication", "slot"])?;
+        if let Some(name) = [("url", url), ("publication", publication), ("slot", slot)]
+            .iter()
+            .find_map(|(name, value)| value.is_empty().then_some(name))
         {
-            return Err(invalid(format!(
-                "unknown setting {unknown:?}; known: {}",
-                NAMES.join(", ")
-            )));
+            return Err(invalid(format!("the {name:?} setting is empty")));
         }
-        let get = |name: &str| {
-            config
-                .setting(name)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| invalid(format!("the {name:?} setting is required")))
-        };
-        let slot = get("slot")?;
         if !slot
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -129,9 +114,9 @@ impl Settings {
             )));
         }
         Ok(Settings {
-            url: get("url")?,
-            publication: get("publication")?,
-            slot,
+            url: url.to_owned(),
+            publication: publication.to_owned(),
+            slot: slot.to_owned(),
         })
     }
 
