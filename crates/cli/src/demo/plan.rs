@@ -74,10 +74,10 @@ pub(crate) fn name(id: GlobalId) -> String {
     match id {
         GlobalId::User(n) if n > 1000 => format!("auctions_sink_e{}", n - 1000),
         // The `--postgres` source (see `demo::postgres`).
-        GlobalId::User(30) => "pg".to_owned(),
-        GlobalId::User(31) => "pg_progress".to_owned(),
-        GlobalId::User(n @ 32..=999) => format!("pg_table_{}", n - 32),
-        other => other.to_string(),
+        super::postgres::PG_SOURCE => "pg".to_owned(),
+        super::postgres::PG_PROGRESS => "pg_progress".to_owned(),
+        other => super::postgres::table_index(other)
+            .map_or_else(|| other.to_string(), |i| format!("pg_table_{i}")),
     }
 }
 

@@ -37,9 +37,20 @@ pub(crate) struct PgSource {
 /// Collections to create, with their descriptions.
 type Collections = Vec<(GlobalId, CollectionDescription<Timestamp>)>;
 
+/// The first subsource's id.
+const FIRST_TABLE: u64 = 32;
+
 /// The id of table `index`'s subsource.
 fn subsource_id(index: usize) -> GlobalId {
-    GlobalId::User(32 + index as u64)
+    GlobalId::User(FIRST_TABLE + index as u64)
+}
+
+/// The table index of a subsource id (ids up to the sinks', which start above 1000).
+pub(crate) fn table_index(id: GlobalId) -> Option<u64> {
+    match id {
+        GlobalId::User(n @ FIRST_TABLE..=999) => Some(n - FIRST_TABLE),
+        _ => None,
+    }
 }
 
 /// Reads the publication's tables (a clear error if the database cannot be reached,
