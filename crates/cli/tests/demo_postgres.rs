@@ -56,7 +56,9 @@ fn the_demo_ingests_a_live_database() {
          INSERT INTO demo_people VALUES (1, '1970-01-01'), (2, NULL), (3, '1955-03-04');
          CREATE PUBLICATION demo_cli_pub FOR TABLE demo_items, demo_people;",
     );
-    let out = run(strata().args([
+    // In a directory of its own: a mem:// demo writes its sink files under ./strata-data.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(strata().current_dir(dir.path()).args([
         "demo",
         "--persist",
         &format!("mem://demo-postgres-{}", std::process::id()),
@@ -99,7 +101,8 @@ fn a_missing_publication_is_one_clear_error() {
         eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
         return;
     };
-    let out = run(strata().args([
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(strata().current_dir(dir.path()).args([
         "demo",
         "--persist",
         &format!("mem://demo-postgres-missing-{}", std::process::id()),
