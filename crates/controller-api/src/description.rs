@@ -320,9 +320,10 @@ pub enum SourceConnection {
 }
 
 impl SourceConnection {
-    /// Whether the source can report an upstream frontier for real-time recency. A
-    /// registered connector's upstream is known only to the replica, so the controller
-    /// skips it (see ARCHITECTURE.md, "Connectors").
+    /// Whether the controller can answer real-time recency for the source from its
+    /// collections alone: true for a load generator, which is its own upstream. A
+    /// registered connector's upstream frontier comes from the
+    /// [`UpstreamProbe`](crate::UpstreamProbe) registered for its kind, if any.
     pub fn supports_real_time_recency(&self) -> bool {
         matches!(self, SourceConnection::LoadGenerator { .. })
     }

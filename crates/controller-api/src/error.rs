@@ -127,6 +127,15 @@ pub enum StorageError<T = Timestamp> {
     /// Real-time recency could not learn the upstream frontier in time.
     #[error("real-time recency timed out for {0}")]
     RtrTimeout(GlobalId),
+    /// Real-time recency asked an ingestion's upstream how far it has got, and the
+    /// upstream probe failed.
+    #[error("real-time recency could not ask the upstream of {id}: {reason}")]
+    RtrUpstream {
+        /// The ingestion.
+        id: GlobalId,
+        /// Why the probe failed.
+        reason: String,
+    },
     /// The controller or the collection is shutting down.
     #[error("shutting down")]
     ShuttingDown,

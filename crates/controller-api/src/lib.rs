@@ -42,6 +42,7 @@ pub mod evolution;
 pub mod ids;
 pub mod read_hold;
 pub mod read_policy;
+pub mod recency;
 pub mod retry;
 pub mod rng;
 pub mod row;
@@ -68,6 +69,7 @@ pub use evolution::{IncompatibleSchema, check_evolution};
 pub use ids::{GlobalId, IdParseError, InstanceId, ReplicaId, ShardId};
 pub use read_hold::{ChangeTx, IssuerGone, ReadHold, ReadHoldError};
 pub use read_policy::ReadPolicy;
+pub use recency::{DuplicateProbe, ProbeFuture, UpstreamProbe, UpstreamProbes};
 pub use row::{
     ColumnType, Datum, RelationDesc, RelationDescBuilder, Row, RowDecodeError, RowMismatch,
     ScalarType,

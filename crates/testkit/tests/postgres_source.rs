@@ -1,15 +1,17 @@
 //! A Postgres source through the real controller and an in-process replica
 //! (`cargo xtask test` starts a server and sets `STRATA_TEST_POSTGRES_URL`; without it
 //! this test returns early): `create_collections` with a Postgres ingestion, changes
-//! upstream, a controller restart mid-stream, and every subsource equal to its table.
+//! upstream, a controller restart mid-stream, and every subsource equal to its table at
+//! the real-time recent time the controller answers (bound to `pg_current_wal_lsn()`),
+//! also when it is asked while no replica runs the source.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use strata_controller_api::{
-    CollectionDescription, DataSource, Datum, GlobalId, IngestionDescription, Lifecycle, Row,
-    SourceConnection, SourceOutput, Timestamp,
+    CollectionDescription, DataSource, Datum, GlobalId, IngestionDescription, Reads, Row,
+    SourceConnection, SourceOutput,
 };
 use strata_replica::connector::postgres::{self, Settings, types};
 use strata_testkit::harness::{Harness, consolidate};
@@ -56,43 +58,32 @@ async fn upstream(
     out
 }
 
-/// Waits until every subsource, read through the controller at its latest time, holds
-/// what its table holds.
-async fn converge(
+/// Asks the controller for a real-time recent time of the source (its probe asks the
+/// server for `pg_current_wal_lsn()`), and checks that at that time every subsource
+/// holds exactly what its table holds: nothing changes upstream meanwhile, so the time
+/// bound to the server's position when asked must show every committed transaction.
+/// The table is read after the answer, so that the question comes right after the last
+/// commit, with no time for the source to catch up first.
+async fn recent_equals_upstream(
     harness: &mut Harness,
+    ingestion: GlobalId,
     client: &Client,
     settings: &Settings,
     ids: &BTreeMap<String, GlobalId>,
 ) {
+    // Asked right after the last commit, before anything else gives the source time.
+    let rtr = harness
+        .controller_mut()
+        .real_time_recency_timestamp(BTreeSet::from([ingestion]), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let at = rtr.await.unwrap();
     let expected = upstream(client, settings, ids).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // Take in what the replica reported.
-        {
-            let ctl = harness.controller_mut();
-            let _ = tokio::time::timeout(Duration::from_millis(20), ctl.ready()).await;
-            while ctl.process().unwrap().is_some() {}
-        }
-        let mut got = BTreeMap::new();
-        for id in ids.values() {
-            let upper = harness.upper_time(*id).unwrap_or(0);
-            let rows = match upper.checked_sub(1) {
-                Some(at) => harness
-                    .snapshot_multiset(*id, Timestamp::new(at))
-                    .await
-                    .unwrap(),
-                None => BTreeMap::new(),
-            };
-            got.insert(*id, rows);
-        }
-        if got == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no convergence:\n{got:?}\n{expected:?}"
-        );
+    let mut got = BTreeMap::new();
+    for id in ids.values() {
+        got.insert(*id, harness.snapshot_multiset(*id, at).await.unwrap());
     }
+    assert_eq!(got, expected, "at the real-time recent time {at:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +168,7 @@ async fn a_postgres_source_through_the_controller_survives_a_controller_restart(
         }
     }
     harness.create_collections(None, collections).await.unwrap();
-    converge(&mut harness, &client, &settings, &ids).await;
+    recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
 
     for t in 0..30 {
         client
@@ -193,7 +184,7 @@ async fn a_postgres_source_through_the_controller_survives_a_controller_restart(
             .await
             .unwrap();
     }
-    converge(&mut harness, &client, &settings, &ids).await;
+    recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
 
     // The controller restarts while the source keeps streaming.
     for t in 30..45 {
@@ -207,5 +198,26 @@ async fn a_postgres_source_through_the_controller_survives_a_controller_restart(
             harness.restart_controller().await.unwrap();
         }
     }
-    converge(&mut harness, &client, &settings, &ids).await;
+    recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
+
+    // Asked while no replica runs the source, the answer waits for the source to
+    // ingest what the server had committed: it cannot come from what is bound already.
+    harness.kill_replica(0).await.unwrap();
+    client
+        .batch_execute("UPDATE ctl_orders SET qty = qty + 1; DELETE FROM ctl_users WHERE id = 2;")
+        .await
+        .unwrap();
+    let rtr = harness
+        .controller_mut()
+        .real_time_recency_timestamp(BTreeSet::from([ingestion]), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let rtr = tokio::spawn(rtr);
+    harness.restart_replica(0).await.unwrap();
+    let at = rtr.await.unwrap().unwrap();
+    let expected = upstream(&client, &settings, &ids).await;
+    for id in ids.values() {
+        let got = harness.snapshot_multiset(*id, at).await.unwrap();
+        assert_eq!(&got, &expected[id], "{id} at {at:?}");
+    }
 }

@@ -304,6 +304,10 @@ async fn start(
         )),
         // The controller's series go to the registry that --metrics-addr serves.
         metrics: metrics.clone(),
+        // Real-time recency for the --postgres source asks its server.
+        upstream_probes: strata_replica::connector::ConnectorRegistry::default()
+            .upstream_probes()
+            .clone(),
         ..ControllerConfig::default()
     };
     let begin: CatalogFn<Timestamp> = {

@@ -7,7 +7,8 @@
 //! ingestion `u30`, its remap collection `u31`, and table `i` of the publication (in
 //! `schema.table` order) as `u(32 + i)`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use anyhow::Context;
 use strata_controller_api::{
@@ -136,27 +137,56 @@ pub(crate) async fn create(
     Ok(source)
 }
 
-/// After the run: how many rows each table's subsource holds.
+/// How long the report waits for the source to catch up with the database.
+const REPORT_RECENCY: Duration = Duration::from_secs(30);
+
+/// After the run: how many rows each table's subsource holds at a real-time recent
+/// time, by which every transaction the database had committed when the report began
+/// is ingested (the controller asks the server for `pg_current_wal_lsn()`). If that
+/// fails, each subsource is read at the latest time it is readable at, and the report
+/// says so.
 pub(crate) async fn report(driver: &mut Driver, source: &PgSource) -> anyhow::Result<()> {
+    driver.ctl.apply_pending();
+    let recent = match driver
+        .ctl
+        .real_time_recency_timestamp(BTreeSet::from([PG_SOURCE]), REPORT_RECENCY)
+        .await
+    {
+        Ok(future) => future.await,
+        Err(error) => Err(error),
+    };
+    let recent = match recent {
+        Ok(time) => Some(time),
+        Err(error) => {
+            driver.display.line(&format!(
+                "  postgres source: not real-time recent ({error}); each table as of its latest readable time"
+            ));
+            None
+        }
+    };
     for (id, name) in &source.tables {
         driver.ctl.apply_pending();
-        let upper = driver.upper(*id);
-        if upper == 0 {
-            driver
-                .display
-                .line(&format!("  pg_{name}: nothing ingested yet"));
-            continue;
-        }
+        let as_of = match recent {
+            Some(time) => time,
+            None => match driver.upper(*id) {
+                0 => {
+                    driver
+                        .display
+                        .line(&format!("  pg_{name}: nothing ingested yet"));
+                    continue;
+                }
+                upper => Timestamp::new(upper.saturating_sub(1)),
+            },
+        };
         let rows = driver
             .ctl
-            .snapshot(*id, Timestamp::new(upper.saturating_sub(1)))
+            .snapshot(*id, as_of)
             .await
             .with_context(|| format!("cannot read pg_{name}"))?;
         let count: i64 = rows.iter().map(|(_, diff)| *diff).sum();
-        driver.display.line(&format!(
-            "  pg_{name}: {count} rows as of {}",
-            upper.saturating_sub(1)
-        ));
+        driver
+            .display
+            .line(&format!("  pg_{name}: {count} rows as of {as_of}"));
     }
     Ok(())
 }

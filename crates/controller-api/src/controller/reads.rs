@@ -85,10 +85,13 @@ pub trait Reads<T: StorageTimestamp>: Send + Sync {
     ) -> Result<Vec<ReadHold<T>>, ReadHoldError<T>>;
 
     /// A time at which every update the upstream systems of `ids` had committed when
-    /// this is called is visible. Ids that are not ingestions supporting real-time
-    /// recency are ignored; with none left the future resolves to the minimum time. A
+    /// this is called is visible. Ids that are not ingestions that can answer (a load
+    /// generator, or a registered connector whose kind has an
+    /// [`UpstreamProbe`](crate::UpstreamProbe) in the controller) are ignored; with none
+    /// left the future resolves to the minimum time. A
     /// source that cannot answer within `timeout` fails the future with
-    /// [`StorageError::RtrTimeout`].
+    /// [`StorageError::RtrTimeout`]; an upstream probe that fails, with
+    /// [`StorageError::RtrUpstream`].
     async fn real_time_recency_timestamp(
         &mut self,
         ids: BTreeSet<GlobalId>,

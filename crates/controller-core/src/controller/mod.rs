@@ -120,6 +120,10 @@ pub struct ControllerConfig<T> {
     /// Where the controller records its metrics; clone it before passing it in to serve
     /// it (see [`strata_introspection::serve_metrics`]).
     pub metrics: strata_introspection::Metrics,
+    /// How real-time recency asks the upstream of a registered connector how far it
+    /// has got, by connector kind (see `controller/rtr.rs`). An ingestion whose kind has
+    /// no probe is skipped by real-time recency.
+    pub upstream_probes: strata_controller_api::UpstreamProbes,
 }
 
 impl<T> Default for ControllerConfig<T> {
@@ -134,6 +138,7 @@ impl<T> Default for ControllerConfig<T> {
             table_upper_sweep_interval: std::time::Duration::from_secs(1),
             introspection: strata_introspection::ManagerConfig::default(),
             metrics: strata_introspection::Metrics::default(),
+            upstream_probes: strata_controller_api::UpstreamProbes::default(),
         }
     }
 }
@@ -144,6 +149,7 @@ impl<T> fmt::Debug for ControllerConfig<T> {
             .field("open_concurrency", &self.open_concurrency)
             .field("read_only", &self.read_only)
             .field("connector_factory", &self.connector_factory.is_some())
+            .field("upstream_probes", &self.upstream_probes)
             .finish_non_exhaustive()
     }
 }

@@ -32,7 +32,7 @@ fn consolidate<T>(updates: Vec<(SourceData, T, i64)>) -> Vec<(Row, i64)> {
 
 /// How a snapshot reads its collection.
 #[derive(Clone)]
-enum Source<T: StorageTimestamp> {
+pub(super) enum Source<T: StorageTimestamp> {
     /// A table registered with the txns shard.
     Txns {
         reader: SharedReader<T>,
@@ -46,7 +46,7 @@ enum Source<T: StorageTimestamp> {
 }
 
 /// Reads `shard` at `as_of`.
-async fn read<T: StorageTimestamp>(
+pub(super) async fn read<T: StorageTimestamp>(
     client: PersistClient,
     source: Source<T>,
     shard: ShardId,

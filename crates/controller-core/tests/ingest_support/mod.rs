@@ -167,6 +167,18 @@ pub async fn controller_over(
     servers: &Servers,
     config: impl Fn(usize) -> ServerConfig + Send + Sync + 'static,
 ) -> Controller<Timestamp> {
+    controller_over_with(env, read_only, servers, config, ControllerConfig::default()).await
+}
+
+/// [`controller_over`], with the rest of the controller's configuration (upstream
+/// probes, say) from `base`.
+pub async fn controller_over_with(
+    env: &Env,
+    read_only: bool,
+    servers: &Servers,
+    config: impl Fn(usize) -> ServerConfig + Send + Sync + 'static,
+    base: ControllerConfig<Timestamp>,
+) -> Controller<Timestamp> {
     let url = env.url.clone();
     let started = Arc::clone(servers);
     let connects = Arc::new(Mutex::new(0_usize));
@@ -207,7 +219,7 @@ pub async fn controller_over(
         // introspection rows equal `collection_frontiers` at once (by default, tables
         // nobody wrote move in a sweep once a second; `controller_table_sweep`).
         table_upper_sweep_interval: std::time::Duration::ZERO,
-        ..ControllerConfig::default()
+        ..base
     };
     env.catalog.bump_epoch();
     let config = ControllerConfig {

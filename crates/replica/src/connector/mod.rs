@@ -45,7 +45,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_controller_api::{
-    ConnectorConfig, RelationDesc, Row, SinkConnection, SourceConnection, SourceOutput,
+    ConnectorConfig, DuplicateProbe, RelationDesc, Row, SinkConnection, SourceConnection,
+    SourceOutput, UpstreamProbe, UpstreamProbes,
 };
 
 /// A position in a source's upstream, totally ordered.
@@ -292,6 +293,7 @@ pub type SinkFactory =
 pub struct ConnectorRegistry {
     sources: BTreeMap<String, SourceFactory>,
     sinks: BTreeMap<String, SinkFactory>,
+    probes: UpstreamProbes,
 }
 
 impl Default for ConnectorRegistry {
@@ -311,6 +313,9 @@ impl Default for ConnectorRegistry {
         {
             let postgres: SourceFactory = Arc::new(postgres::factory);
             registry.sources.insert(postgres::KIND.to_owned(), postgres);
+            let _ = registry
+                .probes
+                .register(postgres::KIND, postgres::upstream_probe);
         }
         registry
     }
@@ -321,6 +326,7 @@ impl fmt::Debug for ConnectorRegistry {
         f.debug_struct("ConnectorRegistry")
             .field("sources", &self.sources.keys().collect::<Vec<_>>())
             .field("sinks", &self.sinks.keys().collect::<Vec<_>>())
+            .field("upstream_probes", &self.probes)
             .finish()
     }
 }
@@ -331,6 +337,7 @@ impl ConnectorRegistry {
         ConnectorRegistry {
             sources: BTreeMap::new(),
             sinks: BTreeMap::new(),
+            probes: UpstreamProbes::default(),
         }
     }
 
@@ -378,6 +385,26 @@ impl ConnectorRegistry {
                 factory(config)
             }
         }
+    }
+
+    /// Registers how the controller learns the upstream frontier of sources of `kind`,
+    /// for real-time recency. The probe runs in the controller, not in the replica: a
+    /// host passes [`upstream_probes`](Self::upstream_probes) to its controller (the
+    /// testkit harness and the CLI do). A kind has one probe.
+    pub fn register_upstream_probe(
+        &mut self,
+        kind: impl Into<String>,
+        probe: impl UpstreamProbe + 'static,
+    ) -> Result<(), ConnectorError> {
+        self.probes
+            .register(kind, probe)
+            .map_err(|DuplicateProbe(kind)| ConnectorError::DuplicateKind { kind })
+    }
+
+    /// The upstream probes of the registered source kinds, for the controller's
+    /// `ControllerConfig::upstream_probes`.
+    pub fn upstream_probes(&self) -> &UpstreamProbes {
+        &self.probes
     }
 
     /// Registers sink connectors of `kind`, built by `factory`; a kind is registered

@@ -458,6 +458,7 @@ impl Harness {
                 settings.transport_faults.clone(),
             )),
             read_only: settings.read_only,
+            upstream_probes: settings.connectors.upstream_probes().clone(),
             ..ControllerConfig::default()
         };
         let mut controller = Controller::open_durable(config, &settings.location)

@@ -33,7 +33,8 @@ pub mod types;
 
 use std::sync::Arc;
 
-use strata_controller_api::{ConnectorConfig, RelationDesc, SourceOutput};
+use futures::FutureExt;
+use strata_controller_api::{ConnectorConfig, ProbeFuture, RelationDesc, SourceOutput};
 
 use super::{
     ConnectorError, Offset, Pacing, ReaderShare, SourceConnector, SourceReader, SourceWaker,
@@ -199,6 +200,29 @@ pub(super) fn factory(
 ) -> Result<Arc<dyn SourceConnector>, ConnectorError> {
     let settings = Settings::from_config(config)?;
     Ok(Arc::new(PostgresConnector::connect(settings)?))
+}
+
+/// The Postgres source's [`UpstreamProbe`](strata_controller_api::UpstreamProbe) for
+/// the controller's real-time recency: the server's `pg_current_wal_lsn()`. Every
+/// committed transaction's commit record starts below it, so once the remap collection
+/// binds offsets up to it, every such transaction is visible. The default
+/// [`ConnectorRegistry`](super::ConnectorRegistry) holds it under [`KIND`]; a host
+/// gives the controller [`ConnectorRegistry::upstream_probes`](super::ConnectorRegistry::upstream_probes).
+pub fn upstream_probe(config: &ConnectorConfig) -> ProbeFuture {
+    let settings = Settings::from_config(config);
+    async move {
+        let settings = settings.map_err(|e| e.to_string())?;
+        let client = sql_client(&settings.url).await.map_err(|e| e.to_string())?;
+        let row = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(|e| format!("asking {} for pg_current_wal_lsn(): {e}", KIND))?;
+        let text: String = row.try_get(0).map_err(|e| e.to_string())?;
+        pgwire_replication::Lsn::parse(&text)
+            .map(|lsn| lsn.as_u64())
+            .map_err(|e| format!("pg_current_wal_lsn() answered {text:?}: {e}"))
+    }
+    .boxed()
 }
 
 fn upstream(reason: impl std::fmt::Display) -> ConnectorError {
