@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use strata_controller_api::{Datum, LoadGenerator, Row, SourceConnection, SourceOutput, Timestamp};
+use strata_controller_api::{
+    Datum, GlobalId, LoadGenerator, Row, SourceConnection, SourceOutput, Timestamp,
+};
 use strata_instance_client::{ReplicaResponse, RunIngestionCommand, Status, StorageCommand};
 use strata_replica::connector::ConnectorError;
 use strata_replica::connector::postgres::{self, Settings, types};
@@ -198,7 +200,9 @@ fn converge(
     shards: &dyn Shards,
     cmd: &RunIngestionCommand<Timestamp>,
 ) {
-    let expected = rt.block_on(upstream_contents(client, settings));
+    let exported: Vec<&SourceOutput> = cmd.description.source_exports.values().collect();
+    let mut expected = rt.block_on(upstream_contents(client, settings));
+    expected.retain(|output, _| exported.contains(&output));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let got = ingested(shards, cmd);
@@ -383,6 +387,118 @@ fn replica_kills_lose_and_duplicate_nothing_and_the_slot_stays_behind_the_shards
     }
     let (replica, _rx) = env.replica(kills + 1);
     env.converge();
+    replica.shutdown();
+    env.finish();
+}
+
+/// `cmd` without the export of `output`.
+fn without(
+    cmd: &RunIngestionCommand<Timestamp>,
+    output: &SourceOutput,
+) -> RunIngestionCommand<Timestamp> {
+    let mut cmd = cmd.clone();
+    let ids: Vec<_> = cmd
+        .description
+        .source_exports
+        .iter()
+        .filter(|(_, o)| *o == output)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in ids {
+        cmd.description.source_exports.remove(&id);
+        cmd.storage_metadata.remove(&id);
+    }
+    cmd
+}
+
+#[test]
+fn a_table_added_to_a_running_source_is_backfilled_and_a_removed_one_stops() {
+    let _server = shared();
+    let Some(mut env) = Env::new("alt", 1150) else {
+        return;
+    };
+    let sql = |env: &Env, statement: &str| {
+        env.rt
+            .block_on(env.client.batch_execute(statement))
+            .unwrap();
+    };
+    let output = |table: &str| SourceOutput::Named(format!("public.alt_{table}"));
+    // The source starts with tables a and b; c changes upstream all along.
+    sql(&env, "ALTER PUBLICATION alt_pub DROP TABLE alt_c");
+    env.cmd = ingestion(1150, &env.settings);
+    assert_eq!(env.cmd.description.source_exports.len(), 2);
+    let (mut replica, _rx) = env.replica(1);
+    env.workload(17, 30);
+    env.converge();
+
+    // c joins the publication and the ingestion while the source runs: the new
+    // subsource is backfilled with what c holds, and follows it from there.
+    sql(&env, "ALTER PUBLICATION alt_pub ADD TABLE alt_c");
+    env.workload(19, 10);
+    env.cmd = ingestion(1150, &env.settings);
+    assert_eq!(env.cmd.description.source_exports.len(), 3);
+    send(
+        &mut replica,
+        &[StorageCommand::RunIngestion(env.cmd.clone())],
+    );
+    env.workload(23, 30);
+    env.converge();
+    replica.shutdown();
+
+    // Kills while the next table is backfilled write nothing twice: c leaves the
+    // ingestion (its shard keeps what it has) and joins again under a new shard, and
+    // each restart backfills it again from wherever the kill left it.
+    let full = env.cmd.clone();
+    env.cmd = without(&full, &output("c"));
+    let (replica, _rx) = env.replica(2);
+    env.workload(29, 10);
+    env.converge();
+    replica.shutdown();
+    let c_id = GlobalId::User(1150 + 2 + 2);
+    env.cmd = full;
+    let fresh = strata_controller_api::ShardId::from_bytes([99; 16]);
+    if let Some(meta) = env.cmd.storage_metadata.get_mut(&c_id) {
+        meta.data_shard = fresh;
+    }
+    let watch: Arc<dyn Shards> = Arc::new(env.shards.clone());
+    let c_upper = || strata_replica::shard::frontier_time(&watch.upper(fresh).unwrap());
+    for epoch in 3..=6 {
+        let (replica, _rx) = env.replica(epoch);
+        env.workload(epoch * 37, 4);
+        // Kill at once (mid-backfill), or once c's shard was written.
+        if epoch % 2 == 0 {
+            wait_for("the backfill's round", || {
+                c_upper().is_some_and(|t| t > Timestamp::new(0))
+            });
+        }
+        replica.shutdown();
+    }
+    let (mut replica, _rx) = env.replica(7);
+    env.workload(41, 20);
+    env.converge();
+
+    // a leaves the ingestion: its shard stops where it is, and the others go on.
+    let a_id = GlobalId::User(1150 + 2);
+    let a_shard = env.cmd.storage_metadata[&a_id].data_shard;
+    env.cmd = without(&env.cmd, &output("a"));
+    send(
+        &mut replica,
+        &[StorageCommand::RunIngestion(env.cmd.clone())],
+    );
+    // Once every round in flight is done, a's upper moves no more.
+    let b_id = GlobalId::User(1150 + 3);
+    let b_shard = env.cmd.storage_metadata[&b_id].data_shard;
+    let upper = |shard| strata_replica::shard::frontier_time(&watch.upper(shard).unwrap());
+    // The old dataflow has at most two rounds in flight when it is told to stop: after
+    // three more rounds of b, a's shard is where the removal left it.
+    for _ in 0..3 {
+        let b_before = upper(b_shard);
+        wait_for("a round after the removal", || upper(b_shard) > b_before);
+    }
+    let a_stopped = upper(a_shard);
+    env.workload(43, 20);
+    env.converge();
+    assert_eq!(upper(a_shard), a_stopped, "a removed subsource was written");
     replica.shutdown();
     env.finish();
 }

@@ -3,15 +3,16 @@
 //! this test returns early): `create_collections` with a Postgres ingestion, changes
 //! upstream, a controller restart mid-stream, and every subsource equal to its table at
 //! the real-time recent time the controller answers (bound to `pg_current_wal_lsn()`),
-//! also when it is asked while no replica runs the source.
+//! also when it is asked while no replica runs the source; a table added to the
+//! running source (a new subsource, backfilled) and a subsource dropped from it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use strata_controller_api::{
-    CollectionDescription, DataSource, Datum, GlobalId, IngestionDescription, Reads, Row,
-    SourceConnection, SourceOutput,
+    CollectionDescription, Collections, DataSource, Datum, GlobalId, IngestionDescription, Reads,
+    Row, SourceConnection, SourceOutput,
 };
 use strata_replica::connector::postgres::{self, Settings, types};
 use strata_testkit::harness::{Harness, consolidate};
@@ -53,7 +54,9 @@ async fn upstream(
         let SourceOutput::Named(name) = table.output() else {
             unreachable!()
         };
-        out.insert(ids[&name], consolidate(rows));
+        if let Some(id) = ids.get(&name) {
+            out.insert(*id, consolidate(rows));
+        }
     }
     out
 }
@@ -102,7 +105,7 @@ async fn a_postgres_source_through_the_controller_survives_a_controller_restart(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
                WHERE slot_name = 'ctl_slot' AND NOT active;
              DROP PUBLICATION IF EXISTS ctl_pub;
-             DROP TABLE IF EXISTS ctl_orders, ctl_users;
+             DROP TABLE IF EXISTS ctl_orders, ctl_users, ctl_items;
              CREATE TABLE ctl_orders (id int8 NOT NULL, item text, qty int4, total numeric);
              CREATE TABLE ctl_users (id int4 NOT NULL, name varchar(40), active bool);
              ALTER TABLE ctl_orders REPLICA IDENTITY FULL;
@@ -220,4 +223,61 @@ async fn a_postgres_source_through_the_controller_survives_a_controller_restart(
         let got = harness.snapshot_multiset(*id, at).await.unwrap();
         assert_eq!(&got, &expected[id], "{id} at {at:?}");
     }
+
+    // A table joins the publication, and the running source gets a subsource for it:
+    // the subsource is backfilled with the table's contents and follows it.
+    client
+        .batch_execute(
+            "CREATE TABLE ctl_items (id int4 NOT NULL, label text);
+             ALTER TABLE ctl_items REPLICA IDENTITY FULL;
+             INSERT INTO ctl_items VALUES (1, 'a'), (2, 'b');
+             ALTER PUBLICATION ctl_pub ADD TABLE ctl_items;
+             UPDATE ctl_items SET label = 'c' WHERE id = 2;",
+        )
+        .await
+        .unwrap();
+    let items_output = SourceOutput::Named("public.ctl_items".into());
+    let (_, items_desc) = postgres::outputs(&settings)
+        .unwrap()
+        .into_iter()
+        .find(|(output, _)| *output == items_output)
+        .unwrap();
+    let items = GlobalId::User(40);
+    harness
+        .create_collections(
+            None,
+            vec![(
+                items,
+                CollectionDescription::for_source(
+                    items_desc,
+                    DataSource::IngestionExport {
+                        ingestion_id: ingestion,
+                        output: items_output,
+                    },
+                ),
+            )],
+        )
+        .await
+        .unwrap();
+    ids.insert("public.ctl_items".into(), items);
+    client
+        .batch_execute(
+            "INSERT INTO ctl_items VALUES (3, 'd'); INSERT INTO ctl_orders VALUES (100, 'x', 1, 1);",
+        )
+        .await
+        .unwrap();
+    recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
+
+    // The orders subsource is dropped: the source goes on without it.
+    let orders = ids.remove("public.ctl_orders").unwrap();
+    harness
+        .controller_mut()
+        .drop_sources(vec![orders])
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO ctl_items VALUES (4, 'e'); DELETE FROM ctl_users WHERE id = 1;")
+        .await
+        .unwrap();
+    recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
 }

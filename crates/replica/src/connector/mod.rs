@@ -206,6 +206,32 @@ pub trait SourceConnector: Send + Sync {
         share: ReaderShare,
         waker: SourceWaker,
     ) -> Result<Box<dyn SourceReader>, ConnectorError>;
+
+    /// Opens a reader at `resume` for a source that is not parallel, some of whose
+    /// outputs (`backfill`) hold nothing yet while the others hold everything below
+    /// `resume`: a subsource added to a running source, say. Besides what
+    /// [`open`](Self::open) hands out, the reader hands out at offset `resume` the
+    /// whole contents of each backfilled output as of just before `resume`. The replica
+    /// writes them at the minimum time, as Materialize does, so the output holds them
+    /// from the source's first time on, and its changes from `resume` on at their own
+    /// times.
+    ///
+    /// The contents must be the same whenever the reader is re-opened at `resume`, so
+    /// a crash in that round writes nothing twice. The default cannot backfill, and
+    /// the replica then reports the source stalled instead of re-reading it from the
+    /// start.
+    fn open_with_backfill(
+        &self,
+        resume: Offset,
+        share: ReaderShare,
+        waker: SourceWaker,
+        backfill: &[SourceOutput],
+    ) -> Result<Box<dyn SourceReader>, ConnectorError> {
+        let _ = (resume, share, waker, backfill);
+        Err(ConnectorError::CannotBackfill {
+            kind: self.kind().to_owned(),
+        })
+    }
 }
 
 /// A source opened at some offset; polled and read from one timely worker.
@@ -265,6 +291,13 @@ pub enum ConnectorError {
         kind: String,
         /// What failed.
         reason: String,
+    },
+    /// The connector cannot fill an output added to a running source
+    /// ([`SourceConnector::open_with_backfill`]).
+    #[error("a {kind} source cannot fill a subsource added while it runs")]
+    CannotBackfill {
+        /// The connector's kind.
+        kind: String,
     },
     /// The connector broke its contract (an update outside the range asked for, say);
     /// the round is not written and the replica retries.

@@ -19,6 +19,12 @@ use crate::shard::{Update, frontier_time};
 const MAX_ATTEMPTS: usize = 4;
 
 /// Writes `round` to every export; `data[i]` holds the rows and diffs of export `i`.
+/// The exports in `joining` are being backfilled in this round: an empty shard of one
+/// (upper at the minimum) is written from there, with `backfill[i]` (its contents
+/// before the round, handed out at the round's first offset) at the minimum time and
+/// the round's updates at its time. So a subsource added to a running source holds
+/// its backfilled contents from the source's first time on, as in Materialize, and a
+/// read at any time the source had reached when it joined sees them.
 #[tracing::instrument(
     level = "debug",
     name = "ingestion.commit",
@@ -30,18 +36,30 @@ pub(crate) fn commit_round(
     plan: &IngestionPlan,
     round: &Round,
     data: Vec<Vec<(strata_controller_api::Row, i64)>>,
+    mut backfill: Vec<Vec<(strata_controller_api::Row, i64)>>,
+    joining: &[usize],
 ) -> Result<(), IngestError> {
     let counters = ctx.reporter.source_counters(plan.id);
     let new_upper = Antichain::from_elem(Timestamp::new(round.time.as_millis().saturating_add(1)));
     let mut committed = 0u64;
-    for (export, rows) in plan
+    for (index, (export, rows)) in plan
         .exports
         .iter()
         .zip(data.into_iter().chain(std::iter::repeat_with(Vec::new)))
+        .enumerate()
     {
+        let empty_ok = joining.contains(&index);
         let updates: Vec<Update> = rows
             .into_iter()
             .map(|(row, diff)| (row, round.time, diff))
+            .collect();
+        let backfilled: Vec<Update> = backfill
+            .get_mut(index)
+            .map(std::mem::take)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(row, diff)| (row, Timestamp::new(0), diff))
+            .chain(updates.iter().cloned())
             .collect();
         let mut upper = ctx.shards.upper(export.shard)?;
         for attempt in 0.. {
@@ -51,7 +69,8 @@ pub(crate) fn commit_round(
             if current > round.time {
                 break;
             }
-            if current < round.lower || attempt >= MAX_ATTEMPTS {
+            let joins = empty_ok && current == Timestamp::new(0);
+            if (current < round.lower && !joins) || attempt >= MAX_ATTEMPTS {
                 tracing::warn!(
                     export = %export.id,
                     shard = %export.shard,
@@ -66,20 +85,21 @@ pub(crate) fn commit_round(
                     lower: round.lower.as_millis(),
                 });
             }
+            let batch = if joins { &backfilled } else { &updates };
             match ctx
                 .shards
-                .compare_and_append(export.shard, &updates, &upper, &new_upper)?
+                .compare_and_append(export.shard, batch, &upper, &new_upper)?
             {
                 Ok(()) => {
                     tracing::debug!(
                         export = %export.id,
                         shard = %export.shard,
-                        updates = updates.len(),
+                        updates = batch.len(),
                         "committed the round to an export"
                     );
-                    committed += updates.len() as u64;
+                    committed += batch.len() as u64;
                     if let Some(observer) = &ctx.observer {
-                        observer.batch_committed(export.id, updates.len() as u64);
+                        observer.batch_committed(export.id, batch.len() as u64);
                     }
                     upper = new_upper.clone();
                     break;

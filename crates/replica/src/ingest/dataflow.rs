@@ -36,6 +36,8 @@ type RoundMsg = (usize, Round);
 enum DataMsg {
     /// An update of export `usize`.
     Update(usize, Row, i64),
+    /// An update of export `usize` that backfills it (see `commit::commit_round`).
+    Backfill(usize, Row, i64),
     /// The read failed: the round must not be written.
     Failed(String),
 }
@@ -56,11 +58,23 @@ struct Shared {
     /// Worker 0's reader: opened and polled by the leader, read by worker 0's read
     /// operator, told what is durable by the committer.
     reader: Option<Box<dyn SourceReader>>,
+    /// The reader's resume offset and the exports it backfills there: the round that
+    /// starts at that offset may write them from an empty shard.
+    backfill: Option<(u64, Vec<usize>)>,
 }
 
 impl Shared {
     fn in_flight(&self, seq: u64) -> bool {
         self.inflight.iter().any(|(s, _)| *s == seq)
+    }
+
+    /// The exports `round` backfills: those of the reader's backfill, in the round that
+    /// starts at its resume offset.
+    fn joining(&self, round: &Round) -> &[usize] {
+        match &self.backfill {
+            Some((offset, exports)) if *offset == round.offsets.start => exports,
+            _ => &[],
+        }
     }
 }
 
@@ -152,12 +166,14 @@ pub(crate) fn build(
                                 if !shared.in_flight(seq) {
                                     continue;
                                 }
+                                let joining = shared.joining(&round).to_vec();
                                 read_round(
                                     &read_ctx,
                                     &read_plan,
                                     &round,
                                     shared.reader.as_deref_mut(),
                                     &mut give,
+                                    &joining,
                                 );
                             } else {
                                 if own_reader.is_none() {
@@ -183,6 +199,7 @@ pub(crate) fn build(
                                     &round,
                                     own_reader.as_deref_mut(),
                                     &mut give,
+                                    &[],
                                 );
                             }
                         }
@@ -228,11 +245,14 @@ fn commit_if_complete(
         };
         let msgs = stash.remove(&seq).unwrap_or_default();
         committed = true;
-        let outcome = commit_msgs(ctx, plan, &round, msgs);
+        let outcome = commit_msgs(ctx, plan, &round, msgs, shared.joining(&round));
         match (&outcome, shared.reader.as_mut()) {
             (Ok(()), Some(reader)) => reader.durable(round.offsets.end),
             (Ok(()), None) => {}
             (Err(_), _) => shared.inflight.clear(),
+        }
+        if outcome.is_ok() {
+            shared.backfill = None;
         }
         if !matches!(shared.outcome, Some(Err(_))) {
             shared.outcome = Some(outcome);
@@ -247,13 +267,15 @@ fn commit_if_complete(
 
 /// Reads `round`'s updates from `reader` and gives each to its exports; an error, or
 /// an update outside the round's offsets, gives a [`DataMsg::Failed`] instead, so the
-/// round is not written.
+/// round is not written. Updates at the round's first offset for the exports in
+/// `joining` are their backfill.
 fn read_round(
     ctx: &Ctx,
     plan: &IngestionPlan,
     round: &Round,
     reader: Option<&mut (dyn SourceReader + 'static)>,
     give: &mut impl FnMut(DataMsg),
+    joining: &[usize],
 ) {
     let Some(reader) = reader else {
         give(DataMsg::Failed("the source's reader is not open".into()));
@@ -276,7 +298,12 @@ fn read_round(
         for (i, export) in plan.exports.iter().enumerate() {
             if export.output == update.output {
                 staged += 1;
-                give(DataMsg::Update(i, update.row.clone(), update.diff));
+                let (row, diff) = (update.row.clone(), update.diff);
+                if update.offset == round.offsets.start && joining.contains(&i) {
+                    give(DataMsg::Backfill(i, row, diff));
+                } else {
+                    give(DataMsg::Update(i, row, diff));
+                }
             }
         }
     });
@@ -307,8 +334,10 @@ fn commit_msgs(
     plan: &IngestionPlan,
     round: &Round,
     msgs: Vec<DataMsg>,
+    joining: &[usize],
 ) -> Result<(), IngestError> {
     let mut data: Vec<Vec<(Row, i64)>> = vec![Vec::new(); plan.exports.len()];
+    let mut backfill: Vec<Vec<(Row, i64)>> = vec![Vec::new(); plan.exports.len()];
     for msg in msgs {
         match msg {
             DataMsg::Update(i, row, diff) => {
@@ -316,10 +345,15 @@ fn commit_msgs(
                     rows.push((row, diff));
                 }
             }
+            DataMsg::Backfill(i, row, diff) => {
+                if let Some(rows) = backfill.get_mut(i) {
+                    rows.push((row, diff));
+                }
+            }
             DataMsg::Failed(reason) => return Err(IngestError::ReadFailed { reason }),
         }
     }
-    commit::commit_round(ctx, plan, round, data)
+    commit::commit_round(ctx, plan, round, data, backfill, joining)
 }
 
 /// How many ticks' worth of offsets the next round binds: a source without a tick
@@ -333,6 +367,31 @@ pub(crate) fn ticks_owed(tick_interval_ms: u64, behind: Duration, max: u64) -> u
     let missed =
         u64::try_from(behind.as_millis() / u128::from(tick_interval_ms)).unwrap_or(u64::MAX);
     missed.saturating_add(1).min(max)
+}
+
+/// The outputs of the exports `backfill`, or `None` if another export has one of
+/// them too: a backfill's updates cannot be told from the round's own, so that export
+/// would get them twice.
+fn backfill_outputs(
+    plan: &IngestionPlan,
+    backfill: &[usize],
+) -> Option<Vec<strata_controller_api::SourceOutput>> {
+    let mut outputs = Vec::new();
+    for (i, export) in plan.exports.iter().enumerate() {
+        let joining = backfill.contains(&i);
+        let shared = plan
+            .exports
+            .iter()
+            .enumerate()
+            .any(|(j, other)| !backfill.contains(&j) && other.output == export.output);
+        if joining && shared {
+            return None;
+        }
+        if joining && !outputs.contains(&export.output) {
+            outputs.push(export.output.clone());
+        }
+    }
+    Some(outputs)
 }
 
 /// The leader operator's state (worker 0 holds the capability; others drop it).
@@ -380,7 +439,11 @@ impl LeaderOp {
     /// Re-reads the shards if needed and opens worker 0's reader where the data shards'
     /// bindings leave off. Only called with no round in flight.
     fn open_reader(&mut self) -> Result<(), IngestError> {
-        self.shared.borrow_mut().reader = None;
+        {
+            let mut shared = self.shared.borrow_mut();
+            shared.reader = None;
+            shared.backfill = None;
+        }
         if self.leader.needs_resync() {
             self.leader.resync(&self.ctx, &self.plan)?;
         }
@@ -393,19 +456,41 @@ impl LeaderOp {
             ReaderShare::WHOLE
         };
         let resume = self.leader.resume_offset();
-        if resume == 0 && !self.plan.connector.parallel() && self.leader.written_elsewhere() {
+        let backfill = self.leader.backfill().to_vec();
+        let cannot_replay = || IngestError::CannotReplay {
+            kind: self.plan.connector.kind().to_owned(),
+        };
+        let parallel = self.plan.connector.parallel();
+        if resume == 0 && !parallel && (self.leader.written_elsewhere() || !backfill.is_empty()) {
             // A re-read from the start (a new snapshot) would not be the data the other
             // shards hold: refuse loudly instead of writing an inconsistent collection.
-            return Err(IngestError::CannotReplay {
-                kind: self.plan.connector.kind().to_owned(),
-            });
+            return Err(cannot_replay());
         }
-        tracing::debug!(resume, "opening the source's reader");
-        let reader = self
-            .plan
-            .connector
-            .open(resume, share, self.waker.clone())?;
-        self.shared.borrow_mut().reader = Some(reader);
+        let reader = if backfill.is_empty() {
+            tracing::debug!(resume, "opening the source's reader");
+            self.plan
+                .connector
+                .open(resume, share, self.waker.clone())?
+        } else {
+            let outputs = backfill_outputs(&self.plan, &backfill).ok_or_else(cannot_replay)?;
+            tracing::info!(
+                resume,
+                ?outputs,
+                "opening the source's reader with a backfill"
+            );
+            match self.plan.connector.open_with_backfill(
+                resume,
+                share,
+                self.waker.clone(),
+                &outputs,
+            ) {
+                Err(ConnectorError::CannotBackfill { .. }) => return Err(cannot_replay()),
+                reader => reader?,
+            }
+        };
+        let mut shared = self.shared.borrow_mut();
+        shared.reader = Some(reader);
+        shared.backfill = (!backfill.is_empty()).then_some((resume, backfill));
         Ok(())
     }
 

@@ -94,4 +94,15 @@ impl SourceConnector for Deferred {
     ) -> Result<Box<dyn SourceReader>, ConnectorError> {
         self.connector()?.open(resume, share, waker)
     }
+
+    fn open_with_backfill(
+        &self,
+        resume: Offset,
+        share: ReaderShare,
+        waker: SourceWaker,
+        backfill: &[SourceOutput],
+    ) -> Result<Box<dyn SourceReader>, ConnectorError> {
+        self.connector()?
+            .open_with_backfill(resume, share, waker, backfill)
+    }
 }

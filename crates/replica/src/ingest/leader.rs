@@ -28,6 +28,10 @@ pub(crate) struct Leader {
     /// others hold (a subsource added to a running source, or a crash between a first
     /// round's writes to its shards).
     written_elsewhere: bool,
+    /// The exports, by index in the plan, that hold nothing while others hold data:
+    /// a source that is not parallel fills them by a backfill at the resume offset
+    /// instead of a replay from its start (see [`Leader::resync`]).
+    backfill: Vec<usize>,
     /// The remap shard is closed: the source is finished.
     closed: bool,
 }
@@ -49,6 +53,11 @@ impl Leader {
         self.written_elsewhere
     }
 
+    /// The exports to backfill when the reader opens (see the field's doc).
+    pub(crate) fn backfill(&self) -> &[usize] {
+        &self.backfill
+    }
+
     /// The first offset whose data may be missing from the data shards: where a reader
     /// opened now must resume.
     pub(crate) fn resume_offset(&self) -> Offset {
@@ -60,6 +69,12 @@ impl Leader {
 
     /// Re-reads the data shards' uppers and the remap bindings, and plans the rounds
     /// whose data may be missing.
+    ///
+    /// For a source that is not parallel, an export whose shard holds nothing while
+    /// another holds data (a subsource added to a running source, or a crash between a
+    /// first round's writes) does not pull the plan back to offset 0, which such a
+    /// source cannot re-read as it was: the plan follows the other exports, and the
+    /// empty ones are backfilled in the first round it writes.
     #[tracing::instrument(
         level = "debug",
         name = "ingestion.resync",
@@ -68,20 +83,16 @@ impl Leader {
     )]
     pub(crate) fn resync(&mut self, ctx: &Ctx, plan: &IngestionPlan) -> Result<(), IngestError> {
         self.invalidate();
-        let mut data_upper: Option<Timestamp> = None;
-        let mut furthest: Option<Timestamp> = None;
-        let mut any_closed = false;
+        let mut uppers = Vec::with_capacity(plan.exports.len());
         for export in &plan.exports {
             let upper = ctx.shards.upper(export.shard)?;
             ctx.reporter.upper(export.id, &upper);
-            match frontier_time(&upper) {
-                Some(t) => {
-                    data_upper = Some(data_upper.map_or(t, |d| d.min(t)));
-                    furthest = Some(furthest.map_or(t, |f| f.max(t)));
-                }
-                None => any_closed = true,
-            }
+            uppers.push(frontier_time(&upper));
         }
+        let (data_upper, written_elsewhere, backfill) =
+            plan_exports(&uppers, plan.connector.parallel());
+        self.written_elsewhere = written_elsewhere;
+        self.backfill = backfill;
         let Some(data_upper) = data_upper else {
             // Every data shard is closed: nothing left to write.
             self.closed = true;
@@ -95,8 +106,7 @@ impl Leader {
         ctx.reporter.upper(plan.remap_id, &remap_upper);
         let pending = remap::decode_bindings(&updates)?;
         let resume = remap::plan_resume(prior, &pending)?;
-        self.written_elsewhere =
-            prior.is_none() && (any_closed || furthest.is_some_and(|f| f > data_upper));
+        self.written_elsewhere &= prior.is_none();
         self.queue = resume.rounds.into();
         self.last = resume.last;
         tracing::info!(
@@ -228,6 +238,75 @@ impl Leader {
                 self.invalidate();
                 Err(e.into())
             }
+        }
+    }
+}
+
+/// From the exports' upper times (`None`: closed), the upper the plan follows (the
+/// least; `None` if every export is closed), whether some export holds data beyond
+/// it, and which exports to backfill: for a source that is not `parallel`, the empty
+/// ones (upper at the minimum) while another holds data; they are left out of the
+/// least upper.
+pub(crate) fn plan_exports(
+    uppers: &[Option<Timestamp>],
+    parallel: bool,
+) -> (Option<Timestamp>, bool, Vec<usize>) {
+    let empty = |u: &Option<Timestamp>| *u == Some(Timestamp::new(0));
+    let written = uppers.iter().any(|u| !empty(u));
+    let backfill: Vec<usize> = if parallel || !written {
+        Vec::new()
+    } else {
+        (0..uppers.len()).filter(|i| empty(&uppers[*i])).collect()
+    };
+    let followed = || {
+        uppers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !backfill.contains(i))
+            .map(|(_, u)| u)
+    };
+    let data_upper = followed().flatten().min().copied();
+    let furthest = followed()
+        .map(|u| u.unwrap_or(Timestamp::new(u64::MAX)))
+        .max();
+    let written_elsewhere = match (data_upper, furthest) {
+        (Some(least), Some(furthest)) => furthest > least,
+        _ => false,
+    };
+    (data_upper, written_elsewhere, backfill)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_exports_of_a_running_source_are_backfilled_unless_it_is_parallel() {
+        let t = |ms| Some(Timestamp::new(ms));
+        // (uppers, parallel) => (followed upper, written elsewhere, backfill)
+        type Planned = (Option<Timestamp>, bool, Vec<usize>);
+        let cases: Vec<(Vec<Option<Timestamp>>, bool, Planned)> = vec![
+            // A new source: everything from the start.
+            (vec![t(0), t(0)], false, (t(0), false, vec![])),
+            // In step, or one export a round behind: follow the least.
+            (vec![t(5), t(5)], false, (t(5), false, vec![])),
+            (vec![t(5), t(3)], false, (t(3), true, vec![])),
+            // A subsource added to a running source.
+            (vec![t(5), t(0), t(5)], false, (t(5), false, vec![1])),
+            (vec![t(5), t(0), t(3)], false, (t(3), true, vec![1])),
+            // A parallel source re-reads its start instead.
+            (vec![t(5), t(0)], true, (t(0), true, vec![])),
+            // Closed exports are past everything.
+            (vec![None, t(4)], false, (t(4), true, vec![])),
+            (vec![None, None], false, (None, false, vec![])),
+            (vec![None, t(0)], false, (None, false, vec![1])),
+        ];
+        for (uppers, parallel, expected) in cases {
+            assert_eq!(
+                plan_exports(&uppers, parallel),
+                expected,
+                "{uppers:?} parallel={parallel}"
+            );
         }
     }
 }

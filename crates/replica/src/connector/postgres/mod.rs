@@ -189,6 +189,45 @@ impl SourceConnector for PostgresConnector {
             self.tables.clone(),
             resume,
             waker,
+            Vec::new(),
+        )?))
+    }
+
+    /// Backfills tables added to a running source, as Materialize does: a temporary
+    /// slot exports a snapshot at its consistent point `C`, whose rows are handed out
+    /// at `resume` together with the *rewinds*, the negated changes of those tables
+    /// that the stream replays from `resume` up to `C` (they are in the snapshot and
+    /// arrive again at their own offsets). The frontier waits at `resume` until the
+    /// stream has passed `C`. So the tables hold at `resume` what they held just before
+    /// it, whatever `C` a re-opened reader gets.
+    fn open_with_backfill(
+        &self,
+        resume: Offset,
+        _share: ReaderShare,
+        waker: SourceWaker,
+        backfill: &[SourceOutput],
+    ) -> Result<Box<dyn SourceReader>, ConnectorError> {
+        // The primary output is always empty: nothing to fill.
+        let tables: Vec<SourceOutput> = backfill
+            .iter()
+            .filter(|output| **output != SourceOutput::Primary)
+            .cloned()
+            .collect();
+        if let Some(unknown) = tables
+            .iter()
+            .find(|output| !self.tables.iter().any(|t| t.output() == **output))
+        {
+            return Err(invalid(format!(
+                "{unknown:?} is not a table of publication {:?}",
+                self.settings.publication
+            )));
+        }
+        Ok(Box::new(stream::PostgresReader::start(
+            self.settings.clone(),
+            self.tables.clone(),
+            resume,
+            waker,
+            tables,
         )?))
     }
 }

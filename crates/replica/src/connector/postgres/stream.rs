@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
-use strata_controller_api::{Datum, Row};
+use strata_controller_api::{Datum, Row, SourceOutput};
 
 use super::pgoutput::{self, Message, TupleValue};
 use super::{Settings, Table, invalid, quote, sql_client, types, upstream};
@@ -52,6 +52,7 @@ impl PostgresReader {
         tables: Vec<Table>,
         resume: Offset,
         waker: SourceWaker,
+        backfill: Vec<SourceOutput>,
     ) -> Result<PostgresReader, ConnectorError> {
         let (tx, events) = channel();
         let durable = Arc::new(AtomicU64::new(resume));
@@ -60,6 +61,12 @@ impl PostgresReader {
             settings,
             tables,
             position: resume,
+            backfill: (!backfill.is_empty()).then(|| Backfill {
+                outputs: backfill,
+                at: resume,
+                until: None,
+                updates: Vec::new(),
+            }),
             durable: Arc::clone(&durable),
             stop: Arc::clone(&stop),
             tx: Notifier { tx, waker },
@@ -150,12 +157,27 @@ enum Ended {
     Ceased(String),
 }
 
+/// Tables being backfilled (see `PostgresConnector::open_with_backfill`).
+struct Backfill {
+    /// Their outputs.
+    outputs: Vec<SourceOutput>,
+    /// The reader's resume offset, where the backfill is handed out.
+    at: Offset,
+    /// The consistent point of the backfill's snapshot, once taken: transactions whose
+    /// commit starts below it are in the snapshot.
+    until: Option<Offset>,
+    /// The snapshot's rows and the rewinds so far, at offset `at`.
+    updates: Vec<SourceUpdate>,
+}
+
 /// The stream thread's state.
 struct Stream {
     settings: Settings,
     tables: Vec<Table>,
     /// Transactions ending before this were handed to the reader.
     position: Offset,
+    /// A backfill not yet handed out: the frontier waits at its offset meanwhile.
+    backfill: Option<Backfill>,
     durable: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     tx: Notifier,
@@ -210,6 +232,14 @@ impl Stream {
                     let _ = self.tx.send(Event::Status(SourceStatus::Ceased(reason)));
                     return;
                 }
+                Err(e) if self.backfill.is_some() => {
+                    // The rewinds collected so far are relative to a snapshot that a
+                    // new session would take again: start over from a new reader.
+                    let _ = self
+                        .tx
+                        .send(Event::Failed(format!("backfilling new tables failed: {e}")));
+                    return;
+                }
                 Err(e) if self.position == 0 => {
                     // Retrying the snapshot from here could drop a slot that another
                     // replica has since written from: the replica re-opens the reader
@@ -233,6 +263,11 @@ impl Stream {
     }
 
     fn replication_config(&self) -> Result<ReplicationConfig, ConnectorError> {
+        self.replication_config_for(&self.settings.slot)
+    }
+
+    /// The replication settings, for the slot `slot`.
+    fn replication_config_for(&self, slot: &str) -> Result<ReplicationConfig, ConnectorError> {
         let config: tokio_postgres::Config = self.settings.url.parse().map_err(invalid)?;
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
@@ -250,7 +285,7 @@ impl Stream {
             config.get_user().unwrap_or("postgres"),
             password,
             config.get_dbname().unwrap_or("postgres"),
-            self.settings.slot.as_str(),
+            slot,
             self.settings.publication.as_str(),
         )
         .with_port(port)
@@ -279,11 +314,17 @@ impl Stream {
             if let Some(ceased) = self.check_upstream().await? {
                 return Ok(Ended::Ceased(ceased));
             }
+            if self.backfill.as_ref().is_some_and(|b| b.until.is_none()) {
+                self.backfill_snapshot().await?;
+            }
             let ack = self.durable.load(Ordering::SeqCst);
             let config = config
                 .with_start_lsn(Lsn::from_u64(self.position))
                 .with_ack_lsn(Lsn::from_u64(ack));
-            ReplicationClient::connect(config).await.map_err(upstream)?
+            let client = ReplicationClient::connect(config).await.map_err(upstream)?;
+            // The snapshot may be at or below the stream's start already.
+            self.advance(self.position);
+            client
         };
         let ended = self.follow(&mut client).await;
         client.stop();
@@ -380,36 +421,14 @@ impl Stream {
             ))
             .await
             .map_err(upstream)?;
-        let field = |i: usize| -> Result<String, ConnectorError> {
-            rows.first()
-                .and_then(|row| row.get(i).cloned().flatten())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .ok_or_else(|| upstream("CREATE_REPLICATION_SLOT returned no slot"))
-        };
-        let consistent = Lsn::parse(&field(1)?).map_err(upstream)?.as_u64();
-        let snapshot = field(2)?;
+        let (consistent, snapshot) = slot_created(&rows)?;
         sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(upstream)?;
         sql.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
             .await
             .map_err(upstream)?;
-        let mut updates = Vec::new();
-        for table in &self.tables {
-            let columns: Vec<String> = table.columns.iter().map(|(c, _, _)| quote(c)).collect();
-            let query = format!("SELECT {} FROM {}", columns.join(", "), table.quoted());
-            for message in sql.simple_query(&query).await.map_err(upstream)? {
-                if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-                    let values: Vec<TupleValue> = (0..table.columns.len())
-                        .map(|i| match row.get(i) {
-                            Some(text) => TupleValue::Text(text.to_owned()),
-                            None => TupleValue::Null,
-                        })
-                        .collect();
-                    updates.push(update(table, 0, &values, 1).map_err(upstream)?);
-                }
-            }
-        }
+        let updates = read_tables(&sql, self.tables.iter(), 0).await?;
         sql.batch_execute("COMMIT").await.map_err(upstream)?;
         tracing::info!(
             slot,
@@ -419,6 +438,97 @@ impl Stream {
         );
         let _ = self.tx.send(Event::Transaction(0, updates));
         Ok((consistent, sql))
+    }
+
+    /// Takes the backfill's snapshot: a temporary slot (dropped when its session ends)
+    /// exports one at its consistent point, which becomes the backfill's `until`.
+    async fn backfill_snapshot(&mut self) -> Result<(), ConnectorError> {
+        static TEMPORARY_SLOTS: AtomicU64 = AtomicU64::new(0);
+        let Some(backfill) = self.backfill.as_ref() else {
+            return Ok(());
+        };
+        let slot = format!(
+            "strata_backfill_{}_{}",
+            std::process::id(),
+            TEMPORARY_SLOTS.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut client = ReplicationClient::connect_gated(self.replication_config_for(&slot)?)
+            .await
+            .map_err(upstream)?;
+        let rows = client
+            .simple_query(&format!(
+                "CREATE_REPLICATION_SLOT {slot} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')"
+            ))
+            .await
+            .map_err(upstream)?;
+        let (until, snapshot) = slot_created(&rows)?;
+        let sql = sql_client(&self.settings.url).await?;
+        sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(upstream)?;
+        sql.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            .await
+            .map_err(upstream)?;
+        let tables = self
+            .tables
+            .iter()
+            .filter(|t| backfill.outputs.contains(&t.output()));
+        let updates = read_tables(&sql, tables, backfill.at).await?;
+        sql.batch_execute("COMMIT").await.map_err(upstream)?;
+        client.stop();
+        tracing::info!(
+            slot = %self.settings.slot,
+            rows = updates.len(),
+            at = backfill.at,
+            until,
+            "took the snapshot of the tables to backfill"
+        );
+        if let Some(backfill) = self.backfill.as_mut() {
+            backfill.updates = updates;
+            backfill.until = Some(until);
+        }
+        Ok(())
+    }
+
+    /// Moves the position to `to` (if that is further) and tells the reader the
+    /// frontier, unless a backfill holds it: once the position passes the backfill's
+    /// snapshot, the backfill is handed out first.
+    fn advance(&mut self, to: Offset) {
+        self.position = self.position.max(to);
+        if let Some(backfill) = &self.backfill {
+            match backfill.until {
+                Some(until) if self.position >= until => {}
+                _ => return,
+            }
+            if let Some(backfill) = self.backfill.take() {
+                let _ = self
+                    .tx
+                    .send(Event::Transaction(backfill.at, backfill.updates));
+            }
+        }
+        let _ = self.tx.send(Event::Frontier(self.position));
+    }
+
+    /// Collects the rewinds of a transaction at `offset` for a backfill whose
+    /// snapshot holds it.
+    fn rewind(&mut self, offset: Offset, updates: &[SourceUpdate]) {
+        let Some(backfill) = self.backfill.as_mut() else {
+            return;
+        };
+        if backfill.until.is_none_or(|until| offset >= until) {
+            return;
+        }
+        backfill.updates.extend(
+            updates
+                .iter()
+                .filter(|u| backfill.outputs.contains(&u.output))
+                .map(|u| SourceUpdate {
+                    offset: backfill.at,
+                    output: u.output.clone(),
+                    row: u.row.clone(),
+                    diff: -u.diff,
+                }),
+        );
     }
 
     /// Follows the stream: whole transactions to the reader, frontiers after them.
@@ -459,8 +569,7 @@ impl Stream {
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
                     let _ = self.tx.send(Event::Upstream(wal_end.as_u64()));
                     if transaction.is_none() && wal_end.as_u64() > self.position {
-                        self.position = wal_end.as_u64();
-                        let _ = self.tx.send(Event::Frontier(self.position));
+                        self.advance(wal_end.as_u64());
                     }
                 }
                 ReplicationEvent::Begin { .. } => transaction = Some(Vec::new()),
@@ -481,9 +590,9 @@ impl Stream {
                         update.offset = offset;
                     }
                     if offset >= self.position {
+                        self.rewind(offset, &updates);
                         let _ = self.tx.send(Event::Transaction(offset, updates));
-                        self.position = end_lsn.as_u64().max(offset + 1);
-                        let _ = self.tx.send(Event::Frontier(self.position));
+                        self.advance(end_lsn.as_u64().max(offset + 1));
                     }
                 }
                 ReplicationEvent::Message {
@@ -494,8 +603,7 @@ impl Stream {
                 } if prefix == HEARTBEAT_PREFIX && transaction.is_none() => {
                     let _ = self.tx.send(Event::Upstream(lsn.as_u64()));
                     if lsn.as_u64() > self.position {
-                        self.position = lsn.as_u64();
-                        let _ = self.tx.send(Event::Frontier(self.position));
+                        self.advance(lsn.as_u64());
                     }
                 }
                 ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
@@ -602,6 +710,47 @@ impl Stream {
         }
         Ok(None)
     }
+}
+
+/// The consistent point and the exported snapshot's name that `CREATE_REPLICATION_SLOT`
+/// answered with.
+fn slot_created<R>(rows: &[R]) -> Result<(Offset, String), ConnectorError>
+where
+    R: std::ops::Deref<Target = [Option<Bytes>]>,
+{
+    let field = |i: usize| -> Result<String, ConnectorError> {
+        rows.first()
+            .and_then(|row| row.get(i).cloned().flatten())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .ok_or_else(|| upstream("CREATE_REPLICATION_SLOT returned no slot"))
+    };
+    let consistent = Lsn::parse(&field(1)?).map_err(upstream)?.as_u64();
+    Ok((consistent, field(2)?))
+}
+
+/// Every row of `tables`, read in the session's transaction, as inserts at `offset`.
+async fn read_tables<'a>(
+    sql: &tokio_postgres::Client,
+    tables: impl Iterator<Item = &'a Table>,
+    offset: Offset,
+) -> Result<Vec<SourceUpdate>, ConnectorError> {
+    let mut updates = Vec::new();
+    for table in tables {
+        let columns: Vec<String> = table.columns.iter().map(|(c, _, _)| quote(c)).collect();
+        let query = format!("SELECT {} FROM {}", columns.join(", "), table.quoted());
+        for message in sql.simple_query(&query).await.map_err(upstream)? {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                let values: Vec<TupleValue> = (0..table.columns.len())
+                    .map(|i| match row.get(i) {
+                        Some(text) => TupleValue::Text(text.to_owned()),
+                        None => TupleValue::Null,
+                    })
+                    .collect();
+                updates.push(update(table, offset, &values, 1).map_err(upstream)?);
+            }
+        }
+    }
+    Ok(updates)
 }
 
 /// The update of a row of `table` with column values `values`. The offset is set when
