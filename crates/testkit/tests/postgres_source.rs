@@ -1,4 +1,4 @@
-//! A Postgres source through the real controller and an in-process replica
+//! A Postgres source through the real controller and one or two in-process replicas
 //! (`cargo xtask test` starts a server and sets `STRATA_TEST_POSTGRES_URL`; without it
 //! this test returns early): `create_collections` with a Postgres ingestion, changes
 //! upstream, a controller restart mid-stream, and every subsource equal to its table at
@@ -89,8 +89,50 @@ async fn recent_equals_upstream(
     assert_eq!(got, expected, "at the real-time recent time {at:?}");
 }
 
+/// The two tests use the same tables and slot: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_source_through_the_controller_survives_a_controller_restart() {
+async fn a_postgres_source_through_the_controller_on_one_replica() {
+    scenario(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_source_through_the_controller_on_two_replicas() {
+    scenario(2).await;
+}
+
+/// Waits until no session streams from `slot` (the previous test's replicas are
+/// gone), then drops it.
+async fn drop_slot(client: &Client, slot: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let active = client
+            .query(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap();
+        match active.first().map(|row| row.get::<_, bool>(0)) {
+            None => return,
+            Some(false) => {
+                client
+                    .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+                    .await
+                    .unwrap();
+                return;
+            }
+            Some(true) => {
+                assert!(std::time::Instant::now() < deadline, "{slot} stays active");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// The whole scenario with `replicas` replicas running the source.
+async fn scenario(replicas: usize) {
     strata_testkit::init_test_tracing();
     let Some(url) = std::env::var("STRATA_TEST_POSTGRES_URL")
         .ok()
@@ -99,12 +141,12 @@ async fn a_postgres_source_through_the_controller_survives_a_controller_restart(
         eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
         return;
     };
+    let _serial = SERIAL.lock().await;
     let client = sql(&url).await;
+    drop_slot(&client, "ctl_slot").await;
     client
         .batch_execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-               WHERE slot_name = 'ctl_slot' AND NOT active;
-             DROP PUBLICATION IF EXISTS ctl_pub;
+            "DROP PUBLICATION IF EXISTS ctl_pub;
              DROP TABLE IF EXISTS ctl_orders, ctl_users, ctl_items;
              CREATE TABLE ctl_orders (id int8 NOT NULL, item text, qty int4, total numeric);
              CREATE TABLE ctl_users (id int4 NOT NULL, name varchar(40), active bool);
@@ -121,7 +163,7 @@ async fn a_postgres_source_through_the_controller_survives_a_controller_restart(
         slot: "ctl_slot".into(),
     };
     let mut harness = Harness::builder()
-        .replicas(1)
+        .replicas(replicas)
         .timeout(Duration::from_secs(60))
         .build()
         .await
