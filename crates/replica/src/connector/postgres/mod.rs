@@ -28,6 +28,7 @@
 //! without `REPLICA IDENTITY FULL` (updates and deletes then lack the old row).
 
 pub mod pgoutput;
+mod snapshot;
 mod stream;
 pub mod types;
 

@@ -14,7 +14,8 @@ use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationE
 use strata_controller_api::{Datum, Row, SourceOutput};
 
 use super::pgoutput::{self, Message, TupleValue};
-use super::{Settings, Table, invalid, quote, sql_client, types, upstream};
+use super::snapshot::{read_in_snapshot, slot_created};
+use super::{Settings, Table, invalid, sql_client, types, upstream};
 use crate::connector::{
     ConnectorError, Offset, SourceProgress, SourceReader, SourceStatus, SourceUpdate, SourceWaker,
 };
@@ -422,14 +423,7 @@ impl Stream {
             .await
             .map_err(upstream)?;
         let (consistent, snapshot) = slot_created(&rows)?;
-        sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(upstream)?;
-        sql.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
-            .await
-            .map_err(upstream)?;
-        let updates = read_tables(&sql, self.tables.iter(), 0).await?;
-        sql.batch_execute("COMMIT").await.map_err(upstream)?;
+        let updates = read_in_snapshot(&sql, &snapshot, self.tables.iter(), 0).await?;
         tracing::info!(
             slot,
             rows = updates.len(),
@@ -463,18 +457,11 @@ impl Stream {
             .map_err(upstream)?;
         let (until, snapshot) = slot_created(&rows)?;
         let sql = sql_client(&self.settings.url).await?;
-        sql.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(upstream)?;
-        sql.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
-            .await
-            .map_err(upstream)?;
         let tables = self
             .tables
             .iter()
             .filter(|t| backfill.outputs.contains(&t.output()));
-        let updates = read_tables(&sql, tables, backfill.at).await?;
-        sql.batch_execute("COMMIT").await.map_err(upstream)?;
+        let updates = read_in_snapshot(&sql, &snapshot, tables, backfill.at).await?;
         client.stop();
         tracing::info!(
             slot = %self.settings.slot,
@@ -712,50 +699,9 @@ impl Stream {
     }
 }
 
-/// The consistent point and the exported snapshot's name that `CREATE_REPLICATION_SLOT`
-/// answered with.
-fn slot_created<R>(rows: &[R]) -> Result<(Offset, String), ConnectorError>
-where
-    R: std::ops::Deref<Target = [Option<Bytes>]>,
-{
-    let field = |i: usize| -> Result<String, ConnectorError> {
-        rows.first()
-            .and_then(|row| row.get(i).cloned().flatten())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .ok_or_else(|| upstream("CREATE_REPLICATION_SLOT returned no slot"))
-    };
-    let consistent = Lsn::parse(&field(1)?).map_err(upstream)?.as_u64();
-    Ok((consistent, field(2)?))
-}
-
-/// Every row of `tables`, read in the session's transaction, as inserts at `offset`.
-async fn read_tables<'a>(
-    sql: &tokio_postgres::Client,
-    tables: impl Iterator<Item = &'a Table>,
-    offset: Offset,
-) -> Result<Vec<SourceUpdate>, ConnectorError> {
-    let mut updates = Vec::new();
-    for table in tables {
-        let columns: Vec<String> = table.columns.iter().map(|(c, _, _)| quote(c)).collect();
-        let query = format!("SELECT {} FROM {}", columns.join(", "), table.quoted());
-        for message in sql.simple_query(&query).await.map_err(upstream)? {
-            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-                let values: Vec<TupleValue> = (0..table.columns.len())
-                    .map(|i| match row.get(i) {
-                        Some(text) => TupleValue::Text(text.to_owned()),
-                        None => TupleValue::Null,
-                    })
-                    .collect();
-                updates.push(update(table, offset, &values, 1).map_err(upstream)?);
-            }
-        }
-    }
-    Ok(updates)
-}
-
 /// The update of a row of `table` with column values `values`. The offset is set when
 /// the transaction commits.
-fn update(
+pub(super) fn update(
     table: &Table,
     offset: Offset,
     values: &[TupleValue],
