@@ -516,7 +516,7 @@ fn statuses(rx: &Responses) -> Vec<(Status, String)> {
 #[test]
 fn definite_errors_cease_the_source_with_their_reason() {
     let _server = shared();
-    let cases: [(&str, &str, &str); 3] = [
+    let cases: [(&str, &str, &str); 4] = [
         (
             "trunc",
             "TRUNCATE trunc_b",
@@ -531,6 +531,13 @@ fn definite_errors_cease_the_source_with_their_reason() {
             "dropslot",
             "SELECT pg_drop_replication_slot('dropslot_slot')",
             "replication slot \"dropslot_slot\" was dropped",
+        ),
+        (
+            // While the source streams: the next change fails the stream, and the
+            // source finds the publication gone when it reconnects.
+            "droppub",
+            "DROP PUBLICATION droppub_pub; INSERT INTO droppub_a VALUES (7, 7, 'x', true)",
+            "publication \"droppub_pub\" was dropped",
         ),
     ];
     for (base, (prefix, statement, expected)) in (1200..).step_by(10).zip(cases) {
