@@ -4,15 +4,16 @@
 //! upstream, a controller restart mid-stream, and every subsource equal to its table at
 //! the real-time recent time the controller answers (bound to `pg_current_wal_lsn()`),
 //! also when it is asked while no replica runs the source; a table added to the
-//! running source (a new subsource, backfilled) and a subsource dropped from it.
+//! running source (a new subsource, backfilled), a seeded workload over the three
+//! tables, and a subsource dropped from it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use strata_controller_api::{
-    CollectionDescription, Collections, DataSource, Datum, GlobalId, IngestionDescription, Reads,
-    Row, SourceConnection, SourceOutput,
+    CollectionDescription, Collections, DataSource, Datum, GlobalId, IngestionDescription,
+    ReadHold, Reads, Row, SourceConnection, SourceOutput, Timestamp,
 };
 use strata_replica::connector::postgres::{self, Settings, types};
 use strata_testkit::harness::{Harness, consolidate};
@@ -80,13 +81,33 @@ async fn recent_equals_upstream(
         .real_time_recency_timestamp(BTreeSet::from([ingestion]), Duration::from_secs(60))
         .await
         .unwrap();
-    let at = rtr.await.unwrap();
+    let (at, _holds) = read_at(harness, rtr.await.unwrap(), ids);
     let expected = upstream(client, settings, ids).await;
     let mut got = BTreeMap::new();
     for id in ids.values() {
         got.insert(*id, harness.snapshot_multiset(*id, at).await.unwrap());
     }
     assert_eq!(got, expected, "at the real-time recent time {at:?}");
+}
+
+/// Where a coordinator reads after real-time recency answered `recent`: at that time,
+/// or later if a collection's since is beyond it (a subsource created after the
+/// binding `recent` comes from starts there), with read holds that keep the sinces
+/// from passing it until they are dropped.
+fn read_at(
+    harness: &mut Harness,
+    recent: Timestamp,
+    ids: &BTreeMap<String, GlobalId>,
+) -> (Timestamp, Vec<ReadHold<Timestamp>>) {
+    let holds = harness
+        .controller_mut()
+        .acquire_read_holds(ids.values().copied().collect())
+        .unwrap();
+    let at = holds
+        .iter()
+        .filter_map(|hold| hold.since().as_option().copied())
+        .fold(recent, Timestamp::max);
+    (at, holds)
 }
 
 /// The two tests use the same tables and slot: one at a time.
@@ -259,12 +280,13 @@ async fn scenario(replicas: usize) {
         .unwrap();
     let rtr = tokio::spawn(rtr);
     harness.restart_replica(0).await.unwrap();
-    let at = rtr.await.unwrap().unwrap();
+    let (at, holds) = read_at(&mut harness, rtr.await.unwrap().unwrap(), &ids);
     let expected = upstream(&client, &settings, &ids).await;
     for id in ids.values() {
         let got = harness.snapshot_multiset(*id, at).await.unwrap();
         assert_eq!(&got, &expected[id], "{id} at {at:?}");
     }
+    drop(holds);
 
     // A table joins the publication, and the running source gets a subsource for it:
     // the subsource is backfilled with the table's contents and follows it.
@@ -309,6 +331,42 @@ async fn scenario(replicas: usize) {
         .await
         .unwrap();
     recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
+
+    // A seeded workload of inserts, updates and deletes over the three tables, in
+    // transactions of one to eight statements, checked at the real-time recent time
+    // after every ten.
+    let mut rng = 0x5EED_u64 ^ replicas as u64;
+    let mut below = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for t in 0..40 {
+        let mut statements = Vec::new();
+        for s in 0..=below(8) {
+            let key = below(30);
+            statements.push(match below(7) {
+                0 => format!("INSERT INTO ctl_orders VALUES ({key}, 'w{t}.{s}', {s}, {t}.{s})"),
+                1 => format!("UPDATE ctl_orders SET qty = qty + 1 WHERE id = {key}"),
+                2 => format!("DELETE FROM ctl_orders WHERE id = {key}"),
+                3 => format!(
+                    "INSERT INTO ctl_users VALUES ({key}, 'u{t}', {})",
+                    key % 2 == 0
+                ),
+                4 => format!("UPDATE ctl_users SET active = NOT active WHERE id = {key}"),
+                5 => format!("INSERT INTO ctl_items VALUES ({key}, 'i{t}.{s}')"),
+                _ => format!("DELETE FROM ctl_items WHERE id = {key}"),
+            });
+        }
+        client
+            .batch_execute(&format!("BEGIN; {}; COMMIT;", statements.join("; ")))
+            .await
+            .unwrap();
+        if t % 10 == 9 {
+            recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
+        }
+    }
 
     // The orders subsource is dropped: the source goes on without it.
     let orders = ids.remove("public.ctl_orders").unwrap();
