@@ -299,7 +299,11 @@ fn ingestion(id: u64, seed: u64) -> StorageCommand<Timestamp> {
 
 fn main() {
     let mode = Mode::current();
-    strata_bench_support::micro::run(mode, &[instance_micro::history, instance_micro::proto]);
+    // `STRATA_BENCH_ONLY=round-trips` skips the micro benchmarks (for profiling).
+    let only = std::env::var("STRATA_BENCH_ONLY").ok();
+    if only.as_deref() != Some("round-trips") {
+        strata_bench_support::micro::run(mode, &[instance_micro::history, instance_micro::proto]);
+    }
 
     let round_trips = mode.scale(100_000, 100);
     let runtime = tokio::runtime::Builder::new_multi_thread()
