@@ -20,7 +20,7 @@ use strata_persist_backend::{PersistClient, SourceData};
 use super::{Controller, SharedReader, persist_err, txns_err};
 
 /// Consolidates `(data, time, diff)` updates into rows with non-zero diffs.
-fn consolidate<T>(updates: Vec<(SourceData, T, i64)>) -> Vec<(Row, i64)> {
+pub(super) fn consolidate<T>(updates: Vec<(SourceData, T, i64)>) -> Vec<(Row, i64)> {
     let mut rows: BTreeMap<Row, i64> = BTreeMap::new();
     for (data, _, diff) in updates {
         if let Ok(row) = data {
@@ -32,7 +32,7 @@ fn consolidate<T>(updates: Vec<(SourceData, T, i64)>) -> Vec<(Row, i64)> {
 
 /// How a snapshot reads its collection.
 #[derive(Clone)]
-pub(super) enum Source<T: StorageTimestamp> {
+enum Source<T: StorageTimestamp> {
     /// A table registered with the txns shard.
     Txns {
         reader: SharedReader<T>,
@@ -46,7 +46,7 @@ pub(super) enum Source<T: StorageTimestamp> {
 }
 
 /// Reads `shard` at `as_of`.
-pub(super) async fn read<T: StorageTimestamp>(
+async fn read<T: StorageTimestamp>(
     client: PersistClient,
     source: Source<T>,
     shard: ShardId,

@@ -28,7 +28,7 @@ use strata_controller_api::{
 use strata_persist_backend::PersistClient;
 
 use super::fencing::peek_frontiers;
-use super::reads::{Source, read};
+use super::reads::consolidate;
 use super::{Controller, persist_err};
 
 /// How one ingestion answers.
@@ -146,27 +146,31 @@ async fn bound_at<T: StorageTimestamp>(
     remap_desc: RelationDesc,
     frontier: u64,
 ) -> Result<Option<T>, StorageError<T>> {
+    // One reader for the whole wait: each binding is one snapshot, not a new lease.
+    let mut reader = client
+        .open_leased_reader::<T>(remap_shard, remap_desc)
+        .await
+        .map_err(persist_err)?;
     let mut upper: Antichain<T> = client
         .fetch_recent_upper(remap_shard)
         .await
         .map_err(persist_err)?;
-    loop {
+    let answer = loop {
         let Some(latest) = upper.as_option().copied() else {
-            return Ok(None);
+            break None;
         };
         if let Some(as_of) = latest.step_back() {
-            let source = Source::Direct {
-                desc: remap_desc.clone(),
-            };
-            let rows = read(client.clone(), source, remap_shard, as_of).await?;
+            let rows = consolidate(reader.snapshot(&as_of).await.map_err(persist_err)?);
             if offset_upper(&rows).map_err(|reason| StorageError::RtrUpstream { id, reason })?
                 >= frontier
             {
-                return Ok(Some(as_of));
+                break Some(as_of);
             }
         }
         upper = advanced_past(client, remap_shard, &upper).await?;
-    }
+    };
+    let _ = reader.expire().await;
+    Ok(answer)
 }
 
 /// The offset upper a remap collection holds at one time: its one row, a `UInt64`
