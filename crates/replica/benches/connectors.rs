@@ -28,12 +28,12 @@ use strata_controller_api::{
     SourceOutput, Timestamp,
 };
 use strata_instance_client::{ReplicaResponse, RunIngestionCommand, StorageCommand};
-use strata_replica::connector::postgres::{self, Settings, types};
+use strata_replica::connector::postgres::{self, Settings};
 use strata_replica::remap::remap_desc;
 use strata_replica::shard::persist::PersistShards;
 use strata_replica::shard::{ShardWriter, Shards, frontier_time};
 use strata_replica::{Replica, ReplicaConfig, ResponseSink};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Rows per upstream transaction of the backlog.
 const PER_TXN: u64 = 100;
@@ -122,11 +122,7 @@ fn data_upper(shards: &PersistShards, cmd: &RunIngestionCommand<Timestamp>) -> u
 }
 
 async fn sql(url: &str) -> Client {
-    let mut config: tokio_postgres::Config = url.parse().unwrap();
-    config.options(types::SESSION_OPTIONS);
-    let (client, connection) = config.connect(NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
+    postgres::sql_client(url).await.unwrap()
 }
 
 /// A replication client on the baseline slot `bench_base`, from its start.

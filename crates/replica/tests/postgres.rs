@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use common::*;
 use strata_controller_api::{
-    Datum, GlobalId, LoadGenerator, Row, SourceConnection, SourceOutput, Timestamp,
+    GlobalId, LoadGenerator, Row, SourceConnection, SourceOutput, Timestamp,
 };
 use strata_instance_client::{ReplicaResponse, RunIngestionCommand, Status, StorageCommand};
 use strata_replica::connector::ConnectorError;
-use strata_replica::connector::postgres::{self, Settings, types};
+use strata_replica::connector::postgres::{self, Settings};
 use strata_replica::shard::memory::MemShards;
 use strata_replica::shard::{Shards, consolidate_rows};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 fn url() -> Option<String> {
     std::env::var("STRATA_TEST_POSTGRES_URL")
@@ -47,11 +47,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn sql(url: &str) -> Client {
-    let mut config: tokio_postgres::Config = url.parse().unwrap();
-    config.options(types::SESSION_OPTIONS);
-    let (client, connection) = config.connect(NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
+    postgres::sql_client(url).await.unwrap()
 }
 
 /// The tables of a test, named with `prefix`, with every supported type.
@@ -105,34 +101,8 @@ async fn upstream_contents(
     let connector = postgres::PostgresConnector::connect(settings.clone()).unwrap();
     let mut contents = BTreeMap::new();
     for table in connector.tables() {
-        let columns: Vec<String> = table
-            .columns
-            .iter()
-            .map(|(c, _, _)| format!("\"{c}\""))
-            .collect();
-        let query = format!(
-            "SELECT {} FROM \"{}\".\"{}\"",
-            columns.join(", "),
-            table.schema,
-            table.name
-        );
-        let mut rows = Vec::new();
-        for message in client.simple_query(&query).await.unwrap() {
-            if let SimpleQueryMessage::Row(row) = message {
-                let datums: Vec<Datum> = table
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, oid, _))| match row.get(i) {
-                        None => Datum::Null,
-                        Some(text) => {
-                            types::datum(types::scalar_type(*oid).unwrap(), text).unwrap()
-                        }
-                    })
-                    .collect();
-                rows.push((Row::pack(&datums), 1));
-            }
-        }
+        let rows = postgres::select_all(client, table).await.unwrap();
+        let rows: Vec<(Row, i64)> = rows.into_iter().map(|row| (row, 1)).collect();
         contents.insert(table.output(), consolidate_rows(rows));
     }
     contents
@@ -204,7 +174,15 @@ fn converge(
     let mut expected = rt.block_on(upstream_contents(client, settings));
     expected.retain(|output, _| exported.contains(&output));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // The contents change only with an upper: after a mismatch, wait for one to move.
+    let uppers = || -> Vec<_> {
+        data_shards(cmd)
+            .into_iter()
+            .map(|(_, shard)| shards.upper(shard).ok())
+            .collect()
+    };
     loop {
+        let before = uppers();
         let got = ingested(shards, cmd);
         if got == expected {
             return;
@@ -212,7 +190,7 @@ fn converge(
         if std::time::Instant::now() > deadline {
             assert_eq!(got, expected, "the source did not converge");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for("a data shard's upper to move", || uppers() != before);
     }
 }
 

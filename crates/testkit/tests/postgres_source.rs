@@ -12,19 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use strata_controller_api::{
-    CollectionDescription, Collections, DataSource, Datum, GlobalId, IngestionDescription,
-    ReadHold, Reads, Row, SourceConnection, SourceOutput, Timestamp,
+    CollectionDescription, Collections, DataSource, GlobalId, IngestionDescription, ReadHold,
+    Reads, Row, SourceConnection, SourceOutput, Timestamp,
 };
-use strata_replica::connector::postgres::{self, Settings, types};
+use strata_replica::connector::postgres::{self, Settings};
 use strata_testkit::harness::{Harness, consolidate};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 async fn sql(url: &str) -> Client {
-    let mut config: tokio_postgres::Config = url.parse().unwrap();
-    config.options(types::SESSION_OPTIONS);
-    let (client, connection) = config.connect(NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
+    postgres::sql_client(url).await.unwrap()
 }
 
 /// `SELECT *` of every table of the source, by subsource id.
@@ -36,22 +32,8 @@ async fn upstream(
     let connector = postgres::PostgresConnector::connect(settings.clone()).unwrap();
     let mut out = BTreeMap::new();
     for table in connector.tables() {
-        let query = format!("SELECT * FROM \"{}\".\"{}\"", table.schema, table.name);
-        let mut rows = Vec::new();
-        for message in client.simple_query(&query).await.unwrap() {
-            if let SimpleQueryMessage::Row(row) = message {
-                let datums: Vec<Datum> = table
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, oid, _))| match row.get(i) {
-                        None => Datum::Null,
-                        Some(t) => types::datum(types::scalar_type(*oid).unwrap(), t).unwrap(),
-                    })
-                    .collect();
-                rows.push((Row::pack(&datums), 1));
-            }
-        }
+        let rows = postgres::select_all(client, table).await.unwrap();
+        let rows = rows.into_iter().map(|row| (row, 1));
         let SourceOutput::Named(name) = table.output() else {
             unreachable!()
         };
@@ -110,9 +92,6 @@ fn read_at(
     (at, holds)
 }
 
-/// The two tests use the same tables and slot: one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_source_through_the_controller_on_one_replica() {
     scenario(1).await;
@@ -123,33 +102,13 @@ async fn a_postgres_source_through_the_controller_on_two_replicas() {
     scenario(2).await;
 }
 
-/// Waits until no session streams from `slot` (the previous test's replicas are
-/// gone), then drops it.
-async fn drop_slot(client: &Client, slot: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let active = client
-            .query(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .unwrap();
-        match active.first().map(|row| row.get::<_, bool>(0)) {
-            None => return,
-            Some(false) => {
-                client
-                    .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-                    .await
-                    .unwrap();
-                return;
-            }
-            Some(true) => {
-                assert!(std::time::Instant::now() < deadline, "{slot} stays active");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+/// Runs `sql` with the scenario's names: `ctl_` becomes `prefix`, so the two
+/// scenarios use tables, publications and slots of their own and run side by side.
+async fn run(client: &Client, prefix: &str, sql: &str) {
+    client
+        .batch_execute(&sql.replace("ctl_", prefix))
+        .await
+        .unwrap();
 }
 
 /// The whole scenario with `replicas` replicas running the source.
@@ -162,12 +121,20 @@ async fn scenario(replicas: usize) {
         eprintln!("STRATA_TEST_POSTGRES_URL is unset; cargo xtask test sets it");
         return;
     };
-    let _serial = SERIAL.lock().await;
     let client = sql(&url).await;
-    drop_slot(&client, "ctl_slot").await;
-    client
-        .batch_execute(
-            "DROP PUBLICATION IF EXISTS ctl_pub;
+    let p = format!("ctl{replicas}_");
+    // A slot left by an earlier run of this scenario (no one streams from it now).
+    run(
+        &client,
+        &p,
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+           WHERE slot_name = 'ctl_slot' AND NOT active;",
+    )
+    .await;
+    run(
+        &client,
+        &p,
+        "DROP PUBLICATION IF EXISTS ctl_pub;
              DROP TABLE IF EXISTS ctl_orders, ctl_users, ctl_items;
              CREATE TABLE ctl_orders (id int8 NOT NULL, item text, qty int4, total numeric);
              CREATE TABLE ctl_users (id int4 NOT NULL, name varchar(40), active bool);
@@ -175,13 +142,12 @@ async fn scenario(replicas: usize) {
              ALTER TABLE ctl_users REPLICA IDENTITY FULL;
              INSERT INTO ctl_users VALUES (1, 'ada', true), (2, 'bob', false);
              CREATE PUBLICATION ctl_pub FOR TABLE ctl_orders, ctl_users;",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let settings = Settings {
         url: url.clone(),
-        publication: "ctl_pub".into(),
-        slot: "ctl_slot".into(),
+        publication: format!("{p}pub"),
+        slot: format!("{p}slot"),
     };
     let mut harness = Harness::builder()
         .replicas(replicas)
@@ -237,8 +203,10 @@ async fn scenario(replicas: usize) {
     recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
 
     for t in 0..30 {
-        client
-            .batch_execute(&format!(
+        run(
+            &client,
+            &p,
+            &format!(
                 "BEGIN;
                  INSERT INTO ctl_orders VALUES ({t}, 'item {t}', {t} % 7, {t}.50);
                  UPDATE ctl_users SET active = NOT active WHERE id = {};
@@ -246,20 +214,20 @@ async fn scenario(replicas: usize) {
                  COMMIT;",
                 1 + t % 2,
                 t / 2
-            ))
-            .await
-            .unwrap();
+            ),
+        )
+        .await;
     }
     recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
 
     // The controller restarts while the source keeps streaming.
     for t in 30..45 {
-        client
-            .batch_execute(&format!(
-                "INSERT INTO ctl_orders VALUES ({t}, 'late {t}', 1, 1)"
-            ))
-            .await
-            .unwrap();
+        run(
+            &client,
+            &p,
+            &format!("INSERT INTO ctl_orders VALUES ({t}, 'late {t}', 1, 1)"),
+        )
+        .await;
         if t == 37 {
             harness.restart_controller().await.unwrap();
         }
@@ -269,10 +237,12 @@ async fn scenario(replicas: usize) {
     // Asked while no replica runs the source, the answer waits for the source to
     // ingest what the server had committed: it cannot come from what is bound already.
     harness.kill_replica(0).await.unwrap();
-    client
-        .batch_execute("UPDATE ctl_orders SET qty = qty + 1; DELETE FROM ctl_users WHERE id = 2;")
-        .await
-        .unwrap();
+    run(
+        &client,
+        &p,
+        "UPDATE ctl_orders SET qty = qty + 1; DELETE FROM ctl_users WHERE id = 2;",
+    )
+    .await;
     let rtr = harness
         .controller_mut()
         .real_time_recency_timestamp(BTreeSet::from([ingestion]), Duration::from_secs(60))
@@ -290,17 +260,17 @@ async fn scenario(replicas: usize) {
 
     // A table joins the publication, and the running source gets a subsource for it:
     // the subsource is backfilled with the table's contents and follows it.
-    client
-        .batch_execute(
-            "CREATE TABLE ctl_items (id int4 NOT NULL, label text);
+    run(
+        &client,
+        &p,
+        "CREATE TABLE ctl_items (id int4 NOT NULL, label text);
              ALTER TABLE ctl_items REPLICA IDENTITY FULL;
              INSERT INTO ctl_items VALUES (1, 'a'), (2, 'b');
              ALTER PUBLICATION ctl_pub ADD TABLE ctl_items;
              UPDATE ctl_items SET label = 'c' WHERE id = 2;",
-        )
-        .await
-        .unwrap();
-    let items_output = SourceOutput::Named("public.ctl_items".into());
+    )
+    .await;
+    let items_output = SourceOutput::Named(format!("public.{p}items"));
     let (_, items_desc) = postgres::outputs(&settings)
         .unwrap()
         .into_iter()
@@ -323,13 +293,13 @@ async fn scenario(replicas: usize) {
         )
         .await
         .unwrap();
-    ids.insert("public.ctl_items".into(), items);
-    client
-        .batch_execute(
-            "INSERT INTO ctl_items VALUES (3, 'd'); INSERT INTO ctl_orders VALUES (100, 'x', 1, 1);",
-        )
-        .await
-        .unwrap();
+    ids.insert(format!("public.{p}items"), items);
+    run(
+        &client,
+        &p,
+        "INSERT INTO ctl_items VALUES (3, 'd'); INSERT INTO ctl_orders VALUES (100, 'x', 1, 1);",
+    )
+    .await;
     recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
 
     // A seeded workload of inserts, updates and deletes over the three tables, in
@@ -359,25 +329,29 @@ async fn scenario(replicas: usize) {
                 _ => format!("DELETE FROM ctl_items WHERE id = {key}"),
             });
         }
-        client
-            .batch_execute(&format!("BEGIN; {}; COMMIT;", statements.join("; ")))
-            .await
-            .unwrap();
+        run(
+            &client,
+            &p,
+            &format!("BEGIN; {}; COMMIT;", statements.join("; ")),
+        )
+        .await;
         if t % 10 == 9 {
             recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
         }
     }
 
     // The orders subsource is dropped: the source goes on without it.
-    let orders = ids.remove("public.ctl_orders").unwrap();
+    let orders = ids.remove(&format!("public.{p}orders")).unwrap();
     harness
         .controller_mut()
         .drop_sources(vec![orders])
         .await
         .unwrap();
-    client
-        .batch_execute("INSERT INTO ctl_items VALUES (4, 'e'); DELETE FROM ctl_users WHERE id = 1;")
-        .await
-        .unwrap();
+    run(
+        &client,
+        &p,
+        "INSERT INTO ctl_items VALUES (4, 'e'); DELETE FROM ctl_users WHERE id = 1;",
+    )
+    .await;
     recent_equals_upstream(&mut harness, ingestion, &client, &settings, &ids).await;
 }

@@ -29,13 +29,14 @@
 
 pub mod pgoutput;
 mod snapshot;
+pub use snapshot::select_all;
 mod stream;
 pub mod types;
 
 use std::sync::Arc;
 
 use futures::FutureExt;
-use strata_controller_api::{ConnectorConfig, ProbeFuture, RelationDesc, SourceOutput};
+use strata_controller_api::{ConnectorConfig, Datum, ProbeFuture, RelationDesc, Row, SourceOutput};
 
 use super::{
     ConnectorError, Offset, Pacing, ReaderShare, SourceConnector, SourceReader, SourceWaker,
@@ -73,6 +74,35 @@ impl Table {
             }
         }
         builder.finish()
+    }
+
+    /// The row of column values `values`, as the source maps them.
+    pub fn row(&self, values: &[pgoutput::TupleValue]) -> Result<Row, String> {
+        if values.len() != self.columns.len() {
+            return Err(format!(
+                "a row of {}.{} has {} columns, the table {}",
+                self.schema,
+                self.name,
+                values.len(),
+                self.columns.len()
+            ));
+        }
+        let mut datums = Vec::with_capacity(values.len());
+        for ((name, oid, _), value) in self.columns.iter().zip(values) {
+            let datum = match value {
+                pgoutput::TupleValue::Null => Datum::Null,
+                pgoutput::TupleValue::Unchanged => {
+                    return Err(format!("column {name} of {} was not sent", self.name));
+                }
+                pgoutput::TupleValue::Text(text) => {
+                    let scalar = types::scalar_type(*oid)
+                        .ok_or_else(|| format!("column {name} has unsupported type oid {oid}"))?;
+                    types::datum(scalar, text).map_err(|e| format!("column {name}: {e}"))?
+                }
+            };
+            datums.push(datum);
+        }
+        Ok(Row::pack(&datums))
     }
 
     /// The quoted `schema.table`, for SQL.
@@ -298,8 +328,9 @@ fn block_on_own_thread<R: Send + 'static>(
         .map_err(|_| upstream("the describe thread panicked"))?
 }
 
-/// Connects a SQL session with the pinned session settings.
-async fn sql_client(url: &str) -> Result<tokio_postgres::Client, ConnectorError> {
+/// Connects a SQL session with the pinned session settings (`types::SESSION_OPTIONS`),
+/// as the source's own sessions are. Call it within a tokio runtime.
+pub async fn sql_client(url: &str) -> Result<tokio_postgres::Client, ConnectorError> {
     let mut config: tokio_postgres::Config = url.parse().map_err(invalid)?;
     config.options(types::SESSION_OPTIONS);
     // Describing runs while the replica plans a command: an unreachable server must

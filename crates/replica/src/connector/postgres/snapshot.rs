@@ -5,8 +5,9 @@ use bytes::Bytes;
 use pgwire_replication::Lsn;
 
 use super::pgoutput::TupleValue;
-use super::stream::update;
 use super::{Table, quote, upstream};
+use strata_controller_api::Row;
+
 use crate::connector::{ConnectorError, Offset, SourceUpdate};
 
 /// The consistent point and the exported snapshot's name that `CREATE_REPLICATION_SLOT`
@@ -51,19 +52,41 @@ async fn read_tables<'a>(
 ) -> Result<Vec<SourceUpdate>, ConnectorError> {
     let mut updates = Vec::new();
     for table in tables {
-        let columns: Vec<String> = table.columns.iter().map(|(c, _, _)| quote(c)).collect();
-        let query = format!("SELECT {} FROM {}", columns.join(", "), table.quoted());
-        for message in sql.simple_query(&query).await.map_err(upstream)? {
-            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-                let values: Vec<TupleValue> = (0..table.columns.len())
-                    .map(|i| match row.get(i) {
-                        Some(text) => TupleValue::Text(text.to_owned()),
-                        None => TupleValue::Null,
-                    })
-                    .collect();
-                updates.push(update(table, offset, &values, 1).map_err(upstream)?);
-            }
-        }
+        updates.extend(
+            select_all(sql, table)
+                .await?
+                .into_iter()
+                .map(|row| SourceUpdate {
+                    offset,
+                    output: table.output(),
+                    row,
+                    diff: 1,
+                }),
+        );
     }
     Ok(updates)
+}
+
+/// Every row of `table` (one copy per row, as `SELECT *` counts them), mapped as the
+/// source maps values, in the session's current transaction. Tests compare a
+/// subsource with it.
+pub async fn select_all(
+    sql: &tokio_postgres::Client,
+    table: &Table,
+) -> Result<Vec<Row>, ConnectorError> {
+    let columns: Vec<String> = table.columns.iter().map(|(c, _, _)| quote(c)).collect();
+    let query = format!("SELECT {} FROM {}", columns.join(", "), table.quoted());
+    let mut rows = Vec::new();
+    for message in sql.simple_query(&query).await.map_err(upstream)? {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            let values: Vec<TupleValue> = (0..table.columns.len())
+                .map(|i| match row.get(i) {
+                    Some(text) => TupleValue::Text(text.to_owned()),
+                    None => TupleValue::Null,
+                })
+                .collect();
+            rows.push(table.row(&values).map_err(upstream)?);
+        }
+    }
+    Ok(rows)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
-use strata_controller_api::{Datum, Row, SourceOutput};
+use strata_controller_api::SourceOutput;
 
 use super::pgoutput::{self, Message, TupleValue};
 use super::snapshot::{read_in_snapshot, slot_created};
@@ -701,40 +701,16 @@ impl Stream {
 
 /// The update of a row of `table` with column values `values`. The offset is set when
 /// the transaction commits.
-pub(super) fn update(
+fn update(
     table: &Table,
     offset: Offset,
     values: &[TupleValue],
     diff: i64,
 ) -> Result<SourceUpdate, String> {
-    if values.len() != table.columns.len() {
-        return Err(format!(
-            "a row of {}.{} has {} columns, the table {}",
-            table.schema,
-            table.name,
-            values.len(),
-            table.columns.len()
-        ));
-    }
-    let mut datums = Vec::with_capacity(values.len());
-    for ((name, oid, _), value) in table.columns.iter().zip(values) {
-        let datum = match value {
-            TupleValue::Null => Datum::Null,
-            TupleValue::Unchanged => {
-                return Err(format!("column {name} of {} was not sent", table.name));
-            }
-            TupleValue::Text(text) => {
-                let scalar = types::scalar_type(*oid)
-                    .ok_or_else(|| format!("column {name} has unsupported type oid {oid}"))?;
-                types::datum(scalar, text).map_err(|e| format!("column {name}: {e}"))?
-            }
-        };
-        datums.push(datum);
-    }
     Ok(SourceUpdate {
         offset,
         output: table.output(),
-        row: Row::pack(&datums),
+        row: table.row(values)?,
         diff,
     })
 }
