@@ -77,12 +77,16 @@ fn history(
 /// Waits until the replica reports an upper beyond 0 for `id`.
 async fn upper_advances(connection: &mut ReplicaConnection<Timestamp>, id: GlobalId) -> u64 {
     while let Some(response) = connection.responses.recv().await {
-        if let ReplicaResponse::FrontierUpper { id: got, upper } = response
-            && got == id
-            && let Some(t) = upper.elements().first()
-            && t.as_millis() > 0
-        {
-            return t.as_millis();
+        let ReplicaResponse::FrontierUppers(uppers) = response else {
+            continue;
+        };
+        for (got, upper) in uppers {
+            if got == id
+                && let Some(t) = upper.elements().first()
+                && t.as_millis() > 0
+            {
+                return t.as_millis();
+            }
         }
     }
     panic!("the connection closed before the upper of {id} advanced");

@@ -7,7 +7,7 @@
 //! collection (`baseline`: no propagation, validation or effects).
 //!
 //! End-to-end comparisons (measured here, reported through `strata-bench-support`):
-//! - 1M `FrontierUpper` responses over 10k ingestion collections from a stand-in
+//! - 1M upper reports (`FrontierUppers`) over 10k ingestion collections from a stand-in
 //!   replica through the instance and `process`, against the same uppers applied to
 //!   bare `MutableAntichain`s (`controller_responses`);
 //! - the I/O comparisons of `controller_io`;

@@ -39,10 +39,10 @@ impl ReplicaHandler<Timestamp> for Recorder {
         responses: ResponseSender<Timestamp>,
     ) {
         self.hellos.lock().unwrap().push(hello.epoch);
-        let _ = responses.send(ReplicaResponse::FrontierUpper {
-            id: self.report,
-            upper: Antichain::from_elem(t(7)),
-        });
+        let _ = responses.send(ReplicaResponse::FrontierUppers(vec![(
+            self.report,
+            Antichain::from_elem(t(7)),
+        )]));
         while let Some(command) = commands.recv().await {
             self.commands.lock().unwrap().push(command);
         }

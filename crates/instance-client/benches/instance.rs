@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use strata_bench_support::{Metric, Mode, best_of, report};
+use strata_bench_support::{Metric, Mode, best_of, median, report};
 use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, ReplicaId, Timestamp};
 use strata_instance_client::{
@@ -34,6 +34,9 @@ use tokio::sync::mpsc;
 const WINDOW: u64 = 256;
 /// Measurement rounds per side; the fastest counts.
 const ROUNDS: usize = 3;
+/// Local round trips take milliseconds each, and the bare echo's time swings with
+/// where the tokio scheduler puts its task: more rounds, and the median counts.
+const LOCAL_ROUNDS: usize = 9;
 
 mod instance_micro;
 
@@ -41,7 +44,7 @@ fn frontier(t: u64) -> Antichain<Timestamp> {
     Antichain::from_elem(Timestamp::new(t))
 }
 
-/// Answers each `AllowCompaction(id, t)` with `FrontierUpper(id, t + 1)`.
+/// Answers each `AllowCompaction(id, t)` with `FrontierUppers([(id, t + 1)])`.
 struct Echo;
 
 #[async_trait]
@@ -55,10 +58,8 @@ impl ReplicaHandler<Timestamp> for Echo {
         while let Some(command) = commands.recv().await {
             if let StorageCommand::AllowCompaction { id, frontier } = command {
                 let t = frontier.as_option().map_or(0, |t| t.as_millis() + 1);
-                let _ = responses.send(ReplicaResponse::FrontierUpper {
-                    id,
-                    upper: self::frontier(t),
-                });
+                let upper = self::frontier(t);
+                let _ = responses.send(ReplicaResponse::FrontierUppers(vec![(id, upper)]));
             }
         }
     }
@@ -95,8 +96,8 @@ async fn instance_round_trips(connector: Arc<dyn ReplicaConnector<Timestamp>>, n
 
 async fn wait_for_upper(instance: &mut Instance<Timestamp>, t: u64) {
     loop {
-        if let InstanceResponse::FrontierUpper { upper, .. } = instance.recv().await
-            && upper == frontier(t)
+        if let InstanceResponse::FrontierUppers(uppers) = instance.recv().await
+            && uppers.iter().any(|(_, upper)| *upper == frontier(t))
         {
             return;
         }
@@ -110,10 +111,8 @@ async fn bare_channel_round_trips(n: u64) -> Duration {
     tokio::spawn(async move {
         while let Some(StorageCommand::AllowCompaction { id, frontier }) = cmd_rx.recv().await {
             let t = frontier.as_option().map_or(0, |t| t.as_millis() + 1);
-            let _ = resp_tx.send(ReplicaResponse::FrontierUpper {
-                id,
-                upper: self::frontier(t),
-            });
+            let upper = self::frontier(t);
+            let _ = resp_tx.send(ReplicaResponse::FrontierUppers(vec![(id, upper)]));
         }
     });
     let id = GlobalId::User(1);
@@ -129,8 +128,8 @@ async fn bare_channel_round_trips(n: u64) -> Duration {
                 })
                 .unwrap();
         }
-        while let Some(ReplicaResponse::FrontierUpper { upper, .. }) = resp_rx.recv().await {
-            if upper == frontier(end) {
+        while let Some(ReplicaResponse::FrontierUppers(uppers)) = resp_rx.recv().await {
+            if uppers.iter().any(|(_, upper)| *upper == frontier(end)) {
                 break;
             }
         }
@@ -313,17 +312,19 @@ fn main() {
         .unwrap();
     let per = |d: Duration| d.as_nanos() as f64 / round_trips as f64;
 
-    eprintln!("instance bench: local round trips");
-    let local = best_of(ROUNDS, || {
-        runtime.block_on(instance_round_trips(
-            strata_instance_client::LocalConnector::new(Arc::new(Echo)),
-            round_trips,
-        ))
-    });
-    eprintln!("instance bench: bare channel round trips");
-    let bare = best_of(ROUNDS, || {
-        runtime.block_on(bare_channel_round_trips(round_trips))
-    });
+    // Interleaved, so that a slow spell of the machine hits both sides alike; the
+    // median of each side counts (the fastest bare round is an outlier of the
+    // scheduler's placement more often than the instance's).
+    eprintln!("instance bench: local and bare channel round trips");
+    let (mut local, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..LOCAL_ROUNDS {
+        let connector = strata_instance_client::LocalConnector::new(Arc::new(Echo));
+        local.push(per(
+            runtime.block_on(instance_round_trips(connector, round_trips))
+        ));
+        bare.push(per(runtime.block_on(bare_channel_round_trips(round_trips))));
+    }
+    let (local, bare) = (median(local), median(bare));
     #[cfg(feature = "grpc")]
     let grpc = {
         eprintln!("instance bench: grpc instance round trips");
@@ -337,10 +338,10 @@ fn main() {
     }
     report(&Metric::new(
         "local_instance_round_trip",
-        per(local),
+        local,
         "ns/command",
         "bare_tokio_channel_echo",
-        per(bare),
+        bare,
     ));
     #[cfg(feature = "grpc")]
     report(&Metric::new(

@@ -160,10 +160,16 @@ impl<T: StorageTimestamp> ReplicaConnector<T> for GrpcConnector {
             });
         let (command_tx, command_rx) = mpsc::unbounded_channel::<StorageCommand<T>>();
         let (response_tx, response_rx) = mpsc::unbounded_channel();
-        let outbound =
-            UnboundedReceiverStream::new(command_rx).map(|c| ProtoStorageCommand::from(&c));
+        // The command stream ends with the response stream (when the task below
+        // returns and drops `stopped`), so that the connection's command channel
+        // closes too: that is how the instance's replica task learns of the end.
+        let (stopped, stop) = tokio::sync::oneshot::channel::<()>();
+        let outbound = UnboundedReceiverStream::new(command_rx)
+            .map(|c| ProtoStorageCommand::from(&c))
+            .take_until(stop);
         let target = self.uri.clone();
         tokio::spawn(async move {
+            let _stopped = stopped;
             let mut inbound = match client.command_response_stream(Request::new(outbound)).await {
                 Ok(response) => response.into_inner(),
                 Err(status) => {

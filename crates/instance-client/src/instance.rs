@@ -4,8 +4,10 @@
 //! Commands go to every replica, except `RunSink`, which goes only to the sink host: the
 //! first replica added, and after that host is dropped, the lowest remaining id, which
 //! then receives the live sinks. (The host does not move when a lower id is added later:
-//! the protocol has no command to stop a sink on one replica only.) Each replica has a task that keeps it connected; a reconnect
-//! replays the reduced history after a fresh `Hello`.
+//! the protocol has no command to stop a sink on one replica only.) Each replica has a
+//! task that keeps it connected; a reconnect replays the reduced history after a fresh
+//! `Hello`. Once replayed, a connection is live: [`Instance::send`] writes each new
+//! command straight into it, with no task in between.
 //!
 //! Responses are merged into [`InstanceResponse`]s:
 //! - a collection's upper is the join of what replicas report, and never regresses;
@@ -18,12 +20,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
+use rustc_hash::FxHashMap;
 use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{
     Antichain, GlobalId, InstanceId, ReplicaId, SinkStatistics, SourceStatistics, Status,
     StatusUpdate, StorageError, StorageTimestamp,
 };
+use timely::PartialOrder;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -35,27 +40,21 @@ mod replica;
 #[cfg(test)]
 mod tests;
 
-use replica::{ReplicaEvent, ReplicaTask};
+use replica::{ReplicaEvent, ReplicaTask, Responses};
 
 /// What an [`Instance`] reports, merged across its replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceResponse<T> {
-    /// The instance-wide upper of a collection advanced.
-    FrontierUpper {
-        /// The collection.
-        id: GlobalId,
-        /// The new upper: the join of every replica's report.
-        upper: Antichain<T>,
-    },
-    /// One replica's upper of a collection advanced, for the replica-frontiers
+    /// The instance-wide uppers of some collections advanced: each one's new upper,
+    /// the join of every replica's reports.
+    FrontierUppers(Vec<(GlobalId, Antichain<T>)>),
+    /// One replica's uppers of some collections advanced, for the replica-frontiers
     /// introspection.
-    ReplicaFrontierUpper {
+    ReplicaFrontierUppers {
         /// The replica.
         replica: ReplicaId,
-        /// The collection.
-        id: GlobalId,
-        /// The replica's upper.
-        upper: Antichain<T>,
+        /// Each collection's upper as the replica reported it.
+        uppers: Vec<(GlobalId, Antichain<T>)>,
     },
     /// Every replica that ran the object has dropped `id`.
     DroppedId(GlobalId),
@@ -73,16 +72,41 @@ pub enum InstanceResponse<T> {
 }
 
 /// State shared between the instance and its replica tasks.
+///
+/// A replica task replays the history into a new connection and enters the
+/// connection's command sender in `live` under one lock, and the instance records and
+/// sends each command under the same lock: so every command reaches every connection
+/// exactly once, in order, either in its replay or live, without passing through the
+/// task.
 pub(crate) struct Shared<T> {
     pub(crate) history: CommandHistory<T>,
-    /// The sequence number of the last command handed to replica inboxes.
+    /// The sequence number of the last command recorded.
     pub(crate) seq: u64,
     /// The replica that runs the sinks: the lowest id.
     pub(crate) sink_host: Option<ReplicaId>,
+    /// The command senders of the replicas' current connections, once replayed.
+    pub(crate) live: BTreeMap<ReplicaId, mpsc::UnboundedSender<StorageCommand<T>>>,
 }
 
-struct ReplicaHandle<T> {
-    inbox: mpsc::UnboundedSender<(u64, StorageCommand<T>)>,
+impl<T: Clone> Shared<T> {
+    /// Sends `command` to every live connection that runs it: sinks only to the host.
+    fn send_live(&self, command: &StorageCommand<T>, observer: Option<&dyn ConnectionObserver>) {
+        for (id, connection) in &self.live {
+            if matches!(command, StorageCommand::RunSink(_)) && Some(*id) != self.sink_host {
+                continue;
+            }
+            // A closed connection is the replica task's to notice (its responses end)
+            // and to replace; the history replays this command into the next one.
+            if connection.send(command.clone()).is_ok()
+                && let Some(observer) = observer
+            {
+                observer.command_sent(*id, command.kind());
+            }
+        }
+    }
+}
+
+struct ReplicaHandle {
     task: JoinHandle<()>,
 }
 
@@ -124,17 +148,18 @@ pub struct Instance<T> {
     backoff: BackoffConfig,
     observer: Option<Arc<dyn ConnectionObserver>>,
     shared: Arc<Mutex<Shared<T>>>,
-    replicas: BTreeMap<ReplicaId, ReplicaHandle<T>>,
+    replicas: BTreeMap<ReplicaId, ReplicaHandle>,
     events_tx: mpsc::UnboundedSender<(ReplicaId, ReplicaEvent<T>)>,
     events_rx: mpsc::UnboundedReceiver<(ReplicaId, ReplicaEvent<T>)>,
     objects: BTreeMap<GlobalId, Object>,
     /// The object each collection belongs to.
-    owners: BTreeMap<GlobalId, GlobalId>,
+    owners: FxHashMap<GlobalId, GlobalId>,
     /// Per object, the replicas that ran it.
     ran_on: BTreeMap<GlobalId, BTreeSet<ReplicaId>>,
     pending_drops: BTreeMap<GlobalId, PendingDrop>,
-    uppers: BTreeMap<GlobalId, Antichain<T>>,
-    replica_uppers: BTreeMap<(ReplicaId, GlobalId), Antichain<T>>,
+    /// The responses of each replica's live connection.
+    connections: BTreeMap<ReplicaId, Responses<T>>,
+    uppers: FxHashMap<GlobalId, Uppers<T>>,
     ready: VecDeque<InstanceResponse<T>>,
 }
 
@@ -161,16 +186,17 @@ impl<T: StorageTimestamp> Instance<T> {
                 history: CommandHistory::new(),
                 seq: 0,
                 sink_host: None,
+                live: BTreeMap::new(),
             })),
             replicas: BTreeMap::new(),
             events_tx,
             events_rx,
             objects: BTreeMap::new(),
-            owners: BTreeMap::new(),
+            owners: FxHashMap::default(),
             ran_on: BTreeMap::new(),
             pending_drops: BTreeMap::new(),
-            uppers: BTreeMap::new(),
-            replica_uppers: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            uppers: FxHashMap::default(),
             ready: VecDeque::new(),
         }
     }
@@ -200,7 +226,7 @@ impl<T: StorageTimestamp> Instance<T> {
 
     /// The instance-wide upper of a collection, once a replica reported one.
     pub fn upper(&self, id: GlobalId) -> Option<&Antichain<T>> {
-        self.uppers.get(&id)
+        self.uppers.get(&id).map(|u| &u.merged)
     }
 
     /// The number of commands in the history.
@@ -228,7 +254,6 @@ impl<T: StorageTimestamp> Instance<T> {
                 replica,
             });
         }
-        let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
         let new_host = self.sink_host().unwrap_or(replica);
         {
             let mut shared = self.lock();
@@ -240,19 +265,12 @@ impl<T: StorageTimestamp> Instance<T> {
             epoch: self.epoch,
             connector,
             shared: Arc::clone(&self.shared),
-            inbox: inbox_rx,
             events: self.events_tx.clone(),
             backoff: self.backoff,
             observer: self.observer.clone(),
         };
         let task = tokio::spawn(task.run());
-        self.replicas.insert(
-            replica,
-            ReplicaHandle {
-                inbox: inbox_tx,
-                task,
-            },
-        );
+        self.replicas.insert(replica, ReplicaHandle { task });
         for (id, object) in &self.objects {
             if matches!(object, Object::Ingestion { .. }) || new_host == replica {
                 self.ran_on.entry(*id).or_default().insert(replica);
@@ -272,15 +290,24 @@ impl<T: StorageTimestamp> Instance<T> {
                 replica,
             })?;
         handle.task.abort();
-        let hosted = self.sink_host() == Some(replica);
-        if hosted {
-            self.lock().sink_host = self.replicas.keys().next().copied();
-        }
+        self.connections.remove(&replica);
+        let hosted = {
+            let mut shared = self.lock();
+            // Its connection closes with the last sender.
+            shared.live.remove(&replica);
+            let hosted = shared.sink_host == Some(replica);
+            if hosted {
+                shared.sink_host = self.replicas.keys().next().copied();
+            }
+            hosted
+        };
         let new_host = self.sink_host();
         for replicas in self.ran_on.values_mut() {
             replicas.remove(&replica);
         }
-        self.replica_uppers.retain(|(r, _), _| *r != replica);
+        for uppers in self.uppers.values_mut() {
+            uppers.replicas.retain(|(r, _)| *r != replica);
+        }
         self.forget_replica_in_drops(replica, u64::MAX);
         if hosted && new_host.is_some() {
             self.move_sinks_from(Some(replica));
@@ -297,44 +324,40 @@ impl<T: StorageTimestamp> Instance<T> {
     /// Sends the live sinks to the current sink host, after the previous host left.
     fn move_sinks_from(&mut self, previous: Option<ReplicaId>) {
         let Some(host) = self.sink_host() else { return };
-        let mut shared = self.lock();
+        let mut shared = match self.shared.lock() {
+            Ok(shared) => shared,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         shared.history.reduce();
         shared.seq += 1;
-        let seq = shared.seq;
         let sinks: Vec<StorageCommand<T>> = shared
             .history
             .iter()
             .filter(|c| matches!(c, StorageCommand::RunSink(_)))
             .cloned()
             .collect();
-        drop(shared);
         tracing::info!(instance = %self.id, ?previous, %host, sinks = sinks.len(), "moving sinks");
-        for command in sinks {
-            if let StorageCommand::RunSink(run) = &command {
+        for command in &sinks {
+            if let StorageCommand::RunSink(run) = command {
                 self.ran_on.entry(run.id).or_default().insert(host);
             }
-            if let Some(handle) = self.replicas.get(&host) {
-                let _ = handle.inbox.send((seq, command));
-            }
+            // Only the host runs sinks, and it may not be connected: then its replay
+            // carries them.
+            shared.send_live(command, self.observer.as_deref());
         }
     }
 
     /// Records `command` in the history and sends it to the replicas that run it.
     pub fn send(&mut self, command: StorageCommand<T>) {
-        let host = self.sink_host();
-        let seq = {
-            let mut shared = self.lock();
+        let (seq, host) = {
+            let mut shared = match self.shared.lock() {
+                Ok(shared) => shared,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            shared.send_live(&command, self.observer.as_deref());
             shared.history.push(command.clone());
             shared.seq += 1;
-            let seq = shared.seq;
-            for (id, handle) in &self.replicas {
-                if matches!(command, StorageCommand::RunSink(_)) && Some(*id) != host {
-                    continue;
-                }
-                // A closed inbox means the task is gone; drop_replica cleans up.
-                let _ = handle.inbox.send((seq, command.clone()));
-            }
-            seq
+            (shared.seq, shared.sink_host)
         };
         self.track(command, seq, host);
     }
@@ -437,7 +460,6 @@ impl<T: StorageTimestamp> Instance<T> {
         for id in done {
             self.pending_drops.remove(&id);
             self.uppers.remove(&id);
-            self.replica_uppers.retain(|(_, c), _| *c != id);
             self.ready.push_back(InstanceResponse::DroppedId(id));
         }
     }
@@ -489,9 +511,32 @@ impl<T: StorageTimestamp> Instance<T> {
             if let Some(response) = self.ready.pop_front() {
                 return response;
             }
-            // The instance holds a sender, so the channel never closes.
-            if let Some((replica, event)) = self.events_rx.recv().await {
-                self.absorb(replica, event);
+            let Instance {
+                events_rx,
+                connections,
+                ..
+            } = self;
+            // The instance holds an events sender, so that channel never closes.
+            let next = std::future::poll_fn(|cx| {
+                if let Poll::Ready(Some(event)) = events_rx.poll_recv(cx) {
+                    return Poll::Ready(Err(event));
+                }
+                for (replica, responses) in connections.iter_mut() {
+                    if let Poll::Ready(response) = responses.rx.poll_recv(cx) {
+                        if response.is_some() {
+                            responses.delivered();
+                        }
+                        return Poll::Ready(Ok((*replica, response)));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match next {
+                Err((replica, event)) => self.absorb(replica, event),
+                Ok(read) => {
+                    self.absorb_next(Some(read));
+                }
             }
         }
     }
@@ -499,10 +544,13 @@ impl<T: StorageTimestamp> Instance<T> {
     /// The next merged response if one is ready now.
     pub fn try_recv(&mut self) -> Option<InstanceResponse<T>> {
         while self.ready.is_empty() {
-            let Ok((replica, event)) = self.events_rx.try_recv() else {
+            // Events first: a connection's responses are read only once its
+            // `Connected` is absorbed, and a `Disconnected` reads the rest of them.
+            if let Ok((replica, event)) = self.events_rx.try_recv() {
+                self.absorb(replica, event);
+            } else if !self.try_read() {
                 break;
-            };
-            self.absorb(replica, event);
+            }
         }
         self.ready.pop_front()
     }
@@ -513,44 +561,123 @@ impl<T: StorageTimestamp> Instance<T> {
             return;
         }
         match event {
-            ReplicaEvent::Connected { seq } => {
+            ReplicaEvent::Connected { seq, responses } => {
                 tracing::info!(instance = %self.id, %replica, "replica connected");
+                self.close_responses(replica);
+                self.connections.insert(replica, responses);
                 self.forget_replica_in_drops(replica, seq);
             }
             ReplicaEvent::Disconnected => {
                 tracing::info!(instance = %self.id, %replica, "replica disconnected");
+                self.close_responses(replica);
             }
-            ReplicaEvent::Response(response) => self.absorb_response(replica, response),
+        }
+    }
+
+    /// Reads what is left of `replica`'s current connection's responses, and lets go of
+    /// them.
+    fn close_responses(&mut self, replica: ReplicaId) {
+        if let Some(mut responses) = self.connections.remove(&replica) {
+            while let Ok(response) = responses.rx.try_recv() {
+                responses.delivered();
+                self.absorb_read(replica, response);
+            }
+        }
+    }
+
+    /// Folds one response read from `replica`'s connection into the merged state.
+    fn absorb_read(&mut self, replica: ReplicaId, response: ReplicaResponse<T>) {
+        if let Some(observer) = &self.observer {
+            observer.response_received(replica, response.kind());
+        }
+        self.absorb_response(replica, response);
+    }
+
+    /// Reads one response a live connection already holds, if any; a connection whose
+    /// responses ended is let go of (its task then reconnects). False if there was
+    /// nothing to do.
+    fn try_read(&mut self) -> bool {
+        let mut read = None;
+        for (replica, responses) in &mut self.connections {
+            match responses.rx.try_recv() {
+                Ok(response) => {
+                    responses.delivered();
+                    read = Some((*replica, Some(response)));
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    read = Some((*replica, None));
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+        }
+        self.absorb_next(read)
+    }
+
+    /// Absorbs what [`Self::try_read`] or [`Self::recv`] read: a response, or the end
+    /// of a connection's responses.
+    fn absorb_next(&mut self, read: Option<(ReplicaId, Option<ReplicaResponse<T>>)>) -> bool {
+        match read {
+            None => false,
+            Some((replica, None)) => {
+                self.connections.remove(&replica);
+                true
+            }
+            Some((replica, Some(response))) => {
+                self.absorb_read(replica, response);
+                true
+            }
+        }
+    }
+
+    /// Folds one replica's reported uppers into its own and the instance-wide ones, and
+    /// queues what advanced.
+    fn absorb_uppers(&mut self, replica: ReplicaId, reported: Vec<(GlobalId, Antichain<T>)>) {
+        let mut merged = Vec::new();
+        let mut replica_uppers = Vec::new();
+        for (id, upper) in reported {
+            // An id whose drop is final (or that never ran here) has no upper to track:
+            // a late report must not bring it back.
+            if !self.owners.contains_key(&id) && !self.pending_drops.contains_key(&id) {
+                continue;
+            }
+            let uppers = self.uppers.entry(id).or_insert_with(|| Uppers {
+                merged: Antichain::from_elem(T::minimum()),
+                replicas: Vec::new(),
+            });
+            match uppers.replicas.iter_mut().find(|(r, _)| *r == replica) {
+                Some((_, own)) => {
+                    if advance_to(own, &upper) {
+                        replica_uppers.push((id, own.clone()));
+                    }
+                }
+                None => {
+                    uppers.replicas.push((replica, upper.clone()));
+                    replica_uppers.push((id, upper.clone()));
+                }
+            }
+            if advance_to(&mut uppers.merged, &upper) {
+                merged.push((id, uppers.merged.clone()));
+            }
+        }
+        if !replica_uppers.is_empty() {
+            self.ready
+                .push_back(InstanceResponse::ReplicaFrontierUppers {
+                    replica,
+                    uppers: replica_uppers,
+                });
+        }
+        if !merged.is_empty() {
+            self.ready
+                .push_back(InstanceResponse::FrontierUppers(merged));
         }
     }
 
     fn absorb_response(&mut self, replica: ReplicaId, response: ReplicaResponse<T>) {
         match response {
-            ReplicaResponse::FrontierUpper { id, upper } => {
-                // An id whose drop is final (or that never ran here) has no upper to
-                // track: a late report must not bring it back.
-                if !self.owners.contains_key(&id) && !self.pending_drops.contains_key(&id) {
-                    return;
-                }
-                let previous = self.replica_uppers.get(&(replica, id));
-                let replica_upper = previous.map_or(upper.clone(), |p| join_frontiers(p, &upper));
-                if previous != Some(&replica_upper) {
-                    self.replica_uppers
-                        .insert((replica, id), replica_upper.clone());
-                    self.ready
-                        .push_back(InstanceResponse::ReplicaFrontierUpper {
-                            replica,
-                            id,
-                            upper: replica_upper,
-                        });
-                }
-                let current = self.uppers.get(&id);
-                let merged = current.map_or(upper.clone(), |c| join_frontiers(c, &upper));
-                if current != Some(&merged) {
-                    self.uppers.insert(id, merged.clone());
-                    self.ready
-                        .push_back(InstanceResponse::FrontierUpper { id, upper: merged });
-                }
+            ReplicaResponse::FrontierUppers(reported) => {
+                self.absorb_uppers(replica, reported);
             }
             ReplicaResponse::DroppedId(id) => {
                 if let Some(pending) = self.pending_drops.get_mut(&id) {
@@ -571,6 +698,28 @@ impl<T: StorageTimestamp> Instance<T> {
             }
         }
     }
+}
+
+/// What the instance knows of one collection's upper.
+#[derive(Debug)]
+struct Uppers<T> {
+    /// The join of every replica's reports (the minimum before any report).
+    merged: Antichain<T>,
+    /// Each reporting replica's own upper; instances have few replicas.
+    replicas: Vec<(ReplicaId, Antichain<T>)>,
+}
+
+/// Moves `current` to its join with `upper`; false if that leaves it where it was.
+fn advance_to<T: StorageTimestamp>(current: &mut Antichain<T>, upper: &Antichain<T>) -> bool {
+    if PartialOrder::less_equal(upper, &*current) {
+        return false;
+    }
+    if PartialOrder::less_equal(&*current, upper) {
+        current.clone_from(upper);
+    } else {
+        *current = join_frontiers(current, upper);
+    }
+    true
 }
 
 impl<T> Drop for Instance<T> {

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::transport::{
-    EpochFence, ReplicaConnection, ReplicaConnector, ReplicaHandler, TransportError,
-    serve_connection,
+    EpochFence, Inbound, ReplicaConnection, ReplicaConnector, ReplicaHandler, TransportError,
+    serve_inbound,
 };
 
 /// Connects to a [`ReplicaHandler`] in the same process. Every connection runs the
@@ -74,27 +74,15 @@ impl<T: Send + 'static> ReplicaConnector<T> for LocalConnector<T> {
                 source: Arc::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
             });
         }
-        let (command_tx, mut command_rx) = mpsc::unbounded_channel();
-        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        let (command_tx, command_rx) = mpsc::unbounded_channel();
         let (response_tx, response_rx) = mpsc::unbounded_channel();
         let handler = Arc::clone(&self.handler);
         let fence = Arc::clone(&self.fence);
+        // The handler reads the controller's channel itself: no task in between.
         let task = tokio::spawn(async move {
-            let pump = async move {
-                while let Some(command) = command_rx.recv().await {
-                    if inbound_tx.send(Ok(command)).is_err() {
-                        break;
-                    }
-                }
-            };
-            let serve = serve_connection(handler, fence, inbound_rx, response_tx);
-            tokio::select! {
-                result = serve => {
-                    if let Err(e) = result {
-                        tracing::info!(error = %e, "local replica connection closed");
-                    }
-                }
-                () = pump => {}
+            let serve = serve_inbound(handler, fence, Inbound::Local(command_rx), response_tx);
+            if let Err(e) = serve.await {
+                tracing::info!(error = %e, "local replica connection closed");
             }
         });
         if let Ok(mut tasks) = self.tasks.lock() {

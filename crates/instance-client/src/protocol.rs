@@ -156,13 +156,9 @@ pub struct RunSinkCommand<T> {
 /// A response from a replica to the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicaResponse<T> {
-    /// The replica's write frontier of a collection advanced.
-    FrontierUpper {
-        /// The collection.
-        id: GlobalId,
-        /// The new upper.
-        upper: Antichain<T>,
-    },
+    /// The replica's write frontiers of some collections advanced: each collection's
+    /// new upper. A replica reports every upper one step advanced in one response.
+    FrontierUppers(Vec<(GlobalId, Antichain<T>)>),
     /// The replica dropped every resource of an object compacted to `[]`.
     DroppedId(GlobalId),
     /// Current statistics values (not deltas) of sources and sinks.
@@ -181,7 +177,7 @@ impl<T> ReplicaResponse<T> {
     /// A short name of the variant, for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            ReplicaResponse::FrontierUpper { .. } => "frontier-upper",
+            ReplicaResponse::FrontierUppers(_) => "frontier-uppers",
             ReplicaResponse::DroppedId(_) => "dropped-id",
             ReplicaResponse::StatisticsUpdates { .. } => "statistics-updates",
             ReplicaResponse::StatusUpdate(_) => "status-update",

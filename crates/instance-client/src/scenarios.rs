@@ -71,10 +71,7 @@ pub(crate) async fn upper_merging(factory: Factory, n: u64) {
     let (mut instance, fakes) = setup(&factory, n, 1).await;
     instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[])));
     wait_for_commands(&fakes, 2).await;
-    let upper = |t| ReplicaResponse::FrontierUpper {
-        id: GlobalId::User(1),
-        upper: frontier(Some(t)),
-    };
+    let upper = |t| ReplicaResponse::FrontierUppers(vec![(GlobalId::User(1), frontier(Some(t)))]);
     let mut expected = 0;
     for (i, fake) in fakes.iter().enumerate() {
         // Replica i reports 10 + 5i, then a regressed 3, then a marker.
@@ -88,10 +85,11 @@ pub(crate) async fn upper_merging(factory: Factory, n: u64) {
         .await;
         let merged: Vec<_> = seen
             .iter()
-            .filter_map(|r| match r {
-                InstanceResponse::FrontierUpper { upper, .. } => Some(upper.clone()),
-                _ => None,
+            .flat_map(|r| match r {
+                InstanceResponse::FrontierUppers(uppers) => uppers.clone(),
+                _ => Vec::new(),
             })
+            .map(|(_, upper)| upper)
             .collect();
         assert_eq!(merged, vec![frontier(Some(t))], "replica {i}");
         expected = t;
@@ -107,9 +105,57 @@ pub(crate) async fn upper_merging(factory: Factory, n: u64) {
     assert!(
         !seen
             .iter()
-            .any(|r| matches!(r, InstanceResponse::FrontierUpper { .. })),
+            .any(|r| matches!(r, InstanceResponse::FrontierUppers(_))),
         "{seen:?}"
     );
+}
+
+/// One `FrontierUppers` report moves several collections at once: the instance answers
+/// with one batch of what advanced, leaving out ids it does not run and reports that
+/// do not advance.
+pub(crate) async fn batched_uppers(factory: Factory) {
+    let (mut instance, fakes) = setup(&factory, 1, 1).await;
+    instance.send(StorageCommand::RunIngestion(ingestion(1, 2, &[3])));
+    wait_for_commands(&fakes, 2).await;
+    let report = |uppers: &[(u64, u64)]| {
+        let uppers = uppers
+            .iter()
+            .map(|(id, t)| (GlobalId::User(*id), frontier(Some(*t))))
+            .collect();
+        ReplicaResponse::FrontierUppers(uppers)
+    };
+    let expect = |uppers: &[(u64, u64)]| -> Vec<_> {
+        uppers
+            .iter()
+            .map(|(id, t)| (GlobalId::User(*id), frontier(Some(*t))))
+            .collect()
+    };
+    // Id 9 is not run here.
+    assert!(fakes[0].respond(report(&[(1, 5), (2, 6), (9, 4), (3, 7)])));
+    assert!(fakes[0].respond(marker(1)));
+    let seen = recv_until(&mut instance, |r| is_marker(r, 1, ReplicaId(1))).await;
+    let first = expect(&[(1, 5), (2, 6), (3, 7)]);
+    assert!(
+        seen.contains(&InstanceResponse::FrontierUppers(first.clone())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&InstanceResponse::ReplicaFrontierUppers {
+            replica: ReplicaId(1),
+            uppers: first,
+        }),
+        "{seen:?}"
+    );
+    // Id 1 regresses and id 3 repeats: only id 2 advanced.
+    assert!(fakes[0].respond(report(&[(1, 2), (2, 8), (3, 7)])));
+    assert!(fakes[0].respond(marker(2)));
+    let seen = recv_until(&mut instance, |r| is_marker(r, 2, ReplicaId(1))).await;
+    assert!(
+        seen.contains(&InstanceResponse::FrontierUppers(expect(&[(2, 8)]))),
+        "{seen:?}"
+    );
+    assert_eq!(instance.upper(GlobalId::User(1)), Some(&frontier(Some(5))));
+    assert_eq!(instance.upper(GlobalId::User(9)), None);
 }
 
 /// DroppedId is final only once every replica that ran the object confirmed.
@@ -281,7 +327,7 @@ pub(crate) async fn responses_are_tagged(factory: Factory) {
     }));
 }
 
-/// A `FrontierUpper` that arrives after an id's drop is final does not bring the id
+/// A `FrontierUppers` report that arrives after an id's drop is final does not bring the id
 /// back: no upper is tracked or emitted for it.
 pub(crate) async fn late_upper_after_drop(factory: Factory) {
     let (mut instance, fakes) = setup(&factory, 1, 1).await;
@@ -295,16 +341,16 @@ pub(crate) async fn late_upper_after_drop(factory: Factory) {
         dropped == 3
     })
     .await;
-    assert!(fakes[0].respond(ReplicaResponse::FrontierUpper {
-        id: GlobalId::User(3),
-        upper: frontier(Some(7)),
-    }));
+    assert!(fakes[0].respond(ReplicaResponse::FrontierUppers(vec![(
+        GlobalId::User(3),
+        frontier(Some(7))
+    )])));
     assert!(fakes[0].respond(marker(5)));
     let seen = recv_until(&mut instance, |r| is_marker(r, 5, ReplicaId(1))).await;
     assert!(
         !seen.iter().any(|r| matches!(
             r,
-            InstanceResponse::FrontierUpper { .. } | InstanceResponse::ReplicaFrontierUpper { .. }
+            InstanceResponse::FrontierUppers(_) | InstanceResponse::ReplicaFrontierUppers { .. }
         )),
         "{seen:?}"
     );

@@ -527,8 +527,8 @@ pub fn arb_response() -> impl Strategy<Value = ReplicaResponse<Timestamp>> {
         (id, statistics)
     });
     prop_oneof![
-        (arb_global_id(), arb_frontier())
-            .prop_map(|(id, upper)| ReplicaResponse::FrontierUpper { id, upper }),
+        proptest::collection::vec((arb_global_id(), arb_frontier()), 0..4)
+            .prop_map(ReplicaResponse::FrontierUppers),
         arb_global_id().prop_map(ReplicaResponse::DroppedId),
         (
             proptest::collection::vec(source, 0..3),

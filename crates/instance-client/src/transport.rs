@@ -88,6 +88,9 @@ pub struct ReplicaConnection<T> {
 ///   the controller in the order the replica sends them.
 /// - When either side goes away, `commands` starts failing and `responses` ends. A
 ///   transport never panics on what the peer sends; it closes the connection instead.
+///   (The instance notices a lost connection by `commands` closing, or by reading the
+///   end of `responses`: the receiving side of `commands` must not outlive the
+///   connection.)
 #[async_trait]
 pub trait ReplicaConnector<T>: Send + Sync + 'static {
     /// Opens a connection. The caller sends `Hello` first.
@@ -178,13 +181,44 @@ impl EpochFence {
 /// fence and not passed on.
 #[derive(Debug)]
 pub struct CommandReceiver<T> {
-    inner: mpsc::UnboundedReceiver<Result<StorageCommand<T>, TransportError>>,
+    inner: Inbound<T>,
     fence: Arc<EpochFence>,
     epoch: u64,
     error: Option<TransportError>,
     /// Why the stream ended, shared with [`serve_connection`], which outlives the
     /// receiver it hands to the handler.
     ended: Arc<std::sync::Mutex<Option<TransportError>>>,
+}
+
+/// Where a connection's commands come from: a transport that decodes (and may fail),
+/// or the in-process channel the controller writes into.
+#[derive(Debug)]
+pub(crate) enum Inbound<T> {
+    Decoded(mpsc::UnboundedReceiver<Result<StorageCommand<T>, TransportError>>),
+    Local(mpsc::UnboundedReceiver<StorageCommand<T>>),
+}
+
+impl<T> Inbound<T> {
+    async fn recv(&mut self) -> Option<Result<StorageCommand<T>, TransportError>> {
+        match self {
+            Inbound::Decoded(rx) => rx.recv().await,
+            Inbound::Local(rx) => rx.recv().await.map(Ok),
+        }
+    }
+
+    /// The next command if one is queued; `Err(())` if none is yet.
+    fn try_recv(&mut self) -> Result<Option<Result<StorageCommand<T>, TransportError>>, ()> {
+        use mpsc::error::TryRecvError;
+        let next = match self {
+            Inbound::Decoded(rx) => rx.try_recv(),
+            Inbound::Local(rx) => rx.try_recv().map(Ok),
+        };
+        match next {
+            Ok(next) => Ok(Some(next)),
+            Err(TryRecvError::Disconnected) => Ok(None),
+            Err(TryRecvError::Empty) => Err(()),
+        }
+    }
 }
 
 impl<T> CommandReceiver<T> {
@@ -194,6 +228,10 @@ impl<T> CommandReceiver<T> {
         fence: Arc<EpochFence>,
         epoch: u64,
     ) -> Self {
+        Self::of(Inbound::Decoded(inner), fence, epoch)
+    }
+
+    fn of(inner: Inbound<T>, fence: Arc<EpochFence>, epoch: u64) -> Self {
         CommandReceiver {
             inner,
             fence,
@@ -218,20 +256,30 @@ impl<T> CommandReceiver<T> {
             if self.error.is_some() {
                 return None;
             }
-            // Registered before the check, so a raise between the two is not missed.
-            let fence = Arc::clone(&self.fence);
-            let raised = fence.raised.notified();
-            tokio::pin!(raised);
-            raised.as_mut().enable();
             if !self.fence.is_current(self.epoch) {
                 let current = self.fence.highest();
                 let epoch = self.epoch;
                 return self.end(TransportError::Fenced { epoch, current });
             }
-            let next = tokio::select! {
-                biased;
-                next = self.inner.recv() => next,
-                () = raised => continue,
+            // A command already queued needs no wait, so no wake-up by the fence either.
+            let next = match self.inner.try_recv() {
+                Ok(next) => next,
+                Err(()) => {
+                    // Registered before the check, so a raise between the two is not
+                    // missed.
+                    let fence = Arc::clone(&self.fence);
+                    let raised = fence.raised.notified();
+                    tokio::pin!(raised);
+                    raised.as_mut().enable();
+                    if !self.fence.is_current(self.epoch) {
+                        continue;
+                    }
+                    tokio::select! {
+                        biased;
+                        next = self.inner.recv() => next,
+                        () = raised => continue,
+                    }
+                }
             };
             match next {
                 None => return self.end(TransportError::Closed),
@@ -272,7 +320,17 @@ impl<T> CommandReceiver<T> {
 pub async fn serve_connection<T: Send + 'static>(
     handler: Arc<dyn ReplicaHandler<T>>,
     fence: Arc<EpochFence>,
-    mut inbound: mpsc::UnboundedReceiver<Result<StorageCommand<T>, TransportError>>,
+    inbound: mpsc::UnboundedReceiver<Result<StorageCommand<T>, TransportError>>,
+    responses: ResponseSender<T>,
+) -> Result<(), TransportError> {
+    serve_inbound(handler, fence, Inbound::Decoded(inbound), responses).await
+}
+
+/// [`serve_connection`] for any source of commands.
+pub(crate) async fn serve_inbound<T: Send + 'static>(
+    handler: Arc<dyn ReplicaHandler<T>>,
+    fence: Arc<EpochFence>,
+    mut inbound: Inbound<T>,
     responses: ResponseSender<T>,
 ) -> Result<(), TransportError> {
     let hello = match inbound.recv().await {
@@ -282,7 +340,7 @@ pub async fn serve_connection<T: Send + 'static>(
         Some(Ok(other)) => return Err(TransportError::MissingHello { got: other.kind() }),
     };
     fence.admit(hello.epoch)?;
-    let commands = CommandReceiver::new(inbound, fence, hello.epoch);
+    let commands = CommandReceiver::of(inbound, fence, hello.epoch);
     let ended = Arc::clone(&commands.ended);
     handler.serve(hello, commands, responses).await;
     let ended = ended.lock().ok().and_then(|mut e| e.take());

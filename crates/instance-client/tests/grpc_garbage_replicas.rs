@@ -283,16 +283,15 @@ async fn garbage_replicas_are_disconnected_without_a_panic_and_others_carry_on()
         // ... and their uppers keep reaching the instance, which still answers.
         for (i, recorder) in good.iter().enumerate() {
             let reported = frontier(Some(10 * round as u64 + i as u64));
-            assert!(recorder.respond(ReplicaResponse::FrontierUpper {
+            assert!(recorder.respond(ReplicaResponse::FrontierUppers(vec![(
                 id,
-                upper: reported.clone(),
-            }));
+                reported.clone()
+            )])));
             let replica = ReplicaId(i as u64 + 1);
             recv_until(&mut instance, |r| {
-                *r == InstanceResponse::ReplicaFrontierUpper {
+                *r == InstanceResponse::ReplicaFrontierUppers {
                     replica,
-                    id,
-                    upper: reported.clone(),
+                    uppers: vec![(id, reported.clone())],
                 }
             })
             .await;

@@ -123,18 +123,32 @@ impl Reporter {
 
     /// Reports `upper` for `id` if it is beyond the last upper reported.
     pub(crate) fn upper(&self, id: GlobalId, upper: &Antichain<Timestamp>) {
+        self.uppers([(id, upper.clone())]);
+    }
+
+    /// Reports, in one response, each upper that is beyond the last one reported for
+    /// its collection.
+    pub(crate) fn uppers(
+        &self,
+        reports: impl IntoIterator<Item = (GlobalId, Antichain<Timestamp>)>,
+    ) {
         let Ok(mut uppers) = self.uppers.lock() else {
             return;
         };
-        let advanced = uppers
-            .get(&id)
-            .is_none_or(|last| PartialOrder::less_than(last, upper));
-        if advanced {
-            uppers.insert(id, upper.clone());
-            self.sink.send(ReplicaResponse::FrontierUpper {
-                id,
-                upper: upper.clone(),
-            });
+        let advanced: Vec<(GlobalId, Antichain<Timestamp>)> = reports
+            .into_iter()
+            .filter(|(id, upper)| {
+                let advanced = uppers
+                    .get(id)
+                    .is_none_or(|last| PartialOrder::less_than(last, upper));
+                if advanced {
+                    uppers.insert(*id, upper.clone());
+                }
+                advanced
+            })
+            .collect();
+        if !advanced.is_empty() {
+            self.sink.send(ReplicaResponse::FrontierUppers(advanced));
         }
     }
 
@@ -172,13 +186,11 @@ impl Reporter {
 
     /// Re-sends every known upper and status, for a newly connected controller.
     pub(crate) fn resend(&self) {
-        if let Ok(uppers) = self.uppers.lock() {
-            for (id, upper) in uppers.iter() {
-                self.sink.send(ReplicaResponse::FrontierUpper {
-                    id: *id,
-                    upper: upper.clone(),
-                });
-            }
+        if let Ok(uppers) = self.uppers.lock()
+            && !uppers.is_empty()
+        {
+            let all = uppers.iter().map(|(id, u)| (*id, u.clone())).collect();
+            self.sink.send(ReplicaResponse::FrontierUppers(all));
         }
         if let Ok(statuses) = self.statuses.lock() {
             for (id, (status, error)) in statuses.iter() {

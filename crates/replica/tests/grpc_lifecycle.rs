@@ -87,12 +87,17 @@ impl Connection {
         let wait = async {
             loop {
                 let response = self.responses.message().await.unwrap().unwrap();
-                if let Some(proto_storage_response::Kind::FrontierUpper(upper)) = response.kind
-                    && upper.id == SOURCE.to_string()
-                    && let Some(t) = upper.upper.and_then(|f| f.elements.first().copied())
-                    && t > past
-                {
-                    return t;
+                let Some(proto_storage_response::Kind::FrontierUppers(uppers)) = response.kind
+                else {
+                    continue;
+                };
+                for upper in uppers.uppers {
+                    if upper.id == SOURCE.to_string()
+                        && let Some(t) = upper.upper.and_then(|f| f.elements.first().copied())
+                        && t > past
+                    {
+                        return t;
+                    }
                 }
             }
         };

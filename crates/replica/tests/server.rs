@@ -20,12 +20,14 @@ async fn upper_of(
     at_least: u64,
 ) {
     while let Some(response) = responses.recv().await {
-        if let ReplicaResponse::FrontierUpper { id: got, upper } = response
-            && got == id
-            && upper
-                .elements()
-                .first()
-                .is_some_and(|t| t.as_millis() >= at_least)
+        if let ReplicaResponse::FrontierUppers(uppers) = response
+            && uppers.iter().any(|(got, upper)| {
+                *got == id
+                    && upper
+                        .elements()
+                        .first()
+                        .is_some_and(|t| t.as_millis() >= at_least)
+            })
         {
             return;
         }

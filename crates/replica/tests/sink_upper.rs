@@ -1,4 +1,4 @@
-//! Sinks report their upper: `FrontierUpper` for the sink's id as its destination
+//! Sinks report their upper: `FrontierUppers` for the sink's id as its destination
 //! durably advances, never beyond what the destination holds, also after a restart.
 
 #![cfg(test)]
@@ -48,12 +48,12 @@ fn durable_frontier(path: &Path) -> u64 {
 fn uppers_of(responses: &[ReplicaResponse<Timestamp>], id: GlobalId) -> Vec<u64> {
     responses
         .iter()
-        .filter_map(|r| match r {
-            ReplicaResponse::FrontierUpper { id: of, upper } if *of == id => {
-                Some(frontier_time(upper).map_or(u64::MAX, |t| t.as_millis()))
-            }
-            _ => None,
+        .flat_map(|r| match r {
+            ReplicaResponse::FrontierUppers(uppers) => uppers.as_slice(),
+            _ => &[],
         })
+        .filter(|(of, _)| *of == id)
+        .map(|(_, upper)| frontier_time(upper).map_or(u64::MAX, |t| t.as_millis()))
         .collect()
 }
 

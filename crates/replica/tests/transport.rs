@@ -88,7 +88,10 @@ fn absorb_uppers(
 ) -> usize {
     let mut reports = 0;
     while let Some(response) = instance.try_recv() {
-        if let InstanceResponse::FrontierUpper { id, upper } = response {
+        let InstanceResponse::FrontierUppers(uppers) = response else {
+            continue;
+        };
+        for (id, upper) in uppers {
             if let Some(previous) = last.get(&id) {
                 assert!(
                     PartialOrder::less_equal(previous, &upper),
@@ -206,8 +209,12 @@ fn run_with_aborts(
     );
     let reported = |id: &GlobalId| {
         raw.iter().any(|r| {
-            matches!(r, ReplicaResponse::FrontierUpper { id: i, upper }
-                if i == id && upper.elements().first().is_some_and(|t| t.as_millis() > 0))
+            let ReplicaResponse::FrontierUppers(uppers) = r else {
+                return false;
+            };
+            uppers.iter().any(|(i, upper)| {
+                i == id && upper.elements().first().is_some_and(|t| t.as_millis() > 0)
+            })
         })
     };
     assert!(

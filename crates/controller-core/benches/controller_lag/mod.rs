@@ -30,7 +30,7 @@
 //! The lag of offset `n` is the first such instant past its time minus `emitted`. The
 //! first [`WARMUP`] offsets are dropped (dataflow start, cold code paths). The ratio of
 //! the controller's lag to persist's is the controller's extra lag: the replica's
-//! `FrontierUpper` response, the instance's merge and `process`.
+//! `FrontierUppers` response, the instance's merge and `process`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,8 +1,10 @@
-//! The controller's response path, run from `controller.rs`'s `main`: 1M
-//! `FrontierUpper` responses over 10k ingestion collections (one ingestion, its remap
-//! collection and the rest subsources) sent by a stand-in replica, through the
-//! instance and `process`, against applying the same uppers to one bare
-//! `MutableAntichain` per collection.
+//! The controller's response path, run from `controller.rs`'s `main`: 1M upper
+//! reports over 10k ingestion collections (one ingestion, its remap collection and the
+//! rest subsources) sent by a stand-in replica, through the instance and `process`,
+//! against applying the same uppers to one bare `MutableAntichain` per collection.
+//! The stand-in sends them as a replica does: one `FrontierUppers` response per step,
+//! holding every upper the step advanced (here: every collection, one round).
+//! The figure is per upper report.
 //!
 //! A caller's read hold keeps every since at 0, so no since downgrade goes to persist:
 //! the comparison measures the response path (transport, instance merge, frontier
@@ -31,7 +33,7 @@ use strata_replica::generator::{AUCTIONS, Generator};
 pub(crate) struct ResponseSizes {
     /// Ingestion collections, at least 3.
     pub(crate) collections: u64,
-    /// `FrontierUpper` responses in all; each round advances every collection by 1.
+    /// Upper reports in all; each round advances every collection by 1.
     pub(crate) responses: usize,
 }
 
@@ -173,10 +175,14 @@ async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> 
             == Antichain::from_elem(Timestamp::new(last_upper))
     };
     let start = Instant::now();
-    for (id, upper) in updates {
-        let upper = Antichain::from_elem(Timestamp::new(*upper));
+    // A replica reports every upper one step advanced in one response: a round.
+    for round in updates.chunks(sizes.collections as usize) {
+        let uppers = round
+            .iter()
+            .map(|(id, upper)| (*id, Antichain::from_elem(Timestamp::new(*upper))))
+            .collect();
         sender
-            .send(ReplicaResponse::FrontierUpper { id: *id, upper })
+            .send(ReplicaResponse::FrontierUppers(uppers))
             .unwrap();
     }
     while !reached(&ctl) {

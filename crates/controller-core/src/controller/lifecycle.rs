@@ -39,13 +39,19 @@ impl<T: StorageTimestamp> Controller<T> {
         let mut drained = Drained::default();
         while let Some((_, response)) = self.pending.pop_front() {
             match response {
-                InstanceResponse::FrontierUpper { id, upper } => drained.uppers.push((id, upper)),
+                InstanceResponse::FrontierUppers(uppers) => {
+                    if drained.uppers.is_empty() {
+                        drained.uppers = uppers;
+                    } else {
+                        drained.uppers.extend(uppers);
+                    }
+                }
                 InstanceResponse::DroppedId(id) => {
                     drained.dropped.insert(id);
                 }
                 InstanceResponse::Status(update) => drained.statuses.push(update),
-                InstanceResponse::ReplicaFrontierUpper { replica, id, upper } => {
-                    drained.replica_uppers.push((id, replica, upper));
+                InstanceResponse::ReplicaFrontierUppers { replica, uppers } => {
+                    drained.replica_uppers.push((replica, uppers));
                 }
                 InstanceResponse::Statistics {
                     replica,
@@ -64,9 +70,7 @@ impl<T: StorageTimestamp> Controller<T> {
         let instance_uppers: Vec<(GlobalId, Antichain<T>)> = drained
             .uppers
             .into_iter()
-            .filter(|(id, _)| {
-                self.registry.frontiers.contains(*id) && !self.registry.frontiers.is_dropped(*id)
-            })
+            .filter(|(id, _)| self.registry.frontiers.is_live(*id))
             .collect();
         if !instance_uppers.is_empty() {
             let effects = self
@@ -135,10 +139,13 @@ impl<T: StorageTimestamp> Controller<T> {
     }
 }
 
+/// Collections' new uppers, as one response carries them.
+pub(super) type UpperBatch<T> = Vec<(GlobalId, Antichain<T>)>;
+
 /// Instance responses taken in one `process` call.
 struct Drained<T> {
     uppers: Vec<(GlobalId, Antichain<T>)>,
-    replica_uppers: Vec<(GlobalId, strata_controller_api::ReplicaId, Antichain<T>)>,
+    replica_uppers: Vec<(strata_controller_api::ReplicaId, UpperBatch<T>)>,
     dropped: BTreeSet<GlobalId>,
     statuses: Vec<StatusUpdate>,
 }

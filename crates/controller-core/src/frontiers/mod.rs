@@ -61,7 +61,9 @@ mod effect;
 mod propagate;
 mod query;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use strata_controller_api::{
     Antichain, ChangeBatch, GlobalId, InstanceId, MutableAntichain, ReadPolicy, StorageError,
@@ -90,7 +92,7 @@ use propagate::Pass;
 /// through dependencies; each call allocates one small map of pending changes.
 #[derive(Debug)]
 pub struct FrontierState<T> {
-    collections: HashMap<GlobalId, CollectionFrontierState<T>>,
+    collections: FxHashMap<GlobalId, CollectionFrontierState<T>>,
 }
 
 impl<T: StorageTimestamp> Default for FrontierState<T> {
@@ -103,7 +105,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
     /// An empty state.
     pub fn new() -> Self {
         FrontierState {
-            collections: HashMap::new(),
+            collections: FxHashMap::default(),
         }
     }
 

@@ -13,6 +13,13 @@ impl<T: StorageTimestamp> FrontierState<T> {
         self.collections.contains_key(&id)
     }
 
+    /// Whether `id` is registered and not dropped.
+    pub fn is_live(&self, id: GlobalId) -> bool {
+        self.collections
+            .get(&id)
+            .is_some_and(|entry| !entry.dropped)
+    }
+
     /// Whether `id` is registered and dropped, waiting for its since to reach `[]`.
     pub fn is_dropped(&self, id: GlobalId) -> bool {
         self.collections.get(&id).is_some_and(|entry| entry.dropped)

@@ -6,7 +6,7 @@
 //!   `forget_dropped` after a lag, against pushing the same commands onto a bare `Vec`;
 //! - `proto_command_encode`: a command converted to its proto message and encoded
 //!   (the controller's send path), against prost encoding the converted message;
-//! - `proto_response_decode`: a `FrontierUpper` response decoded and converted back
+//! - `proto_response_decode`: a `FrontierUppers` response decoded and converted back
 //!   with validation (the controller's receive path), against prost decoding alone.
 
 use std::collections::VecDeque;
@@ -140,10 +140,8 @@ pub(crate) fn proto(c: &mut Criterion, mode: Mode) {
     let n = mode.scale(100_000, 100);
     let encoded: Vec<Vec<u8>> = (0..n)
         .map(|i| {
-            let response = ReplicaResponse::FrontierUpper {
-                id: GlobalId::User(1 + i % 1_000),
-                upper: frontier(i),
-            };
+            let response =
+                ReplicaResponse::FrontierUppers(vec![(GlobalId::User(1 + i % 1_000), frontier(i))]);
             ProtoStorageResponse::from(&response).encode_to_vec()
         })
         .collect();
@@ -166,7 +164,7 @@ pub(crate) fn proto(c: &mut Criterion, mode: Mode) {
                         let proto = ProtoStorageResponse::decode(bytes.as_slice()).unwrap();
                         ReplicaResponse::<Timestamp>::try_from(proto).unwrap()
                     })
-                    .filter(|r| matches!(r, ReplicaResponse::FrontierUpper { .. }))
+                    .filter(|r| matches!(r, ReplicaResponse::FrontierUppers(_)))
                     .count()
             })
         },

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use strata_controller_api::{
-    GlobalId, SinkStatistics, SourceStatistics, Status, StatusUpdate, StorageTimestamp,
+    Antichain, GlobalId, SinkStatistics, SourceStatistics, Status, StatusUpdate, StorageTimestamp,
 };
 
 use super::{
@@ -188,10 +188,15 @@ fn status_from_proto(value: i32) -> Result<Status, ProtoError> {
 impl<T: StorageTimestamp> From<&ReplicaResponse<T>> for ProtoStorageResponse {
     fn from(response: &ReplicaResponse<T>) -> Self {
         let kind = match response {
-            ReplicaResponse::FrontierUpper { id, upper } => {
-                resp::Kind::FrontierUpper(proto::ProtoFrontierUpper {
-                    id: id.to_string(),
-                    upper: Some(frontier_to_proto(upper)),
+            ReplicaResponse::FrontierUppers(uppers) => {
+                resp::Kind::FrontierUppers(proto::ProtoFrontierUppers {
+                    uppers: uppers
+                        .iter()
+                        .map(|(id, upper)| proto::ProtoFrontierUpper {
+                            id: id.to_string(),
+                            upper: Some(frontier_to_proto(upper)),
+                        })
+                        .collect(),
                 })
             }
             ReplicaResponse::DroppedId(id) => {
@@ -224,6 +229,16 @@ impl<T: StorageTimestamp> From<ReplicaResponse<T>> for ProtoStorageResponse {
     }
 }
 
+/// One collection's upper; the field names say where it sits, for errors.
+fn upper_from_proto<T: StorageTimestamp>(
+    (id_field, upper_field): (&'static str, &'static str),
+    f: proto::ProtoFrontierUpper,
+) -> Result<(GlobalId, Antichain<T>), ProtoError> {
+    let id = parse_id(id_field, &f.id)?;
+    let upper = frontier_from_proto(upper_field, required(upper_field, f.upper)?)?;
+    Ok((id, upper))
+}
+
 fn source_stats_to_proto((id, s): &(GlobalId, SourceStatistics)) -> proto::ProtoSourceStatistics {
     proto::ProtoSourceStatistics {
         id: id.to_string(),
@@ -252,13 +267,21 @@ impl<T: StorageTimestamp> TryFrom<ProtoStorageResponse> for ReplicaResponse<T> {
 
     fn try_from(proto: ProtoStorageResponse) -> Result<Self, ProtoError> {
         Ok(match required("response.kind", proto.kind)? {
-            resp::Kind::FrontierUpper(f) => ReplicaResponse::FrontierUpper {
-                id: parse_id("frontier_upper.id", &f.id)?,
-                upper: frontier_from_proto(
-                    "frontier_upper.upper",
-                    required("frontier_upper.upper", f.upper)?,
-                )?,
-            },
+            resp::Kind::FrontierUpper(f) => {
+                ReplicaResponse::FrontierUppers(vec![upper_from_proto(
+                    ("frontier_upper.id", "frontier_upper.upper"),
+                    f,
+                )?])
+            }
+            resp::Kind::FrontierUppers(f) => ReplicaResponse::FrontierUppers(
+                f.uppers
+                    .into_iter()
+                    .map(|f| {
+                        let fields = ("frontier_uppers.uppers.id", "frontier_uppers.uppers.upper");
+                        upper_from_proto(fields, f)
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             resp::Kind::DroppedId(d) => {
                 ReplicaResponse::DroppedId(parse_id("dropped_id.id", &d.id)?)
             }

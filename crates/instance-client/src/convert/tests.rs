@@ -1,6 +1,6 @@
 use proptest::prelude::*;
 use prost::Message;
-use strata_controller_api::Timestamp;
+use strata_controller_api::{Antichain, GlobalId, Timestamp};
 
 use super::ProtoError;
 use crate::proto::{self, ProtoStorageCommand, ProtoStorageResponse, proto_storage_command as cmd};
@@ -183,6 +183,22 @@ fn malformed_responses_are_typed_errors() {
             field: "frontier_upper.upper"
         }
     );
+    let batched_missing_upper = ProtoStorageResponse {
+        kind: Some(proto::proto_storage_response::Kind::FrontierUppers(
+            proto::ProtoFrontierUppers {
+                uppers: vec![proto::ProtoFrontierUpper {
+                    id: "u1".into(),
+                    upper: None,
+                }],
+            },
+        )),
+    };
+    assert_eq!(
+        ReplicaResponse::<Timestamp>::try_from(batched_missing_upper).unwrap_err(),
+        ProtoError::MissingField {
+            field: "frontier_uppers.uppers.upper"
+        }
+    );
     let sink_without_as_of = {
         let mut p = ProtoStorageCommand::from(&StorageCommand::RunSink(sink(1, 2, 3)));
         if let Some(cmd::Kind::RunSink(s)) = p.kind.as_mut() {
@@ -195,5 +211,26 @@ fn malformed_responses_are_typed_errors() {
         ProtoError::MissingField {
             field: "sink.as_of"
         }
+    );
+}
+
+/// A replica built against the proto before `frontier_uppers` sends one upper per
+/// `frontier_upper` response; the controller still reads it, as a batch of one.
+#[test]
+fn a_single_frontier_upper_reads_as_a_batch_of_one() {
+    let single = ProtoStorageResponse {
+        kind: Some(proto::proto_storage_response::Kind::FrontierUpper(
+            proto::ProtoFrontierUpper {
+                id: "u7".into(),
+                upper: Some(proto::ProtoFrontier { elements: vec![12] }),
+            },
+        )),
+    };
+    assert_eq!(
+        ReplicaResponse::<Timestamp>::try_from(single).unwrap(),
+        ReplicaResponse::FrontierUppers(vec![(
+            GlobalId::User(7),
+            Antichain::from_elem(Timestamp::new(12))
+        )])
     );
 }

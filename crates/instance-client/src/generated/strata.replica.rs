@@ -247,6 +247,14 @@ pub struct ProtoFrontierUpper {
     #[prost(message, optional, tag = "2")]
     pub upper: ::core::option::Option<ProtoFrontier>,
 }
+/// New uppers of several collections, reported together (a replica reports every
+/// upper that one step advanced in one message). Replicas send this; a controller also
+/// accepts the single `frontier_upper` of older replicas.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ProtoFrontierUppers {
+    #[prost(message, repeated, tag = "1")]
+    pub uppers: ::prost::alloc::vec::Vec<ProtoFrontierUpper>,
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ProtoDroppedId {
     #[prost(string, tag = "1")]
@@ -309,7 +317,7 @@ pub struct ProtoStatusUpdate {
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ProtoStorageResponse {
-    #[prost(oneof = "proto_storage_response::Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "proto_storage_response::Kind", tags = "1, 2, 3, 4, 5")]
     pub kind: ::core::option::Option<proto_storage_response::Kind>,
 }
 /// Nested message and enum types in `ProtoStorageResponse`.
@@ -324,6 +332,8 @@ pub mod proto_storage_response {
         StatisticsUpdates(super::ProtoStatisticsUpdates),
         #[prost(message, tag = "4")]
         StatusUpdate(super::ProtoStatusUpdate),
+        #[prost(message, tag = "5")]
+        FrontierUppers(super::ProtoFrontierUppers),
     }
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

@@ -71,6 +71,11 @@ fn grpc() -> Factory {
 }
 
 #[tokio::test]
+async fn batched_uppers() {
+    scenarios::batched_uppers(grpc()).await;
+}
+
+#[tokio::test]
 async fn upper_merging_one_replica() {
     scenarios::upper_merging(grpc(), 1).await;
 }
@@ -139,12 +144,12 @@ async fn tls_with_a_self_signed_certificate() {
         fake.connections().first().is_some_and(|c| c.len() == 2)
     })
     .await;
-    assert!(fake.respond(ReplicaResponse::FrontierUpper {
-        id: GlobalId::User(1),
-        upper: frontier(Some(9))
-    }));
+    assert!(fake.respond(ReplicaResponse::FrontierUppers(vec![(
+        GlobalId::User(1),
+        frontier(Some(9))
+    )])));
     recv_until(&mut instance, |r| {
-        matches!(r, InstanceResponse::FrontierUpper { .. })
+        matches!(r, InstanceResponse::FrontierUppers(_))
     })
     .await;
     assert_eq!(instance.upper(GlobalId::User(1)), Some(&frontier(Some(9))));
@@ -359,18 +364,18 @@ async fn a_malformed_replica_is_disconnected_and_others_carry_on() {
         good.connections().first().is_some_and(|c| c.len() == 2)
     })
     .await;
-    assert!(good.respond(ReplicaResponse::FrontierUpper {
-        id: GlobalId::User(1),
-        upper: frontier(Some(4))
-    }));
+    assert!(good.respond(ReplicaResponse::FrontierUppers(vec![(
+        GlobalId::User(1),
+        frontier(Some(4))
+    )])));
     let seen = recv_until(&mut instance, |r| {
-        matches!(r, InstanceResponse::FrontierUpper { .. })
+        matches!(r, InstanceResponse::FrontierUppers(_))
     })
     .await;
-    assert!(seen.contains(&InstanceResponse::FrontierUpper {
-        id: GlobalId::User(1),
-        upper: frontier(Some(4))
-    }));
+    assert!(seen.contains(&InstanceResponse::FrontierUppers(vec![(
+        GlobalId::User(1),
+        frontier(Some(4))
+    )])));
     // The malformed replica was disconnected and is being reconnected.
     wait_until("the malformed replica is reconnected", || {
         evil_streams.load(std::sync::atomic::Ordering::SeqCst) >= 2

@@ -1,12 +1,17 @@
-//! The task that keeps one replica connected: connect, say Hello, replay the history,
-//! forward live commands and responses, and on failure reconnect after the shared
-//! backoff policy's next delay ([`strata_controller_api::retry`]).
+//! The task that keeps one replica connected: connect, say Hello, replay the history
+//! and make the connection live, then wait for it to end, and reconnect after the
+//! shared backoff policy's next delay ([`strata_controller_api::retry`]).
+//!
+//! A live connection has no task in its path: the instance writes new commands
+//! straight into it and reads its responses itself (handed over in
+//! [`ReplicaEvent::Connected`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use strata_controller_api::retry::{Backoff, BackoffConfig};
 use strata_controller_api::{ReplicaId, StorageTimestamp};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
 use crate::protocol::{ReplicaResponse, StorageCommand};
@@ -15,12 +20,28 @@ use crate::transport::{ReplicaConnection, ReplicaConnector};
 /// What a replica task tells its instance.
 #[derive(Debug)]
 pub(crate) enum ReplicaEvent<T> {
-    /// A connection is up and the history up to command `seq` has been replayed.
-    Connected { seq: u64 },
-    /// A response on the current connection.
-    Response(ReplicaResponse<T>),
+    /// A connection is up, the history up to command `seq` has been replayed into it,
+    /// and its responses are the instance's to read.
+    Connected { seq: u64, responses: Responses<T> },
     /// The connection is gone; the task reconnects.
     Disconnected,
+}
+
+/// The instance's end of a live connection's responses.
+#[derive(Debug)]
+pub(crate) struct Responses<T> {
+    pub(crate) rx: mpsc::UnboundedReceiver<ReplicaResponse<T>>,
+    /// Set once a response was read: the connection worked.
+    delivered: Arc<AtomicBool>,
+    /// Dropped with this end, which tells the task that the responses ended.
+    _ended: oneshot::Sender<()>,
+}
+
+impl<T> Responses<T> {
+    /// Records that a response was read.
+    pub(crate) fn delivered(&self) {
+        self.delivered.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Everything a replica task needs.
@@ -29,7 +50,6 @@ pub(crate) struct ReplicaTask<T> {
     pub(crate) epoch: u64,
     pub(crate) connector: Arc<dyn ReplicaConnector<T>>,
     pub(crate) shared: Arc<Mutex<Shared<T>>>,
-    pub(crate) inbox: mpsc::UnboundedReceiver<(u64, StorageCommand<T>)>,
     pub(crate) events: mpsc::UnboundedSender<(ReplicaId, ReplicaEvent<T>)>,
     /// How long to wait between connection attempts; a connection that carried
     /// responses starts it over.
@@ -45,6 +65,7 @@ impl<T: StorageTimestamp> ReplicaTask<T> {
             match self.connector.connect().await {
                 Ok(connection) => {
                     let delivered = self.serve(connection).await;
+                    self.lock().live.remove(&self.id);
                     if self
                         .events
                         .send((self.id, ReplicaEvent::Disconnected))
@@ -68,83 +89,69 @@ impl<T: StorageTimestamp> ReplicaTask<T> {
         }
     }
 
-    /// Serves one connection; returns whether any response arrived on it.
-    async fn serve(&mut self, mut connection: ReplicaConnection<T>) -> bool {
+    /// Serves one connection until it ends; returns whether any response arrived on it.
+    async fn serve(&mut self, connection: ReplicaConnection<T>) -> bool {
+        let Some(seq) = self.replay(&connection) else {
+            return false;
+        };
+        let ReplicaConnection {
+            commands,
+            responses,
+        } = connection;
+        let delivered = Arc::new(AtomicBool::new(false));
+        let (ended, responses_ended) = oneshot::channel();
+        let responses = Responses {
+            rx: responses,
+            delivered: Arc::clone(&delivered),
+            _ended: ended,
+        };
+        let connected = ReplicaEvent::Connected { seq, responses };
+        if self.events.send((self.id, connected)).is_err() {
+            return false;
+        }
+        // The connection ends when the instance has read the end of its responses, or
+        // when the transport stops taking commands.
+        tokio::select! {
+            _ = responses_ended => {}
+            () = commands.closed() => {}
+        }
+        delivered.load(Ordering::Relaxed)
+    }
+
+    /// Sends `Hello` and the reduced history as this replica should see it into the
+    /// connection, and makes it live: from then on the instance sends each new command
+    /// straight into it. Returns the sequence number of the last command replayed, or
+    /// `None` if the connection is already gone.
+    fn replay(&self, connection: &ReplicaConnection<T>) -> Option<u64> {
         let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
-        let (replay, seq) = self.replay();
         let hello = StorageCommand::Hello {
             nonce,
             epoch: self.epoch,
         };
-        for command in std::iter::once(hello).chain(replay) {
-            if !self.send(&connection, command) {
-                return false;
-            }
-        }
-        if self
-            .events
-            .send((self.id, ReplicaEvent::Connected { seq }))
-            .is_err()
-        {
-            return false;
-        }
-        let mut delivered = false;
-        loop {
-            tokio::select! {
-                item = self.inbox.recv() => match item {
-                    Some((s, _)) if s <= seq => {}
-                    Some((_, command)) => {
-                        if !self.send(&connection, command) {
-                            return delivered;
-                        }
-                    }
-                    None => return delivered,
-                },
-                response = connection.responses.recv() => match response {
-                    Some(response) => {
-                        delivered = true;
-                        if let Some(observer) = &self.observer {
-                            observer.response_received(self.id, response.kind());
-                        }
-                        if self.events.send((self.id, ReplicaEvent::Response(response))).is_err() {
-                            return delivered;
-                        }
-                    }
-                    None => return delivered,
-                },
-            }
-        }
-    }
-
-    /// Sends `command` on `connection`, telling the observer; false once it is gone.
-    fn send(&self, connection: &ReplicaConnection<T>, command: StorageCommand<T>) -> bool {
-        let kind = command.kind();
-        let sent = connection.commands.send(command).is_ok();
-        if sent && let Some(observer) = &self.observer {
-            observer.command_sent(self.id, kind);
-        }
-        sent
-    }
-
-    /// The reduced history as this replica should see it, and the sequence number of
-    /// the last command it includes.
-    fn replay(&self) -> (Vec<StorageCommand<T>>, u64) {
-        let mut shared = match self.shared.lock() {
-            Ok(shared) => shared,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut shared = self.lock();
         shared.history.reduce();
         let hosts_sinks = shared.sink_host == Some(self.id);
-        let replay = shared
-            .history
-            .iter()
-            .filter(|c| match c {
-                StorageCommand::Hello { .. } => false,
-                StorageCommand::RunSink(_) => hosts_sinks,
-                _ => true,
-            })
-            .cloned()
-            .collect();
-        (replay, shared.seq)
+        let replay = shared.history.iter().filter(|c| match c {
+            StorageCommand::Hello { .. } => false,
+            StorageCommand::RunSink(_) => hosts_sinks,
+            _ => true,
+        });
+        for command in std::iter::once(&hello).chain(replay) {
+            if connection.commands.send(command.clone()).is_err() {
+                return None;
+            }
+            if let Some(observer) = &self.observer {
+                observer.command_sent(self.id, command.kind());
+            }
+        }
+        shared.live.insert(self.id, connection.commands.clone());
+        Some(shared.seq)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared<T>> {
+        match self.shared.lock() {
+            Ok(shared) => shared,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 }

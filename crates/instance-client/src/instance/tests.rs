@@ -35,6 +35,11 @@ async fn upper_merging_three_replicas() {
 }
 
 #[tokio::test]
+async fn batched_uppers() {
+    scenarios::batched_uppers(local()).await;
+}
+
+#[tokio::test]
 async fn dropped_id_completion_one_replica() {
     scenarios::dropped_id_completion(local(), 1).await;
 }

@@ -42,6 +42,9 @@ pub(crate) fn commit_round(
     let counters = ctx.reporter.source_counters(plan.id);
     let new_upper = Antichain::from_elem(Timestamp::new(round.time.as_millis().saturating_add(1)));
     let mut committed = 0u64;
+    // Reported together once every export is written (a failure before that leaves
+    // them to the resync that follows it).
+    let mut reported = Vec::with_capacity(plan.exports.len());
     for (index, (export, rows)) in plan
         .exports
         .iter()
@@ -107,8 +110,9 @@ pub(crate) fn commit_round(
                 Err(mismatch) => upper = mismatch.current,
             }
         }
-        ctx.reporter.upper(export.id, &upper);
+        reported.push((export.id, upper));
     }
+    ctx.reporter.uppers(reported);
     counters
         .updates_committed
         .fetch_add(committed, Ordering::Relaxed);

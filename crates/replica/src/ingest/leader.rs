@@ -84,11 +84,13 @@ impl Leader {
     pub(crate) fn resync(&mut self, ctx: &Ctx, plan: &IngestionPlan) -> Result<(), IngestError> {
         self.invalidate();
         let mut uppers = Vec::with_capacity(plan.exports.len());
+        let mut reported = Vec::with_capacity(plan.exports.len());
         for export in &plan.exports {
             let upper = ctx.shards.upper(export.shard)?;
-            ctx.reporter.upper(export.id, &upper);
             uppers.push(frontier_time(&upper));
+            reported.push((export.id, upper));
         }
+        ctx.reporter.uppers(reported);
         let (data_upper, written_elsewhere, backfill) =
             plan_exports(&uppers, plan.connector.parallel());
         self.written_elsewhere = written_elsewhere;

@@ -2,7 +2,7 @@
 //! that drives the sink's [`SinkWriter`]: it reads the input, hands the writer one batch
 //! at a time and keeps the sink's durable frontier.
 //!
-//! After every step the operator reports the sink's upper as `FrontierUpper`: the
+//! After every step the operator reports the sink's upper in `FrontierUppers`: the
 //! frontier its destination durably holds, recovered from the destination or reached
 //! by a committed batch, never a batch still in flight. (The reporter sends it only
 //! when it advances.) The controller derives the sink's hold on its input from it.

@@ -9,7 +9,7 @@
 //! [`object_store::ObjectStoreSinkConnector`] (Parquet files per time range under a
 //! prefix).
 //!
-//! A sink reports its upper (`FrontierUpper` for the sink's id) as its destination
+//! A sink reports its upper (in `FrontierUppers`, for the sink's id) as its destination
 //! durably advances: the controller holds the sink's input one step behind it, so a
 //! sink that reports nothing would pin its input's since.
 

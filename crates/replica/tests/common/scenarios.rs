@@ -47,7 +47,10 @@ pub fn assert_monotone(responses: &[ReplicaResponse<Timestamp>]) -> usize {
     let mut last: BTreeMap<GlobalId, Antichain<Timestamp>> = BTreeMap::new();
     let mut reports = 0;
     for response in responses {
-        if let ReplicaResponse::FrontierUpper { id, upper } = response {
+        let ReplicaResponse::FrontierUppers(uppers) = response else {
+            continue;
+        };
+        for (id, upper) in uppers {
             if let Some(previous) = last.get(id) {
                 assert!(
                     PartialOrder::less_equal(previous, upper),

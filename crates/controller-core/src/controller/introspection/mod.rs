@@ -99,10 +99,7 @@ impl<T: StorageTimestamp> Controller<T> {
 
     /// Whether `id` is an introspection collection.
     fn is_introspection(&self, id: GlobalId) -> bool {
-        self.registry
-            .collections
-            .get(&id)
-            .is_some_and(|c| matches!(c.description.data_source, DataSource::Introspection(_)))
+        self.introspection.collections.contains_key(&id)
     }
 
     /// Called for every `RecordFrontiers` effect: keeps `Frontiers` in step.
@@ -115,7 +112,7 @@ impl<T: StorageTimestamp> Controller<T> {
         if self.is_introspection(id) {
             return;
         }
-        if self.registry.frontiers.contains(id) && !self.registry.frontiers.is_dropped(id) {
+        if self.registry.frontiers.is_live(id) {
             self.introspection.set_frontiers(id, &since, &upper);
         } else {
             self.introspection.remove_frontiers(id);
@@ -163,14 +160,13 @@ impl<T: StorageTimestamp> Controller<T> {
     /// Records replica uppers in `ReplicaFrontiers` (live collections only).
     pub(super) fn record_replica_frontiers(
         &mut self,
-        uppers: Vec<(GlobalId, ReplicaId, Antichain<T>)>,
+        uppers: Vec<(ReplicaId, super::lifecycle::UpperBatch<T>)>,
     ) {
-        for (id, replica, upper) in uppers {
-            if self.registry.frontiers.contains(id)
-                && !self.registry.frontiers.is_dropped(id)
-                && !self.is_introspection(id)
-            {
-                self.introspection.set_replica_frontier(id, replica, &upper);
+        for (replica, uppers) in uppers {
+            for (id, upper) in uppers {
+                if self.registry.frontiers.is_live(id) && !self.is_introspection(id) {
+                    self.introspection.set_replica_frontier(id, replica, &upper);
+                }
             }
         }
     }

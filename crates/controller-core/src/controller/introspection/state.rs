@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::FxHashMap;
 use strata_controller_api::{
     Antichain, Datum, GlobalId, IntrospectionType, ReplicaId, Row, ShardId, StatusUpdate,
     StorageError, StorageTimestamp, StorageWriteOp,
@@ -32,8 +33,8 @@ pub(crate) struct IntrospectionState<T: StorageTimestamp> {
     shard_mapping: BTreeMap<GlobalId, Row>,
     /// Frontiers change on every upper report, so they are kept as frontiers and made
     /// rows only for a registered collection of their kind (or its registration).
-    frontiers: BTreeMap<GlobalId, (Antichain<T>, Antichain<T>)>,
-    replica_frontiers: BTreeMap<(GlobalId, ReplicaId), Antichain<T>>,
+    frontiers: FxHashMap<GlobalId, (Antichain<T>, Antichain<T>)>,
+    replica_frontiers: FxHashMap<(GlobalId, ReplicaId), Antichain<T>>,
     pub(crate) source_statistics: BTreeMap<GlobalId, StatisticsScraper<SourceStatistics, T>>,
     pub(crate) sink_statistics: BTreeMap<GlobalId, StatisticsScraper<SinkStatistics, T>>,
     /// The desired contents of the differential kinds a coordinator writes.
@@ -93,8 +94,8 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
             collections: BTreeMap::new(),
             registered: BTreeSet::new(),
             shard_mapping: BTreeMap::new(),
-            frontiers: BTreeMap::new(),
-            replica_frontiers: BTreeMap::new(),
+            frontiers: FxHashMap::default(),
+            replica_frontiers: FxHashMap::default(),
             source_statistics: BTreeMap::new(),
             sink_statistics: BTreeMap::new(),
             coordinator: BTreeMap::new(),
