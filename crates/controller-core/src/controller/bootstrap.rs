@@ -239,13 +239,11 @@ impl<T: StorageTimestamp> Controller<T> {
                         });
                     }
                     // A table's writer is the txns shard's, which registers it next
-                    // (recording its schema): reading the upper is enough here. Any
+                    // (recording its schema), and its upper is the txns shard's: the
+                    // fence below creates the shard, and no read is needed here. Any
                     // other shard gets its schema from a writer now.
                     let upper = if is_table {
-                        client
-                            .fetch_recent_upper::<T>(shard)
-                            .await
-                            .map_err(persist_err)?
+                        Antichain::from_elem(T::minimum())
                     } else {
                         let writer = client
                             .open_writer::<T>(shard, desc)
