@@ -11,7 +11,8 @@
 //! - the store requests per second while every table is idle (over one lease
 //!   renewal period, which is when idle handles would talk to the store);
 //! - resident memory per table (the large N only, measured first, before the
-//!   allocator holds freed memory from an earlier run).
+//!   allocator holds freed memory from an earlier run), and how much of it is the
+//!   memory backend's own data (the stored objects' sizes, per table).
 //!
 //! Each figure at the large N is reported against the same figure at the small N, in
 //! the same run: the target is that the ratio stays small (the cost per operation does
@@ -54,6 +55,21 @@ struct Figures {
     reopen: Duration,
     idle_requests_per_sec: f64,
     rss_bytes_per_table: f64,
+    /// The bytes the memory store holds per table (object sizes only): the part of
+    /// the resident memory that is the backend's data, not the controller's state.
+    store_bytes_per_table: f64,
+}
+
+/// The total size of the objects in `store`.
+async fn stored_bytes(store: &InMemory) -> u64 {
+    use futures::StreamExt;
+    use object_store::ObjectStore;
+    let mut total = 0;
+    let mut objects = store.list(None);
+    while let Some(meta) = objects.next().await {
+        total += meta.map_or(0, |m| m.size);
+    }
+    total
 }
 
 fn rss_bytes() -> u64 {
@@ -138,7 +154,8 @@ async fn sweep_round(ctl: &mut Controller<Timestamp>, n: u64) -> Duration {
 }
 
 async fn measure(n: u64, sizes: &ScaleSizes, name: &str) -> Figures {
-    let store = FaultyObjectStore::new(Arc::new(InMemory::new()), 1);
+    let memory = Arc::new(InMemory::new());
+    let store = FaultyObjectStore::new(Arc::clone(&memory) as Arc<_>, 1);
     let counter: FaultHandle = store.handle();
     register_memory_location(name, Arc::new(store));
     let url = format!("mem://{name}");
@@ -166,6 +183,7 @@ async fn measure(n: u64, sizes: &ScaleSizes, name: &str) -> Figures {
     let holds_time = start.elapsed();
     drop(holds);
     let rss_bytes_per_table = rss_bytes().saturating_sub(rss_before) as f64 / n as f64;
+    let store_bytes_per_table = stored_bytes(&memory).await as f64 / n as f64;
     // Idle: drain what the writes left, then count what the store sees while nothing
     // happens.
     while let Ok(()) = tokio::time::timeout(Duration::from_millis(200), ctl.ready()).await {
@@ -209,6 +227,7 @@ async fn measure(n: u64, sizes: &ScaleSizes, name: &str) -> Figures {
         reopen,
         idle_requests_per_sec,
         rss_bytes_per_table,
+        store_bytes_per_table,
     }
 }
 
@@ -272,6 +291,14 @@ pub(crate) fn run(sizes: ScaleSizes) {
             "bytes",
             "target_bound",
             2048.0,
+        ));
+        // How much of that memory is the memory backend's own data.
+        report(&Metric::new(
+            format!("scale_store_bytes_per_table_{l}_tables"),
+            large.store_bytes_per_table,
+            "bytes",
+            format!("scale_rss_per_table_{l}_tables"),
+            large.rss_bytes_per_table,
         ));
     });
 }
