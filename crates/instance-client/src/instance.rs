@@ -89,14 +89,23 @@ pub(crate) struct Shared<T> {
 }
 
 impl<T: Clone> Shared<T> {
+    /// Locks `shared`. Nothing holding the lock panics mid-update, so a poisoned lock
+    /// still guards consistent state.
+    pub(crate) fn lock(shared: &Mutex<Self>) -> std::sync::MutexGuard<'_, Self> {
+        match shared.lock() {
+            Ok(shared) => shared,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     /// Sends `command` to every live connection that runs it: sinks only to the host.
     fn send_live(&self, command: &StorageCommand<T>, observer: Option<&dyn ConnectionObserver>) {
         for (id, connection) in &self.live {
             if matches!(command, StorageCommand::RunSink(_)) && Some(*id) != self.sink_host {
                 continue;
             }
-            // A closed connection is the replica task's to notice (its responses end)
-            // and to replace; the history replays this command into the next one.
+            // A closed connection is the replica task's to notice and to replace; the
+            // history replays this command into the next one.
             if connection.send(command.clone()).is_ok()
                 && let Some(observer) = observer
             {
@@ -235,10 +244,7 @@ impl<T: StorageTimestamp> Instance<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared<T>> {
-        match self.shared.lock() {
-            Ok(shared) => shared,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        Shared::lock(&self.shared)
     }
 
     /// Adds a replica: its task connects, says Hello and replays the reduced history.
@@ -324,10 +330,8 @@ impl<T: StorageTimestamp> Instance<T> {
     /// Sends the live sinks to the current sink host, after the previous host left.
     fn move_sinks_from(&mut self, previous: Option<ReplicaId>) {
         let Some(host) = self.sink_host() else { return };
-        let mut shared = match self.shared.lock() {
-            Ok(shared) => shared,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        // Locked through the field alone: the loop below updates `ran_on`.
+        let mut shared = Shared::lock(&self.shared);
         shared.history.reduce();
         shared.seq += 1;
         let sinks: Vec<StorageCommand<T>> = shared
@@ -350,10 +354,7 @@ impl<T: StorageTimestamp> Instance<T> {
     /// Records `command` in the history and sends it to the replicas that run it.
     pub fn send(&mut self, command: StorageCommand<T>) {
         let (seq, host) = {
-            let mut shared = match self.shared.lock() {
-                Ok(shared) => shared,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut shared = Shared::lock(&self.shared);
             shared.send_live(&command, self.observer.as_deref());
             shared.history.push(command.clone());
             shared.seq += 1;
@@ -534,9 +535,7 @@ impl<T: StorageTimestamp> Instance<T> {
             .await;
             match next {
                 Err((replica, event)) => self.absorb(replica, event),
-                Ok(read) => {
-                    self.absorb_next(Some(read));
-                }
+                Ok((replica, read)) => self.absorb_read(replica, read),
             }
         }
     }
@@ -580,22 +579,27 @@ impl<T: StorageTimestamp> Instance<T> {
         if let Some(mut responses) = self.connections.remove(&replica) {
             while let Ok(response) = responses.rx.try_recv() {
                 responses.delivered();
-                self.absorb_read(replica, response);
+                self.absorb_read(replica, Some(response));
             }
         }
     }
 
-    /// Folds one response read from `replica`'s connection into the merged state.
-    fn absorb_read(&mut self, replica: ReplicaId, response: ReplicaResponse<T>) {
+    /// Folds what was read from `replica`'s connection into the merged state: a
+    /// response, or (`None`) the end of its responses, which lets go of the connection
+    /// (its task then reconnects).
+    fn absorb_read(&mut self, replica: ReplicaId, read: Option<ReplicaResponse<T>>) {
+        let Some(response) = read else {
+            self.connections.remove(&replica);
+            return;
+        };
         if let Some(observer) = &self.observer {
             observer.response_received(replica, response.kind());
         }
         self.absorb_response(replica, response);
     }
 
-    /// Reads one response a live connection already holds, if any; a connection whose
-    /// responses ended is let go of (its task then reconnects). False if there was
-    /// nothing to do.
+    /// Reads one response a live connection already holds, or the end of one's
+    /// responses; false if there was nothing to read.
     fn try_read(&mut self) -> bool {
         let mut read = None;
         for (replica, responses) in &mut self.connections {
@@ -612,23 +616,11 @@ impl<T: StorageTimestamp> Instance<T> {
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
         }
-        self.absorb_next(read)
-    }
-
-    /// Absorbs what [`Self::try_read`] or [`Self::recv`] read: a response, or the end
-    /// of a connection's responses.
-    fn absorb_next(&mut self, read: Option<(ReplicaId, Option<ReplicaResponse<T>>)>) -> bool {
-        match read {
-            None => false,
-            Some((replica, None)) => {
-                self.connections.remove(&replica);
-                true
-            }
-            Some((replica, Some(response))) => {
-                self.absorb_read(replica, response);
-                true
-            }
-        }
+        let Some((replica, read)) = read else {
+            return false;
+        };
+        self.absorb_read(replica, read);
+        true
     }
 
     /// Folds one replica's reported uppers into its own and the instance-wide ones, and

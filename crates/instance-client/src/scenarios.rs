@@ -124,7 +124,7 @@ pub(crate) async fn batched_uppers(factory: Factory) {
             .collect();
         ReplicaResponse::FrontierUppers(uppers)
     };
-    let expect = |uppers: &[(u64, u64)]| -> Vec<_> {
+    let batch = |uppers: &[(u64, u64)]| -> Vec<_> {
         uppers
             .iter()
             .map(|(id, t)| (GlobalId::User(*id), frontier(Some(*t))))
@@ -134,7 +134,7 @@ pub(crate) async fn batched_uppers(factory: Factory) {
     assert!(fakes[0].respond(report(&[(1, 5), (2, 6), (9, 4), (3, 7)])));
     assert!(fakes[0].respond(marker(1)));
     let seen = recv_until(&mut instance, |r| is_marker(r, 1, ReplicaId(1))).await;
-    let first = expect(&[(1, 5), (2, 6), (3, 7)]);
+    let first = batch(&[(1, 5), (2, 6), (3, 7)]);
     assert!(
         seen.contains(&InstanceResponse::FrontierUppers(first.clone())),
         "{seen:?}"
@@ -151,7 +151,7 @@ pub(crate) async fn batched_uppers(factory: Factory) {
     assert!(fakes[0].respond(marker(2)));
     let seen = recv_until(&mut instance, |r| is_marker(r, 2, ReplicaId(1))).await;
     assert!(
-        seen.contains(&InstanceResponse::FrontierUppers(expect(&[(2, 8)]))),
+        seen.contains(&InstanceResponse::FrontierUppers(batch(&[(2, 8)]))),
         "{seen:?}"
     );
     assert_eq!(instance.upper(GlobalId::User(1)), Some(&frontier(Some(5))));

@@ -149,9 +149,6 @@ impl<T: StorageTimestamp> ReplicaTask<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared<T>> {
-        match self.shared.lock() {
-            Ok(shared) => shared,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        Shared::lock(&self.shared)
     }
 }
