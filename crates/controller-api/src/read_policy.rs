@@ -148,10 +148,12 @@ fn map_non_empty<T: StorageTimestamp>(
     upper: AntichainRef<'_, T>,
     f: impl Fn(&T) -> T,
 ) -> Antichain<T> {
-    if upper.is_empty() {
-        return minimum_frontier();
+    match upper.len() {
+        0 => minimum_frontier(),
+        // The common case (totally ordered times): no antichain insertion needed.
+        1 => Antichain::from_elem(f(&upper[0])),
+        _ => upper.iter().map(f).collect(),
     }
-    upper.iter().map(f).collect()
 }
 
 fn lag_time<T: StorageTimestamp>(time: &T, lag: &T, max_granularity: &T) -> T {

@@ -139,6 +139,16 @@ fn upper_reports() {
         ok(vec![record(1, &[9], &[])]),
         &[(1, Some(&[9]))],
     );
+    // Reports in one batch derive the since once, from the last open upper: one that
+    // closes after advancing still leaves the since its advance allowed.
+    check(
+        vec![
+            Register(1, lagging()),
+            Uppers(vec![(1, &[4]), (1, &[10]), (1, &[])]),
+        ],
+        ok(vec![downgrade(1, &[9]), record(1, &[9], &[])]),
+        &[(1, Some(&[9]))],
+    );
     // But a sink (shard-less) whose upper closes is complete: it releases its input,
     // and its instance is told to stop it.
     let sink = coll(5, 5)

@@ -18,11 +18,13 @@
 //! - statistics and statuses carry the replica id;
 //! - with no replicas, every object gets a synthesised `Paused` status.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{
     Antichain, GlobalId, InstanceId, ReplicaId, SinkStatistics, SourceStatistics, Status,
@@ -624,35 +626,44 @@ impl<T: StorageTimestamp> Instance<T> {
     }
 
     /// Folds one replica's reported uppers into its own and the instance-wide ones, and
-    /// queues what advanced.
-    fn absorb_uppers(&mut self, replica: ReplicaId, reported: Vec<(GlobalId, Antichain<T>)>) {
-        let mut merged = Vec::new();
-        let mut replica_uppers = Vec::new();
-        for (id, upper) in reported {
-            // An id whose drop is final (or that never ran here) has no upper to track:
-            // a late report must not bring it back.
-            if !self.owners.contains_key(&id) && !self.pending_drops.contains_key(&id) {
-                continue;
-            }
-            let uppers = self.uppers.entry(id).or_insert_with(|| Uppers {
-                merged: Antichain::from_elem(T::minimum()),
-                replicas: Vec::new(),
-            });
+    /// queues what advanced. The reported batch itself, less what advanced nothing,
+    /// becomes the merged one (an upper that advances a frontier usually is the new
+    /// frontier; only incomparable times make it a join).
+    fn absorb_uppers(&mut self, replica: ReplicaId, mut reported: Vec<(GlobalId, Antichain<T>)>) {
+        let mut replica_uppers = Vec::with_capacity(reported.len());
+        reported.retain_mut(|(id, upper)| {
+            // Only ids that run here, or whose drop is not final, have an upper (their
+            // entry goes when the drop completes): a late report must not bring one
+            // back.
+            let uppers = match self.uppers.entry(*id) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    if !self.owners.contains_key(id) && !self.pending_drops.contains_key(id) {
+                        return false;
+                    }
+                    entry.insert(Uppers {
+                        merged: Antichain::from_elem(T::minimum()),
+                        replicas: SmallVec::new(),
+                    })
+                }
+            };
             match uppers.replicas.iter_mut().find(|(r, _)| *r == replica) {
                 Some((_, own)) => {
-                    if advance_to(own, &upper) {
-                        replica_uppers.push((id, own.clone()));
+                    if advance_to(own, upper) {
+                        replica_uppers.push((*id, own.clone()));
                     }
                 }
                 None => {
                     uppers.replicas.push((replica, upper.clone()));
-                    replica_uppers.push((id, upper.clone()));
+                    replica_uppers.push((*id, upper.clone()));
                 }
             }
-            if advance_to(&mut uppers.merged, &upper) {
-                merged.push((id, uppers.merged.clone()));
+            let advanced = advance_to(&mut uppers.merged, upper);
+            if advanced && *upper != uppers.merged {
+                upper.clone_from(&uppers.merged);
             }
-        }
+            advanced
+        });
         if !replica_uppers.is_empty() {
             self.ready
                 .push_back(InstanceResponse::ReplicaFrontierUppers {
@@ -660,9 +671,9 @@ impl<T: StorageTimestamp> Instance<T> {
                     uppers: replica_uppers,
                 });
         }
-        if !merged.is_empty() {
+        if !reported.is_empty() {
             self.ready
-                .push_back(InstanceResponse::FrontierUppers(merged));
+                .push_back(InstanceResponse::FrontierUppers(reported));
         }
     }
 
@@ -697,8 +708,9 @@ impl<T: StorageTimestamp> Instance<T> {
 struct Uppers<T> {
     /// The join of every replica's reports (the minimum before any report).
     merged: Antichain<T>,
-    /// Each reporting replica's own upper; instances have few replicas.
-    replicas: Vec<(ReplicaId, Antichain<T>)>,
+    /// Each reporting replica's own upper; instances have few replicas, and one is
+    /// kept inline (no pointer to chase per report).
+    replicas: SmallVec<[(ReplicaId, Antichain<T>); 1]>,
 }
 
 /// Moves `current` to its join with `upper`; false if that leaves it where it was.

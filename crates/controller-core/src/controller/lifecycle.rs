@@ -28,30 +28,35 @@ impl<T: StorageTimestamp> Controller<T> {
         self.drain_internal();
     }
 
-    /// Takes every instance response received so far: upper changes, confirmed drops
-    /// and status changes.
-    fn drain_instances(&mut self) -> Drained<T> {
+    /// Takes every instance response received so far and applies it: all batches of
+    /// uppers in one frontier pass (a backlog costs one frontier update per id, not
+    /// one per report), each reported to the caller as its own `FrontierUpdates`
+    /// (batches are never concatenated), then replica uppers, statuses and confirmed
+    /// drops. `uppers` are the ones other sources (the storage task) already applied.
+    /// Late reports about ids the controller no longer knows are ignored.
+    fn apply_instance_responses(&mut self, uppers: Vec<(GlobalId, Antichain<T>)>) {
+        if !uppers.is_empty() {
+            self.responses
+                .push_back(StorageResponse::FrontierUpdates(uppers));
+        }
         for (id, instance) in &mut self.instances {
             while let Some(response) = instance.try_recv() {
                 self.pending.push_back((*id, response));
             }
         }
-        let mut drained = Drained::default();
+        let mut batches = Vec::new();
+        let mut replica_batches = Vec::new();
+        let mut dropped = BTreeSet::new();
+        let mut statuses = Vec::new();
         while let Some((_, response)) = self.pending.pop_front() {
             match response {
-                InstanceResponse::FrontierUppers(uppers) => {
-                    if drained.uppers.is_empty() {
-                        drained.uppers = uppers;
-                    } else {
-                        drained.uppers.extend(uppers);
-                    }
-                }
+                InstanceResponse::FrontierUppers(uppers) => batches.push(uppers),
                 InstanceResponse::DroppedId(id) => {
-                    drained.dropped.insert(id);
+                    dropped.insert(id);
                 }
-                InstanceResponse::Status(update) => drained.statuses.push(update),
+                InstanceResponse::Status(update) => statuses.push(update),
                 InstanceResponse::ReplicaFrontierUppers { replica, uppers } => {
-                    drained.replica_uppers.push((replica, uppers));
+                    replica_batches.push((replica, uppers));
                 }
                 InstanceResponse::Statistics {
                     replica,
@@ -60,44 +65,24 @@ impl<T: StorageTimestamp> Controller<T> {
                 } => self.record_statistics(replica, &sources, &sinks),
             }
         }
-        drained
-    }
-
-    /// Applies what instances reported and queues the responses for the caller. Late
-    /// reports about ids the controller no longer knows are ignored.
-    fn apply_instance_responses(&mut self, mut uppers: Vec<(GlobalId, Antichain<T>)>) {
-        let drained = self.drain_instances();
-        let instance_uppers: Vec<(GlobalId, Antichain<T>)> = drained
-            .uppers
-            .into_iter()
-            .filter(|(id, _)| self.registry.frontiers.is_live(*id))
-            .collect();
-        if !instance_uppers.is_empty() {
-            let effects = self
-                .registry
-                .frontiers
-                .update_write_frontiers(&instance_uppers);
+        if !batches.is_empty() {
+            let effects = self.registry.frontiers.apply_write_frontiers(&mut batches);
             self.execute(effects);
-            uppers.extend(instance_uppers);
+            for uppers in batches.into_iter().filter(|b| !b.is_empty()) {
+                self.responses
+                    .push_back(StorageResponse::FrontierUpdates(uppers));
+            }
         }
-        let statuses: Vec<StatusUpdate> = drained
-            .statuses
-            .into_iter()
-            .filter(|u| {
-                self.registry.frontiers.contains(u.id) && !self.registry.frontiers.is_dropped(u.id)
-            })
-            .collect();
-        self.record_replica_frontiers(drained.replica_uppers);
+        for (replica, uppers) in replica_batches {
+            self.record_replica_frontiers(replica, uppers);
+        }
+        statuses.retain(|u| self.registry.frontiers.is_live(u.id));
         self.record_statuses(&statuses);
-        if !uppers.is_empty() {
-            self.responses
-                .push_back(StorageResponse::FrontierUpdates(uppers));
-        }
         if !statuses.is_empty() {
             self.responses
                 .push_back(StorageResponse::StatusUpdates(statuses));
         }
-        self.confirm_drops(drained.dropped);
+        self.confirm_drops(dropped);
     }
 
     /// Records that the replicas no longer run the dropped `ids` (ids that are not
@@ -136,28 +121,6 @@ impl<T: StorageTimestamp> Controller<T> {
             .push_back(StorageResponse::DroppedIds(dropped));
         self.responses
             .push_back(StorageResponse::StatusUpdates(statuses));
-    }
-}
-
-/// Collections' new uppers, as one response carries them.
-pub(super) type UpperBatch<T> = Vec<(GlobalId, Antichain<T>)>;
-
-/// Instance responses taken in one `process` call.
-struct Drained<T> {
-    uppers: Vec<(GlobalId, Antichain<T>)>,
-    replica_uppers: Vec<(strata_controller_api::ReplicaId, UpperBatch<T>)>,
-    dropped: BTreeSet<GlobalId>,
-    statuses: Vec<StatusUpdate>,
-}
-
-impl<T> Default for Drained<T> {
-    fn default() -> Self {
-        Drained {
-            uppers: Vec::new(),
-            replica_uppers: Vec::new(),
-            dropped: BTreeSet::new(),
-            statuses: Vec::new(),
-        }
     }
 }
 

@@ -22,7 +22,8 @@ use timely::PartialOrder;
 /// - `allowed_compaction` is the last frontier sent in `AllowCompaction` (or the
 ///   registration since), and only advances; `empty_compaction_sent` records that
 ///   `AllowCompaction([])` went out, which happens at most once.
-/// - Outside a pass, `pending` is empty, `queued` is false and `before` is `None`.
+/// - Outside a pass, `pending` is empty, `queued` and `upper_advanced` are false and
+///   `before` is `None`.
 #[derive(Debug)]
 pub(super) struct CollectionFrontierState<T> {
     pub(super) upper: Antichain<T>,
@@ -45,6 +46,9 @@ pub(super) struct CollectionFrontierState<T> {
     pub(super) queued: bool,
     /// The since and upper before the current pass touched this entry.
     pub(super) before: Option<(Antichain<T>, Antichain<T>)>,
+    /// Whether the current pass advanced the upper; the implied capabilities follow
+    /// once, when the pass finishes, however many reports advanced it.
+    pub(super) upper_advanced: bool,
 }
 
 impl<T: StorageTimestamp> CollectionFrontierState<T> {

@@ -162,6 +162,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
             pending: ChangeBatch::new(),
             queued: false,
             before: None,
+            upper_advanced: false,
             allowed_compaction: since,
         };
         let mut changes = entry.rederive_capabilities();
@@ -200,16 +201,32 @@ impl<T: StorageTimestamp> FrontierState<T> {
     ) -> Vec<Effect<T>> {
         let mut pass = Pass::new();
         for (id, upper) in updates {
-            let Some(entry) = self.collections.get_mut(id) else {
-                continue;
-            };
-            if entry.dropped || !PartialOrder::less_than(&entry.upper, upper) {
-                continue;
+            if let Some(entry) = self.collections.get_mut(id)
+                && !entry.dropped
+            {
+                advance_upper(&mut pass, *id, entry, upper);
             }
-            pass.touch(*id, entry);
-            entry.upper.clone_from(upper);
-            let changes = entry.rederive_capabilities();
-            pass.push(*id, entry, changes);
+        }
+        self.finish(pass)
+    }
+
+    /// Like [`Self::update_write_frontiers`] for several batches of reports in one
+    /// pass, and removes from each batch the reports about unknown or dropped ids, so
+    /// that what is left is what a caller should hear of. One pass over a backlog of
+    /// batches reports each id's frontiers once, however many batches moved them.
+    pub fn apply_write_frontiers(
+        &mut self,
+        batches: &mut [Vec<(GlobalId, Antichain<T>)>],
+    ) -> Vec<Effect<T>> {
+        let mut pass = Pass::new();
+        for updates in batches {
+            updates.retain(|(id, upper)| match self.collections.get_mut(id) {
+                Some(entry) if !entry.dropped => {
+                    advance_upper(&mut pass, *id, entry, upper);
+                    true
+                }
+                _ => false,
+            });
         }
         self.finish(pass)
     }
@@ -412,6 +429,29 @@ impl<T: StorageTimestamp> FrontierState<T> {
             _ => Err(StorageError::IdentifierMissing(id)),
         }
     }
+}
+
+/// Moves a live entry's upper to `upper` if that advances it. Its implied
+/// capabilities follow when the pass finishes: policies are monotone in a non-empty
+/// upper, so deriving once from the last one is the same as deriving after each.
+/// A policy gives no advice for the empty upper, so before an upper closes, the
+/// capabilities catch up with the last open one.
+fn advance_upper<T: StorageTimestamp>(
+    pass: &mut Pass,
+    id: GlobalId,
+    entry: &mut CollectionFrontierState<T>,
+    upper: &Antichain<T>,
+) {
+    if !PartialOrder::less_than(&entry.upper, upper) {
+        return;
+    }
+    pass.touch(id, entry);
+    if upper.is_empty() && entry.upper_advanced {
+        let changes = entry.rederive_capabilities();
+        pass.push(id, entry, changes);
+    }
+    entry.upper.clone_from(upper);
+    entry.upper_advanced = true;
 }
 
 /// Adds one external hold at `frontier`, which is not before the entry's since, so the

@@ -72,8 +72,24 @@ impl<T: StorageTimestamp> FrontierState<T> {
     /// Applies every queued change, propagates since changes to dependencies, and
     /// returns the effects of the whole pass.
     pub(super) fn finish(&mut self, mut pass: Pass) -> Vec<Effect<T>> {
+        self.rederive_advanced(&mut pass);
         self.propagate(&mut pass);
         self.effects(pass)
+    }
+
+    /// Re-derives the implied capabilities of every entry whose upper the pass
+    /// advanced, once per entry (see `advance_upper`).
+    fn rederive_advanced(&mut self, pass: &mut Pass) {
+        for i in 0..pass.touched.len() {
+            let id = pass.touched[i];
+            if let Some(entry) = self.collections.get_mut(&id)
+                && entry.upper_advanced
+            {
+                entry.upper_advanced = false;
+                let changes = entry.rederive_capabilities();
+                pass.push(id, entry, changes);
+            }
+        }
     }
 
     fn propagate(&mut self, pass: &mut Pass) {

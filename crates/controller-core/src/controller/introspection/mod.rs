@@ -160,13 +160,12 @@ impl<T: StorageTimestamp> Controller<T> {
     /// Records replica uppers in `ReplicaFrontiers` (live collections only).
     pub(super) fn record_replica_frontiers(
         &mut self,
-        uppers: Vec<(ReplicaId, super::lifecycle::UpperBatch<T>)>,
+        replica: ReplicaId,
+        uppers: Vec<(GlobalId, Antichain<T>)>,
     ) {
-        for (replica, uppers) in uppers {
-            for (id, upper) in uppers {
-                if self.registry.frontiers.is_live(id) && !self.is_introspection(id) {
-                    self.introspection.set_replica_frontier(id, replica, &upper);
-                }
+        for (id, upper) in uppers {
+            if self.registry.frontiers.is_live(id) && !self.is_introspection(id) {
+                self.introspection.set_replica_frontier(id, replica, &upper);
             }
         }
     }
