@@ -76,7 +76,7 @@ pub use row::{
 };
 pub use row_ref::{DatumRef, DatumRefs, RowPacker, RowsPacker};
 pub use statistics::{SinkStatistics, SourceStatistics};
-pub use timestamp::{StorageTimestamp, Timestamp};
+pub use timestamp::{StorageTimestamp, Timestamp, frontier_advances, set_frontier};
 
 pub use timely::progress::{
     Antichain, ChangeBatch,

@@ -96,7 +96,7 @@ async fn instance_round_trips(connector: Arc<dyn ReplicaConnector<Timestamp>>, n
 
 async fn wait_for_upper(instance: &mut Instance<Timestamp>, t: u64) {
     loop {
-        if let InstanceResponse::FrontierUppers(uppers) = instance.recv().await
+        if let Some(uppers) = instance.recv().await.merged_uppers()
             && uppers.iter().any(|(_, upper)| *upper == frontier(t))
         {
             return;

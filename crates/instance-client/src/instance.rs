@@ -28,13 +28,12 @@ use smallvec::SmallVec;
 use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{
     Antichain, GlobalId, InstanceId, ReplicaId, SinkStatistics, SourceStatistics, Status,
-    StatusUpdate, StorageError, StorageTimestamp,
+    StatusUpdate, StorageError, StorageTimestamp, frontier_advances, set_frontier,
 };
-use timely::PartialOrder;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::history::{CommandHistory, join_frontiers};
+use crate::history::CommandHistory;
 use crate::protocol::{ReplicaResponse, StorageCommand};
 use crate::transport::ReplicaConnector;
 
@@ -58,6 +57,16 @@ pub enum InstanceResponse<T> {
         /// Each collection's upper as the replica reported it.
         uppers: Vec<(GlobalId, Antichain<T>)>,
     },
+    /// Uppers that advanced both instance-wide and for one replica, to the same
+    /// frontier: the common case (one replica, or replicas in step). It means
+    /// `FrontierUppers(uppers)` and `ReplicaFrontierUppers { replica, uppers }`
+    /// together, without a second copy of the list.
+    SharedFrontierUppers {
+        /// The replica that reported them.
+        replica: ReplicaId,
+        /// Each collection's new upper.
+        uppers: Vec<(GlobalId, Antichain<T>)>,
+    },
     /// Every replica that ran the object has dropped `id`.
     DroppedId(GlobalId),
     /// Statistics from one replica.
@@ -71,6 +80,28 @@ pub enum InstanceResponse<T> {
     },
     /// A status change; `replica_id` is `None` for statuses the instance synthesises.
     Status(StatusUpdate),
+}
+
+impl<T> InstanceResponse<T> {
+    /// The instance-wide uppers this response advances, if any.
+    pub fn merged_uppers(&self) -> Option<&[(GlobalId, Antichain<T>)]> {
+        match self {
+            InstanceResponse::FrontierUppers(uppers)
+            | InstanceResponse::SharedFrontierUppers { uppers, .. } => Some(uppers),
+            _ => None,
+        }
+    }
+
+    /// The replica uppers this response advances, and whose they are, if any.
+    pub fn replica_uppers(&self) -> Option<(ReplicaId, &[(GlobalId, Antichain<T>)])> {
+        match self {
+            InstanceResponse::ReplicaFrontierUppers { replica, uppers }
+            | InstanceResponse::SharedFrontierUppers { replica, uppers } => {
+                Some((*replica, uppers))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// State shared between the instance and its replica tasks.
@@ -626,12 +657,13 @@ impl<T: StorageTimestamp> Instance<T> {
     }
 
     /// Folds one replica's reported uppers into its own and the instance-wide ones, and
-    /// queues what advanced. The reported batch itself, less what advanced nothing,
-    /// becomes the merged one (an upper that advances a frontier usually is the new
-    /// frontier; only incomparable times make it a join).
+    /// queues what advanced. A report that advanced both (the common case) stays in
+    /// the reported batch, which becomes a `SharedFrontierUppers`; the rest
+    /// go to a replica-only and an instance-only batch.
     fn absorb_uppers(&mut self, replica: ReplicaId, mut reported: Vec<(GlobalId, Antichain<T>)>) {
-        let mut replica_uppers = Vec::with_capacity(reported.len());
-        reported.retain_mut(|(id, upper)| {
+        let mut replica_only = Vec::new();
+        let mut merged_only = Vec::new();
+        reported.retain(|(id, upper)| {
             // Only ids that run here, or whose drop is not final, have an upper (their
             // entry goes when the drop completes): a late report must not bring one
             // back.
@@ -647,33 +679,39 @@ impl<T: StorageTimestamp> Instance<T> {
                     })
                 }
             };
-            match uppers.replicas.iter_mut().find(|(r, _)| *r == replica) {
-                Some((_, own)) => {
-                    if advance_to(own, upper) {
-                        replica_uppers.push((*id, own.clone()));
-                    }
-                }
+            let own = match uppers.replicas.iter_mut().find(|(r, _)| *r == replica) {
+                Some((_, own)) => advance_to(own, upper),
                 None => {
                     uppers.replicas.push((replica, upper.clone()));
-                    replica_uppers.push((*id, upper.clone()));
+                    true
                 }
+            };
+            // An upper that advances a frontier becomes it.
+            match (own, advance_to(&mut uppers.merged, upper)) {
+                (true, true) => return true,
+                (true, false) => replica_only.push((*id, upper.clone())),
+                (false, true) => merged_only.push((*id, upper.clone())),
+                (false, false) => {}
             }
-            let advanced = advance_to(&mut uppers.merged, upper);
-            if advanced && *upper != uppers.merged {
-                upper.clone_from(&uppers.merged);
-            }
-            advanced
+            false
         });
-        if !replica_uppers.is_empty() {
+        if !reported.is_empty() {
+            self.ready
+                .push_back(InstanceResponse::SharedFrontierUppers {
+                    replica,
+                    uppers: reported,
+                });
+        }
+        if !replica_only.is_empty() {
             self.ready
                 .push_back(InstanceResponse::ReplicaFrontierUppers {
                     replica,
-                    uppers: replica_uppers,
+                    uppers: replica_only,
                 });
         }
-        if !reported.is_empty() {
+        if !merged_only.is_empty() {
             self.ready
-                .push_back(InstanceResponse::FrontierUppers(reported));
+                .push_back(InstanceResponse::FrontierUppers(merged_only));
         }
     }
 
@@ -713,17 +751,14 @@ struct Uppers<T> {
     replicas: SmallVec<[(ReplicaId, Antichain<T>); 1]>,
 }
 
-/// Moves `current` to its join with `upper`; false if that leaves it where it was.
+/// Moves `current` to `upper` if that advances it (times are totally ordered, so the
+/// join of two frontiers is the later one); false if it stays where it was.
 fn advance_to<T: StorageTimestamp>(current: &mut Antichain<T>, upper: &Antichain<T>) -> bool {
-    if PartialOrder::less_equal(upper, &*current) {
-        return false;
+    let advances = frontier_advances(current, upper);
+    if advances {
+        set_frontier(current, upper);
     }
-    if PartialOrder::less_equal(&*current, upper) {
-        current.clone_from(upper);
-    } else {
-        *current = join_frontiers(current, upper);
-    }
-    true
+    advances
 }
 
 impl<T> Drop for Instance<T> {

@@ -85,11 +85,8 @@ pub(crate) async fn upper_merging(factory: Factory, n: u64) {
         .await;
         let merged: Vec<_> = seen
             .iter()
-            .flat_map(|r| match r {
-                InstanceResponse::FrontierUppers(uppers) => uppers.clone(),
-                _ => Vec::new(),
-            })
-            .map(|(_, upper)| upper)
+            .flat_map(|r| r.merged_uppers().unwrap_or_default())
+            .map(|(_, upper)| upper.clone())
             .collect();
         assert_eq!(merged, vec![frontier(Some(t))], "replica {i}");
         expected = t;
@@ -105,9 +102,24 @@ pub(crate) async fn upper_merging(factory: Factory, n: u64) {
     assert!(
         !seen
             .iter()
-            .any(|r| matches!(r, InstanceResponse::FrontierUppers(_))),
+            .any(|r| r.merged_uppers().is_some()),
         "{seen:?}"
     );
+    if n > 1 {
+        // A report that advances the first replica's own upper, but not beyond the
+        // merged one, is that replica's alone.
+        assert!(fakes[0].respond(upper(11)));
+        assert!(fakes[0].respond(marker(100)));
+        let seen = recv_until(&mut instance, |r| is_marker(r, 100, ReplicaId(1))).await;
+        assert!(
+            seen.contains(&InstanceResponse::ReplicaFrontierUppers {
+                replica: ReplicaId(1),
+                uppers: vec![(GlobalId::User(1), frontier(Some(11)))],
+            }),
+            "{seen:?}"
+        );
+        assert!(!seen.iter().any(|r| r.merged_uppers().is_some()), "{seen:?}");
+    }
 }
 
 /// One `FrontierUppers` report moves several collections at once: the instance answers
@@ -134,13 +146,10 @@ pub(crate) async fn batched_uppers(factory: Factory) {
     assert!(fakes[0].respond(report(&[(1, 5), (2, 6), (9, 4), (3, 7)])));
     assert!(fakes[0].respond(marker(1)));
     let seen = recv_until(&mut instance, |r| is_marker(r, 1, ReplicaId(1))).await;
+    // The one replica's uppers are the instance's: one shared list answers for both.
     let first = batch(&[(1, 5), (2, 6), (3, 7)]);
     assert!(
-        seen.contains(&InstanceResponse::FrontierUppers(first.clone())),
-        "{seen:?}"
-    );
-    assert!(
-        seen.contains(&InstanceResponse::ReplicaFrontierUppers {
+        seen.contains(&InstanceResponse::SharedFrontierUppers {
             replica: ReplicaId(1),
             uppers: first,
         }),
@@ -151,7 +160,10 @@ pub(crate) async fn batched_uppers(factory: Factory) {
     assert!(fakes[0].respond(marker(2)));
     let seen = recv_until(&mut instance, |r| is_marker(r, 2, ReplicaId(1))).await;
     assert!(
-        seen.contains(&InstanceResponse::FrontierUppers(batch(&[(2, 8)]))),
+        seen.contains(&InstanceResponse::SharedFrontierUppers {
+            replica: ReplicaId(1),
+            uppers: batch(&[(2, 8)]),
+        }),
         "{seen:?}"
     );
     assert_eq!(instance.upper(GlobalId::User(1)), Some(&frontier(Some(5))));
@@ -348,10 +360,9 @@ pub(crate) async fn late_upper_after_drop(factory: Factory) {
     assert!(fakes[0].respond(marker(5)));
     let seen = recv_until(&mut instance, |r| is_marker(r, 5, ReplicaId(1))).await;
     assert!(
-        !seen.iter().any(|r| matches!(
-            r,
-            InstanceResponse::FrontierUppers(_) | InstanceResponse::ReplicaFrontierUppers { .. }
-        )),
+        !seen
+            .iter()
+            .any(|r| r.merged_uppers().is_some() || r.replica_uppers().is_some()),
         "{seen:?}"
     );
     assert_eq!(instance.upper(GlobalId::User(3)), None);

@@ -289,10 +289,7 @@ async fn garbage_replicas_are_disconnected_without_a_panic_and_others_carry_on()
             )])));
             let replica = ReplicaId(i as u64 + 1);
             recv_until(&mut instance, |r| {
-                *r == InstanceResponse::ReplicaFrontierUppers {
-                    replica,
-                    uppers: vec![(id, reported.clone())],
-                }
+                r.replica_uppers() == Some((replica, &[(id, reported.clone())][..]))
             })
             .await;
         }

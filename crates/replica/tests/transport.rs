@@ -88,10 +88,10 @@ fn absorb_uppers(
 ) -> usize {
     let mut reports = 0;
     while let Some(response) = instance.try_recv() {
-        let InstanceResponse::FrontierUppers(uppers) = response else {
+        let Some(uppers) = response.merged_uppers() else {
             continue;
         };
-        for (id, upper) in uppers {
+        for (id, upper) in uppers.iter().cloned() {
             if let Some(previous) = last.get(&id) {
                 assert!(
                     PartialOrder::less_equal(previous, &upper),

@@ -114,8 +114,11 @@ fn workload(sizes: &ResponseSizes) -> Vec<(GlobalId, u64)> {
         .collect()
 }
 
-/// The responses through a controller; returns the time from the first send until
-/// `process` has applied the last.
+/// Times of the response phase on the controller, as of the bare side.
+const PHASES: u64 = 3;
+
+/// The responses through a controller; returns the best time, over [`PHASES`] phases,
+/// from the first send until `process` has applied the last.
 async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> Duration {
     let catalog = MemoryCatalog::new();
     let catalog_fn: CatalogFn<Timestamp> = {
@@ -169,35 +172,34 @@ async fn through_process(sizes: &ResponseSizes, updates: &[(GlobalId, u64)]) -> 
         let _ = tokio::time::timeout(Duration::from_millis(10), ctl.ready()).await;
         while ctl.process().unwrap().is_some() {}
     };
+    // Three phases on the same controller, each continuing the uppers where the last
+    // one left them; the best counts, as on the bare side.
     let (last, last_upper) = *updates.last().unwrap();
-    let reached = |ctl: &Controller<Timestamp>| {
-        ctl.collection_frontiers(last).unwrap().upper
-            == Antichain::from_elem(Timestamp::new(last_upper))
-    };
-    let start = Instant::now();
-    // A replica reports every upper one step advanced in one response: a round.
-    for round in updates.chunks(sizes.collections as usize) {
-        let uppers = round
-            .iter()
-            .map(|(id, upper)| (*id, Antichain::from_elem(Timestamp::new(*upper))))
-            .collect();
-        sender
-            .send(ReplicaResponse::FrontierUppers(uppers))
-            .unwrap();
+    let mut best = Duration::MAX;
+    for phase in 0..PHASES {
+        let offset = phase * last_upper;
+        let target = Antichain::from_elem(Timestamp::new(offset + last_upper));
+        let start = Instant::now();
+        // A replica reports every upper one step advanced in one response: a round.
+        for round in updates.chunks(sizes.collections as usize) {
+            let uppers = round
+                .iter()
+                .map(|(id, upper)| (*id, Antichain::from_elem(Timestamp::new(offset + upper))))
+                .collect();
+            sender
+                .send(ReplicaResponse::FrontierUppers(uppers))
+                .unwrap();
+        }
+        while ctl.collection_frontiers(last).unwrap().upper != target {
+            ctl.ready().await;
+            while ctl.process().unwrap().is_some() {}
+        }
+        best = best.min(start.elapsed());
+        for id in &ids {
+            assert_eq!(ctl.collection_frontiers(*id).unwrap().upper, target, "{id}");
+        }
     }
-    while !reached(&ctl) {
-        ctl.ready().await;
-        while ctl.process().unwrap().is_some() {}
-    }
-    let elapsed = start.elapsed();
-    for id in ids {
-        assert_eq!(
-            ctl.collection_frontiers(id).unwrap().upper,
-            Antichain::from_elem(Timestamp::new(last_upper)),
-            "{id}"
-        );
-    }
-    elapsed
+    best
 }
 
 /// The baseline: the same uppers applied to one `MutableAntichain` per collection.
@@ -230,7 +232,7 @@ pub(crate) fn run(sizes: ResponseSizes) {
         .build()
         .unwrap();
     let controller = runtime.block_on(through_process(&sizes, &updates));
-    let baseline = best_of(3, || bare(&sizes, &updates));
+    let baseline = best_of(PHASES as usize, || bare(&sizes, &updates));
     let per = |d: Duration| d.as_nanos() as f64 / updates.len() as f64;
     report(&Metric::new(
         "controller_process_frontier_upper_responses",

@@ -45,12 +45,21 @@ impl<T: StorageTimestamp> Controller<T> {
             }
         }
         let mut batches = Vec::new();
+        // Per batch: the replica whose own uppers it also is (`SharedFrontierUppers`).
+        let mut shared_with = Vec::new();
         let mut replica_batches = Vec::new();
         let mut dropped = BTreeSet::new();
         let mut statuses = Vec::new();
         while let Some((_, response)) = self.pending.pop_front() {
             match response {
-                InstanceResponse::FrontierUppers(uppers) => batches.push(uppers),
+                InstanceResponse::FrontierUppers(uppers) => {
+                    batches.push(uppers);
+                    shared_with.push(None);
+                }
+                InstanceResponse::SharedFrontierUppers { replica, uppers } => {
+                    batches.push(uppers);
+                    shared_with.push(Some(replica));
+                }
                 InstanceResponse::DroppedId(id) => {
                     dropped.insert(id);
                 }
@@ -68,13 +77,20 @@ impl<T: StorageTimestamp> Controller<T> {
         if !batches.is_empty() {
             let effects = self.registry.frontiers.apply_write_frontiers(&mut batches);
             self.execute(effects);
-            for uppers in batches.into_iter().filter(|b| !b.is_empty()) {
+            for (uppers, shared_with) in batches.into_iter().zip(shared_with) {
+                if uppers.is_empty() {
+                    continue;
+                }
+                if let Some(replica) = shared_with {
+                    // The pass kept only live ids.
+                    self.record_replica_frontiers(replica, &uppers, true);
+                }
                 self.responses
                     .push_back(StorageResponse::FrontierUpdates(uppers));
             }
         }
         for (replica, uppers) in replica_batches {
-            self.record_replica_frontiers(replica, uppers);
+            self.record_replica_frontiers(replica, &uppers, false);
         }
         statuses.retain(|u| self.registry.frontiers.is_live(u.id));
         self.record_statuses(&statuses);

@@ -67,7 +67,7 @@ use rustc_hash::FxHashMap;
 
 use strata_controller_api::{
     Antichain, ChangeBatch, GlobalId, InstanceId, MutableAntichain, ReadPolicy, StorageError,
-    StorageTimestamp,
+    StorageTimestamp, frontier_advances, set_frontier,
 };
 use timely::PartialOrder;
 
@@ -442,7 +442,7 @@ fn advance_upper<T: StorageTimestamp>(
     entry: &mut CollectionFrontierState<T>,
     upper: &Antichain<T>,
 ) {
-    if !PartialOrder::less_than(&entry.upper, upper) {
+    if !frontier_advances(&entry.upper, upper) {
         return;
     }
     pass.touch(id, entry);
@@ -450,7 +450,7 @@ fn advance_upper<T: StorageTimestamp>(
         let changes = entry.rederive_capabilities();
         pass.push(id, entry, changes);
     }
-    entry.upper.clone_from(upper);
+    set_frontier(&mut entry.upper, upper);
     entry.upper_advanced = true;
 }
 

@@ -157,17 +157,19 @@ impl<T: StorageTimestamp> Controller<T> {
         self.introspection.forget_replica(replica);
     }
 
-    /// Records replica uppers in `ReplicaFrontiers` (live collections only).
+    /// Records replica uppers in `ReplicaFrontiers`: live collections only, unless
+    /// `live` says the caller checked that already.
     pub(super) fn record_replica_frontiers(
         &mut self,
         replica: ReplicaId,
-        uppers: Vec<(GlobalId, Antichain<T>)>,
+        uppers: &[(GlobalId, Antichain<T>)],
+        live: bool,
     ) {
-        for (id, upper) in uppers {
-            if self.registry.frontiers.is_live(id) && !self.is_introspection(id) {
-                self.introspection.set_replica_frontier(id, replica, &upper);
-            }
-        }
+        let frontiers = &self.registry.frontiers;
+        let recorded = uppers
+            .iter()
+            .filter(|(id, _)| live || frontiers.is_live(*id));
+        self.introspection.set_replica_frontiers(replica, recorded);
     }
 
     /// The status history that `id`'s statuses belong to: `SinkStatusHistory` for an

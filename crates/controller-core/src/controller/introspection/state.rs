@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use strata_controller_api::{
     Antichain, Datum, GlobalId, IntrospectionType, ReplicaId, Row, ShardId, StatusUpdate,
     StorageError, StorageTimestamp, StorageWriteOp,
@@ -34,12 +35,16 @@ pub(crate) struct IntrospectionState<T: StorageTimestamp> {
     /// Frontiers change on every upper report, so they are kept as frontiers and made
     /// rows only for a registered collection of their kind (or its registration).
     frontiers: FxHashMap<GlobalId, (Antichain<T>, Antichain<T>)>,
-    replica_frontiers: FxHashMap<(GlobalId, ReplicaId), Antichain<T>>,
+    /// Per collection, each replica's upper (collections run on few replicas).
+    replica_frontiers: FxHashMap<GlobalId, ReplicaUppers<T>>,
     pub(crate) source_statistics: BTreeMap<GlobalId, StatisticsScraper<SourceStatistics, T>>,
     pub(crate) sink_statistics: BTreeMap<GlobalId, StatisticsScraper<SinkStatistics, T>>,
     /// The desired contents of the differential kinds a coordinator writes.
     coordinator: BTreeMap<IntrospectionType, BTreeMap<Row, i64>>,
 }
+
+/// Each replica's upper of one collection.
+type ReplicaUppers<T> = SmallVec<[(ReplicaId, Antichain<T>); 1]>;
 
 fn text(s: String) -> Datum {
     Datum::String(s)
@@ -129,7 +134,11 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
             IntrospectionType::ReplicaFrontiers => Some(
                 self.replica_frontiers
                     .iter()
-                    .map(|((id, replica), upper)| (replica_frontier_row(*id, *replica, upper), 1))
+                    .flat_map(|(id, uppers)| {
+                        uppers
+                            .iter()
+                            .map(|(replica, upper)| (replica_frontier_row(*id, *replica, upper), 1))
+                    })
                     .collect(),
             ),
             kind if kind.is_differential() && !kind.is_controller_written() => Some(
@@ -214,43 +223,46 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
         }
     }
 
-    /// Records replica `replica`'s upper of `id`.
-    pub(crate) fn set_replica_frontier(
+    /// Records replica `replica`'s uppers of some live collections, sent as one batch
+    /// of diffs. Introspection collections themselves are not recorded.
+    pub(crate) fn set_replica_frontiers<'a>(
         &mut self,
-        id: GlobalId,
         replica: ReplicaId,
-        upper: &Antichain<T>,
-    ) {
-        let old = match self.replica_frontiers.get_mut(&(id, replica)) {
-            Some(current) if current == upper => return,
-            Some(current) => Some(std::mem::replace(current, upper.clone())),
-            None => {
-                self.replica_frontiers.insert((id, replica), upper.clone());
-                None
+        uppers: impl IntoIterator<Item = &'a (GlobalId, Antichain<T>)>,
+    ) where
+        T: 'a,
+    {
+        let written = self.is_written(IntrospectionType::ReplicaFrontiers);
+        let mut diffs = Vec::new();
+        for (id, upper) in uppers {
+            if self.collections.contains_key(id) {
+                continue;
             }
-        };
-        if self.is_written(IntrospectionType::ReplicaFrontiers) {
-            let mut diffs = vec![(replica_frontier_row(id, replica, upper), 1)];
-            diffs.extend(old.map(|u| (replica_frontier_row(id, replica, &u), -1)));
+            let replicas = self.replica_frontiers.entry(*id).or_default();
+            let Some((_, current)) = replicas.iter_mut().find(|(r, _)| *r == replica) else {
+                replicas.push((replica, upper.clone()));
+                if written {
+                    diffs.push((replica_frontier_row(*id, replica, upper), 1));
+                }
+                continue;
+            };
+            if current == upper {
+                continue;
+            }
+            if written {
+                diffs.push((replica_frontier_row(*id, replica, current), -1));
+                diffs.push((replica_frontier_row(*id, replica, upper), 1));
+            }
+            current.clone_from(upper);
+        }
+        if !diffs.is_empty() {
             self.send(IntrospectionType::ReplicaFrontiers, diffs);
         }
     }
 
-    /// Retracts the replica frontiers `drop` selects.
-    fn remove_replica_frontiers(&mut self, drop: impl Fn(&(GlobalId, ReplicaId)) -> bool) {
-        let keys: Vec<(GlobalId, ReplicaId)> = self
-            .replica_frontiers
-            .keys()
-            .filter(|k| drop(k))
-            .copied()
-            .collect();
-        let mut diffs = Vec::new();
-        for (id, replica) in keys {
-            if let Some(upper) = self.replica_frontiers.remove(&(id, replica)) {
-                diffs.push((replica_frontier_row(id, replica, &upper), -1));
-            }
-        }
-        if self.is_written(IntrospectionType::ReplicaFrontiers) {
+    /// Retracts the replica frontiers of `diffs`, if that kind is written.
+    fn retract_replica_frontiers(&mut self, diffs: Vec<(Row, i64)>) {
+        if !diffs.is_empty() && self.is_written(IntrospectionType::ReplicaFrontiers) {
             self.send(IntrospectionType::ReplicaFrontiers, diffs);
         }
     }
@@ -260,7 +272,14 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
         let diffs = upsert(&mut self.shard_mapping, id, None);
         self.send(IntrospectionType::ShardMapping, diffs);
         self.remove_frontiers(id);
-        self.remove_replica_frontiers(|(object, _)| *object == id);
+        let retractions = self
+            .replica_frontiers
+            .remove(&id)
+            .into_iter()
+            .flatten()
+            .map(|(replica, upper)| (replica_frontier_row(id, replica, &upper), -1))
+            .collect();
+        self.retract_replica_frontiers(retractions);
         for scraper in self.source_statistics.values() {
             scraper.drop_id(id);
         }
@@ -271,7 +290,18 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
 
     /// Retracts everything recorded about `replica`.
     pub(crate) fn forget_replica(&mut self, replica: ReplicaId) {
-        self.remove_replica_frontiers(|(_, r)| *r == replica);
+        let mut retractions = Vec::new();
+        self.replica_frontiers.retain(|id, uppers| {
+            uppers.retain(|(r, upper)| {
+                let gone = *r == replica;
+                if gone {
+                    retractions.push((replica_frontier_row(*id, replica, upper), -1));
+                }
+                !gone
+            });
+            !uppers.is_empty()
+        });
+        self.retract_replica_frontiers(retractions);
         for scraper in self.source_statistics.values() {
             scraper.drop_replica(replica);
         }
