@@ -140,6 +140,15 @@ impl PersistClient {
         shard: ShardId,
         desc: Option<&RelationDesc>,
     ) -> Result<Arc<Machine>> {
+        Ok(self.init_state::<T>(shard, desc).await?.0)
+    }
+
+    /// [`Self::init`], with the state it read or created.
+    async fn init_state<T: StorageTimestamp>(
+        &self,
+        shard: ShardId,
+        desc: Option<&RelationDesc>,
+    ) -> Result<(Arc<Machine>, Arc<State>)> {
         let machine = self.machine(shard);
         let schema = desc
             .map(|d| serde_json::to_string(d).unwrap_or_default())
@@ -148,7 +157,7 @@ impl PersistClient {
         if state.tombstone {
             return Err(crate::PersistError::Tombstoned { shard });
         }
-        Ok(machine)
+        Ok((machine, state))
     }
 
     /// Registers a writer of `shard` (creating the shard if it does not exist yet).
@@ -235,10 +244,15 @@ impl PersistClient {
         shard: ShardId,
         reader_id: &str,
     ) -> Result<SinceHandle<T>> {
-        let machine = self.init::<T>(shard, None).await?;
+        // The state init just read is fresh: a reader registered already (a restart)
+        // needs no second read.
+        let (machine, state) = self.init_state::<T>(shard, None).await?;
         let (_, (opaque, since)) = machine
-            .apply_plain(|s: &State| cmds::register_critical_reader(s, reader_id))
-            .await?;
+            .apply_from(Some(state), |s: &State| {
+                cmds::register_critical_reader(s, reader_id)
+            })
+            .await?
+            .map_err(|e| machine.cmd_error(e))?;
         Ok(SinceHandle {
             machine,
             reader_id: reader_id.to_owned(),

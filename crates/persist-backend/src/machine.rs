@@ -38,13 +38,35 @@ impl ShardCache {
     }
 }
 
-/// A fresh commit token: 16 random bytes.
+/// A fresh commit token, unique among the attempts of every process: 8 bytes drawn at
+/// random once per thread, then that thread's count of tokens. A token only has to be
+/// unique; drawing all 16 bytes per attempt cost a `getrandom` system call per commit,
+/// a visible share of creating or fencing many shards.
 pub(crate) fn new_token() -> Bytes {
-    Bytes::copy_from_slice(uuid::Uuid::new_v4().as_bytes())
+    thread_local! {
+        static NEXT: std::cell::Cell<(u64, u64)> =
+            std::cell::Cell::new((uuid::Uuid::new_v4().as_u64_pair().0, 0));
+    }
+    let (prefix, count) = NEXT.with(|next| {
+        let (prefix, count) = next.get();
+        next.set((prefix, count.wrapping_add(1)));
+        (prefix, count)
+    });
+    let mut token = [0u8; 16];
+    token[..8].copy_from_slice(&prefix.to_be_bytes());
+    token[8..].copy_from_slice(&count.to_be_bytes());
+    Bytes::copy_from_slice(&token)
 }
 
+/// A token as lower-case hex, as the consensus register records it.
 fn token_text(token: &Bytes) -> String {
-    token.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(token.len() * 2);
+    for byte in token.iter() {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    text
 }
 
 /// What a later state says of a commit attempt that was in doubt.
@@ -279,10 +301,22 @@ impl Machine {
     /// error or a conflict that the landed write would contradict.
     pub(crate) async fn apply<O>(
         &self,
+        cmd: impl FnMut(&State) -> CmdResult<O>,
+    ) -> Result<std::result::Result<(Arc<State>, O), CmdError>> {
+        self.apply_from(None, cmd).await
+    }
+
+    /// [`Self::apply`] starting from `fresh`, a state this call's caller has just read
+    /// (or created), so that a no-op or an error on it is final without reading the
+    /// head again; `None` starts from the cached state, which a no-op or an error
+    /// makes this read again.
+    pub(crate) async fn apply_from<O>(
+        &self,
+        fresh: Option<Arc<State>>,
         mut cmd: impl FnMut(&State) -> CmdResult<O>,
     ) -> Result<std::result::Result<(Arc<State>, O), CmdError>> {
         let mut doubts = InDoubt::default();
-        let res = self.apply_inner(&mut cmd, &mut doubts).await;
+        let res = self.apply_inner(fresh, &mut cmd, &mut doubts).await;
         match res {
             // A write of ours may have landed: the caller must not assume it did not.
             Err(e @ (PersistError::External(_) | PersistError::Contention { .. }))
@@ -296,12 +330,14 @@ impl Machine {
 
     async fn apply_inner<O>(
         &self,
+        start: Option<Arc<State>>,
         cmd: &mut impl FnMut(&State) -> CmdResult<O>,
         doubts: &mut InDoubt<O>,
     ) -> Result<std::result::Result<(Arc<State>, O), CmdError>> {
-        let (mut state, mut fresh) = match self.cached() {
-            Some(s) => (s, false),
-            None => (self.fetch().await?, true),
+        let (mut state, mut fresh) = match (start, self.cached()) {
+            (Some(s), _) => (s, true),
+            (None, Some(s)) => (s, false),
+            (None, None) => (self.fetch().await?, true),
         };
         let mut conflicts = 0;
         let mut failures = 0;
@@ -541,6 +577,25 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tokens_are_unique_across_threads_and_hex_encoded() {
+        let mut tokens: Vec<Bytes> = (0..1000).map(|_| super::new_token()).collect();
+        for _ in 0..4 {
+            tokens.extend(
+                std::thread::spawn(|| (0..1000).map(|_| super::new_token()).collect::<Vec<_>>())
+                    .join()
+                    .unwrap_or_default(),
+            );
+        }
+        assert_eq!(tokens.len(), 5000);
+        let distinct: std::collections::BTreeSet<&Bytes> = tokens.iter().collect();
+        assert_eq!(distinct.len(), tokens.len());
+        for token in &tokens[..10] {
+            let expected: String = token.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(super::token_text(token), expected);
+        }
+    }
+
     use super::*;
 
     fn state(seqno: u64, tokens: &[u8]) -> State {

@@ -31,6 +31,8 @@ use strata_persist_backend::{Location, PersistClient, PersistConfig};
 struct Counts {
     state_creates: BTreeMap<String, u64>,
     other_puts: BTreeMap<String, u64>,
+    /// Reads of anything under `shards/{id}/`, per shard id.
+    shard_reads: BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -89,6 +91,13 @@ impl ObjectStore for CountingStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        let parts: Vec<String> = location.parts().map(|p| p.as_ref().to_owned()).collect();
+        if parts.first().map(String::as_str) == Some("shards")
+            && let Some(shard) = parts.get(1)
+        {
+            let mut c = self.counts.lock().unwrap();
+            *c.shard_reads.entry(shard.clone()).or_default() += 1;
+        }
         self.inner.get_opts(location, options).await
     }
 
@@ -357,4 +366,65 @@ async fn idle_data_shards_cost_no_store_requests() {
         1,
         "data[9]'s one row, read after its writer's lease lapsed"
     );
+}
+
+#[tokio::test]
+async fn registering_registered_shards_again_touches_no_data_shard() {
+    let (client, counts) = counted_client();
+    let txns = new_shard();
+    let data: Vec<ShardId> = (0..16).map(|_| new_shard()).collect();
+    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
+        .await
+        .unwrap();
+    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc())))
+        .await
+        .unwrap()
+        .unwrap();
+    // A restart: a new handle registers the same shards with the same schema.
+    drop(h);
+    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
+        .await
+        .unwrap();
+    take(&counts);
+    h.register(Timestamp::new(1), data.iter().map(|d| (*d, test_desc())))
+        .await
+        .unwrap()
+        .unwrap();
+    let c = take(&counts);
+    for d in &data {
+        assert_eq!(c.shard_reads.get(&d.to_string()), None, "{d} was read: {c:?}");
+        assert_eq!(creates(&c, *d), 0, "{d} was written: {c:?}");
+    }
+    assert_eq!(creates(&c, txns), 0, "{c:?}");
+}
+
+#[tokio::test]
+async fn reopening_a_registered_critical_reader_reads_the_head_once() {
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let store: Arc<dyn ObjectStore> = Arc::new(CountingStore {
+        inner: Arc::new(InMemory::new()),
+        counts: Arc::clone(&counts),
+    });
+    let client = || {
+        PersistClient::from_location(
+            Location::from_store(Arc::clone(&store), "", "mem://counted"),
+            PersistConfig::for_tests(),
+        )
+    };
+    let shard = new_shard();
+    let first = client()
+        .open_critical_since::<Timestamp>(shard, "controller")
+        .await
+        .unwrap();
+    drop(first);
+    // A restart: a new process (no cached state) opens the same reader.
+    take(&counts);
+    let again = client()
+        .open_critical_since::<Timestamp>(shard, "controller")
+        .await
+        .unwrap();
+    assert_eq!(again.since(), &Antichain::from_elem(Timestamp::new(0)));
+    let c = take(&counts);
+    assert_eq!(c.shard_reads.get(&shard.to_string()), Some(&1), "{c:?}");
+    assert_eq!(creates(&c, shard), 0, "{c:?}");
 }

@@ -244,6 +244,9 @@ impl<T: StorageTimestamp> StorageTask<T> {
                     Command::Close { reply } => {
                         self.commit_appends(std::mem::take(&mut appends)).await;
                         self.close().await;
+                        // Everything the task holds (a handle per shard) is let go
+                        // before `close` returns, not while the next controller starts.
+                        drop(self);
                         let _ = reply.send(());
                         return;
                     }
