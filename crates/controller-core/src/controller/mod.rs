@@ -373,6 +373,9 @@ impl<T: StorageTimestamp> Controller<T> {
         // An error means the storage task had already stopped.
         let _ = done.await;
         self.instances.clear();
+        // What the background tasks held (a handle and cached state per shard) is let
+        // go before `close` returns, not while the next controller starts.
+        self.upper_watch.stop().await;
     }
 
     /// What the controller's catalog records now: which shard backs each collection,

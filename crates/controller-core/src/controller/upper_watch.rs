@@ -39,10 +39,12 @@ enum Request<T> {
     Unwatch(Vec<GlobalId>),
 }
 
-/// The controller's end of the upper watch. Dropping it stops the task.
+/// The controller's end of the upper watch. Dropping it stops the task; [`Self::stop`]
+/// also waits until the task has let go of what it holds.
 #[derive(Debug)]
 pub(crate) struct UpperWatch<T> {
     tx: mpsc::UnboundedSender<Request<T>>,
+    task: tokio::task::JoinHandle<()>,
     /// The ids watched, by the shard they follow (mirrors the task's set, so the
     /// controller can ask what it watches without a round trip).
     watched: BTreeMap<GlobalId, ShardId>,
@@ -56,11 +58,20 @@ impl<T: StorageTimestamp> UpperWatch<T> {
         events: mpsc::UnboundedSender<Event<T>>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(client, interval, rx, events));
+        let task = tokio::spawn(run(client, interval, rx, events));
         UpperWatch {
             tx,
+            task,
             watched: BTreeMap::new(),
         }
+    }
+
+    /// Stops the task and waits until it has ended (and dropped its persist client).
+    pub(crate) async fn stop(self) {
+        let UpperWatch { tx, task, .. } = self;
+        drop(tx);
+        // An error means the task panicked or was cancelled: it has ended either way.
+        let _ = task.await;
     }
 
     /// Follows `shard`'s upper for `id` from `upper` on. Watching an id again moves it to
