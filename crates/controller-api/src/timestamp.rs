@@ -213,7 +213,8 @@ mod tests {
 
     #[test]
     fn frontier_advances_agrees_with_the_antichain_order() {
-        let f = |t: Option<u64>| t.map_or_else(Antichain::new, |t| Antichain::from_elem(Timestamp(t)));
+        let f =
+            |t: Option<u64>| t.map_or_else(Antichain::new, |t| Antichain::from_elem(Timestamp(t)));
         let frontiers = [Some(0), Some(1), Some(7), Some(u64::MAX), None];
         for a in frontiers {
             for b in frontiers {

@@ -25,8 +25,8 @@ use strata_bench_support::{Metric, Mode, best_of, median, report};
 use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, ReplicaId, Timestamp};
 use strata_instance_client::{
-    CommandReceiver, Hello, Instance, InstanceResponse, ReplicaConnector, ReplicaHandler,
-    ReplicaResponse, ResponseSender, StorageCommand,
+    CommandReceiver, Hello, Instance, ReplicaConnector, ReplicaHandler, ReplicaResponse,
+    ResponseSender, StorageCommand,
 };
 use tokio::sync::mpsc;
 

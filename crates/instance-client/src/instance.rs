@@ -82,9 +82,12 @@ pub enum InstanceResponse<T> {
     Status(StatusUpdate),
 }
 
+/// Collections' new uppers, as a response lists them.
+pub type UpperList<T> = [(GlobalId, Antichain<T>)];
+
 impl<T> InstanceResponse<T> {
     /// The instance-wide uppers this response advances, if any.
-    pub fn merged_uppers(&self) -> Option<&[(GlobalId, Antichain<T>)]> {
+    pub fn merged_uppers(&self) -> Option<&UpperList<T>> {
         match self {
             InstanceResponse::FrontierUppers(uppers)
             | InstanceResponse::SharedFrontierUppers { uppers, .. } => Some(uppers),
@@ -93,7 +96,7 @@ impl<T> InstanceResponse<T> {
     }
 
     /// The replica uppers this response advances, and whose they are, if any.
-    pub fn replica_uppers(&self) -> Option<(ReplicaId, &[(GlobalId, Antichain<T>)])> {
+    pub fn replica_uppers(&self) -> Option<(ReplicaId, &UpperList<T>)> {
         match self {
             InstanceResponse::ReplicaFrontierUppers { replica, uppers }
             | InstanceResponse::SharedFrontierUppers { replica, uppers } => {

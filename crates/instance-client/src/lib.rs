@@ -79,7 +79,7 @@ pub mod proto_grpc {
 
 pub use convert::ProtoError;
 pub use history::CommandHistory;
-pub use instance::{ConnectionObserver, Instance, InstanceResponse};
+pub use instance::{ConnectionObserver, Instance, InstanceResponse, UpperList};
 #[cfg(feature = "local")]
 pub use local::LocalConnector;
 pub use protocol::{

@@ -100,9 +100,7 @@ pub(crate) async fn upper_merging(factory: Factory, n: u64) {
     assert!(fakes[0].respond(marker(99)));
     let seen = recv_until(&mut instance, |r| is_marker(r, 99, ReplicaId(1))).await;
     assert!(
-        !seen
-            .iter()
-            .any(|r| r.merged_uppers().is_some()),
+        !seen.iter().any(|r| r.merged_uppers().is_some()),
         "{seen:?}"
     );
     if n > 1 {
@@ -118,7 +116,10 @@ pub(crate) async fn upper_merging(factory: Factory, n: u64) {
             }),
             "{seen:?}"
         );
-        assert!(!seen.iter().any(|r| r.merged_uppers().is_some()), "{seen:?}");
+        assert!(
+            !seen.iter().any(|r| r.merged_uppers().is_some()),
+            "{seen:?}"
+        );
     }
 }
 

@@ -23,7 +23,7 @@ use strata_instance_client::proto_grpc::storage_replica_server::{
 use strata_instance_client::testing::{
     FakeReplica, frontier, ingestion, recv_until, soak_factor, wait_until,
 };
-use strata_instance_client::{InstanceResponse, ReplicaResponse, StorageCommand};
+use strata_instance_client::{ReplicaResponse, StorageCommand};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;

@@ -392,7 +392,11 @@ async fn registering_registered_shards_again_touches_no_data_shard() {
         .unwrap();
     let c = take(&counts);
     for d in &data {
-        assert_eq!(c.shard_reads.get(&d.to_string()), None, "{d} was read: {c:?}");
+        assert_eq!(
+            c.shard_reads.get(&d.to_string()),
+            None,
+            "{d} was read: {c:?}"
+        );
         assert_eq!(creates(&c, *d), 0, "{d} was written: {c:?}");
     }
     assert_eq!(creates(&c, txns), 0, "{c:?}");

@@ -21,8 +21,8 @@ use strata_controller_api::retry::BackoffConfig;
 use strata_controller_api::{Antichain, GlobalId, InstanceId, LoadGenerator, ReplicaId, Timestamp};
 use strata_instance_client::testing::soak_factor;
 use strata_instance_client::{
-    Instance, InstanceResponse, LocalConnector, ReplicaConnection, ReplicaConnector,
-    ReplicaResponse, RunIngestionCommand, StorageCommand, TransportError,
+    Instance, LocalConnector, ReplicaConnection, ReplicaConnector, ReplicaResponse,
+    RunIngestionCommand, StorageCommand, TransportError,
 };
 use strata_replica::server::ReplicaServer;
 use strata_replica::shard::Shards;
