@@ -281,6 +281,26 @@ impl Location {
 
     /// The full key of `suffix` (a `/`-separated relative path) in this location.
     pub(crate) fn key(&self, suffix: &str) -> Path {
+        // Our keys are plain segments (letters, digits, `-`, `_`, `.`), which need no
+        // encoding: joined to the (canonical) prefix and parsed as one string, they
+        // give the same path as the part-by-part way below, with fewer allocations.
+        let plain = |segment: &str| {
+            !segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if suffix.split('/').all(plain) {
+            let prefix = self.prefix.as_ref();
+            let joined = if prefix.is_empty() {
+                Path::parse(suffix)
+            } else {
+                Path::parse(format!("{prefix}/{suffix}"))
+            };
+            if let Ok(path) = joined {
+                return path;
+            }
+        }
         let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_owned()).collect();
         parts.extend(
             suffix
@@ -495,6 +515,41 @@ mod tests {
         assert_eq!(loc.key("shards/x/state").as_ref(), "a/b/shards/x/state");
         let loc = Location::from_store(memory_store("keys"), "", "mem://keys");
         assert_eq!(loc.key("shards/x").as_ref(), "shards/x");
+    }
+
+    #[test]
+    fn the_parsed_key_is_the_part_by_part_key() {
+        let by_parts = |loc: &Location, suffix: &str| {
+            let mut parts: Vec<String> =
+                loc.prefix.parts().map(|p| p.as_ref().to_owned()).collect();
+            parts.extend(
+                suffix
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+            Path::from_iter(parts)
+        };
+        for prefix in ["", "a/b", "with space/x"] {
+            let loc = Location::from_store(memory_store("keys"), prefix, "mem://keys");
+            for suffix in [
+                "shards/s1/head",
+                "shards/s1/state/00000000000000000042",
+                "/leading",
+                "trailing/",
+                "double//slash",
+                "odd chars/{x}#|%",
+                "shards/s1/..",
+                "a/./b",
+                "",
+            ] {
+                assert_eq!(
+                    loc.key(suffix),
+                    by_parts(&loc, suffix),
+                    "{prefix:?} {suffix:?}"
+                );
+            }
+        }
     }
 
     #[test]
