@@ -21,20 +21,31 @@ use crate::location::Location;
 use crate::state::State;
 
 /// The latest state seen of one shard, shared by every handle of one client.
-#[derive(Debug)]
+/// What this process knows of one shard. Small while nobody waits on the shard: a
+/// process may know 100k mostly idle shards, and a watch channel costs several hundred
+/// bytes, so each is made by its first subscriber.
+#[derive(Debug, Default)]
 pub(crate) struct ShardCache {
-    tx: watch::Sender<Option<Arc<State>>>,
+    /// The latest state seen.
+    latest: std::sync::Mutex<Option<Arc<State>>>,
+    /// The states seen from the first subscription on; sent under `latest`'s lock.
+    watchers: std::sync::OnceLock<watch::Sender<Option<Arc<State>>>>,
     /// Whether background maintenance of the shard runs in this process; a watch, so
-    /// a caller can wait for it to finish.
-    compacting: watch::Sender<bool>,
+    /// a caller can wait for it to finish. Made by the first maintenance.
+    compacting: std::sync::OnceLock<watch::Sender<bool>>,
 }
 
 impl ShardCache {
     pub(crate) fn new() -> Self {
-        ShardCache {
-            tx: watch::channel(None).0,
-            compacting: watch::channel(false).0,
-        }
+        ShardCache::default()
+    }
+
+    fn latest(&self) -> std::sync::MutexGuard<'_, Option<Arc<State>>> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn compacting(&self) -> &watch::Sender<bool> {
+        self.compacting.get_or_init(|| watch::channel(false).0)
     }
 }
 
@@ -193,22 +204,27 @@ impl Machine {
 
     /// The latest state this process has seen, without I/O.
     pub(crate) fn cached(&self) -> Option<Arc<State>> {
-        self.cache.tx.borrow().clone()
+        self.cache.latest().clone()
     }
 
     /// Subscribes to new states seen by this process.
     pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Arc<State>>> {
-        self.cache.tx.subscribe()
+        let latest = self.cache.latest();
+        self.cache
+            .watchers
+            .get_or_init(|| watch::channel(latest.clone()).0)
+            .subscribe()
     }
 
     fn observe(&self, state: Arc<State>) {
-        self.cache.tx.send_if_modified(|cur| match cur {
-            Some(c) if c.seqno >= state.seqno => false,
-            _ => {
-                *cur = Some(Arc::clone(&state));
-                true
-            }
-        });
+        let mut latest = self.cache.latest();
+        if latest.as_ref().is_some_and(|c| c.seqno >= state.seqno) {
+            return;
+        }
+        *latest = Some(Arc::clone(&state));
+        if let Some(watchers) = self.cache.watchers.get() {
+            watchers.send_replace(Some(state));
+        }
     }
 
     /// Reads the head state, or `None` if the shard was never initialized.
@@ -556,7 +572,7 @@ impl Machine {
 
     /// Whether a compaction is running in this process; claims it if not.
     pub(crate) fn try_claim_compaction(&self) -> bool {
-        self.cache.compacting.send_if_modified(|running| {
+        self.cache.compacting().send_if_modified(|running| {
             let claimed = !*running;
             *running = true;
             claimed
@@ -564,12 +580,16 @@ impl Machine {
     }
 
     pub(crate) fn release_compaction(&self) {
-        self.cache.compacting.send_replace(false);
+        self.cache.compacting().send_replace(false);
     }
 
     /// Waits until no background maintenance of this shard runs in this process.
     pub(crate) async fn maintenance_idle(&self) {
-        let mut rx = self.cache.compacting.subscribe();
+        // No maintenance of this shard ever ran here: nothing to wait for.
+        let Some(compacting) = self.cache.compacting.get() else {
+            return;
+        };
+        let mut rx = compacting.subscribe();
         // The sender lives in the shard cache, as long as this machine.
         let _ = rx.wait_for(|running| !*running).await;
     }
