@@ -301,6 +301,11 @@ impl Location {
                 return path;
             }
         }
+        self.key_by_parts(suffix)
+    }
+
+    /// The full key of `suffix`, each segment encoded on its own.
+    fn key_by_parts(&self, suffix: &str) -> Path {
         let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_owned()).collect();
         parts.extend(
             suffix
@@ -519,17 +524,6 @@ mod tests {
 
     #[test]
     fn the_parsed_key_is_the_part_by_part_key() {
-        let by_parts = |loc: &Location, suffix: &str| {
-            let mut parts: Vec<String> =
-                loc.prefix.parts().map(|p| p.as_ref().to_owned()).collect();
-            parts.extend(
-                suffix
-                    .split('/')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            );
-            Path::from_iter(parts)
-        };
         for prefix in ["", "a/b", "with space/x"] {
             let loc = Location::from_store(memory_store("keys"), prefix, "mem://keys");
             for suffix in [
@@ -545,7 +539,7 @@ mod tests {
             ] {
                 assert_eq!(
                     loc.key(suffix),
-                    by_parts(&loc, suffix),
+                    loc.key_by_parts(suffix),
                     "{prefix:?} {suffix:?}"
                 );
             }

@@ -177,11 +177,13 @@ fn creates(c: &Counts, shard: ShardId) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn a_commit_of_n_tables_is_one_consensus_write() {
-    let (client, counts) = counted_client();
+/// A txns shard with `n` data shards registered at 0, and its handle.
+async fn registered(
+    client: &PersistClient,
+    n: usize,
+) -> (ShardId, Vec<ShardId>, TxnsHandle<Timestamp>) {
     let txns = new_shard();
-    let data: Vec<ShardId> = (0..16).map(|_| new_shard()).collect();
+    let data: Vec<ShardId> = (0..n).map(|_| new_shard()).collect();
     let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
         .await
         .unwrap();
@@ -189,6 +191,13 @@ async fn a_commit_of_n_tables_is_one_consensus_write() {
         .await
         .unwrap()
         .unwrap();
+    (txns, data, h)
+}
+
+#[tokio::test]
+async fn a_commit_of_n_tables_is_one_consensus_write() {
+    let (client, counts) = counted_client();
+    let (txns, data, mut h) = registered(&client, 16).await;
     for round in 1..=5u64 {
         take(&counts);
         let mut txn = Txn::new();
@@ -259,15 +268,7 @@ async fn a_commit_of_n_tables_is_one_consensus_write() {
 #[tokio::test]
 async fn advancing_n_idle_shards_is_one_consensus_write() {
     let (client, counts) = counted_client();
-    let txns = new_shard();
-    let data: Vec<ShardId> = (0..64).map(|_| new_shard()).collect();
-    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
-        .await
-        .unwrap();
-    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc())))
-        .await
-        .unwrap()
-        .unwrap();
+    let (txns, data, mut h) = registered(&client, 64).await;
     take(&counts);
     for t in 1..=20u64 {
         assert_eq!(
@@ -320,15 +321,7 @@ async fn idle_data_shards_cost_no_store_requests() {
         now,
         ..PersistConfig::for_tests()
     });
-    let txns = new_shard();
-    let data: Vec<ShardId> = (0..64).map(|_| new_shard()).collect();
-    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
-        .await
-        .unwrap();
-    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc())))
-        .await
-        .unwrap()
-        .unwrap();
+    let (txns, data, mut h) = registered(&client, 64).await;
     commit_a_row_to_each(&mut h, &data, 1).await;
     h.apply_le(Timestamp::new(1)).await.unwrap();
     take(&counts);
@@ -371,15 +364,7 @@ async fn idle_data_shards_cost_no_store_requests() {
 #[tokio::test]
 async fn registering_registered_shards_again_touches_no_data_shard() {
     let (client, counts) = counted_client();
-    let txns = new_shard();
-    let data: Vec<ShardId> = (0..16).map(|_| new_shard()).collect();
-    let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
-        .await
-        .unwrap();
-    h.register(Timestamp::new(0), data.iter().map(|d| (*d, test_desc())))
-        .await
-        .unwrap()
-        .unwrap();
+    let (txns, data, h) = registered(&client, 16).await;
     // A restart: a new handle registers the same shards with the same schema.
     drop(h);
     let mut h = TxnsHandle::<Timestamp>::open(client.clone(), txns)
