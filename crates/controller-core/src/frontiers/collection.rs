@@ -22,8 +22,8 @@ use timely::PartialOrder;
 /// - `allowed_compaction` is the last frontier sent in `AllowCompaction` (or the
 ///   registration since), and only advances; `empty_compaction_sent` records that
 ///   `AllowCompaction([])` went out, which happens at most once.
-/// - Outside a pass, `pending` is empty, `queued` and `upper_advanced` are false and
-///   `before` is `None`.
+/// - Outside a pass, `pending` is empty, `queued`, `upper_moved` and `derive_pending`
+///   are false and `before` is `None`.
 #[derive(Debug)]
 pub(super) struct CollectionFrontierState<T> {
     pub(super) upper: Antichain<T>,
@@ -46,9 +46,11 @@ pub(super) struct CollectionFrontierState<T> {
     pub(super) queued: bool,
     /// The since and upper before the current pass touched this entry.
     pub(super) before: Option<(Antichain<T>, Antichain<T>)>,
-    /// Whether the current pass advanced the upper; the implied capabilities follow
-    /// once, when the pass finishes, however many reports advanced it.
-    pub(super) upper_advanced: bool,
+    /// Whether the current pass advanced the upper already.
+    pub(super) upper_moved: bool,
+    /// Whether the implied capabilities wait for the end of the pass to follow the
+    /// upper (it advanced more than once in the pass; see `advance_upper`).
+    pub(super) derive_pending: bool,
 }
 
 impl<T: StorageTimestamp> CollectionFrontierState<T> {

@@ -162,7 +162,8 @@ impl<T: StorageTimestamp> FrontierState<T> {
             pending: ChangeBatch::new(),
             queued: false,
             before: None,
-            upper_advanced: false,
+            upper_moved: false,
+            derive_pending: false,
             allowed_compaction: since,
         };
         let mut changes = entry.rederive_capabilities();
@@ -431,11 +432,12 @@ impl<T: StorageTimestamp> FrontierState<T> {
     }
 }
 
-/// Moves a live entry's upper to `upper` if that advances it. Its implied
-/// capabilities follow when the pass finishes: policies are monotone in a non-empty
-/// upper, so deriving once from the last one is the same as deriving after each.
-/// A policy gives no advice for the empty upper, so before an upper closes, the
-/// capabilities catch up with the last open one.
+/// Moves a live entry's upper to `upper` if that advances it. The first advance in a
+/// pass derives the implied capabilities at once; later ones (a backlog of reports)
+/// leave that to the end of the pass, once: policies are monotone in a non-empty
+/// upper, so deriving from the last one is the same as deriving after each. A policy
+/// gives no advice for the empty upper, so before an upper closes, the capabilities
+/// catch up with the last open one.
 fn advance_upper<T: StorageTimestamp>(
     pass: &mut Pass,
     id: GlobalId,
@@ -446,12 +448,19 @@ fn advance_upper<T: StorageTimestamp>(
         return;
     }
     pass.touch(id, entry);
-    if upper.is_empty() && entry.upper_advanced {
+    if !entry.upper_moved {
+        entry.upper_moved = true;
+        set_frontier(&mut entry.upper, upper);
+        let changes = entry.rederive_capabilities();
+        pass.push(id, entry, changes);
+        return;
+    }
+    if upper.is_empty() && entry.derive_pending {
         let changes = entry.rederive_capabilities();
         pass.push(id, entry, changes);
     }
     set_frontier(&mut entry.upper, upper);
-    entry.upper_advanced = true;
+    pass.defer_derivation(id, entry);
 }
 
 /// Adds one external hold at `frontier`, which is not before the entry's since, so the

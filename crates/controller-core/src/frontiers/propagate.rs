@@ -25,6 +25,8 @@ pub(super) struct Pass {
     queue: BinaryHeap<GlobalId>,
     /// Ids whose frontiers were snapshot, in the order first touched.
     touched: Vec<GlobalId>,
+    /// Ids whose implied capabilities follow their upper at the end of the pass.
+    deferred: Vec<GlobalId>,
 }
 
 impl Pass {
@@ -33,6 +35,7 @@ impl Pass {
         Pass {
             queue: BinaryHeap::new(),
             touched: Vec::new(),
+            deferred: Vec::new(),
         }
     }
 
@@ -46,6 +49,19 @@ impl Pass {
         if entry.before.is_none() {
             entry.before = Some((entry.since().to_owned(), entry.upper.clone()));
             self.touched.push(id);
+        }
+    }
+
+    /// Leaves deriving the entry's implied capabilities from its upper to the end of
+    /// the pass.
+    pub(super) fn defer_derivation<T: StorageTimestamp>(
+        &mut self,
+        id: GlobalId,
+        entry: &mut CollectionFrontierState<T>,
+    ) {
+        if !entry.derive_pending {
+            entry.derive_pending = true;
+            self.deferred.push(id);
         }
     }
 
@@ -77,15 +93,14 @@ impl<T: StorageTimestamp> FrontierState<T> {
         self.effects(pass)
     }
 
-    /// Re-derives the implied capabilities of every entry whose upper the pass
-    /// advanced, once per entry (see `advance_upper`).
+    /// Derives the implied capabilities that waited for the end of the pass, once per
+    /// entry (see `advance_upper`).
     fn rederive_advanced(&mut self, pass: &mut Pass) {
-        for i in 0..pass.touched.len() {
-            let id = pass.touched[i];
+        for id in std::mem::take(&mut pass.deferred) {
             if let Some(entry) = self.collections.get_mut(&id)
-                && entry.upper_advanced
+                && entry.derive_pending
             {
-                entry.upper_advanced = false;
+                entry.derive_pending = false;
                 let changes = entry.rederive_capabilities();
                 pass.push(id, entry, changes);
             }
@@ -126,6 +141,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
             let Some(entry) = self.collections.get_mut(&id) else {
                 continue;
             };
+            entry.upper_moved = false;
             let Some((since_before, upper_before)) = entry.before.take() else {
                 continue;
             };
