@@ -559,11 +559,8 @@ impl<T: StorageTimestamp> Instance<T> {
                     return Poll::Ready(Err(event));
                 }
                 for (replica, responses) in connections.iter_mut() {
-                    if let Poll::Ready(response) = responses.rx.poll_recv(cx) {
-                        if response.is_some() {
-                            responses.delivered();
-                        }
-                        return Poll::Ready(Ok((*replica, response)));
+                    if let Poll::Ready(read) = responses.poll_read(cx) {
+                        return Poll::Ready(Ok((*replica, read)));
                     }
                 }
                 Poll::Pending
@@ -613,8 +610,7 @@ impl<T: StorageTimestamp> Instance<T> {
     /// them.
     fn close_responses(&mut self, replica: ReplicaId) {
         if let Some(mut responses) = self.connections.remove(&replica) {
-            while let Ok(response) = responses.rx.try_recv() {
-                responses.delivered();
+            while let Some(Some(response)) = responses.try_read() {
                 self.absorb_read(replica, Some(response));
             }
         }
@@ -637,21 +633,10 @@ impl<T: StorageTimestamp> Instance<T> {
     /// Reads one response a live connection already holds, or the end of one's
     /// responses; false if there was nothing to read.
     fn try_read(&mut self) -> bool {
-        let mut read = None;
-        for (replica, responses) in &mut self.connections {
-            match responses.rx.try_recv() {
-                Ok(response) => {
-                    responses.delivered();
-                    read = Some((*replica, Some(response)));
-                    break;
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    read = Some((*replica, None));
-                    break;
-                }
-                Err(mpsc::error::TryRecvError::Empty) => {}
-            }
-        }
+        let read = self
+            .connections
+            .iter_mut()
+            .find_map(|(replica, responses)| Some((*replica, responses.try_read()?)));
         let Some((replica, read)) = read else {
             return false;
         };

@@ -359,12 +359,17 @@ impl PersistClient {
     /// compaction or GC is cut off half way. Bound it with a timeout if the store may
     /// hang.
     pub async fn all_maintenance_idle(&self) {
-        let shards: Vec<ShardId> = {
+        // Only shards whose maintenance ever ran here have any to wait for.
+        let maintained: Vec<Arc<ShardCache>> = {
             let caches = self.inner.caches.lock().unwrap_or_else(|p| p.into_inner());
-            caches.keys().copied().collect()
+            caches
+                .values()
+                .filter(|cache| cache.maintained())
+                .cloned()
+                .collect()
         };
-        for shard in shards {
-            self.machine(shard).maintenance_idle().await;
+        for cache in maintained {
+            cache.maintenance_idle().await;
         }
     }
 

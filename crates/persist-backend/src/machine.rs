@@ -20,10 +20,9 @@ use crate::error::{ExternalError, PersistError, Result};
 use crate::location::Location;
 use crate::state::State;
 
-/// The latest state seen of one shard, shared by every handle of one client.
-/// What this process knows of one shard. Small while nobody waits on the shard: a
-/// process may know 100k mostly idle shards, and a watch channel costs several hundred
-/// bytes, so each is made by its first subscriber.
+/// What this process knows of one shard, shared by every handle of one client. Small
+/// while nobody waits on the shard: a process may know 100k mostly idle shards, and a
+/// watch channel costs several hundred bytes, so each is made by its first user.
 #[derive(Debug, Default)]
 pub(crate) struct ShardCache {
     /// The latest state seen.
@@ -46,6 +45,22 @@ impl ShardCache {
 
     fn compacting(&self) -> &watch::Sender<bool> {
         self.compacting.get_or_init(|| watch::channel(false).0)
+    }
+
+    /// Whether background maintenance of the shard ever ran in this process.
+    pub(crate) fn maintained(&self) -> bool {
+        self.compacting.get().is_some()
+    }
+
+    /// Waits until no background maintenance of the shard runs in this process.
+    pub(crate) async fn maintenance_idle(&self) {
+        // No maintenance of this shard ever ran here: nothing to wait for.
+        let Some(compacting) = self.compacting.get() else {
+            return;
+        };
+        let mut rx = compacting.subscribe();
+        // The sender lives as long as this cache.
+        let _ = rx.wait_for(|running| !*running).await;
     }
 }
 
@@ -585,13 +600,7 @@ impl Machine {
 
     /// Waits until no background maintenance of this shard runs in this process.
     pub(crate) async fn maintenance_idle(&self) {
-        // No maintenance of this shard ever ran here: nothing to wait for.
-        let Some(compacting) = self.cache.compacting.get() else {
-            return;
-        };
-        let mut rx = compacting.subscribe();
-        // The sender lives in the shard cache, as long as this machine.
-        let _ = rx.wait_for(|running| !*running).await;
+        self.cache.maintenance_idle().await;
     }
 }
 

@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use strata_controller_api::{Antichain, GlobalId, Timestamp};
+use strata_controller_api::{Antichain, GlobalId, Timestamp, frontier_advances};
 use strata_instance_client::{
     ReplicaResponse, SinkStatistics, SourceStatistics, Status, StatusUpdate,
 };
-use timely::PartialOrder;
 
 use crate::shard::Shards;
 
@@ -140,7 +139,7 @@ impl Reporter {
             .filter(|(id, upper)| {
                 let advanced = uppers
                     .get(id)
-                    .is_none_or(|last| PartialOrder::less_than(last, upper));
+                    .is_none_or(|last| frontier_advances(last, upper));
                 if advanced {
                     uppers.insert(*id, upper.clone());
                 }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use futures::FutureExt;
 use strata_controller_api::{
-    Antichain, GlobalId, Lifecycle, Status, StatusUpdate, StorageError, StorageParameters,
-    StorageResponse, StorageTimestamp,
+    Antichain, GlobalId, Lifecycle, ReplicaId, Status, StatusUpdate, StorageError,
+    StorageParameters, StorageResponse, StorageTimestamp,
 };
 use strata_instance_client::{InstanceResponse, ReplicaParameters, StorageCommand};
 
@@ -44,21 +44,17 @@ impl<T: StorageTimestamp> Controller<T> {
                 self.pending.push_back((*id, response));
             }
         }
-        let mut batches = Vec::new();
-        // Per batch: the replica whose own uppers it also is (`SharedFrontierUppers`).
-        let mut shared_with = Vec::new();
+        // Each batch, with the replica whose own uppers it also is
+        // (`SharedFrontierUppers`).
+        let mut batches: Vec<(Option<ReplicaId>, UpperBatch<T>)> = Vec::new();
         let mut replica_batches = Vec::new();
         let mut dropped = BTreeSet::new();
         let mut statuses = Vec::new();
         while let Some((_, response)) = self.pending.pop_front() {
             match response {
-                InstanceResponse::FrontierUppers(uppers) => {
-                    batches.push(uppers);
-                    shared_with.push(None);
-                }
+                InstanceResponse::FrontierUppers(uppers) => batches.push((None, uppers)),
                 InstanceResponse::SharedFrontierUppers { replica, uppers } => {
-                    batches.push(uppers);
-                    shared_with.push(Some(replica));
+                    batches.push((Some(replica), uppers));
                 }
                 InstanceResponse::DroppedId(id) => {
                     dropped.insert(id);
@@ -75,9 +71,12 @@ impl<T: StorageTimestamp> Controller<T> {
             }
         }
         if !batches.is_empty() {
-            let effects = self.registry.frontiers.apply_write_frontiers(&mut batches);
+            let effects = self
+                .registry
+                .frontiers
+                .apply_write_frontiers(batches.iter_mut().map(|(_, uppers)| uppers));
             self.execute(effects);
-            for (uppers, shared_with) in batches.into_iter().zip(shared_with) {
+            for (shared_with, uppers) in batches {
                 if uppers.is_empty() {
                     continue;
                 }
@@ -139,6 +138,9 @@ impl<T: StorageTimestamp> Controller<T> {
             .push_back(StorageResponse::StatusUpdates(statuses));
     }
 }
+
+/// Collections' new uppers, as one response carries them.
+type UpperBatch<T> = Vec<(GlobalId, Antichain<T>)>;
 
 /// Wall-clock milliseconds since the Unix epoch; 0 if the clock is before it.
 pub(super) fn now_ms() -> u64 {

@@ -202,11 +202,7 @@ impl<T: StorageTimestamp> FrontierState<T> {
     ) -> Vec<Effect<T>> {
         let mut pass = Pass::new();
         for (id, upper) in updates {
-            if let Some(entry) = self.collections.get_mut(id)
-                && !entry.dropped
-            {
-                advance_upper(&mut pass, *id, entry, upper);
-            }
+            self.advance_live_upper(&mut pass, *id, upper);
         }
         self.finish(pass)
     }
@@ -215,21 +211,29 @@ impl<T: StorageTimestamp> FrontierState<T> {
     /// pass, and removes from each batch the reports about unknown or dropped ids, so
     /// that what is left is what a caller should hear of. One pass over a backlog of
     /// batches reports each id's frontiers once, however many batches moved them.
-    pub fn apply_write_frontiers(
+    pub fn apply_write_frontiers<'a>(
         &mut self,
-        batches: &mut [Vec<(GlobalId, Antichain<T>)>],
-    ) -> Vec<Effect<T>> {
+        batches: impl IntoIterator<Item = &'a mut Vec<(GlobalId, Antichain<T>)>>,
+    ) -> Vec<Effect<T>>
+    where
+        T: 'a,
+    {
         let mut pass = Pass::new();
         for updates in batches {
-            updates.retain(|(id, upper)| match self.collections.get_mut(id) {
-                Some(entry) if !entry.dropped => {
-                    advance_upper(&mut pass, *id, entry, upper);
-                    true
-                }
-                _ => false,
-            });
+            updates.retain(|(id, upper)| self.advance_live_upper(&mut pass, *id, upper));
         }
         self.finish(pass)
+    }
+
+    /// Applies one upper report to `id` in `pass` if it is live; returns whether it is.
+    fn advance_live_upper(&mut self, pass: &mut Pass, id: GlobalId, upper: &Antichain<T>) -> bool {
+        match self.collections.get_mut(&id) {
+            Some(entry) if !entry.dropped => {
+                advance_upper(pass, id, entry, upper);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Replaces read policies. The implied capability advances to the new policy's

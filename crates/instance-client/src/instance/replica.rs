@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use strata_controller_api::retry::{Backoff, BackoffConfig};
 use strata_controller_api::{ReplicaId, StorageTimestamp};
@@ -30,17 +31,37 @@ pub(crate) enum ReplicaEvent<T> {
 /// The instance's end of a live connection's responses.
 #[derive(Debug)]
 pub(crate) struct Responses<T> {
-    pub(crate) rx: mpsc::UnboundedReceiver<ReplicaResponse<T>>,
+    rx: mpsc::UnboundedReceiver<ReplicaResponse<T>>,
     /// Set once a response was read: the connection worked.
     delivered: Arc<AtomicBool>,
     /// Dropped with this end, which tells the task that the responses ended.
     _ended: oneshot::Sender<()>,
 }
 
+/// What reading a connection's responses gave: a response, or (`None`) their end.
+pub(crate) type Read<T> = Option<ReplicaResponse<T>>;
+
 impl<T> Responses<T> {
-    /// Records that a response was read.
-    pub(crate) fn delivered(&self) {
-        self.delivered.store(true, Ordering::Relaxed);
+    /// The next response, or the end of them, if either is there now.
+    pub(crate) fn try_read(&mut self) -> Option<Read<T>> {
+        match self.rx.try_recv() {
+            Ok(response) => Some(self.delivered(Some(response))),
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        }
+    }
+
+    /// Polls for the next response, or the end of them.
+    pub(crate) fn poll_read(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Read<T>> {
+        self.rx.poll_recv(cx).map(|read| self.delivered(read))
+    }
+
+    /// Records that a response was read: the connection worked.
+    fn delivered(&self, read: Read<T>) -> Read<T> {
+        if read.is_some() {
+            self.delivered.store(true, Ordering::Relaxed);
+        }
+        read
     }
 }
 

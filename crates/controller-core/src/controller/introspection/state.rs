@@ -260,9 +260,20 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
         }
     }
 
-    /// Retracts the replica frontiers of `diffs`, if that kind is written.
-    fn retract_replica_frontiers(&mut self, diffs: Vec<(Row, i64)>) {
-        if !diffs.is_empty() && self.is_written(IntrospectionType::ReplicaFrontiers) {
+    /// Retracts the replica frontiers `gone` lists, if that kind is written (the rows
+    /// are made only then).
+    fn retract_replica_frontiers(
+        &mut self,
+        gone: impl IntoIterator<Item = (GlobalId, ReplicaId, Antichain<T>)>,
+    ) {
+        if !self.is_written(IntrospectionType::ReplicaFrontiers) {
+            return;
+        }
+        let diffs: Vec<(Row, i64)> = gone
+            .into_iter()
+            .map(|(id, replica, upper)| (replica_frontier_row(id, replica, &upper), -1))
+            .collect();
+        if !diffs.is_empty() {
             self.send(IntrospectionType::ReplicaFrontiers, diffs);
         }
     }
@@ -272,14 +283,14 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
         let diffs = upsert(&mut self.shard_mapping, id, None);
         self.send(IntrospectionType::ShardMapping, diffs);
         self.remove_frontiers(id);
-        let retractions = self
+        let gone: Vec<_> = self
             .replica_frontiers
             .remove(&id)
             .into_iter()
             .flatten()
-            .map(|(replica, upper)| (replica_frontier_row(id, replica, &upper), -1))
+            .map(|(replica, upper)| (id, replica, upper))
             .collect();
-        self.retract_replica_frontiers(retractions);
+        self.retract_replica_frontiers(gone);
         for scraper in self.source_statistics.values() {
             scraper.drop_id(id);
         }
@@ -290,18 +301,18 @@ impl<T: StorageTimestamp> IntrospectionState<T> {
 
     /// Retracts everything recorded about `replica`.
     pub(crate) fn forget_replica(&mut self, replica: ReplicaId) {
-        let mut retractions = Vec::new();
+        let mut gone = Vec::new();
         self.replica_frontiers.retain(|id, uppers| {
             uppers.retain(|(r, upper)| {
-                let gone = *r == replica;
-                if gone {
-                    retractions.push((replica_frontier_row(*id, replica, upper), -1));
+                let leaves = *r == replica;
+                if leaves {
+                    gone.push((*id, replica, std::mem::take(upper)));
                 }
-                !gone
+                !leaves
             });
             !uppers.is_empty()
         });
-        self.retract_replica_frontiers(retractions);
+        self.retract_replica_frontiers(gone);
         for scraper in self.source_statistics.values() {
             scraper.drop_replica(replica);
         }
